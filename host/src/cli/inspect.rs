@@ -1,0 +1,40 @@
+//! `weir inspect MODULE.wasm`: what a module is, exports and imports.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::wasm_runtime;
+use crate::wasm::{WIT_PACKAGE, WIT_VERSION};
+
+/// Arguments of `weir inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The module (a Wasm component).
+    module: PathBuf,
+}
+
+pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let wasm = wasm_runtime()?;
+    let module = wasm.load(&args.module)?;
+    println!("module:    {}", module.info.name);
+    println!("version:   {}", module.info.version);
+    println!("file:      {}", module.path.display());
+    println!("sha256:    {}", module.digest);
+    println!("contract:  {WIT_PACKAGE}@{WIT_VERSION}");
+    println!("functions:");
+    for function in &module.info.functions {
+        let states = if function.states.is_empty() { String::new() } else { format!("  states: {}", function.states.join(", ")) };
+        println!("  {:<24} {}{states}", function.name, function.kind);
+    }
+    println!("exports:");
+    for export in &module.exports {
+        println!("  {export}");
+    }
+    println!("imports:");
+    for import in &module.imports {
+        println!("  {import}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,87 @@
+//! The `weir` command line: one file a subcommand. This is the only place
+//! that uses `anyhow`; the library reports typed errors.
+
+mod inspect;
+mod run;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::job::LoadOptions;
+use crate::job::params::parse_assignment;
+use crate::wasm::{EngineOptions, WasmRuntime};
+
+/// Weir: a stateful stream processor whose user functions are WebAssembly
+/// components.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about)]
+pub struct Cli {
+    /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter).
+    #[arg(long, global = true, default_value = "warn", env = "WEIR_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a job to completion.
+    Run(run::RunArgs),
+    /// Check a job file and its modules without running it.
+    Validate(validate::ValidateArgs),
+    /// Show what a module exports and imports.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Options shared by the commands that load a job.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job file (TOML).
+    job: PathBuf,
+    /// Set a job parameter: `--param name=value` (repeatable).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    params: Vec<(String, String)>,
+    /// Also look for modules in this folder (repeatable; `WEIR_MODULE_PATH` too).
+    #[arg(long = "module-path", value_name = "DIR")]
+    module_path: Vec<PathBuf>,
+    /// Parallelism of vertices the job file gives none (default: the cores).
+    #[arg(long)]
+    parallelism: Option<u32>,
+}
+
+impl JobArgs {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            params: self.params.clone(),
+            module_path: self.module_path.clone(),
+            default_parallelism: self.parallelism.filter(|p| *p > 0),
+        }
+    }
+}
+
+fn wasm_runtime() -> anyhow::Result<std::sync::Arc<WasmRuntime>> {
+    Ok(WasmRuntime::new(EngineOptions::with_default_cache())?)
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate(args) => validate::validate(args),
+        Command::Inspect(args) => inspect::inspect(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `weir run JOB`: run a job to completion, with progress and a summary.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{JobArgs, wasm_runtime};
+use crate::job::load_job;
+use crate::metrics::{VertexRole, thousands};
+use crate::runtime::executor::{JobSummary, RunOptions, execute};
+
+/// Arguments of `weir run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// Print no progress line.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let wasm = wasm_runtime()?;
+    let plan = match load_job(&args.job.job, &args.job.load_options(), &wasm) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("error: {error}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let options = RunOptions { progress: (!args.quiet).then_some(Duration::from_secs(1)) };
+    match execute(&plan, wasm.engine(), &options) {
+        Ok(summary) => {
+            print_summary(&summary);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: job `{}` failed: {error}", plan.name);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn print_summary(summary: &JobSummary) {
+    eprintln!("weir: job `{}` finished in {:.2} s", summary.name, summary.elapsed.as_secs_f64());
+    for vertex in &summary.vertices {
+        let (role, counts) = match vertex.role {
+            VertexRole::Source => ("source", format!("out {}", thousands(vertex.records_out))),
+            VertexRole::Operator => (
+                "operator",
+                format!("in {}  out {}", thousands(vertex.records_in), thousands(vertex.records_out)),
+            ),
+            VertexRole::Sink => ("sink", format!("in {}", thousands(vertex.records_in))),
+        };
+        eprintln!("  {role:<8} {:<20} {counts}", vertex.uid);
+    }
+    if summary.dead_letters > 0 {
+        eprintln!(
+            "  dead letters: {} (in {})",
+            thousands(summary.dead_letters),
+            summary.dead_letter_path.display()
+        );
+    } else {
+        eprintln!("  dead letters: 0");
+    }
+}

@@ -1,0 +1,566 @@
+//! Loading a job file: parse, expand parameters, check everything, and build
+//! the [`JobPlan`]. Every problem is reported with the file, line and field,
+//! and all problems are reported at once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::error::{JobFileError, JobFileErrors, Locator};
+use super::params::Params;
+use super::plan::{
+    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, Vertex,
+    VertexKind,
+};
+use super::spec::{JobSpec, KeyBySpec, PartitionSpec, SinkKind, SourceKind};
+use crate::connectors::generator::GeneratorConfig;
+use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
+
+/// Default number of key groups.
+pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
+/// Default most records in one batch.
+pub const DEFAULT_BATCH_SIZE: u32 = 1024;
+/// Default batches a channel holds.
+pub const DEFAULT_CHANNEL_CAPACITY: u32 = 16;
+/// Default longest call into a function.
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 10_000;
+/// Default largest memory of one instance.
+pub const DEFAULT_MEMORY_MB: u64 = 512;
+
+/// How to load a job.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--param name=value` overrides.
+    pub params: Vec<(String, String)>,
+    /// Folders searched for modules after the job file's own folder.
+    pub module_path: Vec<PathBuf>,
+    /// Parallelism used where the job file sets none (defaults to the cores).
+    pub default_parallelism: Option<u32>,
+}
+
+/// Reads, checks and plans the job in `file`.
+pub fn load_job(file: &Path, options: &LoadOptions, wasm: &WasmRuntime) -> Result<JobPlan, JobFileErrors> {
+    let locator = Locator::new(file, "");
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| JobFileErrors(vec![locator.file_error(format!("cannot read the job file: {e}"))]))?;
+    load_job_text(file, &text, options, wasm)
+}
+
+/// Checks and plans a job given as text (`file` is used in messages and to
+/// resolve relative module paths).
+pub fn load_job_text(
+    file: &Path,
+    text: &str,
+    options: &LoadOptions,
+    wasm: &WasmRuntime,
+) -> Result<JobPlan, JobFileErrors> {
+    let locator = Locator::new(file, text);
+    let spec: JobSpec = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|span| locator.line_of(span.start));
+        JobFileErrors(vec![JobFileError {
+            file: file.to_path_buf(),
+            line,
+            field: None,
+            message: e.message().trim().to_string(),
+        }])
+    })?;
+    let mut builder = Builder {
+        locator,
+        params: Params::new(&spec.params, &options.params),
+        errors: Vec::new(),
+        module_dirs: module_dirs(file, &options.module_path),
+        wasm,
+        modules: HashMap::new(),
+    };
+    let plan = builder.plan(&spec, options);
+    if builder.errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(JobFileErrors(builder.errors))
+    }
+}
+
+fn module_dirs(file: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = vec![file.parent().map(Path::to_path_buf).unwrap_or_default()];
+    dirs.extend(extra.iter().cloned());
+    if let Some(path) = std::env::var_os("WEIR_MODULE_PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs
+}
+
+/// Vertex under construction, before topological ordering.
+struct Draft {
+    uid: String,
+    line: usize,
+    parallelism: u32,
+    kind: VertexKind,
+    input: Option<DraftInput>,
+    is_sink: bool,
+}
+
+struct DraftInput {
+    uid: Spanned<String>,
+    partitioning: Option<DraftPartitioning>,
+    side_output: Option<String>,
+}
+
+enum DraftPartitioning {
+    Explicit(Spanned<PartitionSpec>),
+    KeyBy(FunctionRef),
+}
+
+struct Builder<'a> {
+    locator: Locator,
+    params: Params,
+    errors: Vec<JobFileError>,
+    module_dirs: Vec<PathBuf>,
+    wasm: &'a WasmRuntime,
+    modules: HashMap<PathBuf, Arc<UdfModule>>,
+}
+
+impl Builder<'_> {
+    fn plan(&mut self, spec: &JobSpec, options: &LoadOptions) -> JobPlan {
+        let default_parallelism = spec
+            .job
+            .parallelism
+            .as_ref()
+            .map(|p| self.positive(p, "job → parallelism"))
+            .or(options.default_parallelism)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        let settings = self.settings(spec);
+        let max_parallelism = settings.max_parallelism;
+
+        let mut drafts = Vec::new();
+        for source in &spec.sources {
+            drafts.push(self.source(source, default_parallelism));
+        }
+        for operator in &spec.operators {
+            drafts.push(self.operator(operator, default_parallelism));
+        }
+        for sink in &spec.sinks {
+            drafts.push(self.sink(sink));
+        }
+        if spec.sources.is_empty() {
+            self.errors.push(self.locator.file_error("the job has no [[source]]"));
+        }
+        if spec.sinks.is_empty() {
+            self.errors.push(self.locator.file_error("the job has no [[sink]]"));
+        }
+        for draft in &drafts {
+            if draft.parallelism > max_parallelism {
+                let error = self.line_error(
+                    draft.line,
+                    &format!("`{}` → parallelism", draft.uid),
+                    format!("{} exceeds max_parallelism {max_parallelism}", draft.parallelism),
+                );
+                self.errors.push(error);
+            }
+        }
+        let vertices = self.order(drafts);
+        let name = spec.job.name.clone().unwrap_or_else(|| {
+            self.locator.file().file_stem().map_or("job".into(), |s| s.to_string_lossy().into_owned())
+        });
+        JobPlan { name, settings, vertices }
+    }
+
+    fn settings(&mut self, spec: &JobSpec) -> Settings {
+        let job = &spec.job;
+        let max_parallelism = job
+            .max_parallelism
+            .as_ref()
+            .map_or(DEFAULT_MAX_PARALLELISM, |v| self.positive(v, "job → max_parallelism"));
+        let batch_size = job.batch_size.as_ref().map_or(DEFAULT_BATCH_SIZE, |v| self.positive(v, "job → batch_size"));
+        let channel_capacity = job
+            .channel_capacity
+            .as_ref()
+            .map_or(DEFAULT_CHANNEL_CAPACITY, |v| self.positive(v, "job → channel_capacity"));
+        let dead_letter = job
+            .dead_letter
+            .as_ref()
+            .map_or_else(|| PathBuf::from("dead-letters.jsonl"), |p| self.path(p, "job → dead_letter"));
+        let call_timeout_ms = job.limits.call_timeout_ms.as_ref().map_or(DEFAULT_CALL_TIMEOUT_MS, |v| {
+            self.positive_u64(v, "job.limits → call_timeout_ms")
+        });
+        let memory_mb = job
+            .limits
+            .memory_mb
+            .as_ref()
+            .map_or(DEFAULT_MEMORY_MB, |v| self.positive_u64(v, "job.limits → memory_mb"));
+        Settings {
+            max_parallelism,
+            batch_size: batch_size as usize,
+            channel_capacity: channel_capacity as usize,
+            dead_letter,
+            limits: Limits {
+                call_timeout_ms,
+                memory_bytes: usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            },
+        }
+    }
+
+    fn source(&mut self, spanned: &Spanned<super::spec::SourceSpec>, default_parallelism: u32) -> Draft {
+        let source = spanned.get_ref();
+        let uid = source.uid.get_ref().clone();
+        let field = |name: &str| format!("source `{uid}` → {name}");
+        let mut parallelism =
+            source.parallelism.as_ref().map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
+        let kind = match source.kind.get_ref() {
+            SourceKind::File => {
+                parallelism = 1;
+                let path = match &source.path {
+                    Some(path) => self.path(path, &field("path")),
+                    None => {
+                        self.errors.push(self.locator.error(
+                            spanned.span(),
+                            field("path"),
+                            "a file source needs `path`",
+                        ));
+                        PathBuf::new()
+                    }
+                };
+                SourceConfig::File { path }
+            }
+            SourceKind::Generator => {
+                let defaults = GeneratorConfig::default();
+                let config = GeneratorConfig {
+                    events: source.events.as_ref().map(|e| *e.get_ref()),
+                    seed: source.seed.unwrap_or(defaults.seed),
+                    rate: source.rate.as_ref().map_or(defaults.rate, |r| self.positive_u64(r, &field("rate"))),
+                    cameras: source
+                        .cameras
+                        .as_ref()
+                        .map_or(defaults.cameras, |c| self.positive(c, &field("cameras"))),
+                    plates: source.plates.as_ref().map_or(defaults.plates, |p| self.positive(p, &field("plates"))),
+                    dirty: source.dirty.unwrap_or(defaults.dirty),
+                    ..defaults
+                };
+                SourceConfig::Generator(config)
+            }
+        };
+        Draft {
+            uid,
+            line: self.locator.line_of(spanned.span().start),
+            parallelism,
+            kind: VertexKind::Source(kind),
+            input: None,
+            is_sink: false,
+        }
+    }
+
+    fn operator(&mut self, spanned: &Spanned<super::spec::OperatorSpec>, default_parallelism: u32) -> Draft {
+        let operator = spanned.get_ref();
+        let uid = operator.uid.get_ref().clone();
+        let field = |name: &str| format!("operator `{uid}` → {name}");
+        let parallelism =
+            operator.parallelism.as_ref().map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
+        let params = operator.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>();
+        let function = self.function(&operator.module, &operator.function, &field("module"), &field("function"), params);
+        let mut partitioning = operator.partition.clone().map(DraftPartitioning::Explicit);
+        if let Some(key_by) = &operator.key_by {
+            if let Some(selector) = self.key_selector(key_by, &uid) {
+                partitioning = Some(DraftPartitioning::KeyBy(selector));
+            }
+        }
+        let kind = match function {
+            Some(function) => {
+                match function.kind {
+                    FunctionKind::KeySelector => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("function"),
+                        format!(
+                            "`{}` is a key selector; use it in `key_by`, not as an operator",
+                            function.function
+                        ),
+                    )),
+                    FunctionKind::KeyedProcess if operator.key_by.is_none() => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("key_by"),
+                        format!("`{}` is a keyed process function: the operator needs `key_by`", function.function),
+                    )),
+                    _ => {}
+                }
+                VertexKind::Operator(function)
+            }
+            None => VertexKind::Sink(SinkConfig::Stdout), // placeholder; errors were recorded
+        };
+        Draft {
+            uid,
+            line: self.locator.line_of(spanned.span().start),
+            parallelism,
+            kind,
+            input: Some(DraftInput {
+                uid: operator.input.clone(),
+                partitioning,
+                side_output: operator.side_output.clone(),
+            }),
+            is_sink: false,
+        }
+    }
+
+    fn key_selector(&mut self, key_by: &Spanned<KeyBySpec>, uid: &str) -> Option<FunctionRef> {
+        let spec = key_by.get_ref();
+        let field = |name: &str| format!("operator `{uid}` → key_by → {name}");
+        let selector = self.function(&spec.module, &spec.function, &field("module"), &field("function"), Vec::new())?;
+        if selector.kind != FunctionKind::KeySelector {
+            self.errors.push(self.locator.error(
+                spec.function.span(),
+                field("function"),
+                format!("expected a key selector, found `{}`, a {} function", selector.function, selector.kind),
+            ));
+            return None;
+        }
+        Some(selector)
+    }
+
+    fn sink(&mut self, spanned: &Spanned<super::spec::SinkSpec>) -> Draft {
+        let sink = spanned.get_ref();
+        let uid = sink.uid.get_ref().clone();
+        let kind = match sink.kind.get_ref() {
+            SinkKind::Stdout => SinkConfig::Stdout,
+            SinkKind::File => match &sink.path {
+                Some(path) => SinkConfig::File { path: self.path(path, &format!("sink `{uid}` → path")) },
+                None => {
+                    self.errors.push(self.locator.error(
+                        spanned.span(),
+                        format!("sink `{uid}` → path"),
+                        "a file sink needs `path`",
+                    ));
+                    SinkConfig::Stdout
+                }
+            },
+        };
+        Draft {
+            uid,
+            line: self.locator.line_of(spanned.span().start),
+            parallelism: 1,
+            kind: VertexKind::Sink(kind),
+            input: Some(DraftInput { uid: sink.input.clone(), partitioning: None, side_output: sink.side_output.clone() }),
+            is_sink: true,
+        }
+    }
+
+    /// Loads `module` and checks that it exports `function`.
+    fn function(
+        &mut self,
+        module: &Spanned<String>,
+        function: &Spanned<String>,
+        module_field: &str,
+        function_field: &str,
+        params: Vec<(String, String)>,
+    ) -> Option<FunctionRef> {
+        let path = self.module(module, module_field)?;
+        let loaded = match self.modules.get(&path) {
+            Some(loaded) => Arc::clone(loaded),
+            None => match self.wasm.load(&path) {
+                Ok(loaded) => {
+                    self.modules.insert(path.clone(), Arc::clone(&loaded));
+                    loaded
+                }
+                Err(e) => {
+                    self.errors.push(self.locator.error(module.span(), module_field, e.to_string()));
+                    return None;
+                }
+            },
+        };
+        let name = function.get_ref();
+        let Some(info) = loaded.info.function(name) else {
+            let exported: Vec<String> = loaded.info.functions.iter().map(|f| format!("{} ({})", f.name, f.kind)).collect();
+            self.errors.push(self.locator.error(
+                function.span(),
+                function_field,
+                format!(
+                    "module {} exports no function `{name}`; it exports: {}",
+                    loaded.display_name(),
+                    if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
+                ),
+            ));
+            return None;
+        };
+        Some(FunctionRef { module: Arc::clone(&loaded), function: name.clone(), kind: info.kind, params })
+    }
+
+    /// Resolves a module path: relative to the job file's folder, then the
+    /// module search path.
+    fn module(&mut self, module: &Spanned<String>, field: &str) -> Option<PathBuf> {
+        let expanded = self.expand(module, field)?;
+        let relative = PathBuf::from(&expanded);
+        let candidates: Vec<PathBuf> = if relative.is_absolute() {
+            vec![relative.clone()]
+        } else {
+            self.module_dirs.iter().map(|dir| dir.join(&relative)).collect()
+        };
+        if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+            return Some(found.clone());
+        }
+        let searched: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        self.errors.push(self.locator.error(
+            module.span(),
+            field,
+            format!("module `{expanded}` not found (looked in: {})", searched.join(", ")),
+        ));
+        None
+    }
+
+    fn expand(&mut self, value: &Spanned<String>, field: &str) -> Option<String> {
+        match self.params.expand(value.get_ref()) {
+            Ok(expanded) => Some(expanded),
+            Err(message) => {
+                self.errors.push(self.locator.error(value.span(), field, message));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, value: &Spanned<String>, field: &str) -> PathBuf {
+        PathBuf::from(self.expand(value, field).unwrap_or_default())
+    }
+
+    fn positive(&mut self, value: &Spanned<u32>, field: &str) -> u32 {
+        if *value.get_ref() == 0 {
+            self.errors.push(self.locator.error(value.span(), field, "must be at least 1"));
+            return 1;
+        }
+        *value.get_ref()
+    }
+
+    fn positive_u64(&mut self, value: &Spanned<u64>, field: &str) -> u64 {
+        if *value.get_ref() == 0 {
+            self.errors.push(self.locator.error(value.span(), field, "must be at least 1"));
+            return 1;
+        }
+        *value.get_ref()
+    }
+
+    /// Checks uids and inputs and orders the vertices so that every vertex
+    /// follows its input.
+    fn order(&mut self, drafts: Vec<Draft>) -> Vec<Vertex> {
+        let mut by_uid: HashMap<String, usize> = HashMap::new();
+        for (index, draft) in drafts.iter().enumerate() {
+            if draft.uid.is_empty() {
+                self.errors.push(self.line_error(draft.line, "uid", "must not be empty"));
+            }
+            if let Some(&first) = by_uid.get(&draft.uid) {
+                self.errors.push(self.line_error(
+                    draft.line,
+                    "uid",
+                    format!("duplicate uid `{}` (first used on line {})", draft.uid, drafts[first].line),
+                ));
+            } else {
+                by_uid.insert(draft.uid.clone(), index);
+            }
+        }
+        let mut inputs: Vec<Option<usize>> = vec![None; drafts.len()];
+        for (index, draft) in drafts.iter().enumerate() {
+            let Some(DraftInput { uid: input, .. }) = &draft.input else { continue };
+            match by_uid.get(input.get_ref()) {
+                Some(&from) if drafts[from].is_sink => self.errors.push(self.locator.error(
+                    input.span(),
+                    format!("`{}` → input", draft.uid),
+                    format!("`{}` is a sink; sinks have no output", input.get_ref()),
+                )),
+                Some(&from) => inputs[index] = Some(from),
+                None => {
+                    let mut known: Vec<&str> =
+                        drafts.iter().filter(|d| !d.is_sink).map(|d| d.uid.as_str()).collect();
+                    known.sort_unstable();
+                    self.errors.push(self.locator.error(
+                        input.span(),
+                        format!("`{}` → input", draft.uid),
+                        format!("no source or operator has uid `{}` (known: {})", input.get_ref(), known.join(", ")),
+                    ));
+                }
+            }
+        }
+        // Topological order (inputs form a forest: one input per vertex).
+        let mut order = Vec::with_capacity(drafts.len());
+        let mut state = vec![0u8; drafts.len()]; // 0 new, 1 visiting, 2 done
+        for start in 0..drafts.len() {
+            let mut chain = Vec::new();
+            let mut current = Some(start);
+            while let Some(index) = current {
+                match state[index] {
+                    2 => break,
+                    1 => {
+                        self.errors.push(self.line_error(
+                            drafts[index].line,
+                            "input",
+                            format!("`{}` is part of a cycle of inputs", drafts[index].uid),
+                        ));
+                        break;
+                    }
+                    _ => {
+                        state[index] = 1;
+                        chain.push(index);
+                        current = inputs[index];
+                    }
+                }
+            }
+            for &index in chain.iter().rev() {
+                state[index] = 2;
+                order.push(index);
+            }
+        }
+        let position: HashMap<usize, usize> = order.iter().enumerate().map(|(pos, &index)| (index, pos)).collect();
+        let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
+        let mut vertices = Vec::with_capacity(order.len());
+        for (pos, &index) in order.iter().enumerate() {
+            let Some(draft) = slots[index].take() else { continue };
+            let input = match (inputs[index], draft.input) {
+                (Some(from), Some(DraftInput { partitioning, side_output, .. })) => {
+                    let upstream_parallelism = vertices
+                        .get(position[&from])
+                        .map_or(1, |v: &Vertex| v.parallelism);
+                    Some(Edge {
+                        from: position[&from],
+                        partitioning: self.partitioning(partitioning, upstream_parallelism, &draft.uid, draft.parallelism),
+                        side_output,
+                    })
+                }
+                _ => None,
+            };
+            vertices.push(Vertex { index: pos, uid: draft.uid, parallelism: draft.parallelism, kind: draft.kind, input });
+        }
+        vertices
+    }
+
+    fn partitioning(
+        &mut self,
+        draft: Option<DraftPartitioning>,
+        upstream_parallelism: u32,
+        uid: &str,
+        parallelism: u32,
+    ) -> Partitioning {
+        match draft {
+            Some(DraftPartitioning::KeyBy(selector)) => Partitioning::KeyBy(selector),
+            Some(DraftPartitioning::Explicit(spec)) => match spec.get_ref() {
+                PartitionSpec::Forward if upstream_parallelism != parallelism => {
+                    self.errors.push(self.locator.error(
+                        spec.span(),
+                        format!("operator `{uid}` → partition"),
+                        format!(
+                            "forward needs equal parallelism, but the input has {upstream_parallelism} subtasks and this operator {parallelism}"
+                        ),
+                    ));
+                    Partitioning::Rebalance
+                }
+                PartitionSpec::Forward => Partitioning::Forward,
+                PartitionSpec::Rebalance => Partitioning::Rebalance,
+                PartitionSpec::Broadcast => Partitioning::Broadcast,
+            },
+            None if upstream_parallelism == parallelism => Partitioning::Forward,
+            None => Partitioning::Rebalance,
+        }
+    }
+
+    fn line_error(&self, line: usize, field: &str, message: impl Into<String>) -> JobFileError {
+        JobFileError {
+            file: self.locator.file().to_path_buf(),
+            line: Some(line),
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The validated job: a graph of vertices, each with its parallelism, its
+//! resolved configuration and the edge it reads from.
+//!
+//! A plan is what the runtime executes. It holds no TOML and no unresolved
+//! `${param}`: every path is expanded and every module is loaded and checked.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::wasm::UdfModule;
+
+/// A validated, executable job.
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    /// The job's name.
+    pub name: String,
+    /// Job-wide settings.
+    pub settings: Settings,
+    /// Vertices in topological order: every vertex comes after its input.
+    pub vertices: Vec<Vertex>,
+}
+
+/// Job-wide settings with their defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Number of key groups.
+    pub max_parallelism: u32,
+    /// Most records in one batch.
+    pub batch_size: usize,
+    /// Batches a channel holds before its producer waits.
+    pub channel_capacity: usize,
+    /// Where rejected records go.
+    pub dead_letter: PathBuf,
+    /// Limits of every Wasm instance.
+    pub limits: Limits,
+}
+
+/// Resource limits of a Wasm instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest one call may run, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: usize,
+}
+
+/// One vertex of the dataflow graph.
+#[derive(Debug, Clone)]
+pub struct Vertex {
+    /// Position in [`JobPlan::vertices`].
+    pub index: usize,
+    /// The uid from the job file.
+    pub uid: String,
+    /// Number of parallel subtasks.
+    pub parallelism: u32,
+    /// What the vertex does.
+    pub kind: VertexKind,
+    /// The edge this vertex reads from (none for sources).
+    pub input: Option<Edge>,
+}
+
+/// What a vertex does.
+#[derive(Debug, Clone)]
+pub enum VertexKind {
+    /// Reads records from outside.
+    Source(SourceConfig),
+    /// Runs a user function.
+    Operator(FunctionRef),
+    /// Writes records outside.
+    Sink(SinkConfig),
+}
+
+/// A source connector and its settings.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// Lines of a file.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The built-in traffic generator.
+    Generator(crate::connectors::generator::GeneratorConfig),
+}
+
+/// A sink connector and its settings.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// Standard output.
+    Stdout,
+    /// A file.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// A function of a loaded module.
+#[derive(Debug, Clone)]
+pub struct FunctionRef {
+    /// The module.
+    pub module: Arc<UdfModule>,
+    /// The function's name.
+    pub function: String,
+    /// The function's kind, as the module describes it.
+    pub kind: crate::wasm::FunctionKind,
+    /// Parameters handed to the function at start.
+    pub params: Vec<(String, String)>,
+}
+
+/// How records move from one vertex to the next.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// The upstream vertex.
+    pub from: usize,
+    /// How records are distributed over the downstream subtasks.
+    pub partitioning: Partitioning,
+    /// The upstream's side output this edge carries (`None`: main output).
+    pub side_output: Option<String>,
+}
+
+/// Distribution of records over downstream subtasks.
+#[derive(Debug, Clone)]
+pub enum Partitioning {
+    /// Subtask `i` to subtask `i`.
+    Forward,
+    /// Round-robin, batch by batch.
+    Rebalance,
+    /// Every record to every subtask.
+    Broadcast,
+    /// By key group of the key a key selector computes.
+    KeyBy(FunctionRef),
+}
+
+impl JobPlan {
+    /// The vertices that read from vertex `index`.
+    pub fn consumers(&self, index: usize) -> impl Iterator<Item = &Vertex> + '_ {
+        self.vertices
+            .iter()
+            .filter(move |v| v.input.as_ref().is_some_and(|edge| edge.from == index))
+    }
+}

@@ -1,0 +1,200 @@
+//! The job file, as written: a TOML document describing sources, operators,
+//! sinks and settings.
+//!
+//! ```toml
+//! [job]
+//! name = "wordcount"
+//! parallelism = 2
+//!
+//! [params]                  # defaults for ${name} references
+//! output = "counts.csv"
+//!
+//! [[source]]
+//! uid = "lines"
+//! type = "file"
+//! path = "${input}"
+//!
+//! [[operator]]
+//! uid = "count"
+//! input = "lines"
+//! module = "wordcount.wasm"
+//! function = "count"
+//! key_by = { module = "wordcount.wasm", function = "word" }
+//!
+//! [[sink]]
+//! uid = "out"
+//! input = "count"
+//! type = "file"
+//! path = "${output}"
+//! ```
+//!
+//! Fields that later checks refer to are [`Spanned`], so that an error can
+//! name the line it comes from.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole job file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Job-wide settings.
+    #[serde(default)]
+    pub job: JobSettings,
+    /// Default values of parameters (`${name}`), overridden by `--param`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Where records come from.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<Spanned<SourceSpec>>,
+    /// User functions.
+    #[serde(default, rename = "operator")]
+    pub operators: Vec<Spanned<OperatorSpec>>,
+    /// Where results go.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<Spanned<SinkSpec>>,
+}
+
+/// The `[job]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// The job's name (defaults to the file name).
+    pub name: Option<String>,
+    /// Default parallelism of every vertex (defaults to the number of cores).
+    pub parallelism: Option<Spanned<u32>>,
+    /// Number of key groups; the upper bound of any keyed parallelism.
+    pub max_parallelism: Option<Spanned<u32>>,
+    /// Most records in one batch.
+    pub batch_size: Option<Spanned<u32>>,
+    /// Batches a channel holds before its producer waits (backpressure).
+    pub channel_capacity: Option<Spanned<u32>>,
+    /// Dead-letter file (JSON lines); defaults to `dead-letters.jsonl`.
+    pub dead_letter: Option<Spanned<String>>,
+    /// Limits applied to every Wasm instance.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+/// Resource limits of user functions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Longest one call into a function may run, in milliseconds.
+    pub call_timeout_ms: Option<Spanned<u64>>,
+    /// Largest linear memory of one instance, in MiB.
+    pub memory_mb: Option<Spanned<u64>>,
+}
+
+/// A `[[source]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Stable identifier of the source (its state is saved under it).
+    pub uid: Spanned<String>,
+    /// Which connector.
+    #[serde(rename = "type")]
+    pub kind: Spanned<SourceKind>,
+    /// File to read (`file`).
+    pub path: Option<Spanned<String>>,
+    /// Parallelism (a file source always runs one subtask).
+    pub parallelism: Option<Spanned<u32>>,
+    /// Number of events to generate; endless when absent (`generator`).
+    pub events: Option<Spanned<u64>>,
+    /// Seed of the generator.
+    pub seed: Option<u64>,
+    /// Events per event-time second (`generator`).
+    pub rate: Option<Spanned<u64>>,
+    /// Number of cameras (`generator`).
+    pub cameras: Option<Spanned<u32>>,
+    /// Number of plates (`generator`).
+    pub plates: Option<Spanned<u32>>,
+    /// Share of dirty, late events (`generator`).
+    pub dirty: Option<f64>,
+}
+
+/// Source connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Lines of a text file (CSV, JSON lines, plain text).
+    File,
+    /// The built-in traffic generator.
+    Generator,
+}
+
+/// A `[[operator]]` table: a user function.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    /// Stable identifier of the operator (its state is saved under it).
+    pub uid: Spanned<String>,
+    /// The uid of the vertex this operator reads from.
+    pub input: Spanned<String>,
+    /// Read the input's side output of this name instead of its main output.
+    pub side_output: Option<String>,
+    /// Path of the Wasm component.
+    pub module: Spanned<String>,
+    /// Name of the exported function to run.
+    pub function: Spanned<String>,
+    /// Parallelism of this operator.
+    pub parallelism: Option<Spanned<u32>>,
+    /// Partition the input by the key a key selector computes.
+    pub key_by: Option<Spanned<KeyBySpec>>,
+    /// Partitioning of the input when not keyed.
+    pub partition: Option<Spanned<PartitionSpec>>,
+    /// Parameters handed to the function at start.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// A key selector: a function of a module.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBySpec {
+    /// Path of the Wasm component.
+    pub module: Spanned<String>,
+    /// Name of the exported key selector.
+    pub function: Spanned<String>,
+}
+
+/// Partitioning of a non-keyed edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionSpec {
+    /// Subtask `i` sends to subtask `i` (same parallelism only).
+    Forward,
+    /// Round-robin over the downstream subtasks.
+    Rebalance,
+    /// Every record to every downstream subtask.
+    Broadcast,
+}
+
+/// A `[[sink]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// Stable identifier of the sink.
+    pub uid: Spanned<String>,
+    /// The uid of the vertex this sink reads from.
+    pub input: Spanned<String>,
+    /// Read the input's side output of this name instead of its main output.
+    pub side_output: Option<String>,
+    /// Which connector.
+    #[serde(rename = "type")]
+    pub kind: Spanned<SinkKind>,
+    /// File to write (`file`).
+    pub path: Option<Spanned<String>>,
+}
+
+/// Sink connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkKind {
+    /// One record a line on standard output.
+    Stdout,
+    /// One record a line in a file.
+    File,
+}

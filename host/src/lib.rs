@@ -1,0 +1,30 @@
+//! # Weir: a stateful stream processor whose user functions are Wasm components
+//!
+//! A map of the crate, in the order data flows:
+//!
+//! - [`job`]: the job file (TOML), its parameters, validation with file/line
+//!   errors, and the executable [`job::JobPlan`].
+//! - [`wasm`]: the wasmtime engine, module loading and checking, the host side
+//!   of the WIT contract (`wit/`), and typed calls that move record batches
+//!   across the boundary as flat columns.
+//! - [`runtime`]: subtasks on threads, bounded channels (backpressure),
+//!   partitioning (forward, rebalance, broadcast, key-by through key groups),
+//!   dead letters, and the executor that runs a plan.
+//! - [`operators`]: the [`operators::Operator`] trait and one operator kind a
+//!   file.
+//! - [`connectors`]: sources (traffic generator, files) and sinks (files,
+//!   stdout).
+//! - [`state`]: keyed state backends behind one trait, key groups, TTL.
+//! - [`time`]: timers and the processing-time clock.
+//! - [`metrics`]: counters and the progress line.
+//! - [`cli`]: the `weir` command line.
+
+pub mod cli;
+pub mod connectors;
+pub mod job;
+pub mod metrics;
+pub mod operators;
+pub mod runtime;
+pub mod state;
+pub mod time;
+pub mod wasm;

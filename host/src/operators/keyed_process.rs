@@ -1,0 +1,68 @@
+//! Keyed process functions written in Wasm: keyed state, timers, side
+//! outputs.
+//!
+//! Event-time timers fire when the operator's watermark passes them; at the
+//! end of a bounded input the watermark becomes the maximum, so every timer
+//! fires. Processing-time timers fire when the wall clock passes them.
+
+use std::sync::Arc;
+
+use super::{Operator, route_call_output};
+use crate::metrics::VertexMetrics;
+use crate::runtime::TaskError;
+use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::runtime::output::Output;
+use crate::time::TimeDomain;
+use crate::wasm::UdfInstance;
+
+/// Runs a keyed process function.
+pub struct KeyedProcessOperator {
+    uid: String,
+    module: String,
+    instance: UdfInstance,
+    metrics: Arc<VertexMetrics>,
+    watermark: EventTime,
+    timer_batch: usize,
+}
+
+impl KeyedProcessOperator {
+    /// An operator running `instance`, which holds the subtask's state.
+    pub fn new(
+        uid: &str,
+        module: String,
+        instance: UdfInstance,
+        metrics: Arc<VertexMetrics>,
+        timer_batch: usize,
+    ) -> Self {
+        Self { uid: uid.to_string(), module, instance, metrics, watermark: EventTime::MIN, timer_batch }
+    }
+
+    fn fire(&mut self, domain: TimeDomain, time: i64, out: &mut Output) -> Result<(), TaskError> {
+        let (uid, module) = (&self.uid, &self.module);
+        let empty = RecordBatch::default();
+        self.instance.fire_timers(domain, time, self.watermark, self.timer_batch, |output| {
+            route_call_output(output, &empty, uid, module, out)
+        })
+    }
+}
+
+impl Operator for KeyedProcessOperator {
+    fn process_batch(&mut self, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        self.metrics.add_in(batch.len() as u64);
+        let output = self.instance.process_keyed(&mut batch, self.watermark)?;
+        route_call_output(output, &batch, &self.uid, &self.module, out)
+    }
+
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
+        self.watermark = watermark;
+        self.fire(TimeDomain::EventTime, watermark, out)
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.instance.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
+        self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+}

@@ -1,0 +1,93 @@
+//! The dead-letter output: records a function rejected, with the reason.
+//!
+//! One JSON object a line: the operator, the module, the reason, the
+//! record's event time, and the record itself (as text when it is UTF-8,
+//! otherwise as hex). The file is created at the first dead letter, so a
+//! clean run leaves none behind. Every dead letter is counted.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use super::TaskError;
+use super::batch::RecordRef;
+
+/// The shared dead-letter file of a job.
+#[derive(Debug)]
+pub struct DeadLetters {
+    path: PathBuf,
+    writer: Mutex<Option<BufWriter<File>>>,
+    count: AtomicU64,
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    operator: &'a str,
+    module: &'a str,
+    reason: &'a str,
+    timestamp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_hex: Option<String>,
+}
+
+impl DeadLetters {
+    /// Dead letters go to `path`.
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), writer: Mutex::new(None), count: AtomicU64::new(0) }
+    }
+
+    /// Number of dead letters so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one rejected record.
+    pub fn write(&self, operator: &str, module: &str, record: RecordRef<'_>, reason: &str) -> Result<(), TaskError> {
+        let text = std::str::from_utf8(record.payload).ok();
+        let entry = Entry {
+            operator,
+            module,
+            reason,
+            timestamp: record.timestamp,
+            record: text,
+            record_hex: text.is_none().then(|| record.payload.iter().map(|b| format!("{b:02x}")).collect()),
+        };
+        let io_error = |source| TaskError::DeadLetter { path: self.path.display().to_string(), source };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| io_error(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        let mut guard = self.writer.lock().map_err(|_| io_error(std::io::Error::other("lock poisoned")))?;
+        if guard.is_none() {
+            if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io_error)?;
+            }
+            let file = File::create(&self.path).map_err(io_error)?;
+            *guard = Some(BufWriter::new(file));
+        }
+        if let Some(writer) = guard.as_mut() {
+            writer.write_all(&line).map_err(io_error)?;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Flushes the file, if one was created.
+    pub fn flush(&self) -> Result<(), TaskError> {
+        let io_error = |source| TaskError::DeadLetter { path: self.path.display().to_string(), source };
+        let mut guard = self.writer.lock().map_err(|_| io_error(std::io::Error::other("lock poisoned")))?;
+        if let Some(writer) = guard.as_mut() {
+            writer.flush().map_err(io_error)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! What travels on a channel between two subtasks.
+
+use super::batch::{EventTime, RecordBatch};
+
+/// A message from one subtask to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Records.
+    Data(RecordBatch),
+    /// No record with an earlier event time will follow on this channel.
+    Watermark(EventTime),
+    /// The producer has finished; nothing follows.
+    End,
+}

@@ -1,0 +1,186 @@
+//! A subtask's output: records, watermarks and end-of-input, partitioned
+//! over the subtasks of every consumer.
+//!
+//! Each outgoing edge has a route: forward (to the consumer subtask with the
+//! same index), rebalance (whole batches round-robin), broadcast (every batch
+//! to every subtask), or key-by. A key-by edge runs the consumer's key
+//! selector (a Wasm function) on the whole batch, then splits the batch by
+//! key group into one batch per consumer subtask.
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use super::TaskError;
+use super::batch::{EventTime, RecordBatch};
+use super::dead_letter::DeadLetters;
+use super::message::Message;
+use crate::metrics::VertexMetrics;
+use crate::state::KeyGroup;
+use crate::wasm::UdfInstance;
+
+/// How an edge distributes records over its consumer's subtasks.
+pub enum Route {
+    /// To the single target (the consumer subtask with this subtask's index).
+    Forward,
+    /// Whole batches, round-robin.
+    Rebalance,
+    /// Every batch to every subtask.
+    Broadcast,
+    /// By the key group of each record's key.
+    KeyBy {
+        /// The consumer's key selector.
+        selector: Box<UdfInstance>,
+        /// Number of key groups.
+        max_parallelism: u32,
+        /// The consumer's uid (for dead letters).
+        consumer: String,
+        /// The key selector's module (for dead letters).
+        module: String,
+    },
+}
+
+/// One outgoing edge of a subtask.
+pub struct OutputEdge {
+    /// Records of which side output travel on this edge (`None`: main output).
+    pub side_output: Option<String>,
+    /// One sender per consumer subtask (one in total for forward).
+    pub targets: Vec<Sender<Message>>,
+    /// How records are distributed.
+    pub route: Route,
+    next: usize,
+}
+
+impl OutputEdge {
+    /// An edge to `targets` along `route`.
+    pub fn new(side_output: Option<String>, targets: Vec<Sender<Message>>, route: Route) -> Self {
+        Self { side_output, targets, route, next: 0 }
+    }
+
+    fn send(target: &Sender<Message>, message: Message) -> Result<(), TaskError> {
+        target.send(message).map_err(|_| TaskError::Cancelled)
+    }
+
+    fn emit(&mut self, mut batch: RecordBatch, dead_letters: &DeadLetters) -> Result<(), TaskError> {
+        match &mut self.route {
+            Route::Forward => match self.targets.first() {
+                Some(target) => Self::send(target, Message::Data(batch)),
+                None => Ok(()),
+            },
+            Route::Rebalance => {
+                let Some(target) = self.targets.get(self.next % self.targets.len().max(1)) else { return Ok(()) };
+                self.next = self.next.wrapping_add(1);
+                Self::send(target, Message::Data(batch))
+            }
+            Route::Broadcast => {
+                for target in &self.targets {
+                    Self::send(target, Message::Data(batch.clone()))?;
+                }
+                Ok(())
+            }
+            Route::KeyBy { selector, max_parallelism, consumer, module } => {
+                batch.strip_keys();
+                let errors = selector.select_keys(&mut batch)?;
+                let mut rejected = vec![false; if errors.is_empty() { 0 } else { batch.len() }];
+                for (index, reason) in &errors {
+                    let index = *index as usize;
+                    if index < batch.len() {
+                        rejected[index] = true;
+                        dead_letters.write(consumer, module, batch.get(index), reason)?;
+                    }
+                }
+                let parallelism = self.targets.len() as u32;
+                if parallelism == 1 && errors.is_empty() {
+                    return match self.targets.first() {
+                        Some(target) => Self::send(target, Message::Data(batch)),
+                        None => Ok(()),
+                    };
+                }
+                let per_target = batch.len() / self.targets.len().max(1) + 1;
+                let mut parts: Vec<RecordBatch> = (0..self.targets.len())
+                    .map(|_| RecordBatch::with_capacity(per_target, batch.payload_bytes() / self.targets.len().max(1)))
+                    .collect();
+                for (i, record) in batch.iter().enumerate() {
+                    if rejected.get(i).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    let key = record.key.unwrap_or_default();
+                    let target = KeyGroup::of(key, *max_parallelism).subtask(*max_parallelism, parallelism);
+                    if let Some(part) = parts.get_mut(target as usize) {
+                        part.push_record(record);
+                    }
+                }
+                for (part, target) in parts.into_iter().zip(&self.targets) {
+                    if !part.is_empty() {
+                        Self::send(target, Message::Data(part))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn broadcast(&self, message: &Message) -> Result<(), TaskError> {
+        for target in &self.targets {
+            Self::send(target, message.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything a subtask emits goes through its `Output`.
+pub struct Output {
+    edges: Vec<OutputEdge>,
+    dead_letters: Arc<DeadLetters>,
+    metrics: Arc<VertexMetrics>,
+}
+
+impl Output {
+    /// An output over `edges`, counting into `metrics`.
+    pub fn new(edges: Vec<OutputEdge>, dead_letters: Arc<DeadLetters>, metrics: Arc<VertexMetrics>) -> Self {
+        Self { edges, dead_letters, metrics }
+    }
+
+    /// The job's dead-letter output.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dead_letters
+    }
+
+    /// Emits records to the main output.
+    pub fn emit(&mut self, batch: RecordBatch) -> Result<(), TaskError> {
+        self.emit_to(None, batch)
+    }
+
+    /// Emits records to the side output `tag` (dropped if nothing reads it).
+    pub fn emit_side(&mut self, tag: &str, batch: RecordBatch) -> Result<(), TaskError> {
+        self.emit_to(Some(tag), batch)
+    }
+
+    fn emit_to(&mut self, tag: Option<&str>, batch: RecordBatch) -> Result<(), TaskError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if tag.is_none() {
+            self.metrics.add_out(batch.len() as u64);
+        }
+        let matching: Vec<usize> = (0..self.edges.len())
+            .filter(|&i| self.edges[i].side_output.as_deref() == tag)
+            .collect();
+        let Some((&last, rest)) = matching.split_last() else { return Ok(()) };
+        for &i in rest {
+            self.edges[i].emit(batch.clone(), &self.dead_letters)?;
+        }
+        self.edges[last].emit(batch, &self.dead_letters)
+    }
+
+    /// Forwards a watermark to every consumer subtask.
+    pub fn watermark(&mut self, watermark: EventTime) -> Result<(), TaskError> {
+        let message = Message::Watermark(watermark);
+        self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
+    }
+
+    /// Tells every consumer subtask that this subtask has finished.
+    pub fn end(&mut self) -> Result<(), TaskError> {
+        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::End))
+    }
+}

@@ -1,0 +1,399 @@
+//! One instance of a module, running one function for one subtask.
+//!
+//! Every call moves a whole [`RecordBatch`] across the boundary: the batch's
+//! columns are moved (not copied) into the WIT record, lowered into guest
+//! memory in one copy per column, and moved back afterwards. Before each call
+//! the store's epoch deadline is armed, so a guest that loops traps after its
+//! time limit; its memory is capped by the store's limiter.
+
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap};
+
+use super::bindings::exports::weir::udf::{key_selector, keyed_process, library, transform};
+use super::bindings::weir::udf::types as wit;
+use super::engine::EPOCH_TICK;
+use super::host_state::{HostState, KeyedScope};
+use super::module::{FunctionKind, UdfModule};
+use crate::job::plan::Limits;
+use crate::runtime::batch::RecordBatch;
+use crate::state::KeyedStateBackend;
+use crate::time::TimeDomain;
+
+/// Limits used while a module describes itself.
+pub const DESCRIBE_LIMITS: Limits = Limits { call_timeout_ms: 5_000, memory_bytes: 256 << 20 };
+
+/// What one call produced, in host types.
+#[derive(Debug, Default)]
+pub struct CallOutput {
+    /// Records for the main output.
+    pub main: RecordBatch,
+    /// Records for named side outputs.
+    pub side: Vec<(String, RecordBatch)>,
+    /// Rejected input records: index in the input batch, and reason.
+    pub errors: Vec<(u32, String)>,
+}
+
+/// Where in its input a failing call was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Records the subtask had processed before the failing batch.
+    pub records_before: u64,
+    /// Size of the failing batch.
+    pub batch_len: usize,
+    /// The record of the batch being processed, if the guest said.
+    pub record_index: Option<u32>,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.record_index {
+            Some(index) => write!(
+                f,
+                "at input record {} (record {index} of a batch of {})",
+                self.records_before + u64::from(index) + 1,
+                self.batch_len
+            ),
+            None => write!(
+                f,
+                "in input records {}..={}",
+                self.records_before + 1,
+                self.records_before + self.batch_len as u64
+            ),
+        }
+    }
+}
+
+/// A user function failed: the task fails and restarts under its strategy.
+#[derive(Debug, thiserror::Error)]
+pub enum UdfError {
+    /// The instance could not be created or refused to start.
+    #[error("operator `{operator}` (module {module}, function `{function}`) failed to start: {reason}")]
+    Start {
+        /// The operator's uid.
+        operator: String,
+        /// The module.
+        module: String,
+        /// The function.
+        function: String,
+        /// Why.
+        reason: String,
+    },
+    /// The guest trapped or was stopped.
+    #[error("operator `{operator}` (module {module}, function `{function}`) failed {position}: {cause}")]
+    Trap {
+        /// The operator's uid.
+        operator: String,
+        /// The module.
+        module: String,
+        /// The function.
+        function: String,
+        /// Where in the input.
+        position: Position,
+        /// The panic message, time limit or trap.
+        cause: String,
+    },
+}
+
+enum Exports {
+    Transform(transform::Guest),
+    KeySelector(key_selector::Guest),
+    KeyedProcess(keyed_process::Guest),
+}
+
+/// A store and an instance running one function.
+pub struct UdfInstance {
+    store: Store<HostState>,
+    exports: Exports,
+    operator: String,
+    module: Arc<UdfModule>,
+    function: String,
+    limits: Limits,
+    records_before: u64,
+}
+
+/// Creates a store whose calls trap at their epoch deadline and whose memory
+/// is capped by the state's limits.
+pub fn new_store(engine: &wasmtime::Engine, state: HostState) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Arms the deadline of the next call.
+pub fn arm_deadline(store: &mut Store<HostState>, timeout_ms: u64) {
+    let tick = EPOCH_TICK.as_millis().max(1) as u64;
+    store.set_epoch_deadline(timeout_ms.div_ceil(tick).max(1));
+}
+
+/// Who an instance is and what it runs.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec<'a> {
+    /// The operator's uid.
+    pub operator: &'a str,
+    /// The module.
+    pub module: &'a Arc<UdfModule>,
+    /// The function to run.
+    pub function: &'a str,
+    /// Its kind.
+    pub kind: FunctionKind,
+    /// Parameters from the job file.
+    pub params: &'a [(String, String)],
+    /// This subtask's index.
+    pub subtask: u32,
+    /// The operator's parallelism.
+    pub parallelism: u32,
+    /// The job's max parallelism.
+    pub max_parallelism: u32,
+    /// Limits of the instance.
+    pub limits: Limits,
+}
+
+impl UdfInstance {
+    /// Instantiates the module and starts the function. A keyed process
+    /// function gets `backend` for its state.
+    pub fn start(
+        engine: &wasmtime::Engine,
+        spec: &InstanceSpec<'_>,
+        backend: Option<Box<dyn KeyedStateBackend>>,
+    ) -> Result<Self, UdfError> {
+        let start_error = |reason: String| UdfError::Start {
+            operator: spec.operator.to_string(),
+            module: spec.module.display_name(),
+            function: spec.function.to_string(),
+            reason,
+        };
+        let mut state = HostState::new(spec.operator, spec.limits);
+        state.keyed = backend.map(KeyedScope::new);
+        let mut store = new_store(engine, state);
+        let pre = &spec.module.pre;
+        let instance = pre.instantiate(&mut store).map_err(|e| start_error(format!("{e:#}")))?;
+        let library = library::GuestIndices::new(pre)
+            .and_then(|i| i.load(&mut store, &instance))
+            .map_err(|e| start_error(format!("{e:#}")))?;
+        let exports = match spec.kind {
+            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => transform::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::Transform),
+            FunctionKind::KeySelector => key_selector::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::KeySelector),
+            FunctionKind::KeyedProcess => keyed_process::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::KeyedProcess),
+        }
+        .map_err(|e| start_error(format!("{e:#}")))?;
+        let task = wit::TaskInfo {
+            function: spec.function.to_string(),
+            operator_uid: spec.operator.to_string(),
+            subtask_index: spec.subtask,
+            parallelism: spec.parallelism,
+            max_parallelism: spec.max_parallelism,
+            params: spec.params.to_vec(),
+        };
+        arm_deadline(&mut store, spec.limits.call_timeout_ms);
+        let init = library.call_init(&mut store, &task);
+        let this = Self {
+            store,
+            exports,
+            operator: spec.operator.to_string(),
+            module: Arc::clone(spec.module),
+            function: spec.function.to_string(),
+            limits: spec.limits,
+            records_before: 0,
+        };
+        match init {
+            Ok(Ok(())) => Ok(this),
+            Ok(Err(reason)) => Err(start_error(reason)),
+            Err(e) => Err(start_error(this.cause(&e))),
+        }
+    }
+
+    /// The keyed scope (state and timers) of a keyed process function.
+    pub fn keyed(&mut self) -> Option<&mut KeyedScope> {
+        self.store.data_mut().keyed.as_mut()
+    }
+
+    /// The earliest registered processing-time timer.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        self.store.data().keyed.as_ref()?.timers.next_processing_time()
+    }
+
+    /// Runs a map, filter or flat-map function over `input`.
+    pub fn transform(&mut self, input: &mut RecordBatch) -> Result<CallOutput, UdfError> {
+        let Exports::Transform(guest) = &self.exports else {
+            return Err(self.misuse("transform", input.len()));
+        };
+        let guest = guest.clone();
+        let batch = take_batch(input);
+        self.before_call();
+        let result = guest.call_process(&mut self.store, &batch);
+        restore_batch(input, batch);
+        self.after_call(result, input.len()).map(into_output)
+    }
+
+    /// Computes the key of every record of `input` into its key column.
+    pub fn select_keys(&mut self, input: &mut RecordBatch) -> Result<Vec<(u32, String)>, UdfError> {
+        let Exports::KeySelector(guest) = &self.exports else {
+            return Err(self.misuse("key-selector", input.len()));
+        };
+        let guest = guest.clone();
+        let batch = take_batch(input);
+        self.before_call();
+        let result = guest.call_select_keys(&mut self.store, &batch);
+        restore_batch(input, batch);
+        let output = self.after_call(result, input.len())?;
+        input.keys = output.keys;
+        input.key_ends = output.key_ends;
+        Ok(output.errors.into_iter().map(|e| (e.index, e.reason)).collect())
+    }
+
+    /// Runs a keyed process function over the keyed records of `input`.
+    pub fn process_keyed(&mut self, input: &mut RecordBatch, watermark: i64) -> Result<CallOutput, UdfError> {
+        let Exports::KeyedProcess(guest) = &self.exports else {
+            return Err(self.misuse("keyed-process", input.len()));
+        };
+        let guest = guest.clone();
+        let now = crate::time::now_ms();
+        if let Some(scope) = self.keyed() {
+            scope.set_batch_keys(&input.keys, &input.key_ends);
+            scope.now_ms = now;
+        }
+        let batch = wit::KeyedBatch {
+            records: take_batch(input),
+            keys: std::mem::take(&mut input.keys),
+            key_ends: std::mem::take(&mut input.key_ends),
+        };
+        self.before_call();
+        let context = wit::BatchContext { watermark, processing_time: now };
+        let result = guest.call_process(&mut self.store, context, &batch);
+        input.keys = batch.keys;
+        input.key_ends = batch.key_ends;
+        restore_batch(input, batch.records);
+        self.after_call(result, input.len()).map(into_output)
+    }
+
+    /// Fires the timers of `domain` due at `time`, batch by batch, until none
+    /// is due (timers registered while firing fire too if they are due).
+    pub fn fire_timers(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        watermark: i64,
+        max_batch: usize,
+        mut sink: impl FnMut(CallOutput) -> Result<(), crate::runtime::TaskError>,
+    ) -> Result<(), crate::runtime::TaskError> {
+        let Exports::KeyedProcess(guest) = &self.exports else { return Ok(()) };
+        let guest = guest.clone();
+        loop {
+            let now = crate::time::now_ms();
+            let Some(scope) = self.keyed() else { return Ok(()) };
+            let due = scope.timers.take_due(domain, time, max_batch);
+            if due.is_empty() {
+                return Ok(());
+            }
+            scope.set_batch_keys(&due.keys, &due.key_ends);
+            scope.now_ms = now;
+            let count = due.len();
+            let timers = wit::TimerBatch {
+                domain: match domain {
+                    TimeDomain::EventTime => wit::TimeDomain::EventTime,
+                    TimeDomain::ProcessingTime => wit::TimeDomain::ProcessingTime,
+                },
+                keys: due.keys,
+                key_ends: due.key_ends,
+                timestamps: due.timestamps,
+            };
+            self.before_call();
+            let context = wit::BatchContext { watermark, processing_time: now };
+            let result = guest.call_on_timers(&mut self.store, context, &timers);
+            let output = self.after_call(result, count)?;
+            sink(into_output(output))?;
+        }
+    }
+
+    fn before_call(&mut self) {
+        self.store.data_mut().panic = None;
+        arm_deadline(&mut self.store, self.limits.call_timeout_ms);
+    }
+
+    fn after_call<T>(&mut self, result: wasmtime::Result<T>, batch_len: usize) -> Result<T, UdfError> {
+        match result {
+            Ok(value) => {
+                self.records_before += batch_len as u64;
+                Ok(value)
+            }
+            Err(error) => {
+                let record_index = self.store.data().panic.as_ref().and_then(|p| p.record_index);
+                let cause = self.cause(&error);
+                Err(UdfError::Trap {
+                    operator: self.operator.clone(),
+                    module: self.module.display_name(),
+                    function: self.function.clone(),
+                    position: Position { records_before: self.records_before, batch_len, record_index },
+                    cause,
+                })
+            }
+        }
+    }
+
+    /// Explains a failed call: a time limit, a memory limit, a panic, or the
+    /// trap itself.
+    fn cause(&self, error: &wasmtime::Error) -> String {
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return format!(
+                "the call exceeded its time limit of {} ms and was interrupted",
+                self.limits.call_timeout_ms
+            );
+        }
+        let chain = format!("{error:#}");
+        if chain.contains("forcing trap when growing memory") {
+            return format!("the instance exceeded its memory limit of {} MiB", self.limits.memory_bytes >> 20);
+        }
+        match &self.store.data().panic {
+            Some(panic) => format!("{} (trap: {})", panic.message, first_line(&chain)),
+            None => first_line(&chain).to_string(),
+        }
+    }
+
+    fn misuse(&self, interface: &str, batch_len: usize) -> UdfError {
+        UdfError::Trap {
+            operator: self.operator.clone(),
+            module: self.module.display_name(),
+            function: self.function.clone(),
+            position: Position { records_before: self.records_before, batch_len, record_index: None },
+            cause: format!("internal error: the function was called through `{interface}`, which is not its kind"),
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+fn take_batch(input: &mut RecordBatch) -> wit::Batch {
+    wit::Batch {
+        data: std::mem::take(&mut input.data),
+        ends: std::mem::take(&mut input.ends),
+        timestamps: std::mem::take(&mut input.timestamps),
+    }
+}
+
+fn restore_batch(input: &mut RecordBatch, batch: wit::Batch) {
+    input.data = batch.data;
+    input.ends = batch.ends;
+    input.timestamps = batch.timestamps;
+}
+
+fn into_batch(batch: wit::Batch) -> RecordBatch {
+    RecordBatch { data: batch.data, ends: batch.ends, timestamps: batch.timestamps, keys: Vec::new(), key_ends: Vec::new() }
+}
+
+fn into_output(output: wit::Output) -> CallOutput {
+    CallOutput {
+        main: into_batch(output.main),
+        side: output.side.into_iter().map(|s| (s.tag, into_batch(s.records))).collect(),
+        errors: output.errors.into_iter().map(|e| (e.index, e.reason)).collect(),
+    }
+}

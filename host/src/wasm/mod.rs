@@ -1,0 +1,27 @@
+//! The Wasm side of the host: how user functions are compiled, checked,
+//! instantiated and called.
+//!
+//! - [`engine`]: one wasmtime engine per process, epoch interruption on, and
+//!   compiled components cached on disk by content digest.
+//! - [`module`]: a loaded module: its component, what it exports, and the
+//!   checks that refuse a wrong module before a job starts.
+//! - [`host_state`]: the store's data and the host side of every WIT import
+//!   (log, key scope, keyed state, timers).
+//! - [`instance`]: one instance per subtask, with typed calls that move
+//!   record batches across the boundary as flat columns.
+//! - [`bindings`]: what `bindgen!` generates from `wit/` (never committed).
+
+pub mod bindings;
+pub mod engine;
+pub mod host_state;
+pub mod instance;
+pub mod module;
+
+pub use engine::{EngineOptions, WasmRuntime};
+pub use instance::{UdfError, UdfInstance};
+pub use module::{FunctionInfo, FunctionKind, ModuleError, ModuleInfo, UdfModule};
+
+/// The WIT package version this host implements.
+pub const WIT_PACKAGE: &str = "weir:udf";
+/// The WIT package version this host implements.
+pub const WIT_VERSION: &str = "0.1.0";
