@@ -143,7 +143,7 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
                     if let Err(error) = task.run(wiring, receivers) {
                         task.cancel.store(true, Ordering::Relaxed);
                         if !matches!(error, TaskError::Cancelled) {
-                            tracing::error!("{error}");
+                            tracing::debug!("subtask failed: {error}");
                             if let Ok(mut failures) = failures.lock() {
                                 failures.push(error);
                             }

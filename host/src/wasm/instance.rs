@@ -113,11 +113,12 @@ pub struct UdfInstance {
 }
 
 /// Creates a store whose calls trap at their epoch deadline and whose memory
-/// is capped by the state's limits.
-pub fn new_store(engine: &wasmtime::Engine, state: HostState) -> Store<HostState> {
+/// is capped by the state's limits. The deadline is armed for instantiation.
+pub fn new_store(engine: &wasmtime::Engine, state: HostState, timeout_ms: u64) -> Store<HostState> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
     store.epoch_deadline_trap();
+    arm_deadline(&mut store, timeout_ms);
     store
 }
 
@@ -166,7 +167,7 @@ impl UdfInstance {
         };
         let mut state = HostState::new(spec.operator, spec.limits);
         state.keyed = backend.map(KeyedScope::new);
-        let mut store = new_store(engine, state);
+        let mut store = new_store(engine, state, spec.limits.call_timeout_ms);
         let pre = &spec.module.pre;
         let instance = pre.instantiate(&mut store).map_err(|e| start_error(format!("{e:#}")))?;
         let library = library::GuestIndices::new(pre)
@@ -351,9 +352,13 @@ impl UdfInstance {
         if chain.contains("forcing trap when growing memory") {
             return format!("the instance exceeded its memory limit of {} MiB", self.limits.memory_bytes >> 20);
         }
+        let trap = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => first_line(&format!("{}", error.root_cause())).to_string(),
+        };
         match &self.store.data().panic {
-            Some(panic) => format!("{} (trap: {})", panic.message, first_line(&chain)),
-            None => first_line(&chain).to_string(),
+            Some(panic) => format!("{} ({trap})", panic.message),
+            None => trap,
         }
     }
 

@@ -268,12 +268,13 @@ fn check_exports(path: &Path, exports: &[String]) -> Result<(), ModuleError> {
 
 fn describe(runtime: &WasmRuntime, path: &Path, pre: &InstancePre<HostState>) -> Result<ModuleInfo, ModuleError> {
     let failed = |reason: String| ModuleError::Describe { path: path.to_path_buf(), reason };
-    let mut store = super::instance::new_store(runtime.engine(), HostState::new("describe", super::instance::DESCRIBE_LIMITS));
+    let limits = super::instance::DESCRIBE_LIMITS;
+    let mut store = super::instance::new_store(runtime.engine(), HostState::new("describe", limits), limits.call_timeout_ms);
     let instance = pre.instantiate(&mut store).map_err(|e| failed(format!("{e:#}")))?;
     let library = library::GuestIndices::new(pre)
         .and_then(|indices| indices.load(&mut store, &instance))
         .map_err(|e| failed(format!("{e:#}")))?;
-    super::instance::arm_deadline(&mut store, super::instance::DESCRIBE_LIMITS.call_timeout_ms);
+    super::instance::arm_deadline(&mut store, limits.call_timeout_ms);
     let info = library.call_describe(&mut store).map_err(|e| failed(format!("{e:#}")))?;
     Ok(ModuleInfo {
         name: info.name,

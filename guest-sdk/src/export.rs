@@ -1,0 +1,70 @@
+//! The macro that turns a crate into a Weir module.
+
+/// Exports functions as a Weir module (the WIT world `any-module`).
+///
+/// Invoke it once per crate, listing each function as
+/// `kind "name" => Type`, where `kind` is one of `map`, `filter`, `flat_map`,
+/// `key_selector` or `keyed_process` and `Type` implements the matching
+/// trait ([`Map`](crate::Map), [`Filter`](crate::Filter),
+/// [`FlatMap`](crate::FlatMap), [`KeySelector`](crate::KeySelector),
+/// [`KeyedProcessFunction`](crate::KeyedProcessFunction)). Job files refer
+/// to functions by these names.
+///
+/// ```ignore
+/// weir_sdk::export_functions! {
+///     flat_map "tokenize" => Tokenize,
+///     key_selector "word" => WordKey,
+///     keyed_process "count" => Count,
+/// }
+/// ```
+///
+/// The module is named after the crate (`CARGO_PKG_NAME`) and versioned
+/// with it (`CARGO_PKG_VERSION`).
+#[macro_export]
+macro_rules! export_functions {
+    ($($kind:ident $name:literal => $function:ty),+ $(,)?) => {
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        const _: () = {
+            struct __WeirModule;
+
+            impl $crate::__private::Module for __WeirModule {
+                const NAME: &'static str = ::core::env!("CARGO_PKG_NAME");
+                const VERSION: &'static str = ::core::env!("CARGO_PKG_VERSION");
+                const FUNCTIONS: &'static [$crate::__private::FunctionEntry] = &[
+                    $($crate::export_functions!(@entry $kind $name $function)),+
+                ];
+            }
+
+            const _: () = $crate::__private::check_unique_names(
+                <__WeirModule as $crate::__private::Module>::FUNCTIONS,
+            );
+
+            type __WeirRuntime = $crate::__private::Runtime<__WeirModule>;
+
+            $crate::__bindings::export!(__WeirRuntime with_types_in $crate::__bindings);
+        };
+    };
+    (@entry map $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::map::<$function>($name)
+    };
+    (@entry filter $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::filter::<$function>($name)
+    };
+    (@entry flat_map $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::flat_map::<$function>($name)
+    };
+    (@entry key_selector $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::key_selector::<$function>($name)
+    };
+    (@entry keyed_process $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::keyed_process::<$function>($name)
+    };
+    (@entry $kind:ident $name:literal $function:ty) => {
+        ::core::compile_error!(::core::concat!(
+            "unknown function kind `",
+            ::core::stringify!($kind),
+            "`: expected map, filter, flat_map, key_selector or keyed_process"
+        ))
+    };
+}

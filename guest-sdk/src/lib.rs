@@ -1,0 +1,157 @@
+//! Write Weir user functions in plain Rust.
+//!
+//! A Weir module is a WebAssembly component (target `wasm32-wasip2`) that
+//! exports one or more functions. With this crate, a function is a plain Rust
+//! type implementing one of the function traits, and one
+//! [`export_functions!`] invocation turns the crate into a module:
+//!
+//! | Kind            | Trait                    | Per input record                        |
+//! |-----------------|--------------------------|-----------------------------------------|
+//! | `map`           | [`Map`]                  | exactly one output record               |
+//! | `filter`        | [`Filter`]               | the record itself, or nothing           |
+//! | `flat_map`      | [`FlatMap`]              | zero or more output records             |
+//! | `key_selector`  | [`KeySelector`]          | the record's key (for a key-by)         |
+//! | `keyed_process` | [`KeyedProcessFunction`] | anything, with keyed state and timers   |
+//!
+//! # Map of the crate
+//!
+//! - [`Record`] and [`EventTime`]: an input record, borrowed from the batch
+//!   the host sent (no copy, no allocation per record).
+//! - [`RecordWriter`], [`Emitter`], [`KeyWriter`]: write output records and
+//!   keys straight into the output columns.
+//! - [`Error`] and [`Result`]: returning `Err` for a record sends it to the
+//!   job's dead-letter output with the error's reason; the job goes on.
+//! - [`TaskInfo`]: what a function instance learns when it starts (its
+//!   subtask index, its parameters, ...).
+//! - [`OpenContext`] and [`Context`]: what a keyed process function sees when
+//!   it starts and while it runs (the current key, timestamps, emitting,
+//!   timers).
+//! - [`ValueState`], [`ListState`], [`MapState`], [`ReducingState`],
+//!   [`AggregatingState`], [`Ttl`]: typed keyed state. Values are encoded
+//!   with [postcard](https://docs.rs/postcard), so any serde type works.
+//! - [`Timer`] and [`TimeDomain`]: a timer that fired.
+//! - [`log()`] and [`LogLevel`]: write to the host's log.
+//! - [`serde`]: re-exported, so that a module needs no other dependency.
+//!   Derive with `#[serde(crate = "weir_sdk::serde")]`.
+//!
+//! State and timers always refer to the key of the record (or timer) being
+//! processed; the SDK tells the host which key that is only when the function
+//! actually touches state or timers.
+//!
+//! A panic in a function fails the task (which restarts from its last
+//! checkpoint); the SDK reports the panic message, its location and the index
+//! of the record being processed to the host first.
+//!
+//! # Example
+//!
+//! A word count: split lines into words, key by word, count per word.
+//!
+//! ```no_run
+//! use weir_sdk::{
+//!     Context, Emitter, Error, FlatMap, KeySelector, KeyWriter, KeyedProcessFunction,
+//!     OpenContext, Record, Result, TaskInfo, ValueState,
+//! };
+//!
+//! /// Splits a line into lowercase words.
+//! struct Tokenize;
+//!
+//! impl FlatMap for Tokenize {
+//!     fn open(_task: &TaskInfo) -> Result<Self> {
+//!         Ok(Self)
+//!     }
+//!
+//!     fn flat_map(&mut self, record: &Record<'_>, out: &mut Emitter<'_>) -> Result<()> {
+//!         let line = record.payload_str()?;
+//!         for word in line.split_whitespace() {
+//!             out.emit(word.to_lowercase().as_bytes());
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// Keys a word by itself.
+//! struct WordKey;
+//!
+//! impl KeySelector for WordKey {
+//!     fn open(_task: &TaskInfo) -> Result<Self> {
+//!         Ok(Self)
+//!     }
+//!
+//!     fn key(&mut self, record: &Record<'_>, key: &mut KeyWriter<'_>) -> Result<()> {
+//!         key.write_bytes(record.payload());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// Counts the occurrences of each word and emits `word,count`.
+//! struct Count {
+//!     count: ValueState<u64>,
+//! }
+//!
+//! impl KeyedProcessFunction for Count {
+//!     fn open(ctx: &mut OpenContext<'_>) -> Result<Self> {
+//!         Ok(Self { count: ctx.value_state("count") })
+//!     }
+//!
+//!     fn process_element(&mut self, _record: &Record<'_>, ctx: &mut Context<'_>) -> Result<()> {
+//!         let count = self.count.get()?.unwrap_or(0) + 1;
+//!         self.count.set(&count)?;
+//!         let word = std::str::from_utf8(ctx.key()).map_err(|_| Error::new("key is not UTF-8"))?;
+//!         ctx.emit(format!("{word},{count}").as_bytes());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! weir_sdk::export_functions! {
+//!     flat_map "tokenize" => Tokenize,
+//!     key_selector "word" => WordKey,
+//!     keyed_process "count" => Count,
+//! }
+//! ```
+//!
+//! Build the module with `cargo build --release --target wasm32-wasip2`:
+//! cargo emits the component directly.
+#![deny(missing_docs)]
+
+mod context;
+mod error;
+mod export;
+mod functions;
+mod log;
+mod output;
+mod record;
+mod runtime;
+mod state;
+mod task;
+mod timers;
+
+pub use context::{Context, OpenContext};
+pub use error::{Error, Result};
+pub use functions::{AggregateFunction, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map};
+pub use log::{LogLevel, log};
+pub use output::{Emitter, KeyWriter, RecordWriter};
+pub use record::{EventTime, Record};
+pub use serde;
+pub use state::{AggregatingState, ListState, MapState, ReducingState, Ttl, ValueState};
+pub use task::TaskInfo;
+pub use timers::{TimeDomain, Timer};
+
+/// Bindings generated from `wit/weir.wit` (world `any-module`). Not part of
+/// the API: use the types of this crate instead.
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        world: "weir:udf/any-module",
+        path: "../wit",
+        pub_export_macro: true,
+        default_bindings_module: "weir_sdk::__bindings",
+        export_macro_name: "export",
+    });
+}
+
+/// What [`export_functions!`] expands to. Not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runtime::{FunctionEntry, Module, Runtime, check_unique_names};
+}

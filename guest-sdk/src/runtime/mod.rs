@@ -1,0 +1,252 @@
+//! Runtime glue: the WIT exports, dispatching to the function instance that
+//! `library.init` opened.
+
+mod adapters;
+pub(crate) mod scope;
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+
+use adapters::Instance;
+
+use crate::__bindings::exports::weir::udf::{key_selector, keyed_process, library, transform};
+use crate::__bindings::weir::udf::types as wit;
+use crate::output::{KeyColumn, Output};
+use crate::{Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, Result, TaskInfo};
+
+/// A module: what [`export_functions!`](crate::export_functions) declares.
+pub trait Module: 'static {
+    /// The module's name (its crate's name).
+    const NAME: &'static str;
+    /// The module's version (its crate's version).
+    const VERSION: &'static str;
+    /// The functions the module exports.
+    const FUNCTIONS: &'static [FunctionEntry];
+}
+
+/// One function a module exports: its name, its kind and how to open it.
+pub struct FunctionEntry {
+    name: &'static str,
+    kind: wit::FunctionKind,
+    open: fn(&TaskInfo) -> Result<Instance>,
+}
+
+impl FunctionEntry {
+    /// A [`Map`] function.
+    pub const fn map<F: Map>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::Map,
+            open: adapters::open_map::<F>,
+        }
+    }
+
+    /// A [`Filter`] function.
+    pub const fn filter<F: Filter>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::Filter,
+            open: adapters::open_filter::<F>,
+        }
+    }
+
+    /// A [`FlatMap`] function.
+    pub const fn flat_map<F: FlatMap>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::FlatMap,
+            open: adapters::open_flat_map::<F>,
+        }
+    }
+
+    /// A [`KeySelector`].
+    pub const fn key_selector<F: KeySelector>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::KeySelector,
+            open: adapters::open_key_selector::<F>,
+        }
+    }
+
+    /// A [`KeyedProcessFunction`].
+    pub const fn keyed_process<F: KeyedProcessFunction>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::KeyedProcess,
+            open: adapters::open_keyed_process::<F>,
+        }
+    }
+}
+
+/// Fails the build if two functions share a name.
+pub const fn check_unique_names(functions: &[FunctionEntry]) {
+    let mut i = 0;
+    while i < functions.len() {
+        let mut j = i + 1;
+        while j < functions.len() {
+            assert!(
+                !same_bytes(functions[i].name, functions[j].name),
+                "export_functions!: two functions have the same name"
+            );
+            j += 1;
+        }
+        i += 1;
+    }
+}
+
+/// Whether two strings are equal (`==` is not `const`).
+const fn same_bytes(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The instance `library.init` opened, with its reusable buffers.
+struct Active {
+    task: TaskInfo,
+    kind: wit::FunctionKind,
+    instance: Instance,
+    output: Output,
+    keys: KeyColumn,
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Option<Active>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the active instance for a call of `export`.
+fn with_active<R>(export: &str, f: impl FnOnce(&mut Active) -> R) -> R {
+    ACTIVE.with_borrow_mut(|active| {
+        let active = active
+            .as_mut()
+            .unwrap_or_else(|| panic!("the host called {export} before library.init"));
+        f(active)
+    })
+}
+
+/// Panics because the host called an export of another kind of function.
+fn wrong_kind(active: &Active, export: &str) -> ! {
+    let kind = match active.kind {
+        wit::FunctionKind::Map => "map",
+        wit::FunctionKind::Filter => "filter",
+        wit::FunctionKind::FlatMap => "flat-map",
+        wit::FunctionKind::KeySelector => "key-selector",
+        wit::FunctionKind::KeyedProcess => "keyed-process",
+    };
+    panic!(
+        "the host called {export}, but function `{}` is a {kind} function",
+        active.task.function
+    )
+}
+
+/// Implements the WIT exports for module `M`.
+pub struct Runtime<M>(PhantomData<M>);
+
+impl<M: Module> library::Guest for Runtime<M> {
+    fn describe() -> wit::ModuleInfo {
+        wit::ModuleInfo {
+            name: M::NAME.to_owned(),
+            version: M::VERSION.to_owned(),
+            functions: M::FUNCTIONS
+                .iter()
+                .map(|function| wit::FunctionInfo {
+                    name: function.name.to_owned(),
+                    kind: function.kind,
+                    states: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn init(task: wit::TaskInfo) -> Result<(), String> {
+        scope::install_panic_hook();
+        let task = TaskInfo::from_wit(task);
+        let Some(entry) = M::FUNCTIONS.iter().find(|f| f.name == task.function) else {
+            let names: Vec<&str> = M::FUNCTIONS.iter().map(|f| f.name).collect();
+            return Err(format!(
+                "module {} has no function `{}`; it exports: {}",
+                M::NAME,
+                task.function,
+                names.join(", ")
+            ));
+        };
+        ACTIVE.set(None);
+        let instance = (entry.open)(&task)
+            .map_err(|e| format!("function `{}` could not start: {e}", task.function))?;
+        ACTIVE.set(Some(Active {
+            task,
+            kind: entry.kind,
+            instance,
+            output: Output::default(),
+            keys: KeyColumn::default(),
+        }));
+        Ok(())
+    }
+}
+
+impl<M: Module> transform::Guest for Runtime<M> {
+    fn process(input: wit::Batch) -> wit::Output {
+        const EXPORT: &str = "transform.process";
+        with_active(EXPORT, |active| {
+            let Instance::Transform(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let output = function.process(input, &mut active.output);
+            scope::end_call();
+            output
+        })
+    }
+}
+
+impl<M: Module> key_selector::Guest for Runtime<M> {
+    fn select_keys(input: wit::Batch) -> wit::KeyOutput {
+        const EXPORT: &str = "key-selector.select-keys";
+        with_active(EXPORT, |active| {
+            let Instance::KeySelector(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let output = function.select_keys(input, &mut active.keys);
+            scope::end_call();
+            output
+        })
+    }
+}
+
+impl<M: Module> keyed_process::Guest for Runtime<M> {
+    fn process(context: wit::BatchContext, input: wit::KeyedBatch) -> wit::Output {
+        const EXPORT: &str = "keyed-process.process";
+        with_active(EXPORT, |active| {
+            let Instance::KeyedProcess(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(true);
+            let output = function.process(&context, input, &active.task, &mut active.output);
+            scope::end_call();
+            output
+        })
+    }
+
+    fn on_timers(context: wit::BatchContext, timers: wit::TimerBatch) -> wit::Output {
+        const EXPORT: &str = "keyed-process.on-timers";
+        with_active(EXPORT, |active| {
+            let Instance::KeyedProcess(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(true);
+            let output = function.on_timers(&context, timers, &active.task, &mut active.output);
+            scope::end_call();
+            output
+        })
+    }
+}

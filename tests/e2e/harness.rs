@@ -1,0 +1,125 @@
+//! Running `weir` and building the UDFs the tests use.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// The cargo target folder this test binary was built into.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    // <target>/<profile>/deps/e2e-<hash>
+    exe.ancestors().nth(3).expect("test binary lives in <target>/<profile>/deps").to_path_buf()
+}
+
+/// Builds the UDF components (once per test run) and returns their folder.
+pub fn udf_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = target_dir();
+        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .current_dir(workspace())
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&target)
+            .args(["-p", "wordcount", "-p", "traffic", "-p", "testkit", "-p", "not-a-udf"])
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the UDF components failed");
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+/// Path of the UDF component `name` (`wordcount`, `traffic`, `testkit`...).
+pub fn module(name: &str) -> PathBuf {
+    udf_dir().join(format!("{name}.wasm"))
+}
+
+/// A `weir` command whose module path holds the UDFs.
+pub fn weir() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.env("WEIR_MODULE_PATH", udf_dir()).env("WEIR_LOG", "error");
+    command
+}
+
+/// What a finished `weir` process left behind.
+#[derive(Debug)]
+pub struct Finished {
+    /// Whether it exited with 0.
+    pub success: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Finished {
+    fn from(output: Output) -> Self {
+        Self {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// A scratch folder with a job file in it.
+pub struct Workdir {
+    /// The folder (deleted when dropped).
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    /// A new, empty folder.
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("a temporary folder") }
+    }
+
+    /// Path of `name` inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `contents` to `name`, returning its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write a test file");
+        path
+    }
+
+    /// Reads `name` as text.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    /// Runs `weir <command> job.toml <args>` in this folder.
+    pub fn weir(&self, command: &str, job: &str, args: &[&str]) -> Finished {
+        let job_path = self.write("job.toml", job);
+        let mut cmd = weir();
+        cmd.current_dir(self.dir.path()).arg(command);
+        if command == "run" {
+            cmd.arg("--quiet");
+        }
+        cmd.arg(&job_path).args(args);
+        cmd.output().expect("weir runs").into()
+    }
+
+    /// Runs the job and asserts that it succeeded.
+    pub fn run_ok(&self, job: &str, args: &[&str]) -> Finished {
+        let finished = self.weir("run", job, args);
+        assert!(finished.success, "weir run failed:\n{}", finished.stderr);
+        finished
+    }
+}
+
+/// The lines of `text`, sorted: a multiset to compare.
+pub fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}

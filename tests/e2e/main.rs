@@ -1,0 +1,12 @@
+//! End-to-end tests: each runs the real `weir` binary on fixed inputs and
+//! compares what it wrote with an oracle computed independently, in plain
+//! Rust, inside the test (no Weir code).
+//!
+//! The UDF components are built once per test run ([`harness::udf_dir`]).
+
+mod bad_input;
+mod harness;
+mod oracle;
+mod state_kinds;
+mod traffic;
+mod wordcount;

@@ -1,0 +1,311 @@
+//! Traffic cameras: parse passings, find cloned plates (the same plate seen
+//! in two cities less than a minute apart) and silent cameras (no passing
+//! for 30 minutes of event time).
+//!
+//! Input lines are CSV `ts_ms,camera_id,plate,speed_kmh`, e.g.
+//! `1767225600123,CAM0042,P0012345,87`.
+
+use std::fmt;
+use std::io::Write as _;
+
+use weir_sdk::serde::{Deserialize, Serialize};
+use weir_sdk::{
+    Context, Error, KeySelector, KeyWriter, KeyedProcessFunction, Map, OpenContext, Record,
+    RecordWriter, Result, TaskInfo, Timer, ValueState,
+};
+
+/// Two passings of a plate in different cities closer than this (ms) mean
+/// the plate is cloned.
+const CLONE_WINDOW_MS: u64 = 60_000;
+
+/// A camera that sees no passing for this long (ms) is silent.
+const SILENCE_MS: i64 = 30 * 60_000;
+
+/// A car passing a camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "weir_sdk::serde")]
+pub struct Passing {
+    /// When, in ms since the Unix epoch.
+    pub ts_ms: i64,
+    /// The camera's number (`CAM0042` is 42).
+    pub camera: u32,
+    /// The plate's number (`P0012345` is 12345).
+    pub plate: u32,
+    /// The speed, in km/h.
+    pub speed: u32,
+}
+
+impl Passing {
+    /// Parses a CSV line `ts_ms,camera_id,plate,speed_kmh` (a trailing `\r`
+    /// is ignored).
+    pub fn parse(line: &[u8]) -> Result<Self> {
+        let line = std::str::from_utf8(line).map_err(|_| Error::new("line is not valid UTF-8"))?;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let mut fields = line.split(',');
+        let (Some(ts_ms), Some(camera), Some(plate), Some(speed), None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            return Err(Error::new(format!(
+                "expected 4 fields (ts_ms,camera_id,plate,speed_kmh), found {}",
+                line.split(',').count()
+            )));
+        };
+        Ok(Self {
+            ts_ms: ts_ms
+                .parse()
+                .map_err(|_| Error::new(format!("ts_ms: not an integer: \"{ts_ms}\"")))?,
+            camera: prefixed_number(camera, "CAM").ok_or_else(|| {
+                Error::new(format!(
+                    "camera_id: expected CAM followed by digits, found \"{camera}\""
+                ))
+            })?,
+            plate: prefixed_number(plate, "P").ok_or_else(|| {
+                Error::new(format!(
+                    "plate: expected P followed by digits, found \"{plate}\""
+                ))
+            })?,
+            speed: speed
+                .parse()
+                .map_err(|_| Error::new(format!("speed_kmh: not an integer: \"{speed}\"")))?,
+        })
+    }
+
+    /// The camera's id, e.g. `CAM0042`.
+    pub fn camera_id(&self) -> CameraId {
+        CameraId(self.camera)
+    }
+
+    /// The plate's id, e.g. `P0012345`.
+    pub fn plate_id(&self) -> PlateId {
+        PlateId(self.plate)
+    }
+
+    /// The city of the camera: cameras are numbered by hundreds per city.
+    pub fn city(&self) -> u32 {
+        self.camera / 100
+    }
+}
+
+/// `prefix` followed by ASCII digits, as a number.
+fn prefixed_number(field: &str, prefix: &str) -> Option<u32> {
+    let digits = field.strip_prefix(prefix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A camera id, displayed as `CAM0042`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CameraId(pub u32);
+
+impl fmt::Display for CameraId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CAM{:04}", self.0)
+    }
+}
+
+/// A plate id, displayed as `P0012345`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlateId(pub u32);
+
+impl fmt::Display for PlateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "P{:07}", self.0)
+    }
+}
+
+/// Parses CSV lines into postcard-encoded [`Passing`]s, timestamped with
+/// their `ts_ms`.
+pub struct Parse;
+
+impl Map for Parse {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn map(&mut self, record: &Record<'_>, out: &mut RecordWriter<'_>) -> Result<()> {
+        let passing = Passing::parse(record.payload())?;
+        out.write_postcard(&passing)?;
+        out.set_timestamp(passing.ts_ms);
+        Ok(())
+    }
+}
+
+/// Keys a passing by its plate (`P0012345`).
+pub struct PlateKey;
+
+impl KeySelector for PlateKey {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn key(&mut self, record: &Record<'_>, key: &mut KeyWriter<'_>) -> Result<()> {
+        let passing: Passing = record.decode()?;
+        write!(key, "{}", passing.plate_id())?;
+        Ok(())
+    }
+}
+
+/// Keys a passing by its camera (`CAM0042`).
+pub struct CameraKey;
+
+impl KeySelector for CameraKey {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn key(&mut self, record: &Record<'_>, key: &mut KeyWriter<'_>) -> Result<()> {
+        let passing: Passing = record.decode()?;
+        write!(key, "{}", passing.camera_id())?;
+        Ok(())
+    }
+}
+
+/// Per plate: emits `plate,ts_ms_first,camera_first,ts_ms_second,camera_second`
+/// when a plate passes cameras of two cities less than a minute apart.
+pub struct ClonedPlates {
+    previous: ValueState<Passing>,
+    line: Vec<u8>,
+}
+
+impl KeyedProcessFunction for ClonedPlates {
+    fn open(ctx: &mut OpenContext<'_>) -> Result<Self> {
+        Ok(Self {
+            previous: ctx.value_state("previous"),
+            line: Vec::new(),
+        })
+    }
+
+    fn process_element(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<()> {
+        let current: Passing = record.decode()?;
+        if let Some(first) = self.previous.get()?
+            && first.city() != current.city()
+            && first.ts_ms.abs_diff(current.ts_ms) < CLONE_WINDOW_MS
+        {
+            self.line.clear();
+            write!(
+                self.line,
+                "{},{},{},{},{}",
+                current.plate_id(),
+                first.ts_ms,
+                first.camera_id(),
+                current.ts_ms,
+                current.camera_id()
+            )?;
+            ctx.emit(&self.line);
+        }
+        self.previous.set(&current)
+    }
+}
+
+/// Per camera: emits `camera_id,last_seen_ts,timer_ts` when a camera has seen
+/// no passing for 30 minutes of event time.
+pub struct SilentCameras {
+    last_seen: ValueState<i64>,
+    line: Vec<u8>,
+}
+
+impl KeyedProcessFunction for SilentCameras {
+    fn open(ctx: &mut OpenContext<'_>) -> Result<Self> {
+        Ok(Self {
+            last_seen: ctx.value_state("last_seen"),
+            line: Vec::new(),
+        })
+    }
+
+    fn process_element(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<()> {
+        let passing: Passing = record.decode()?;
+        let last_seen = self.last_seen.get()?;
+        if last_seen.is_none_or(|last_seen| passing.ts_ms > last_seen) {
+            if let Some(last_seen) = last_seen {
+                ctx.delete_event_time_timer(last_seen.saturating_add(SILENCE_MS));
+            }
+            self.last_seen.set(&passing.ts_ms)?;
+            ctx.register_event_time_timer(passing.ts_ms.saturating_add(SILENCE_MS));
+        }
+        Ok(())
+    }
+
+    fn on_timer(&mut self, timer: &Timer<'_>, ctx: &mut Context<'_>) -> Result<()> {
+        let last_seen = self
+            .last_seen
+            .get()?
+            .unwrap_or(timer.timestamp().saturating_sub(SILENCE_MS));
+        self.line.clear();
+        self.line.extend_from_slice(timer.key());
+        write!(self.line, ",{last_seen},{}", timer.timestamp())?;
+        ctx.emit(&self.line);
+        Ok(())
+    }
+}
+
+weir_sdk::export_functions! {
+    map "parse" => Parse,
+    key_selector "plate" => PlateKey,
+    key_selector "camera" => CameraKey,
+    keyed_process "cloned_plates" => ClonedPlates,
+    keyed_process "silent_cameras" => SilentCameras,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> std::result::Result<Passing, String> {
+        Passing::parse(line.as_bytes()).map_err(Error::into_reason)
+    }
+
+    #[test]
+    fn parses_a_line() {
+        let passing = Passing {
+            ts_ms: 1_767_225_600_123,
+            camera: 42,
+            plate: 12345,
+            speed: 87,
+        };
+        assert_eq!(parse("1767225600123,CAM0042,P0012345,87\r"), Ok(passing));
+        assert_eq!(passing.camera_id().to_string(), "CAM0042");
+        assert_eq!(passing.plate_id().to_string(), "P0012345");
+        assert_eq!(passing.city(), 0);
+    }
+
+    #[test]
+    fn explains_bad_lines() {
+        let cases = [
+            (
+                "1,CAM1,P1",
+                "expected 4 fields (ts_ms,camera_id,plate,speed_kmh), found 3",
+            ),
+            ("x,CAM1,P1,1", "ts_ms: not an integer: \"x\""),
+            (
+                "1,CAMx,P1,1",
+                "camera_id: expected CAM followed by digits, found \"CAMx\"",
+            ),
+            (
+                "1,CAM,P1,1",
+                "camera_id: expected CAM followed by digits, found \"CAM\"",
+            ),
+            (
+                "1,CAM1,Q1,1",
+                "plate: expected P followed by digits, found \"Q1\"",
+            ),
+            (
+                "1,CAM1,P+1,1",
+                "plate: expected P followed by digits, found \"P+1\"",
+            ),
+            ("1,CAM1,P1,-1", "speed_kmh: not an integer: \"-1\""),
+        ];
+        for (line, reason) in cases {
+            assert_eq!(parse(line), Err(reason.to_owned()), "{line}");
+        }
+        assert_eq!(
+            Passing::parse(b"\xff").map_err(Error::into_reason),
+            Err("line is not valid UTF-8".to_owned())
+        );
+    }
+}
