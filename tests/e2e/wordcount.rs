@@ -9,8 +9,33 @@ fn run_wordcount(parallelism: &str, input: &str) -> String {
     let work = Workdir::new();
     work.write("input.txt", input);
     let example = std::fs::read_to_string(workspace().join("examples/wordcount.toml")).expect("example job");
-    work.run_ok(&example, &["-p", "input=input.txt", "-p", "output=counts.csv", "--parallelism", parallelism]);
-    work.read("counts.csv")
+    let finished =
+        work.run_ok(&example, &["-p", "input=input.txt", "-p", "output=counts.csv", "--parallelism", parallelism]);
+    let output = work.read("counts.csv");
+    // The summary counts every record once: lines in, words out of the
+    // tokenizer, one count a word into the sink.
+    let lines = input.lines().count();
+    let words = output.lines().count();
+    for expected in [
+        format!("source   lines                out {}", thousands(lines)),
+        format!("operator tokenize             in {}  out {}", thousands(lines), thousands(words)),
+        format!("sink     counts               in {}", thousands(words)),
+    ] {
+        assert!(finished.stderr.contains(&expected), "missing `{expected}` in:\n{}", finished.stderr);
+    }
+    output
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[test]

@@ -218,7 +218,6 @@ impl Subtask<'_> {
                     source.as_mut(),
                     &mut out,
                     self.plan.settings.batch_size,
-                    &self.metrics,
                     self.cancel,
                 )
             }

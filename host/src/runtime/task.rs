@@ -17,16 +17,15 @@ use super::batch::{EventTime, RecordBatch};
 use super::message::Message;
 use super::output::Output;
 use crate::connectors::{Source, SourceStatus};
-use crate::metrics::VertexMetrics;
 use crate::operators::Operator;
 
 /// Runs a source subtask until its input ends or the job is cancelled.
+/// (Its output is counted by `out`.)
 pub fn run_source(
     uid: &str,
     source: &mut dyn Source,
     out: &mut Output,
     batch_size: usize,
-    metrics: &VertexMetrics,
     cancel: &AtomicBool,
 ) -> Result<(), TaskError> {
     loop {
@@ -38,7 +37,6 @@ pub fn run_source(
             .next_batch(&mut batch, batch_size)
             .map_err(|source| TaskError::Connector { vertex: format!("source `{uid}`"), source })?;
         if !batch.is_empty() {
-            metrics.add_out(batch.len() as u64);
             out.emit(batch)?;
         }
         if status == SourceStatus::End {

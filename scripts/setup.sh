@@ -1,0 +1,29 @@
+# Sourced by the other scripts: installs what building Weir needs, once, and
+# points cargo at a target folder outside the clone (so a fresh clone reuses
+# earlier builds).
+#
+# - the wasm32-wasip2 Rust target (UDF components);
+# - clang and libclang (RocksDB's bindings are generated with bindgen).
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
+export CARGO_TERM_PROGRESS_WHEN=never
+
+weir_setup() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+        echo "setup: adding the wasm32-wasip2 Rust target" >&2
+        rustup target add wasm32-wasip2 >&2
+    fi
+    if ! ldconfig -p 2>/dev/null | grep -q 'libclang' || ! command -v clang >/dev/null 2>&1; then
+        echo "setup: installing clang and libclang-dev (needed by RocksDB's bindings)" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq >&2
+        $sudo apt-get install -y -qq clang libclang-dev >&2
+    fi
+}
+
+# Builds the UDF components into $CARGO_TARGET_DIR/wasm32-wasip2/release.
+weir_build_udfs() {
+    cargo build --release --target wasm32-wasip2 -p wordcount -p traffic -p testkit -p not-a-udf
+    export WEIR_MODULE_PATH="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests and the end-to-end tests in tests/,
+# which drive the real `weir` binary with the UDF components.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+weir_setup
+weir_build_udfs
+cargo test --release --workspace --exclude wordcount --exclude traffic --exclude testkit --exclude not-a-udf
