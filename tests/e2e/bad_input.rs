@@ -28,13 +28,21 @@ path = "out.txt"
 fn refused(job: &str) -> String {
     let work = Workdir::new();
     let finished = work.weir("validate", job, &[]);
-    assert!(!finished.success, "the job was accepted:\n{}", finished.stdout);
-    finished.stderr.replace(&work.path("job.toml").display().to_string(), "job.toml")
+    assert!(
+        !finished.success,
+        "the job was accepted:\n{}",
+        finished.stdout
+    );
+    finished
+        .stderr
+        .replace(&work.path("job.toml").display().to_string(), "job.toml")
 }
 
 #[test]
 fn a_missing_field_is_named_with_its_line() {
-    let job = job_with("\n[[operator]]\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"identity\"\n");
+    let job = job_with(
+        "\n[[operator]]\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"identity\"\n",
+    );
     assert_eq!(refused(&job), "error: job.toml:10: missing field `uid`\n");
 }
 
@@ -44,7 +52,10 @@ fn an_unknown_field_is_named_with_its_line() {
         "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodul = \"testkit.wasm\"\nfunction = \"identity\"\n",
     );
     let stderr = refused(&job);
-    assert!(stderr.starts_with("error: job.toml:13: unknown field `modul`, expected one of"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: job.toml:13: unknown field `modul`, expected one of"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -80,7 +91,9 @@ fn a_missing_module_is_refused_before_the_job_starts() {
         "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"nope.wasm\"\nfunction = \"identity\"\n",
     ));
     assert!(
-        stderr.starts_with("error: job.toml:13: operator `op` → module: module `nope.wasm` not found (looked in: "),
+        stderr.starts_with(
+            "error: job.toml:13: operator `op` → module: module `nope.wasm` not found (looked in: "
+        ),
         "{stderr}"
     );
 }
@@ -193,25 +206,65 @@ fn malformed_records_go_to_the_dead_letter_file_and_the_job_goes_on() {
          key_by = { module = \"traffic.wasm\", function = \"plate\" }\n",
     );
     let finished = work.run_ok(&job, &[]);
-    assert!(finished.stderr.contains("dead letters: 5 (in dead.jsonl)"), "{}", finished.stderr);
-    assert_eq!(work.read("out.txt"), "P0000001,1767225600000,CAM0001,1767225601000,CAM0101\n");
-    let dead: Vec<serde_json::Value> =
-        work.read("dead.jsonl").lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert!(
+        finished.stderr.contains("dead letters: 5 (in dead.jsonl)"),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(
+        work.read("out.txt"),
+        "P0000001,1767225600000,CAM0001,1767225601000,CAM0101\n"
+    );
+    let dead: Vec<serde_json::Value> = work
+        .read("dead.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
     let reasons: Vec<(&str, &str, &str)> = dead
         .iter()
-        .map(|d| (d["operator"].as_str().unwrap_or(""), d["record"].as_str().unwrap_or(""), d["reason"].as_str().unwrap_or("")))
+        .map(|d| {
+            (
+                d["operator"].as_str().unwrap_or(""),
+                d["record"].as_str().unwrap_or(""),
+                d["reason"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         reasons,
         vec![
-            ("parse", "not a passing", "expected 4 fields (ts_ms,camera_id,plate,speed_kmh), found 1"),
-            ("parse", "1767225602000,CAMERA,P0000002,70", "camera_id: expected CAM followed by digits, found \"CAMERA\""),
-            ("parse", "x,CAM0001,P0000003,70", "ts_ms: not an integer: \"x\""),
-            ("parse", "1767225603000,CAM0002,Q12,70", "plate: expected P followed by digits, found \"Q12\""),
-            ("parse", "1767225604000,CAM0002,P0000004,fast", "speed_kmh: not an integer: \"fast\""),
+            (
+                "parse",
+                "not a passing",
+                "expected 4 fields (ts_ms,camera_id,plate,speed_kmh), found 1"
+            ),
+            (
+                "parse",
+                "1767225602000,CAMERA,P0000002,70",
+                "camera_id: expected CAM followed by digits, found \"CAMERA\""
+            ),
+            (
+                "parse",
+                "x,CAM0001,P0000003,70",
+                "ts_ms: not an integer: \"x\""
+            ),
+            (
+                "parse",
+                "1767225603000,CAM0002,Q12,70",
+                "plate: expected P followed by digits, found \"Q12\""
+            ),
+            (
+                "parse",
+                "1767225604000,CAM0002,P0000004,fast",
+                "speed_kmh: not an integer: \"fast\""
+            ),
         ]
     );
-    assert!(dead.iter().all(|d| d["module"].as_str().is_some_and(|m| m.starts_with("traffic@0.1.0"))));
+    assert!(dead.iter().all(|d| {
+        d["module"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("traffic@0.1.0"))
+    }));
 }
 
 const FAILING: &str = "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"fail_on\"\n";
@@ -222,7 +275,9 @@ fn failed_run(input: &str, limits: &str) -> String {
     let job = job_with(FAILING).replacen("[job]\n", &format!("[job]\n{limits}\n"), 1);
     let finished = work.weir("run", &job, &[]);
     assert!(!finished.success, "the job succeeded:\n{}", finished.stderr);
-    finished.stderr.replace(&module("testkit").display().to_string(), "testkit.wasm")
+    finished
+        .stderr
+        .replace(&module("testkit").display().to_string(), "testkit.wasm")
 }
 
 #[test]
@@ -247,6 +302,14 @@ fn a_looping_function_is_interrupted_at_its_time_limit() {
 #[test]
 fn a_memory_hungry_function_hits_its_memory_limit() {
     let stderr = failed_run("oom\n", "limits = { memory_mb = 64 }");
-    assert!(stderr.contains("the instance exceeded its memory limit of 64 MiB"), "{stderr}");
-    assert!(stderr.contains("operator `op` (module testkit@0.1.0 (testkit.wasm), function `fail_on`) failed"), "{stderr}");
+    assert!(
+        stderr.contains("the instance exceeded its memory limit of 64 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "operator `op` (module testkit@0.1.0 (testkit.wasm), function `fail_on`) failed"
+        ),
+        "{stderr}"
+    );
 }

@@ -6,14 +6,20 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 /// The cargo target folder this test binary was built into.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     // <target>/<profile>/deps/e2e-<hash>
-    exe.ancestors().nth(3).expect("test binary lives in <target>/<profile>/deps").to_path_buf()
+    exe.ancestors()
+        .nth(3)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
 }
 
 /// Builds the UDF components (once per test run) and returns their folder.
@@ -23,9 +29,24 @@ pub fn udf_dir() -> &'static Path {
         let target = target_dir();
         let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
             .current_dir(workspace())
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(&target)
-            .args(["-p", "wordcount", "-p", "traffic", "-p", "testkit", "-p", "not-a-udf"])
+            .args([
+                "-p",
+                "wordcount",
+                "-p",
+                "traffic",
+                "-p",
+                "testkit",
+                "-p",
+                "not-a-udf",
+            ])
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
@@ -43,7 +64,9 @@ pub fn module(name: &str) -> PathBuf {
 /// A `weir` command whose module path holds the UDFs.
 pub fn weir() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command.env("WEIR_MODULE_PATH", udf_dir()).env("WEIR_LOG", "error");
+    command
+        .env("WEIR_MODULE_PATH", udf_dir())
+        .env("WEIR_LOG", "error");
     command
 }
 
@@ -77,7 +100,9 @@ pub struct Workdir {
 impl Workdir {
     /// A new, empty folder.
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("a temporary folder") }
+        Self {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        }
     }
 
     /// Path of `name` inside the folder.

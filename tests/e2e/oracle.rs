@@ -8,12 +8,18 @@ pub struct Lcg(u64);
 impl Lcg {
     /// Seeded generator.
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+        Self(
+            seed.wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407),
+        )
     }
 
     /// Uniform in `0..bound`.
     pub fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
 }
@@ -21,8 +27,8 @@ impl Lcg {
 /// Lines of text with mixed case, punctuation, digits and non-ASCII words.
 pub fn text(lines: usize, seed: u64) -> String {
     const WORDS: &[&str] = &[
-        "the", "The", "river", "RIVER", "weir", "Weir's", "flows", "over", "stone", "straße", "École", "naïve",
-        "42", "x2", "data", "stream", "state", "keyed", "ÉCOLE", "Über",
+        "the", "The", "river", "RIVER", "weir", "Weir's", "flows", "over", "stone", "straße",
+        "École", "naïve", "42", "x2", "data", "stream", "state", "keyed", "ÉCOLE", "Über",
     ];
     const GLUE: &[&str] = &[" ", "  ", ", ", "; ", " -- ", "... ", "\t", "!"];
     let mut rng = Lcg::new(seed);
@@ -45,7 +51,10 @@ pub fn text(lines: usize, seed: u64) -> String {
 pub fn word_counts(text: &str) -> HashMap<String, u64> {
     let mut counts = HashMap::new();
     for line in text.lines() {
-        for word in line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        for word in line
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
             *counts.entry(word.to_lowercase()).or_insert(0) += 1;
         }
     }
@@ -54,8 +63,10 @@ pub fn word_counts(text: &str) -> HashMap<String, u64> {
 
 /// The word-count output as a multiset: `word,1` .. `word,n` for each word.
 pub fn word_count_lines(counts: &HashMap<String, u64>) -> Vec<String> {
-    let mut lines: Vec<String> =
-        counts.iter().flat_map(|(word, n)| (1..=*n).map(move |i| format!("{word},{i}"))).collect();
+    let mut lines: Vec<String> = counts
+        .iter()
+        .flat_map(|(word, n)| (1..=*n).map(move |i| format!("{word},{i}")))
+        .collect();
     lines.sort();
     lines
 }
@@ -94,12 +105,15 @@ pub fn cloned_plates(csv: &str) -> Vec<String> {
         if fields.len() != 4 || fields[3].parse::<u32>().is_err() {
             continue;
         }
-        let Ok(number) = camera[3..].parse::<u32>() else { continue };
+        let Ok(number) = camera[3..].parse::<u32>() else {
+            continue;
+        };
         let city = number / 100;
-        if let Some((prev_ts, prev_camera, prev_city)) = previous.get(*plate) {
-            if *prev_city != city && (ts - prev_ts).abs() < 60_000 {
-                alerts.push(format!("{plate},{prev_ts},{prev_camera},{ts},{camera}"));
-            }
+        if let Some((prev_ts, prev_camera, prev_city)) = previous.get(*plate)
+            && *prev_city != city
+            && (ts - prev_ts).abs() < 60_000
+        {
+            alerts.push(format!("{plate},{prev_ts},{prev_camera},{ts},{camera}"));
         }
         previous.insert(plate.to_string(), (ts, camera.to_string(), city));
     }

@@ -8,9 +8,19 @@ use crate::oracle;
 fn run_wordcount(parallelism: &str, input: &str) -> String {
     let work = Workdir::new();
     work.write("input.txt", input);
-    let example = std::fs::read_to_string(workspace().join("examples/wordcount.toml")).expect("example job");
-    let finished =
-        work.run_ok(&example, &["-p", "input=input.txt", "-p", "output=counts.csv", "--parallelism", parallelism]);
+    let example =
+        std::fs::read_to_string(workspace().join("examples/wordcount.toml")).expect("example job");
+    let finished = work.run_ok(
+        &example,
+        &[
+            "-p",
+            "input=input.txt",
+            "-p",
+            "output=counts.csv",
+            "--parallelism",
+            parallelism,
+        ],
+    );
     let output = work.read("counts.csv");
     // The summary counts every record once: lines in, words out of the
     // tokenizer, one count a word into the sink.
@@ -18,10 +28,18 @@ fn run_wordcount(parallelism: &str, input: &str) -> String {
     let words = output.lines().count();
     for expected in [
         format!("source   lines                out {}", thousands(lines)),
-        format!("operator tokenize             in {}  out {}", thousands(lines), thousands(words)),
+        format!(
+            "operator tokenize             in {}  out {}",
+            thousands(lines),
+            thousands(words)
+        ),
         format!("sink     counts               in {}", thousands(words)),
     ] {
-        assert!(finished.stderr.contains(&expected), "missing `{expected}` in:\n{}", finished.stderr);
+        assert!(
+            finished.stderr.contains(&expected),
+            "missing `{expected}` in:\n{}",
+            finished.stderr
+        );
     }
     output
 }
@@ -30,7 +48,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -52,7 +70,8 @@ fn wordcount_matches_the_oracle_at_parallelism_1_and_2() {
             let (word, count) = line.rsplit_once(',').expect("word,count");
             last.insert(word, count.parse().expect("a count"));
         }
-        let last: HashMap<String, u64> = last.into_iter().map(|(w, c)| (w.to_string(), c)).collect();
+        let last: HashMap<String, u64> =
+            last.into_iter().map(|(w, c)| (w.to_string(), c)).collect();
         assert_eq!(last, counts, "parallelism {parallelism}");
     }
 }

@@ -25,7 +25,11 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     println!("contract:  {WIT_PACKAGE}@{WIT_VERSION}");
     println!("functions:");
     for function in &module.info.functions {
-        let states = if function.states.is_empty() { String::new() } else { format!("  states: {}", function.states.join(", ")) };
+        let states = if function.states.is_empty() {
+            String::new()
+        } else {
+            format!("  states: {}", function.states.join(", "))
+        };
         println!("  {:<24} {}{states}", function.name, function.kind);
     }
     println!("exports:");

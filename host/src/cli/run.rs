@@ -31,7 +31,9 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let options = RunOptions { progress: (!args.quiet).then_some(Duration::from_secs(1)) };
+    let options = RunOptions {
+        progress: (!args.quiet).then_some(Duration::from_secs(1)),
+    };
     match execute(&plan, wasm.engine(), &options) {
         Ok(summary) => {
             print_summary(&summary);
@@ -45,13 +47,21 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_summary(summary: &JobSummary) {
-    eprintln!("weir: job `{}` finished in {:.2} s", summary.name, summary.elapsed.as_secs_f64());
+    eprintln!(
+        "weir: job `{}` finished in {:.2} s",
+        summary.name,
+        summary.elapsed.as_secs_f64()
+    );
     for vertex in &summary.vertices {
         let (role, counts) = match vertex.role {
             VertexRole::Source => ("source", format!("out {}", thousands(vertex.records_out))),
             VertexRole::Operator => (
                 "operator",
-                format!("in {}  out {}", thousands(vertex.records_in), thousands(vertex.records_out)),
+                format!(
+                    "in {}  out {}",
+                    thousands(vertex.records_in),
+                    thousands(vertex.records_out)
+                ),
             ),
             VertexRole::Sink => ("sink", format!("in {}", thousands(vertex.records_in))),
         };

@@ -17,16 +17,28 @@ pub struct FileSink {
 impl FileSink {
     /// Creates (or truncates) `path`, creating its folder if needed.
     pub fn create(path: &Path) -> Result<Self, ConnectorError> {
-        let io_error = |what, source| ConnectorError::Io { what, path: path.display().to_string(), source };
+        let io_error = |what, source| ConnectorError::Io {
+            what,
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| io_error("cannot create the folder of", e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| io_error("cannot create the folder of", e))?;
         }
         let file = File::create(path).map_err(|e| io_error("cannot create output file", e))?;
-        Ok(Self { path: path.to_path_buf(), writer: BufWriter::with_capacity(1 << 20, file) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: BufWriter::with_capacity(1 << 20, file),
+        })
     }
 
     fn io_error(&self, what: &'static str, source: std::io::Error) -> ConnectorError {
-        ConnectorError::Io { what, path: self.path.display().to_string(), source }
+        ConnectorError::Io {
+            what,
+            path: self.path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -42,7 +54,12 @@ impl Sink for FileSink {
     }
 
     fn finish(&mut self) -> Result<(), ConnectorError> {
-        self.writer.flush().map_err(|e| self.io_error("cannot write output file", e))?;
-        self.writer.get_ref().sync_all().map_err(|e| self.io_error("cannot sync output file", e))
+        self.writer
+            .flush()
+            .map_err(|e| self.io_error("cannot write output file", e))?;
+        self.writer
+            .get_ref()
+            .sync_all()
+            .map_err(|e| self.io_error("cannot sync output file", e))
     }
 }

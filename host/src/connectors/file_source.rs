@@ -27,7 +27,12 @@ impl FileSource {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(Self { path: path.to_path_buf(), reader: BufReader::with_capacity(1 << 20, file), line: Vec::new(), offset: 0 })
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            line: Vec::new(),
+            offset: 0,
+        })
     }
 
     /// Byte offset of the next line (the source's replay position).
@@ -37,15 +42,22 @@ impl FileSource {
 }
 
 impl Source for FileSource {
-    fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError> {
+    fn next_batch(
+        &mut self,
+        batch: &mut RecordBatch,
+        max: usize,
+    ) -> Result<SourceStatus, ConnectorError> {
         let now = crate::time::now_ms();
         for _ in 0..max {
             self.line.clear();
-            let read = self.reader.read_until(b'\n', &mut self.line).map_err(|source| ConnectorError::Io {
-                what: "cannot read input file",
-                path: self.path.display().to_string(),
-                source,
-            })?;
+            let read = self
+                .reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|source| ConnectorError::Io {
+                    what: "cannot read input file",
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
             if read == 0 {
                 return Ok(SourceStatus::End);
             }

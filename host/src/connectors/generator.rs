@@ -75,9 +75,15 @@ impl GeneratorConfig {
         }
         let camera = rng.below(u64::from(self.cameras)) as u32;
         let u = rng.unit();
-        let plate = ((f64::from(self.plates) * u * u * u) as u32).min(self.plates.saturating_sub(1));
+        let plate =
+            ((f64::from(self.plates) * u * u * u) as u32).min(self.plates.saturating_sub(1));
         let speed = 20 + rng.below(120) as u32;
-        Passing { ts_ms, camera, plate, speed }
+        Passing {
+            ts_ms,
+            camera,
+            plate,
+            speed,
+        }
     }
 }
 
@@ -105,7 +111,11 @@ pub struct GeneratorSource {
 impl GeneratorSource {
     /// The generator for subtask `subtask` of `parallelism`.
     pub fn new(config: GeneratorConfig, subtask: u32, parallelism: u32) -> Self {
-        Self { config, next: u64::from(subtask), stride: u64::from(parallelism.max(1)) }
+        Self {
+            config,
+            next: u64::from(subtask),
+            stride: u64::from(parallelism.max(1)),
+        }
     }
 
     /// Index of the next event this subtask will produce (its replay position).
@@ -115,7 +125,11 @@ impl GeneratorSource {
 }
 
 impl Source for GeneratorSource {
-    fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError> {
+    fn next_batch(
+        &mut self,
+        batch: &mut RecordBatch,
+        max: usize,
+    ) -> Result<SourceStatus, ConnectorError> {
         let mut line = Vec::with_capacity(40);
         for _ in 0..max {
             if self.config.events.is_some_and(|events| self.next >= events) {
@@ -127,11 +141,13 @@ impl Source for GeneratorSource {
             batch.push(&line, passing.ts_ms);
             self.next += self.stride;
         }
-        Ok(if self.config.events.is_some_and(|events| self.next >= events) {
-            SourceStatus::End
-        } else {
-            SourceStatus::More
-        })
+        Ok(
+            if self.config.events.is_some_and(|events| self.next >= events) {
+                SourceStatus::End
+            } else {
+                SourceStatus::More
+            },
+        )
     }
 }
 
@@ -207,7 +223,10 @@ mod tests {
 
     #[test]
     fn subtasks_partition_the_same_stream() {
-        let config = GeneratorConfig { events: Some(1_000), ..GeneratorConfig::default() };
+        let config = GeneratorConfig {
+            events: Some(1_000),
+            ..GeneratorConfig::default()
+        };
         let collect = |parallelism: u32| {
             let mut all = Vec::new();
             for subtask in 0..parallelism {
@@ -226,11 +245,16 @@ mod tests {
 
     #[test]
     fn dirty_events_appear_only_after_eleven_minutes() {
-        let config = GeneratorConfig { dirty: 0.5, ..GeneratorConfig::default() };
+        let config = GeneratorConfig {
+            dirty: 0.5,
+            ..GeneratorConfig::default()
+        };
         let early = config.passing(100);
         assert!(early.ts_ms > DEFAULT_START_MS - 4_000);
         let late_index = 12 * 60 * 5_000;
-        let late: Vec<_> = (late_index..late_index + 100).map(|i| config.passing(i)).collect();
+        let late: Vec<_> = (late_index..late_index + 100)
+            .map(|i| config.passing(i))
+            .collect();
         let base = DEFAULT_START_MS + 12 * 60_000;
         assert!(late.iter().any(|p| p.ts_ms < base - 290_000));
     }

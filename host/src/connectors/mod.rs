@@ -38,7 +38,11 @@ pub enum SourceStatus {
 /// Reads records from outside the job.
 pub trait Source: Send {
     /// Appends up to `max` records to `batch`.
-    fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError>;
+    fn next_batch(
+        &mut self,
+        batch: &mut RecordBatch,
+        max: usize,
+    ) -> Result<SourceStatus, ConnectorError>;
 }
 
 /// Writes records outside the job.

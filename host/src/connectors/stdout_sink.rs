@@ -16,7 +16,11 @@ impl Sink for StdoutSink {
         for record in batch.iter() {
             out.write_all(record.payload)
                 .and_then(|()| out.write_all(b"\n"))
-                .map_err(|source| ConnectorError::Io { what: "cannot write", path: "standard output".into(), source })?;
+                .map_err(|source| ConnectorError::Io {
+                    what: "cannot write",
+                    path: "standard output".into(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -24,6 +28,10 @@ impl Sink for StdoutSink {
     fn finish(&mut self) -> Result<(), ConnectorError> {
         std::io::stdout()
             .flush()
-            .map_err(|source| ConnectorError::Io { what: "cannot write", path: "standard output".into(), source })
+            .map_err(|source| ConnectorError::Io {
+                what: "cannot write",
+                path: "standard output".into(),
+                source,
+            })
     }
 }

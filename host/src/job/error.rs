@@ -64,7 +64,10 @@ impl Locator {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        Self { file: file.to_path_buf(), line_starts }
+        Self {
+            file: file.to_path_buf(),
+            line_starts,
+        }
     }
 
     /// The job file.
@@ -78,7 +81,12 @@ impl Locator {
     }
 
     /// An error at `span`, about `field`.
-    pub fn error(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> JobFileError {
+    pub fn error(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> JobFileError {
         JobFileError {
             file: self.file.clone(),
             line: Some(self.line_of(span.start)),
@@ -89,7 +97,12 @@ impl Locator {
 
     /// An error about the whole file.
     pub fn file_error(&self, message: impl Into<String>) -> JobFileError {
-        JobFileError { file: self.file.clone(), line: None, field: None, message: message.into() }
+        JobFileError {
+            file: self.file.clone(),
+            line: None,
+            field: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -106,6 +119,9 @@ mod tests {
         assert_eq!(locator.line_of(5), 3);
         assert_eq!(locator.line_of(6), 4);
         let error = locator.error(2..3, "operator \"x\" → module", "file not found");
-        assert_eq!(error.to_string(), "job.toml:2: operator \"x\" → module: file not found");
+        assert_eq!(
+            error.to_string(),
+            "job.toml:2: operator \"x\" → module: file not found"
+        );
     }
 }

@@ -41,10 +41,17 @@ pub struct LoadOptions {
 }
 
 /// Reads, checks and plans the job in `file`.
-pub fn load_job(file: &Path, options: &LoadOptions, wasm: &WasmRuntime) -> Result<JobPlan, JobFileErrors> {
+pub fn load_job(
+    file: &Path,
+    options: &LoadOptions,
+    wasm: &WasmRuntime,
+) -> Result<JobPlan, JobFileErrors> {
     let locator = Locator::new(file, "");
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| JobFileErrors(vec![locator.file_error(format!("cannot read the job file: {e}"))]))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        JobFileErrors(vec![
+            locator.file_error(format!("cannot read the job file: {e}")),
+        ])
+    })?;
     load_job_text(file, &text, options, wasm)
 }
 
@@ -144,26 +151,38 @@ impl Builder<'_> {
             drafts.push(self.sink(sink));
         }
         if spec.sources.is_empty() {
-            self.errors.push(self.locator.file_error("the job has no [[source]]"));
+            self.errors
+                .push(self.locator.file_error("the job has no [[source]]"));
         }
         if spec.sinks.is_empty() {
-            self.errors.push(self.locator.file_error("the job has no [[sink]]"));
+            self.errors
+                .push(self.locator.file_error("the job has no [[sink]]"));
         }
         for draft in &drafts {
             if draft.parallelism > max_parallelism {
                 let error = self.line_error(
                     draft.line,
                     &format!("`{}` → parallelism", draft.uid),
-                    format!("{} exceeds max_parallelism {max_parallelism}", draft.parallelism),
+                    format!(
+                        "{} exceeds max_parallelism {max_parallelism}",
+                        draft.parallelism
+                    ),
                 );
                 self.errors.push(error);
             }
         }
         let vertices = self.order(drafts);
         let name = spec.job.name.clone().unwrap_or_else(|| {
-            self.locator.file().file_stem().map_or("job".into(), |s| s.to_string_lossy().into_owned())
+            self.locator
+                .file()
+                .file_stem()
+                .map_or("job".into(), |s| s.to_string_lossy().into_owned())
         });
-        JobPlan { name, settings, vertices }
+        JobPlan {
+            name,
+            settings,
+            vertices,
+        }
     }
 
     fn settings(&mut self, spec: &JobSpec) -> Settings {
@@ -171,24 +190,37 @@ impl Builder<'_> {
         let max_parallelism = job
             .max_parallelism
             .as_ref()
-            .map_or(DEFAULT_MAX_PARALLELISM, |v| self.positive(v, "job → max_parallelism"));
-        let batch_size = job.batch_size.as_ref().map_or(DEFAULT_BATCH_SIZE, |v| self.positive(v, "job → batch_size"));
+            .map_or(DEFAULT_MAX_PARALLELISM, |v| {
+                self.positive(v, "job → max_parallelism")
+            });
+        let batch_size = job
+            .batch_size
+            .as_ref()
+            .map_or(DEFAULT_BATCH_SIZE, |v| self.positive(v, "job → batch_size"));
         let channel_capacity = job
             .channel_capacity
             .as_ref()
-            .map_or(DEFAULT_CHANNEL_CAPACITY, |v| self.positive(v, "job → channel_capacity"));
-        let dead_letter = job
-            .dead_letter
+            .map_or(DEFAULT_CHANNEL_CAPACITY, |v| {
+                self.positive(v, "job → channel_capacity")
+            });
+        let dead_letter = job.dead_letter.as_ref().map_or_else(
+            || PathBuf::from("dead-letters.jsonl"),
+            |p| self.path(p, "job → dead_letter"),
+        );
+        let call_timeout_ms = job
+            .limits
+            .call_timeout_ms
             .as_ref()
-            .map_or_else(|| PathBuf::from("dead-letters.jsonl"), |p| self.path(p, "job → dead_letter"));
-        let call_timeout_ms = job.limits.call_timeout_ms.as_ref().map_or(DEFAULT_CALL_TIMEOUT_MS, |v| {
-            self.positive_u64(v, "job.limits → call_timeout_ms")
-        });
+            .map_or(DEFAULT_CALL_TIMEOUT_MS, |v| {
+                self.positive_u64(v, "job.limits → call_timeout_ms")
+            });
         let memory_mb = job
             .limits
             .memory_mb
             .as_ref()
-            .map_or(DEFAULT_MEMORY_MB, |v| self.positive_u64(v, "job.limits → memory_mb"));
+            .map_or(DEFAULT_MEMORY_MB, |v| {
+                self.positive_u64(v, "job.limits → memory_mb")
+            });
         Settings {
             max_parallelism,
             batch_size: batch_size as usize,
@@ -196,17 +228,26 @@ impl Builder<'_> {
             dead_letter,
             limits: Limits {
                 call_timeout_ms,
-                memory_bytes: usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+                memory_bytes: usize::try_from(memory_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
             },
         }
     }
 
-    fn source(&mut self, spanned: &Spanned<super::spec::SourceSpec>, default_parallelism: u32) -> Draft {
+    fn source(
+        &mut self,
+        spanned: &Spanned<super::spec::SourceSpec>,
+        default_parallelism: u32,
+    ) -> Draft {
         let source = spanned.get_ref();
         let uid = source.uid.get_ref().clone();
         let field = |name: &str| format!("source `{uid}` → {name}");
-        let mut parallelism =
-            source.parallelism.as_ref().map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
+        let mut parallelism = source
+            .parallelism
+            .as_ref()
+            .map_or(default_parallelism, |p| {
+                self.positive(p, &field("parallelism"))
+            });
         let kind = match source.kind.get_ref() {
             SourceKind::File => {
                 parallelism = 1;
@@ -228,12 +269,18 @@ impl Builder<'_> {
                 let config = GeneratorConfig {
                     events: source.events.as_ref().map(|e| *e.get_ref()),
                     seed: source.seed.unwrap_or(defaults.seed),
-                    rate: source.rate.as_ref().map_or(defaults.rate, |r| self.positive_u64(r, &field("rate"))),
+                    rate: source
+                        .rate
+                        .as_ref()
+                        .map_or(defaults.rate, |r| self.positive_u64(r, &field("rate"))),
                     cameras: source
                         .cameras
                         .as_ref()
                         .map_or(defaults.cameras, |c| self.positive(c, &field("cameras"))),
-                    plates: source.plates.as_ref().map_or(defaults.plates, |p| self.positive(p, &field("plates"))),
+                    plates: source
+                        .plates
+                        .as_ref()
+                        .map_or(defaults.plates, |p| self.positive(p, &field("plates"))),
                     dirty: source.dirty.unwrap_or(defaults.dirty),
                     ..defaults
                 };
@@ -250,19 +297,37 @@ impl Builder<'_> {
         }
     }
 
-    fn operator(&mut self, spanned: &Spanned<super::spec::OperatorSpec>, default_parallelism: u32) -> Draft {
+    fn operator(
+        &mut self,
+        spanned: &Spanned<super::spec::OperatorSpec>,
+        default_parallelism: u32,
+    ) -> Draft {
         let operator = spanned.get_ref();
         let uid = operator.uid.get_ref().clone();
         let field = |name: &str| format!("operator `{uid}` → {name}");
-        let parallelism =
-            operator.parallelism.as_ref().map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
-        let params = operator.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>();
-        let function = self.function(&operator.module, &operator.function, &field("module"), &field("function"), params);
+        let parallelism = operator
+            .parallelism
+            .as_ref()
+            .map_or(default_parallelism, |p| {
+                self.positive(p, &field("parallelism"))
+            });
+        let params = operator
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>();
+        let function = self.function(
+            &operator.module,
+            &operator.function,
+            &field("module"),
+            &field("function"),
+            params,
+        );
         let mut partitioning = operator.partition.clone().map(DraftPartitioning::Explicit);
-        if let Some(key_by) = &operator.key_by {
-            if let Some(selector) = self.key_selector(key_by, &uid) {
-                partitioning = Some(DraftPartitioning::KeyBy(selector));
-            }
+        if let Some(key_by) = &operator.key_by
+            && let Some(selector) = self.key_selector(key_by, &uid)
+        {
+            partitioning = Some(DraftPartitioning::KeyBy(selector));
         }
         let kind = match function {
             Some(function) => {
@@ -275,11 +340,16 @@ impl Builder<'_> {
                             function.function
                         ),
                     )),
-                    FunctionKind::KeyedProcess if operator.key_by.is_none() => self.errors.push(self.locator.error(
-                        operator.function.span(),
-                        field("key_by"),
-                        format!("`{}` is a keyed process function: the operator needs `key_by`", function.function),
-                    )),
+                    FunctionKind::KeyedProcess if operator.key_by.is_none() => {
+                        self.errors.push(self.locator.error(
+                            operator.function.span(),
+                            field("key_by"),
+                            format!(
+                                "`{}` is a keyed process function: the operator needs `key_by`",
+                                function.function
+                            ),
+                        ))
+                    }
                     _ => {}
                 }
                 VertexKind::Operator(function)
@@ -303,12 +373,21 @@ impl Builder<'_> {
     fn key_selector(&mut self, key_by: &Spanned<KeyBySpec>, uid: &str) -> Option<FunctionRef> {
         let spec = key_by.get_ref();
         let field = |name: &str| format!("operator `{uid}` → key_by → {name}");
-        let selector = self.function(&spec.module, &spec.function, &field("module"), &field("function"), Vec::new())?;
+        let selector = self.function(
+            &spec.module,
+            &spec.function,
+            &field("module"),
+            &field("function"),
+            Vec::new(),
+        )?;
         if selector.kind != FunctionKind::KeySelector {
             self.errors.push(self.locator.error(
                 spec.function.span(),
                 field("function"),
-                format!("expected a key selector, found `{}`, a {} function", selector.function, selector.kind),
+                format!(
+                    "expected a key selector, found `{}`, a {} function",
+                    selector.function, selector.kind
+                ),
             ));
             return None;
         }
@@ -321,7 +400,9 @@ impl Builder<'_> {
         let kind = match sink.kind.get_ref() {
             SinkKind::Stdout => SinkConfig::Stdout,
             SinkKind::File => match &sink.path {
-                Some(path) => SinkConfig::File { path: self.path(path, &format!("sink `{uid}` → path")) },
+                Some(path) => SinkConfig::File {
+                    path: self.path(path, &format!("sink `{uid}` → path")),
+                },
                 None => {
                     self.errors.push(self.locator.error(
                         spanned.span(),
@@ -337,7 +418,11 @@ impl Builder<'_> {
             line: self.locator.line_of(spanned.span().start),
             parallelism: 1,
             kind: VertexKind::Sink(kind),
-            input: Some(DraftInput { uid: sink.input.clone(), partitioning: None, side_output: sink.side_output.clone() }),
+            input: Some(DraftInput {
+                uid: sink.input.clone(),
+                partitioning: None,
+                side_output: sink.side_output.clone(),
+            }),
             is_sink: true,
         }
     }
@@ -360,26 +445,44 @@ impl Builder<'_> {
                     loaded
                 }
                 Err(e) => {
-                    self.errors.push(self.locator.error(module.span(), module_field, e.to_string()));
+                    self.errors.push(self.locator.error(
+                        module.span(),
+                        module_field,
+                        e.to_string(),
+                    ));
                     return None;
                 }
             },
         };
         let name = function.get_ref();
         let Some(info) = loaded.info.function(name) else {
-            let exported: Vec<String> = loaded.info.functions.iter().map(|f| format!("{} ({})", f.name, f.kind)).collect();
+            let exported: Vec<String> = loaded
+                .info
+                .functions
+                .iter()
+                .map(|f| format!("{} ({})", f.name, f.kind))
+                .collect();
             self.errors.push(self.locator.error(
                 function.span(),
                 function_field,
                 format!(
                     "module {} exports no function `{name}`; it exports: {}",
                     loaded.display_name(),
-                    if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
+                    if exported.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        exported.join(", ")
+                    }
                 ),
             ));
             return None;
         };
-        Some(FunctionRef { module: Arc::clone(&loaded), function: name.clone(), kind: info.kind, params })
+        Some(FunctionRef {
+            module: Arc::clone(&loaded),
+            function: name.clone(),
+            kind: info.kind,
+            params,
+        })
     }
 
     /// Resolves a module path: relative to the job file's folder, then the
@@ -390,7 +493,10 @@ impl Builder<'_> {
         let candidates: Vec<PathBuf> = if relative.is_absolute() {
             vec![relative.clone()]
         } else {
-            self.module_dirs.iter().map(|dir| dir.join(&relative)).collect()
+            self.module_dirs
+                .iter()
+                .map(|dir| dir.join(&relative))
+                .collect()
         };
         if let Some(found) = candidates.iter().find(|path| path.is_file()) {
             return Some(found.clone());
@@ -399,7 +505,10 @@ impl Builder<'_> {
         self.errors.push(self.locator.error(
             module.span(),
             field,
-            format!("module `{expanded}` not found (looked in: {})", searched.join(", ")),
+            format!(
+                "module `{expanded}` not found (looked in: {})",
+                searched.join(", ")
+            ),
         ));
         None
     }
@@ -408,7 +517,8 @@ impl Builder<'_> {
         match self.params.expand(value.get_ref()) {
             Ok(expanded) => Some(expanded),
             Err(message) => {
-                self.errors.push(self.locator.error(value.span(), field, message));
+                self.errors
+                    .push(self.locator.error(value.span(), field, message));
                 None
             }
         }
@@ -420,7 +530,10 @@ impl Builder<'_> {
 
     fn positive(&mut self, value: &Spanned<u32>, field: &str) -> u32 {
         if *value.get_ref() == 0 {
-            self.errors.push(self.locator.error(value.span(), field, "must be at least 1"));
+            self.errors.push(
+                self.locator
+                    .error(value.span(), field, "must be at least 1"),
+            );
             return 1;
         }
         *value.get_ref()
@@ -428,7 +541,10 @@ impl Builder<'_> {
 
     fn positive_u64(&mut self, value: &Spanned<u64>, field: &str) -> u64 {
         if *value.get_ref() == 0 {
-            self.errors.push(self.locator.error(value.span(), field, "must be at least 1"));
+            self.errors.push(
+                self.locator
+                    .error(value.span(), field, "must be at least 1"),
+            );
             return 1;
         }
         *value.get_ref()
@@ -440,13 +556,17 @@ impl Builder<'_> {
         let mut by_uid: HashMap<String, usize> = HashMap::new();
         for (index, draft) in drafts.iter().enumerate() {
             if draft.uid.is_empty() {
-                self.errors.push(self.line_error(draft.line, "uid", "must not be empty"));
+                self.errors
+                    .push(self.line_error(draft.line, "uid", "must not be empty"));
             }
             if let Some(&first) = by_uid.get(&draft.uid) {
                 self.errors.push(self.line_error(
                     draft.line,
                     "uid",
-                    format!("duplicate uid `{}` (first used on line {})", draft.uid, drafts[first].line),
+                    format!(
+                        "duplicate uid `{}` (first used on line {})",
+                        draft.uid, drafts[first].line
+                    ),
                 ));
             } else {
                 by_uid.insert(draft.uid.clone(), index);
@@ -454,7 +574,9 @@ impl Builder<'_> {
         }
         let mut inputs: Vec<Option<usize>> = vec![None; drafts.len()];
         for (index, draft) in drafts.iter().enumerate() {
-            let Some(DraftInput { uid: input, .. }) = &draft.input else { continue };
+            let Some(DraftInput { uid: input, .. }) = &draft.input else {
+                continue;
+            };
             match by_uid.get(input.get_ref()) {
                 Some(&from) if drafts[from].is_sink => self.errors.push(self.locator.error(
                     input.span(),
@@ -463,13 +585,20 @@ impl Builder<'_> {
                 )),
                 Some(&from) => inputs[index] = Some(from),
                 None => {
-                    let mut known: Vec<&str> =
-                        drafts.iter().filter(|d| !d.is_sink).map(|d| d.uid.as_str()).collect();
+                    let mut known: Vec<&str> = drafts
+                        .iter()
+                        .filter(|d| !d.is_sink)
+                        .map(|d| d.uid.as_str())
+                        .collect();
                     known.sort_unstable();
                     self.errors.push(self.locator.error(
                         input.span(),
                         format!("`{}` → input", draft.uid),
-                        format!("no source or operator has uid `{}` (known: {})", input.get_ref(), known.join(", ")),
+                        format!(
+                            "no source or operator has uid `{}` (known: {})",
+                            input.get_ref(),
+                            known.join(", ")
+                        ),
                     ));
                 }
             }
@@ -503,25 +632,49 @@ impl Builder<'_> {
                 order.push(index);
             }
         }
-        let position: HashMap<usize, usize> = order.iter().enumerate().map(|(pos, &index)| (index, pos)).collect();
+        let position: HashMap<usize, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(pos, &index)| (index, pos))
+            .collect();
         let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
         let mut vertices = Vec::with_capacity(order.len());
         for (pos, &index) in order.iter().enumerate() {
-            let Some(draft) = slots[index].take() else { continue };
+            let Some(draft) = slots[index].take() else {
+                continue;
+            };
             let input = match (inputs[index], draft.input) {
-                (Some(from), Some(DraftInput { partitioning, side_output, .. })) => {
+                (
+                    Some(from),
+                    Some(DraftInput {
+                        partitioning,
+                        side_output,
+                        ..
+                    }),
+                ) => {
                     let upstream_parallelism = vertices
                         .get(position[&from])
                         .map_or(1, |v: &Vertex| v.parallelism);
                     Some(Edge {
                         from: position[&from],
-                        partitioning: self.partitioning(partitioning, upstream_parallelism, &draft.uid, draft.parallelism),
+                        partitioning: self.partitioning(
+                            partitioning,
+                            upstream_parallelism,
+                            &draft.uid,
+                            draft.parallelism,
+                        ),
                         side_output,
                     })
                 }
                 _ => None,
             };
-            vertices.push(Vertex { index: pos, uid: draft.uid, parallelism: draft.parallelism, kind: draft.kind, input });
+            vertices.push(Vertex {
+                index: pos,
+                uid: draft.uid,
+                parallelism: draft.parallelism,
+                kind: draft.kind,
+                input,
+            });
         }
         vertices
     }

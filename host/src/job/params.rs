@@ -62,7 +62,10 @@ mod tests {
 
     #[test]
     fn expands_overrides_and_defaults() {
-        let defaults = BTreeMap::from([("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())]);
+        let defaults = BTreeMap::from([
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]);
         let params = Params::new(&defaults, &[("b".into(), "two".into())]);
         assert_eq!(params.expand("${a}-${b}/$$x/$y").unwrap(), "1-two/$x/$y");
     }
@@ -75,6 +78,9 @@ mod tests {
             "parameter `input` is not set: pass --param input=VALUE or give it a default in [params]"
         );
         assert!(parse_assignment("=x").is_err());
-        assert_eq!(parse_assignment("k=v=w").unwrap(), ("k".into(), "v=w".into()));
+        assert_eq!(
+            parse_assignment("k=v=w").unwrap(),
+            ("k".into(), "v=w".into())
+        );
     }
 }

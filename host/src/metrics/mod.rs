@@ -31,7 +31,12 @@ pub struct VertexMetrics {
 impl VertexMetrics {
     /// Zeroed counters.
     pub fn new(uid: &str, role: VertexRole) -> Self {
-        Self { uid: uid.to_string(), role, records_in: AtomicU64::new(0), records_out: AtomicU64::new(0) }
+        Self {
+            uid: uid.to_string(),
+            role,
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+        }
     }
 
     /// Counts records received.
@@ -60,7 +65,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

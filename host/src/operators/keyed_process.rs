@@ -34,15 +34,23 @@ impl KeyedProcessOperator {
         metrics: Arc<VertexMetrics>,
         timer_batch: usize,
     ) -> Self {
-        Self { uid: uid.to_string(), module, instance, metrics, watermark: EventTime::MIN, timer_batch }
+        Self {
+            uid: uid.to_string(),
+            module,
+            instance,
+            metrics,
+            watermark: EventTime::MIN,
+            timer_batch,
+        }
     }
 
     fn fire(&mut self, domain: TimeDomain, time: i64, out: &mut Output) -> Result<(), TaskError> {
         let (uid, module) = (&self.uid, &self.module);
         let empty = RecordBatch::default();
-        self.instance.fire_timers(domain, time, self.watermark, self.timer_batch, |output| {
-            route_call_output(output, &empty, uid, module, out)
-        })
+        self.instance
+            .fire_timers(domain, time, self.watermark, self.timer_batch, |output| {
+                route_call_output(output, &empty, uid, module, out)
+            })
     }
 }
 

@@ -62,7 +62,8 @@ pub(crate) fn route_call_output(
     for (index, reason) in &output.errors {
         let index = *index as usize;
         if index < input.len() {
-            out.dead_letters().write(operator, module, input.get(index), reason)?;
+            out.dead_letters()
+                .write(operator, module, input.get(index), reason)?;
         }
     }
     out.emit(output.main)?;

@@ -19,11 +19,18 @@ pub struct SinkOperator {
 impl SinkOperator {
     /// An operator writing to `sink`.
     pub fn new(uid: &str, sink: Box<dyn Sink>, metrics: Arc<VertexMetrics>) -> Self {
-        Self { uid: uid.to_string(), sink, metrics }
+        Self {
+            uid: uid.to_string(),
+            sink,
+            metrics,
+        }
     }
 
     fn failed(&self, source: crate::connectors::ConnectorError) -> TaskError {
-        TaskError::Connector { vertex: format!("sink `{}`", self.uid), source }
+        TaskError::Connector {
+            vertex: format!("sink `{}`", self.uid),
+            source,
+        }
     }
 }
 

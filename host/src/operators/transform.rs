@@ -19,8 +19,18 @@ pub struct TransformOperator {
 
 impl TransformOperator {
     /// An operator running `instance`.
-    pub fn new(uid: &str, module: String, instance: UdfInstance, metrics: Arc<VertexMetrics>) -> Self {
-        Self { uid: uid.to_string(), module, instance, metrics }
+    pub fn new(
+        uid: &str,
+        module: String,
+        instance: UdfInstance,
+        metrics: Arc<VertexMetrics>,
+    ) -> Self {
+        Self {
+            uid: uid.to_string(),
+            module,
+            instance,
+            metrics,
+        }
     }
 }
 

@@ -39,7 +39,11 @@ struct Entry<'a> {
 impl DeadLetters {
     /// Dead letters go to `path`.
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_path_buf(), writer: Mutex::new(None), count: AtomicU64::new(0) }
+        Self {
+            path: path.to_path_buf(),
+            writer: Mutex::new(None),
+            count: AtomicU64::new(0),
+        }
     }
 
     /// Number of dead letters so far.
@@ -53,7 +57,13 @@ impl DeadLetters {
     }
 
     /// Writes one rejected record.
-    pub fn write(&self, operator: &str, module: &str, record: RecordRef<'_>, reason: &str) -> Result<(), TaskError> {
+    pub fn write(
+        &self,
+        operator: &str,
+        module: &str,
+        record: RecordRef<'_>,
+        reason: &str,
+    ) -> Result<(), TaskError> {
         let text = std::str::from_utf8(record.payload).ok();
         let entry = Entry {
             operator,
@@ -61,12 +71,21 @@ impl DeadLetters {
             reason,
             timestamp: record.timestamp,
             record: text,
-            record_hex: text.is_none().then(|| record.payload.iter().map(|b| format!("{b:02x}")).collect()),
+            record_hex: text
+                .is_none()
+                .then(|| record.payload.iter().map(|b| format!("{b:02x}")).collect()),
         };
-        let io_error = |source| TaskError::DeadLetter { path: self.path.display().to_string(), source };
-        let mut line = serde_json::to_vec(&entry).map_err(|e| io_error(std::io::Error::other(e)))?;
+        let io_error = |source| TaskError::DeadLetter {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let mut line =
+            serde_json::to_vec(&entry).map_err(|e| io_error(std::io::Error::other(e)))?;
         line.push(b'\n');
-        let mut guard = self.writer.lock().map_err(|_| io_error(std::io::Error::other("lock poisoned")))?;
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| io_error(std::io::Error::other("lock poisoned")))?;
         if guard.is_none() {
             if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(io_error)?;
@@ -83,8 +102,14 @@ impl DeadLetters {
 
     /// Flushes the file, if one was created.
     pub fn flush(&self) -> Result<(), TaskError> {
-        let io_error = |source| TaskError::DeadLetter { path: self.path.display().to_string(), source };
-        let mut guard = self.writer.lock().map_err(|_| io_error(std::io::Error::other("lock poisoned")))?;
+        let io_error = |source| TaskError::DeadLetter {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let mut guard = self
+            .writer
+            .lock()
+            .map_err(|_| io_error(std::io::Error::other("lock poisoned")))?;
         if let Some(writer) = guard.as_mut() {
             writer.flush().map_err(io_error)?;
         }

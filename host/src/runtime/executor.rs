@@ -27,7 +27,9 @@ use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::generator::GeneratorSource;
 use crate::connectors::stdout_sink::StdoutSink;
-use crate::job::plan::{FunctionRef, JobPlan, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
+use crate::job::plan::{
+    FunctionRef, JobPlan, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind,
+};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
 use crate::operators::Operator;
 use crate::operators::keyed_process::KeyedProcessOperator;
@@ -79,27 +81,40 @@ struct EdgeWiring {
 }
 
 /// Runs `plan` to completion.
-pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) -> Result<JobSummary, TaskError> {
+pub fn execute(
+    plan: &JobPlan,
+    engine: &wasmtime::Engine,
+    options: &RunOptions,
+) -> Result<JobSummary, TaskError> {
     let started = Instant::now();
     let capacity = plan.settings.channel_capacity;
-    let mut outputs: Vec<Vec<Vec<EdgeWiring>>> =
-        plan.vertices.iter().map(|v| (0..v.parallelism).map(|_| Vec::new()).collect()).collect();
-    let mut inputs: Vec<Vec<Vec<Receiver<Message>>>> =
-        plan.vertices.iter().map(|v| (0..v.parallelism).map(|_| Vec::new()).collect()).collect();
+    let mut outputs: Vec<Vec<Vec<EdgeWiring>>> = plan
+        .vertices
+        .iter()
+        .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    let mut inputs: Vec<Vec<Vec<Receiver<Message>>>> = plan
+        .vertices
+        .iter()
+        .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
+        .collect();
     for vertex in &plan.vertices {
         let Some(edge) = &vertex.input else { continue };
-        let upstream = &plan.vertices[edge.from];
-        for s in 0..upstream.parallelism as usize {
+        let forward = matches!(edge.partitioning, Partitioning::Forward);
+        for (s, producer) in outputs[edge.from].iter_mut().enumerate() {
             let mut targets = Vec::new();
-            for d in 0..vertex.parallelism as usize {
-                if matches!(edge.partitioning, Partitioning::Forward) && s != d {
+            for (d, consumer) in inputs[vertex.index].iter_mut().enumerate() {
+                if forward && s != d {
                     continue;
                 }
                 let (tx, rx) = bounded(capacity);
                 targets.push(tx);
-                inputs[vertex.index][d].push(rx);
+                consumer.push(rx);
             }
-            outputs[edge.from][s].push(EdgeWiring { consumer: vertex.index, targets });
+            producer.push(EdgeWiring {
+                consumer: vertex.index,
+                targets,
+            });
         }
     }
 
@@ -120,14 +135,21 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
     let failures: Mutex<Vec<TaskError>> = Mutex::new(Vec::new());
     let stop_progress = Arc::new(AtomicBool::new(false));
     let reporter = options.progress.map(|interval| {
-        progress::report(metrics.clone(), Arc::clone(&dead_letters), Arc::clone(&stop_progress), interval)
+        progress::report(
+            metrics.clone(),
+            Arc::clone(&dead_letters),
+            Arc::clone(&stop_progress),
+            interval,
+        )
     });
 
     std::thread::scope(|scope| {
         for vertex in &plan.vertices {
             let subtask_outputs = std::mem::take(&mut outputs[vertex.index]);
             let subtask_inputs = std::mem::take(&mut inputs[vertex.index]);
-            for (subtask, (wiring, receivers)) in subtask_outputs.into_iter().zip(subtask_inputs).enumerate() {
+            for (subtask, (wiring, receivers)) in
+                subtask_outputs.into_iter().zip(subtask_inputs).enumerate()
+            {
                 let task = Subtask {
                     plan,
                     engine,
@@ -139,17 +161,20 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
                 };
                 let failures = &failures;
                 let name = format!("{}#{subtask}", vertex.uid);
-                let spawned = std::thread::Builder::new().name(name).spawn_scoped(scope, move || {
-                    if let Err(error) = task.run(wiring, receivers) {
-                        task.cancel.store(true, Ordering::Relaxed);
-                        if !matches!(error, TaskError::Cancelled) {
-                            tracing::debug!("subtask failed: {error}");
-                            if let Ok(mut failures) = failures.lock() {
-                                failures.push(error);
+                let spawned =
+                    std::thread::Builder::new()
+                        .name(name)
+                        .spawn_scoped(scope, move || {
+                            if let Err(error) = task.run(wiring, receivers) {
+                                task.cancel.store(true, Ordering::Relaxed);
+                                if !matches!(error, TaskError::Cancelled) {
+                                    tracing::debug!("subtask failed: {error}");
+                                    if let Ok(mut failures) = failures.lock() {
+                                        failures.push(error);
+                                    }
+                                }
                             }
-                        }
-                    }
-                });
+                        });
                 if let Err(e) = spawned {
                     cancel.store(true, Ordering::Relaxed);
                     if let Ok(mut failures) = failures.lock() {
@@ -208,7 +233,11 @@ struct Subtask<'a> {
 }
 
 impl Subtask<'_> {
-    fn run(&self, wiring: Vec<EdgeWiring>, receivers: Vec<Receiver<Message>>) -> Result<(), TaskError> {
+    fn run(
+        &self,
+        wiring: Vec<EdgeWiring>,
+        receivers: Vec<Receiver<Message>>,
+    ) -> Result<(), TaskError> {
         let mut out = self.output(wiring)?;
         match &self.vertex.kind {
             VertexKind::Source(config) => {
@@ -228,11 +257,15 @@ impl Subtask<'_> {
             VertexKind::Sink(config) => {
                 let sink: Box<dyn crate::connectors::Sink> = match config {
                     SinkConfig::Stdout => Box::new(StdoutSink),
-                    SinkConfig::File { path } => Box::new(FileSink::create(path).map_err(|source| {
-                        TaskError::Connector { vertex: format!("sink `{}`", self.vertex.uid), source }
-                    })?),
+                    SinkConfig::File { path } => Box::new(FileSink::create(path).map_err(
+                        |source| TaskError::Connector {
+                            vertex: format!("sink `{}`", self.vertex.uid),
+                            source,
+                        },
+                    )?),
                 };
-                let mut operator = SinkOperator::new(&self.vertex.uid, sink, Arc::clone(&self.metrics));
+                let mut operator =
+                    SinkOperator::new(&self.vertex.uid, sink, Arc::clone(&self.metrics));
                 run_operator(&mut operator, &receivers, &mut out)
             }
         }
@@ -240,17 +273,29 @@ impl Subtask<'_> {
 
     fn source(&self, config: &SourceConfig) -> Result<Box<dyn Source>, TaskError> {
         Ok(match config {
-            SourceConfig::File { path } => Box::new(FileSource::open(path).map_err(|source| TaskError::Connector {
-                vertex: format!("source `{}`", self.vertex.uid),
-                source,
-            })?),
-            SourceConfig::Generator(config) => {
-                Box::new(GeneratorSource::new(config.clone(), self.subtask, self.vertex.parallelism))
+            SourceConfig::File { path } => {
+                Box::new(
+                    FileSource::open(path).map_err(|source| TaskError::Connector {
+                        vertex: format!("source `{}`", self.vertex.uid),
+                        source,
+                    })?,
+                )
             }
+            SourceConfig::Generator(config) => Box::new(GeneratorSource::new(
+                config.clone(),
+                self.subtask,
+                self.vertex.parallelism,
+            )),
         })
     }
 
-    fn instance(&self, uid: &str, function: &FunctionRef, parallelism: u32, keyed: bool) -> Result<UdfInstance, TaskError> {
+    fn instance(
+        &self,
+        uid: &str,
+        function: &FunctionRef,
+        parallelism: u32,
+        keyed: bool,
+    ) -> Result<UdfInstance, TaskError> {
         let spec = InstanceSpec {
             operator: uid,
             module: &function.module,
@@ -274,7 +319,13 @@ impl Subtask<'_> {
         Ok(match function.kind {
             FunctionKind::KeyedProcess => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, true)?;
-                Box::new(KeyedProcessOperator::new(uid, module, instance, metrics, self.plan.settings.batch_size))
+                Box::new(KeyedProcessOperator::new(
+                    uid,
+                    module,
+                    instance,
+                    metrics,
+                    self.plan.settings.batch_size,
+                ))
             }
             _ => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, false)?;
@@ -289,13 +340,20 @@ impl Subtask<'_> {
         let mut edges = Vec::with_capacity(wiring.len());
         for EdgeWiring { consumer, targets } in wiring {
             let consumer = &self.plan.vertices[consumer];
-            let Some(edge) = &consumer.input else { continue };
+            let Some(edge) = &consumer.input else {
+                continue;
+            };
             let route = match &edge.partitioning {
                 Partitioning::Forward => Route::Forward,
                 Partitioning::Rebalance => Route::Rebalance,
                 Partitioning::Broadcast => Route::Broadcast,
                 Partitioning::KeyBy(selector) => Route::KeyBy {
-                    selector: Box::new(self.instance(&consumer.uid, selector, consumer.parallelism, false)?),
+                    selector: Box::new(self.instance(
+                        &consumer.uid,
+                        selector,
+                        consumer.parallelism,
+                        false,
+                    )?),
                     max_parallelism: self.plan.settings.max_parallelism,
                     consumer: consumer.uid.clone(),
                     module: selector.module.display_name(),
@@ -303,6 +361,10 @@ impl Subtask<'_> {
             };
             edges.push(OutputEdge::new(edge.side_output.clone(), targets, route));
         }
-        Ok(Output::new(edges, Arc::clone(&self.dead_letters), Arc::clone(&self.metrics)))
+        Ok(Output::new(
+            edges,
+            Arc::clone(&self.dead_letters),
+            Arc::clone(&self.metrics),
+        ))
     }
 }

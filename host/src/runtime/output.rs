@@ -54,21 +54,32 @@ pub struct OutputEdge {
 impl OutputEdge {
     /// An edge to `targets` along `route`.
     pub fn new(side_output: Option<String>, targets: Vec<Sender<Message>>, route: Route) -> Self {
-        Self { side_output, targets, route, next: 0 }
+        Self {
+            side_output,
+            targets,
+            route,
+            next: 0,
+        }
     }
 
     fn send(target: &Sender<Message>, message: Message) -> Result<(), TaskError> {
         target.send(message).map_err(|_| TaskError::Cancelled)
     }
 
-    fn emit(&mut self, mut batch: RecordBatch, dead_letters: &DeadLetters) -> Result<(), TaskError> {
+    fn emit(
+        &mut self,
+        mut batch: RecordBatch,
+        dead_letters: &DeadLetters,
+    ) -> Result<(), TaskError> {
         match &mut self.route {
             Route::Forward => match self.targets.first() {
                 Some(target) => Self::send(target, Message::Data(batch)),
                 None => Ok(()),
             },
             Route::Rebalance => {
-                let Some(target) = self.targets.get(self.next % self.targets.len().max(1)) else { return Ok(()) };
+                let Some(target) = self.targets.get(self.next % self.targets.len().max(1)) else {
+                    return Ok(());
+                };
                 self.next = self.next.wrapping_add(1);
                 Self::send(target, Message::Data(batch))
             }
@@ -78,7 +89,12 @@ impl OutputEdge {
                 }
                 Ok(())
             }
-            Route::KeyBy { selector, max_parallelism, consumer, module } => {
+            Route::KeyBy {
+                selector,
+                max_parallelism,
+                consumer,
+                module,
+            } => {
                 batch.strip_keys();
                 let errors = selector.select_keys(&mut batch)?;
                 let mut rejected = vec![false; if errors.is_empty() { 0 } else { batch.len() }];
@@ -98,14 +114,20 @@ impl OutputEdge {
                 }
                 let per_target = batch.len() / self.targets.len().max(1) + 1;
                 let mut parts: Vec<RecordBatch> = (0..self.targets.len())
-                    .map(|_| RecordBatch::with_capacity(per_target, batch.payload_bytes() / self.targets.len().max(1)))
+                    .map(|_| {
+                        RecordBatch::with_capacity(
+                            per_target,
+                            batch.payload_bytes() / self.targets.len().max(1),
+                        )
+                    })
                     .collect();
                 for (i, record) in batch.iter().enumerate() {
                     if rejected.get(i).copied().unwrap_or(false) {
                         continue;
                     }
                     let key = record.key.unwrap_or_default();
-                    let target = KeyGroup::of(key, *max_parallelism).subtask(*max_parallelism, parallelism);
+                    let target =
+                        KeyGroup::of(key, *max_parallelism).subtask(*max_parallelism, parallelism);
                     if let Some(part) = parts.get_mut(target as usize) {
                         part.push_record(record);
                     }
@@ -137,8 +159,16 @@ pub struct Output {
 
 impl Output {
     /// An output over `edges`, counting into `metrics`.
-    pub fn new(edges: Vec<OutputEdge>, dead_letters: Arc<DeadLetters>, metrics: Arc<VertexMetrics>) -> Self {
-        Self { edges, dead_letters, metrics }
+    pub fn new(
+        edges: Vec<OutputEdge>,
+        dead_letters: Arc<DeadLetters>,
+        metrics: Arc<VertexMetrics>,
+    ) -> Self {
+        Self {
+            edges,
+            dead_letters,
+            metrics,
+        }
     }
 
     /// The job's dead-letter output.
@@ -166,7 +196,9 @@ impl Output {
         let matching: Vec<usize> = (0..self.edges.len())
             .filter(|&i| self.edges[i].side_output.as_deref() == tag)
             .collect();
-        let Some((&last, rest)) = matching.split_last() else { return Ok(()) };
+        let Some((&last, rest)) = matching.split_last() else {
+            return Ok(());
+        };
         for &i in rest {
             self.edges[i].emit(batch.clone(), &self.dead_letters)?;
         }
@@ -176,11 +208,15 @@ impl Output {
     /// Forwards a watermark to every consumer subtask.
     pub fn watermark(&mut self, watermark: EventTime) -> Result<(), TaskError> {
         let message = Message::Watermark(watermark);
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&message))
     }
 
     /// Tells every consumer subtask that this subtask has finished.
     pub fn end(&mut self) -> Result<(), TaskError> {
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::End))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&Message::End))
     }
 }

@@ -35,7 +35,10 @@ pub fn run_source(
         let mut batch = RecordBatch::with_capacity(batch_size, batch_size * 48);
         let status = source
             .next_batch(&mut batch, batch_size)
-            .map_err(|source| TaskError::Connector { vertex: format!("source `{uid}`"), source })?;
+            .map_err(|source| TaskError::Connector {
+                vertex: format!("source `{uid}`"),
+                source,
+            })?;
         if !batch.is_empty() {
             out.emit(batch)?;
         }
@@ -56,7 +59,11 @@ struct InputState {
 
 impl InputState {
     fn new(channels: usize) -> Self {
-        Self { watermarks: vec![EventTime::MIN; channels], ended: vec![false; channels], current: EventTime::MIN }
+        Self {
+            watermarks: vec![EventTime::MIN; channels],
+            ended: vec![false; channels],
+            current: EventTime::MIN,
+        }
     }
 
     fn open_channels(&self) -> usize {
@@ -81,7 +88,11 @@ impl InputState {
 }
 
 /// Runs an operator subtask until all its inputs end.
-pub fn run_operator(operator: &mut dyn Operator, inputs: &[Receiver<Message>], out: &mut Output) -> Result<(), TaskError> {
+pub fn run_operator(
+    operator: &mut dyn Operator,
+    inputs: &[Receiver<Message>],
+    out: &mut Output,
+) -> Result<(), TaskError> {
     operator.open()?;
     let mut state = InputState::new(inputs.len());
     while state.open_channels() > 0 {
@@ -107,7 +118,9 @@ pub fn run_operator(operator: &mut dyn Operator, inputs: &[Receiver<Message>], o
             None => select.select(),
         };
         let channel = channel_of[ready.index()];
-        let message = ready.recv(&inputs[channel]).map_err(|_| TaskError::Cancelled)?;
+        let message = ready
+            .recv(&inputs[channel])
+            .map_err(|_| TaskError::Cancelled)?;
         match message {
             Message::Data(batch) => operator.process_batch(batch, out)?,
             Message::Watermark(watermark) => {

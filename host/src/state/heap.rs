@@ -30,20 +30,32 @@ impl HeapBackend {
     }
 
     fn state(&self, state: StateId) -> StateResult<&HeapState> {
-        self.states.get(state.0 as usize).ok_or(StateError::UnknownState(state.0))
+        self.states
+            .get(state.0 as usize)
+            .ok_or(StateError::UnknownState(state.0))
     }
 
     /// The state and the current key, split so both can be borrowed at once.
     fn state_and_key(&mut self, state: StateId) -> StateResult<(&mut HeapState, &[u8])> {
-        let key = self.current_key.as_deref().ok_or(StateError::NoCurrentKey)?;
-        let state = self.states.get_mut(state.0 as usize).ok_or(StateError::UnknownState(state.0))?;
+        let key = self
+            .current_key
+            .as_deref()
+            .ok_or(StateError::NoCurrentKey)?;
+        let state = self
+            .states
+            .get_mut(state.0 as usize)
+            .ok_or(StateError::UnknownState(state.0))?;
         Ok((state, key))
     }
 }
 
 impl KeyedStateBackend for HeapBackend {
     fn register(&mut self, descriptor: &StateDescriptor) -> StateResult<StateId> {
-        if let Some(index) = self.states.iter().position(|s| s.descriptor.name == descriptor.name) {
+        if let Some(index) = self
+            .states
+            .iter()
+            .position(|s| s.descriptor.name == descriptor.name)
+        {
             let existing = &self.states[index].descriptor;
             if existing.kind != descriptor.kind {
                 return Err(StateError::KindConflict {
@@ -54,7 +66,10 @@ impl KeyedStateBackend for HeapBackend {
             }
             return Ok(StateId(index as u32));
         }
-        self.states.push(HeapState { descriptor: descriptor.clone(), by_key: HashMap::new() });
+        self.states.push(HeapState {
+            descriptor: descriptor.clone(),
+            by_key: HashMap::new(),
+        });
         Ok(StateId((self.states.len() - 1) as u32))
     }
 
@@ -78,7 +93,11 @@ impl KeyedStateBackend for HeapBackend {
 
     fn get(&mut self, state: StateId, user_key: &[u8]) -> StateResult<Option<Vec<u8>>> {
         let (state, key) = self.state_and_key(state)?;
-        Ok(state.by_key.get(key).and_then(|entries| entries.get(user_key)).cloned())
+        Ok(state
+            .by_key
+            .get(key)
+            .and_then(|entries| entries.get(user_key))
+            .cloned())
     }
 
     fn put(&mut self, state: StateId, user_key: &[u8], value: &[u8]) -> StateResult<()> {
@@ -115,7 +134,12 @@ impl KeyedStateBackend for HeapBackend {
         Ok(state
             .by_key
             .get(key)
-            .map(|entries| entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -140,13 +164,19 @@ mod tests {
     use crate::state::StateKind;
 
     fn descriptor(name: &str, kind: StateKind) -> StateDescriptor {
-        StateDescriptor { name: name.into(), kind, ttl: None }
+        StateDescriptor {
+            name: name.into(),
+            kind,
+            ttl: None,
+        }
     }
 
     #[test]
     fn entries_are_scoped_to_the_current_key() {
         let mut backend = HeapBackend::new();
-        let count = backend.register(&descriptor("count", StateKind::Value)).unwrap();
+        let count = backend
+            .register(&descriptor("count", StateKind::Value))
+            .unwrap();
         backend.set_current_key(b"a");
         backend.put(count, b"", b"1").unwrap();
         backend.set_current_key(b"b");
@@ -167,20 +197,37 @@ mod tests {
         backend.put(map, b"zeta", b"1").unwrap();
         backend.put(map, b"alpha", b"2").unwrap();
         backend.delete(map, b"nothing").unwrap();
-        let keys: Vec<_> = backend.entries(map).unwrap().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<_> = backend
+            .entries(map)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec![b"alpha".to_vec(), b"zeta".to_vec()]);
     }
 
     #[test]
     fn a_name_cannot_change_kind_and_access_needs_a_key() {
         let mut backend = HeapBackend::new();
-        let value = backend.register(&descriptor("s", StateKind::Value)).unwrap();
-        assert_eq!(backend.register(&descriptor("s", StateKind::Value)).unwrap(), value);
-        let err = backend.register(&descriptor("s", StateKind::List)).unwrap_err();
+        let value = backend
+            .register(&descriptor("s", StateKind::Value))
+            .unwrap();
+        assert_eq!(
+            backend
+                .register(&descriptor("s", StateKind::Value))
+                .unwrap(),
+            value
+        );
+        let err = backend
+            .register(&descriptor("s", StateKind::List))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "state `s` is already declared as value state; it cannot also be list state"
         );
-        assert!(matches!(backend.get(value, b""), Err(StateError::NoCurrentKey)));
+        assert!(matches!(
+            backend.get(value, b""),
+            Err(StateError::NoCurrentKey)
+        ));
     }
 }

@@ -39,7 +39,10 @@ impl KeyGroupRange {
         let m = u64::from(max_parallelism);
         let start = (u64::from(subtask) * m).div_ceil(p);
         let end = ((u64::from(subtask) + 1) * m).div_ceil(p);
-        Self { start: start as u32, end: end as u32 }
+        Self {
+            start: start as u32,
+            end: end as u32,
+        }
     }
 
     /// Whether `group` lies in this range.
@@ -60,7 +63,10 @@ mod tests {
                     let owner = KeyGroup(group).subtask(max, parallelism);
                     assert!(owner < parallelism);
                     let range = KeyGroupRange::for_subtask(owner, parallelism, max);
-                    assert!(range.contains(KeyGroup(group)), "max {max} p {parallelism} kg {group}");
+                    assert!(
+                        range.contains(KeyGroup(group)),
+                        "max {max} p {parallelism} kg {group}"
+                    );
                 }
             }
         }

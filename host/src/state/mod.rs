@@ -72,7 +72,9 @@ pub struct StateId(pub u32);
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A state name was opened again with another kind or time-to-live.
-    #[error("state `{name}` is already declared as {existing} state; it cannot also be {requested} state")]
+    #[error(
+        "state `{name}` is already declared as {existing} state; it cannot also be {requested} state"
+    )]
     KindConflict {
         /// The state's name.
         name: String,

@@ -77,9 +77,12 @@ impl TimerService {
                 Some((timestamp, _)) if *timestamp <= time => {}
                 _ => break,
             }
-            let Some((timestamp, key)) = set.pop_first() else { break };
+            let Some((timestamp, key)) = set.pop_first() else {
+                break;
+            };
             due.keys.extend_from_slice(&key);
-            due.key_ends.push(u32::try_from(due.keys.len()).unwrap_or(u32::MAX));
+            due.key_ends
+                .push(u32::try_from(due.keys.len()).unwrap_or(u32::MAX));
             due.timestamps.push(timestamp);
         }
         due
@@ -87,7 +90,9 @@ impl TimerService {
 
     /// The earliest processing-time timer.
     pub fn next_processing_time(&self) -> Option<i64> {
-        self.processing_time.first().map(|(timestamp, _)| *timestamp)
+        self.processing_time
+            .first()
+            .map(|(timestamp, _)| *timestamp)
     }
 
     /// Number of registered timers in both domains.
@@ -118,7 +123,11 @@ mod tests {
         assert_eq!(due.timestamps, vec![10, 20]);
         assert_eq!(due.keys, b"ab");
         assert_eq!(due.key_ends, vec![1, 2]);
-        assert!(timers.take_due(TimeDomain::EventTime, i64::MAX, 100).is_empty());
+        assert!(
+            timers
+                .take_due(TimeDomain::EventTime, i64::MAX, 100)
+                .is_empty()
+        );
         assert_eq!(timers.next_processing_time(), Some(5));
         assert_eq!(timers.len(), 1);
     }

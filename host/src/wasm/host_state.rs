@@ -6,8 +6,8 @@
 //! writes the entry of the *current key*, which the guest selects by position
 //! in the batch it is processing (`key-scope.select-key`).
 
-use wasmtime::format_err as anyhow;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::format_err as anyhow;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -49,7 +49,14 @@ pub struct KeyedScope {
 impl KeyedScope {
     /// A scope over `backend` with no timers.
     pub fn new(backend: Box<dyn KeyedStateBackend>) -> Self {
-        Self { backend, timers: TimerService::new(), keys: Vec::new(), key_ends: Vec::new(), now_ms: 0, scratch: Vec::new() }
+        Self {
+            backend,
+            timers: TimerService::new(),
+            keys: Vec::new(),
+            key_ends: Vec::new(),
+            now_ms: 0,
+            scratch: Vec::new(),
+        }
     }
 
     /// Makes the keys of a batch the ones `select-key` picks from.
@@ -66,9 +73,14 @@ impl KeyedScope {
 
     /// Reads an entry, honouring the state's time-to-live.
     fn read(&mut self, state: StateId, user_key: &[u8]) -> wasmtime::Result<Option<Vec<u8>>> {
-        let Some(stored) = self.backend.get(state, user_key)? else { return Ok(None) };
-        let Some(config) = self.ttl_of(state)? else { return Ok(Some(stored)) };
-        let (expires_at, value) = ttl::unwrap(&stored).ok_or_else(|| anyhow!("corrupt TTL entry"))?;
+        let Some(stored) = self.backend.get(state, user_key)? else {
+            return Ok(None);
+        };
+        let Some(config) = self.ttl_of(state)? else {
+            return Ok(Some(stored));
+        };
+        let (expires_at, value) =
+            ttl::unwrap(&stored).ok_or_else(|| anyhow!("corrupt TTL entry"))?;
         if ttl::is_expired(expires_at, self.now_ms) {
             self.backend.delete(state, user_key)?;
             return Ok(None);
@@ -85,7 +97,9 @@ impl KeyedScope {
         match self.ttl_of(state)? {
             None => self.backend.put(state, user_key, value)?,
             Some(config) => {
-                let expires_at = self.now_ms.saturating_add(i64::try_from(config.ttl_ms).unwrap_or(i64::MAX));
+                let expires_at = self
+                    .now_ms
+                    .saturating_add(i64::try_from(config.ttl_ms).unwrap_or(i64::MAX));
                 let mut scratch = std::mem::take(&mut self.scratch);
                 ttl::wrap(value, expires_at, &mut scratch);
                 let result = self.backend.put(state, user_key, &scratch);
@@ -139,23 +153,34 @@ impl HostState {
             label: label.to_string(),
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
             panic: None,
             keyed: None,
         }
     }
 
     fn scope(&mut self) -> wasmtime::Result<&mut KeyedScope> {
-        self.keyed
-            .as_mut()
-            .ok_or_else(|| anyhow!("keyed state and timers are only available to keyed process functions"))
+        self.keyed.as_mut().ok_or_else(|| {
+            anyhow!("keyed state and timers are only available to keyed process functions")
+        })
     }
 
-    fn open(&mut self, name: String, kind: StateKind, ttl: Option<TtlConfig>) -> wasmtime::Result<u32> {
+    fn open(
+        &mut self,
+        name: String,
+        kind: StateKind,
+        ttl: Option<TtlConfig>,
+    ) -> wasmtime::Result<u32> {
         let descriptor = StateDescriptor {
             name,
             kind,
-            ttl: ttl.map(|t| crate::state::TtlConfig { ttl_ms: t.ttl_ms, update_on_read: t.update_on_read }),
+            ttl: ttl.map(|t| crate::state::TtlConfig {
+                ttl_ms: t.ttl_ms,
+                update_on_read: t.update_on_read,
+            }),
         };
         let id = self.scope()?.backend.register(&descriptor)?;
         Ok(id.0)
@@ -164,7 +189,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -191,7 +219,10 @@ impl host::Host for HostState {
     }
 
     fn report_panic(&mut self, message: String, record_index: Option<u32>) -> wasmtime::Result<()> {
-        self.panic = Some(PanicReport { message, record_index });
+        self.panic = Some(PanicReport {
+            message,
+            record_index,
+        });
         Ok(())
     }
 }
@@ -201,7 +232,10 @@ impl key_scope::Host for HostState {
         let scope = self.scope()?;
         let i = index as usize;
         if i >= scope.key_ends.len() {
-            return Err(anyhow!("select-key({index}) is out of range: the batch has {} elements", scope.key_ends.len()));
+            return Err(anyhow!(
+                "select-key({index}) is out of range: the batch has {} elements",
+                scope.key_ends.len()
+            ));
         }
         let range = span(&scope.key_ends, i);
         scope.backend.set_current_key(&scope.keys[range]);
@@ -213,7 +247,9 @@ impl timers::Host for HostState {
     fn register_event_time_timer(&mut self, timestamp: i64) -> wasmtime::Result<()> {
         let scope = self.scope()?;
         let key = scope.current_key()?;
-        scope.timers.register(TimeDomain::EventTime, &key, timestamp);
+        scope
+            .timers
+            .register(TimeDomain::EventTime, &key, timestamp);
         Ok(())
     }
 
@@ -227,14 +263,18 @@ impl timers::Host for HostState {
     fn register_processing_time_timer(&mut self, timestamp: i64) -> wasmtime::Result<()> {
         let scope = self.scope()?;
         let key = scope.current_key()?;
-        scope.timers.register(TimeDomain::ProcessingTime, &key, timestamp);
+        scope
+            .timers
+            .register(TimeDomain::ProcessingTime, &key, timestamp);
         Ok(())
     }
 
     fn delete_processing_time_timer(&mut self, timestamp: i64) -> wasmtime::Result<()> {
         let scope = self.scope()?;
         let key = scope.current_key()?;
-        scope.timers.delete(TimeDomain::ProcessingTime, &key, timestamp);
+        scope
+            .timers
+            .delete(TimeDomain::ProcessingTime, &key, timestamp);
         Ok(())
     }
 }
@@ -245,7 +285,11 @@ impl keyed_state::Host for HostState {}
 const VALUE: &[u8] = &[];
 
 impl keyed_state::HostValueState for HostState {
-    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<ValueState>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<TtlConfig>,
+    ) -> wasmtime::Result<Resource<ValueState>> {
         Ok(Resource::new_own(self.open(name, StateKind::Value, ttl)?))
     }
     fn get(&mut self, this: Resource<ValueState>) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -263,14 +307,23 @@ impl keyed_state::HostValueState for HostState {
 }
 
 impl keyed_state::HostReducingState for HostState {
-    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<ReducingState>> {
-        Ok(Resource::new_own(self.open(name, StateKind::Reducing, ttl)?))
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<TtlConfig>,
+    ) -> wasmtime::Result<Resource<ReducingState>> {
+        Ok(Resource::new_own(self.open(
+            name,
+            StateKind::Reducing,
+            ttl,
+        )?))
     }
     fn get(&mut self, this: Resource<ReducingState>) -> wasmtime::Result<Option<Vec<u8>>> {
         self.scope()?.read(StateId(this.rep()), VALUE)
     }
     fn set(&mut self, this: Resource<ReducingState>, accumulator: Vec<u8>) -> wasmtime::Result<()> {
-        self.scope()?.write(StateId(this.rep()), VALUE, &accumulator)
+        self.scope()?
+            .write(StateId(this.rep()), VALUE, &accumulator)
     }
     fn clear(&mut self, this: Resource<ReducingState>) -> wasmtime::Result<()> {
         Ok(self.scope()?.backend.clear(StateId(this.rep()))?)
@@ -281,14 +334,27 @@ impl keyed_state::HostReducingState for HostState {
 }
 
 impl keyed_state::HostAggregatingState for HostState {
-    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<AggregatingState>> {
-        Ok(Resource::new_own(self.open(name, StateKind::Aggregating, ttl)?))
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<TtlConfig>,
+    ) -> wasmtime::Result<Resource<AggregatingState>> {
+        Ok(Resource::new_own(self.open(
+            name,
+            StateKind::Aggregating,
+            ttl,
+        )?))
     }
     fn get(&mut self, this: Resource<AggregatingState>) -> wasmtime::Result<Option<Vec<u8>>> {
         self.scope()?.read(StateId(this.rep()), VALUE)
     }
-    fn set(&mut self, this: Resource<AggregatingState>, accumulator: Vec<u8>) -> wasmtime::Result<()> {
-        self.scope()?.write(StateId(this.rep()), VALUE, &accumulator)
+    fn set(
+        &mut self,
+        this: Resource<AggregatingState>,
+        accumulator: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        self.scope()?
+            .write(StateId(this.rep()), VALUE, &accumulator)
     }
     fn clear(&mut self, this: Resource<AggregatingState>) -> wasmtime::Result<()> {
         Ok(self.scope()?.backend.clear(StateId(this.rep()))?)
@@ -299,7 +365,11 @@ impl keyed_state::HostAggregatingState for HostState {
 }
 
 impl keyed_state::HostListState for HostState {
-    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<ListState>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<TtlConfig>,
+    ) -> wasmtime::Result<Resource<ListState>> {
         Ok(Resource::new_own(self.open(name, StateKind::List, ttl)?))
     }
     fn get(&mut self, this: Resource<ListState>) -> wasmtime::Result<Vec<Vec<u8>>> {
@@ -334,13 +404,22 @@ impl keyed_state::HostListState for HostState {
 }
 
 impl keyed_state::HostMapState for HostState {
-    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<MapState>> {
+    fn new(
+        &mut self,
+        name: String,
+        ttl: Option<TtlConfig>,
+    ) -> wasmtime::Result<Resource<MapState>> {
         Ok(Resource::new_own(self.open(name, StateKind::Map, ttl)?))
     }
     fn get(&mut self, this: Resource<MapState>, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         self.scope()?.read(StateId(this.rep()), &key)
     }
-    fn put(&mut self, this: Resource<MapState>, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+    fn put(
+        &mut self,
+        this: Resource<MapState>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
         self.scope()?.write(StateId(this.rep()), &key, &value)
     }
     fn remove(&mut self, this: Resource<MapState>, key: Vec<u8>) -> wasmtime::Result<()> {
@@ -378,10 +457,14 @@ mod list_codec {
     pub fn decode(mut stored: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
         let mut values = Vec::new();
         while !stored.is_empty() {
-            let header: [u8; 4] =
-                stored.get(..4).and_then(|h| h.try_into().ok()).ok_or_else(|| anyhow!("corrupt list state entry"))?;
+            let header: [u8; 4] = stored
+                .get(..4)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| anyhow!("corrupt list state entry"))?;
             let len = u32::from_le_bytes(header) as usize;
-            let value = stored.get(4..4 + len).ok_or_else(|| anyhow!("corrupt list state entry"))?;
+            let value = stored
+                .get(4..4 + len)
+                .ok_or_else(|| anyhow!("corrupt list state entry"))?;
             values.push(value.to_vec());
             stored = &stored[4 + len..];
         }
@@ -396,7 +479,10 @@ mod list_codec {
             for value in [&b"a"[..], b"", b"ccc"] {
                 super::push(&mut stored, value);
             }
-            assert_eq!(super::decode(&stored).unwrap(), vec![b"a".to_vec(), vec![], b"ccc".to_vec()]);
+            assert_eq!(
+                super::decode(&stored).unwrap(),
+                vec![b"a".to_vec(), vec![], b"ccc".to_vec()]
+            );
             assert!(super::decode(&stored[..stored.len() - 1]).is_err());
         }
     }

@@ -21,7 +21,10 @@ use crate::state::KeyedStateBackend;
 use crate::time::TimeDomain;
 
 /// Limits used while a module describes itself.
-pub const DESCRIBE_LIMITS: Limits = Limits { call_timeout_ms: 5_000, memory_bytes: 256 << 20 };
+pub const DESCRIBE_LIMITS: Limits = Limits {
+    call_timeout_ms: 5_000,
+    memory_bytes: 256 << 20,
+};
 
 /// What one call produced, in host types.
 #[derive(Debug, Default)]
@@ -68,7 +71,9 @@ impl std::fmt::Display for Position {
 #[derive(Debug, thiserror::Error)]
 pub enum UdfError {
     /// The instance could not be created or refused to start.
-    #[error("operator `{operator}` (module {module}, function `{function}`) failed to start: {reason}")]
+    #[error(
+        "operator `{operator}` (module {module}, function `{function}`) failed to start: {reason}"
+    )]
     Start {
         /// The operator's uid.
         operator: String,
@@ -80,7 +85,9 @@ pub enum UdfError {
         reason: String,
     },
     /// The guest trapped or was stopped.
-    #[error("operator `{operator}` (module {module}, function `{function}`) failed {position}: {cause}")]
+    #[error(
+        "operator `{operator}` (module {module}, function `{function}`) failed {position}: {cause}"
+    )]
     Trap {
         /// The operator's uid.
         operator: String,
@@ -169,14 +176,18 @@ impl UdfInstance {
         state.keyed = backend.map(KeyedScope::new);
         let mut store = new_store(engine, state, spec.limits.call_timeout_ms);
         let pre = &spec.module.pre;
-        let instance = pre.instantiate(&mut store).map_err(|e| start_error(format!("{e:#}")))?;
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| start_error(format!("{e:#}")))?;
         let library = library::GuestIndices::new(pre)
             .and_then(|i| i.load(&mut store, &instance))
             .map_err(|e| start_error(format!("{e:#}")))?;
         let exports = match spec.kind {
-            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => transform::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::Transform),
+            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => {
+                transform::GuestIndices::new(pre)
+                    .and_then(|i| i.load(&mut store, &instance))
+                    .map(Exports::Transform)
+            }
             FunctionKind::KeySelector => key_selector::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::KeySelector),
@@ -218,7 +229,12 @@ impl UdfInstance {
 
     /// The earliest registered processing-time timer.
     pub fn next_processing_time(&self) -> Option<i64> {
-        self.store.data().keyed.as_ref()?.timers.next_processing_time()
+        self.store
+            .data()
+            .keyed
+            .as_ref()?
+            .timers
+            .next_processing_time()
     }
 
     /// Runs a map, filter or flat-map function over `input`.
@@ -247,11 +263,19 @@ impl UdfInstance {
         let output = self.after_call(result, input.len())?;
         input.keys = output.keys;
         input.key_ends = output.key_ends;
-        Ok(output.errors.into_iter().map(|e| (e.index, e.reason)).collect())
+        Ok(output
+            .errors
+            .into_iter()
+            .map(|e| (e.index, e.reason))
+            .collect())
     }
 
     /// Runs a keyed process function over the keyed records of `input`.
-    pub fn process_keyed(&mut self, input: &mut RecordBatch, watermark: i64) -> Result<CallOutput, UdfError> {
+    pub fn process_keyed(
+        &mut self,
+        input: &mut RecordBatch,
+        watermark: i64,
+    ) -> Result<CallOutput, UdfError> {
         let Exports::KeyedProcess(guest) = &self.exports else {
             return Err(self.misuse("keyed-process", input.len()));
         };
@@ -267,7 +291,10 @@ impl UdfInstance {
             key_ends: std::mem::take(&mut input.key_ends),
         };
         self.before_call();
-        let context = wit::BatchContext { watermark, processing_time: now };
+        let context = wit::BatchContext {
+            watermark,
+            processing_time: now,
+        };
         let result = guest.call_process(&mut self.store, context, &batch);
         input.keys = batch.keys;
         input.key_ends = batch.key_ends;
@@ -285,11 +312,15 @@ impl UdfInstance {
         max_batch: usize,
         mut sink: impl FnMut(CallOutput) -> Result<(), crate::runtime::TaskError>,
     ) -> Result<(), crate::runtime::TaskError> {
-        let Exports::KeyedProcess(guest) = &self.exports else { return Ok(()) };
+        let Exports::KeyedProcess(guest) = &self.exports else {
+            return Ok(());
+        };
         let guest = guest.clone();
         loop {
             let now = crate::time::now_ms();
-            let Some(scope) = self.keyed() else { return Ok(()) };
+            let Some(scope) = self.keyed() else {
+                return Ok(());
+            };
             let due = scope.timers.take_due(domain, time, max_batch);
             if due.is_empty() {
                 return Ok(());
@@ -307,7 +338,10 @@ impl UdfInstance {
                 timestamps: due.timestamps,
             };
             self.before_call();
-            let context = wit::BatchContext { watermark, processing_time: now };
+            let context = wit::BatchContext {
+                watermark,
+                processing_time: now,
+            };
             let result = guest.call_on_timers(&mut self.store, context, &timers);
             let output = self.after_call(result, count)?;
             sink(into_output(output))?;
@@ -319,20 +353,33 @@ impl UdfInstance {
         arm_deadline(&mut self.store, self.limits.call_timeout_ms);
     }
 
-    fn after_call<T>(&mut self, result: wasmtime::Result<T>, batch_len: usize) -> Result<T, UdfError> {
+    fn after_call<T>(
+        &mut self,
+        result: wasmtime::Result<T>,
+        batch_len: usize,
+    ) -> Result<T, UdfError> {
         match result {
             Ok(value) => {
                 self.records_before += batch_len as u64;
                 Ok(value)
             }
             Err(error) => {
-                let record_index = self.store.data().panic.as_ref().and_then(|p| p.record_index);
+                let record_index = self
+                    .store
+                    .data()
+                    .panic
+                    .as_ref()
+                    .and_then(|p| p.record_index);
                 let cause = self.cause(&error);
                 Err(UdfError::Trap {
                     operator: self.operator.clone(),
                     module: self.module.display_name(),
                     function: self.function.clone(),
-                    position: Position { records_before: self.records_before, batch_len, record_index },
+                    position: Position {
+                        records_before: self.records_before,
+                        batch_len,
+                        record_index,
+                    },
                     cause,
                 })
             }
@@ -350,7 +397,10 @@ impl UdfInstance {
         }
         let chain = format!("{error:#}");
         if chain.contains("forcing trap when growing memory") {
-            return format!("the instance exceeded its memory limit of {} MiB", self.limits.memory_bytes >> 20);
+            return format!(
+                "the instance exceeded its memory limit of {} MiB",
+                self.limits.memory_bytes >> 20
+            );
         }
         let trap = match error.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
@@ -367,8 +417,14 @@ impl UdfInstance {
             operator: self.operator.clone(),
             module: self.module.display_name(),
             function: self.function.clone(),
-            position: Position { records_before: self.records_before, batch_len, record_index: None },
-            cause: format!("internal error: the function was called through `{interface}`, which is not its kind"),
+            position: Position {
+                records_before: self.records_before,
+                batch_len,
+                record_index: None,
+            },
+            cause: format!(
+                "internal error: the function was called through `{interface}`, which is not its kind"
+            ),
         }
     }
 }
@@ -392,13 +448,27 @@ fn restore_batch(input: &mut RecordBatch, batch: wit::Batch) {
 }
 
 fn into_batch(batch: wit::Batch) -> RecordBatch {
-    RecordBatch { data: batch.data, ends: batch.ends, timestamps: batch.timestamps, keys: Vec::new(), key_ends: Vec::new() }
+    RecordBatch {
+        data: batch.data,
+        ends: batch.ends,
+        timestamps: batch.timestamps,
+        keys: Vec::new(),
+        key_ends: Vec::new(),
+    }
 }
 
 fn into_output(output: wit::Output) -> CallOutput {
     CallOutput {
         main: into_batch(output.main),
-        side: output.side.into_iter().map(|s| (s.tag, into_batch(s.records))).collect(),
-        errors: output.errors.into_iter().map(|e| (e.index, e.reason)).collect(),
+        side: output
+            .side
+            .into_iter()
+            .map(|s| (s.tag, into_batch(s.records)))
+            .collect(),
+        errors: output
+            .errors
+            .into_iter()
+            .map(|e| (e.index, e.reason))
+            .collect(),
     }
 }

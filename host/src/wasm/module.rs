@@ -138,7 +138,9 @@ pub enum ModuleError {
         found: String,
     },
     /// A component that is not a Weir module.
-    #[error("module {path} is not a Weir module: expected an export `{expected}`, found exports: {found}")]
+    #[error(
+        "module {path} is not a Weir module: expected an export `{expected}`, found exports: {found}"
+    )]
     WrongWorld {
         /// The module file.
         path: PathBuf,
@@ -148,7 +150,9 @@ pub enum ModuleError {
         found: String,
     },
     /// A function's kind needs an interface the module does not export.
-    #[error("module {path}: function `{function}` is a {kind} function, but the module does not export `{expected}`")]
+    #[error(
+        "module {path}: function `{function}` is a {kind} function, but the module does not export `{expected}`"
+    )]
     MissingInterface {
         /// The module file.
         path: PathBuf,
@@ -194,7 +198,10 @@ pub struct UdfModule {
 
 impl fmt::Debug for UdfModule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdfModule").field("path", &self.path).field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("UdfModule")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,21 +213,37 @@ pub fn interface_name(name: &str) -> String {
 impl UdfModule {
     /// Reads, compiles and checks the module at `path`.
     pub fn load(runtime: &WasmRuntime, path: &Path) -> Result<Self, ModuleError> {
-        let bytes = std::fs::read(path).map_err(|source| ModuleError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ModuleError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         check_header(path, &bytes)?;
         let digest = hex(&Sha256::digest(&bytes));
-        let component = runtime
-            .compile(&bytes, &digest)
-            .map_err(|reason| ModuleError::Compile { path: path.to_path_buf(), reason })?;
+        let component =
+            runtime
+                .compile(&bytes, &digest)
+                .map_err(|reason| ModuleError::Compile {
+                    path: path.to_path_buf(),
+                    reason,
+                })?;
         let engine = runtime.engine();
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
-        let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         check_exports(path, &exports)?;
         let pre = runtime
             .linker()
             .instantiate_pre(&component)
-            .map_err(|e| ModuleError::Link { path: path.to_path_buf(), reason: format!("{e:#}") })?;
+            .map_err(|e| ModuleError::Link {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
         let info = describe(runtime, path, &pre)?;
         for function in &info.functions {
             let expected = interface_name(function.kind.interface());
@@ -233,23 +256,40 @@ impl UdfModule {
                 });
             }
         }
-        Ok(Self { path: path.to_path_buf(), digest, info, exports, imports, pre })
+        Ok(Self {
+            path: path.to_path_buf(),
+            digest,
+            info,
+            exports,
+            imports,
+            pre,
+        })
     }
 
     /// `name@version (file)`, for messages.
     pub fn display_name(&self) -> String {
-        format!("{}@{} ({})", self.info.name, self.info.version, self.path.display())
+        format!(
+            "{}@{} ({})",
+            self.info.name,
+            self.info.version,
+            self.path.display()
+        )
     }
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), ModuleError> {
-    let not_a_component = |found: &str| ModuleError::NotAComponent { path: path.to_path_buf(), found: found.into() };
+    let not_a_component = |found: &str| ModuleError::NotAComponent {
+        path: path.to_path_buf(),
+        found: found.into(),
+    };
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(not_a_component(
             "it is a core WebAssembly module; build the UDF for the wasm32-wasip2 target so that cargo emits a component",
         )),
         Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
-        _ => Err(not_a_component("the file does not start with the WebAssembly magic number")),
+        _ => Err(not_a_component(
+            "the file does not start with the WebAssembly magic number",
+        )),
     }
 }
 
@@ -260,39 +300,71 @@ fn check_exports(path: &Path, exports: &[String]) -> Result<(), ModuleError> {
     }
     let prefix = format!("{WIT_PACKAGE}/library@");
     if let Some(other) = exports.iter().find_map(|e| e.strip_prefix(&prefix)) {
-        return Err(ModuleError::WrongWitVersion { path: path.to_path_buf(), found: format!("{WIT_PACKAGE}@{other}") });
+        return Err(ModuleError::WrongWitVersion {
+            path: path.to_path_buf(),
+            found: format!("{WIT_PACKAGE}@{other}"),
+        });
     }
-    let found = if exports.is_empty() { "none".to_string() } else { exports.join(", ") };
-    Err(ModuleError::WrongWorld { path: path.to_path_buf(), expected, found })
+    let found = if exports.is_empty() {
+        "none".to_string()
+    } else {
+        exports.join(", ")
+    };
+    Err(ModuleError::WrongWorld {
+        path: path.to_path_buf(),
+        expected,
+        found,
+    })
 }
 
-fn describe(runtime: &WasmRuntime, path: &Path, pre: &InstancePre<HostState>) -> Result<ModuleInfo, ModuleError> {
-    let failed = |reason: String| ModuleError::Describe { path: path.to_path_buf(), reason };
+fn describe(
+    runtime: &WasmRuntime,
+    path: &Path,
+    pre: &InstancePre<HostState>,
+) -> Result<ModuleInfo, ModuleError> {
+    let failed = |reason: String| ModuleError::Describe {
+        path: path.to_path_buf(),
+        reason,
+    };
     let limits = super::instance::DESCRIBE_LIMITS;
-    let mut store = super::instance::new_store(runtime.engine(), HostState::new("describe", limits), limits.call_timeout_ms);
-    let instance = pre.instantiate(&mut store).map_err(|e| failed(format!("{e:#}")))?;
+    let mut store = super::instance::new_store(
+        runtime.engine(),
+        HostState::new("describe", limits),
+        limits.call_timeout_ms,
+    );
+    let instance = pre
+        .instantiate(&mut store)
+        .map_err(|e| failed(format!("{e:#}")))?;
     let library = library::GuestIndices::new(pre)
         .and_then(|indices| indices.load(&mut store, &instance))
         .map_err(|e| failed(format!("{e:#}")))?;
     super::instance::arm_deadline(&mut store, limits.call_timeout_ms);
-    let info = library.call_describe(&mut store).map_err(|e| failed(format!("{e:#}")))?;
+    let info = library
+        .call_describe(&mut store)
+        .map_err(|e| failed(format!("{e:#}")))?;
     Ok(ModuleInfo {
         name: info.name,
         version: info.version,
         functions: info
             .functions
             .into_iter()
-            .map(|f| FunctionInfo { name: f.name, kind: f.kind.into(), states: f.states })
+            .map(|f| FunctionInfo {
+                name: f.name,
+                kind: f.kind.into(),
+                states: f.states,
+            })
             .collect(),
     })
 }
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 #[cfg(test)]
@@ -303,10 +375,15 @@ mod tests {
     fn headers_tell_components_from_core_modules() {
         let path = Path::new("m.wasm");
         assert!(check_header(path, b"\0asm\x0d\0\x01\0rest").is_ok());
-        let core = check_header(path, b"\0asm\x01\0\0\0").unwrap_err().to_string();
+        let core = check_header(path, b"\0asm\x01\0\0\0")
+            .unwrap_err()
+            .to_string();
         assert!(core.contains("core WebAssembly module"), "{core}");
         let text = check_header(path, b"hello world").unwrap_err().to_string();
-        assert_eq!(text, "m.wasm is not a WebAssembly component: the file does not start with the WebAssembly magic number");
+        assert_eq!(
+            text,
+            "m.wasm is not a WebAssembly component: the file does not start with the WebAssembly magic number"
+        );
     }
 
     #[test]
