@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 
 use crate::output::Output;
 use crate::{
-    AggregateFunction, AggregatingState, EventTime, ListState, MapState, ReducingState, Result,
-    TaskInfo, Ttl, ValueState, timers,
+    AggregateFunction, AggregatingState, EventTime, ListState, MapState, ReducingState, Result, TaskInfo, Ttl,
+    ValueState, timers,
 };
 
 /// Starts a [`KeyedProcessFunction`](crate::KeyedProcessFunction): the task,
@@ -37,11 +37,7 @@ impl<'a> OpenContext<'a> {
     }
 
     /// Opens a [`ValueState`] whose entries expire.
-    pub fn value_state_with_ttl<T: Serialize + DeserializeOwned>(
-        &mut self,
-        name: &str,
-        ttl: Ttl,
-    ) -> ValueState<T> {
+    pub fn value_state_with_ttl<T: Serialize + DeserializeOwned>(&mut self, name: &str, ttl: Ttl) -> ValueState<T> {
         ValueState::open(name, Some(ttl))
     }
 
@@ -51,11 +47,7 @@ impl<'a> OpenContext<'a> {
     }
 
     /// Opens a [`ListState`] whose entries expire.
-    pub fn list_state_with_ttl<T: Serialize + DeserializeOwned>(
-        &mut self,
-        name: &str,
-        ttl: Ttl,
-    ) -> ListState<T> {
+    pub fn list_state_with_ttl<T: Serialize + DeserializeOwned>(&mut self, name: &str, ttl: Ttl) -> ListState<T> {
         ListState::open(name, Some(ttl))
     }
 
@@ -97,11 +89,7 @@ impl<'a> OpenContext<'a> {
     }
 
     /// Opens an [`AggregatingState`] that aggregates values with `agg`.
-    pub fn aggregating_state<A: AggregateFunction>(
-        &mut self,
-        name: &str,
-        agg: A,
-    ) -> AggregatingState<A> {
+    pub fn aggregating_state<A: AggregateFunction>(&mut self, name: &str, agg: A) -> AggregatingState<A> {
         AggregatingState::open(name, agg, None)
     }
 

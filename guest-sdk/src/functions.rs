@@ -7,9 +7,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{
-    Context, Emitter, KeyWriter, OpenContext, Record, RecordWriter, Result, TaskInfo, Timer,
-};
+use crate::{Context, Emitter, KeyWriter, OpenContext, Record, RecordWriter, Result, TaskInfo, Timer};
 
 /// One output record per input record.
 pub trait Map: Sized + 'static {

@@ -67,8 +67,7 @@ impl BatchBuilder {
         let (bytes, records) = self.hint;
         self.data.reserve(bytes.saturating_sub(self.data.len()));
         self.ends.reserve(records.saturating_sub(self.ends.len()));
-        self.timestamps
-            .reserve(records.saturating_sub(self.timestamps.len()));
+        self.timestamps.reserve(records.saturating_sub(self.timestamps.len()));
     }
 
     /// Commits the bytes appended to `data` since the last record as a record.
@@ -171,11 +170,7 @@ impl Output {
     }
 
     /// Appends a postcard-encoded record to the main output.
-    pub(crate) fn emit_postcard<T: Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-        timestamp: EventTime,
-    ) -> Result<()> {
+    pub(crate) fn emit_postcard<T: Serialize + ?Sized>(&mut self, value: &T, timestamp: EventTime) -> Result<()> {
         append_postcard(&mut self.main.data, value)?;
         self.main.commit(timestamp);
         Ok(())
@@ -248,9 +243,7 @@ impl KeyColumn {
 
     /// A writer for the next key.
     pub(crate) fn writer(&mut self) -> KeyWriter<'_> {
-        KeyWriter {
-            keys: &mut self.keys,
-        }
+        KeyWriter { keys: &mut self.keys }
     }
 
     /// Commits the bytes written since the last key as a key; with `failed`,
@@ -437,10 +430,7 @@ mod tests {
         assert_eq!(records(&output.main), [(&b"a"[..], 1), (&[5][..], 3)]);
         assert_eq!(output.side.len(), 2);
         assert_eq!(output.side[0].tag, "late");
-        assert_eq!(
-            records(&output.side[0].records),
-            [(&b"x"[..], 2), (&b"y"[..], 4)]
-        );
+        assert_eq!(records(&output.side[0].records), [(&b"x"[..], 2), (&b"y"[..], 4)]);
         assert_eq!(output.side[1].tag, "other");
         assert_eq!(output.errors.len(), 1);
         assert_eq!(output.errors[0].index, 7);
@@ -466,10 +456,7 @@ mod tests {
         out.rollback(mark);
         out.emit(b"after", 3);
         let output = out.finish();
-        assert_eq!(
-            records(&output.main),
-            [(&b"keep"[..], 1), (&b"after"[..], 3)]
-        );
+        assert_eq!(records(&output.main), [(&b"keep"[..], 1), (&b"after"[..], 3)]);
         assert_eq!(output.side.len(), 1);
         assert_eq!(records(&output.side[0].records), [(&b"keep"[..], 1)]);
     }
@@ -523,10 +510,7 @@ mod tests {
     fn a_failed_encoding_leaves_no_bytes() {
         struct Unencodable;
         impl Serialize for Unencodable {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                _: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
                 Err(serde::ser::Error::custom("nope"))
             }
         }

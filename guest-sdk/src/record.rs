@@ -18,12 +18,7 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// A record over borrowed bytes.
-    pub(crate) fn new(
-        payload: &'a [u8],
-        timestamp: EventTime,
-        key: Option<&'a [u8]>,
-        index: u32,
-    ) -> Self {
+    pub(crate) fn new(payload: &'a [u8], timestamp: EventTime, key: Option<&'a [u8]>, index: u32) -> Self {
         Self {
             payload,
             timestamp,
@@ -48,8 +43,7 @@ impl<'a> Record<'a> {
     ///
     /// [`RecordWriter::write_postcard`]: crate::RecordWriter::write_postcard
     pub fn decode<T: Deserialize<'a>>(&self) -> Result<T> {
-        postcard::from_bytes(self.payload)
-            .map_err(|e| Error::new(format!("record could not be decoded: {e}")))
+        postcard::from_bytes(self.payload).map_err(|e| Error::new(format!("record could not be decoded: {e}")))
     }
 
     /// The record's event time.

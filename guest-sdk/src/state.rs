@@ -58,17 +58,13 @@ impl Ttl {
 
 /// Encodes a value of state `name`.
 fn encode<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value)
-        .map_err(|e| Error::new(format!("state `{name}`: value could not be encoded: {e}")))
+    postcard::to_allocvec(value).map_err(|e| Error::new(format!("state `{name}`: value could not be encoded: {e}")))
 }
 
 /// Decodes a stored value of state `name`.
 fn decode<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        Error::new(format!(
-            "state `{name}`: stored value could not be decoded: {e}"
-        ))
-    })
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::new(format!("state `{name}`: stored value could not be decoded: {e}")))
 }
 
 /// Decodes an optional stored value of state `name`.
@@ -134,11 +130,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     /// The current key's list (empty if it has none).
     pub fn get(&self) -> Result<Vec<T>> {
         select_current_key();
-        self.inner
-            .get()
-            .iter()
-            .map(|bytes| decode(&self.name, bytes))
-            .collect()
+        self.inner.get().iter().map(|bytes| decode(&self.name, bytes)).collect()
     }
 
     /// Appends a value to the current key's list.

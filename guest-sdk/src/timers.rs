@@ -34,11 +34,7 @@ pub struct Timer<'a> {
 impl<'a> Timer<'a> {
     /// A timer of `key`.
     pub(crate) fn new(timestamp: EventTime, domain: TimeDomain, key: &'a [u8]) -> Self {
-        Self {
-            timestamp,
-            domain,
-            key,
-        }
+        Self { timestamp, domain, key }
     }
 
     /// The time the timer was registered for, in its domain's clock (ms).

@@ -45,6 +45,7 @@ use weir::job::load::{DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_PARALLELISM, DEFAULT_
 use weir::job::plan::Limits;
 use weir::runtime::batch::RecordBatch;
 use weir::state::heap::HeapBackend;
+use weir::wasm::host_state::KeyedScope;
 use weir::wasm::instance::InstanceSpec;
 use weir::wasm::{EngineOptions, FunctionKind, UdfInstance, UdfModule, WasmRuntime};
 
@@ -93,10 +94,7 @@ impl Measurement {
 
 /// Runs `call` (which processes `batch` records) through a warm-up and
 /// [`REPETITIONS`] timed repetitions.
-fn measure(
-    batch: usize,
-    mut call: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Measurement> {
+fn measure(batch: usize, mut call: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Measurement> {
     let started = Instant::now();
     let mut warm_calls = 0u64;
     while warm_calls < 10 || started.elapsed() < WARM_UP {
@@ -238,9 +236,8 @@ fn start(
         max_parallelism: DEFAULT_MAX_PARALLELISM,
         limits,
     };
-    let backend = (kind == FunctionKind::KeyedProcess)
-        .then(|| Box::new(HeapBackend::new()) as Box<dyn weir::state::KeyedStateBackend>);
-    let instance = UdfInstance::start(runtime.engine(), &spec, backend)?;
+    let keyed = (kind == FunctionKind::KeyedProcess).then(|| KeyedScope::new(Box::new(HeapBackend::new())));
+    let instance = UdfInstance::start(runtime.engine(), &spec, keyed)?;
     Ok((module, instance))
 }
 
@@ -261,12 +258,8 @@ const KEYED: &str = "keyed ValueState counter";
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; anything else selects cases by name.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected =
-        |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()));
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let selected = |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()));
     let dir = udf_dir()?;
     let runtime = WasmRuntime::new(EngineOptions::with_default_cache())?;
     let started = Instant::now();
@@ -284,12 +277,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if selected(MAP) {
-        let (_module, mut identity) = start(
-            &runtime,
-            &dir.join("testkit.wasm"),
-            "identity",
-            FunctionKind::Map,
-        )?;
+        let (_module, mut identity) = start(&runtime, &dir.join("testkit.wasm"), "identity", FunctionKind::Map)?;
         for (&n, &baseline_ns) in MAP_SIZES.iter().zip(&baselines) {
             let measurement = bench_map(&mut identity, n)?;
             rows.push(Row {
@@ -337,9 +325,7 @@ fn bench_map(identity: &mut UdfInstance, n: usize) -> anyhow::Result<Measurement
     let mut input = traffic_batch(n);
     let output = identity.transform(&mut input)?;
     ensure!(
-        output.errors.is_empty()
-            && output.main.data == input.data
-            && output.main.ends == input.ends,
+        output.errors.is_empty() && output.main.data == input.data && output.main.ends == input.ends,
         "identity did not return its input unchanged"
     );
     measure(n, || {
@@ -369,16 +355,13 @@ fn bench_keyed(count: &mut UdfInstance, n: usize) -> anyhow::Result<Measurement>
 }
 
 fn print_table(rows: &[Row]) {
-    println!(
-        "| case | records/batch | ns/record | ns/call | Mrecords/s | boundary adds (ns/record) | spread |"
-    );
+    println!("| case | records/batch | ns/record | ns/call | Mrecords/s | boundary adds (ns/record) | spread |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let m = &row.measurement;
-        let adds = row.baseline_ns.map_or_else(
-            || "".to_string(),
-            |base| format!("{:.1}", m.median_ns - base),
-        );
+        let adds = row
+            .baseline_ns
+            .map_or_else(|| "".to_string(), |base| format!("{:.1}", m.median_ns - base));
         println!(
             "| {} | {} | {:.1} | {:.0} | {:.1} | {} | ±{:.1}% |",
             row.case,

@@ -19,6 +19,7 @@
 //! - [`metrics`]: counters and the progress line.
 //! - [`cli`]: the `weir` command line.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
 pub mod job;

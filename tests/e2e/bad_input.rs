@@ -28,11 +28,7 @@ path = "out.txt"
 fn refused(job: &str) -> String {
     let work = Workdir::new();
     let finished = work.weir("validate", job, &[]);
-    assert!(
-        !finished.success,
-        "the job was accepted:\n{}",
-        finished.stdout
-    );
+    assert!(!finished.success, "the job was accepted:\n{}", finished.stdout);
     finished
         .stderr
         .replace(&work.path("job.toml").display().to_string(), "job.toml")
@@ -40,9 +36,7 @@ fn refused(job: &str) -> String {
 
 #[test]
 fn a_missing_field_is_named_with_its_line() {
-    let job = job_with(
-        "\n[[operator]]\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"identity\"\n",
-    );
+    let job = job_with("\n[[operator]]\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"identity\"\n");
     assert_eq!(refused(&job), "error: job.toml:10: missing field `uid`\n");
 }
 
@@ -91,9 +85,7 @@ fn a_missing_module_is_refused_before_the_job_starts() {
         "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"nope.wasm\"\nfunction = \"identity\"\n",
     ));
     assert!(
-        stderr.starts_with(
-            "error: job.toml:13: operator `op` → module: module `nope.wasm` not found (looked in: "
-        ),
+        stderr.starts_with("error: job.toml:13: operator `op` → module: module `nope.wasm` not found (looked in: "),
         "{stderr}"
     );
 }
@@ -243,11 +235,7 @@ fn malformed_records_go_to_the_dead_letter_file_and_the_job_goes_on() {
                 "1767225602000,CAMERA,P0000002,70",
                 "camera_id: expected CAM followed by digits, found \"CAMERA\""
             ),
-            (
-                "parse",
-                "x,CAM0001,P0000003,70",
-                "ts_ms: not an integer: \"x\""
-            ),
+            ("parse", "x,CAM0001,P0000003,70", "ts_ms: not an integer: \"x\""),
             (
                 "parse",
                 "1767225603000,CAM0002,Q12,70",
@@ -260,14 +248,14 @@ fn malformed_records_go_to_the_dead_letter_file_and_the_job_goes_on() {
             ),
         ]
     );
-    assert!(dead.iter().all(|d| {
-        d["module"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("traffic@0.1.0"))
-    }));
+    assert!(
+        dead.iter()
+            .all(|d| { d["module"].as_str().is_some_and(|m| m.starts_with("traffic@0.1.0")) })
+    );
 }
 
-const FAILING: &str = "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"fail_on\"\n";
+const FAILING: &str =
+    "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"fail_on\"\n";
 
 fn failed_run(input: &str, limits: &str) -> String {
     let work = Workdir::new();
@@ -307,9 +295,7 @@ fn a_memory_hungry_function_hits_its_memory_limit() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(
-            "operator `op` (module testkit@0.1.0 (testkit.wasm), function `fail_on`) failed"
-        ),
+        stderr.contains("operator `op` (module testkit@0.1.0 (testkit.wasm), function `fail_on`) failed"),
         "{stderr}"
     );
 }

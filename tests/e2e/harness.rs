@@ -29,24 +29,9 @@ pub fn udf_dir() -> &'static Path {
         let target = target_dir();
         let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
             .current_dir(workspace())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
             .arg(&target)
-            .args([
-                "-p",
-                "wordcount",
-                "-p",
-                "traffic",
-                "-p",
-                "testkit",
-                "-p",
-                "not-a-udf",
-            ])
+            .args(["-p", "wordcount", "-p", "traffic", "-p", "testkit", "-p", "not-a-udf"])
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
@@ -64,9 +49,7 @@ pub fn module(name: &str) -> PathBuf {
 /// A `weir` command whose module path holds the UDFs.
 pub fn weir() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command
-        .env("WEIR_MODULE_PATH", udf_dir())
-        .env("WEIR_LOG", "error");
+    command.env("WEIR_MODULE_PATH", udf_dir()).env("WEIR_LOG", "error");
     command
 }
 

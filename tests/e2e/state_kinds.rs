@@ -72,10 +72,7 @@ const SCRIPT: &[(&str, &str)] = &[
 #[test]
 fn every_state_kind_and_timers_behave_per_key() {
     let work = Workdir::new();
-    let mut commands: String = SCRIPT
-        .iter()
-        .map(|(command, _)| format!("{command}\n"))
-        .collect();
+    let mut commands: String = SCRIPT.iter().map(|(command, _)| format!("{command}\n")).collect();
     commands.push_str("bogus\n");
     work.write("commands.txt", commands);
     work.run_ok(JOB, &[]);
@@ -84,26 +81,13 @@ fn every_state_kind_and_timers_behave_per_key() {
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (command, result) in SCRIPT {
         let key = command.split(' ').next().unwrap_or_default().to_string();
-        expected
-            .entry(key)
-            .or_default()
-            .push(format!("{command} -> {result}"));
+        expected.entry(key).or_default().push(format!("{command} -> {result}"));
     }
-    expected
-        .entry("f".into())
-        .or_default()
-        .push("timer f 1000".into());
-    expected
-        .entry("g".into())
-        .or_default()
-        .push("timer g 500".into());
+    expected.entry("f".into()).or_default().push("timer f 1000".into());
+    expected.entry("g".into()).or_default().push("timer g 500".into());
     let mut actual: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in work.read("out.txt").lines() {
-        let key = line
-            .split(' ')
-            .find(|w| *w != "timer")
-            .unwrap_or_default()
-            .to_string();
+        let key = line.split(' ').find(|w| *w != "timer").unwrap_or_default().to_string();
         actual.entry(key).or_default().push(line.to_string());
     }
     assert_eq!(actual, expected);

@@ -12,8 +12,7 @@ fn cloned_plates_match_the_oracle_at_parallelism_1_and_2() {
         "the input must produce alerts: {}",
         expected.len()
     );
-    let example =
-        std::fs::read_to_string(workspace().join("examples/traffic-q2.toml")).expect("example job");
+    let example = std::fs::read_to_string(workspace().join("examples/traffic-q2.toml")).expect("example job");
     let mut outputs = Vec::new();
     for parallelism in ["1", "2"] {
         let work = Workdir::new();

@@ -8,8 +8,7 @@ use crate::oracle;
 fn run_wordcount(parallelism: &str, input: &str) -> String {
     let work = Workdir::new();
     work.write("input.txt", input);
-    let example =
-        std::fs::read_to_string(workspace().join("examples/wordcount.toml")).expect("example job");
+    let example = std::fs::read_to_string(workspace().join("examples/wordcount.toml")).expect("example job");
     let finished = work.run_ok(
         &example,
         &[
@@ -70,8 +69,7 @@ fn wordcount_matches_the_oracle_at_parallelism_1_and_2() {
             let (word, count) = line.rsplit_once(',').expect("word,count");
             last.insert(word, count.parse().expect("a count"));
         }
-        let last: HashMap<String, u64> =
-            last.into_iter().map(|(w, c)| (w.to_string(), c)).collect();
+        let last: HashMap<String, u64> = last.into_iter().map(|(w, c)| (w.to_string(), c)).collect();
         assert_eq!(last, counts, "parallelism {parallelism}");
     }
 }

@@ -6,8 +6,8 @@ use crate::output::{KeyColumn, Output};
 use crate::record::{Column, check_len};
 use crate::runtime::scope;
 use crate::{
-    Context, Emitter, EventTime, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map,
-    OpenContext, Record, RecordWriter, Result, TaskInfo, TimeDomain, Timer,
+    Context, Emitter, EventTime, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, OpenContext, Record,
+    RecordWriter, Result, TaskInfo, TimeDomain, Timer,
 };
 
 /// A running function instance, by kind.
@@ -70,9 +70,7 @@ pub(crate) fn open_flat_map<F: FlatMap>(task: &TaskInfo) -> Result<Instance> {
 
 /// Opens a [`KeySelector`].
 pub(crate) fn open_key_selector<F: KeySelector>(task: &TaskInfo) -> Result<Instance> {
-    Ok(Instance::KeySelector(Box::new(KeySelectorFn(F::open(
-        task,
-    )?))))
+    Ok(Instance::KeySelector(Box::new(KeySelectorFn(F::open(task)?))))
 }
 
 /// Opens a [`KeyedProcessFunction`] and its state.
@@ -163,11 +161,7 @@ impl<F: Filter> DynTransform for FilterFn<F> {
         ends.truncate(kept);
         timestamps.truncate(kept);
         wit::Output {
-            main: wit::Batch {
-                data,
-                ends,
-                timestamps,
-            },
+            main: wit::Batch { data, ends, timestamps },
             side: Vec::new(),
             errors: out.take_errors(),
         }
@@ -181,9 +175,7 @@ impl<F: FlatMap> DynTransform for FlatMapFn<F> {
         out.begin();
         for record in records(&input) {
             let mark = out.mark();
-            let result = self
-                .0
-                .flat_map(&record, &mut Emitter::new(out, record.timestamp()));
+            let result = self.0.flat_map(&record, &mut Emitter::new(out, record.timestamp()));
             if let Err(error) = result {
                 out.rollback(mark);
                 out.reject(record.index(), error);
@@ -227,12 +219,7 @@ impl<F: KeyedProcessFunction> DynKeyedProcess for KeyedProcessFn<F> {
         let keys = Column::new(&input.keys, &input.key_ends);
         out.begin();
         for (record, key) in records(&input.records).zip(keys.iter()) {
-            let record = Record::new(
-                record.payload(),
-                record.timestamp(),
-                Some(key),
-                record.index(),
-            );
+            let record = Record::new(record.payload(), record.timestamp(), Some(key), record.index());
             let mark = out.mark();
             let mut ctx = Context::new(key, record.timestamp(), clock(batch), task, out);
             if let Err(error) = self.0.process_element(&record, &mut ctx) {

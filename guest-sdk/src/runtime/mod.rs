@@ -180,8 +180,7 @@ impl<M: Module> library::Guest for Runtime<M> {
             ));
         };
         ACTIVE.set(None);
-        let instance = (entry.open)(&task)
-            .map_err(|e| format!("function `{}` could not start: {e}", task.function))?;
+        let instance = (entry.open)(&task).map_err(|e| format!("function `{}` could not start: {e}", task.function))?;
         ACTIVE.set(Some(Active {
             task,
             kind: entry.kind,

@@ -50,10 +50,7 @@ fn update(f: impl FnOnce(&mut Scope)) {
 
 /// Starts a call from the host; no key is selected yet.
 pub(crate) fn begin_call(keyed: bool) {
-    SCOPE.set(Scope {
-        keyed,
-        ..Scope::IDLE
-    });
+    SCOPE.set(Scope { keyed, ..Scope::IDLE });
 }
 
 /// Ends a call from the host.

@@ -8,7 +8,7 @@ use clap::Args;
 use super::{JobArgs, wasm_runtime};
 use crate::job::load_job;
 use crate::metrics::{VertexRole, thousands};
-use crate::runtime::executor::{JobSummary, RunOptions, execute};
+use crate::runtime::executor::{JobSummary, RestoreFrom, RunOptions, execute};
 
 /// Arguments of `weir run`.
 #[derive(Debug, Args)]
@@ -18,6 +18,10 @@ pub struct RunArgs {
     /// Print no progress line.
     #[arg(long, short)]
     quiet: bool,
+    /// Start from a checkpoint: `latest`, or a checkpoint folder
+    /// (`checkpoints/<job>/chk-000042`).
+    #[arg(long, value_name = "latest|DIR")]
+    restore: Option<String>,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -31,8 +35,13 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let restore = args.restore.map(|r| match r.as_str() {
+        "latest" => RestoreFrom::Latest,
+        dir => RestoreFrom::Checkpoint(dir.into()),
+    });
     let options = RunOptions {
         progress: (!args.quiet).then_some(Duration::from_secs(1)),
+        restore,
     };
     match execute(&plan, wasm.engine(), &options) {
         Ok(summary) => {
@@ -66,6 +75,9 @@ fn print_summary(summary: &JobSummary) {
             VertexRole::Sink => ("sink", format!("in {}", thousands(vertex.records_in))),
         };
         eprintln!("  {role:<8} {:<20} {counts}", vertex.uid);
+    }
+    if summary.restarts > 0 {
+        eprintln!("  restarts: {}", summary.restarts);
     }
     if summary.dead_letters > 0 {
         eprintln!(

@@ -19,8 +19,7 @@ pub(super) fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let wasm = wasm_runtime()?;
     match load_job(&args.job.job, &args.job.load_options(), &wasm) {
         Ok(plan) => {
-            let count =
-                |f: fn(&VertexKind) -> bool| plan.vertices.iter().filter(|v| f(&v.kind)).count();
+            let count = |f: fn(&VertexKind) -> bool| plan.vertices.iter().filter(|v| f(&v.kind)).count();
             println!(
                 "{}: job `{}` is valid: {} source(s), {} operator(s), {} sink(s)",
                 args.job.job.display(),

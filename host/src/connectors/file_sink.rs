@@ -23,8 +23,7 @@ impl FileSink {
             source,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| io_error("cannot create the folder of", e))?;
+            std::fs::create_dir_all(parent).map_err(|e| io_error("cannot create the folder of", e))?;
         }
         let file = File::create(path).map_err(|e| io_error("cannot create output file", e))?;
         Ok(Self {

@@ -34,19 +34,10 @@ impl FileSource {
             offset: 0,
         })
     }
-
-    /// Byte offset of the next line (the source's replay position).
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
 }
 
 impl Source for FileSource {
-    fn next_batch(
-        &mut self,
-        batch: &mut RecordBatch,
-        max: usize,
-    ) -> Result<SourceStatus, ConnectorError> {
+    fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError> {
         let now = crate::time::now_ms();
         for _ in 0..max {
             self.line.clear();
@@ -66,5 +57,23 @@ impl Source for FileSource {
             batch.push(payload, now);
         }
         Ok(SourceStatus::More)
+    }
+
+    /// The byte offset of the next line.
+    fn position(&self) -> u64 {
+        self.offset
+    }
+
+    fn seek(&mut self, position: u64) -> Result<(), ConnectorError> {
+        use std::io::Seek;
+        self.reader
+            .seek(std::io::SeekFrom::Start(position))
+            .map_err(|source| ConnectorError::Io {
+                what: "cannot seek in input file",
+                path: self.path.display().to_string(),
+                source,
+            })?;
+        self.offset = position;
+        Ok(())
     }
 }

@@ -75,8 +75,7 @@ impl GeneratorConfig {
         }
         let camera = rng.below(u64::from(self.cameras)) as u32;
         let u = rng.unit();
-        let plate =
-            ((f64::from(self.plates) * u * u * u) as u32).min(self.plates.saturating_sub(1));
+        let plate = ((f64::from(self.plates) * u * u * u) as u32).min(self.plates.saturating_sub(1));
         let speed = 20 + rng.below(120) as u32;
         Passing {
             ts_ms,
@@ -117,19 +116,10 @@ impl GeneratorSource {
             stride: u64::from(parallelism.max(1)),
         }
     }
-
-    /// Index of the next event this subtask will produce (its replay position).
-    pub fn position(&self) -> u64 {
-        self.next
-    }
 }
 
 impl Source for GeneratorSource {
-    fn next_batch(
-        &mut self,
-        batch: &mut RecordBatch,
-        max: usize,
-    ) -> Result<SourceStatus, ConnectorError> {
+    fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError> {
         let mut line = Vec::with_capacity(40);
         for _ in 0..max {
             if self.config.events.is_some_and(|events| self.next >= events) {
@@ -141,13 +131,21 @@ impl Source for GeneratorSource {
             batch.push(&line, passing.ts_ms);
             self.next += self.stride;
         }
-        Ok(
-            if self.config.events.is_some_and(|events| self.next >= events) {
-                SourceStatus::End
-            } else {
-                SourceStatus::More
-            },
-        )
+        Ok(if self.config.events.is_some_and(|events| self.next >= events) {
+            SourceStatus::End
+        } else {
+            SourceStatus::More
+        })
+    }
+
+    /// The index of the next event this subtask produces.
+    fn position(&self) -> u64 {
+        self.next
+    }
+
+    fn seek(&mut self, position: u64) -> Result<(), ConnectorError> {
+        self.next = position;
+        Ok(())
     }
 }
 
@@ -252,9 +250,7 @@ mod tests {
         let early = config.passing(100);
         assert!(early.ts_ms > DEFAULT_START_MS - 4_000);
         let late_index = 12 * 60 * 5_000;
-        let late: Vec<_> = (late_index..late_index + 100)
-            .map(|i| config.passing(i))
-            .collect();
+        let late: Vec<_> = (late_index..late_index + 100).map(|i| config.passing(i)).collect();
         let base = DEFAULT_START_MS + 12 * 60_000;
         assert!(late.iter().any(|p| p.ts_ms < base - 290_000));
     }

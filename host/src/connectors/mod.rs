@@ -6,6 +6,7 @@
 
 pub mod file_sink;
 pub mod file_source;
+pub mod files_sink;
 pub mod generator;
 pub mod stdout_sink;
 
@@ -35,14 +36,17 @@ pub enum SourceStatus {
     End,
 }
 
-/// Reads records from outside the job.
+/// Reads records from outside the job. Sources are replayable: a position
+/// taken between two batches can be sought back to after a failure.
 pub trait Source: Send {
     /// Appends up to `max` records to `batch`.
-    fn next_batch(
-        &mut self,
-        batch: &mut RecordBatch,
-        max: usize,
-    ) -> Result<SourceStatus, ConnectorError>;
+    fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError>;
+
+    /// The position of the next record (checkpointed at a barrier).
+    fn position(&self) -> u64;
+
+    /// Continues from `position`, a value [`Source::position`] returned.
+    fn seek(&mut self, position: u64) -> Result<(), ConnectorError>;
 }
 
 /// Writes records outside the job.
@@ -52,4 +56,41 @@ pub trait Sink: Send {
 
     /// Makes everything written so far durable (end of input).
     fn finish(&mut self) -> Result<(), ConnectorError>;
+}
+
+/// A sink that writes in transactions, for exactly-once output with
+/// checkpoints (two-phase commit). The runtime drives it through
+/// [`crate::operators::two_phase_commit`]:
+///
+/// 1. records go into the open transaction ([`TransactionalSink::write`]);
+/// 2. at a checkpoint barrier the transaction is made durable but invisible
+///    ([`TransactionalSink::pre_commit`]) and its handle is saved in the
+///    checkpoint; a new transaction opens;
+/// 3. when the checkpoint completes, the transaction becomes visible
+///    ([`TransactionalSink::commit`]);
+/// 4. after a failure, the handles saved in the restored checkpoint are
+///    committed (their checkpoint completed) and every other transaction the
+///    subtask left behind is aborted ([`TransactionalSink::recover`]).
+pub trait TransactionalSink: Send {
+    /// Writes records into the open transaction.
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
+
+    /// Pre-commits the open transaction, opens the next one, and returns the
+    /// handle that commits the pre-committed one later.
+    fn pre_commit(&mut self) -> Result<Vec<u8>, ConnectorError>;
+
+    /// Makes a pre-committed transaction visible. Idempotent: committing a
+    /// transaction that is already committed succeeds.
+    fn commit(&mut self, transaction: &[u8]) -> Result<(), ConnectorError>;
+
+    /// On start: commits `pending` (saved in the restored checkpoint) and
+    /// aborts every other transaction this subtask left behind.
+    fn recover(&mut self, pending: &[Vec<u8>]) -> Result<(), ConnectorError>;
+
+    /// End of input: pre-commits and commits the open transaction at once
+    /// (used when the job runs without checkpoints).
+    fn finish(&mut self) -> Result<(), ConnectorError> {
+        let transaction = self.pre_commit()?;
+        self.commit(&transaction)
+    }
 }

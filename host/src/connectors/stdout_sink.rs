@@ -26,12 +26,10 @@ impl Sink for StdoutSink {
     }
 
     fn finish(&mut self) -> Result<(), ConnectorError> {
-        std::io::stdout()
-            .flush()
-            .map_err(|source| ConnectorError::Io {
-                what: "cannot write",
-                path: "standard output".into(),
-                source,
-            })
+        std::io::stdout().flush().map_err(|source| ConnectorError::Io {
+            what: "cannot write",
+            path: "standard output".into(),
+            source,
+        })
     }
 }

@@ -81,12 +81,7 @@ impl Locator {
     }
 
     /// An error at `span`, about `field`.
-    pub fn error(
-        &self,
-        span: Range<usize>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> JobFileError {
+    pub fn error(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> JobFileError {
         JobFileError {
             file: self.file.clone(),
             line: Some(self.line_of(span.start)),
@@ -119,9 +114,6 @@ mod tests {
         assert_eq!(locator.line_of(5), 3);
         assert_eq!(locator.line_of(6), 4);
         let error = locator.error(2..3, "operator \"x\" → module", "file not found");
-        assert_eq!(
-            error.to_string(),
-            "job.toml:2: operator \"x\" → module: file not found"
-        );
+        assert_eq!(error.to_string(), "job.toml:2: operator \"x\" → module: file not found");
     }
 }

@@ -11,12 +11,14 @@ use toml::Spanned;
 use super::error::{JobFileError, JobFileErrors, Locator};
 use super::params::Params;
 use super::plan::{
-    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, Vertex,
-    VertexKind,
+    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, Vertex, VertexKind,
 };
-use super::spec::{JobSpec, KeyBySpec, PartitionSpec, SinkKind, SourceKind};
+use super::spec::{CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind};
+use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::connectors::generator::GeneratorConfig;
+use crate::runtime::restart::RestartStrategy;
 use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
+use std::time::Duration;
 
 /// Default number of key groups.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
@@ -41,17 +43,10 @@ pub struct LoadOptions {
 }
 
 /// Reads, checks and plans the job in `file`.
-pub fn load_job(
-    file: &Path,
-    options: &LoadOptions,
-    wasm: &WasmRuntime,
-) -> Result<JobPlan, JobFileErrors> {
+pub fn load_job(file: &Path, options: &LoadOptions, wasm: &WasmRuntime) -> Result<JobPlan, JobFileErrors> {
     let locator = Locator::new(file, "");
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        JobFileErrors(vec![
-            locator.file_error(format!("cannot read the job file: {e}")),
-        ])
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| JobFileErrors(vec![locator.file_error(format!("cannot read the job file: {e}"))]))?;
     load_job_text(file, &text, options, wasm)
 }
 
@@ -151,27 +146,25 @@ impl Builder<'_> {
             drafts.push(self.sink(sink));
         }
         if spec.sources.is_empty() {
-            self.errors
-                .push(self.locator.file_error("the job has no [[source]]"));
+            self.errors.push(self.locator.file_error("the job has no [[source]]"));
         }
         if spec.sinks.is_empty() {
-            self.errors
-                .push(self.locator.file_error("the job has no [[sink]]"));
+            self.errors.push(self.locator.file_error("the job has no [[sink]]"));
         }
         for draft in &drafts {
             if draft.parallelism > max_parallelism {
                 let error = self.line_error(
                     draft.line,
                     &format!("`{}` → parallelism", draft.uid),
-                    format!(
-                        "{} exceeds max_parallelism {max_parallelism}",
-                        draft.parallelism
-                    ),
+                    format!("{} exceeds max_parallelism {max_parallelism}", draft.parallelism),
                 );
                 self.errors.push(error);
             }
         }
         let vertices = self.order(drafts);
+        let mut settings = settings;
+        settings.checkpoint = spec.checkpoint.as_ref().map(|c| self.checkpoint(c));
+        settings.restart = self.restart(spec.restart.as_ref(), settings.checkpoint.is_some());
         let name = spec.job.name.clone().unwrap_or_else(|| {
             self.locator
                 .file()
@@ -190,9 +183,7 @@ impl Builder<'_> {
         let max_parallelism = job
             .max_parallelism
             .as_ref()
-            .map_or(DEFAULT_MAX_PARALLELISM, |v| {
-                self.positive(v, "job → max_parallelism")
-            });
+            .map_or(DEFAULT_MAX_PARALLELISM, |v| self.positive(v, "job → max_parallelism"));
         let batch_size = job
             .batch_size
             .as_ref()
@@ -200,9 +191,7 @@ impl Builder<'_> {
         let channel_capacity = job
             .channel_capacity
             .as_ref()
-            .map_or(DEFAULT_CHANNEL_CAPACITY, |v| {
-                self.positive(v, "job → channel_capacity")
-            });
+            .map_or(DEFAULT_CHANNEL_CAPACITY, |v| self.positive(v, "job → channel_capacity"));
         let dead_letter = job.dead_letter.as_ref().map_or_else(
             || PathBuf::from("dead-letters.jsonl"),
             |p| self.path(p, "job → dead_letter"),
@@ -218,9 +207,7 @@ impl Builder<'_> {
             .limits
             .memory_mb
             .as_ref()
-            .map_or(DEFAULT_MEMORY_MB, |v| {
-                self.positive_u64(v, "job.limits → memory_mb")
-            });
+            .map_or(DEFAULT_MEMORY_MB, |v| self.positive_u64(v, "job.limits → memory_mb"));
         Settings {
             max_parallelism,
             batch_size: batch_size as usize,
@@ -228,26 +215,87 @@ impl Builder<'_> {
             dead_letter,
             limits: Limits {
                 call_timeout_ms,
-                memory_bytes: usize::try_from(memory_mb.saturating_mul(1 << 20))
-                    .unwrap_or(usize::MAX),
+                memory_bytes: usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             },
+            checkpoint: None,
+            restart: RestartStrategy::None,
         }
     }
 
-    fn source(
-        &mut self,
-        spanned: &Spanned<super::spec::SourceSpec>,
-        default_parallelism: u32,
-    ) -> Draft {
+    fn checkpoint(&mut self, spec: &Spanned<CheckpointSpec>) -> CheckpointSettings {
+        let spec = spec.get_ref();
+        let field = |name: &str| format!("checkpoint → {name}");
+        CheckpointSettings {
+            dir: spec
+                .dir
+                .as_ref()
+                .map_or_else(|| PathBuf::from("checkpoints"), |d| self.path(d, &field("dir"))),
+            interval_ms: spec
+                .interval_ms
+                .as_ref()
+                .map_or(10_000, |v| self.positive_u64(v, &field("interval_ms"))),
+            timeout_ms: spec
+                .timeout_ms
+                .as_ref()
+                .map_or(600_000, |v| self.positive_u64(v, &field("timeout_ms"))),
+            min_pause_ms: spec.min_pause_ms.unwrap_or(0),
+            max_concurrent: spec
+                .max_concurrent
+                .as_ref()
+                .map_or(1, |v| self.positive(v, &field("max_concurrent"))) as usize,
+            tolerable_failures: spec.tolerable_failures.unwrap_or(0),
+            retain: spec.retain.as_ref().map_or(3, |v| self.positive(v, &field("retain"))) as usize,
+            mode: spec.mode.unwrap_or(CheckpointMode::ExactlyOnce),
+        }
+    }
+
+    fn restart(&mut self, spec: Option<&Spanned<RestartSpec>>, checkpointing: bool) -> RestartStrategy {
+        let Some(spec) = spec else {
+            // As in Flink: with checkpoints a failed job restarts, without it fails.
+            return if checkpointing {
+                RestartStrategy::FixedDelay {
+                    attempts: 3,
+                    delay: Duration::from_secs(1),
+                }
+            } else {
+                RestartStrategy::None
+            };
+        };
+        let spec = spec.get_ref();
+        let attempts = spec.attempts.unwrap_or(3);
+        match spec.strategy.get_ref() {
+            RestartKind::None => RestartStrategy::None,
+            RestartKind::FixedDelay => RestartStrategy::FixedDelay {
+                attempts,
+                delay: Duration::from_millis(spec.delay_ms.unwrap_or(1_000)),
+            },
+            RestartKind::ExponentialBackoff => {
+                let multiplier = spec.multiplier.unwrap_or(2.0);
+                if multiplier.is_nan() || multiplier < 1.0 {
+                    self.errors.push(self.locator.error(
+                        spec.strategy.span(),
+                        "restart → multiplier",
+                        format!("must be at least 1.0, found {multiplier}"),
+                    ));
+                }
+                RestartStrategy::ExponentialBackoff {
+                    attempts,
+                    initial: Duration::from_millis(spec.initial_delay_ms.unwrap_or(1_000)),
+                    max: Duration::from_millis(spec.max_delay_ms.unwrap_or(60_000)),
+                    multiplier: multiplier.max(1.0),
+                }
+            }
+        }
+    }
+
+    fn source(&mut self, spanned: &Spanned<super::spec::SourceSpec>, default_parallelism: u32) -> Draft {
         let source = spanned.get_ref();
         let uid = source.uid.get_ref().clone();
         let field = |name: &str| format!("source `{uid}` → {name}");
         let mut parallelism = source
             .parallelism
             .as_ref()
-            .map_or(default_parallelism, |p| {
-                self.positive(p, &field("parallelism"))
-            });
+            .map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
         let kind = match source.kind.get_ref() {
             SourceKind::File => {
                 parallelism = 1;
@@ -297,20 +345,14 @@ impl Builder<'_> {
         }
     }
 
-    fn operator(
-        &mut self,
-        spanned: &Spanned<super::spec::OperatorSpec>,
-        default_parallelism: u32,
-    ) -> Draft {
+    fn operator(&mut self, spanned: &Spanned<super::spec::OperatorSpec>, default_parallelism: u32) -> Draft {
         let operator = spanned.get_ref();
         let uid = operator.uid.get_ref().clone();
         let field = |name: &str| format!("operator `{uid}` → {name}");
         let parallelism = operator
             .parallelism
             .as_ref()
-            .map_or(default_parallelism, |p| {
-                self.positive(p, &field("parallelism"))
-            });
+            .map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
         let params = operator
             .params
             .iter()
@@ -340,16 +382,14 @@ impl Builder<'_> {
                             function.function
                         ),
                     )),
-                    FunctionKind::KeyedProcess if operator.key_by.is_none() => {
-                        self.errors.push(self.locator.error(
-                            operator.function.span(),
-                            field("key_by"),
-                            format!(
-                                "`{}` is a keyed process function: the operator needs `key_by`",
-                                function.function
-                            ),
-                        ))
-                    }
+                    FunctionKind::KeyedProcess if operator.key_by.is_none() => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("key_by"),
+                        format!(
+                            "`{}` is a keyed process function: the operator needs `key_by`",
+                            function.function
+                        ),
+                    )),
                     _ => {}
                 }
                 VertexKind::Operator(function)
@@ -399,6 +439,19 @@ impl Builder<'_> {
         let uid = sink.uid.get_ref().clone();
         let kind = match sink.kind.get_ref() {
             SinkKind::Stdout => SinkConfig::Stdout,
+            SinkKind::Files => match &sink.path {
+                Some(path) => SinkConfig::Files {
+                    path: self.path(path, &format!("sink `{uid}` → path")),
+                },
+                None => {
+                    self.errors.push(self.locator.error(
+                        spanned.span(),
+                        format!("sink `{uid}` → path"),
+                        "a files sink needs `path` (a folder)",
+                    ));
+                    SinkConfig::Stdout
+                }
+            },
             SinkKind::File => match &sink.path {
                 Some(path) => SinkConfig::File {
                     path: self.path(path, &format!("sink `{uid}` → path")),
@@ -445,11 +498,8 @@ impl Builder<'_> {
                     loaded
                 }
                 Err(e) => {
-                    self.errors.push(self.locator.error(
-                        module.span(),
-                        module_field,
-                        e.to_string(),
-                    ));
+                    self.errors
+                        .push(self.locator.error(module.span(), module_field, e.to_string()));
                     return None;
                 }
             },
@@ -493,10 +543,7 @@ impl Builder<'_> {
         let candidates: Vec<PathBuf> = if relative.is_absolute() {
             vec![relative.clone()]
         } else {
-            self.module_dirs
-                .iter()
-                .map(|dir| dir.join(&relative))
-                .collect()
+            self.module_dirs.iter().map(|dir| dir.join(&relative)).collect()
         };
         if let Some(found) = candidates.iter().find(|path| path.is_file()) {
             return Some(found.clone());
@@ -505,10 +552,7 @@ impl Builder<'_> {
         self.errors.push(self.locator.error(
             module.span(),
             field,
-            format!(
-                "module `{expanded}` not found (looked in: {})",
-                searched.join(", ")
-            ),
+            format!("module `{expanded}` not found (looked in: {})", searched.join(", ")),
         ));
         None
     }
@@ -517,8 +561,7 @@ impl Builder<'_> {
         match self.params.expand(value.get_ref()) {
             Ok(expanded) => Some(expanded),
             Err(message) => {
-                self.errors
-                    .push(self.locator.error(value.span(), field, message));
+                self.errors.push(self.locator.error(value.span(), field, message));
                 None
             }
         }
@@ -530,10 +573,8 @@ impl Builder<'_> {
 
     fn positive(&mut self, value: &Spanned<u32>, field: &str) -> u32 {
         if *value.get_ref() == 0 {
-            self.errors.push(
-                self.locator
-                    .error(value.span(), field, "must be at least 1"),
-            );
+            self.errors
+                .push(self.locator.error(value.span(), field, "must be at least 1"));
             return 1;
         }
         *value.get_ref()
@@ -541,10 +582,8 @@ impl Builder<'_> {
 
     fn positive_u64(&mut self, value: &Spanned<u64>, field: &str) -> u64 {
         if *value.get_ref() == 0 {
-            self.errors.push(
-                self.locator
-                    .error(value.span(), field, "must be at least 1"),
-            );
+            self.errors
+                .push(self.locator.error(value.span(), field, "must be at least 1"));
             return 1;
         }
         *value.get_ref()
@@ -585,11 +624,7 @@ impl Builder<'_> {
                 )),
                 Some(&from) => inputs[index] = Some(from),
                 None => {
-                    let mut known: Vec<&str> = drafts
-                        .iter()
-                        .filter(|d| !d.is_sink)
-                        .map(|d| d.uid.as_str())
-                        .collect();
+                    let mut known: Vec<&str> = drafts.iter().filter(|d| !d.is_sink).map(|d| d.uid.as_str()).collect();
                     known.sort_unstable();
                     self.errors.push(self.locator.error(
                         input.span(),
@@ -632,11 +667,7 @@ impl Builder<'_> {
                 order.push(index);
             }
         }
-        let position: HashMap<usize, usize> = order
-            .iter()
-            .enumerate()
-            .map(|(pos, &index)| (index, pos))
-            .collect();
+        let position: HashMap<usize, usize> = order.iter().enumerate().map(|(pos, &index)| (index, pos)).collect();
         let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
         let mut vertices = Vec::with_capacity(order.len());
         for (pos, &index) in order.iter().enumerate() {
@@ -652,9 +683,7 @@ impl Builder<'_> {
                         ..
                     }),
                 ) => {
-                    let upstream_parallelism = vertices
-                        .get(position[&from])
-                        .map_or(1, |v: &Vertex| v.parallelism);
+                    let upstream_parallelism = vertices.get(position[&from]).map_or(1, |v: &Vertex| v.parallelism);
                     Some(Edge {
                         from: position[&from],
                         partitioning: self.partitioning(

@@ -32,9 +32,7 @@ impl Params {
                     .ok_or_else(|| format!("unterminated parameter reference in \"{text}\""))?;
                 let name = &tail[..end];
                 let value = self.0.get(name).ok_or_else(|| {
-                    format!(
-                        "parameter `{name}` is not set: pass --param {name}=VALUE or give it a default in [params]"
-                    )
+                    format!("parameter `{name}` is not set: pass --param {name}=VALUE or give it a default in [params]")
                 })?;
                 out.push_str(value);
                 rest = &tail[end + 1..];
@@ -62,10 +60,7 @@ mod tests {
 
     #[test]
     fn expands_overrides_and_defaults() {
-        let defaults = BTreeMap::from([
-            ("a".to_string(), "1".to_string()),
-            ("b".to_string(), "2".to_string()),
-        ]);
+        let defaults = BTreeMap::from([("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())]);
         let params = Params::new(&defaults, &[("b".into(), "two".into())]);
         assert_eq!(params.expand("${a}-${b}/$$x/$y").unwrap(), "1-two/$x/$y");
     }
@@ -78,9 +73,6 @@ mod tests {
             "parameter `input` is not set: pass --param input=VALUE or give it a default in [params]"
         );
         assert!(parse_assignment("=x").is_err());
-        assert_eq!(
-            parse_assignment("k=v=w").unwrap(),
-            ("k".into(), "v=w".into())
-        );
+        assert_eq!(parse_assignment("k=v=w").unwrap(), ("k".into(), "v=w".into()));
     }
 }

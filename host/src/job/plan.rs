@@ -33,6 +33,10 @@ pub struct Settings {
     pub dead_letter: PathBuf,
     /// Limits of every Wasm instance.
     pub limits: Limits,
+    /// Checkpointing, if on.
+    pub checkpoint: Option<crate::checkpoint::CheckpointSettings>,
+    /// What to do when a task fails.
+    pub restart: crate::runtime::restart::RestartStrategy,
 }
 
 /// Resource limits of a Wasm instance.
@@ -90,6 +94,11 @@ pub enum SinkConfig {
     /// A file.
     File {
         /// The file.
+        path: PathBuf,
+    },
+    /// Exactly-once part files in a folder.
+    Files {
+        /// The folder.
         path: PathBuf,
     },
 }

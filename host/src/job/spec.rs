@@ -55,6 +55,62 @@ pub struct JobSpec {
     /// Where results go.
     #[serde(default, rename = "sink")]
     pub sinks: Vec<Spanned<SinkSpec>>,
+    /// Checkpointing; off when absent.
+    pub checkpoint: Option<Spanned<CheckpointSpec>>,
+    /// What to do when a task fails.
+    pub restart: Option<Spanned<RestartSpec>>,
+}
+
+/// The `[checkpoint]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Folder of checkpoints (default `checkpoints`); a folder per job inside.
+    pub dir: Option<Spanned<String>>,
+    /// Time between checkpoints, ms (default 10 000).
+    pub interval_ms: Option<Spanned<u64>>,
+    /// A checkpoint not complete after this long fails, ms (default 600 000).
+    pub timeout_ms: Option<Spanned<u64>>,
+    /// Least time between a completion and the next trigger, ms (default 0).
+    pub min_pause_ms: Option<u64>,
+    /// Most checkpoints in progress at once (default 1).
+    pub max_concurrent: Option<Spanned<u32>>,
+    /// Failed checkpoints in a row the job tolerates (default 0).
+    pub tolerable_failures: Option<u32>,
+    /// Completed checkpoints kept (default 3).
+    pub retain: Option<Spanned<u32>>,
+    /// `exactly-once` (default) or `at-least-once`.
+    pub mode: Option<crate::checkpoint::CheckpointMode>,
+}
+
+/// The `[restart]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    /// `none`, `fixed-delay` or `exponential-backoff`.
+    pub strategy: Spanned<RestartKind>,
+    /// Restarts allowed before the job fails (default 3).
+    pub attempts: Option<u32>,
+    /// Delay before each restart (`fixed-delay`), ms (default 1 000).
+    pub delay_ms: Option<u64>,
+    /// First delay (`exponential-backoff`), ms (default 1 000).
+    pub initial_delay_ms: Option<u64>,
+    /// Largest delay (`exponential-backoff`), ms (default 60 000).
+    pub max_delay_ms: Option<u64>,
+    /// Growth of the delay (`exponential-backoff`, default 2.0).
+    pub multiplier: Option<f64>,
+}
+
+/// Restart strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartKind {
+    /// Fail the job at the first failure.
+    None,
+    /// Restart after a fixed delay.
+    FixedDelay,
+    /// Restart after a delay that grows with each failure.
+    ExponentialBackoff,
 }
 
 /// The `[job]` table.
@@ -197,4 +253,6 @@ pub enum SinkKind {
     Stdout,
     /// One record a line in a file.
     File,
+    /// Exactly-once: a folder of part files committed with checkpoints.
+    Files,
 }

@@ -7,11 +7,13 @@
 
 use std::sync::Arc;
 
-use super::{Operator, route_call_output};
+use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
+use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
 use crate::runtime::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
+use crate::state::KeyGroupRange;
 use crate::time::TimeDomain;
 use crate::wasm::UdfInstance;
 
@@ -23,6 +25,7 @@ pub struct KeyedProcessOperator {
     metrics: Arc<VertexMetrics>,
     watermark: EventTime,
     timer_batch: usize,
+    key_groups: KeyGroupRange,
 }
 
 impl KeyedProcessOperator {
@@ -33,6 +36,7 @@ impl KeyedProcessOperator {
         instance: UdfInstance,
         metrics: Arc<VertexMetrics>,
         timer_batch: usize,
+        key_groups: KeyGroupRange,
     ) -> Self {
         Self {
             uid: uid.to_string(),
@@ -41,6 +45,7 @@ impl KeyedProcessOperator {
             metrics,
             watermark: EventTime::MIN,
             timer_batch,
+            key_groups,
         }
     }
 
@@ -72,5 +77,24 @@ impl Operator for KeyedProcessOperator {
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
         self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
+        let key_groups = self.key_groups;
+        let Some(scope) = self.instance.keyed() else {
+            return Ok(OperatorSnapshot::default());
+        };
+        let state = scope.backend.snapshot().map_err(|e| TaskError::State {
+            operator: self.uid.clone(),
+            source: e,
+        })?;
+        Ok(OperatorSnapshot {
+            keyed: Some(KeyedView {
+                state,
+                timers: scope.timers.clone(),
+                key_groups,
+            }),
+            transactions: Vec::new(),
+        })
     }
 }

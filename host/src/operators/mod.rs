@@ -8,11 +8,19 @@
 //! - [`transform`]: map, filter and flat-map functions in Wasm.
 //! - [`keyed_process`]: keyed process functions in Wasm, with state and timers.
 //! - [`sink`]: hands records to a sink connector.
+//! - [`two_phase_commit`]: hands records to a transactional sink, pre-commits
+//!   at each barrier and commits when the checkpoint completes.
+//!
+//! State is declared by the operator and handled around it: the runtime
+//! restores it before the first record and calls [`Operator::snapshot_state`]
+//! when the barriers of a checkpoint are aligned.
 
 pub mod keyed_process;
 pub mod sink;
 pub mod transform;
+pub mod two_phase_commit;
 
+use crate::checkpoint::CheckpointId;
 use crate::runtime::TaskError;
 use crate::runtime::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
@@ -44,10 +52,52 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Takes a consistent view of the operator's state for checkpoint `id`
+    /// (the barrier is aligned). Must be cheap: writing it out happens
+    /// elsewhere.
+    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
+        Ok(OperatorSnapshot::default())
+    }
+
+    /// Checkpoint `id` is complete (every subtask's state is durable).
+    fn notify_checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// Checkpoint `id` was abandoned.
+    fn notify_checkpoint_aborted(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// The latest checkpoint whose completion the operator still waits for
+    /// (a transactional sink's last pre-commit), if any.
+    fn pending_commit(&self) -> Option<CheckpointId> {
+        None
+    }
+
     /// Every input has ended (after the final watermark); flush and finish.
     fn close(&mut self, _out: &mut Output) -> Result<(), TaskError> {
         Ok(())
     }
+}
+
+/// An operator's contribution to a checkpoint.
+#[derive(Default)]
+pub struct OperatorSnapshot {
+    /// A view of keyed state and timers, written out off the record path.
+    pub keyed: Option<KeyedView>,
+    /// Pre-committed transactions of a sink, encoded.
+    pub transactions: Vec<Vec<u8>>,
+}
+
+/// A consistent view of a keyed operator's state.
+pub struct KeyedView {
+    /// The state backend's view.
+    pub state: Box<dyn crate::state::StateView>,
+    /// The timers at the barrier.
+    pub timers: crate::time::TimerService,
+    /// The key groups the subtask owns.
+    pub key_groups: crate::state::KeyGroupRange,
 }
 
 /// Sends a function's output on: main records, side outputs and dead letters
@@ -62,8 +112,7 @@ pub(crate) fn route_call_output(
     for (index, reason) in &output.errors {
         let index = *index as usize;
         if index < input.len() {
-            out.dead_letters()
-                .write(operator, module, input.get(index), reason)?;
+            out.dead_letters().write(operator, module, input.get(index), reason)?;
         }
     }
     out.emit(output.main)?;

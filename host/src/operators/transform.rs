@@ -19,12 +19,7 @@ pub struct TransformOperator {
 
 impl TransformOperator {
     /// An operator running `instance`.
-    pub fn new(
-        uid: &str,
-        module: String,
-        instance: UdfInstance,
-        metrics: Arc<VertexMetrics>,
-    ) -> Self {
+    pub fn new(uid: &str, module: String, instance: UdfInstance, metrics: Arc<VertexMetrics>) -> Self {
         Self {
             uid: uid.to_string(),
             module,

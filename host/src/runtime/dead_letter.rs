@@ -57,13 +57,7 @@ impl DeadLetters {
     }
 
     /// Writes one rejected record.
-    pub fn write(
-        &self,
-        operator: &str,
-        module: &str,
-        record: RecordRef<'_>,
-        reason: &str,
-    ) -> Result<(), TaskError> {
+    pub fn write(&self, operator: &str, module: &str, record: RecordRef<'_>, reason: &str) -> Result<(), TaskError> {
         let text = std::str::from_utf8(record.payload).ok();
         let entry = Entry {
             operator,
@@ -79,8 +73,7 @@ impl DeadLetters {
             path: self.path.display().to_string(),
             source,
         };
-        let mut line =
-            serde_json::to_vec(&entry).map_err(|e| io_error(std::io::Error::other(e)))?;
+        let mut line = serde_json::to_vec(&entry).map_err(|e| io_error(std::io::Error::other(e)))?;
         line.push(b'\n');
         let mut guard = self
             .writer

@@ -1,49 +1,69 @@
-//! Turns a [`JobPlan`] into threads and channels, runs it to the end, and
-//! reports what it did.
+//! Turns a [`JobPlan`] into threads and channels, runs it to the end —
+//! restarting it from its latest checkpoint after a failure, as its restart
+//! strategy allows — and reports what it did.
 //!
 //! Wiring: for an edge from vertex `u` (parallelism `p`) to vertex `v`
 //! (parallelism `q`), forward edges get `p` channels (`i → i`); every other
 //! edge gets `p × q` channels, so each consumer subtask can tell its input
-//! channels apart (which watermark tracking and, later, barrier alignment
-//! need).
+//! channels apart (for watermarks and barrier alignment).
 //!
-//! Failure: when a subtask fails, the job is cancelled: sources stop, and
-//! every other subtask stops as soon as a channel it uses is closed. The
-//! first failure is the job's error; the cancellations it caused are not.
+//! Failure: when a subtask fails, the attempt is cancelled: sources stop,
+//! and every other subtask stops as soon as a channel it uses is closed. The
+//! first failure is the attempt's error; the cancellations it caused are not.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use super::TaskError;
+use super::control::TaskControl;
 use super::dead_letter::DeadLetters;
 use super::message::Message;
 use super::output::{Output, OutputEdge, Route};
 use super::task::{run_operator, run_source};
+use crate::checkpoint::coordinator::{Coordinator, ToCoordinator, ToTask};
+use crate::checkpoint::manifest::{KeyedStateHandle, Manifest};
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::connectors::Source;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
+use crate::connectors::files_sink::FilesSink;
 use crate::connectors::generator::GeneratorSource;
 use crate::connectors::stdout_sink::StdoutSink;
-use crate::job::plan::{
-    FunctionRef, JobPlan, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind,
-};
+use crate::job::plan::{FunctionRef, JobPlan, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
 use crate::operators::Operator;
 use crate::operators::keyed_process::KeyedProcessOperator;
 use crate::operators::sink::SinkOperator;
 use crate::operators::transform::TransformOperator;
+use crate::operators::two_phase_commit::TwoPhaseCommitOperator;
+use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
 use crate::wasm::FunctionKind;
+use crate::wasm::host_state::KeyedScope;
 use crate::wasm::instance::{InstanceSpec, UdfInstance};
+
+/// Which checkpoint a run starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// The latest complete checkpoint of the job, if there is one.
+    Latest,
+    /// A checkpoint folder (`…/chk-000042`).
+    Checkpoint(PathBuf),
+}
 
 /// How to run a job.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Print a progress line to stderr this often (`None`: never).
     pub progress: Option<Duration>,
+    /// Start from a checkpoint.
+    pub restore: Option<RestoreFrom>,
 }
 
 /// What a finished job did.
@@ -53,12 +73,14 @@ pub struct JobSummary {
     pub name: String,
     /// Wall-clock time of the run.
     pub elapsed: Duration,
-    /// Counters of each vertex, in plan order.
+    /// Counters of each vertex, in plan order (over every attempt).
     pub vertices: Vec<VertexSummary>,
     /// Records sent to the dead-letter file.
     pub dead_letters: u64,
     /// The dead-letter file.
-    pub dead_letter_path: std::path::PathBuf,
+    pub dead_letter_path: PathBuf,
+    /// Restarts after failures.
+    pub restarts: u32,
 }
 
 /// Counters of one vertex.
@@ -74,19 +96,160 @@ pub struct VertexSummary {
     pub records_out: u64,
 }
 
+/// What lives across the attempts of one run.
+struct Shared<'a> {
+    plan: &'a JobPlan,
+    engine: &'a wasmtime::Engine,
+    metrics: Vec<Arc<VertexMetrics>>,
+    dead_letters: Arc<DeadLetters>,
+    storage: Option<CheckpointStorage>,
+}
+
+/// Runs `plan` to completion, restarting after failures as its restart
+/// strategy allows.
+pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) -> Result<JobSummary, TaskError> {
+    let started = Instant::now();
+    let storage_error = |e: crate::checkpoint::storage::StorageError| TaskError::Checkpoint(e.to_string());
+    let storage = match &plan.settings.checkpoint {
+        Some(settings) => Some(CheckpointStorage::open(&settings.dir, &plan.name).map_err(storage_error)?),
+        None => None,
+    };
+    let mut restore = match (&options.restore, &storage) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(TaskError::Checkpoint(
+                "the job has no [checkpoint] table, so there is nothing to restore from".into(),
+            ));
+        }
+        (Some(RestoreFrom::Latest), Some(storage)) => {
+            let manifest = latest(storage)?;
+            if manifest.is_none() {
+                tracing::warn!(
+                    "no complete checkpoint in {}; starting from the beginning",
+                    storage.root().display()
+                );
+            }
+            manifest
+        }
+        (Some(RestoreFrom::Checkpoint(dir)), Some(_)) => {
+            let (storage, manifest) = CheckpointStorage::load_dir(dir).map_err(storage_error)?;
+            let _ = storage;
+            Some(manifest)
+        }
+    };
+    let metrics: Vec<Arc<VertexMetrics>> = plan
+        .vertices
+        .iter()
+        .map(|v| {
+            let role = match v.kind {
+                VertexKind::Source(_) => VertexRole::Source,
+                VertexKind::Operator(_) => VertexRole::Operator,
+                VertexKind::Sink(_) => VertexRole::Sink,
+            };
+            Arc::new(VertexMetrics::new(&v.uid, role))
+        })
+        .collect();
+    let shared = Shared {
+        plan,
+        engine,
+        metrics,
+        dead_letters: Arc::new(DeadLetters::new(&plan.settings.dead_letter)),
+        storage,
+    };
+    let stop_progress = Arc::new(AtomicBool::new(false));
+    let reporter = options.progress.map(|interval| {
+        progress::report(
+            shared.metrics.clone(),
+            Arc::clone(&shared.dead_letters),
+            Arc::clone(&stop_progress),
+            interval,
+        )
+    });
+
+    let mut restarts = 0u32;
+    let result = loop {
+        if let Some(manifest) = &restore {
+            tracing::info!("restoring job `{}` from checkpoint {}", plan.name, manifest.id);
+        }
+        match run_attempt(&shared, restore.as_ref(), restarts) {
+            Ok(()) => break Ok(()),
+            Err(error) => {
+                restarts += 1;
+                let Some(delay) = plan.settings.restart.delay_before(restarts) else {
+                    break Err(error);
+                };
+                restore = match &shared.storage {
+                    Some(storage) => latest(storage)?,
+                    None => None,
+                };
+                let from = restore
+                    .as_ref()
+                    .map_or("the beginning".to_string(), |m| format!("checkpoint {}", m.id));
+                tracing::warn!(
+                    "job `{}` failed: {error}; restarting from {from} in {} ms (restart {restarts} of {})",
+                    plan.name,
+                    delay.as_millis(),
+                    plan.settings.restart.attempts()
+                );
+                std::thread::sleep(delay);
+            }
+        }
+    };
+    stop_progress.store(true, Ordering::Relaxed);
+    if let Some(reporter) = reporter {
+        let _ = reporter.join();
+    }
+    shared.dead_letters.flush()?;
+    result?;
+    Ok(JobSummary {
+        name: plan.name.clone(),
+        elapsed: started.elapsed(),
+        vertices: shared
+            .metrics
+            .iter()
+            .map(|m| VertexSummary {
+                uid: m.uid.clone(),
+                role: m.role,
+                records_in: m.records_in(),
+                records_out: m.records_out(),
+            })
+            .collect(),
+        dead_letters: shared.dead_letters.count(),
+        dead_letter_path: plan.settings.dead_letter.clone(),
+        restarts,
+    })
+}
+
+/// The latest checkpoint that passes its checks; says which were refused.
+fn latest(storage: &CheckpointStorage) -> Result<Option<Manifest>, TaskError> {
+    let (manifest, refused) = storage
+        .latest_valid()
+        .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+    for reason in refused {
+        tracing::warn!("{reason}; falling back to an earlier checkpoint");
+    }
+    Ok(manifest)
+}
+
 /// An outgoing edge before its subtask thread builds the route.
 struct EdgeWiring {
     consumer: usize,
     targets: Vec<Sender<Message>>,
 }
 
-/// Runs `plan` to completion.
-pub fn execute(
-    plan: &JobPlan,
-    engine: &wasmtime::Engine,
-    options: &RunOptions,
-) -> Result<JobSummary, TaskError> {
-    let started = Instant::now();
+/// The control channels of one attempt, when checkpointing is on.
+struct ControlPlane {
+    settings: CheckpointSettings,
+    storage: CheckpointStorage,
+    inbox: Receiver<ToCoordinator>,
+    to_coordinator: Sender<ToCoordinator>,
+    to_tasks: HashMap<TaskId, Sender<ToTask>>,
+    from_coordinator: HashMap<TaskId, Receiver<ToTask>>,
+}
+
+/// Runs every subtask once, from `restore` if given.
+fn run_attempt(shared: &Shared<'_>, restore: Option<&Manifest>, attempt: u32) -> Result<(), TaskError> {
+    let plan = shared.plan;
     let capacity = plan.settings.channel_capacity;
     let mut outputs: Vec<Vec<Vec<EdgeWiring>>> = plan
         .vertices
@@ -118,85 +281,141 @@ pub fn execute(
         }
     }
 
-    let metrics: Vec<Arc<VertexMetrics>> = plan
+    let all_tasks: Vec<TaskId> = plan
         .vertices
         .iter()
-        .map(|v| {
-            let role = match v.kind {
-                VertexKind::Source(_) => VertexRole::Source,
-                VertexKind::Operator(_) => VertexRole::Operator,
-                VertexKind::Sink(_) => VertexRole::Sink,
-            };
-            Arc::new(VertexMetrics::new(&v.uid, role))
+        .flat_map(|v| {
+            (0..v.parallelism).map(move |subtask| TaskId {
+                uid: v.uid.clone(),
+                subtask,
+            })
         })
         .collect();
-    let dead_letters = Arc::new(DeadLetters::new(&plan.settings.dead_letter));
-    let cancel = Arc::new(AtomicBool::new(false));
+    let mut control = match (&plan.settings.checkpoint, &shared.storage) {
+        (Some(settings), Some(storage)) => {
+            let (to_coordinator, inbox) = unbounded();
+            let mut to_tasks = HashMap::new();
+            let mut from_coordinator = HashMap::new();
+            for task in &all_tasks {
+                let (tx, rx) = unbounded();
+                to_tasks.insert(task.clone(), tx);
+                from_coordinator.insert(task.clone(), rx);
+            }
+            Some(ControlPlane {
+                settings: settings.clone(),
+                storage: storage.clone(),
+                inbox,
+                to_coordinator,
+                to_tasks,
+                from_coordinator,
+            })
+        }
+        _ => None,
+    };
+
+    let cancel = AtomicBool::new(false);
     let failures: Mutex<Vec<TaskError>> = Mutex::new(Vec::new());
-    let stop_progress = Arc::new(AtomicBool::new(false));
-    let reporter = options.progress.map(|interval| {
-        progress::report(
-            metrics.clone(),
-            Arc::clone(&dead_letters),
-            Arc::clone(&stop_progress),
-            interval,
-        )
-    });
+    let fail = |error: TaskError| {
+        cancel.store(true, Ordering::Relaxed);
+        if !matches!(error, TaskError::Cancelled) {
+            tracing::debug!("subtask failed: {error}");
+            if let Ok(mut failures) = failures.lock() {
+                failures.push(error);
+            }
+        }
+    };
 
     std::thread::scope(|scope| {
+        if let Some(plane) = &mut control {
+            let last = plane
+                .storage
+                .completed()
+                .ok()
+                .and_then(|ids| ids.last().copied())
+                .map_or(0, |id| id.0);
+            let restored = restore.map_or(0, |m| m.id.0);
+            let coordinator = Coordinator {
+                settings: plane.settings.clone(),
+                storage: plane.storage.clone(),
+                job: plan.name.clone(),
+                max_parallelism: plan.settings.max_parallelism,
+                tasks: all_tasks.clone(),
+                to_tasks: std::mem::take(&mut plane.to_tasks),
+                sources: plan
+                    .vertices
+                    .iter()
+                    .filter(|v| matches!(v.kind, VertexKind::Source(_)))
+                    .flat_map(|v| {
+                        (0..v.parallelism).map(move |subtask| TaskId {
+                            uid: v.uid.clone(),
+                            subtask,
+                        })
+                    })
+                    .collect(),
+                next_id: last.max(restored) + 1,
+                finished: HashMap::new(),
+            };
+            let (_, inbox) = unbounded();
+            let inbox = std::mem::replace(&mut plane.inbox, inbox);
+            let fail = &fail;
+            scope.spawn(move || {
+                if let Err(error) = coordinator.run(inbox) {
+                    fail(TaskError::Checkpoint(error.to_string()));
+                }
+            });
+        }
         for vertex in &plan.vertices {
             let subtask_outputs = std::mem::take(&mut outputs[vertex.index]);
             let subtask_inputs = std::mem::take(&mut inputs[vertex.index]);
-            for (subtask, (wiring, receivers)) in
-                subtask_outputs.into_iter().zip(subtask_inputs).enumerate()
-            {
+            for (subtask, (wiring, receivers)) in subtask_outputs.into_iter().zip(subtask_inputs).enumerate() {
+                let task_id = TaskId {
+                    uid: vertex.uid.clone(),
+                    subtask: subtask as u32,
+                };
+                let task_control = control.as_mut().and_then(|plane| {
+                    Some(TaskControl {
+                        task: task_id.clone(),
+                        parallelism: vertex.parallelism,
+                        to_coordinator: plane.to_coordinator.clone(),
+                        from_coordinator: plane.from_coordinator.remove(&task_id)?,
+                        files: plane.storage.files().clone(),
+                        mode: plane.settings.mode,
+                        max_parallelism: plan.settings.max_parallelism,
+                    })
+                });
                 let task = Subtask {
-                    plan,
-                    engine,
+                    shared,
                     vertex,
                     subtask: subtask as u32,
-                    metrics: Arc::clone(&metrics[vertex.index]),
-                    dead_letters: Arc::clone(&dead_letters),
+                    attempt,
+                    restore,
+                    control: task_control,
                     cancel: &cancel,
                 };
-                let failures = &failures;
+                let fail = &fail;
                 let name = format!("{}#{subtask}", vertex.uid);
-                let spawned =
-                    std::thread::Builder::new()
-                        .name(name)
-                        .spawn_scoped(scope, move || {
-                            if let Err(error) = task.run(wiring, receivers) {
-                                task.cancel.store(true, Ordering::Relaxed);
-                                if !matches!(error, TaskError::Cancelled) {
-                                    tracing::debug!("subtask failed: {error}");
-                                    if let Ok(mut failures) = failures.lock() {
-                                        failures.push(error);
-                                    }
-                                }
-                            }
-                        });
-                if let Err(e) = spawned {
-                    cancel.store(true, Ordering::Relaxed);
-                    if let Ok(mut failures) = failures.lock() {
-                        failures.push(TaskError::Connector {
-                            vertex: vertex.uid.clone(),
-                            source: crate::connectors::ConnectorError::Io {
-                                what: "cannot start a thread for",
-                                path: vertex.uid.clone(),
-                                source: e,
-                            },
-                        });
+                let spawned = std::thread::Builder::new().name(name).spawn_scoped(scope, move || {
+                    if let Err(error) = task.run(wiring, receivers) {
+                        fail(error);
                     }
+                });
+                if let Err(e) = spawned {
+                    fail(TaskError::Connector {
+                        vertex: vertex.uid.clone(),
+                        source: crate::connectors::ConnectorError::Io {
+                            what: "cannot start a thread for",
+                            path: vertex.uid.clone(),
+                            source: e,
+                        },
+                    });
                 }
             }
         }
+        // Only subtasks (and their snapshot threads) hold the coordinator's
+        // inbox from here on: it stops when they are all gone.
+        drop(control.take());
     });
 
-    stop_progress.store(true, Ordering::Relaxed);
-    if let Some(reporter) = reporter {
-        let _ = reporter.join();
-    }
-    dead_letters.flush()?;
     let mut failures = failures.into_inner().unwrap_or_default();
     if !failures.is_empty() {
         return Err(failures.swap_remove(0));
@@ -204,41 +423,32 @@ pub fn execute(
     if cancel.load(Ordering::Relaxed) {
         return Err(TaskError::Cancelled);
     }
-    Ok(JobSummary {
-        name: plan.name.clone(),
-        elapsed: started.elapsed(),
-        vertices: metrics
-            .iter()
-            .map(|m| VertexSummary {
-                uid: m.uid.clone(),
-                role: m.role,
-                records_in: m.records_in(),
-                records_out: m.records_out(),
-            })
-            .collect(),
-        dead_letters: dead_letters.count(),
-        dead_letter_path: plan.settings.dead_letter.clone(),
-    })
+    Ok(())
 }
 
 /// One subtask of one vertex, before it starts.
 struct Subtask<'a> {
-    plan: &'a JobPlan,
-    engine: &'a wasmtime::Engine,
+    shared: &'a Shared<'a>,
     vertex: &'a Vertex,
     subtask: u32,
-    metrics: Arc<VertexMetrics>,
-    dead_letters: Arc<DeadLetters>,
+    attempt: u32,
+    restore: Option<&'a Manifest>,
+    control: Option<TaskControl>,
     cancel: &'a AtomicBool,
 }
 
 impl Subtask<'_> {
-    fn run(
-        &self,
-        wiring: Vec<EdgeWiring>,
-        receivers: Vec<Receiver<Message>>,
-    ) -> Result<(), TaskError> {
+    fn plan(&self) -> &JobPlan {
+        self.shared.plan
+    }
+
+    fn metrics(&self) -> Arc<VertexMetrics> {
+        Arc::clone(&self.shared.metrics[self.vertex.index])
+    }
+
+    fn run(&self, wiring: Vec<EdgeWiring>, receivers: Vec<Receiver<Message>>) -> Result<(), TaskError> {
         let mut out = self.output(wiring)?;
+        let control = self.control.as_ref();
         match &self.vertex.kind {
             VertexKind::Source(config) => {
                 let mut source = self.source(config)?;
@@ -246,46 +456,92 @@ impl Subtask<'_> {
                     &self.vertex.uid,
                     source.as_mut(),
                     &mut out,
-                    self.plan.settings.batch_size,
+                    self.plan().settings.batch_size,
                     self.cancel,
+                    control,
                 )
             }
             VertexKind::Operator(function) => {
                 let mut operator = self.operator(function)?;
-                run_operator(operator.as_mut(), &receivers, &mut out)
+                run_operator(operator.as_mut(), &receivers, &mut out, control)
             }
             VertexKind::Sink(config) => {
-                let sink: Box<dyn crate::connectors::Sink> = match config {
-                    SinkConfig::Stdout => Box::new(StdoutSink),
-                    SinkConfig::File { path } => Box::new(FileSink::create(path).map_err(
-                        |source| TaskError::Connector {
-                            vertex: format!("sink `{}`", self.vertex.uid),
-                            source,
-                        },
-                    )?),
-                };
-                let mut operator =
-                    SinkOperator::new(&self.vertex.uid, sink, Arc::clone(&self.metrics));
-                run_operator(&mut operator, &receivers, &mut out)
+                let mut operator = self.sink(config)?;
+                run_operator(operator.as_mut(), &receivers, &mut out, control)
             }
         }
     }
 
+    /// The restored states of this vertex's subtasks.
+    fn restored(&self) -> impl Iterator<Item = &crate::checkpoint::manifest::TaskState> + '_ {
+        self.restore.into_iter().flat_map(|m| m.tasks_of(&self.vertex.uid))
+    }
+
+    fn connector_error(&self, source: crate::connectors::ConnectorError) -> TaskError {
+        let role = match self.vertex.kind {
+            VertexKind::Source(_) => "source",
+            _ => "sink",
+        };
+        TaskError::Connector {
+            vertex: format!("{role} `{}`", self.vertex.uid),
+            source,
+        }
+    }
+
     fn source(&self, config: &SourceConfig) -> Result<Box<dyn Source>, TaskError> {
-        Ok(match config {
-            SourceConfig::File { path } => {
-                Box::new(
-                    FileSource::open(path).map_err(|source| TaskError::Connector {
-                        vertex: format!("source `{}`", self.vertex.uid),
-                        source,
-                    })?,
-                )
-            }
+        let mut source: Box<dyn Source> = match config {
+            SourceConfig::File { path } => Box::new(FileSource::open(path).map_err(|e| self.connector_error(e))?),
             SourceConfig::Generator(config) => Box::new(GeneratorSource::new(
                 config.clone(),
                 self.subtask,
                 self.vertex.parallelism,
             )),
+        };
+        if let Some(state) = self.restored().find(|t| t.task.subtask == self.subtask) {
+            if state.parallelism != self.vertex.parallelism {
+                return Err(TaskError::Restore {
+                    vertex: self.vertex.uid.clone(),
+                    reason: format!(
+                        "it was checkpointed with parallelism {} and now has {}; sources cannot be rescaled",
+                        state.parallelism, self.vertex.parallelism
+                    ),
+                });
+            }
+            if let Some(position) = state.source_position {
+                source.seek(position).map_err(|e| self.connector_error(e))?;
+            }
+        }
+        Ok(source)
+    }
+
+    fn sink(&self, config: &SinkConfig) -> Result<Box<dyn Operator>, TaskError> {
+        let uid = &self.vertex.uid;
+        Ok(match config {
+            SinkConfig::Stdout => Box::new(SinkOperator::new(uid, Box::new(StdoutSink), self.metrics())),
+            SinkConfig::File { path } => Box::new(SinkOperator::new(
+                uid,
+                Box::new(FileSink::create(path).map_err(|e| self.connector_error(e))?),
+                self.metrics(),
+            )),
+            SinkConfig::Files { path } => {
+                // Transactions of old subtasks beyond today's parallelism go to subtask 0.
+                let transactions: Vec<Vec<u8>> = self
+                    .restored()
+                    .filter(|t| {
+                        t.task.subtask == self.subtask
+                            || (self.subtask == 0 && t.task.subtask >= self.vertex.parallelism)
+                    })
+                    .flat_map(|t| t.transactions.iter().cloned())
+                    .collect();
+                let sink = FilesSink::open(path, self.subtask).map_err(|e| self.connector_error(e))?;
+                Box::new(TwoPhaseCommitOperator::new(
+                    uid,
+                    Box::new(sink),
+                    &transactions,
+                    self.metrics(),
+                    self.control.is_some(),
+                )?)
+            }
         })
     }
 
@@ -294,42 +550,75 @@ impl Subtask<'_> {
         uid: &str,
         function: &FunctionRef,
         parallelism: u32,
-        keyed: bool,
+        keyed: Option<KeyedScope>,
     ) -> Result<UdfInstance, TaskError> {
+        let mut params = function.params.clone();
+        params.push(("weir.attempt".into(), self.attempt.to_string()));
         let spec = InstanceSpec {
             operator: uid,
             module: &function.module,
             function: &function.function,
             kind: function.kind,
-            params: &function.params,
+            params: &params,
             subtask: self.subtask,
             parallelism,
-            max_parallelism: self.plan.settings.max_parallelism,
-            limits: self.plan.settings.limits,
+            max_parallelism: self.plan().settings.max_parallelism,
+            limits: self.plan().settings.limits,
         };
-        let backend: Option<Box<dyn crate::state::KeyedStateBackend>> =
-            keyed.then(|| Box::new(HeapBackend::new()) as Box<dyn crate::state::KeyedStateBackend>);
-        Ok(UdfInstance::start(self.engine, &spec, backend)?)
+        Ok(UdfInstance::start(self.shared.engine, &spec, keyed)?)
+    }
+
+    fn key_groups(&self) -> KeyGroupRange {
+        KeyGroupRange::for_subtask(
+            self.subtask,
+            self.vertex.parallelism,
+            self.plan().settings.max_parallelism,
+        )
+    }
+
+    /// The keyed scope of this subtask, with its state restored.
+    fn keyed_scope(&self) -> Result<KeyedScope, TaskError> {
+        let mut scope = KeyedScope::new(Box::new(HeapBackend::new()));
+        let handles: Vec<&KeyedStateHandle> = self.restored().filter_map(|t| t.keyed.as_ref()).collect();
+        if !handles.is_empty() {
+            let storage = self.shared.storage.as_ref().ok_or_else(|| TaskError::StateRestore {
+                operator: self.vertex.uid.clone(),
+                reason: "no checkpoint storage".into(),
+            })?;
+            let KeyedScope { backend, timers, .. } = &mut scope;
+            crate::state::restore::restore_keyed(
+                backend.as_mut(),
+                timers,
+                storage.files(),
+                &handles,
+                self.key_groups(),
+            )
+            .map_err(|reason| TaskError::StateRestore {
+                operator: self.vertex.uid.clone(),
+                reason,
+            })?;
+        }
+        Ok(scope)
     }
 
     fn operator(&self, function: &FunctionRef) -> Result<Box<dyn Operator>, TaskError> {
         let uid = &self.vertex.uid;
         let module = function.module.display_name();
-        let metrics = Arc::clone(&self.metrics);
         Ok(match function.kind {
             FunctionKind::KeyedProcess => {
-                let instance = self.instance(uid, function, self.vertex.parallelism, true)?;
+                let instance = self.instance(uid, function, self.vertex.parallelism, Some(self.keyed_scope()?))?;
                 Box::new(KeyedProcessOperator::new(
                     uid,
                     module,
                     instance,
-                    metrics,
-                    self.plan.settings.batch_size,
+                    self.metrics(),
+                    self.plan().settings.batch_size,
+                    self.key_groups(),
                 ))
             }
             _ => {
-                let instance = self.instance(uid, function, self.vertex.parallelism, false)?;
-                Box::new(TransformOperator::new(uid, module, instance, metrics))
+                let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
+                Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
             }
         })
     }
@@ -339,22 +628,15 @@ impl Subtask<'_> {
     fn output(&self, wiring: Vec<EdgeWiring>) -> Result<Output, TaskError> {
         let mut edges = Vec::with_capacity(wiring.len());
         for EdgeWiring { consumer, targets } in wiring {
-            let consumer = &self.plan.vertices[consumer];
-            let Some(edge) = &consumer.input else {
-                continue;
-            };
+            let consumer = &self.plan().vertices[consumer];
+            let Some(edge) = &consumer.input else { continue };
             let route = match &edge.partitioning {
                 Partitioning::Forward => Route::Forward,
                 Partitioning::Rebalance => Route::Rebalance,
                 Partitioning::Broadcast => Route::Broadcast,
                 Partitioning::KeyBy(selector) => Route::KeyBy {
-                    selector: Box::new(self.instance(
-                        &consumer.uid,
-                        selector,
-                        consumer.parallelism,
-                        false,
-                    )?),
-                    max_parallelism: self.plan.settings.max_parallelism,
+                    selector: Box::new(self.instance(&consumer.uid, selector, consumer.parallelism, None)?),
+                    max_parallelism: self.plan().settings.max_parallelism,
                     consumer: consumer.uid.clone(),
                     module: selector.module.display_name(),
                 },
@@ -363,8 +645,8 @@ impl Subtask<'_> {
         }
         Ok(Output::new(
             edges,
-            Arc::clone(&self.dead_letters),
-            Arc::clone(&self.metrics),
+            Arc::clone(&self.shared.dead_letters),
+            self.metrics(),
         ))
     }
 }

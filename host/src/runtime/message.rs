@@ -1,6 +1,7 @@
 //! What travels on a channel between two subtasks.
 
 use super::batch::{EventTime, RecordBatch};
+use crate::checkpoint::Barrier;
 
 /// A message from one subtask to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +10,8 @@ pub enum Message {
     Data(RecordBatch),
     /// No record with an earlier event time will follow on this channel.
     Watermark(EventTime),
+    /// Records before this belong to the checkpoint, records after do not.
+    Barrier(Barrier),
     /// The producer has finished; nothing follows.
     End,
 }

@@ -15,10 +15,12 @@
 //! - [`executor`]: wiring the plan into threads and channels, and running it.
 
 pub mod batch;
+pub mod control;
 pub mod dead_letter;
 pub mod executor;
 pub mod message;
 pub mod output;
+pub mod restart;
 pub mod task;
 
 pub use message::Message;
@@ -48,6 +50,33 @@ pub enum TaskError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A source could not be restored to its checkpointed position.
+    #[error("source `{vertex}` cannot be restored: {reason}")]
+    Restore {
+        /// The source uid.
+        vertex: String,
+        /// Why.
+        reason: String,
+    },
+    /// Keyed state failed.
+    #[error("operator `{operator}`: {source}")]
+    State {
+        /// The operator's uid.
+        operator: String,
+        /// The cause.
+        source: crate::state::StateError,
+    },
+    /// Restoring state from a checkpoint failed.
+    #[error("operator `{operator}` cannot restore its state: {reason}")]
+    StateRestore {
+        /// The operator's uid.
+        operator: String,
+        /// Why.
+        reason: String,
+    },
+    /// A checkpoint this subtask depends on was abandoned.
+    #[error("{0}")]
+    Checkpoint(String),
     /// Another subtask failed, and this one was stopped because of it.
     #[error("cancelled because another subtask failed")]
     Cancelled,

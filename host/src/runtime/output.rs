@@ -66,11 +66,7 @@ impl OutputEdge {
         target.send(message).map_err(|_| TaskError::Cancelled)
     }
 
-    fn emit(
-        &mut self,
-        mut batch: RecordBatch,
-        dead_letters: &DeadLetters,
-    ) -> Result<(), TaskError> {
+    fn emit(&mut self, mut batch: RecordBatch, dead_letters: &DeadLetters) -> Result<(), TaskError> {
         match &mut self.route {
             Route::Forward => match self.targets.first() {
                 Some(target) => Self::send(target, Message::Data(batch)),
@@ -114,20 +110,14 @@ impl OutputEdge {
                 }
                 let per_target = batch.len() / self.targets.len().max(1) + 1;
                 let mut parts: Vec<RecordBatch> = (0..self.targets.len())
-                    .map(|_| {
-                        RecordBatch::with_capacity(
-                            per_target,
-                            batch.payload_bytes() / self.targets.len().max(1),
-                        )
-                    })
+                    .map(|_| RecordBatch::with_capacity(per_target, batch.payload_bytes() / self.targets.len().max(1)))
                     .collect();
                 for (i, record) in batch.iter().enumerate() {
                     if rejected.get(i).copied().unwrap_or(false) {
                         continue;
                     }
                     let key = record.key.unwrap_or_default();
-                    let target =
-                        KeyGroup::of(key, *max_parallelism).subtask(*max_parallelism, parallelism);
+                    let target = KeyGroup::of(key, *max_parallelism).subtask(*max_parallelism, parallelism);
                     if let Some(part) = parts.get_mut(target as usize) {
                         part.push_record(record);
                     }
@@ -159,11 +149,7 @@ pub struct Output {
 
 impl Output {
     /// An output over `edges`, counting into `metrics`.
-    pub fn new(
-        edges: Vec<OutputEdge>,
-        dead_letters: Arc<DeadLetters>,
-        metrics: Arc<VertexMetrics>,
-    ) -> Self {
+    pub fn new(edges: Vec<OutputEdge>, dead_letters: Arc<DeadLetters>, metrics: Arc<VertexMetrics>) -> Self {
         Self {
             edges,
             dead_letters,
@@ -208,15 +194,17 @@ impl Output {
     /// Forwards a watermark to every consumer subtask.
     pub fn watermark(&mut self, watermark: EventTime) -> Result<(), TaskError> {
         let message = Message::Watermark(watermark);
-        self.edges
-            .iter()
-            .try_for_each(|edge| edge.broadcast(&message))
+        self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
+    }
+
+    /// Forwards a checkpoint barrier to every consumer subtask.
+    pub fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<(), TaskError> {
+        let message = Message::Barrier(barrier);
+        self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
     }
 
     /// Tells every consumer subtask that this subtask has finished.
     pub fn end(&mut self) -> Result<(), TaskError> {
-        self.edges
-            .iter()
-            .try_for_each(|edge| edge.broadcast(&Message::End))
+        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::End))
     }
 }

@@ -1,21 +1,35 @@
 //! The loops that subtasks run.
 //!
-//! An operator subtask selects over its input channels, hands batches to its
-//! operator, and tracks one watermark per channel: the operator's watermark
-//! is the minimum over channels that have not ended, and it only moves
-//! forward. When every channel has ended, the watermark becomes the maximum
-//! (so every event-time timer fires), the operator closes, and the subtask
-//! tells its consumers it has ended.
+//! An operator subtask selects over its input channels (and its control
+//! channel from the checkpoint coordinator), hands batches to its operator,
+//! and tracks one watermark per channel: the operator's watermark is the
+//! minimum over channels that have not ended, and it only moves forward.
+//!
+//! Barrier alignment lives here, not in operators: in exactly-once mode, a
+//! channel that has delivered the barrier of the checkpoint in progress is
+//! left out of the `select` until every other open channel has delivered it,
+//! so its later records wait in the (bounded) channel and press back on their
+//! producer. A channel that ends counts as aligned. Once aligned, the
+//! operator snapshots, the barrier goes downstream, and every channel is read
+//! again.
+//!
+//! When every channel has ended, the watermark becomes the maximum (so every
+//! event-time timer fires); a two-phase-commit sink then waits until its last
+//! pre-committed transaction is committed; the operator closes and the
+//! subtask tells its consumers it has ended.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::TaskError;
 use super::batch::{EventTime, RecordBatch};
+use super::control::TaskControl;
 use super::message::Message;
 use super::output::Output;
+use crate::checkpoint::coordinator::ToTask;
+use crate::checkpoint::{Barrier, CheckpointId, CheckpointMode};
 use crate::connectors::{Source, SourceStatus};
 use crate::operators::Operator;
 
@@ -27,10 +41,19 @@ pub fn run_source(
     out: &mut Output,
     batch_size: usize,
     cancel: &AtomicBool,
+    control: Option<&TaskControl>,
 ) -> Result<(), TaskError> {
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
+        }
+        if let Some(control) = control {
+            while let Ok(message) = control.from_coordinator.try_recv() {
+                if let ToTask::Trigger(barrier) = message {
+                    control.ack_source(barrier.id, source.position(), false);
+                    out.barrier(barrier)?;
+                }
+            }
         }
         let mut batch = RecordBatch::with_capacity(batch_size, batch_size * 48);
         let status = source
@@ -47,7 +70,33 @@ pub fn run_source(
         }
     }
     out.watermark(EventTime::MAX)?;
-    out.end()
+    if let Some(control) = control {
+        // Wait for one last checkpoint, so that it covers the whole input.
+        let _ = control
+            .to_coordinator
+            .send(crate::checkpoint::coordinator::ToCoordinator::SourceAtEnd(
+                control.task.clone(),
+            ));
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TaskError::Cancelled);
+            }
+            match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
+                Ok(ToTask::Trigger(barrier)) => {
+                    control.ack_source(barrier.id, source.position(), true);
+                    out.barrier(barrier)?;
+                    break;
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+    out.end()?;
+    if let Some(control) = control {
+        control.finished();
+    }
+    Ok(())
 }
 
 /// Per-channel progress of an operator subtask's input.
@@ -55,6 +104,8 @@ struct InputState {
     watermarks: Vec<EventTime>,
     ended: Vec<bool>,
     current: EventTime,
+    /// The checkpoint being aligned, and which channels delivered its barrier.
+    aligning: Option<(Barrier, Vec<bool>)>,
 }
 
 impl InputState {
@@ -63,11 +114,50 @@ impl InputState {
             watermarks: vec![EventTime::MIN; channels],
             ended: vec![false; channels],
             current: EventTime::MIN,
+            aligning: None,
         }
     }
 
     fn open_channels(&self) -> usize {
         self.ended.iter().filter(|ended| !**ended).count()
+    }
+
+    /// Whether `channel` is held back by alignment.
+    fn blocked(&self, channel: usize, mode: CheckpointMode) -> bool {
+        mode == CheckpointMode::ExactlyOnce && self.aligning.as_ref().is_some_and(|(_, seen)| seen[channel])
+    }
+
+    /// Records that `channel` delivered `barrier`; returns the barrier once
+    /// every open channel has.
+    fn on_barrier(&mut self, channel: usize, barrier: Barrier) -> Option<Barrier> {
+        match &mut self.aligning {
+            Some((current, seen)) if current.id == barrier.id => seen[channel] = true,
+            Some((current, _)) if current.id > barrier.id => return None, // a stale, abandoned checkpoint
+            _ => {
+                let mut seen = vec![false; self.ended.len()];
+                seen[channel] = true;
+                self.aligning = Some((barrier, seen));
+            }
+        }
+        self.aligned()
+    }
+
+    /// The barrier being aligned, if every open channel has delivered it.
+    fn aligned(&mut self) -> Option<Barrier> {
+        let (barrier, seen) = self.aligning.as_ref()?;
+        let done = seen.iter().zip(&self.ended).all(|(seen, ended)| *seen || *ended);
+        let barrier = *barrier;
+        done.then(|| {
+            self.aligning = None;
+            barrier
+        })
+    }
+
+    /// Gives up aligning checkpoint `id`.
+    fn abort(&mut self, id: CheckpointId) {
+        if self.aligning.as_ref().is_some_and(|(barrier, _)| barrier.id <= id) {
+            self.aligning = None;
+        }
     }
 
     /// The new operator watermark, if it advanced.
@@ -87,43 +177,29 @@ impl InputState {
     }
 }
 
+/// What a `select` returned.
+enum Event {
+    Input(usize, Message),
+    Control(ToTask),
+    Timer,
+}
+
 /// Runs an operator subtask until all its inputs end.
 pub fn run_operator(
     operator: &mut dyn Operator,
     inputs: &[Receiver<Message>],
     out: &mut Output,
+    control: Option<&TaskControl>,
 ) -> Result<(), TaskError> {
     operator.open()?;
+    let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
     while state.open_channels() > 0 {
-        let mut select = Select::new();
-        let mut channel_of = Vec::with_capacity(inputs.len());
-        for (channel, input) in inputs.iter().enumerate() {
-            if !state.ended[channel] {
-                select.recv(input);
-                channel_of.push(channel);
-            }
-        }
-        let ready = match operator.next_processing_time() {
-            Some(deadline) => {
-                let wait = deadline.saturating_sub(crate::time::now_ms()).max(0) as u64;
-                match select.select_timeout(Duration::from_millis(wait)) {
-                    Ok(ready) => ready,
-                    Err(_) => {
-                        operator.on_processing_time(crate::time::now_ms(), out)?;
-                        continue;
-                    }
-                }
-            }
-            None => select.select(),
-        };
-        let channel = channel_of[ready.index()];
-        let message = ready
-            .recv(&inputs[channel])
-            .map_err(|_| TaskError::Cancelled)?;
-        match message {
-            Message::Data(batch) => operator.process_batch(batch, out)?,
-            Message::Watermark(watermark) => {
+        match next_event(operator, inputs, &state, mode, control)? {
+            Event::Timer => operator.on_processing_time(crate::time::now_ms(), out)?,
+            Event::Control(message) => on_control(operator, &mut state, message)?,
+            Event::Input(_, Message::Data(batch)) => operator.process_batch(batch, out)?,
+            Event::Input(channel, Message::Watermark(watermark)) => {
                 let slot = &mut state.watermarks[channel];
                 *slot = (*slot).max(watermark);
                 if let Some(watermark) = state.advance() {
@@ -131,17 +207,115 @@ pub fn run_operator(
                     out.watermark(watermark)?;
                 }
             }
-            Message::End => {
+            Event::Input(channel, Message::Barrier(barrier)) => {
+                if let Some(barrier) = state.on_barrier(channel, barrier) {
+                    checkpoint(operator, barrier, out, control)?;
+                }
+            }
+            Event::Input(channel, Message::End) => {
                 state.ended[channel] = true;
                 if let Some(watermark) = state.advance() {
                     operator.on_watermark(watermark, out)?;
                     out.watermark(watermark)?;
                 }
+                if let Some(barrier) = state.aligned() {
+                    checkpoint(operator, barrier, out, control)?;
+                }
             }
         }
     }
+    if let (Some(control), Some(last)) = (control, operator.pending_commit()) {
+        await_commit(operator, control, last)?;
+    }
     operator.close(out)?;
-    out.end()
+    out.end()?;
+    if let Some(control) = control {
+        control.finished();
+    }
+    Ok(())
+}
+
+/// Snapshots the operator for `barrier` and forwards the barrier.
+fn checkpoint(
+    operator: &mut dyn Operator,
+    barrier: Barrier,
+    out: &mut Output,
+    control: Option<&TaskControl>,
+) -> Result<(), TaskError> {
+    let snapshot = operator.snapshot_state(barrier.id)?;
+    if let Some(control) = control {
+        control.ack_operator(barrier.id, snapshot);
+    }
+    out.barrier(barrier)
+}
+
+fn on_control(operator: &mut dyn Operator, state: &mut InputState, message: ToTask) -> Result<(), TaskError> {
+    match message {
+        ToTask::Complete(id) => operator.notify_checkpoint_complete(id),
+        ToTask::Abort(id) => {
+            state.abort(id);
+            operator.notify_checkpoint_aborted(id)
+        }
+        ToTask::Trigger(_) => Ok(()),
+    }
+}
+
+/// Waits until checkpoint `last` (or a later one) completes.
+fn await_commit(operator: &mut dyn Operator, control: &TaskControl, last: CheckpointId) -> Result<(), TaskError> {
+    while operator.pending_commit().is_some_and(|pending| pending <= last) {
+        match control.from_coordinator.recv() {
+            Ok(ToTask::Complete(id)) => operator.notify_checkpoint_complete(id)?,
+            Ok(ToTask::Abort(id)) if id >= last => {
+                return Err(TaskError::Checkpoint(format!(
+                    "the final checkpoint {id} was abandoned, so its output cannot be committed"
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(TaskError::Cancelled),
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the next input message, control message or timer.
+fn next_event(
+    operator: &dyn Operator,
+    inputs: &[Receiver<Message>],
+    state: &InputState,
+    mode: CheckpointMode,
+    control: Option<&TaskControl>,
+) -> Result<Event, TaskError> {
+    let mut select = Select::new();
+    let mut channel_of = Vec::with_capacity(inputs.len());
+    for (channel, input) in inputs.iter().enumerate() {
+        if !state.ended[channel] && !state.blocked(channel, mode) {
+            select.recv(input);
+            channel_of.push(channel);
+        }
+    }
+    let control_index = control.map(|c| select.recv(&c.from_coordinator));
+    let ready = match operator.next_processing_time() {
+        Some(deadline) => {
+            let wait = deadline.saturating_sub(crate::time::now_ms()).max(0) as u64;
+            match select.select_timeout(Duration::from_millis(wait)) {
+                Ok(ready) => ready,
+                Err(_) => return Ok(Event::Timer),
+            }
+        }
+        None => select.select(),
+    };
+    let index = ready.index();
+    if Some(index) == control_index
+        && let Some(control) = control
+    {
+        return ready
+            .recv(&control.from_coordinator)
+            .map(Event::Control)
+            .map_err(|_| TaskError::Cancelled);
+    }
+    let channel = channel_of[index];
+    let message = ready.recv(&inputs[channel]).map_err(|_| TaskError::Cancelled)?;
+    Ok(Event::Input(channel, message))
 }
 
 #[cfg(test)]
@@ -160,5 +334,22 @@ mod tests {
         state.ended[0] = true;
         assert_eq!(state.advance(), Some(EventTime::MAX));
         assert_eq!(state.advance(), None);
+    }
+
+    #[test]
+    fn alignment_blocks_channels_until_every_open_channel_delivered_the_barrier() {
+        let barrier = Barrier {
+            id: CheckpointId(1),
+            timestamp_ms: 0,
+        };
+        let mut state = InputState::new(3);
+        assert_eq!(state.on_barrier(0, barrier), None);
+        assert!(state.blocked(0, CheckpointMode::ExactlyOnce));
+        assert!(!state.blocked(0, CheckpointMode::AtLeastOnce));
+        assert!(!state.blocked(1, CheckpointMode::ExactlyOnce));
+        state.ended[2] = true;
+        assert_eq!(state.aligned(), None);
+        assert_eq!(state.on_barrier(1, barrier), Some(barrier));
+        assert!(!state.blocked(0, CheckpointMode::ExactlyOnce));
     }
 }

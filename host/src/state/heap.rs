@@ -1,14 +1,23 @@
-//! The heap backend: keyed state in hash maps, snapshotted in full.
+//! The heap backend: keyed state in persistent (copy-on-write) hash maps.
 //!
-//! Each registered state is a map from key to that key's entries; entries are
-//! ordered by user key so that map iteration is deterministic. Lookups borrow
-//! the caller's key bytes, so reading state allocates only the value returned.
+//! Each registered state maps a key to that key's entries, ordered by user
+//! key so that map iteration is deterministic. The maps are `imbl`
+//! persistent maps: taking a checkpoint clones them in constant time and the
+//! clone is written out on another thread while records keep updating the
+//! live maps (only the parts that change are copied). Lookups borrow the
+//! caller's key bytes, so reading state allocates only the value returned.
 
-use std::collections::{BTreeMap, HashMap};
+use std::io::BufWriter;
 
-use super::{KeyedStateBackend, StateDescriptor, StateError, StateId, StateResult};
+use imbl::{HashMap, OrdMap};
 
-type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+use super::snapshot::{SnapshotItem, SnapshotWriter};
+use super::{KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateResult, StateView};
+use crate::checkpoint::manifest::KeyedStateHandle;
+use crate::checkpoint::storage::{FileStore, StorageError};
+use crate::time::TimerService;
+
+type Entries = OrdMap<Vec<u8>, Vec<u8>>;
 
 /// Keyed state held in memory.
 #[derive(Debug, Default)]
@@ -17,7 +26,7 @@ pub struct HeapBackend {
     current_key: Option<Vec<u8>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct HeapState {
     descriptor: StateDescriptor,
     by_key: HashMap<Vec<u8>, Entries>,
@@ -37,10 +46,7 @@ impl HeapBackend {
 
     /// The state and the current key, split so both can be borrowed at once.
     fn state_and_key(&mut self, state: StateId) -> StateResult<(&mut HeapState, &[u8])> {
-        let key = self
-            .current_key
-            .as_deref()
-            .ok_or(StateError::NoCurrentKey)?;
+        let key = self.current_key.as_deref().ok_or(StateError::NoCurrentKey)?;
         let state = self
             .states
             .get_mut(state.0 as usize)
@@ -49,13 +55,22 @@ impl HeapBackend {
     }
 }
 
+fn put_entry(state: &mut HeapState, key: &[u8], user_key: &[u8], value: &[u8]) {
+    match state.by_key.get_mut(key) {
+        Some(entries) => {
+            entries.insert(user_key.to_vec(), value.to_vec());
+        }
+        None => {
+            state
+                .by_key
+                .insert(key.to_vec(), OrdMap::unit(user_key.to_vec(), value.to_vec()));
+        }
+    }
+}
+
 impl KeyedStateBackend for HeapBackend {
     fn register(&mut self, descriptor: &StateDescriptor) -> StateResult<StateId> {
-        if let Some(index) = self
-            .states
-            .iter()
-            .position(|s| s.descriptor.name == descriptor.name)
-        {
+        if let Some(index) = self.states.iter().position(|s| s.descriptor.name == descriptor.name) {
             let existing = &self.states[index].descriptor;
             if existing.kind != descriptor.kind {
                 return Err(StateError::KindConflict {
@@ -64,6 +79,8 @@ impl KeyedStateBackend for HeapBackend {
                     requested: descriptor.kind,
                 });
             }
+            // A restored state learns its time-to-live from the function.
+            self.states[index].descriptor.ttl = descriptor.ttl;
             return Ok(StateId(index as u32));
         }
         self.states.push(HeapState {
@@ -93,38 +110,33 @@ impl KeyedStateBackend for HeapBackend {
 
     fn get(&mut self, state: StateId, user_key: &[u8]) -> StateResult<Option<Vec<u8>>> {
         let (state, key) = self.state_and_key(state)?;
-        Ok(state
-            .by_key
-            .get(key)
-            .and_then(|entries| entries.get(user_key))
-            .cloned())
+        Ok(state.by_key.get(key).and_then(|entries| entries.get(user_key)).cloned())
     }
 
     fn put(&mut self, state: StateId, user_key: &[u8], value: &[u8]) -> StateResult<()> {
-        let (state, key) = self.state_and_key(state)?;
-        let entries = match state.by_key.get_mut(key) {
-            Some(entries) => entries,
-            None => state.by_key.entry(key.to_vec()).or_default(),
+        let key = self.current_key.take().ok_or(StateError::NoCurrentKey)?;
+        let result = match self.states.get_mut(state.0 as usize) {
+            Some(heap_state) => {
+                put_entry(heap_state, &key, user_key, value);
+                Ok(())
+            }
+            None => Err(StateError::UnknownState(state.0)),
         };
-        match entries.get_mut(user_key) {
-            Some(existing) => {
-                existing.clear();
-                existing.extend_from_slice(value);
-            }
-            None => {
-                entries.insert(user_key.to_vec(), value.to_vec());
-            }
-        }
-        Ok(())
+        self.current_key = Some(key);
+        result
     }
 
     fn delete(&mut self, state: StateId, user_key: &[u8]) -> StateResult<()> {
         let (state, key) = self.state_and_key(state)?;
-        if let Some(entries) = state.by_key.get_mut(key) {
-            entries.remove(user_key);
-            if entries.is_empty() {
-                state.by_key.remove(key);
+        let now_empty = match state.by_key.get_mut(key) {
+            Some(entries) => {
+                entries.remove(user_key);
+                entries.is_empty()
             }
+            None => false,
+        };
+        if now_empty {
+            state.by_key.remove(key);
         }
         Ok(())
     }
@@ -134,12 +146,7 @@ impl KeyedStateBackend for HeapBackend {
         Ok(state
             .by_key
             .get(key)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
+            .map(|entries| entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default())
     }
 
@@ -155,6 +162,81 @@ impl KeyedStateBackend for HeapBackend {
             keys.extend(state.by_key.keys().map(Vec::as_slice));
         }
         keys.len()
+    }
+
+    fn name(&self) -> &'static str {
+        "heap"
+    }
+
+    fn snapshot(&mut self) -> StateResult<Box<dyn StateView>> {
+        Ok(Box::new(HeapView {
+            states: self.states.clone(),
+        }))
+    }
+
+    fn restore_entry(&mut self, state: StateId, key: &[u8], user_key: &[u8], value: &[u8]) -> StateResult<()> {
+        let heap_state = self
+            .states
+            .get_mut(state.0 as usize)
+            .ok_or(StateError::UnknownState(state.0))?;
+        put_entry(heap_state, key, user_key, value);
+        Ok(())
+    }
+}
+
+/// A copy-on-write clone of every state.
+struct HeapView {
+    states: Vec<HeapState>,
+}
+
+impl StateView for HeapView {
+    fn persist(
+        self: Box<Self>,
+        files: &FileStore,
+        name: &str,
+        timers: &TimerService,
+        key_groups: KeyGroupRange,
+        max_parallelism: u32,
+    ) -> Result<KeyedStateHandle, StorageError> {
+        let file = files.create(&format!("{name}.keyed"))?;
+        let format_error = |e: std::io::Error| StorageError::Format(format!("cannot write keyed state: {e}"));
+        let mut writer = SnapshotWriter::new(BufWriter::new(file)).map_err(format_error)?;
+        for (index, state) in self.states.iter().enumerate() {
+            let descriptor = &state.descriptor;
+            writer
+                .write(&SnapshotItem::state(
+                    index as u32,
+                    &descriptor.name,
+                    descriptor.kind,
+                    descriptor.ttl,
+                ))
+                .map_err(format_error)?;
+            for (key, entries) in &state.by_key {
+                let key_group = KeyGroup::of(key, max_parallelism).0;
+                for (user_key, value) in entries {
+                    writer
+                        .write(&SnapshotItem::Entry {
+                            state: index as u32,
+                            key_group,
+                            key: key.clone(),
+                            user_key: user_key.clone(),
+                            value: value.clone(),
+                        })
+                        .map_err(format_error)?;
+                }
+            }
+        }
+        timers.write_items(&mut writer, max_parallelism).map_err(format_error)?;
+        let file = writer
+            .finish()
+            .into_inner()
+            .map_err(|e| StorageError::Format(format!("cannot write keyed state: {e}")))?;
+        Ok(KeyedStateHandle {
+            backend: "heap".into(),
+            key_groups: (key_groups.start, key_groups.end),
+            canonical: Some(file.finish()?),
+            native: Vec::new(),
+        })
     }
 }
 
@@ -174,9 +256,7 @@ mod tests {
     #[test]
     fn entries_are_scoped_to_the_current_key() {
         let mut backend = HeapBackend::new();
-        let count = backend
-            .register(&descriptor("count", StateKind::Value))
-            .unwrap();
+        let count = backend.register(&descriptor("count", StateKind::Value)).unwrap();
         backend.set_current_key(b"a");
         backend.put(count, b"", b"1").unwrap();
         backend.set_current_key(b"b");
@@ -197,37 +277,50 @@ mod tests {
         backend.put(map, b"zeta", b"1").unwrap();
         backend.put(map, b"alpha", b"2").unwrap();
         backend.delete(map, b"nothing").unwrap();
-        let keys: Vec<_> = backend
-            .entries(map)
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let keys: Vec<_> = backend.entries(map).unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![b"alpha".to_vec(), b"zeta".to_vec()]);
     }
 
     #[test]
     fn a_name_cannot_change_kind_and_access_needs_a_key() {
         let mut backend = HeapBackend::new();
-        let value = backend
-            .register(&descriptor("s", StateKind::Value))
-            .unwrap();
-        assert_eq!(
-            backend
-                .register(&descriptor("s", StateKind::Value))
-                .unwrap(),
-            value
-        );
-        let err = backend
-            .register(&descriptor("s", StateKind::List))
-            .unwrap_err();
+        let value = backend.register(&descriptor("s", StateKind::Value)).unwrap();
+        assert_eq!(backend.register(&descriptor("s", StateKind::Value)).unwrap(), value);
+        let err = backend.register(&descriptor("s", StateKind::List)).unwrap_err();
         assert_eq!(
             err.to_string(),
             "state `s` is already declared as value state; it cannot also be list state"
         );
-        assert!(matches!(
-            backend.get(value, b""),
-            Err(StateError::NoCurrentKey)
-        ));
+        assert!(matches!(backend.get(value, b""), Err(StateError::NoCurrentKey)));
+    }
+
+    #[test]
+    fn a_snapshot_is_not_affected_by_later_writes() {
+        let mut backend = HeapBackend::new();
+        let value = backend.register(&descriptor("v", StateKind::Value)).unwrap();
+        backend.set_current_key(b"k");
+        backend.put(value, b"", b"before").unwrap();
+        let view = backend.snapshot().unwrap();
+        backend.put(value, b"", b"after").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::checkpoint::storage::CheckpointStorage::open(dir.path(), "job").unwrap();
+        let handle = view
+            .persist(
+                storage.files(),
+                "t",
+                &TimerService::new(),
+                KeyGroupRange { start: 0, end: 128 },
+                128,
+            )
+            .unwrap();
+        let path = storage.files().path(handle.canonical.as_ref().unwrap());
+        let mut reader = crate::state::snapshot::SnapshotReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let mut values = Vec::new();
+        while let Some(item) = reader.next_item().unwrap() {
+            if let SnapshotItem::Entry { value, .. } = item {
+                values.push(value);
+            }
+        }
+        assert_eq!(values, vec![b"before".to_vec()]);
     }
 }

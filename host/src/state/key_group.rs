@@ -63,10 +63,7 @@ mod tests {
                     let owner = KeyGroup(group).subtask(max, parallelism);
                     assert!(owner < parallelism);
                     let range = KeyGroupRange::for_subtask(owner, parallelism, max);
-                    assert!(
-                        range.contains(KeyGroup(group)),
-                        "max {max} p {parallelism} kg {group}"
-                    );
+                    assert!(range.contains(KeyGroup(group)), "max {max} p {parallelism} kg {group}");
                 }
             }
         }

@@ -12,6 +12,8 @@
 
 pub mod heap;
 pub mod key_group;
+pub mod restore;
+pub mod snapshot;
 pub mod ttl;
 
 pub use key_group::{KeyGroup, KeyGroupRange};
@@ -72,9 +74,7 @@ pub struct StateId(pub u32);
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A state name was opened again with another kind or time-to-live.
-    #[error(
-        "state `{name}` is already declared as {existing} state; it cannot also be {requested} state"
-    )]
+    #[error("state `{name}` is already declared as {existing} state; it cannot also be {requested} state")]
     KindConflict {
         /// The state's name.
         name: String,
@@ -141,4 +141,31 @@ pub trait KeyedStateBackend: Send {
 
     /// Number of keys that have at least one entry in some state (for metrics).
     fn key_count(&self) -> usize;
+
+    /// The backend's name, as checkpoints record it (`heap`, `rocksdb`).
+    fn name(&self) -> &'static str;
+
+    /// Takes a consistent view of every state, for a checkpoint. The record
+    /// path waits for this call, so it must be cheap (a copy-on-write clone,
+    /// a storage-engine snapshot); the view is written out later, on another
+    /// thread, by [`StateView::persist`].
+    fn snapshot(&mut self) -> StateResult<Box<dyn StateView>>;
+
+    /// Adds an entry read back from a snapshot (restore). The key need not
+    /// be the current key.
+    fn restore_entry(&mut self, state: StateId, key: &[u8], user_key: &[u8], value: &[u8]) -> StateResult<()>;
+}
+
+/// A consistent view of a backend's state, written out off the record path.
+pub trait StateView: Send {
+    /// Writes the view, with `timers`, into `files` under names starting
+    /// with `name`, and returns the handle a manifest records.
+    fn persist(
+        self: Box<Self>,
+        files: &crate::checkpoint::storage::FileStore,
+        name: &str,
+        timers: &crate::time::TimerService,
+        key_groups: KeyGroupRange,
+        max_parallelism: u32,
+    ) -> Result<crate::checkpoint::manifest::KeyedStateHandle, crate::checkpoint::storage::StorageError>;
 }

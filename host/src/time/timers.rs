@@ -2,9 +2,13 @@
 //!
 //! Event-time timers fire when the operator's watermark passes their
 //! timestamp; processing-time timers when the wall clock does. Timers are
-//! kept ordered by timestamp, so firing is a walk from the front.
+//! kept ordered by timestamp, so firing is a walk from the front. The sets
+//! are persistent (`imbl`), so a checkpoint clones them in constant time.
 
-use std::collections::BTreeSet;
+use imbl::OrdSet;
+
+use crate::state::KeyGroup;
+use crate::state::snapshot::{SnapshotItem, SnapshotWriter};
 
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,10 +20,10 @@ pub enum TimeDomain {
 }
 
 /// Registered timers of one subtask.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TimerService {
-    event_time: BTreeSet<(i64, Vec<u8>)>,
-    processing_time: BTreeSet<(i64, Vec<u8>)>,
+    event_time: OrdSet<(i64, Vec<u8>)>,
+    processing_time: OrdSet<(i64, Vec<u8>)>,
 }
 
 /// Timers taken out of the service to be fired, as flat columns.
@@ -51,7 +55,7 @@ impl TimerService {
         Self::default()
     }
 
-    fn set(&mut self, domain: TimeDomain) -> &mut BTreeSet<(i64, Vec<u8>)> {
+    fn set(&mut self, domain: TimeDomain) -> &mut OrdSet<(i64, Vec<u8>)> {
         match domain {
             TimeDomain::EventTime => &mut self.event_time,
             TimeDomain::ProcessingTime => &mut self.processing_time,
@@ -73,16 +77,15 @@ impl TimerService {
         let set = self.set(domain);
         let mut due = DueTimers::default();
         while due.len() < max {
-            match set.first() {
+            match set.get_min() {
                 Some((timestamp, _)) if *timestamp <= time => {}
                 _ => break,
             }
-            let Some((timestamp, key)) = set.pop_first() else {
+            let Some((timestamp, key)) = set.remove_min() else {
                 break;
             };
             due.keys.extend_from_slice(&key);
-            due.key_ends
-                .push(u32::try_from(due.keys.len()).unwrap_or(u32::MAX));
+            due.key_ends.push(u32::try_from(due.keys.len()).unwrap_or(u32::MAX));
             due.timestamps.push(timestamp);
         }
         due
@@ -90,9 +93,7 @@ impl TimerService {
 
     /// The earliest processing-time timer.
     pub fn next_processing_time(&self) -> Option<i64> {
-        self.processing_time
-            .first()
-            .map(|(timestamp, _)| *timestamp)
+        self.processing_time.get_min().map(|(timestamp, _)| *timestamp)
     }
 
     /// Number of registered timers in both domains.
@@ -103,6 +104,25 @@ impl TimerService {
     /// Whether no timer is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Writes every timer to a canonical snapshot.
+    pub fn write_items<W: std::io::Write>(
+        &self,
+        writer: &mut SnapshotWriter<W>,
+        max_parallelism: u32,
+    ) -> std::io::Result<()> {
+        for (event_time, set) in [(true, &self.event_time), (false, &self.processing_time)] {
+            for (timestamp, key) in set {
+                writer.write(&SnapshotItem::Timer {
+                    event_time,
+                    key_group: KeyGroup::of(key, max_parallelism).0,
+                    key: key.clone(),
+                    timestamp: *timestamp,
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -123,11 +143,7 @@ mod tests {
         assert_eq!(due.timestamps, vec![10, 20]);
         assert_eq!(due.keys, b"ab");
         assert_eq!(due.key_ends, vec![1, 2]);
-        assert!(
-            timers
-                .take_due(TimeDomain::EventTime, i64::MAX, 100)
-                .is_empty()
-        );
+        assert!(timers.take_due(TimeDomain::EventTime, i64::MAX, 100).is_empty());
         assert_eq!(timers.next_processing_time(), Some(5));
         assert_eq!(timers.len(), 1);
     }

@@ -36,9 +36,7 @@ impl EngineOptions {
         let dir = std::env::var_os("WEIR_CACHE_DIR")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("weir")))
-            .or_else(|| {
-                std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache").join("weir"))
-            });
+            .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache").join("weir")));
         Self {
             cache_dir: dir.map(|d| d.join("modules")),
         }
@@ -69,8 +67,7 @@ impl WasmRuntime {
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| ModuleError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        super::host_state::add_to_linker(&mut linker)
-            .map_err(|e| ModuleError::Engine(format!("{e:#}")))?;
+        super::host_state::add_to_linker(&mut linker).map_err(|e| ModuleError::Engine(format!("{e:#}")))?;
         let runtime = Arc::new(Self {
             engine,
             linker,
@@ -94,12 +91,7 @@ impl WasmRuntime {
     /// Loads (or returns the already loaded) module at `path` and checks it.
     pub fn load(&self, path: &Path) -> Result<Arc<UdfModule>, ModuleError> {
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        if let Some(module) = self
-            .loaded
-            .lock()
-            .ok()
-            .and_then(|loaded| loaded.get(&key).cloned())
-        {
+        if let Some(module) = self.loaded.lock().ok().and_then(|loaded| loaded.get(&key).cloned()) {
             return Ok(module);
         }
         let module = Arc::new(UdfModule::load(self, path)?);
@@ -110,11 +102,7 @@ impl WasmRuntime {
     }
 
     /// Compiles `bytes` (whose SHA-256 is `digest`), through the disk cache.
-    pub(crate) fn compile(
-        &self,
-        bytes: &[u8],
-        digest: &str,
-    ) -> Result<wasmtime::component::Component, String> {
+    pub(crate) fn compile(&self, bytes: &[u8], digest: &str) -> Result<wasmtime::component::Component, String> {
         let cached = self
             .cache_dir
             .as_ref()
@@ -122,30 +110,21 @@ impl WasmRuntime {
         if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
             match deserialize(&self.engine, path) {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(
-                    "ignoring unusable compiled module {}: {e:#}",
-                    path.display()
-                ),
+                Err(e) => tracing::warn!("ignoring unusable compiled module {}: {e:#}", path.display()),
             }
         }
-        let component = wasmtime::component::Component::new(&self.engine, bytes)
-            .map_err(|e| format!("{e:#}"))?;
+        let component = wasmtime::component::Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
         if let Some(path) = cached
             && let Err(e) = store_compiled(&component, &path)
         {
-            tracing::warn!(
-                "cannot cache the compiled module at {}: {e}",
-                path.display()
-            );
+            tracing::warn!("cannot cache the compiled module at {}: {e}", path.display());
         }
         Ok(component)
     }
 
     fn cache_key(&self, digest: &str) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
         format!("{digest}-{:016x}", hasher.finish())
     }
 }
@@ -172,17 +151,15 @@ fn store_compiled(component: &wasmtime::component::Component, path: &Path) -> st
 
 /// Advances the engine's epoch until the runtime is dropped.
 fn start_epoch_ticker(runtime: std::sync::Weak<WasmRuntime>) {
-    let spawned = std::thread::Builder::new()
-        .name("weir-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(EPOCH_TICK);
-                match runtime.upgrade() {
-                    Some(runtime) => runtime.engine.increment_epoch(),
-                    None => return,
-                }
+    let spawned = std::thread::Builder::new().name("weir-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(EPOCH_TICK);
+            match runtime.upgrade() {
+                Some(runtime) => runtime.engine.increment_epoch(),
+                None => return,
             }
-        });
+        }
+    });
     if let Err(e) = spawned {
         tracing::error!("cannot start the epoch ticker; call deadlines are off: {e}");
     }

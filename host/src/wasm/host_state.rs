@@ -79,8 +79,7 @@ impl KeyedScope {
         let Some(config) = self.ttl_of(state)? else {
             return Ok(Some(stored));
         };
-        let (expires_at, value) =
-            ttl::unwrap(&stored).ok_or_else(|| anyhow!("corrupt TTL entry"))?;
+        let (expires_at, value) = ttl::unwrap(&stored).ok_or_else(|| anyhow!("corrupt TTL entry"))?;
         if ttl::is_expired(expires_at, self.now_ms) {
             self.backend.delete(state, user_key)?;
             return Ok(None);
@@ -163,17 +162,12 @@ impl HostState {
     }
 
     fn scope(&mut self) -> wasmtime::Result<&mut KeyedScope> {
-        self.keyed.as_mut().ok_or_else(|| {
-            anyhow!("keyed state and timers are only available to keyed process functions")
-        })
+        self.keyed
+            .as_mut()
+            .ok_or_else(|| anyhow!("keyed state and timers are only available to keyed process functions"))
     }
 
-    fn open(
-        &mut self,
-        name: String,
-        kind: StateKind,
-        ttl: Option<TtlConfig>,
-    ) -> wasmtime::Result<u32> {
+    fn open(&mut self, name: String, kind: StateKind, ttl: Option<TtlConfig>) -> wasmtime::Result<u32> {
         let descriptor = StateDescriptor {
             name,
             kind,
@@ -219,10 +213,7 @@ impl host::Host for HostState {
     }
 
     fn report_panic(&mut self, message: String, record_index: Option<u32>) -> wasmtime::Result<()> {
-        self.panic = Some(PanicReport {
-            message,
-            record_index,
-        });
+        self.panic = Some(PanicReport { message, record_index });
         Ok(())
     }
 }
@@ -247,9 +238,7 @@ impl timers::Host for HostState {
     fn register_event_time_timer(&mut self, timestamp: i64) -> wasmtime::Result<()> {
         let scope = self.scope()?;
         let key = scope.current_key()?;
-        scope
-            .timers
-            .register(TimeDomain::EventTime, &key, timestamp);
+        scope.timers.register(TimeDomain::EventTime, &key, timestamp);
         Ok(())
     }
 
@@ -263,18 +252,14 @@ impl timers::Host for HostState {
     fn register_processing_time_timer(&mut self, timestamp: i64) -> wasmtime::Result<()> {
         let scope = self.scope()?;
         let key = scope.current_key()?;
-        scope
-            .timers
-            .register(TimeDomain::ProcessingTime, &key, timestamp);
+        scope.timers.register(TimeDomain::ProcessingTime, &key, timestamp);
         Ok(())
     }
 
     fn delete_processing_time_timer(&mut self, timestamp: i64) -> wasmtime::Result<()> {
         let scope = self.scope()?;
         let key = scope.current_key()?;
-        scope
-            .timers
-            .delete(TimeDomain::ProcessingTime, &key, timestamp);
+        scope.timers.delete(TimeDomain::ProcessingTime, &key, timestamp);
         Ok(())
     }
 }
@@ -285,11 +270,7 @@ impl keyed_state::Host for HostState {}
 const VALUE: &[u8] = &[];
 
 impl keyed_state::HostValueState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl: Option<TtlConfig>,
-    ) -> wasmtime::Result<Resource<ValueState>> {
+    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<ValueState>> {
         Ok(Resource::new_own(self.open(name, StateKind::Value, ttl)?))
     }
     fn get(&mut self, this: Resource<ValueState>) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -307,23 +288,14 @@ impl keyed_state::HostValueState for HostState {
 }
 
 impl keyed_state::HostReducingState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl: Option<TtlConfig>,
-    ) -> wasmtime::Result<Resource<ReducingState>> {
-        Ok(Resource::new_own(self.open(
-            name,
-            StateKind::Reducing,
-            ttl,
-        )?))
+    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<ReducingState>> {
+        Ok(Resource::new_own(self.open(name, StateKind::Reducing, ttl)?))
     }
     fn get(&mut self, this: Resource<ReducingState>) -> wasmtime::Result<Option<Vec<u8>>> {
         self.scope()?.read(StateId(this.rep()), VALUE)
     }
     fn set(&mut self, this: Resource<ReducingState>, accumulator: Vec<u8>) -> wasmtime::Result<()> {
-        self.scope()?
-            .write(StateId(this.rep()), VALUE, &accumulator)
+        self.scope()?.write(StateId(this.rep()), VALUE, &accumulator)
     }
     fn clear(&mut self, this: Resource<ReducingState>) -> wasmtime::Result<()> {
         Ok(self.scope()?.backend.clear(StateId(this.rep()))?)
@@ -334,27 +306,14 @@ impl keyed_state::HostReducingState for HostState {
 }
 
 impl keyed_state::HostAggregatingState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl: Option<TtlConfig>,
-    ) -> wasmtime::Result<Resource<AggregatingState>> {
-        Ok(Resource::new_own(self.open(
-            name,
-            StateKind::Aggregating,
-            ttl,
-        )?))
+    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<AggregatingState>> {
+        Ok(Resource::new_own(self.open(name, StateKind::Aggregating, ttl)?))
     }
     fn get(&mut self, this: Resource<AggregatingState>) -> wasmtime::Result<Option<Vec<u8>>> {
         self.scope()?.read(StateId(this.rep()), VALUE)
     }
-    fn set(
-        &mut self,
-        this: Resource<AggregatingState>,
-        accumulator: Vec<u8>,
-    ) -> wasmtime::Result<()> {
-        self.scope()?
-            .write(StateId(this.rep()), VALUE, &accumulator)
+    fn set(&mut self, this: Resource<AggregatingState>, accumulator: Vec<u8>) -> wasmtime::Result<()> {
+        self.scope()?.write(StateId(this.rep()), VALUE, &accumulator)
     }
     fn clear(&mut self, this: Resource<AggregatingState>) -> wasmtime::Result<()> {
         Ok(self.scope()?.backend.clear(StateId(this.rep()))?)
@@ -365,11 +324,7 @@ impl keyed_state::HostAggregatingState for HostState {
 }
 
 impl keyed_state::HostListState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl: Option<TtlConfig>,
-    ) -> wasmtime::Result<Resource<ListState>> {
+    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<ListState>> {
         Ok(Resource::new_own(self.open(name, StateKind::List, ttl)?))
     }
     fn get(&mut self, this: Resource<ListState>) -> wasmtime::Result<Vec<Vec<u8>>> {
@@ -404,22 +359,13 @@ impl keyed_state::HostListState for HostState {
 }
 
 impl keyed_state::HostMapState for HostState {
-    fn new(
-        &mut self,
-        name: String,
-        ttl: Option<TtlConfig>,
-    ) -> wasmtime::Result<Resource<MapState>> {
+    fn new(&mut self, name: String, ttl: Option<TtlConfig>) -> wasmtime::Result<Resource<MapState>> {
         Ok(Resource::new_own(self.open(name, StateKind::Map, ttl)?))
     }
     fn get(&mut self, this: Resource<MapState>, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         self.scope()?.read(StateId(this.rep()), &key)
     }
-    fn put(
-        &mut self,
-        this: Resource<MapState>,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<()> {
+    fn put(&mut self, this: Resource<MapState>, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
         self.scope()?.write(StateId(this.rep()), &key, &value)
     }
     fn remove(&mut self, this: Resource<MapState>, key: Vec<u8>) -> wasmtime::Result<()> {

@@ -17,7 +17,6 @@ use super::host_state::{HostState, KeyedScope};
 use super::module::{FunctionKind, UdfModule};
 use crate::job::plan::Limits;
 use crate::runtime::batch::RecordBatch;
-use crate::state::KeyedStateBackend;
 use crate::time::TimeDomain;
 
 /// Limits used while a module describes itself.
@@ -71,9 +70,7 @@ impl std::fmt::Display for Position {
 #[derive(Debug, thiserror::Error)]
 pub enum UdfError {
     /// The instance could not be created or refused to start.
-    #[error(
-        "operator `{operator}` (module {module}, function `{function}`) failed to start: {reason}"
-    )]
+    #[error("operator `{operator}` (module {module}, function `{function}`) failed to start: {reason}")]
     Start {
         /// The operator's uid.
         operator: String,
@@ -85,9 +82,7 @@ pub enum UdfError {
         reason: String,
     },
     /// The guest trapped or was stopped.
-    #[error(
-        "operator `{operator}` (module {module}, function `{function}`) failed {position}: {cause}"
-    )]
+    #[error("operator `{operator}` (module {module}, function `{function}`) failed {position}: {cause}")]
     Trap {
         /// The operator's uid.
         operator: String,
@@ -160,11 +155,11 @@ pub struct InstanceSpec<'a> {
 
 impl UdfInstance {
     /// Instantiates the module and starts the function. A keyed process
-    /// function gets `backend` for its state.
+    /// function gets `keyed`: its state backend and timers, already restored.
     pub fn start(
         engine: &wasmtime::Engine,
         spec: &InstanceSpec<'_>,
-        backend: Option<Box<dyn KeyedStateBackend>>,
+        keyed: Option<KeyedScope>,
     ) -> Result<Self, UdfError> {
         let start_error = |reason: String| UdfError::Start {
             operator: spec.operator.to_string(),
@@ -173,21 +168,17 @@ impl UdfInstance {
             reason,
         };
         let mut state = HostState::new(spec.operator, spec.limits);
-        state.keyed = backend.map(KeyedScope::new);
+        state.keyed = keyed;
         let mut store = new_store(engine, state, spec.limits.call_timeout_ms);
         let pre = &spec.module.pre;
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| start_error(format!("{e:#}")))?;
+        let instance = pre.instantiate(&mut store).map_err(|e| start_error(format!("{e:#}")))?;
         let library = library::GuestIndices::new(pre)
             .and_then(|i| i.load(&mut store, &instance))
             .map_err(|e| start_error(format!("{e:#}")))?;
         let exports = match spec.kind {
-            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => {
-                transform::GuestIndices::new(pre)
-                    .and_then(|i| i.load(&mut store, &instance))
-                    .map(Exports::Transform)
-            }
+            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => transform::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::Transform),
             FunctionKind::KeySelector => key_selector::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::KeySelector),
@@ -229,12 +220,7 @@ impl UdfInstance {
 
     /// The earliest registered processing-time timer.
     pub fn next_processing_time(&self) -> Option<i64> {
-        self.store
-            .data()
-            .keyed
-            .as_ref()?
-            .timers
-            .next_processing_time()
+        self.store.data().keyed.as_ref()?.timers.next_processing_time()
     }
 
     /// Runs a map, filter or flat-map function over `input`.
@@ -263,19 +249,11 @@ impl UdfInstance {
         let output = self.after_call(result, input.len())?;
         input.keys = output.keys;
         input.key_ends = output.key_ends;
-        Ok(output
-            .errors
-            .into_iter()
-            .map(|e| (e.index, e.reason))
-            .collect())
+        Ok(output.errors.into_iter().map(|e| (e.index, e.reason)).collect())
     }
 
     /// Runs a keyed process function over the keyed records of `input`.
-    pub fn process_keyed(
-        &mut self,
-        input: &mut RecordBatch,
-        watermark: i64,
-    ) -> Result<CallOutput, UdfError> {
+    pub fn process_keyed(&mut self, input: &mut RecordBatch, watermark: i64) -> Result<CallOutput, UdfError> {
         let Exports::KeyedProcess(guest) = &self.exports else {
             return Err(self.misuse("keyed-process", input.len()));
         };
@@ -353,23 +331,14 @@ impl UdfInstance {
         arm_deadline(&mut self.store, self.limits.call_timeout_ms);
     }
 
-    fn after_call<T>(
-        &mut self,
-        result: wasmtime::Result<T>,
-        batch_len: usize,
-    ) -> Result<T, UdfError> {
+    fn after_call<T>(&mut self, result: wasmtime::Result<T>, batch_len: usize) -> Result<T, UdfError> {
         match result {
             Ok(value) => {
                 self.records_before += batch_len as u64;
                 Ok(value)
             }
             Err(error) => {
-                let record_index = self
-                    .store
-                    .data()
-                    .panic
-                    .as_ref()
-                    .and_then(|p| p.record_index);
+                let record_index = self.store.data().panic.as_ref().and_then(|p| p.record_index);
                 let cause = self.cause(&error);
                 Err(UdfError::Trap {
                     operator: self.operator.clone(),
@@ -422,9 +391,7 @@ impl UdfInstance {
                 batch_len,
                 record_index: None,
             },
-            cause: format!(
-                "internal error: the function was called through `{interface}`, which is not its kind"
-            ),
+            cause: format!("internal error: the function was called through `{interface}`, which is not its kind"),
         }
     }
 }
@@ -465,10 +432,6 @@ fn into_output(output: wit::Output) -> CallOutput {
             .into_iter()
             .map(|s| (s.tag, into_batch(s.records)))
             .collect(),
-        errors: output
-            .errors
-            .into_iter()
-            .map(|e| (e.index, e.reason))
-            .collect(),
+        errors: output.errors.into_iter().map(|e| (e.index, e.reason)).collect(),
     }
 }

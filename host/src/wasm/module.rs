@@ -138,9 +138,7 @@ pub enum ModuleError {
         found: String,
     },
     /// A component that is not a Weir module.
-    #[error(
-        "module {path} is not a Weir module: expected an export `{expected}`, found exports: {found}"
-    )]
+    #[error("module {path} is not a Weir module: expected an export `{expected}`, found exports: {found}")]
     WrongWorld {
         /// The module file.
         path: PathBuf,
@@ -150,9 +148,7 @@ pub enum ModuleError {
         found: String,
     },
     /// A function's kind needs an interface the module does not export.
-    #[error(
-        "module {path}: function `{function}` is a {kind} function, but the module does not export `{expected}`"
-    )]
+    #[error("module {path}: function `{function}` is a {kind} function, but the module does not export `{expected}`")]
     MissingInterface {
         /// The module file.
         path: PathBuf,
@@ -219,23 +215,16 @@ impl UdfModule {
         })?;
         check_header(path, &bytes)?;
         let digest = hex(&Sha256::digest(&bytes));
-        let component =
-            runtime
-                .compile(&bytes, &digest)
-                .map_err(|reason| ModuleError::Compile {
-                    path: path.to_path_buf(),
-                    reason,
-                })?;
+        let component = runtime
+            .compile(&bytes, &digest)
+            .map_err(|reason| ModuleError::Compile {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         let engine = runtime.engine();
         let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        let imports: Vec<String> = ty
-            .imports(engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
         check_exports(path, &exports)?;
         let pre = runtime
             .linker()
@@ -268,12 +257,7 @@ impl UdfModule {
 
     /// `name@version (file)`, for messages.
     pub fn display_name(&self) -> String {
-        format!(
-            "{}@{} ({})",
-            self.info.name,
-            self.info.version,
-            self.path.display()
-        )
+        format!("{}@{} ({})", self.info.name, self.info.version, self.path.display())
     }
 }
 
@@ -317,11 +301,7 @@ fn check_exports(path: &Path, exports: &[String]) -> Result<(), ModuleError> {
     })
 }
 
-fn describe(
-    runtime: &WasmRuntime,
-    path: &Path,
-    pre: &InstancePre<HostState>,
-) -> Result<ModuleInfo, ModuleError> {
+fn describe(runtime: &WasmRuntime, path: &Path, pre: &InstancePre<HostState>) -> Result<ModuleInfo, ModuleError> {
     let failed = |reason: String| ModuleError::Describe {
         path: path.to_path_buf(),
         reason,
@@ -332,9 +312,7 @@ fn describe(
         HostState::new("describe", limits),
         limits.call_timeout_ms,
     );
-    let instance = pre
-        .instantiate(&mut store)
-        .map_err(|e| failed(format!("{e:#}")))?;
+    let instance = pre.instantiate(&mut store).map_err(|e| failed(format!("{e:#}")))?;
     let library = library::GuestIndices::new(pre)
         .and_then(|indices| indices.load(&mut store, &instance))
         .map_err(|e| failed(format!("{e:#}")))?;
@@ -359,12 +337,10 @@ fn describe(
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 #[cfg(test)]
@@ -375,9 +351,7 @@ mod tests {
     fn headers_tell_components_from_core_modules() {
         let path = Path::new("m.wasm");
         assert!(check_header(path, b"\0asm\x0d\0\x01\0rest").is_ok());
-        let core = check_header(path, b"\0asm\x01\0\0\0")
-            .unwrap_err()
-            .to_string();
+        let core = check_header(path, b"\0asm\x01\0\0\0").unwrap_err().to_string();
         assert!(core.contains("core WebAssembly module"), "{core}");
         let text = check_header(path, b"hello world").unwrap_err().to_string();
         assert_eq!(

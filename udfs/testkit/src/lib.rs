@@ -12,9 +12,9 @@
 use std::hint::black_box;
 
 use weir_sdk::{
-    AggregateFunction, AggregatingState, Context, Error, Filter, KeySelector, KeyWriter,
-    KeyedProcessFunction, ListState, Map, MapState, OpenContext, Record, RecordWriter,
-    ReducingState, Result, TaskInfo, Timer, Ttl, ValueState,
+    AggregateFunction, AggregatingState, Context, Error, Filter, KeySelector, KeyWriter, KeyedProcessFunction,
+    ListState, Map, MapState, OpenContext, Record, RecordWriter, ReducingState, Result, TaskInfo, Timer, Ttl,
+    ValueState,
 };
 
 /// Copies each record.
@@ -122,11 +122,7 @@ impl AggregateFunction for Average {
     }
 
     fn get_result(&self, &(sum, count): &(i64, u64)) -> f64 {
-        if count == 0 {
-            0.0
-        } else {
-            sum as f64 / count as f64
-        }
+        if count == 0 { 0.0 } else { sum as f64 / count as f64 }
     }
 
     fn merge(&self, a: (i64, u64), b: (i64, u64)) -> (i64, u64) {

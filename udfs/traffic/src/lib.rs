@@ -10,8 +10,8 @@ use std::io::Write as _;
 
 use weir_sdk::serde::{Deserialize, Serialize};
 use weir_sdk::{
-    Context, Error, KeySelector, KeyWriter, KeyedProcessFunction, Map, OpenContext, Record,
-    RecordWriter, Result, TaskInfo, Timer, ValueState,
+    Context, Error, KeySelector, KeyWriter, KeyedProcessFunction, Map, OpenContext, Record, RecordWriter, Result,
+    TaskInfo, Timer, ValueState,
 };
 
 /// Two passings of a plate in different cities closer than this (ms) mean
@@ -63,11 +63,8 @@ impl Passing {
                     "camera_id: expected CAM followed by digits, found \"{camera}\""
                 ))
             })?,
-            plate: prefixed_number(plate, "P").ok_or_else(|| {
-                Error::new(format!(
-                    "plate: expected P followed by digits, found \"{plate}\""
-                ))
-            })?,
+            plate: prefixed_number(plate, "P")
+                .ok_or_else(|| Error::new(format!("plate: expected P followed by digits, found \"{plate}\"")))?,
             speed: speed
                 .parse()
                 .map_err(|_| Error::new(format!("speed_kmh: not an integer: \"{speed}\"")))?,
@@ -290,14 +287,8 @@ mod tests {
                 "1,CAM,P1,1",
                 "camera_id: expected CAM followed by digits, found \"CAM\"",
             ),
-            (
-                "1,CAM1,Q1,1",
-                "plate: expected P followed by digits, found \"Q1\"",
-            ),
-            (
-                "1,CAM1,P+1,1",
-                "plate: expected P followed by digits, found \"P+1\"",
-            ),
+            ("1,CAM1,Q1,1", "plate: expected P followed by digits, found \"Q1\""),
+            ("1,CAM1,P+1,1", "plate: expected P followed by digits, found \"P+1\""),
             ("1,CAM1,P1,-1", "speed_kmh: not an integer: \"-1\""),
         ];
         for (line, reason) in cases {

@@ -3,8 +3,8 @@
 use std::io::Write as _;
 
 use weir_sdk::{
-    Context, Emitter, Error, FlatMap, KeySelector, KeyWriter, KeyedProcessFunction, OpenContext,
-    Record, Result, TaskInfo, ValueState,
+    Context, Emitter, Error, FlatMap, KeySelector, KeyWriter, KeyedProcessFunction, OpenContext, Record, Result,
+    TaskInfo, ValueState,
 };
 
 /// Splits a line into words: maximal runs of alphanumeric characters,
@@ -20,16 +20,14 @@ impl FlatMap for Tokenize {
     }
 
     fn flat_map(&mut self, record: &Record<'_>, out: &mut Emitter<'_>) -> Result<()> {
-        let line = std::str::from_utf8(record.payload())
-            .map_err(|_| Error::new("line is not valid UTF-8"))?;
+        let line = std::str::from_utf8(record.payload()).map_err(|_| Error::new("line is not valid UTF-8"))?;
         for word in line
             .split(|c: char| !c.is_alphanumeric())
             .filter(|word| !word.is_empty())
         {
             if word.is_ascii() {
                 self.word.clear();
-                self.word
-                    .extend(word.bytes().map(|byte| byte.to_ascii_lowercase()));
+                self.word.extend(word.bytes().map(|byte| byte.to_ascii_lowercase()));
                 out.emit(&self.word);
             } else {
                 out.emit(word.to_lowercase().as_bytes());

@@ -1,0 +1,342 @@
+//! Checkpoint storage in a local folder.
+//!
+//! ```text
+//! <dir>/<job>/
+//!   files/            state files, shared by checkpoints (immutable, unique names)
+//!   chk-000042/_manifest
+//! ```
+//!
+//! A checkpoint is complete when its manifest exists: the manifest is written
+//! to a temporary name and renamed, so a crash never leaves half of one.
+//! Every state file is listed in the manifest with its size and SHA-256, and
+//! is checked before a restore; a checkpoint that fails the check is refused
+//! and recovery falls back to the one before. State files are shared (a
+//! RocksDB SST file that did not change is referenced by every checkpoint
+//! that contains it) and deleted only when no retained manifest refers to
+//! them.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::CheckpointId;
+use super::manifest::Manifest;
+
+/// Errors of checkpoint storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A checkpoint failed its integrity check.
+    #[error("checkpoint {id} is corrupt: {reason}")]
+    Corrupt {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A state file could not be encoded or decoded.
+    #[error("{0}")]
+    Format(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A state file of a checkpoint: its name in `files/`, size and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Name in the shared `files/` folder.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the contents, hex.
+    pub sha256: String,
+}
+
+/// The shared folder of state files.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// The path of a stored file.
+    pub fn path(&self, file: &FileRef) -> PathBuf {
+        self.dir.join(&file.name)
+    }
+
+    /// Starts writing the file `name`.
+    pub fn create(&self, name: &str) -> Result<FileWriter, StorageError> {
+        let path = self.dir.join(name);
+        let temporary = self.dir.join(format!(".{name}.tmp"));
+        let file = File::create(&temporary).map_err(io("cannot create", &temporary))?;
+        Ok(FileWriter {
+            name: name.to_string(),
+            path,
+            temporary,
+            out: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Stores an existing immutable file under `name` (a hard link when
+    /// possible, a copy otherwise), or reuses it if it is already stored.
+    pub fn adopt(&self, source: &Path, name: &str) -> Result<FileRef, StorageError> {
+        let path = self.dir.join(name);
+        if !path.exists() && std::fs::hard_link(source, &path).is_err() {
+            let temporary = self.dir.join(format!(".{name}.tmp"));
+            std::fs::copy(source, &temporary).map_err(io("cannot copy", source))?;
+            std::fs::rename(&temporary, &path).map_err(io("cannot rename", &temporary))?;
+        }
+        let (size, sha256) = digest_file(&path)?;
+        Ok(FileRef {
+            name: name.to_string(),
+            size,
+            sha256,
+        })
+    }
+
+    /// Checks a stored file against its reference.
+    pub fn verify(&self, file: &FileRef) -> Result<(), String> {
+        let path = self.path(file);
+        let (size, sha256) = digest_file(&path).map_err(|e| e.to_string())?;
+        if size != file.size || sha256 != file.sha256 {
+            return Err(format!("checksum mismatch in {}", file.name));
+        }
+        Ok(())
+    }
+}
+
+/// Streams a state file into the store, hashing as it goes.
+pub struct FileWriter {
+    name: String,
+    path: PathBuf,
+    temporary: PathBuf,
+    out: BufWriter<File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for FileWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl FileWriter {
+    /// Makes the file durable and visible under its name.
+    pub fn finish(mut self) -> Result<FileRef, StorageError> {
+        self.out.flush().map_err(io("cannot write", &self.temporary))?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(io("cannot sync", &self.temporary))?;
+        std::fs::rename(&self.temporary, &self.path).map_err(io("cannot rename", &self.temporary))?;
+        Ok(FileRef {
+            name: self.name,
+            size: self.size,
+            sha256: hex(&self.hasher.finalize()),
+        })
+    }
+}
+
+fn digest_file(path: &Path) -> Result<(u64, String), StorageError> {
+    let mut file = File::open(path).map_err(io("cannot open", path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io("cannot read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex(&hasher.finalize())))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The checkpoints of one job.
+#[derive(Debug, Clone)]
+pub struct CheckpointStorage {
+    root: PathBuf,
+    files: FileStore,
+}
+
+const MANIFEST: &str = "_manifest";
+
+impl CheckpointStorage {
+    /// Opens (creating it if needed) the storage of `job` under `dir`.
+    pub fn open(dir: &Path, job: &str) -> Result<Self, StorageError> {
+        let root = dir.join(job);
+        let files = root.join("files");
+        std::fs::create_dir_all(&files).map_err(io("cannot create", &files))?;
+        Ok(Self {
+            root,
+            files: FileStore { dir: files },
+        })
+    }
+
+    /// Opens the storage that holds the checkpoint folder `dir`
+    /// (`…/<job>/chk-000042`) and loads that checkpoint.
+    pub fn load_dir(dir: &Path) -> Result<(Self, Manifest), StorageError> {
+        let not_a_checkpoint = || StorageError::Io {
+            what: "not a checkpoint folder (expected …/<job>/chk-NNNNNN):",
+            path: dir.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("chk-"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(not_a_checkpoint)?;
+        let root = dir.parent().ok_or_else(not_a_checkpoint)?.to_path_buf();
+        let storage = Self {
+            files: FileStore {
+                dir: root.join("files"),
+            },
+            root,
+        };
+        let manifest = storage.load(CheckpointId(id))?;
+        Ok((storage, manifest))
+    }
+
+    /// The job's checkpoint folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The shared state files.
+    pub fn files(&self) -> &FileStore {
+        &self.files
+    }
+
+    fn checkpoint_dir(&self, id: CheckpointId) -> PathBuf {
+        self.root.join(format!("chk-{:06}", id.0))
+    }
+
+    /// Writes the manifest: from now on checkpoint `manifest.id` is complete.
+    pub fn commit(&self, manifest: &Manifest) -> Result<(), StorageError> {
+        let dir = self.checkpoint_dir(manifest.id);
+        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        let bytes = manifest.encode()?;
+        let temporary = dir.join(".manifest.tmp");
+        let path = dir.join(MANIFEST);
+        let mut file = File::create(&temporary).map_err(io("cannot create", &temporary))?;
+        file.write_all(&bytes).map_err(io("cannot write", &temporary))?;
+        file.sync_all().map_err(io("cannot sync", &temporary))?;
+        std::fs::rename(&temporary, &path).map_err(io("cannot rename", &temporary))?;
+        if let Ok(dir) = File::open(&dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Ids of the checkpoints that have a manifest, oldest first.
+    pub fn completed(&self) -> Result<Vec<CheckpointId>, StorageError> {
+        let mut ids = Vec::new();
+        let entries = std::fs::read_dir(&self.root).map_err(io("cannot list", &self.root))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(number) = name.to_str().and_then(|n| n.strip_prefix("chk-")) else {
+                continue;
+            };
+            if let Ok(id) = number.parse::<u64>()
+                && entry.path().join(MANIFEST).is_file()
+            {
+                ids.push(CheckpointId(id));
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Loads a checkpoint's manifest and checks it and every file it names.
+    pub fn load(&self, id: CheckpointId) -> Result<Manifest, StorageError> {
+        let path = self.checkpoint_dir(id).join(MANIFEST);
+        let bytes = std::fs::read(&path).map_err(io("cannot read", &path))?;
+        let manifest = Manifest::decode(&bytes).map_err(|reason| StorageError::Corrupt { id, reason })?;
+        for file in manifest.files() {
+            self.files
+                .verify(file)
+                .map_err(|reason| StorageError::Corrupt { id, reason })?;
+        }
+        Ok(manifest)
+    }
+
+    /// The latest checkpoint that passes its checks, with a message for each
+    /// newer one that was refused.
+    pub fn latest_valid(&self) -> Result<(Option<Manifest>, Vec<String>), StorageError> {
+        let mut refused = Vec::new();
+        for id in self.completed()?.into_iter().rev() {
+            match self.load(id) {
+                Ok(manifest) => return Ok((Some(manifest), refused)),
+                Err(error) => refused.push(error.to_string()),
+            }
+        }
+        Ok((None, refused))
+    }
+
+    /// Keeps the newest `keep` checkpoints and deletes the rest, then every
+    /// state file no kept manifest refers to.
+    pub fn retain(&self, keep: usize) -> Result<(), StorageError> {
+        let completed = self.completed()?;
+        let drop_count = completed.len().saturating_sub(keep.max(1));
+        for id in &completed[..drop_count] {
+            let dir = self.checkpoint_dir(*id);
+            std::fs::remove_dir_all(&dir).map_err(io("cannot delete", &dir))?;
+        }
+        let mut referenced = HashSet::new();
+        for id in &completed[drop_count..] {
+            let path = self.checkpoint_dir(*id).join(MANIFEST);
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            // A manifest that cannot be read protects nothing; keep files
+            // anyway if we cannot tell (conservative: stop cleaning).
+            let Ok(manifest) = Manifest::decode(&bytes) else {
+                return Ok(());
+            };
+            referenced.extend(manifest.files().map(|f| f.name.clone()));
+        }
+        let entries = std::fs::read_dir(&self.files.dir).map_err(io("cannot list", &self.files.dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || referenced.contains(&name) {
+                continue;
+            }
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok(())
+    }
+}

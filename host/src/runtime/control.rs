@@ -1,0 +1,115 @@
+//! A subtask's link to the checkpoint coordinator.
+//!
+//! Acknowledging a checkpoint is where asynchronous snapshots happen: the
+//! subtask hands over a consistent view of its state, and a short-lived
+//! thread writes it into checkpoint storage and then acknowledges, while the
+//! subtask goes back to its records.
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::checkpoint::coordinator::{ToCoordinator, ToTask};
+use crate::checkpoint::manifest::TaskState;
+use crate::checkpoint::storage::FileStore;
+use crate::checkpoint::{CheckpointId, CheckpointMode, TaskId};
+use crate::operators::OperatorSnapshot;
+
+/// The checkpointing side of one subtask.
+pub struct TaskControl {
+    /// Who this subtask is.
+    pub task: TaskId,
+    /// Its vertex's parallelism.
+    pub parallelism: u32,
+    /// Messages to the coordinator.
+    pub to_coordinator: Sender<ToCoordinator>,
+    /// Messages from the coordinator.
+    pub from_coordinator: Receiver<ToTask>,
+    /// Where state files go.
+    pub files: FileStore,
+    /// Aligned or not.
+    pub mode: CheckpointMode,
+    /// The job's key groups.
+    pub max_parallelism: u32,
+}
+
+impl TaskControl {
+    fn state(&self, finished: bool) -> TaskState {
+        TaskState {
+            task: self.task.clone(),
+            parallelism: self.parallelism,
+            source_position: None,
+            transactions: Vec::new(),
+            keyed: None,
+            finished,
+        }
+    }
+
+    /// A source acknowledges checkpoint `id` at `position`.
+    pub fn ack_source(&self, id: CheckpointId, position: u64, finished: bool) {
+        let state = TaskState {
+            source_position: Some(position),
+            ..self.state(finished)
+        };
+        let _ = self.to_coordinator.send(ToCoordinator::Ack { id, state });
+    }
+
+    /// An operator acknowledges checkpoint `id`; its keyed state is written
+    /// on another thread, and the acknowledgement follows when it is.
+    pub fn ack_operator(&self, id: CheckpointId, snapshot: OperatorSnapshot) {
+        let mut state = self.state(false);
+        state.transactions = snapshot.transactions;
+        let Some(keyed) = snapshot.keyed else {
+            let _ = self.to_coordinator.send(ToCoordinator::Ack { id, state });
+            return;
+        };
+        let files = self.files.clone();
+        let to_coordinator = self.to_coordinator.clone();
+        let task = self.task.clone();
+        let max_parallelism = self.max_parallelism;
+        let name = format!("chk{}-{}-{}", id.0, sanitize(&task.uid), task.subtask);
+        let spawned = std::thread::Builder::new()
+            .name(format!("snapshot-{task}"))
+            .spawn(move || {
+                match keyed
+                    .state
+                    .persist(&files, &name, &keyed.timers, keyed.key_groups, max_parallelism)
+                {
+                    Ok(handle) => {
+                        state.keyed = Some(handle);
+                        let _ = to_coordinator.send(ToCoordinator::Ack { id, state });
+                    }
+                    Err(error) => {
+                        let _ = to_coordinator.send(ToCoordinator::Decline {
+                            id,
+                            task,
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            let _ = self.to_coordinator.send(ToCoordinator::Decline {
+                id,
+                task: self.task.clone(),
+                reason: format!("cannot start the snapshot thread: {error}"),
+            });
+        }
+    }
+
+    /// The subtask has finished.
+    pub fn finished(&self) {
+        let _ = self.to_coordinator.send(ToCoordinator::Finished(self.task.clone()));
+    }
+}
+
+/// A uid made safe for a file name.
+fn sanitize(uid: &str) -> String {
+    uid.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
