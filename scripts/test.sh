@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 weir_setup
 weir_build_udfs
+source scripts/postgres.sh; trap weir_postgres_stop EXIT; weir_postgres_start
 cargo test --release --workspace --exclude wordcount --exclude traffic --exclude testkit --exclude not-a-udf

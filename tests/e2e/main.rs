@@ -5,6 +5,7 @@
 //! The UDF components are built once per test run ([`harness::udf_dir`]).
 
 mod bad_input;
+mod exactly_once;
 mod harness;
 mod oracle;
 mod state_kinds;

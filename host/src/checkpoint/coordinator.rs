@@ -56,7 +56,8 @@ pub enum ToTask {
     Abort(CheckpointId),
 }
 
-/// Why the coordinator gave up: the job must fail.
+/// Why the coordinator gave up: the job must fail. (It fails the job before
+/// telling subtasks, so the job's error is this one, not a consequence.)
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// More checkpoints failed in a row than the job tolerates.
@@ -156,9 +157,9 @@ impl Coordinator {
                 .collect();
             for id in expired {
                 pending.remove(&id);
-                self.broadcast(ToTask::Abort(id));
                 failures += 1;
                 self.check_failures(failures, format!("checkpoint {id} expired before completing"))?;
+                self.broadcast(ToTask::Abort(id));
             }
 
             let wait = interval
@@ -181,9 +182,9 @@ impl Coordinator {
                 }
                 ToCoordinator::Decline { id, task, reason } => {
                     if pending.remove(&id).is_some() {
-                        self.broadcast(ToTask::Abort(id));
                         failures += 1;
                         self.check_failures(failures, format!("checkpoint {id} declined by {task}: {reason}"))?;
+                        self.broadcast(ToTask::Abort(id));
                     }
                 }
                 ToCoordinator::SourceAtEnd(task) => {
@@ -218,9 +219,9 @@ impl Coordinator {
                         self.broadcast(ToTask::Complete(id));
                     }
                     Err(error) => {
-                        self.broadcast(ToTask::Abort(id));
                         failures += 1;
                         self.check_failures(failures, format!("checkpoint {id} could not be written: {error}"))?;
+                        self.broadcast(ToTask::Abort(id));
                     }
                 }
             }

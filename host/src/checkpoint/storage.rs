@@ -309,21 +309,43 @@ impl CheckpointStorage {
         Ok((None, refused))
     }
 
-    /// Keeps the newest `keep` checkpoints and deletes the rest, then every
-    /// state file no kept manifest refers to.
+    /// Keeps the newest `keep` checkpoints and deletes the rest, with the
+    /// state files only they referred to. (Files no manifest refers to — left
+    /// by checkpoints that failed — may still be in use by a checkpoint in
+    /// progress, so they are swept only by [`CheckpointStorage::sweep_orphans`].)
     pub fn retain(&self, keep: usize) -> Result<(), StorageError> {
         let completed = self.completed()?;
         let drop_count = completed.len().saturating_sub(keep.max(1));
+        let referenced = |ids: &[CheckpointId]| -> Option<HashSet<String>> {
+            let mut names = HashSet::new();
+            for id in ids {
+                let bytes = std::fs::read(self.checkpoint_dir(*id).join(MANIFEST)).ok()?;
+                names.extend(Manifest::decode(&bytes).ok()?.files().map(|f| f.name.clone()));
+            }
+            Some(names)
+        };
+        // If a manifest cannot be read, keep every file rather than guess.
+        let Some(kept) = referenced(&completed[drop_count..]) else {
+            return Ok(());
+        };
+        let dropped = referenced(&completed[..drop_count]).unwrap_or_default();
         for id in &completed[..drop_count] {
             let dir = self.checkpoint_dir(*id);
             std::fs::remove_dir_all(&dir).map_err(io("cannot delete", &dir))?;
         }
+        for name in dropped.difference(&kept) {
+            let _ = std::fs::remove_file(self.files.dir.join(name));
+        }
+        Ok(())
+    }
+
+    /// Deletes every state file that no complete checkpoint refers to. Only
+    /// safe while no checkpoint is in progress (before a run starts).
+    pub fn sweep_orphans(&self) -> Result<(), StorageError> {
         let mut referenced = HashSet::new();
-        for id in &completed[drop_count..] {
-            let path = self.checkpoint_dir(*id).join(MANIFEST);
-            let Ok(bytes) = std::fs::read(&path) else { continue };
-            // A manifest that cannot be read protects nothing; keep files
-            // anyway if we cannot tell (conservative: stop cleaning).
+        for id in self.completed()? {
+            let path = self.checkpoint_dir(id).join(MANIFEST);
+            let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
             let Ok(manifest) = Manifest::decode(&bytes) else {
                 return Ok(());
             };
@@ -332,10 +354,9 @@ impl CheckpointStorage {
         let entries = std::fs::read_dir(&self.files.dir).map_err(io("cannot list", &self.files.dir))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || referenced.contains(&name) {
-                continue;
+            if !referenced.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
             }
-            let _ = std::fs::remove_file(entry.path());
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod file_sink;
 pub mod file_source;
 pub mod files_sink;
 pub mod generator;
+pub mod postgres_sink;
 pub mod stdout_sink;
 
 use crate::runtime::batch::RecordBatch;
@@ -24,6 +25,16 @@ pub enum ConnectorError {
         path: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A database operation failed, or a database connector was given
+    /// something it cannot use (a bad table name, a record that is not text).
+    #[error("{what}: {message}")]
+    Database {
+        /// What was being done (`cannot connect to ...`, `cannot prepare
+        /// transaction ...`...).
+        what: String,
+        /// The database's (or the driver's) explanation.
+        message: String,
     },
 }
 

@@ -11,9 +11,12 @@ use toml::Spanned;
 use super::error::{JobFileError, JobFileErrors, Locator};
 use super::params::Params;
 use super::plan::{
-    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, Vertex, VertexKind,
+    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, StateBackendConfig, Vertex,
+    VertexKind,
 };
-use super::spec::{CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind};
+use super::spec::{
+    BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
+};
 use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::connectors::generator::GeneratorConfig;
 use crate::runtime::restart::RestartStrategy;
@@ -165,6 +168,21 @@ impl Builder<'_> {
         let mut settings = settings;
         settings.checkpoint = spec.checkpoint.as_ref().map(|c| self.checkpoint(c));
         settings.restart = self.restart(spec.restart.as_ref(), settings.checkpoint.is_some());
+        settings.state_backend = match spec.job.state_backend.as_ref().map(|b| *b.get_ref()) {
+            None | Some(BackendKind::Heap) => StateBackendConfig::Heap,
+            Some(BackendKind::Rocksdb) => StateBackendConfig::RocksDb {
+                dir: spec
+                    .job
+                    .state_dir
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from("weir-state"), |d| self.path(d, "job → state_dir")),
+                incremental: spec
+                    .checkpoint
+                    .as_ref()
+                    .and_then(|c| c.get_ref().incremental)
+                    .unwrap_or(true),
+            },
+        };
         let name = spec.job.name.clone().unwrap_or_else(|| {
             self.locator
                 .file()
@@ -219,6 +237,7 @@ impl Builder<'_> {
             },
             checkpoint: None,
             restart: RestartStrategy::None,
+            state_backend: StateBackendConfig::Heap,
         }
     }
 
@@ -439,6 +458,27 @@ impl Builder<'_> {
         let uid = sink.uid.get_ref().clone();
         let kind = match sink.kind.get_ref() {
             SinkKind::Stdout => SinkConfig::Stdout,
+            SinkKind::Postgres => {
+                let field = |name: &str| format!("sink `{uid}` → {name}");
+                let mut required = |value: &Option<Spanned<String>>, name: &str| match value {
+                    Some(value) => self.expand(value, &field(name)).unwrap_or_default(),
+                    None => {
+                        self.errors.push(self.locator.error(
+                            spanned.span(),
+                            field(name),
+                            format!("a postgres sink needs `{name}`"),
+                        ));
+                        String::new()
+                    }
+                };
+                let connection = required(&sink.connection, "connection");
+                let table = required(&sink.table, "table");
+                let mut config = crate::connectors::postgres_sink::PostgresSinkConfig::new(&connection, &table);
+                if let Some(column) = &sink.column {
+                    config.column = column.clone();
+                }
+                SinkConfig::Postgres(config)
+            }
             SinkKind::Files => match &sink.path {
                 Some(path) => SinkConfig::Files {
                     path: self.path(path, &format!("sink `{uid}` → path")),

@@ -37,6 +37,22 @@ pub struct Settings {
     pub checkpoint: Option<crate::checkpoint::CheckpointSettings>,
     /// What to do when a task fails.
     pub restart: crate::runtime::restart::RestartStrategy,
+    /// Where keyed state lives.
+    pub state_backend: StateBackendConfig,
+}
+
+/// The keyed state backend of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackendConfig {
+    /// In memory.
+    Heap,
+    /// RocksDB in a local working folder.
+    RocksDb {
+        /// The working folder (one subfolder per subtask and run).
+        dir: PathBuf,
+        /// Incremental checkpoints.
+        incremental: bool,
+    },
 }
 
 /// Resource limits of a Wasm instance.
@@ -101,6 +117,8 @@ pub enum SinkConfig {
         /// The folder.
         path: PathBuf,
     },
+    /// Exactly-once rows in a PostgreSQL table.
+    Postgres(crate::connectors::postgres_sink::PostgresSinkConfig),
 }
 
 /// A function of a loaded module.

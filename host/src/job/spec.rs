@@ -81,6 +81,8 @@ pub struct CheckpointSpec {
     pub retain: Option<Spanned<u32>>,
     /// `exactly-once` (default) or `at-least-once`.
     pub mode: Option<crate::checkpoint::CheckpointMode>,
+    /// RocksDB: checkpoints share unchanged files with earlier ones (default true).
+    pub incremental: Option<bool>,
 }
 
 /// The `[restart]` table.
@@ -132,6 +134,20 @@ pub struct JobSettings {
     /// Limits applied to every Wasm instance.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Where keyed state lives: `heap` (default) or `rocksdb`.
+    pub state_backend: Option<Spanned<BackendKind>>,
+    /// Working folder of the RocksDB backend (default `weir-state`).
+    pub state_dir: Option<Spanned<String>>,
+}
+
+/// Keyed state backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// In memory; full snapshots.
+    Heap,
+    /// RocksDB on local disk; incremental snapshots when checkpoints ask.
+    Rocksdb,
 }
 
 /// Resource limits of user functions.
@@ -241,8 +257,14 @@ pub struct SinkSpec {
     /// Which connector.
     #[serde(rename = "type")]
     pub kind: Spanned<SinkKind>,
-    /// File to write (`file`).
+    /// File to write (`file`), or folder (`files`).
     pub path: Option<Spanned<String>>,
+    /// Connection string (`postgres`): `host=… port=… user=… dbname=…`.
+    pub connection: Option<Spanned<String>>,
+    /// Table the rows go to (`postgres`).
+    pub table: Option<Spanned<String>>,
+    /// Text column that receives each record (`postgres`, default `line`).
+    pub column: Option<String>,
 }
 
 /// Sink connectors.
@@ -255,4 +277,6 @@ pub enum SinkKind {
     File,
     /// Exactly-once: a folder of part files committed with checkpoints.
     Files,
+    /// Exactly-once: rows in a PostgreSQL table, by two-phase commit.
+    Postgres,
 }

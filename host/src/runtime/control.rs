@@ -14,6 +14,10 @@ use crate::checkpoint::{CheckpointId, CheckpointMode, TaskId};
 use crate::operators::OperatorSnapshot;
 
 /// The checkpointing side of one subtask.
+///
+/// It keeps the threads that write its snapshots: before the subtask reports
+/// that it has finished, every acknowledgement must have gone out, or the
+/// coordinator could complete a checkpoint with the subtask's older state.
 pub struct TaskControl {
     /// Who this subtask is.
     pub task: TaskId,
@@ -29,6 +33,8 @@ pub struct TaskControl {
     pub mode: CheckpointMode,
     /// The job's key groups.
     pub max_parallelism: u32,
+    /// Snapshot writers still running.
+    pub writers: std::cell::RefCell<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl TaskControl {
@@ -86,17 +92,27 @@ impl TaskControl {
                     }
                 }
             });
-        if let Err(error) = spawned {
-            let _ = self.to_coordinator.send(ToCoordinator::Decline {
-                id,
-                task: self.task.clone(),
-                reason: format!("cannot start the snapshot thread: {error}"),
-            });
+        match spawned {
+            Ok(writer) => {
+                let mut writers = self.writers.borrow_mut();
+                writers.retain(|w| !w.is_finished());
+                writers.push(writer);
+            }
+            Err(error) => {
+                let _ = self.to_coordinator.send(ToCoordinator::Decline {
+                    id,
+                    task: self.task.clone(),
+                    reason: format!("cannot start the snapshot thread: {error}"),
+                });
+            }
         }
     }
 
-    /// The subtask has finished.
+    /// The subtask has finished: waits for its snapshot writers, then says so.
     pub fn finished(&self) {
+        for writer in self.writers.borrow_mut().drain(..) {
+            let _ = writer.join();
+        }
         let _ = self.to_coordinator.send(ToCoordinator::Finished(self.task.clone()));
     }
 }

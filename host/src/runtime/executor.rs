@@ -29,12 +29,14 @@ use crate::checkpoint::coordinator::{Coordinator, ToCoordinator, ToTask};
 use crate::checkpoint::manifest::{KeyedStateHandle, Manifest};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::{CheckpointSettings, TaskId};
-use crate::connectors::Source;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::FileSource;
 use crate::connectors::files_sink::FilesSink;
 use crate::connectors::generator::GeneratorSource;
+use crate::connectors::postgres_sink::PostgresSink;
 use crate::connectors::stdout_sink::StdoutSink;
+use crate::connectors::{Source, TransactionalSink};
+use crate::job::plan::StateBackendConfig;
 use crate::job::plan::{FunctionRef, JobPlan, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
 use crate::operators::Operator;
@@ -44,6 +46,8 @@ use crate::operators::transform::TransformOperator;
 use crate::operators::two_phase_commit::TwoPhaseCommitOperator;
 use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
+use crate::state::restore::restore_keyed;
+use crate::state::rocksdb::{RocksDbBackend, RocksDbOptions};
 use crate::wasm::FunctionKind;
 use crate::wasm::host_state::KeyedScope;
 use crate::wasm::instance::{InstanceSpec, UdfInstance};
@@ -327,6 +331,10 @@ fn run_attempt(shared: &Shared<'_>, restore: Option<&Manifest>, attempt: u32) ->
 
     std::thread::scope(|scope| {
         if let Some(plane) = &mut control {
+            // Nothing is in flight between attempts: drop what failed checkpoints left.
+            if let Err(error) = plane.storage.sweep_orphans() {
+                tracing::warn!("cannot clean the checkpoint folder: {error}");
+            }
             let last = plane
                 .storage
                 .completed()
@@ -381,6 +389,7 @@ fn run_attempt(shared: &Shared<'_>, restore: Option<&Manifest>, attempt: u32) ->
                         files: plane.storage.files().clone(),
                         mode: plane.settings.mode,
                         max_parallelism: plan.settings.max_parallelism,
+                        writers: std::cell::RefCell::new(Vec::new()),
                     })
                 });
                 let task = Subtask {
@@ -524,25 +533,35 @@ impl Subtask<'_> {
                 self.metrics(),
             )),
             SinkConfig::Files { path } => {
-                // Transactions of old subtasks beyond today's parallelism go to subtask 0.
-                let transactions: Vec<Vec<u8>> = self
-                    .restored()
-                    .filter(|t| {
-                        t.task.subtask == self.subtask
-                            || (self.subtask == 0 && t.task.subtask >= self.vertex.parallelism)
-                    })
-                    .flat_map(|t| t.transactions.iter().cloned())
-                    .collect();
                 let sink = FilesSink::open(path, self.subtask).map_err(|e| self.connector_error(e))?;
-                Box::new(TwoPhaseCommitOperator::new(
-                    uid,
-                    Box::new(sink),
-                    &transactions,
-                    self.metrics(),
-                    self.control.is_some(),
-                )?)
+                self.two_phase_commit(Box::new(sink))?
+            }
+            SinkConfig::Postgres(config) => {
+                let sink = PostgresSink::connect(config, &self.plan().name, uid, self.subtask)
+                    .map_err(|e| self.connector_error(e))?;
+                self.two_phase_commit(Box::new(sink))?
             }
         })
+    }
+
+    /// Wraps a transactional sink in the two-phase-commit protocol, after
+    /// committing the transactions of the restored checkpoint. Those of old
+    /// subtasks beyond today's parallelism go to subtask 0.
+    fn two_phase_commit(&self, sink: Box<dyn TransactionalSink>) -> Result<Box<dyn Operator>, TaskError> {
+        let transactions: Vec<Vec<u8>> = self
+            .restored()
+            .filter(|t| {
+                t.task.subtask == self.subtask || (self.subtask == 0 && t.task.subtask >= self.vertex.parallelism)
+            })
+            .flat_map(|t| t.transactions.iter().cloned())
+            .collect();
+        Ok(Box::new(TwoPhaseCommitOperator::new(
+            &self.vertex.uid,
+            sink,
+            &transactions,
+            self.metrics(),
+            self.control.is_some(),
+        )?))
     }
 
     fn instance(
@@ -576,28 +595,69 @@ impl Subtask<'_> {
         )
     }
 
-    /// The keyed scope of this subtask, with its state restored.
+    /// The keyed scope of this subtask: its state backend and timers, with
+    /// the state of the restored checkpoint loaded for its key groups.
     fn keyed_scope(&self) -> Result<KeyedScope, TaskError> {
-        let mut scope = KeyedScope::new(Box::new(HeapBackend::new()));
+        let uid = &self.vertex.uid;
+        let restore_error = |reason: String| TaskError::StateRestore {
+            operator: uid.clone(),
+            reason,
+        };
         let handles: Vec<&KeyedStateHandle> = self.restored().filter_map(|t| t.keyed.as_ref()).collect();
-        if !handles.is_empty() {
-            let storage = self.shared.storage.as_ref().ok_or_else(|| TaskError::StateRestore {
-                operator: self.vertex.uid.clone(),
-                reason: "no checkpoint storage".into(),
-            })?;
-            let KeyedScope { backend, timers, .. } = &mut scope;
-            crate::state::restore::restore_keyed(
-                backend.as_mut(),
-                timers,
-                storage.files(),
-                &handles,
-                self.key_groups(),
-            )
-            .map_err(|reason| TaskError::StateRestore {
-                operator: self.vertex.uid.clone(),
-                reason,
-            })?;
-        }
+        let files = match (&self.shared.storage, handles.is_empty()) {
+            (Some(storage), _) => Some(storage.files()),
+            (None, true) => None,
+            (None, false) => return Err(restore_error("no checkpoint storage".into())),
+        };
+        let max_parallelism = self.plan().settings.max_parallelism;
+        let mut timers = crate::time::TimerService::new();
+        let backend: Box<dyn crate::state::KeyedStateBackend> = match &self.plan().settings.state_backend {
+            StateBackendConfig::Heap => {
+                let mut backend = HeapBackend::new();
+                if let Some(files) = files.filter(|_| !handles.is_empty()) {
+                    restore_keyed(&mut backend, &mut timers, files, &handles, self.key_groups())
+                        .map_err(restore_error)?;
+                }
+                Box::new(backend)
+            }
+            StateBackendConfig::RocksDb { dir, incremental } => {
+                // A folder of its own for every subtask of every attempt of every run.
+                let dir = dir.join(&self.plan().name).join(format!(
+                    "{}-{}-{}-{}-{}",
+                    uid.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+                    self.subtask,
+                    std::process::id(),
+                    self.attempt,
+                    crate::time::now_ms()
+                ));
+                let options = RocksDbOptions {
+                    incremental: *incremental,
+                };
+                match files.filter(|_| !handles.is_empty()) {
+                    Some(files) => {
+                        let (backend, _) = RocksDbBackend::restore(
+                            &dir,
+                            max_parallelism,
+                            options,
+                            files,
+                            &handles,
+                            self.key_groups(),
+                            &mut timers,
+                        )
+                        .map_err(restore_error)?;
+                        Box::new(backend)
+                    }
+                    None => Box::new(RocksDbBackend::open(&dir, max_parallelism, options).map_err(|source| {
+                        TaskError::State {
+                            operator: uid.clone(),
+                            source,
+                        }
+                    })?),
+                }
+            }
+        };
+        let mut scope = KeyedScope::new(backend);
+        scope.timers = timers;
         Ok(scope)
     }
 

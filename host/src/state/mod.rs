@@ -13,6 +13,7 @@
 pub mod heap;
 pub mod key_group;
 pub mod restore;
+pub mod rocksdb;
 pub mod snapshot;
 pub mod ttl;
 

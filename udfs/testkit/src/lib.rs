@@ -51,6 +51,45 @@ impl Map for FailOn {
     }
 }
 
+/// Copies each record, but traps (panics) on the records whose FNV-1a hash
+/// is a multiple of the `modulus` parameter, on the first attempt of a run
+/// only (`weir.attempt` is `0`): after the restart from a checkpoint the same
+/// records pass. It injects failures into recovery tests deterministically.
+pub struct TrapOnFirstAttempt {
+    modulus: u64,
+    armed: bool,
+}
+
+impl Map for TrapOnFirstAttempt {
+    fn open(task: &TaskInfo) -> Result<Self> {
+        let modulus = task
+            .param("modulus")
+            .ok_or_else(|| Error::new("trap_on_first_attempt needs the parameter `modulus`"))?
+            .parse::<u64>()
+            .map_err(|_| Error::new("the parameter `modulus` must be a positive integer"))?;
+        Ok(Self {
+            modulus: modulus.max(1),
+            armed: task.param("weir.attempt") == Some("0"),
+        })
+    }
+
+    fn map(&mut self, record: &Record<'_>, out: &mut RecordWriter<'_>) -> Result<()> {
+        let payload = record.payload();
+        if self.armed && fnv1a(payload).is_multiple_of(self.modulus) {
+            panic!("trap injected by the test at {}", String::from_utf8_lossy(payload));
+        }
+        out.write_bytes(payload);
+        Ok(())
+    }
+}
+
+/// The 64-bit FNV-1a hash.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Never returns (the host must interrupt it).
 fn spin_forever() -> ! {
     let mut spins = 0u64;
@@ -270,6 +309,7 @@ impl KeyedProcessFunction for StateProbe {
 weir_sdk::export_functions! {
     map "identity" => Identity,
     map "fail_on" => FailOn,
+    map "trap_on_first_attempt" => TrapOnFirstAttempt,
     filter "evens" => Evens,
     key_selector "first_word" => FirstWord,
     keyed_process "state_probe" => StateProbe,
