@@ -360,3 +360,49 @@ fn a_checkpoint_that_cannot_be_written_fails_only_itself_until_the_tolerance_run
         }
     }
 }
+
+#[test]
+fn a_run_restores_from_a_named_checkpoint_folder() {
+    let work = Workdir::new();
+    work.write("passings.csv", oracle::passings(100_000, 8));
+    work.write("job.toml", small_job(""));
+    run_to_end(&work, false);
+    let root = work.path("checkpoints/q2");
+    let mut ids: Vec<u64> = std::fs::read_dir(&root)
+        .expect("checkpoints exist")
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("chk-"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    let folder = format!("checkpoints/q2/chk-{:06}", ids[0]);
+    let restore = |folder: &str| {
+        weir()
+            .current_dir(work.dir.path())
+            .env("WEIR_LOG", "info")
+            .args(["run", "--quiet", "job.toml", "--restore", folder])
+            .output()
+            .expect("weir runs")
+    };
+    let output = restore(&folder);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("restoring job `q2` from checkpoint {}", ids[0])),
+        "{stderr}"
+    );
+
+    let output = restore("checkpoints/q2/nothing-here");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(
+            "error: job `q2` failed: not a checkpoint folder (expected …/<job>/chk-NNNNNN): checkpoints/q2/nothing-here"
+        ),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@ use crate::harness::Workdir;
 const JOB: &str = r#"
 [job]
 dead_letter = "dead.jsonl"
+state_backend = "BACKEND"
 
 [[source]]
 uid = "commands"
@@ -70,12 +71,21 @@ const SCRIPT: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn every_state_kind_and_timers_behave_per_key() {
+fn every_state_kind_and_timers_behave_per_key_on_the_heap() {
+    every_state_kind_and_timers_behave_per_key("heap");
+}
+
+#[test]
+fn every_state_kind_and_timers_behave_per_key_in_rocksdb() {
+    every_state_kind_and_timers_behave_per_key("rocksdb");
+}
+
+fn every_state_kind_and_timers_behave_per_key(backend: &str) {
     let work = Workdir::new();
     let mut commands: String = SCRIPT.iter().map(|(command, _)| format!("{command}\n")).collect();
     commands.push_str("bogus\n");
     work.write("commands.txt", commands);
-    work.run_ok(JOB, &[]);
+    work.run_ok(&JOB.replace("BACKEND", backend), &[]);
 
     // Per key, results come out in input order.
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
