@@ -8,6 +8,7 @@ mod bad_input;
 mod exactly_once;
 mod harness;
 mod oracle;
+mod partitioning;
 mod state_kinds;
 mod traffic;
 mod wordcount;

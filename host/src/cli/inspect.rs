@@ -15,6 +15,30 @@ pub struct InspectArgs {
     module: PathBuf,
 }
 
+/// The worlds of the WIT package whose exports the module has.
+fn worlds(exports: &[String]) -> Vec<&'static str> {
+    let has = |interface: &str| exports.contains(&crate::wasm::module::interface_name(interface));
+    let mut worlds = Vec::new();
+    if has("library") {
+        for (world, interface) in [
+            ("transform-module", "transform"),
+            ("key-selector-module", "key-selector"),
+            ("keyed-process-module", "keyed-process"),
+        ] {
+            if has(interface) {
+                worlds.push(world);
+            }
+        }
+        if worlds.len() == 3 {
+            worlds.push("any-module");
+        }
+    }
+    if worlds.is_empty() {
+        worlds.push("none of weir:udf");
+    }
+    worlds
+}
+
 pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let wasm = wasm_runtime()?;
     let module = wasm.load(&args.module)?;
@@ -23,6 +47,7 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     println!("file:      {}", module.path.display());
     println!("sha256:    {}", module.digest);
     println!("contract:  {WIT_PACKAGE}@{WIT_VERSION}");
+    println!("worlds:    {}", worlds(&module.exports).join(", "));
     println!("functions:");
     for function in &module.info.functions {
         let states = if function.states.is_empty() {
