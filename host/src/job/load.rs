@@ -16,10 +16,12 @@ use super::plan::{
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
+    WatermarkKind, WatermarksSpec,
 };
 use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::connectors::generator::GeneratorConfig;
 use crate::runtime::restart::RestartStrategy;
+use crate::time::watermarks::WatermarkStrategy;
 use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
 use std::time::Duration;
 
@@ -104,6 +106,7 @@ struct Draft {
     kind: VertexKind,
     input: Option<DraftInput>,
     is_sink: bool,
+    watermarks: Option<WatermarkStrategy>,
 }
 
 struct DraftInput {
@@ -241,6 +244,38 @@ impl Builder<'_> {
         }
     }
 
+    fn watermarks(&mut self, spec: &Spanned<WatermarksSpec>, uid: &str) -> WatermarkStrategy {
+        let spec_ref = spec.get_ref();
+        let bound = match spec_ref.strategy {
+            WatermarkKind::Monotonous => {
+                if spec_ref.max_out_of_orderness_ms.is_some() {
+                    self.errors.push(self.locator.error(
+                        spec.span(),
+                        format!("`{uid}` → watermarks → max_out_of_orderness_ms"),
+                        "a monotonous strategy has no out-of-orderness bound",
+                    ));
+                }
+                0
+            }
+            WatermarkKind::BoundedOutOfOrderness => match spec_ref.max_out_of_orderness_ms {
+                Some(bound) => i64::try_from(bound).unwrap_or(i64::MAX),
+                None => {
+                    self.errors.push(self.locator.error(
+                        spec.span(),
+                        format!("`{uid}` → watermarks → max_out_of_orderness_ms"),
+                        "bounded-out-of-orderness needs `max_out_of_orderness_ms`",
+                    ));
+                    0
+                }
+            },
+        };
+        WatermarkStrategy {
+            max_out_of_orderness_ms: bound,
+            interval: Duration::from_millis(spec_ref.interval_ms.unwrap_or(200)),
+            idle_timeout: spec_ref.idle_timeout_ms.map(Duration::from_millis),
+        }
+    }
+
     fn checkpoint(&mut self, spec: &Spanned<CheckpointSpec>) -> CheckpointSettings {
         let spec = spec.get_ref();
         let field = |name: &str| format!("checkpoint → {name}");
@@ -354,6 +389,7 @@ impl Builder<'_> {
                 SourceConfig::Generator(config)
             }
         };
+        let watermarks = source.watermarks.as_ref().map(|w| self.watermarks(w, &uid));
         Draft {
             uid,
             line: self.locator.line_of(spanned.span().start),
@@ -361,6 +397,7 @@ impl Builder<'_> {
             kind: VertexKind::Source(kind),
             input: None,
             is_sink: false,
+            watermarks,
         }
     }
 
@@ -415,6 +452,7 @@ impl Builder<'_> {
             }
             None => VertexKind::Sink(SinkConfig::Stdout), // placeholder; errors were recorded
         };
+        let watermarks = operator.watermarks.as_ref().map(|w| self.watermarks(w, &uid));
         Draft {
             uid,
             line: self.locator.line_of(spanned.span().start),
@@ -426,6 +464,7 @@ impl Builder<'_> {
                 side_output: operator.side_output.clone(),
             }),
             is_sink: false,
+            watermarks,
         }
     }
 
@@ -517,6 +556,7 @@ impl Builder<'_> {
                 side_output: sink.side_output.clone(),
             }),
             is_sink: true,
+            watermarks: None,
         }
     }
 
@@ -743,6 +783,7 @@ impl Builder<'_> {
                 parallelism: draft.parallelism,
                 kind: draft.kind,
                 input,
+                watermarks: draft.watermarks,
             });
         }
         vertices

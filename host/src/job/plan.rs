@@ -77,6 +77,8 @@ pub struct Vertex {
     pub kind: VertexKind,
     /// The edge this vertex reads from (none for sources).
     pub input: Option<Edge>,
+    /// Watermarks this vertex generates for its output, if any.
+    pub watermarks: Option<crate::time::watermarks::WatermarkStrategy>,
 }
 
 /// What a vertex does.

@@ -185,6 +185,32 @@ pub struct SourceSpec {
     pub plates: Option<Spanned<u32>>,
     /// Share of dirty, late events (`generator`).
     pub dirty: Option<f64>,
+    /// Generate watermarks from the records' event time.
+    pub watermarks: Option<Spanned<WatermarksSpec>>,
+}
+
+/// A watermark strategy: `watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 5000 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarksSpec {
+    /// `bounded-out-of-orderness` or `monotonous`.
+    pub strategy: WatermarkKind,
+    /// How late a record may be and still be on time (bounded), ms.
+    pub max_out_of_orderness_ms: Option<u64>,
+    /// How often a watermark is emitted, ms (default 200; 0: after every batch).
+    pub interval_ms: Option<u64>,
+    /// After this long without records the stream is idle, ms (default: never).
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// Watermark strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatermarkKind {
+    /// The largest timestamp seen minus a bound.
+    BoundedOutOfOrderness,
+    /// Timestamps never decrease: the largest timestamp seen.
+    Monotonous,
 }
 
 /// Source connectors.
@@ -220,6 +246,8 @@ pub struct OperatorSpec {
     /// Parameters handed to the function at start.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Generate watermarks from the event time of this operator's output.
+    pub watermarks: Option<Spanned<WatermarksSpec>>,
 }
 
 /// A key selector: a function of a module.

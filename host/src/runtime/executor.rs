@@ -703,10 +703,9 @@ impl Subtask<'_> {
             };
             edges.push(OutputEdge::new(edge.side_output.clone(), targets, route));
         }
-        Ok(Output::new(
-            edges,
-            Arc::clone(&self.shared.dead_letters),
-            self.metrics(),
-        ))
+        Ok(
+            Output::new(edges, Arc::clone(&self.shared.dead_letters), self.metrics())
+                .with_watermarks(self.vertex.watermarks),
+        )
     }
 }

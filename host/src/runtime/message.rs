@@ -10,6 +10,9 @@ pub enum Message {
     Data(RecordBatch),
     /// No record with an earlier event time will follow on this channel.
     Watermark(EventTime),
+    /// The producer is idle: leave it out of watermark computations until it
+    /// sends a record or a watermark again.
+    Idle,
     /// Records before this belong to the checkpoint, records after do not.
     Barrier(Barrier),
     /// The producer has finished; nothing follows.

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use crossbeam_channel::Sender;
 
 use super::TaskError;
@@ -17,6 +19,7 @@ use super::dead_letter::DeadLetters;
 use super::message::Message;
 use crate::metrics::VertexMetrics;
 use crate::state::KeyGroup;
+use crate::time::watermarks::{WatermarkEvent, WatermarkGenerator, WatermarkStrategy};
 use crate::wasm::UdfInstance;
 
 /// How an edge distributes records over its consumer's subtasks.
@@ -141,10 +144,15 @@ impl OutputEdge {
 }
 
 /// Everything a subtask emits goes through its `Output`.
+///
+/// If the vertex has a watermark strategy, the output generates its
+/// watermarks from the records it emits and replaces the watermarks that
+/// came from upstream (only the final, maximum one still passes).
 pub struct Output {
     edges: Vec<OutputEdge>,
     dead_letters: Arc<DeadLetters>,
     metrics: Arc<VertexMetrics>,
+    generator: Option<WatermarkGenerator>,
 }
 
 impl Output {
@@ -154,7 +162,35 @@ impl Output {
             edges,
             dead_letters,
             metrics,
+            generator: None,
         }
+    }
+
+    /// Generates watermarks with `strategy` from now on.
+    pub fn with_watermarks(mut self, strategy: Option<WatermarkStrategy>) -> Self {
+        self.generator = strategy.map(WatermarkGenerator::new);
+        self
+    }
+
+    /// Emits what the watermark generator has to say now, if anything.
+    pub fn tick(&mut self) -> Result<(), TaskError> {
+        let Some(generator) = &mut self.generator else {
+            return Ok(());
+        };
+        match generator.poll(Instant::now()) {
+            Some(WatermarkEvent::Watermark(watermark)) => self.broadcast(&Message::Watermark(watermark)),
+            Some(WatermarkEvent::Idle) => self.broadcast(&Message::Idle),
+            None => Ok(()),
+        }
+    }
+
+    /// How long until [`Output::tick`] may have something to emit.
+    pub fn next_tick(&self) -> Option<Duration> {
+        self.generator.as_ref().map(|g| g.next_poll(Instant::now()))
+    }
+
+    fn broadcast(&self, message: &Message) -> Result<(), TaskError> {
+        self.edges.iter().try_for_each(|edge| edge.broadcast(message))
     }
 
     /// The job's dead-letter output.
@@ -178,6 +214,9 @@ impl Output {
         }
         if tag.is_none() {
             self.metrics.add_out(batch.len() as u64);
+            if let Some(generator) = &mut self.generator {
+                generator.on_batch(&batch, Instant::now());
+            }
         }
         let matching: Vec<usize> = (0..self.edges.len())
             .filter(|&i| self.edges[i].side_output.as_deref() == tag)
@@ -188,13 +227,26 @@ impl Output {
         for &i in rest {
             self.edges[i].emit(batch.clone(), &self.dead_letters)?;
         }
-        self.edges[last].emit(batch, &self.dead_letters)
+        self.edges[last].emit(batch, &self.dead_letters)?;
+        if tag.is_none() { self.tick() } else { Ok(()) }
     }
 
-    /// Forwards a watermark to every consumer subtask.
+    /// Forwards a watermark from upstream to every consumer subtask — unless
+    /// this output generates its own (then only the final one passes).
     pub fn watermark(&mut self, watermark: EventTime) -> Result<(), TaskError> {
-        let message = Message::Watermark(watermark);
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
+        if self.generator.is_some() && watermark < EventTime::MAX {
+            return Ok(());
+        }
+        self.broadcast(&Message::Watermark(watermark))
+    }
+
+    /// Tells every consumer subtask that this one is idle (all its inputs
+    /// are), unless this output generates its own watermarks.
+    pub fn idle(&mut self) -> Result<(), TaskError> {
+        if self.generator.is_some() {
+            return Ok(());
+        }
+        self.broadcast(&Message::Idle)
     }
 
     /// Forwards a checkpoint barrier to every consumer subtask.

@@ -62,7 +62,9 @@ pub fn run_source(
                 vertex: format!("source `{uid}`"),
                 source,
             })?;
-        if !batch.is_empty() {
+        if batch.is_empty() {
+            out.tick()?;
+        } else {
             out.emit(batch)?;
         }
         if status == SourceStatus::End {
@@ -103,6 +105,7 @@ pub fn run_source(
 struct InputState {
     watermarks: Vec<EventTime>,
     ended: Vec<bool>,
+    idle: Vec<bool>,
     current: EventTime,
     /// The checkpoint being aligned, and which channels delivered its barrier.
     aligning: Option<(Barrier, Vec<bool>)>,
@@ -113,6 +116,7 @@ impl InputState {
         Self {
             watermarks: vec![EventTime::MIN; channels],
             ended: vec![false; channels],
+            idle: vec![false; channels],
             current: EventTime::MIN,
             aligning: None,
         }
@@ -160,14 +164,20 @@ impl InputState {
         }
     }
 
-    /// The new operator watermark, if it advanced.
+    /// Whether every open channel is idle.
+    fn all_idle(&self) -> bool {
+        self.open_channels() > 0 && self.ended.iter().zip(&self.idle).all(|(ended, idle)| *ended || *idle)
+    }
+
+    /// The new operator watermark, if it advanced: the minimum over channels
+    /// that have neither ended nor gone idle (the maximum once all ended).
     fn advance(&mut self) -> Option<EventTime> {
-        let minimum = self
-            .watermarks
-            .iter()
-            .zip(&self.ended)
-            .filter(|(_, ended)| !**ended)
-            .map(|(w, _)| *w)
+        if self.all_idle() {
+            return None;
+        }
+        let minimum = (0..self.watermarks.len())
+            .filter(|&c| !self.ended[c] && !self.idle[c])
+            .map(|c| self.watermarks[c])
             .min()
             .unwrap_or(EventTime::MAX);
         (minimum > self.current).then(|| {
@@ -195,16 +205,38 @@ pub fn run_operator(
     let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
     while state.open_channels() > 0 {
-        match next_event(operator, inputs, &state, mode, control)? {
-            Event::Timer => operator.on_processing_time(crate::time::now_ms(), out)?,
+        match next_event(operator, out, inputs, &state, mode, control)? {
+            Event::Timer => {
+                if operator
+                    .next_processing_time()
+                    .is_some_and(|due| due <= crate::time::now_ms())
+                {
+                    operator.on_processing_time(crate::time::now_ms(), out)?;
+                }
+                out.tick()?;
+            }
             Event::Control(message) => on_control(operator, &mut state, message)?,
-            Event::Input(_, Message::Data(batch)) => operator.process_batch(batch, out)?,
+            Event::Input(channel, Message::Data(batch)) => {
+                state.idle[channel] = false;
+                operator.process_batch(batch, out)?;
+            }
             Event::Input(channel, Message::Watermark(watermark)) => {
+                state.idle[channel] = false;
                 let slot = &mut state.watermarks[channel];
                 *slot = (*slot).max(watermark);
                 if let Some(watermark) = state.advance() {
                     operator.on_watermark(watermark, out)?;
                     out.watermark(watermark)?;
+                }
+            }
+            Event::Input(channel, Message::Idle) => {
+                state.idle[channel] = true;
+                if let Some(watermark) = state.advance() {
+                    operator.on_watermark(watermark, out)?;
+                    out.watermark(watermark)?;
+                }
+                if state.all_idle() {
+                    out.idle()?;
                 }
             }
             Event::Input(channel, Message::Barrier(barrier)) => {
@@ -280,6 +312,7 @@ fn await_commit(operator: &mut dyn Operator, control: &TaskControl, last: Checkp
 /// Waits for the next input message, control message or timer.
 fn next_event(
     operator: &dyn Operator,
+    out: &Output,
     inputs: &[Receiver<Message>],
     state: &InputState,
     mode: CheckpointMode,
@@ -294,14 +327,18 @@ fn next_event(
         }
     }
     let control_index = control.map(|c| select.recv(&c.from_coordinator));
-    let ready = match operator.next_processing_time() {
-        Some(deadline) => {
-            let wait = deadline.saturating_sub(crate::time::now_ms()).max(0) as u64;
-            match select.select_timeout(Duration::from_millis(wait)) {
-                Ok(ready) => ready,
-                Err(_) => return Ok(Event::Timer),
-            }
-        }
+    let timer = operator
+        .next_processing_time()
+        .map(|deadline| Duration::from_millis(deadline.saturating_sub(crate::time::now_ms()).max(0) as u64));
+    let wait = match (timer, out.next_tick()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let ready = match wait {
+        Some(wait) => match select.select_timeout(wait) {
+            Ok(ready) => ready,
+            Err(_) => return Ok(Event::Timer),
+        },
         None => select.select(),
     };
     let index = ready.index();
@@ -412,6 +449,18 @@ mod tests {
             assert_eq!(recorder.snapshots, expected);
             assert_eq!(recorder.seen.len(), 6);
         }
+    }
+
+    #[test]
+    fn idle_channels_do_not_hold_the_watermark_back() {
+        let mut state = InputState::new(2);
+        state.watermarks[0] = 100;
+        assert_eq!(state.advance(), None, "channel 1 holds it back");
+        state.idle[1] = true;
+        assert_eq!(state.advance(), Some(100));
+        state.idle[0] = true;
+        assert!(state.all_idle());
+        assert_eq!(state.advance(), None);
     }
 
     #[test]

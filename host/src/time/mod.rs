@@ -1,6 +1,7 @@
 //! Time: processing-time clock and timers (watermarks follow with event time).
 
 pub mod timers;
+pub mod watermarks;
 
 pub use timers::{TimeDomain, TimerService};
 
