@@ -20,7 +20,13 @@
 //! 3. updates 1% of the keys (every hundredth number, so every key group is
 //!    touched) and takes checkpoint 2 the same way. Its *new* bytes are
 //!    those of files checkpoint 1 did not already store; *shared* bytes are
-//!    those of files it did (only incremental checkpoints share files);
+//!    those of files it did (only incremental checkpoints share files).
+//!    Between checkpoint 2's snapshot and its write another 1% of the keys
+//!    are updated, and timed: in a job records keep flowing while a
+//!    checkpoint is written, and for the heap backend those writes pay for
+//!    the copy-on-write that makes its snapshot cheap. (They are timed on
+//!    their own, before the write starts, so the two do not share the CPU;
+//!    checkpoint 2 must not contain them.)
 //! 4. commits both manifests, drops the backend and recovers checkpoint 2:
 //!    *verify* is [`CheckpointStorage::load`] (the manifest and the SHA-256
 //!    of every file it names, which recovery checks first), *restore* is
@@ -28,7 +34,8 @@
 //!    [`RocksDbBackend::restore`] (the native fast path for incremental
 //!    checkpoints, entry by entry otherwise). The restored backend must
 //!    hold N keys ([`KeyedStateBackend::key_count`]) and sampled keys must
-//!    hold checkpoint 2's values, or the benchmark fails.
+//!    hold checkpoint 2's values, or the benchmark fails. The peak resident
+//!    memory of the case is read before that check (whose key set is big).
 //!
 //! Everything lives in one temporary folder under `$WEIR_BENCH_DIR` (or the
 //! system's temporary folder), deleted afterwards: checkpoint storage and
@@ -83,8 +90,13 @@ const SAMPLES: u64 = 1_000;
 const UID: &str = "count";
 /// The value after the load.
 const LOADED: u64 = 1;
-/// The value of an updated key.
+/// The value of a key updated before checkpoint 2.
 const UPDATED: u64 = 2;
+/// The value of a key updated while checkpoint 2 is written.
+const IN_FLIGHT: u64 = 3;
+/// Keys `IN_FLIGHT_OFFSET + k·UPDATE_STRIDE` are updated while checkpoint 2
+/// is written.
+const IN_FLIGHT_OFFSET: u64 = UPDATE_STRIDE / 2;
 /// Set in the child process that runs one case (see [`spawn_case`]).
 const CASE_VAR: &str = "WEIR_BENCH_CHECKPOINT_CASE";
 
@@ -176,6 +188,7 @@ struct Row {
     keys: u64,
     load: Duration,
     update: Duration,
+    update_in_flight: Duration,
     first: Checkpoint,
     second: Checkpoint,
     verify: Duration,
@@ -347,14 +360,15 @@ fn bench_case(config: Config, n: u64, dir: &Path) -> anyhow::Result<Row> {
         duration(first.write)
     );
 
-    let start = Instant::now();
-    for i in (0..n).step_by(UPDATE_STRIDE as usize) {
-        backend.set_current_key(&key(i));
-        backend.put(state, b"", &UPDATED.to_le_bytes())?;
-    }
-    let update = start.elapsed();
-
-    let (second, second_handle) = checkpoint(&mut *backend, &storage, 2, &timers, Some(&first_handle))?;
+    let update = update(&mut *backend, state, n, 0, UPDATED)?;
+    // Another 1% while checkpoint 2 is in flight: what copy-on-write costs
+    // the record path (checkpoint 2 must not see these writes).
+    let mut update_in_flight = Duration::ZERO;
+    let (second, second_handle) =
+        checkpoint_with(&mut *backend, &storage, 2, &timers, Some(&first_handle), |backend| {
+            update_in_flight = update(backend, state, n, IN_FLIGHT_OFFSET, IN_FLIGHT)?;
+            Ok(())
+        })?;
     eprintln!(
         "{label}: checkpoint 2 paused {}, written in {}",
         duration(second.pause),
@@ -383,6 +397,7 @@ fn bench_case(config: Config, n: u64, dir: &Path) -> anyhow::Result<Row> {
         duration(verify),
         duration(restore)
     );
+    let peak_rss = peak_rss();
     check(&mut *restored, &descriptor, n)?;
     drop(restored);
 
@@ -391,12 +406,30 @@ fn bench_case(config: Config, n: u64, dir: &Path) -> anyhow::Result<Row> {
         keys: n,
         load,
         update,
+        update_in_flight,
         first,
         second,
         verify,
         restore,
-        peak_rss: peak_rss(),
+        peak_rss,
     })
+}
+
+/// Sets the keys `offset`, `offset + 100`, … (1% of them) to `value`;
+/// returns how long that took.
+fn update(
+    backend: &mut dyn KeyedStateBackend,
+    state: StateId,
+    n: u64,
+    offset: u64,
+    value: u64,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    for i in (offset..n).step_by(UPDATE_STRIDE as usize) {
+        backend.set_current_key(&key(i));
+        backend.put(state, b"", &value.to_le_bytes())?;
+    }
+    Ok(start.elapsed())
 }
 
 /// Takes checkpoint `id` of `backend` and writes it into `storage`; the
@@ -408,9 +441,23 @@ fn checkpoint(
     timers: &TimerService,
     previous: Option<&KeyedStateHandle>,
 ) -> anyhow::Result<(Checkpoint, KeyedStateHandle)> {
+    checkpoint_with(backend, storage, id, timers, previous, |_| Ok(()))
+}
+
+/// Like [`checkpoint`], calling `between` with the backend after the
+/// snapshot is taken and before it is written out.
+fn checkpoint_with(
+    backend: &mut dyn KeyedStateBackend,
+    storage: &CheckpointStorage,
+    id: u64,
+    timers: &TimerService,
+    previous: Option<&KeyedStateHandle>,
+    mut between: impl FnMut(&mut dyn KeyedStateBackend) -> anyhow::Result<()>,
+) -> anyhow::Result<(Checkpoint, KeyedStateHandle)> {
     let start = Instant::now();
     let view = backend.snapshot()?;
     let pause = start.elapsed();
+    between(backend)?;
     let start = Instant::now();
     let handle = view.persist(
         storage.files(),
@@ -481,10 +528,11 @@ fn check(backend: &mut dyn KeyedStateBackend, descriptor: &StateDescriptor, n: u
     );
     let state: StateId = backend.register(descriptor)?;
     let step = (n / SAMPLES).max(1);
-    // Every sample `i` is updated (a multiple of the stride), `i + 1` is not.
+    // Every sample `i` was updated before checkpoint 2 (a multiple of the
+    // stride), `i + 1` never was, `i + IN_FLIGHT_OFFSET` only after it.
     for base in (0..n).step_by(step as usize) {
         let i = base - base % UPDATE_STRIDE;
-        for (k, expected) in [(i, UPDATED), (i + 1, LOADED)] {
+        for (k, expected) in [(i, UPDATED), (i + 1, LOADED), (i + IN_FLIGHT_OFFSET, LOADED)] {
             if k >= n {
                 continue;
             }
@@ -570,17 +618,19 @@ fn print_tables(rows: &[Row]) {
     }
     println!();
     println!(
-        "| configuration | keys | load | load rate | update 1% | ckpt 1 files | ckpt 2 files new / shared | peak RSS |"
+        "| configuration | keys | load | load rate | update 1% | update 1% during ckpt 2 | ckpt 1 files | \
+         ckpt 2 files new / shared | peak RSS |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let rate = row.keys as f64 / row.load.as_secs_f64().max(1e-9) / 1e6;
         println!(
-            "| {} | {} | {} | {rate:.2} M keys/s | {} | {} | {} / {} | {} |",
+            "| {} | {} | {} | {rate:.2} M keys/s | {} | {} | {} | {} / {} | {} |",
             row.config.name(),
             keys_label(row.keys),
             duration(row.load),
             duration(row.update),
+            duration(row.update_in_flight),
             row.first.files.0,
             row.second.files.0,
             row.second.files.1,
@@ -590,7 +640,8 @@ fn print_tables(rows: &[Row]) {
     println!();
     println!(
         "one subtask owning all {MAX_PARALLELISM} key groups; one value state; key = 8-byte big-endian index, \
-         value = 8-byte u64; ckpt 2 follows an update of 1% of the keys; pause = snapshot() (the record path \
+         value = 8-byte u64; ckpt 2 follows an update of 1% of the keys, and another 1% is updated between \
+         its snapshot() and persist(); pause = snapshot() (the record path \
          waits), write = persist() (a background thread in a job), verify = manifest and SHA-256 check of \
          checkpoint 2, restore = checkpoint 2 into a fresh backend of the same configuration"
     );

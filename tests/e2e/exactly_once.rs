@@ -268,14 +268,9 @@ fn small_job(extra_checkpoint: &str) -> String {
         )
 }
 
-#[test]
-fn a_corrupt_checkpoint_is_refused_and_recovery_falls_back_to_an_earlier_one() {
-    let work = Workdir::new();
-    work.write("passings.csv", oracle::passings(200_000, 5));
-    work.write("job.toml", small_job(""));
-    run_to_end(&work, false);
-    let root = work.path("checkpoints/q2");
-    let mut ids: Vec<u64> = std::fs::read_dir(&root)
+/// The ids of the checkpoint folders under `root`, oldest first.
+fn checkpoint_ids(root: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(root)
         .expect("checkpoints exist")
         .flatten()
         .filter_map(|e| {
@@ -286,6 +281,17 @@ fn a_corrupt_checkpoint_is_refused_and_recovery_falls_back_to_an_earlier_one() {
         })
         .collect();
     ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_refused_and_recovery_falls_back_to_an_earlier_one() {
+    let work = Workdir::new();
+    work.write("passings.csv", oracle::passings(200_000, 5));
+    work.write("job.toml", small_job(""));
+    run_to_end(&work, false);
+    let root = work.path("checkpoints/q2");
+    let ids = checkpoint_ids(&root);
     assert_eq!(ids.len(), 3, "three checkpoints are retained: {ids:?}");
     let (oldest, middle, newest) = (ids[0], ids[1], ids[2]);
 
@@ -368,17 +374,7 @@ fn a_run_restores_from_a_named_checkpoint_folder() {
     work.write("job.toml", small_job(""));
     run_to_end(&work, false);
     let root = work.path("checkpoints/q2");
-    let mut ids: Vec<u64> = std::fs::read_dir(&root)
-        .expect("checkpoints exist")
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("chk-"))
-                .and_then(|n| n.parse().ok())
-        })
-        .collect();
-    ids.sort_unstable();
+    let ids = checkpoint_ids(&root);
     let folder = format!("checkpoints/q2/chk-{:06}", ids[0]);
     let restore = |folder: &str| {
         weir()

@@ -7,11 +7,9 @@
 //! live maps (only the parts that change are copied). Lookups borrow the
 //! caller's key bytes, so reading state allocates only the value returned.
 
-use std::io::BufWriter;
-
 use imbl::{HashMap, OrdMap};
 
-use super::snapshot::{SnapshotItem, SnapshotWriter};
+use super::snapshot::CanonicalFile;
 use super::{KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateResult, StateView};
 use crate::checkpoint::manifest::KeyedStateHandle;
 use crate::checkpoint::storage::{FileStore, StorageError};
@@ -198,129 +196,19 @@ impl StateView for HeapView {
         key_groups: KeyGroupRange,
         max_parallelism: u32,
     ) -> Result<KeyedStateHandle, StorageError> {
-        let file = files.create(&format!("{name}.keyed"))?;
-        let format_error = |e: std::io::Error| StorageError::Format(format!("cannot write keyed state: {e}"));
-        let mut writer = SnapshotWriter::new(BufWriter::new(file)).map_err(format_error)?;
+        let mut file = CanonicalFile::create(files, name)?;
         for (index, state) in self.states.iter().enumerate() {
-            let descriptor = &state.descriptor;
-            writer
-                .write(&SnapshotItem::state(
-                    index as u32,
-                    &descriptor.name,
-                    descriptor.kind,
-                    descriptor.ttl,
-                ))
-                .map_err(format_error)?;
+            file.state(index as u32, &state.descriptor)?;
             for (key, entries) in &state.by_key {
                 let key_group = KeyGroup::of(key, max_parallelism).0;
                 for (user_key, value) in entries {
-                    writer
-                        .write(&SnapshotItem::Entry {
-                            state: index as u32,
-                            key_group,
-                            key: key.clone(),
-                            user_key: user_key.clone(),
-                            value: value.clone(),
-                        })
-                        .map_err(format_error)?;
+                    file.entry(index as u32, key_group, key, user_key, value)?;
                 }
             }
         }
-        timers.write_items(&mut writer, max_parallelism).map_err(format_error)?;
-        let file = writer
-            .finish()
-            .into_inner()
-            .map_err(|e| StorageError::Format(format!("cannot write keyed state: {e}")))?;
-        Ok(KeyedStateHandle {
-            backend: "heap".into(),
-            key_groups: (key_groups.start, key_groups.end),
-            canonical: Some(file.finish()?),
-            native: Vec::new(),
-        })
+        file.finish("heap", timers, key_groups, max_parallelism)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::StateKind;
-
-    fn descriptor(name: &str, kind: StateKind) -> StateDescriptor {
-        StateDescriptor {
-            name: name.into(),
-            kind,
-            ttl: None,
-        }
-    }
-
-    #[test]
-    fn entries_are_scoped_to_the_current_key() {
-        let mut backend = HeapBackend::new();
-        let count = backend.register(&descriptor("count", StateKind::Value)).unwrap();
-        backend.set_current_key(b"a");
-        backend.put(count, b"", b"1").unwrap();
-        backend.set_current_key(b"b");
-        assert_eq!(backend.get(count, b"").unwrap(), None);
-        backend.put(count, b"", b"2").unwrap();
-        backend.set_current_key(b"a");
-        assert_eq!(backend.get(count, b"").unwrap(), Some(b"1".to_vec()));
-        backend.clear(count).unwrap();
-        assert_eq!(backend.get(count, b"").unwrap(), None);
-        assert_eq!(backend.key_count(), 1);
-    }
-
-    #[test]
-    fn map_entries_come_back_ordered_by_user_key() {
-        let mut backend = HeapBackend::new();
-        let map = backend.register(&descriptor("m", StateKind::Map)).unwrap();
-        backend.set_current_key(b"k");
-        backend.put(map, b"zeta", b"1").unwrap();
-        backend.put(map, b"alpha", b"2").unwrap();
-        backend.delete(map, b"nothing").unwrap();
-        let keys: Vec<_> = backend.entries(map).unwrap().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![b"alpha".to_vec(), b"zeta".to_vec()]);
-    }
-
-    #[test]
-    fn a_name_cannot_change_kind_and_access_needs_a_key() {
-        let mut backend = HeapBackend::new();
-        let value = backend.register(&descriptor("s", StateKind::Value)).unwrap();
-        assert_eq!(backend.register(&descriptor("s", StateKind::Value)).unwrap(), value);
-        let err = backend.register(&descriptor("s", StateKind::List)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "state `s` is already declared as value state; it cannot also be list state"
-        );
-        assert!(matches!(backend.get(value, b""), Err(StateError::NoCurrentKey)));
-    }
-
-    #[test]
-    fn a_snapshot_is_not_affected_by_later_writes() {
-        let mut backend = HeapBackend::new();
-        let value = backend.register(&descriptor("v", StateKind::Value)).unwrap();
-        backend.set_current_key(b"k");
-        backend.put(value, b"", b"before").unwrap();
-        let view = backend.snapshot().unwrap();
-        backend.put(value, b"", b"after").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let storage = crate::checkpoint::storage::CheckpointStorage::open(dir.path(), "job").unwrap();
-        let handle = view
-            .persist(
-                storage.files(),
-                "t",
-                &TimerService::new(),
-                KeyGroupRange { start: 0, end: 128 },
-                128,
-            )
-            .unwrap();
-        let path = storage.files().path(handle.canonical.as_ref().unwrap());
-        let mut reader = crate::state::snapshot::SnapshotReader::new(std::fs::File::open(path).unwrap()).unwrap();
-        let mut values = Vec::new();
-        while let Some(item) = reader.next_item().unwrap() {
-            if let SnapshotItem::Entry { value, .. } = item {
-                values.push(value);
-            }
-        }
-        assert_eq!(values, vec![b"before".to_vec()]);
-    }
-}
+// The backend's behaviour is tested against every backend at once, heap
+// included, in `state::rocksdb::tests`.

@@ -68,7 +68,7 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::{SnapshotItem, SnapshotWriter};
+use super::snapshot::{CanonicalFile, SnapshotWriter};
 use super::{
     KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateKind, StateResult,
     StateView, TtlConfig,
@@ -824,48 +824,23 @@ fn write_canonical(
     states: &[RocksState],
     job: &PersistJob,
 ) -> Result<KeyedStateHandle, StorageError> {
-    let file = job.files.create(&format!("{}.keyed", job.name))?;
-    let mut writer = SnapshotWriter::new(file).map_err(format_error)?;
+    let mut file = CanonicalFile::create(&job.files, &job.name)?;
     for (index, state) in states.iter().enumerate() {
         let descriptor = &state.descriptor;
         let index = index as u32;
-        writer
-            .write(&SnapshotItem::state(
-                index,
-                &descriptor.name,
-                descriptor.kind,
-                descriptor.ttl,
-            ))
-            .map_err(format_error)?;
+        file.state(index, descriptor)?;
         let cf = column_family(db, state).map_err(format_error)?;
         let mut iter = snapshot.raw_iterator_cf_opt(&cf, scan_options());
         iter.seek_to_first();
         while let Some((raw, value)) = iter.item() {
             let (key_group, key, user_key) = decode_key(raw)
                 .ok_or_else(|| StorageError::Format(format!("a malformed key in the state `{}`", descriptor.name)))?;
-            writer
-                .write(&SnapshotItem::Entry {
-                    state: index,
-                    key_group,
-                    key: key.to_vec(),
-                    user_key: user_key.to_vec(),
-                    value: value.to_vec(),
-                })
-                .map_err(format_error)?;
+            file.entry(index, key_group, key, user_key, value)?;
             iter.next();
         }
         iter.status().map_err(format_error)?;
     }
-    job.timers
-        .write_items(&mut writer, job.max_parallelism)
-        .map_err(format_error)?;
-    let file = writer.finish().finish()?;
-    Ok(KeyedStateHandle {
-        backend: NAME.into(),
-        key_groups: (job.key_groups.start, job.key_groups.end),
-        canonical: Some(file),
-        native: Vec::new(),
-    })
+    file.finish(NAME, &job.timers, job.key_groups, job.max_parallelism)
 }
 
 /// A RocksDB checkpoint in a scratch folder, deleted with the view.
@@ -1010,6 +985,7 @@ mod tests {
     use crate::checkpoint::{CheckpointId, TaskId};
     use crate::state::heap::HeapBackend;
     use crate::state::restore::restore_keyed;
+    use crate::state::snapshot::SnapshotItem;
     use crate::state::snapshot::SnapshotReader;
     use crate::time::TimeDomain;
 

@@ -10,7 +10,10 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::{StateKind, TtlConfig};
+use super::{KeyGroupRange, StateDescriptor, StateKind, TtlConfig};
+use crate::checkpoint::manifest::KeyedStateHandle;
+use crate::checkpoint::storage::{FileStore, FileWriter, StorageError};
+use crate::time::TimerService;
 
 const MAGIC: &[u8; 8] = b"WEIRKS01";
 
@@ -84,6 +87,11 @@ impl<W: Write> SnapshotWriter<W> {
 
     /// Appends one item.
     pub fn write(&mut self, item: &SnapshotItem) -> std::io::Result<()> {
+        self.write_serialized(item)
+    }
+
+    /// Appends anything that encodes like an item.
+    fn write_serialized<T: Serialize>(&mut self, item: &T) -> std::io::Result<()> {
         self.scratch.clear();
         let scratch = std::mem::take(&mut self.scratch);
         let scratch = postcard::to_extend(item, scratch).map_err(std::io::Error::other)?;
@@ -97,6 +105,91 @@ impl<W: Write> SnapshotWriter<W> {
     /// Finishes the snapshot and returns the output.
     pub fn finish(self) -> W {
         self.out
+    }
+}
+
+/// The same items as [`SnapshotItem::Entry`], borrowed: it encodes exactly
+/// like the owned form (postcard writes a byte slice and a byte vector the
+/// same way), so entries are written without copying them.
+#[derive(Serialize)]
+enum EntryRef<'a> {
+    #[expect(dead_code, reason = "keeps the variant index equal to SnapshotItem::State's")]
+    State,
+    Entry {
+        state: u32,
+        key_group: u32,
+        key: &'a [u8],
+        user_key: &'a [u8],
+        value: &'a [u8],
+    },
+}
+
+/// A canonical snapshot file being written into checkpoint storage by a
+/// backend's full snapshot: declare each state, add its entries, and finish
+/// with the timers.
+pub struct CanonicalFile {
+    writer: SnapshotWriter<std::io::BufWriter<FileWriter>>,
+}
+
+fn format_error(error: std::io::Error) -> StorageError {
+    StorageError::Format(format!("cannot write keyed state: {error}"))
+}
+
+impl CanonicalFile {
+    /// Starts `<name>.keyed` in `files`.
+    pub fn create(files: &FileStore, name: &str) -> Result<Self, StorageError> {
+        let file = files.create(&format!("{name}.keyed"))?;
+        let writer = SnapshotWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)).map_err(format_error)?;
+        Ok(Self { writer })
+    }
+
+    /// Declares state number `index`.
+    pub fn state(&mut self, index: u32, descriptor: &StateDescriptor) -> Result<(), StorageError> {
+        let item = SnapshotItem::state(index, &descriptor.name, descriptor.kind, descriptor.ttl);
+        self.writer.write(&item).map_err(format_error)
+    }
+
+    /// Adds an entry of state number `state`.
+    pub fn entry(
+        &mut self,
+        state: u32,
+        key_group: u32,
+        key: &[u8],
+        user_key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StorageError> {
+        let item = EntryRef::Entry {
+            state,
+            key_group,
+            key,
+            user_key,
+            value,
+        };
+        self.writer.write_serialized(&item).map_err(format_error)
+    }
+
+    /// Adds the timers, makes the file durable and returns its handle.
+    pub fn finish(
+        mut self,
+        backend: &str,
+        timers: &TimerService,
+        key_groups: KeyGroupRange,
+        max_parallelism: u32,
+    ) -> Result<KeyedStateHandle, StorageError> {
+        timers
+            .write_items(&mut self.writer, max_parallelism)
+            .map_err(format_error)?;
+        let file = self
+            .writer
+            .finish()
+            .into_inner()
+            .map_err(|e| format_error(e.into_error()))?;
+        Ok(KeyedStateHandle {
+            backend: backend.into(),
+            key_groups: (key_groups.start, key_groups.end),
+            canonical: Some(file.finish()?),
+            native: Vec::new(),
+        })
     }
 }
 
@@ -170,5 +263,27 @@ mod tests {
         }
         assert_eq!(read, items);
         assert!(SnapshotReader::new(&b"nonsense"[..]).is_err());
+    }
+
+    #[test]
+    fn a_borrowed_entry_encodes_like_an_owned_one() {
+        let owned = SnapshotItem::Entry {
+            state: 3,
+            key_group: 9,
+            key: b"k".to_vec(),
+            user_key: vec![],
+            value: b"v".to_vec(),
+        };
+        let borrowed = EntryRef::Entry {
+            state: 3,
+            key_group: 9,
+            key: b"k",
+            user_key: b"",
+            value: b"v",
+        };
+        assert_eq!(
+            postcard::to_stdvec(&owned).unwrap(),
+            postcard::to_stdvec(&borrowed).unwrap()
+        );
     }
 }
