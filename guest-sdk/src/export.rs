@@ -4,17 +4,23 @@
 ///
 /// Invoke it once per crate, listing each function as
 /// `kind "name" => Type`, where `kind` is one of `map`, `filter`, `flat_map`,
-/// `key_selector` or `keyed_process` and `Type` implements the matching
-/// trait ([`Map`](crate::Map), [`Filter`](crate::Filter),
-/// [`FlatMap`](crate::FlatMap), [`KeySelector`](crate::KeySelector),
-/// [`KeyedProcessFunction`](crate::KeyedProcessFunction)). Job files refer
-/// to functions by these names.
+/// `key_selector`, `keyed_process` or `window_aggregate` and `Type`
+/// implements the matching trait ([`Map`](crate::Map),
+/// [`Filter`](crate::Filter), [`FlatMap`](crate::FlatMap),
+/// [`KeySelector`](crate::KeySelector),
+/// [`KeyedProcessFunction`](crate::KeyedProcessFunction),
+/// [`WindowAggregate`](crate::WindowAggregate)). Job files refer to
+/// functions by these names.
+///
+/// The module always exports every interface of the world; the host calls
+/// only those of the kinds the module's functions have.
 ///
 /// ```ignore
 /// weir_sdk::export_functions! {
 ///     flat_map "tokenize" => Tokenize,
 ///     key_selector "word" => WordKey,
 ///     keyed_process "count" => Count,
+///     window_aggregate "windowed_count" => WindowedCount,
 /// }
 /// ```
 ///
@@ -60,11 +66,14 @@ macro_rules! export_functions {
     (@entry keyed_process $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::keyed_process::<$function>($name)
     };
+    (@entry window_aggregate $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::window_aggregate::<$function>($name)
+    };
     (@entry $kind:ident $name:literal $function:ty) => {
         ::core::compile_error!(::core::concat!(
             "unknown function kind `",
             ::core::stringify!($kind),
-            "`: expected map, filter, flat_map, key_selector or keyed_process"
+            "`: expected map, filter, flat_map, key_selector, keyed_process or window_aggregate"
         ))
     };
 }

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Context, Emitter, KeyWriter, OpenContext, Record, RecordWriter, Result, TaskInfo, Timer};
+use crate::{Context, Emitter, KeyWriter, OpenContext, Record, RecordWriter, Result, TaskInfo, Timer, Window};
 
 /// One output record per input record.
 pub trait Map: Sized + 'static {
@@ -93,4 +93,47 @@ pub trait AggregateFunction: 'static {
 
     /// Merges two accumulators.
     fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+}
+
+/// An incremental aggregate over a window (Flink's `AggregateFunction` used
+/// in `WindowedStream::aggregate`).
+///
+/// The host assigns records to windows and keeps one accumulator per key and
+/// window in its keyed state, encoded with [postcard](https://docs.rs/postcard);
+/// the function only folds records into accumulators, merges accumulators
+/// (for merging windows, such as session windows) and turns an accumulator
+/// into the window's result. The host calls it with whole batches: one call
+/// folds many records into many accumulators, one call emits the results of
+/// many windows.
+///
+/// Export it with the kind `window_aggregate` in
+/// [`export_functions!`](crate::export_functions).
+pub trait WindowAggregate: Sized + 'static {
+    /// The accumulator, stored by the host postcard-encoded between calls.
+    type Acc: Serialize + DeserializeOwned;
+
+    /// Creates the function instance of a task. An error refuses the job.
+    fn open(task: &TaskInfo) -> Result<Self>;
+
+    /// A new, empty accumulator, for a window that has none yet.
+    fn create_accumulator(&self) -> Self::Acc;
+
+    /// Adds `record` to `acc`.
+    ///
+    /// On `Err`, the record goes to the dead-letter output and the job goes
+    /// on. Whatever `add` already did to `acc` before failing is kept, so
+    /// check the record (decode it, say) before changing `acc`.
+    fn add(&self, acc: &mut Self::Acc, record: &Record<'_>) -> Result<()>;
+
+    /// Merges two accumulators of the same key into one (`a` first).
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+
+    /// Writes the result of `window` for `key` to `out`: one output record.
+    ///
+    /// The record's timestamp is always
+    /// [`window.max_timestamp()`](Window::max_timestamp), as in Flink
+    /// ([`RecordWriter::set_timestamp`] has no effect here). There is no
+    /// record to reject, so an `Err` fails the task (the SDK panics with the
+    /// error).
+    fn result(&self, key: &[u8], window: Window, acc: &Self::Acc, out: &mut RecordWriter<'_>) -> Result<()>;
 }

@@ -5,13 +5,14 @@
 //! type implementing one of the function traits, and one
 //! [`export_functions!`] invocation turns the crate into a module:
 //!
-//! | Kind            | Trait                    | Per input record                        |
-//! |-----------------|--------------------------|-----------------------------------------|
-//! | `map`           | [`Map`]                  | exactly one output record               |
-//! | `filter`        | [`Filter`]               | the record itself, or nothing           |
-//! | `flat_map`      | [`FlatMap`]              | zero or more output records             |
-//! | `key_selector`  | [`KeySelector`]          | the record's key (for a key-by)         |
-//! | `keyed_process` | [`KeyedProcessFunction`] | anything, with keyed state and timers   |
+//! | Kind               | Trait                    | Per input record                        |
+//! |--------------------|--------------------------|-----------------------------------------|
+//! | `map`              | [`Map`]                  | exactly one output record               |
+//! | `filter`           | [`Filter`]               | the record itself, or nothing           |
+//! | `flat_map`         | [`FlatMap`]              | zero or more output records             |
+//! | `key_selector`     | [`KeySelector`]          | the record's key (for a key-by)         |
+//! | `keyed_process`    | [`KeyedProcessFunction`] | anything, with keyed state and timers   |
+//! | `window_aggregate` | [`WindowAggregate`]      | folded into its window's accumulator    |
 //!
 //! # Map of the crate
 //!
@@ -30,6 +31,9 @@
 //!   [`AggregatingState`], [`Ttl`]: typed keyed state. Values are encoded
 //!   with [postcard](https://docs.rs/postcard), so any serde type works.
 //! - [`Timer`] and [`TimeDomain`]: a timer that fired.
+//! - [`Window`]: the window a [`WindowAggregate`] result is for. The host
+//!   assigns records to windows and keeps the accumulators (postcard-encoded);
+//!   the function folds whole batches into them.
 //! - [`log()`] and [`LogLevel`]: write to the host's log.
 //! - [`serde`]: re-exported, so that a module needs no other dependency.
 //!   Derive with `#[serde(crate = "weir_sdk::serde")]`.
@@ -44,12 +48,15 @@
 //!
 //! # Example
 //!
-//! A word count: split lines into words, key by word, count per word.
+//! A word count: split lines into words, key by word, count per word (a
+//! running count, and a count per window).
 //!
 //! ```no_run
+//! use std::io::Write as _;
+//!
 //! use weir_sdk::{
 //!     Context, Emitter, Error, FlatMap, KeySelector, KeyWriter, KeyedProcessFunction,
-//!     OpenContext, Record, Result, TaskInfo, ValueState,
+//!     OpenContext, Record, RecordWriter, Result, TaskInfo, ValueState, Window, WindowAggregate,
 //! };
 //!
 //! /// Splits a line into lowercase words.
@@ -102,10 +109,42 @@
 //!     }
 //! }
 //!
+//! /// Counts the occurrences of each word per window and emits
+//! /// `word,window_start,count` when the window closes.
+//! struct WindowedCount;
+//!
+//! impl WindowAggregate for WindowedCount {
+//!     type Acc = u64;
+//!
+//!     fn open(_task: &TaskInfo) -> Result<Self> {
+//!         Ok(Self)
+//!     }
+//!
+//!     fn create_accumulator(&self) -> u64 {
+//!         0
+//!     }
+//!
+//!     fn add(&self, acc: &mut u64, _record: &Record<'_>) -> Result<()> {
+//!         *acc += 1;
+//!         Ok(())
+//!     }
+//!
+//!     fn merge(&self, a: u64, b: u64) -> u64 {
+//!         a + b
+//!     }
+//!
+//!     fn result(&self, key: &[u8], window: Window, acc: &u64, out: &mut RecordWriter<'_>) -> Result<()> {
+//!         out.write_bytes(key);
+//!         write!(out, ",{},{acc}", window.start)?;
+//!         Ok(())
+//!     }
+//! }
+//!
 //! weir_sdk::export_functions! {
 //!     flat_map "tokenize" => Tokenize,
 //!     key_selector "word" => WordKey,
 //!     keyed_process "count" => Count,
+//!     window_aggregate "windowed_count" => WindowedCount,
 //! }
 //! ```
 //!
@@ -124,10 +163,11 @@ mod runtime;
 mod state;
 mod task;
 mod timers;
+mod window;
 
 pub use context::{Context, OpenContext};
 pub use error::{Error, Result};
-pub use functions::{AggregateFunction, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map};
+pub use functions::{AggregateFunction, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, WindowAggregate};
 pub use log::{LogLevel, log};
 pub use output::{Emitter, KeyWriter, RecordWriter};
 pub use record::{EventTime, Record};
@@ -135,6 +175,7 @@ pub use serde;
 pub use state::{AggregatingState, ListState, MapState, ReducingState, Ttl, ValueState};
 pub use task::TaskInfo;
 pub use timers::{TimeDomain, Timer};
+pub use window::Window;
 
 /// Bindings generated from `wit/weir.wit` (world `any-module`). Not part of
 /// the API: use the types of this crate instead.

@@ -76,6 +76,29 @@ impl<'a> Column<'a> {
         Self { data, ends }
     }
 
+    /// The number of items.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Item `index`; panics if the column is malformed or has no such item.
+    pub(crate) fn get(&self, index: usize) -> &'a [u8] {
+        let end = *self
+            .ends
+            .get(index)
+            .unwrap_or_else(|| panic!("item {index} of a column of {} items", self.ends.len()));
+        let start = match index.checked_sub(1) {
+            Some(previous) => self.ends[previous],
+            None => 0,
+        };
+        self.data.get(start as usize..end as usize).unwrap_or_else(|| {
+            panic!(
+                "malformed batch from the host: item {index} ends at {end}, after {start} (column has {} bytes)",
+                self.data.len()
+            )
+        })
+    }
+
     /// The items in order.
     pub(crate) fn iter(&self) -> ColumnIter<'a> {
         ColumnIter {
@@ -133,6 +156,22 @@ mod tests {
         let column = Column::new(b"abcdef", &[1, 1, 4, 6]);
         let items: Vec<&[u8]> = column.iter().collect();
         assert_eq!(items, [&b"a"[..], b"", b"bcd", b"ef"]);
+    }
+
+    #[test]
+    fn gets_items_by_index() {
+        let column = Column::new(b"abcdef", &[1, 1, 4, 6]);
+        assert_eq!(column.len(), 4);
+        assert_eq!(column.get(0), b"a");
+        assert_eq!(column.get(1), b"");
+        assert_eq!(column.get(2), b"bcd");
+        assert_eq!(column.get(3), b"ef");
+    }
+
+    #[test]
+    #[should_panic(expected = "malformed batch")]
+    fn get_rejects_decreasing_offsets() {
+        Column::new(b"abc", &[2, 1]).get(1);
     }
 
     #[test]

@@ -360,13 +360,13 @@ fn bench_case(config: Config, n: u64, dir: &Path) -> anyhow::Result<Row> {
         duration(first.write)
     );
 
-    let update = update(&mut *backend, state, n, 0, UPDATED)?;
+    let update = update_keys(&mut *backend, state, n, 0, UPDATED)?;
     // Another 1% while checkpoint 2 is in flight: what copy-on-write costs
     // the record path (checkpoint 2 must not see these writes).
     let mut update_in_flight = Duration::ZERO;
     let (second, second_handle) =
         checkpoint_with(&mut *backend, &storage, 2, &timers, Some(&first_handle), |backend| {
-            update_in_flight = update(backend, state, n, IN_FLIGHT_OFFSET, IN_FLIGHT)?;
+            update_in_flight = update_keys(backend, state, n, IN_FLIGHT_OFFSET, IN_FLIGHT)?;
             Ok(())
         })?;
     eprintln!(
@@ -417,7 +417,7 @@ fn bench_case(config: Config, n: u64, dir: &Path) -> anyhow::Result<Row> {
 
 /// Sets the keys `offset`, `offset + 100`, … (1% of them) to `value`;
 /// returns how long that took.
-fn update(
+fn update_keys(
     backend: &mut dyn KeyedStateBackend,
     state: StateId,
     n: u64,

@@ -123,3 +123,111 @@ fn silent_cameras_match_the_oracle_with_a_future_record_and_dirty_data() {
         );
     }
 }
+
+/// Q1 input: 50 cameras, 10 ms apart, jittered up to 4 s; 0.5 % of passings
+/// are dirty (5 to 10 minutes old); one is stamped 3 minutes in the future.
+fn q1_input() -> String {
+    let mut rng = Lcg::new(7);
+    let start = 1_767_225_600_000i64;
+    let mut out = String::new();
+    for i in 0..100_000i64 {
+        let mut ts = start + i * 10 - rng.below(4_000) as i64;
+        if rng.below(200) == 0 {
+            ts -= 300_000 + rng.below(300_000) as i64;
+        }
+        if i == 50_000 {
+            ts += 180_000;
+        }
+        let camera = rng.below(50);
+        out.push_str(&format!(
+            "{ts},CAM{camera:04},P{:07},{}\n",
+            rng.below(1000),
+            20 + rng.below(120)
+        ));
+    }
+    out
+}
+
+/// Q1 as Flink defines it, batch by batch: a passing is late when the
+/// watermark (largest timestamp of earlier batches - 5 s - 1) has reached
+/// the end of its window; the other passings are counted in their window.
+fn q1_oracle(csv: &str) -> (Vec<String>, u64) {
+    let mut windows: BTreeMap<(String, i64), (u64, u64, u64)> = BTreeMap::new();
+    let mut late = 0;
+    let mut max_ts = i64::MIN;
+    let mut watermark = i64::MIN;
+    let lines: Vec<&str> = csv.lines().collect();
+    for chunk in lines.chunks(BATCH) {
+        for line in chunk {
+            let fields: Vec<&str> = line.split(',').collect();
+            let ts: i64 = fields[0].parse().expect("ts");
+            let speed: u64 = fields[3].parse().expect("speed");
+            max_ts = max_ts.max(ts);
+            let start = ts - ts.rem_euclid(60_000);
+            if start + 60_000 - 1 <= watermark {
+                late += 1;
+                continue;
+            }
+            let entry = windows.entry((fields[1].to_string(), start)).or_insert((0, 0, 0));
+            entry.0 += 1;
+            entry.1 += speed;
+            entry.2 = entry.2.max(speed);
+        }
+        watermark = watermark.max(max_ts - BOUND_MS - 1);
+    }
+    let mut lines: Vec<String> = windows
+        .into_iter()
+        .map(|((camera, start), (count, sum, max))| format!("{camera},{start},{count},{sum},{max}"))
+        .collect();
+    lines.sort();
+    (lines, late)
+}
+
+#[test]
+fn flow_per_camera_matches_the_oracle_row_for_row_with_late_data_counted() {
+    let csv = q1_input();
+    let (expected, late) = q1_oracle(&csv);
+    assert!(late > 400, "the input must have late passings: {late}");
+    let example = std::fs::read_to_string(workspace().join("examples/traffic-q1.toml")).expect("example job");
+    let job = example
+        .replace("interval_ms = 200", "interval_ms = 0")
+        .replace("[params]", &format!("batch_size = {BATCH}\n\n[params]"));
+    for parallelism in ["1", "2"] {
+        let work = Workdir::new();
+        work.write("passings.csv", &csv);
+        let finished = work.run_ok(
+            &job,
+            &[
+                "-p",
+                "input=passings.csv",
+                "-p",
+                "output=flow.csv",
+                "--parallelism",
+                parallelism,
+            ],
+        );
+        assert_eq!(
+            sorted_lines(&work.read("flow.csv")),
+            expected,
+            "parallelism {parallelism}"
+        );
+        let late_line = format!("late {}", thousands(late));
+        assert!(
+            finished.stderr.contains(&late_line),
+            "missing `{late_line}` in:\n{}",
+            finished.stderr
+        );
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

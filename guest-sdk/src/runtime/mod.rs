@@ -9,10 +9,10 @@ use std::marker::PhantomData;
 
 use adapters::Instance;
 
-use crate::__bindings::exports::weir::udf::{key_selector, keyed_process, library, transform};
+use crate::__bindings::exports::weir::udf::{key_selector, keyed_process, library, transform, window_aggregate};
 use crate::__bindings::weir::udf::types as wit;
 use crate::output::{KeyColumn, Output};
-use crate::{Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, Result, TaskInfo};
+use crate::{Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, Result, TaskInfo, WindowAggregate};
 
 /// A module: what [`export_functions!`](crate::export_functions) declares.
 pub trait Module: 'static {
@@ -74,6 +74,15 @@ impl FunctionEntry {
             name,
             kind: wit::FunctionKind::KeyedProcess,
             open: adapters::open_keyed_process::<F>,
+        }
+    }
+
+    /// A [`WindowAggregate`].
+    pub const fn window_aggregate<F: WindowAggregate>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WindowAggregate,
+            open: adapters::open_window_aggregate::<F>,
         }
     }
 }
@@ -141,6 +150,7 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::FlatMap => "flat-map",
         wit::FunctionKind::KeySelector => "key-selector",
         wit::FunctionKind::KeyedProcess => "keyed-process",
+        wit::FunctionKind::WindowAggregate => "window-aggregate",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",
@@ -246,6 +256,59 @@ impl<M: Module> keyed_process::Guest for Runtime<M> {
             let output = function.on_timers(&context, timers, &active.task, &mut active.output);
             scope::end_call();
             output
+        })
+    }
+}
+
+impl<M: Module> window_aggregate::Guest for Runtime<M> {
+    fn add(accumulators: wit::Accumulators, slots: Vec<u32>, input: wit::Batch) -> window_aggregate::AddOutput {
+        const EXPORT: &str = "window-aggregate.add";
+        with_active(EXPORT, |active| {
+            let Instance::WindowAggregate(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let (accumulators, errors) = function.add(&accumulators, &slots, &input);
+            scope::end_call();
+            window_aggregate::AddOutput { accumulators, errors }
+        })
+    }
+
+    fn merge(a: wit::Accumulators, b: wit::Accumulators) -> wit::Accumulators {
+        const EXPORT: &str = "window-aggregate.merge";
+        with_active(EXPORT, |active| {
+            let Instance::WindowAggregate(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let merged = function.merge(&a, &b);
+            scope::end_call();
+            merged
+        })
+    }
+
+    fn results(
+        accumulators: wit::Accumulators,
+        keys: Vec<u8>,
+        key_ends: Vec<u32>,
+        windows: Vec<wit::Window>,
+    ) -> wit::Batch {
+        const EXPORT: &str = "window-aggregate.results";
+        with_active(EXPORT, |active| {
+            let Instance::WindowAggregate(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let batch = function.results(
+                &accumulators,
+                &keys,
+                &key_ends,
+                &windows,
+                &active.task,
+                &mut active.output,
+            );
+            scope::end_call();
+            batch
         })
     }
 }

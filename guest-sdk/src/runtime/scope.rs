@@ -63,6 +63,11 @@ pub(crate) fn enter_record(index: u32) {
     update(|scope| scope.element = Element::Record(index));
 }
 
+/// No element is being processed any more (the call goes on).
+pub(crate) fn end_record() {
+    update(|scope| scope.element = Element::None);
+}
+
 /// Timer `index` of the timer batch is being processed.
 pub(crate) fn enter_timer(index: u32) {
     update(|scope| scope.element = Element::Timer(index));
@@ -117,6 +122,8 @@ mod tests {
         assert_eq!(record_index(), None);
         enter_record(3);
         assert_eq!(record_index(), Some(3));
+        end_record();
+        assert_eq!(record_index(), None);
         enter_timer(1);
         assert_eq!(record_index(), None);
         end_call();

@@ -74,6 +74,11 @@ fn print_summary(summary: &JobSummary) {
             ),
             VertexRole::Sink => ("sink", format!("in {}", thousands(vertex.records_in))),
         };
+        let counts = if vertex.late > 0 {
+            format!("{counts}  late {}", thousands(vertex.late))
+        } else {
+            counts
+        };
         eprintln!("  {role:<8} {:<20} {counts}", vertex.uid);
     }
     if summary.restarts > 0 {

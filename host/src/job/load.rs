@@ -12,16 +12,17 @@ use super::error::{JobFileError, JobFileErrors, Locator};
 use super::params::Params;
 use super::plan::{
     Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, StateBackendConfig, Vertex,
-    VertexKind,
+    VertexKind, WindowConfig,
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
-    WatermarkKind, WatermarksSpec,
+    WatermarkKind, WatermarksSpec, WindowKind,
 };
 use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::connectors::generator::GeneratorConfig;
 use crate::runtime::restart::RestartStrategy;
 use crate::time::watermarks::WatermarkStrategy;
+use crate::time::windows::WindowAssigner;
 use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
 use std::time::Duration;
 
@@ -107,6 +108,7 @@ struct Draft {
     input: Option<DraftInput>,
     is_sink: bool,
     watermarks: Option<WatermarkStrategy>,
+    window: Option<WindowConfig>,
 }
 
 struct DraftInput {
@@ -276,6 +278,40 @@ impl Builder<'_> {
         }
     }
 
+    fn window(&mut self, operator: &super::spec::OperatorSpec, uid: &str) -> Option<WindowConfig> {
+        let spanned = operator.window.as_ref()?;
+        let spec = spanned.get_ref();
+        let field = |name: &str| format!("operator `{uid}` → window → {name}");
+        let positive = |value: u64| i64::try_from(value).ok().filter(|v| *v > 0);
+        let Some(size) = positive(spec.size_ms) else {
+            self.errors.push(
+                self.locator
+                    .error(spanned.span(), field("size_ms"), "must be at least 1"),
+            );
+            return None;
+        };
+        let offset = spec.offset_ms.unwrap_or(0);
+        let assigner = match spec.kind {
+            WindowKind::Tumbling => WindowAssigner::Tumbling { size, offset },
+            WindowKind::Sliding => match spec.slide_ms.and_then(positive) {
+                Some(slide) if slide <= size => WindowAssigner::Sliding { size, slide, offset },
+                _ => {
+                    self.errors.push(self.locator.error(
+                        spanned.span(),
+                        field("slide_ms"),
+                        format!("a sliding window needs `slide_ms` between 1 and its size ({size})"),
+                    ));
+                    return None;
+                }
+            },
+        };
+        Some(WindowConfig {
+            assigner,
+            allowed_lateness_ms: i64::try_from(operator.allowed_lateness_ms.unwrap_or(0)).unwrap_or(i64::MAX),
+            late_output: operator.late_output.clone(),
+        })
+    }
+
     fn checkpoint(&mut self, spec: &Spanned<CheckpointSpec>) -> CheckpointSettings {
         let spec = spec.get_ref();
         let field = |name: &str| format!("checkpoint → {name}");
@@ -398,6 +434,7 @@ impl Builder<'_> {
             input: None,
             is_sink: false,
             watermarks,
+            window: None,
         }
     }
 
@@ -438,6 +475,32 @@ impl Builder<'_> {
                             function.function
                         ),
                     )),
+                    FunctionKind::WindowAggregate if operator.window.is_none() => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("window"),
+                        format!(
+                            "`{}` is a window aggregate: the operator needs `window` (tumbling or sliding)",
+                            function.function
+                        ),
+                    )),
+                    FunctionKind::WindowAggregate if operator.key_by.is_none() => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("key_by"),
+                        format!(
+                            "`{}` aggregates keyed windows: the operator needs `key_by`",
+                            function.function
+                        ),
+                    )),
+                    kind if kind != FunctionKind::WindowAggregate && operator.window.is_some() => {
+                        self.errors.push(self.locator.error(
+                            operator.function.span(),
+                            field("window"),
+                            format!(
+                                "`{}` is a {kind} function; windows need a window-aggregate function",
+                                function.function
+                            ),
+                        ))
+                    }
                     FunctionKind::KeyedProcess if operator.key_by.is_none() => self.errors.push(self.locator.error(
                         operator.function.span(),
                         field("key_by"),
@@ -452,6 +515,7 @@ impl Builder<'_> {
             }
             None => VertexKind::Sink(SinkConfig::Stdout), // placeholder; errors were recorded
         };
+        let window = self.window(operator, &uid);
         let watermarks = operator.watermarks.as_ref().map(|w| self.watermarks(w, &uid));
         Draft {
             uid,
@@ -465,6 +529,7 @@ impl Builder<'_> {
             }),
             is_sink: false,
             watermarks,
+            window,
         }
     }
 
@@ -557,6 +622,7 @@ impl Builder<'_> {
             }),
             is_sink: true,
             watermarks: None,
+            window: None,
         }
     }
 
@@ -784,6 +850,7 @@ impl Builder<'_> {
                 kind: draft.kind,
                 input,
                 watermarks: draft.watermarks,
+                window: draft.window.clone(),
             });
         }
         vertices

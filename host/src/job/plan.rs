@@ -79,6 +79,19 @@ pub struct Vertex {
     pub input: Option<Edge>,
     /// Watermarks this vertex generates for its output, if any.
     pub watermarks: Option<crate::time::watermarks::WatermarkStrategy>,
+    /// Windows, for a window-aggregate operator.
+    pub window: Option<WindowConfig>,
+}
+
+/// How a window operator groups and fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowConfig {
+    /// Which windows a record belongs to.
+    pub assigner: crate::time::windows::WindowAssigner,
+    /// How long after its end a window still takes late records, ms.
+    pub allowed_lateness_ms: i64,
+    /// Side output for records too late for every window (else dropped).
+    pub late_output: Option<String>,
 }
 
 /// What a vertex does.

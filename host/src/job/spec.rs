@@ -248,6 +248,37 @@ pub struct OperatorSpec {
     pub params: BTreeMap<String, String>,
     /// Generate watermarks from the event time of this operator's output.
     pub watermarks: Option<Spanned<WatermarksSpec>>,
+    /// Event-time windows (for a window-aggregate function).
+    pub window: Option<Spanned<WindowSpec>>,
+    /// How long after its end (event time) a window still takes late records, ms.
+    pub allowed_lateness_ms: Option<u64>,
+    /// Side output that receives records too late for every window.
+    pub late_output: Option<String>,
+}
+
+/// `window = { type = "tumbling", size_ms = 60000 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// `tumbling` or `sliding`.
+    #[serde(rename = "type")]
+    pub kind: WindowKind,
+    /// Window size, ms.
+    pub size_ms: u64,
+    /// Distance between window starts (`sliding`), ms.
+    pub slide_ms: Option<u64>,
+    /// Alignment offset (time-zone aligned windows), ms.
+    pub offset_ms: Option<i64>,
+}
+
+/// Window assigners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowKind {
+    /// Fixed-size, non-overlapping windows.
+    Tumbling,
+    /// Fixed-size windows starting every `slide_ms`.
+    Sliding,
 }
 
 /// A key selector: a function of a module.

@@ -26,6 +26,7 @@ pub struct VertexMetrics {
     pub role: VertexRole,
     records_in: AtomicU64,
     records_out: AtomicU64,
+    late: AtomicU64,
 }
 
 impl VertexMetrics {
@@ -36,6 +37,7 @@ impl VertexMetrics {
             role,
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
+            late: AtomicU64::new(0),
         }
     }
 
@@ -47,6 +49,16 @@ impl VertexMetrics {
     /// Counts records emitted.
     pub fn add_out(&self, records: u64) {
         self.records_out.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Counts records that came too late for every window.
+    pub fn add_late(&self, records: u64) {
+        self.late.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Records too late for every window so far.
+    pub fn late(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
     }
 
     /// Records received so far.

@@ -8,6 +8,7 @@
 //! - [`transform`]: map, filter and flat-map functions in Wasm.
 //! - [`keyed_process`]: keyed process functions in Wasm, with state and timers.
 //! - [`sink`]: hands records to a sink connector.
+//! - [`window`]: keyed event-time windows with an incremental Wasm aggregate.
 //! - [`two_phase_commit`]: hands records to a transactional sink, pre-commits
 //!   at each barrier and commits when the checkpoint completes.
 //!
@@ -19,6 +20,7 @@ pub mod keyed_process;
 pub mod sink;
 pub mod transform;
 pub mod two_phase_commit;
+pub mod window;
 
 use crate::checkpoint::CheckpointId;
 use crate::runtime::TaskError;

@@ -44,6 +44,7 @@ use crate::operators::keyed_process::KeyedProcessOperator;
 use crate::operators::sink::SinkOperator;
 use crate::operators::transform::TransformOperator;
 use crate::operators::two_phase_commit::TwoPhaseCommitOperator;
+use crate::operators::window::WindowOperator;
 use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
 use crate::state::restore::restore_keyed;
@@ -98,6 +99,8 @@ pub struct VertexSummary {
     pub records_in: u64,
     /// Records emitted.
     pub records_out: u64,
+    /// Records too late for every window.
+    pub late: u64,
 }
 
 /// What lives across the attempts of one run.
@@ -216,6 +219,7 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
                 role: m.role,
                 records_in: m.records_in(),
                 records_out: m.records_out(),
+                late: m.late(),
             })
             .collect(),
         dead_letters: shared.dead_letters.count(),
@@ -676,7 +680,26 @@ impl Subtask<'_> {
                     self.key_groups(),
                 ))
             }
-            _ => {
+            FunctionKind::WindowAggregate => {
+                let config = self.vertex.window.clone().ok_or_else(|| TaskError::StateRestore {
+                    operator: uid.clone(),
+                    reason: "internal error: a window aggregate without a window".into(),
+                })?;
+                let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+                let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
+                Box::new(WindowOperator::new(
+                    uid,
+                    module,
+                    instance,
+                    self.metrics(),
+                    backend,
+                    timers,
+                    config,
+                    self.key_groups(),
+                    self.plan().settings.batch_size,
+                )?)
+            }
+            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap | FunctionKind::KeySelector => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
                 Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
             }

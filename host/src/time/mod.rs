@@ -1,7 +1,8 @@
-//! Time: processing-time clock and timers (watermarks follow with event time).
+//! Time: the processing-time clock, timers, watermarks and windows.
 
 pub mod timers;
 pub mod watermarks;
+pub mod windows;
 
 pub use timers::{TimeDomain, TimerService};
 

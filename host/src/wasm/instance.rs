@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::exports::weir::udf::{key_selector, keyed_process, library, transform};
+use super::bindings::exports::weir::udf::{key_selector, keyed_process, library, transform, window_aggregate};
 use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
 use super::host_state::{HostState, KeyedScope};
@@ -101,6 +101,39 @@ enum Exports {
     Transform(transform::Guest),
     KeySelector(key_selector::Guest),
     KeyedProcess(keyed_process::Guest),
+    WindowAggregate(window_aggregate::Guest),
+}
+
+/// Accumulators as a flat column (see [`crate::runtime::batch::span`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accumulators {
+    /// All accumulators, back to back.
+    pub data: Vec<u8>,
+    /// End offset of each accumulator.
+    pub ends: Vec<u32>,
+}
+
+impl Accumulators {
+    /// Appends one accumulator (empty: not created yet).
+    pub fn push(&mut self, accumulator: &[u8]) {
+        self.data.extend_from_slice(accumulator);
+        self.ends.push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Accumulator `i`.
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.data[crate::runtime::batch::span(&self.ends, i)]
+    }
+
+    /// Number of accumulators.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
 }
 
 /// A store and an instance running one function.
@@ -185,6 +218,9 @@ impl UdfInstance {
             FunctionKind::KeyedProcess => keyed_process::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::KeyedProcess),
+            FunctionKind::WindowAggregate => window_aggregate::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::WindowAggregate),
         }
         .map_err(|e| start_error(format!("{e:#}")))?;
         let task = wit::TaskInfo {
@@ -324,6 +360,66 @@ impl UdfInstance {
             let output = self.after_call(result, count)?;
             sink(into_output(output))?;
         }
+    }
+
+    /// Folds record `i` of `input` into accumulator `slots[i]`; returns the
+    /// accumulators and the rejected records (index in `input`, reason).
+    pub fn aggregate_add(
+        &mut self,
+        accumulators: Accumulators,
+        slots: Vec<u32>,
+        input: &mut RecordBatch,
+    ) -> Result<(Accumulators, Vec<(u32, String)>), UdfError> {
+        let Exports::WindowAggregate(guest) = &self.exports else {
+            return Err(self.misuse("window-aggregate", input.len()));
+        };
+        let guest = guest.clone();
+        let batch = take_batch(input);
+        let state = wit::Accumulators {
+            data: accumulators.data,
+            ends: accumulators.ends,
+        };
+        self.before_call();
+        let result = guest.call_add(&mut self.store, &state, &slots, &batch);
+        restore_batch(input, batch);
+        let output = self.after_call(result, input.len())?;
+        Ok((
+            Accumulators {
+                data: output.accumulators.data,
+                ends: output.accumulators.ends,
+            },
+            output.errors.into_iter().map(|e| (e.index, e.reason)).collect(),
+        ))
+    }
+
+    /// One result record per accumulator, for `keys[i]` and `windows[i]`.
+    pub fn aggregate_results(
+        &mut self,
+        accumulators: Accumulators,
+        keys: (Vec<u8>, Vec<u32>),
+        windows: &[crate::time::windows::Window],
+    ) -> Result<RecordBatch, UdfError> {
+        let Exports::WindowAggregate(guest) = &self.exports else {
+            return Err(self.misuse("window-aggregate", windows.len()));
+        };
+        let guest = guest.clone();
+        let state = wit::Accumulators {
+            data: accumulators.data,
+            ends: accumulators.ends,
+        };
+        let windows: Vec<wit::Window> = windows
+            .iter()
+            .map(|w| wit::Window {
+                start: w.start,
+                end: w.end,
+            })
+            .collect();
+        self.before_call();
+        let result = guest.call_results(&mut self.store, &state, &keys.0, &keys.1, &windows);
+        let records_before = self.records_before;
+        let batch = self.after_call(result, 0)?;
+        self.records_before = records_before;
+        Ok(into_batch(batch))
     }
 
     fn before_call(&mut self) {

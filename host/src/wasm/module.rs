@@ -31,6 +31,8 @@ pub enum FunctionKind {
     KeySelector,
     /// Keyed process function with state and timers.
     KeyedProcess,
+    /// Incremental aggregate of a window.
+    WindowAggregate,
 }
 
 impl FunctionKind {
@@ -40,6 +42,7 @@ impl FunctionKind {
             Self::Map | Self::Filter | Self::FlatMap => "transform",
             Self::KeySelector => "key-selector",
             Self::KeyedProcess => "keyed-process",
+            Self::WindowAggregate => "window-aggregate",
         }
     }
 }
@@ -52,6 +55,7 @@ impl fmt::Display for FunctionKind {
             Self::FlatMap => "flat-map",
             Self::KeySelector => "key-selector",
             Self::KeyedProcess => "keyed-process",
+            Self::WindowAggregate => "window-aggregate",
         })
     }
 }
@@ -64,6 +68,7 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::FlatMap => Self::FlatMap,
             wit::FunctionKind::KeySelector => Self::KeySelector,
             wit::FunctionKind::KeyedProcess => Self::KeyedProcess,
+            wit::FunctionKind::WindowAggregate => Self::WindowAggregate,
         }
     }
 }

@@ -8,13 +8,16 @@
 //! - `first_word` (key selector): the first space-separated word.
 //! - `state_probe` (keyed process): runs text commands against every kind of
 //!   keyed state and timers; see [`StateProbe`].
+//! - `concat` (window aggregate): lists the texts of each window, for tests
+//!   of window assignment; see [`Concat`].
 
 use std::hint::black_box;
+use std::io::Write as _;
 
 use weir_sdk::{
     AggregateFunction, AggregatingState, Context, Error, Filter, KeySelector, KeyWriter, KeyedProcessFunction,
     ListState, Map, MapState, OpenContext, Record, RecordWriter, ReducingState, Result, TaskInfo, Timer, Ttl,
-    ValueState,
+    ValueState, Window, WindowAggregate,
 };
 
 /// Copies each record.
@@ -306,6 +309,41 @@ impl KeyedProcessFunction for StateProbe {
     }
 }
 
+/// Collects the texts of each window and emits
+/// `key,window_start,window_end,texts`, the texts sorted and joined by `|`
+/// (e.g. `k,0,10,a|b|c`). Records must be UTF-8 text.
+pub struct Concat;
+
+impl WindowAggregate for Concat {
+    type Acc = Vec<String>;
+
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn create_accumulator(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn add(&self, acc: &mut Vec<String>, record: &Record<'_>) -> Result<()> {
+        acc.push(record.payload_str()?.to_owned());
+        Ok(())
+    }
+
+    fn merge(&self, mut a: Vec<String>, b: Vec<String>) -> Vec<String> {
+        a.extend(b);
+        a
+    }
+
+    fn result(&self, key: &[u8], window: Window, acc: &Vec<String>, out: &mut RecordWriter<'_>) -> Result<()> {
+        let mut texts: Vec<&str> = acc.iter().map(String::as_str).collect();
+        texts.sort_unstable();
+        out.write_bytes(key);
+        write!(out, ",{},{},{}", window.start, window.end, texts.join("|"))?;
+        Ok(())
+    }
+}
+
 weir_sdk::export_functions! {
     map "identity" => Identity,
     map "fail_on" => FailOn,
@@ -313,4 +351,5 @@ weir_sdk::export_functions! {
     filter "evens" => Evens,
     key_selector "first_word" => FirstWord,
     keyed_process "state_probe" => StateProbe,
+    window_aggregate "concat" => Concat,
 }

@@ -1,6 +1,7 @@
 //! Traffic cameras: parse passings, find cloned plates (the same plate seen
 //! in two cities less than a minute apart) and silent cameras (no passing
-//! for 30 minutes of event time).
+//! for 30 minutes of event time), and count the flow per camera and window
+//! (`flow`).
 //!
 //! Input lines are CSV `ts_ms,camera_id,plate,speed_kmh`, e.g.
 //! `1767225600123,CAM0042,P0012345,87`.
@@ -11,7 +12,7 @@ use std::io::Write as _;
 use weir_sdk::serde::{Deserialize, Serialize};
 use weir_sdk::{
     Context, Error, KeySelector, KeyWriter, KeyedProcessFunction, Map, OpenContext, Record, RecordWriter, Result,
-    TaskInfo, Timer, ValueState,
+    TaskInfo, Timer, ValueState, Window, WindowAggregate,
 };
 
 /// Two passings of a plate in different cities closer than this (ms) mean
@@ -241,12 +242,67 @@ impl KeyedProcessFunction for SilentCameras {
     }
 }
 
+/// The flow of a camera in a window: `(count, sum_speed, max_speed)` over
+/// its passings.
+pub type FlowAcc = (u64, u64, u32);
+
+/// Per camera and window (keyed by [`CameraKey`]): the number of passings,
+/// the sum of their speeds and the highest speed, as
+/// `camera_id,window_start_ms,count,sum_speed,max_speed`, e.g.
+/// `CAM0042,1767225600000,17,1402,131`.
+pub struct Flow;
+
+impl Flow {
+    /// Adds a passing to a flow.
+    pub fn add_passing(acc: &mut FlowAcc, passing: &Passing) {
+        let (count, sum, max) = acc;
+        *count += 1;
+        *sum += u64::from(passing.speed);
+        *max = (*max).max(passing.speed);
+    }
+
+    /// Writes the result line of a flow (without a line end).
+    pub fn write_line(out: &mut impl std::io::Write, camera: &[u8], window: Window, acc: &FlowAcc) -> Result<()> {
+        let (count, sum, max) = acc;
+        out.write_all(camera)?;
+        write!(out, ",{},{count},{sum},{max}", window.start)?;
+        Ok(())
+    }
+}
+
+impl WindowAggregate for Flow {
+    type Acc = FlowAcc;
+
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn create_accumulator(&self) -> FlowAcc {
+        (0, 0, 0)
+    }
+
+    fn add(&self, acc: &mut FlowAcc, record: &Record<'_>) -> Result<()> {
+        let passing: Passing = record.decode()?;
+        Self::add_passing(acc, &passing);
+        Ok(())
+    }
+
+    fn merge(&self, a: FlowAcc, b: FlowAcc) -> FlowAcc {
+        (a.0 + b.0, a.1 + b.1, a.2.max(b.2))
+    }
+
+    fn result(&self, key: &[u8], window: Window, acc: &FlowAcc, out: &mut RecordWriter<'_>) -> Result<()> {
+        Self::write_line(out, key, window, acc)
+    }
+}
+
 weir_sdk::export_functions! {
     map "parse" => Parse,
     key_selector "plate" => PlateKey,
     key_selector "camera" => CameraKey,
     keyed_process "cloned_plates" => ClonedPlates,
     keyed_process "silent_cameras" => SilentCameras,
+    window_aggregate "flow" => Flow,
 }
 
 #[cfg(test)]
@@ -298,5 +354,30 @@ mod tests {
             Passing::parse(b"\xff").map_err(Error::into_reason),
             Err("line is not valid UTF-8".to_owned())
         );
+    }
+
+    #[test]
+    fn computes_the_flow_of_a_window() {
+        let flow = Flow;
+        let passing = |speed| Passing {
+            ts_ms: 1_767_225_600_000,
+            camera: 42,
+            plate: 1,
+            speed,
+        };
+        let mut a = flow.create_accumulator();
+        Flow::add_passing(&mut a, &passing(80));
+        Flow::add_passing(&mut a, &passing(131));
+        let mut b = flow.create_accumulator();
+        Flow::add_passing(&mut b, &passing(100));
+        let acc = flow.merge(a, b);
+        assert_eq!(acc, (3, 311, 131));
+        let window = Window {
+            start: 1_767_225_600_000,
+            end: 1_767_225_660_000,
+        };
+        let mut line = Vec::new();
+        Flow::write_line(&mut line, b"CAM0042", window, &acc).expect("writes");
+        assert_eq!(line, b"CAM0042,1767225600000,3,311,131");
     }
 }
