@@ -231,3 +231,109 @@ fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// Sliding windows of 10 ms every 5 ms, 5 ms of allowed lateness, a late
+/// side output; a watermark after every record (monotonous strategy,
+/// batches of one record).
+const SLIDING: &str = r#"
+[job]
+batch_size = 1
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "stamp"
+input = "lines"
+module = "testkit.wasm"
+function = "stamp"
+parallelism = 1
+watermarks = { strategy = "monotonous", interval_ms = 0 }
+
+[[operator]]
+uid = "win"
+input = "stamp"
+module = "testkit.wasm"
+function = "concat"
+key_by = { module = "testkit.wasm", function = "first_word" }
+window = { type = "sliding", size_ms = 10, slide_ms = 5 }
+allowed_lateness_ms = 5
+late_output = "late"
+
+[[sink]]
+uid = "out"
+input = "win"
+type = "file"
+path = "out.txt"
+
+[[sink]]
+uid = "late"
+input = "win"
+side_output = "late"
+type = "file"
+path = "late.txt"
+"#;
+
+#[test]
+fn sliding_windows_refire_for_late_records_within_the_lateness_and_side_output_the_rest() {
+    // Worked out by hand from Flink's definitions (watermark = largest
+    // timestamp - 1 after each record):
+    // - `a 7` moves the watermark to 6: [-5,5) fires;
+    // - `a 12` → 11: [0,10) fires; `a 3` is late for [0,10) but within the
+    //   lateness (9 + 5 > 11), so [0,10) is updated and fires again; for
+    //   [-5,5) it is too late (4 + 5 <= 11) and is not counted there;
+    // - `a 20` → 19: [5,15) fires and [0,10) is cleaned up (9 + 5 <= 19);
+    // - `a 2` is too late for both its windows: late side output;
+    // - `b 21` → 20: [10,20) of `a` fires; the end of the input fires the rest.
+    let input = "a 1 r1\na 7 r2\na 12 r3\na 3 r4\na 20 r5\na 2 r6\nb 21 s1\n";
+    let expected = sorted_lines(
+        "a,-5,5,a 1 r1\n\
+         a,0,10,a 1 r1|a 7 r2\n\
+         a,0,10,a 1 r1|a 3 r4|a 7 r2\n\
+         a,5,15,a 12 r3|a 7 r2\n\
+         a,10,20,a 12 r3\n\
+         a,15,25,a 20 r5\n\
+         a,20,30,a 20 r5\n\
+         b,15,25,b 21 s1\n\
+         b,20,30,b 21 s1\n",
+    );
+    for parallelism in ["1", "2"] {
+        let work = Workdir::new();
+        work.write("input.txt", input);
+        let finished = work.run_ok(SLIDING, &["--parallelism", parallelism]);
+        assert_eq!(
+            sorted_lines(&work.read("out.txt")),
+            expected,
+            "parallelism {parallelism}"
+        );
+        assert_eq!(work.read("late.txt"), "a 2 r6\n");
+        assert!(finished.stderr.contains("late 1"), "{}", finished.stderr);
+    }
+}
+
+#[test]
+fn window_misconfigurations_are_refused_with_the_field() {
+    let work = Workdir::new();
+    let no_window = SLIDING.replace("window = { type = \"sliding\", size_ms = 10, slide_ms = 5 }\n", "");
+    let finished = work.weir("validate", &no_window, &[]);
+    assert!(!finished.success);
+    assert!(
+        finished.stderr.contains(
+            "operator `win` → window: `concat` is a window aggregate: the operator needs `window` (tumbling or sliding)"
+        ),
+        "{}",
+        finished.stderr
+    );
+    let no_slide = SLIDING.replace(", slide_ms = 5", "");
+    let finished = work.weir("validate", &no_slide, &[]);
+    assert!(!finished.success);
+    assert!(
+        finished.stderr.contains(
+            "operator `win` → window → slide_ms: a sliding window needs `slide_ms` between 1 and its size (10)"
+        ),
+        "{}",
+        finished.stderr
+    );
+}

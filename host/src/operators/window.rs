@@ -219,15 +219,17 @@ impl Operator for WindowOperator {
             self.backend
                 .put(self.contents, &window.to_key(), accumulator)
                 .map_err(|e| self.state_error(e))?;
-            self.timers
-                .register(TimeDomain::EventTime, &key, window.max_timestamp());
             if self.config.allowed_lateness_ms > 0 {
                 let cleanup = window.max_timestamp().saturating_add(self.config.allowed_lateness_ms);
                 self.timers.register(TimeDomain::EventTime, &key, cleanup);
             }
             if window.max_timestamp() <= self.watermark {
-                // Late but within the allowed lateness: fire again now.
+                // Late but within the allowed lateness: fire again now, and
+                // only now (Flink's event-time trigger registers no timer).
                 refire.push((key, window, accumulator.to_vec()));
+            } else {
+                self.timers
+                    .register(TimeDomain::EventTime, &key, window.max_timestamp());
             }
         }
         self.fire(refire, out)?;

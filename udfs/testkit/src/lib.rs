@@ -93,6 +93,28 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Copies each record (`key timestamp text…`) and stamps it with its
+/// second word as event time, for event-time tests.
+pub struct Stamp;
+
+impl Map for Stamp {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn map(&mut self, record: &Record<'_>, out: &mut RecordWriter<'_>) -> Result<()> {
+        let text = record.payload_str()?;
+        let timestamp = text
+            .split(' ')
+            .nth(1)
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(|| Error::new(format!("expected `key timestamp text`, found \"{text}\"")))?;
+        out.write_bytes(record.payload());
+        out.set_timestamp(timestamp);
+        Ok(())
+    }
+}
+
 /// Never returns (the host must interrupt it).
 fn spin_forever() -> ! {
     let mut spins = 0u64;
@@ -348,6 +370,7 @@ weir_sdk::export_functions! {
     map "identity" => Identity,
     map "fail_on" => FailOn,
     map "trap_on_first_attempt" => TrapOnFirstAttempt,
+    map "stamp" => Stamp,
     filter "evens" => Evens,
     key_selector "first_word" => FirstWord,
     keyed_process "state_probe" => StateProbe,
