@@ -3,7 +3,7 @@
 //! One subtask owns every key group (`0..128`, max parallelism 128) and one
 //! value state, `count`. Keys are the 8-byte big-endian numbers `0..N`,
 //! values are 8-byte little-endian `u64` counters (1 after the load, 2 once
-//! updated). For N = 1,000,000 and 10,000,000 keys and each configuration
+//! updated before checkpoint 2, 3 once updated while it is written). For N = 1,000,000 and 10,000,000 keys and each configuration
 //!
 //! - `heap`: [`HeapBackend`], full canonical snapshots;
 //! - `rocksdb full`: [`RocksDbBackend`], full canonical snapshots;
@@ -48,8 +48,8 @@
 //! Each case runs once (the figures are seconds, not nanoseconds; run it
 //! again to see the spread), in a process of its own, so that it starts
 //! with a fresh allocator, its peak resident memory (`VmHWM`) is its own,
-//! and a case that runs out of memory does not end the others. The table goes to stdout (Markdown), progress
-//! to stderr. Arguments: numbers (`1000000`, `1_000_000`, `1M`, `500k`) set
+//! and a case that runs out of memory does not end the others. The table
+//! goes to stdout (Markdown), progress to stderr. Arguments: numbers (`1000000`, `1_000_000`, `1M`, `500k`) set
 //! the key counts, overriding `WEIR_BENCH_KEYS=1000000,10000000`; other
 //! words select the configurations whose name contains one of them
 //! (`cargo bench -p weir --bench checkpoint -- 1M heap`).
