@@ -15,7 +15,73 @@ use crate::checkpoint::manifest::KeyedStateHandle;
 use crate::checkpoint::storage::{FileStore, StorageError};
 use crate::time::TimerService;
 
-type Entries = OrdMap<Vec<u8>, Vec<u8>>;
+/// The entries of one key in one state. Value-like states (value, list,
+/// reducing, aggregating) only ever use the empty user key, so they get a
+/// single buffer, overwritten in place; map states get an ordered map.
+/// `Single(v)` means exactly the map `{ [] → v }`.
+#[derive(Debug, Clone)]
+enum Entries {
+    Single(Vec<u8>),
+    Map(OrdMap<Vec<u8>, Vec<u8>>),
+}
+
+impl Entries {
+    fn new(user_key: &[u8], value: &[u8]) -> Self {
+        if user_key.is_empty() {
+            Self::Single(value.to_vec())
+        } else {
+            Self::Map(OrdMap::unit(user_key.to_vec(), value.to_vec()))
+        }
+    }
+
+    fn get(&self, user_key: &[u8]) -> Option<&Vec<u8>> {
+        match self {
+            Self::Single(value) => user_key.is_empty().then_some(value),
+            Self::Map(map) => map.get(user_key),
+        }
+    }
+
+    fn put(&mut self, user_key: &[u8], value: &[u8]) {
+        match self {
+            Self::Single(existing) if user_key.is_empty() => {
+                existing.clear();
+                existing.extend_from_slice(value);
+            }
+            Self::Single(existing) => {
+                let mut map = OrdMap::unit(Vec::new(), std::mem::take(existing));
+                map.insert(user_key.to_vec(), value.to_vec());
+                *self = Self::Map(map);
+            }
+            Self::Map(map) => match map.get_mut(user_key) {
+                Some(existing) => {
+                    existing.clear();
+                    existing.extend_from_slice(value);
+                }
+                None => {
+                    map.insert(user_key.to_vec(), value.to_vec());
+                }
+            },
+        }
+    }
+
+    /// Removes an entry; returns whether none is left.
+    fn remove(&mut self, user_key: &[u8]) -> bool {
+        match self {
+            Self::Single(_) => user_key.is_empty(),
+            Self::Map(map) => {
+                map.remove(user_key);
+                map.is_empty()
+            }
+        }
+    }
+
+    fn for_each(&self, mut each: impl FnMut(&[u8], &[u8])) {
+        match self {
+            Self::Single(value) => each(&[], value),
+            Self::Map(map) => map.iter().for_each(|(k, v)| each(k, v)),
+        }
+    }
+}
 
 /// Keyed state held in memory.
 #[derive(Debug, Default)]
@@ -55,13 +121,9 @@ impl HeapBackend {
 
 fn put_entry(state: &mut HeapState, key: &[u8], user_key: &[u8], value: &[u8]) {
     match state.by_key.get_mut(key) {
-        Some(entries) => {
-            entries.insert(user_key.to_vec(), value.to_vec());
-        }
+        Some(entries) => entries.put(user_key, value),
         None => {
-            state
-                .by_key
-                .insert(key.to_vec(), OrdMap::unit(user_key.to_vec(), value.to_vec()));
+            state.by_key.insert(key.to_vec(), Entries::new(user_key, value));
         }
     }
 }
@@ -127,10 +189,7 @@ impl KeyedStateBackend for HeapBackend {
     fn delete(&mut self, state: StateId, user_key: &[u8]) -> StateResult<()> {
         let (state, key) = self.state_and_key(state)?;
         let now_empty = match state.by_key.get_mut(key) {
-            Some(entries) => {
-                entries.remove(user_key);
-                entries.is_empty()
-            }
+            Some(entries) => entries.remove(user_key),
             None => false,
         };
         if now_empty {
@@ -141,11 +200,11 @@ impl KeyedStateBackend for HeapBackend {
 
     fn entries(&mut self, state: StateId) -> StateResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let (state, key) = self.state_and_key(state)?;
-        Ok(state
-            .by_key
-            .get(key)
-            .map(|entries| entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+        let mut all = Vec::new();
+        if let Some(entries) = state.by_key.get(key) {
+            entries.for_each(|k, v| all.push((k.to_vec(), v.to_vec())));
+        }
+        Ok(all)
     }
 
     fn clear(&mut self, state: StateId) -> StateResult<()> {
@@ -201,9 +260,13 @@ impl StateView for HeapView {
             file.state(index as u32, &state.descriptor)?;
             for (key, entries) in &state.by_key {
                 let key_group = KeyGroup::of(key, max_parallelism).0;
-                for (user_key, value) in entries {
-                    file.entry(index as u32, key_group, key, user_key, value)?;
-                }
+                let mut written = Ok(());
+                entries.for_each(|user_key, value| {
+                    if written.is_ok() {
+                        written = file.entry(index as u32, key_group, key, user_key, value);
+                    }
+                });
+                written?;
             }
         }
         file.finish("heap", timers, key_groups, max_parallelism)
