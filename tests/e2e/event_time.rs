@@ -321,7 +321,7 @@ fn window_misconfigurations_are_refused_with_the_field() {
     assert!(!finished.success);
     assert!(
         finished.stderr.contains(
-            "operator `win` → window: `concat` is a window aggregate: the operator needs `window` (tumbling or sliding)"
+            "operator `win` → window: `concat` is a window aggregate: the operator needs `window` (tumbling, sliding or session)"
         ),
         "{}",
         finished.stderr
@@ -336,4 +336,112 @@ fn window_misconfigurations_are_refused_with_the_field() {
         "{}",
         finished.stderr
     );
+}
+
+/// Session windows (gap 30 ms) over records that arrive out of order by up
+/// to 50 ms, with a watermark bound of 100 ms so that no record is late and
+/// no session fires before the records that extend or bridge it arrive:
+/// sessions then merge exactly as the sorted timestamps say.
+const SESSIONS: &str = r#"
+[job]
+batch_size = 7
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "stamp"
+input = "lines"
+module = "testkit.wasm"
+function = "stamp"
+parallelism = 1
+watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 100, interval_ms = 0 }
+
+[[operator]]
+uid = "sessions"
+input = "stamp"
+module = "testkit.wasm"
+function = "concat"
+key_by = { module = "testkit.wasm", function = "first_word" }
+window = { type = "session", gap_ms = 30 }
+
+[[sink]]
+uid = "out"
+input = "sessions"
+type = "file"
+path = "out.txt"
+"#;
+
+#[test]
+fn session_windows_merge_out_of_order_records_like_the_sorted_oracle() {
+    const GAP: i64 = 30;
+    let mut rng = Lcg::new(31);
+    // Per key, timestamps with gaps below and above the session gap.
+    let mut events: Vec<(String, i64, String)> = Vec::new();
+    for key in ["k1", "k2", "k3"] {
+        let mut ts = 1_000;
+        for n in 0..150 {
+            ts += if rng.below(4) == 0 {
+                35 + rng.below(40) as i64
+            } else {
+                rng.below(25) as i64
+            };
+            events.push((key.to_string(), ts, format!("{key}-{n}")));
+        }
+    }
+    // Arrival order: by timestamp plus up to 50 ms of disorder.
+    let mut arrival: Vec<(i64, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.1 + rng.below(50) as i64, i))
+        .collect();
+    arrival.sort();
+    let input: String = arrival
+        .iter()
+        .map(|(_, i)| format!("{} {} {}\n", events[*i].0, events[*i].1, events[*i].2))
+        .collect();
+
+    // Oracle: per key, sorted by timestamp, a new session whenever the next
+    // record starts after the current session's end (touching merges).
+    let mut expected = Vec::new();
+    for key in ["k1", "k2", "k3"] {
+        let mut mine: Vec<&(String, i64, String)> = events.iter().filter(|e| e.0 == key).collect();
+        mine.sort_by_key(|e| e.1);
+        let mut session: Vec<&(String, i64, String)> = Vec::new();
+        let mut end = i64::MIN;
+        for event in mine {
+            if !session.is_empty() && event.1 > end {
+                expected.push(session_line(key, &session, end));
+                session.clear();
+            }
+            end = if session.is_empty() {
+                event.1 + GAP
+            } else {
+                end.max(event.1 + GAP)
+            };
+            session.push(event);
+        }
+        expected.push(session_line(key, &session, end));
+    }
+    expected.sort();
+    assert!(expected.len() > 60, "{} sessions", expected.len());
+
+    for parallelism in ["1", "2"] {
+        let work = Workdir::new();
+        work.write("input.txt", &input);
+        work.run_ok(SESSIONS, &["--parallelism", parallelism]);
+        assert_eq!(
+            sorted_lines(&work.read("out.txt")),
+            expected,
+            "parallelism {parallelism}"
+        );
+    }
+}
+
+fn session_line(key: &str, session: &[&(String, i64, String)], end: i64) -> String {
+    let mut texts: Vec<String> = session.iter().map(|e| format!("{} {} {}", e.0, e.1, e.2)).collect();
+    texts.sort();
+    format!("{key},{},{end},{}", session[0].1, texts.join("|"))
 }

@@ -283,7 +283,22 @@ impl Builder<'_> {
         let spec = spanned.get_ref();
         let field = |name: &str| format!("operator `{uid}` → window → {name}");
         let positive = |value: u64| i64::try_from(value).ok().filter(|v| *v > 0);
-        let Some(size) = positive(spec.size_ms) else {
+        if spec.kind == WindowKind::Session {
+            let Some(gap) = spec.gap_ms.and_then(positive) else {
+                self.errors.push(self.locator.error(
+                    spanned.span(),
+                    field("gap_ms"),
+                    "a session window needs `gap_ms` of at least 1",
+                ));
+                return None;
+            };
+            return Some(WindowConfig {
+                assigner: WindowAssigner::Session { gap },
+                allowed_lateness_ms: i64::try_from(operator.allowed_lateness_ms.unwrap_or(0)).unwrap_or(i64::MAX),
+                late_output: operator.late_output.clone(),
+            });
+        }
+        let Some(size) = spec.size_ms.and_then(positive) else {
             self.errors.push(
                 self.locator
                     .error(spanned.span(), field("size_ms"), "must be at least 1"),
@@ -293,6 +308,7 @@ impl Builder<'_> {
         let offset = spec.offset_ms.unwrap_or(0);
         let assigner = match spec.kind {
             WindowKind::Tumbling => WindowAssigner::Tumbling { size, offset },
+            WindowKind::Session => return None,
             WindowKind::Sliding => match spec.slide_ms.and_then(positive) {
                 Some(slide) if slide <= size => WindowAssigner::Sliding { size, slide, offset },
                 _ => {
@@ -479,7 +495,7 @@ impl Builder<'_> {
                         operator.function.span(),
                         field("window"),
                         format!(
-                            "`{}` is a window aggregate: the operator needs `window` (tumbling or sliding)",
+                            "`{}` is a window aggregate: the operator needs `window` (tumbling, sliding or session)",
                             function.function
                         ),
                     )),

@@ -260,11 +260,13 @@ pub struct OperatorSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
-    /// `tumbling` or `sliding`.
+    /// `tumbling`, `sliding` or `session`.
     #[serde(rename = "type")]
     pub kind: WindowKind,
-    /// Window size, ms.
-    pub size_ms: u64,
+    /// Window size, ms (`tumbling`, `sliding`).
+    pub size_ms: Option<u64>,
+    /// Inactivity gap that closes a session (`session`), ms.
+    pub gap_ms: Option<u64>,
     /// Distance between window starts (`sliding`), ms.
     pub slide_ms: Option<u64>,
     /// Alignment offset (time-zone aligned windows), ms.
@@ -279,6 +281,8 @@ pub enum WindowKind {
     Tumbling,
     /// Fixed-size windows starting every `slide_ms`.
     Sliding,
+    /// Session windows closed by an inactivity gap of `gap_ms`.
+    Session,
 }
 
 /// A key selector: a function of a module.

@@ -19,6 +19,19 @@ pub struct Window {
 }
 
 impl Window {
+    /// Whether two windows overlap or touch (Flink's `TimeWindow.intersects`).
+    pub fn intersects(self, other: Window) -> bool {
+        self.start <= other.end && self.end >= other.start
+    }
+
+    /// The smallest window covering both.
+    pub fn cover(self, other: Window) -> Window {
+        Window {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+
     /// The largest timestamp in the window (its event-time trigger time).
     pub fn max_timestamp(self) -> EventTime {
         self.end - 1
@@ -62,6 +75,12 @@ pub enum WindowAssigner {
         /// Alignment offset, ms.
         offset: i64,
     },
+    /// Session windows: a record opens `[t, t + gap)`, and windows of the
+    /// same key that overlap or touch merge into one.
+    Session {
+        /// The inactivity gap that closes a session, ms.
+        gap: i64,
+    },
 }
 
 /// Start of the window of size `size` (aligned to `offset`) holding `timestamp`.
@@ -90,7 +109,16 @@ impl WindowAssigner {
                     start -= slide;
                 }
             }
+            Self::Session { gap } => each(Window {
+                start: timestamp,
+                end: timestamp.saturating_add(gap),
+            }),
         }
+    }
+
+    /// Whether windows merge (session windows).
+    pub fn is_merging(self) -> bool {
+        matches!(self, Self::Session { .. })
     }
 
     /// Whether every record lands in exactly one window.
@@ -141,6 +169,19 @@ mod tests {
             offset: 0,
         };
         assert_eq!(windows(uneven, 9), vec![(9, 19), (6, 16), (3, 13), (0, 10)]);
+    }
+
+    #[test]
+    fn session_windows_start_at_the_record_and_merge_when_they_touch() {
+        let session = WindowAssigner::Session { gap: 30 };
+        assert_eq!(windows(session, 100), vec![(100, 130)]);
+        let a = Window { start: 100, end: 130 };
+        assert!(a.intersects(Window { start: 130, end: 160 }));
+        assert!(!a.intersects(Window { start: 131, end: 161 }));
+        assert_eq!(
+            a.cover(Window { start: 120, end: 170 }),
+            Window { start: 100, end: 170 }
+        );
     }
 
     #[test]

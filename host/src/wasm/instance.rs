@@ -392,6 +392,31 @@ impl UdfInstance {
         ))
     }
 
+    /// Merges accumulators pairwise: `a[i]` with `b[i]` (merging windows).
+    pub fn aggregate_merge(&mut self, a: Accumulators, b: Accumulators) -> Result<Accumulators, UdfError> {
+        let Exports::WindowAggregate(guest) = &self.exports else {
+            return Err(self.misuse("window-aggregate", a.len()));
+        };
+        let guest = guest.clone();
+        let a = wit::Accumulators {
+            data: a.data,
+            ends: a.ends,
+        };
+        let b = wit::Accumulators {
+            data: b.data,
+            ends: b.ends,
+        };
+        self.before_call();
+        let result = guest.call_merge(&mut self.store, &a, &b);
+        let records_before = self.records_before;
+        let merged = self.after_call(result, 0)?;
+        self.records_before = records_before;
+        Ok(Accumulators {
+            data: merged.data,
+            ends: merged.ends,
+        })
+    }
+
     /// One result record per accumulator, for `keys[i]` and `windows[i]`.
     pub fn aggregate_results(
         &mut self,
