@@ -445,3 +445,39 @@ fn session_line(key: &str, session: &[&(String, i64, String)], end: i64) -> Stri
     texts.sort();
     format!("{key},{},{end},{}", session[0].1, texts.join("|"))
 }
+
+#[test]
+fn windows_without_key_by_cover_the_whole_stream_in_one_subtask() {
+    let all = SLIDING
+        .replace(
+            "key_by = { module = \"testkit.wasm\", function = \"first_word\" }\n",
+            "parallelism = 1\n",
+        )
+        .replace(
+            "window = { type = \"sliding\", size_ms = 10, slide_ms = 5 }",
+            "window = { type = \"tumbling\", size_ms = 10 }",
+        )
+        .replace("allowed_lateness_ms = 5\n", "");
+    let work = Workdir::new();
+    work.write("input.txt", "a 1 x\nb 4 y\na 12 z\nb 2 late\nc 15 w\n");
+    work.run_ok(&all, &[]);
+    // One window per 10 ms for all keys together (the key is empty); `b 2`
+    // arrives after the watermark (11) passed [0,10): late.
+    assert_eq!(
+        sorted_lines(&work.read("out.txt")),
+        vec![",0,10,a 1 x|b 4 y".to_string(), ",10,20,a 12 z|c 15 w".into()]
+    );
+    assert_eq!(work.read("late.txt"), "b 2 late\n");
+
+    let finished = work.weir(
+        "validate",
+        &all.replace("parallelism = 1\nwindow", "parallelism = 2\nwindow"),
+        &[],
+    );
+    assert!(!finished.success);
+    assert!(
+        finished.stderr.contains("operator `win` → parallelism: `concat` windows the whole stream (no `key_by`), which runs as one subtask: set `parallelism = 1` or add `key_by`"),
+        "{}",
+        finished.stderr
+    );
+}

@@ -498,15 +498,18 @@ impl Builder<'_> {
                             "`{}` is a window aggregate: the operator needs `window` (tumbling, sliding or session)",
                             function.function
                         ),
-                    )),
-                    FunctionKind::WindowAggregate if operator.key_by.is_none() => self.errors.push(self.locator.error(
-                        operator.function.span(),
-                        field("key_by"),
-                        format!(
-                            "`{}` aggregates keyed windows: the operator needs `key_by`",
-                            function.function
-                        ),
-                    )),
+                    )),                    // Without `key_by`, windows are over the whole stream
+                    // (Flink's `windowAll`): one subtask sees every record.
+                    FunctionKind::WindowAggregate if operator.key_by.is_none() && parallelism != 1 => {
+                        self.errors.push(self.locator.error(
+                            operator.function.span(),
+                            field("parallelism"),
+                            format!(
+                                "`{}` windows the whole stream (no `key_by`), which runs as one subtask: set `parallelism = 1` or add `key_by`",
+                                function.function
+                            ),
+                        ))
+                    }
                     kind if kind != FunctionKind::WindowAggregate && operator.window.is_some() => {
                         self.errors.push(self.locator.error(
                             operator.function.span(),
