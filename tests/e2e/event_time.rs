@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::harness::{Workdir, sorted_lines, workspace};
+use crate::harness::{Workdir, sorted_lines, thousands, workspace};
 use crate::oracle::Lcg;
 
 const BATCH: usize = 1000;
@@ -218,18 +218,6 @@ fn flow_per_camera_matches_the_oracle_row_for_row_with_late_data_counted() {
             finished.stderr
         );
     }
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Sliding windows of 10 ms every 5 ms, 5 ms of allowed lateness, a late

@@ -132,3 +132,16 @@ pub fn sorted_lines(text: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// `n` with thousands separators, as `weir` prints counts.
+pub fn thousands(n: impl Into<u64>) -> String {
+    let digits = n.into().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::harness::{Workdir, sorted_lines, workspace};
+use crate::harness::{Workdir, sorted_lines, thousands, workspace};
 use crate::oracle;
 
 fn run_wordcount(parallelism: &str, input: &str) -> String {
@@ -26,13 +26,13 @@ fn run_wordcount(parallelism: &str, input: &str) -> String {
     let lines = input.lines().count();
     let words = output.lines().count();
     for expected in [
-        format!("source   lines                out {}", thousands(lines)),
+        format!("source   lines                out {}", thousands(lines as u64)),
         format!(
             "operator tokenize             in {}  out {}",
-            thousands(lines),
-            thousands(words)
+            thousands(lines as u64),
+            thousands(words as u64)
         ),
-        format!("sink     counts               in {}", thousands(words)),
+        format!("sink     counts               in {}", thousands(words as u64)),
     ] {
         assert!(
             finished.stderr.contains(&expected),
@@ -41,18 +41,6 @@ fn run_wordcount(parallelism: &str, input: &str) -> String {
         );
     }
     output
-}
-
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[test]

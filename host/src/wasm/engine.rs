@@ -130,7 +130,10 @@ impl WasmRuntime {
 }
 
 /// Loads a compiled component from the cache.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "wasmtime can only trust a precompiled artifact through an unsafe call"
+)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<wasmtime::component::Component> {
     // SAFETY: the file was written by `store_compiled` from a component this
     // engine configuration compiled; its name carries the engine's
