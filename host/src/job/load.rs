@@ -498,7 +498,8 @@ impl Builder<'_> {
                             "`{}` is a window aggregate: the operator needs `window` (tumbling, sliding or session)",
                             function.function
                         ),
-                    )),                    // Without `key_by`, windows are over the whole stream
+                    )),
+                    // Without `key_by`, windows are over the whole stream
                     // (Flink's `windowAll`): one subtask sees every record.
                     FunctionKind::WindowAggregate if operator.key_by.is_none() && parallelism != 1 => {
                         self.errors.push(self.locator.error(

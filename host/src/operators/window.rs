@@ -141,6 +141,7 @@ impl WindowOperator {
         out.emit(results)
     }
 }
+
 /// A window in state, or the window a record of the batch opens.
 struct Member {
     window: Window,
