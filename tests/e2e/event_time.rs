@@ -469,3 +469,69 @@ fn windows_without_key_by_cover_the_whole_stream_in_one_subtask() {
         finished.stderr
     );
 }
+
+#[test]
+fn count_windows_fire_every_n_records_of_a_key_purging_or_accumulating() {
+    const JOB: &str = r#"
+[job]
+batch_size = 4
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "win"
+input = "lines"
+module = "testkit.wasm"
+function = "concat"
+key_by = { module = "testkit.wasm", function = "first_word" }
+window = { type = "global" }
+trigger = { type = "count", count = 3, purge = PURGE }
+
+[[sink]]
+uid = "out"
+input = "win"
+type = "file"
+path = "out.txt"
+"#;
+    let mut rng = Lcg::new(5);
+    let records: Vec<String> = (0..200).map(|n| format!("k{} {n:03}", rng.below(4))).collect();
+    let input: String = records.iter().map(|r| format!("{r}\n")).collect();
+    for purge in [true, false] {
+        // Oracle: per key, every third record fires the records since the
+        // last firing (purging) or since the beginning (accumulating).
+        let mut expected = Vec::new();
+        let mut seen: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+        for record in &records {
+            let key = record.split(' ').next().unwrap_or_default();
+            let texts = seen.entry(key).or_default();
+            texts.push(record);
+            let fired = texts.len().is_multiple_of(3);
+            if fired {
+                let from = if purge { texts.len() - 3 } else { 0 };
+                let mut window: Vec<&str> = texts[from..].to_vec();
+                window.sort();
+                expected.push(format!("{key},{},{},{}", i64::MIN, i64::MAX, window.join("|")));
+            }
+        }
+        expected.sort();
+        let work = Workdir::new();
+        work.write("input.txt", &input);
+        work.run_ok(&JOB.replace("PURGE", &purge.to_string()), &["--parallelism", "2"]);
+        assert_eq!(sorted_lines(&work.read("out.txt")), expected, "purge = {purge}");
+    }
+    let work = Workdir::new();
+    let finished = work.weir(
+        "validate",
+        &JOB.replace("trigger = { type = \"count\", count = 3, purge = PURGE }\n", ""),
+        &[],
+    );
+    assert!(!finished.success);
+    assert!(
+        finished.stderr.contains("operator `win` → trigger: a global window never ends, so it needs a trigger that fires it (`trigger = { type = \"count\", count = N }`)"),
+        "{}",
+        finished.stderr
+    );
+}

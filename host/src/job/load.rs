@@ -11,12 +11,12 @@ use toml::Spanned;
 use super::error::{JobFileError, JobFileErrors, Locator};
 use super::params::Params;
 use super::plan::{
-    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, StateBackendConfig, Vertex,
-    VertexKind, WindowConfig,
+    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, StateBackendConfig, Trigger,
+    Vertex, VertexKind, WindowConfig,
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
-    WatermarkKind, WatermarksSpec, WindowKind,
+    TriggerKind, WatermarkKind, WatermarksSpec, WindowKind,
 };
 use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::connectors::generator::GeneratorConfig;
@@ -283,48 +283,86 @@ impl Builder<'_> {
         let spec = spanned.get_ref();
         let field = |name: &str| format!("operator `{uid}` → window → {name}");
         let positive = |value: u64| i64::try_from(value).ok().filter(|v| *v > 0);
-        if spec.kind == WindowKind::Session {
-            let Some(gap) = spec.gap_ms.and_then(positive) else {
-                self.errors.push(self.locator.error(
-                    spanned.span(),
-                    field("gap_ms"),
-                    "a session window needs `gap_ms` of at least 1",
-                ));
-                return None;
-            };
-            return Some(WindowConfig {
-                assigner: WindowAssigner::Session { gap },
-                allowed_lateness_ms: i64::try_from(operator.allowed_lateness_ms.unwrap_or(0)).unwrap_or(i64::MAX),
-                late_output: operator.late_output.clone(),
-            });
-        }
-        let Some(size) = spec.size_ms.and_then(positive) else {
-            self.errors.push(
-                self.locator
-                    .error(spanned.span(), field("size_ms"), "must be at least 1"),
-            );
-            return None;
-        };
         let offset = spec.offset_ms.unwrap_or(0);
         let assigner = match spec.kind {
-            WindowKind::Tumbling => WindowAssigner::Tumbling { size, offset },
-            WindowKind::Session => return None,
-            WindowKind::Sliding => match spec.slide_ms.and_then(positive) {
-                Some(slide) if slide <= size => WindowAssigner::Sliding { size, slide, offset },
-                _ => {
+            WindowKind::Global => WindowAssigner::Global,
+            WindowKind::Session => match spec.gap_ms.and_then(positive) {
+                Some(gap) => WindowAssigner::Session { gap },
+                None => {
                     self.errors.push(self.locator.error(
                         spanned.span(),
-                        field("slide_ms"),
-                        format!("a sliding window needs `slide_ms` between 1 and its size ({size})"),
+                        field("gap_ms"),
+                        "a session window needs `gap_ms` of at least 1",
                     ));
                     return None;
                 }
             },
+            WindowKind::Tumbling | WindowKind::Sliding => {
+                let Some(size) = spec.size_ms.and_then(positive) else {
+                    self.errors.push(
+                        self.locator
+                            .error(spanned.span(), field("size_ms"), "must be at least 1"),
+                    );
+                    return None;
+                };
+                if spec.kind == WindowKind::Tumbling {
+                    WindowAssigner::Tumbling { size, offset }
+                } else {
+                    match spec.slide_ms.and_then(positive) {
+                        Some(slide) if slide <= size => WindowAssigner::Sliding { size, slide, offset },
+                        _ => {
+                            self.errors.push(self.locator.error(
+                                spanned.span(),
+                                field("slide_ms"),
+                                format!("a sliding window needs `slide_ms` between 1 and its size ({size})"),
+                            ));
+                            return None;
+                        }
+                    }
+                }
+            }
         };
+        let trigger = match operator.trigger.as_ref() {
+            None => Trigger::EventTime,
+            Some(trigger) => match trigger.get_ref().kind {
+                TriggerKind::EventTime => Trigger::EventTime,
+                TriggerKind::Count => match trigger.get_ref().count.filter(|c| *c > 0) {
+                    Some(count) => Trigger::Count {
+                        count,
+                        purge: trigger.get_ref().purge.unwrap_or(false),
+                    },
+                    None => {
+                        self.errors.push(self.locator.error(
+                            trigger.span(),
+                            format!("operator `{uid}` → trigger → count"),
+                            "a count trigger needs `count` of at least 1",
+                        ));
+                        return None;
+                    }
+                },
+            },
+        };
+        if assigner == WindowAssigner::Global && trigger == Trigger::EventTime {
+            self.errors.push(self.locator.error(
+                spanned.span(),
+                format!("operator `{uid}` → trigger"),
+                "a global window never ends, so it needs a trigger that fires it (`trigger = { type = \"count\", count = N }`)",
+            ));
+            return None;
+        }
+        if assigner.is_merging() && trigger != Trigger::EventTime {
+            self.errors.push(self.locator.error(
+                spanned.span(),
+                format!("operator `{uid}` → trigger"),
+                "session windows support only the event-time trigger for now",
+            ));
+            return None;
+        }
         Some(WindowConfig {
             assigner,
             allowed_lateness_ms: i64::try_from(operator.allowed_lateness_ms.unwrap_or(0)).unwrap_or(i64::MAX),
             late_output: operator.late_output.clone(),
+            trigger,
         })
     }
 

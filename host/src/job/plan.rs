@@ -92,6 +92,23 @@ pub struct WindowConfig {
     pub allowed_lateness_ms: i64,
     /// Side output for records too late for every window (else dropped).
     pub late_output: Option<String>,
+    /// When windows fire.
+    pub trigger: Trigger,
+}
+
+/// When a window fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// When the watermark reaches the window's end (the default).
+    EventTime,
+    /// Every `count` records of a window; with `purge`, the window is emptied
+    /// each time it fires (Flink's `PurgingTrigger.of(CountTrigger.of(n))`).
+    Count {
+        /// Records per firing.
+        count: u64,
+        /// Empty the window after each firing.
+        purge: bool,
+    },
 }
 
 /// What a vertex does.

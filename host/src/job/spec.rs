@@ -254,6 +254,8 @@ pub struct OperatorSpec {
     pub allowed_lateness_ms: Option<u64>,
     /// Side output that receives records too late for every window.
     pub late_output: Option<String>,
+    /// When windows fire (default: when the watermark passes their end).
+    pub trigger: Option<Spanned<TriggerSpec>>,
 }
 
 /// `window = { type = "tumbling", size_ms = 60000 }`.
@@ -283,6 +285,31 @@ pub enum WindowKind {
     Sliding,
     /// Session windows closed by an inactivity gap of `gap_ms`.
     Session,
+    /// One window per key for all time, fired by a trigger.
+    Global,
+}
+
+/// `trigger = { type = "count", count = 100, purge = true }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// `event-time` (default) or `count`.
+    #[serde(rename = "type")]
+    pub kind: TriggerKind,
+    /// Records per firing (`count`).
+    pub count: Option<u64>,
+    /// Empty the window after each firing (`count`; default false).
+    pub purge: Option<bool>,
+}
+
+/// Triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerKind {
+    /// Fire when the watermark passes the window's end.
+    EventTime,
+    /// Fire every `count` records.
+    Count,
 }
 
 /// A key selector: a function of a module.

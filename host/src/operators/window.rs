@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot};
 use crate::checkpoint::CheckpointId;
-use crate::job::plan::WindowConfig;
+use crate::job::plan::{Trigger, WindowConfig};
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
 use crate::runtime::batch::{EventTime, RecordBatch};
@@ -32,6 +32,8 @@ use crate::wasm::instance::Accumulators;
 
 /// The name of the state that holds the accumulators.
 pub const WINDOW_STATE: &str = "window-contents";
+/// The name of the state that counts records per window (count triggers).
+pub const WINDOW_COUNTS: &str = "window-counts";
 
 /// A keyed window operator.
 pub struct WindowOperator {
@@ -42,6 +44,8 @@ pub struct WindowOperator {
     backend: Box<dyn KeyedStateBackend>,
     timers: TimerService,
     contents: StateId,
+    /// Records per window since it last fired (count triggers).
+    counts: StateId,
     config: WindowConfig,
     watermark: EventTime,
     key_groups: KeyGroupRange,
@@ -92,10 +96,17 @@ impl WindowOperator {
             kind: StateKind::Map,
             ttl: None,
         };
-        let contents = backend.register(&descriptor).map_err(|source| TaskError::State {
+        let state_error = |source| TaskError::State {
             operator: uid.to_string(),
             source,
-        })?;
+        };
+        let contents = backend.register(&descriptor).map_err(state_error)?;
+        let counts_descriptor = StateDescriptor {
+            name: WINDOW_COUNTS.into(),
+            kind: StateKind::Map,
+            ttl: None,
+        };
+        let counts = backend.register(&counts_descriptor).map_err(state_error)?;
         Ok(Self {
             uid: uid.to_string(),
             module,
@@ -104,6 +115,7 @@ impl WindowOperator {
             backend,
             timers,
             contents,
+            counts,
             config,
             watermark: EventTime::MIN,
             key_groups,
@@ -332,11 +344,187 @@ impl WindowOperator {
     }
 }
 
+/// One firing's worth of a window's records under a count trigger.
+struct Generation {
+    key: Vec<u8>,
+    window: Window,
+    /// Records already counted before this batch (generation 0 only).
+    carried: u64,
+    /// Records of this batch in the generation.
+    records: u64,
+    /// The generation reached the trigger's count.
+    complete: bool,
+    /// The window's first generation in this batch: it continues the
+    /// accumulator in state.
+    first: bool,
+}
+
+impl WindowOperator {
+    /// Count triggers (Flink's `CountTrigger`, optionally purging): a window
+    /// fires each time it has received `count` more records. The records of
+    /// a window in one batch are cut into generations of `count`, so firing
+    /// happens exactly at the n-th record even inside a batch; without
+    /// purging, generation `g` fires the merge of all generations up to `g`.
+    fn process_counted(
+        &mut self,
+        batch: RecordBatch,
+        out: &mut Output,
+        count: u64,
+        purge: bool,
+    ) -> Result<(), TaskError> {
+        let mut generations: Vec<Generation> = Vec::new();
+        let mut current: HashMap<(Vec<u8>, Window), usize> = HashMap::new();
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut origin = Vec::with_capacity(batch.len());
+        let mut input = RecordBatch::with_capacity(batch.len(), batch.payload_bytes());
+        let mut late = RecordBatch::default();
+        for (i, record) in batch.iter().enumerate() {
+            let key = record.key.unwrap_or_default();
+            let mut placed = false;
+            let mut windows = Vec::new();
+            self.config
+                .assigner
+                .assign(record.timestamp, |window| windows.push(window));
+            for window in windows {
+                if self.is_late(window) {
+                    continue;
+                }
+                placed = true;
+                let probe = (key.to_vec(), window);
+                let slot = match current.get(&probe) {
+                    Some(&slot) if !generations[slot].complete => slot,
+                    Some(&previous) => {
+                        // The window starts a new count after its firing.
+                        let carried = generations[previous].carried + generations[previous].records;
+                        generations.push(Generation {
+                            key: key.to_vec(),
+                            window,
+                            carried,
+                            records: 0,
+                            complete: false,
+                            first: false,
+                        });
+                        generations.len() - 1
+                    }
+                    None => {
+                        self.backend.set_current_key(key);
+                        let carried = self
+                            .backend
+                            .get(self.counts, &window.to_key())
+                            .map_err(|e| self.state_error(e))?
+                            .and_then(|bytes| bytes.try_into().ok().map(u64::from_le_bytes))
+                            .unwrap_or(0);
+                        generations.push(Generation {
+                            key: key.to_vec(),
+                            window,
+                            carried,
+                            records: 0,
+                            complete: false,
+                            first: true,
+                        });
+                        generations.len() - 1
+                    }
+                };
+                current.insert(probe, slot);
+                let generation = &mut generations[slot];
+                generation.records += 1;
+                let in_generation = generation.carried % count + generation.records;
+                generation.complete = in_generation >= count;
+                slots.push(slot as u32);
+                origin.push(i);
+                input.push(record.payload, record.timestamp);
+            }
+            if !placed {
+                late.push_record(record);
+            }
+        }
+        // Generation 0 of a window continues its stored accumulator.
+        let mut accumulators = Accumulators::default();
+        for generation in &generations {
+            if generation.first {
+                self.backend.set_current_key(&generation.key);
+                let stored = self
+                    .backend
+                    .get(self.contents, &generation.window.to_key())
+                    .map_err(|e| self.state_error(e))?;
+                accumulators.push(stored.as_deref().unwrap_or_default());
+            } else {
+                accumulators.push(&[]);
+            }
+        }
+        let (accumulators, errors) = if input.is_empty() {
+            (accumulators, Vec::new())
+        } else {
+            self.instance.aggregate_add(accumulators, slots, &mut input)?
+        };
+        for (index, reason) in &errors {
+            if let Some(&i) = origin.get(*index as usize) {
+                out.dead_letters()
+                    .write(&self.uid, &self.module, batch.get(i), reason)?;
+            }
+        }
+        // Without purging, each generation's result includes the ones before.
+        let mut results: Vec<Vec<u8>> = (0..generations.len()).map(|g| accumulators.get(g).to_vec()).collect();
+        if !purge {
+            let mut chain: HashMap<(Vec<u8>, Window), usize> = HashMap::new();
+            for g in 0..generations.len() {
+                let probe = (generations[g].key.clone(), generations[g].window);
+                if let Some(&previous) = chain.get(&probe) {
+                    let (mut a, mut b) = (Accumulators::default(), Accumulators::default());
+                    a.push(&results[previous]);
+                    b.push(&results[g]);
+                    let merged = self.instance.aggregate_merge(a, b)?;
+                    results[g] = merged.get(0).to_vec();
+                }
+                chain.insert(probe, g);
+            }
+        }
+        let mut fired = Vec::new();
+        let mut last: HashMap<(Vec<u8>, Window), (usize, u64)> = HashMap::new();
+        for (g, generation) in generations.iter().enumerate() {
+            if generation.complete {
+                fired.push((generation.key.clone(), generation.window, results[g].clone()));
+            }
+            last.insert(
+                (generation.key.clone(), generation.window),
+                (g, generation.carried + generation.records),
+            );
+        }
+        for ((key, window), (g, total)) in last {
+            self.backend.set_current_key(&key);
+            let window_key = window.to_key();
+            let keep = if purge { !generations[g].complete } else { true };
+            if keep && !results[g].is_empty() {
+                self.backend
+                    .put(self.contents, &window_key, &results[g])
+                    .map_err(|e| self.state_error(e))?;
+            } else {
+                self.backend
+                    .delete(self.contents, &window_key)
+                    .map_err(|e| self.state_error(e))?;
+            }
+            let remaining = if purge { total % count } else { total };
+            self.backend
+                .put(self.counts, &window_key, &remaining.to_le_bytes())
+                .map_err(|e| self.state_error(e))?;
+            if window != Window::GLOBAL {
+                let cleanup = window.max_timestamp().saturating_add(self.config.allowed_lateness_ms);
+                self.timers.register(TimeDomain::EventTime, &key, cleanup);
+            }
+        }
+        self.fire(fired, out)?;
+        self.side_output_late(late, out)
+    }
+}
+
 impl Operator for WindowOperator {
     fn process_batch(&mut self, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         self.metrics.add_in(batch.len() as u64);
         if self.config.assigner.is_merging() {
             return self.process_sessions(batch, out);
+        }
+        if let Trigger::Count { count, purge } = self.config.trigger {
+            return self.process_counted(batch, out, count, purge);
         }
         let assigner = self.config.assigner;
         let mut slots = Slots::default();
@@ -447,12 +635,15 @@ impl Operator for WindowOperator {
                     let Some(window) = Window::from_key(&user_key) else {
                         continue;
                     };
-                    if window.max_timestamp() == time {
+                    if window.max_timestamp() == time && self.config.trigger == Trigger::EventTime {
                         fired.push((key.to_vec(), window, accumulator));
                     }
                     if window.max_timestamp().saturating_add(lateness) == time {
                         self.backend
                             .delete(self.contents, &user_key)
+                            .map_err(|e| self.state_error(e))?;
+                        self.backend
+                            .delete(self.counts, &user_key)
                             .map_err(|e| self.state_error(e))?;
                     }
                 }

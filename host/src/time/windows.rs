@@ -19,6 +19,12 @@ pub struct Window {
 }
 
 impl Window {
+    /// The window of the global assigner: all time.
+    pub const GLOBAL: Window = Window {
+        start: EventTime::MIN,
+        end: EventTime::MAX,
+    };
+
     /// Whether two windows overlap or touch (Flink's `TimeWindow.intersects`).
     pub fn intersects(self, other: Window) -> bool {
         self.start <= other.end && self.end >= other.start
@@ -81,6 +87,9 @@ pub enum WindowAssigner {
         /// The inactivity gap that closes a session, ms.
         gap: i64,
     },
+    /// One window per key for all time; it fires only through a trigger
+    /// (Flink's `GlobalWindows`).
+    Global,
 }
 
 /// Start of the window of size `size` (aligned to `offset`) holding `timestamp`.
@@ -113,6 +122,7 @@ impl WindowAssigner {
                 start: timestamp,
                 end: timestamp.saturating_add(gap),
             }),
+            Self::Global => each(Window::GLOBAL),
         }
     }
 
