@@ -277,17 +277,7 @@ impl WindowOperator {
         for accumulator in &accumulators {
             column.push(accumulator);
         }
-        let (column, errors) = if input.is_empty() {
-            (column, Vec::new())
-        } else {
-            self.instance.aggregate_add(column, slots, &mut input)?
-        };
-        for (index, reason) in &errors {
-            if let Some(&i) = origin.get(*index as usize) {
-                out.dead_letters()
-                    .write(&self.uid, &self.module, batch.get(i), reason)?;
-            }
-        }
+        let column = self.add(column, slots, &mut input, Some((&batch, &origin)), out)?;
         let lateness = self.config.allowed_lateness_ms;
         let mut refire = Vec::new();
         for (s, session) in sessions.into_iter().enumerate() {
@@ -330,6 +320,34 @@ impl WindowOperator {
         }
         self.fire(refire, out)?;
         self.side_output_late(late, out)
+    }
+
+    /// Folds record `i` of `input` into accumulator `slots[i]` (one guest
+    /// call) and sends the records the guest rejects to the dead letters:
+    /// record `origin[i]` of `batch` when given, else record `i` of `input`.
+    fn add(
+        &mut self,
+        accumulators: Accumulators,
+        slots: Vec<u32>,
+        input: &mut RecordBatch,
+        source: Option<(&RecordBatch, &[usize])>,
+        out: &mut Output,
+    ) -> Result<Accumulators, TaskError> {
+        if input.is_empty() {
+            return Ok(accumulators);
+        }
+        let (accumulators, errors) = self.instance.aggregate_add(accumulators, slots, input)?;
+        for (index, reason) in &errors {
+            let index = *index as usize;
+            let record = match source {
+                Some((batch, origin)) => origin.get(index).map(|&i| batch.get(i)),
+                None => (index < input.len()).then(|| input.get(index)),
+            };
+            if let Some(record) = record {
+                out.dead_letters().write(&self.uid, &self.module, record, reason)?;
+            }
+        }
+        Ok(accumulators)
     }
 
     fn side_output_late(&mut self, late: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
@@ -452,17 +470,7 @@ impl WindowOperator {
                 accumulators.push(&[]);
             }
         }
-        let (accumulators, errors) = if input.is_empty() {
-            (accumulators, Vec::new())
-        } else {
-            self.instance.aggregate_add(accumulators, slots, &mut input)?
-        };
-        for (index, reason) in &errors {
-            if let Some(&i) = origin.get(*index as usize) {
-                out.dead_letters()
-                    .write(&self.uid, &self.module, batch.get(i), reason)?;
-            }
-        }
+        let accumulators = self.add(accumulators, slots, &mut input, Some((&batch, &origin)), out)?;
         // Without purging, each generation's result includes the ones before.
         let mut results: Vec<Vec<u8>> = (0..generations.len()).map(|g| accumulators.get(g).to_vec()).collect();
         if !purge {
@@ -576,21 +584,9 @@ impl Operator for WindowOperator {
                 .map_err(|e| self.state_error(e))?;
             accumulators.push(stored.as_deref().unwrap_or_default());
         }
-        let (accumulators, errors) = if input.is_empty() {
-            (accumulators, Vec::new())
-        } else {
-            self.instance.aggregate_add(accumulators, record_slots, &mut input)?
-        };
-        for (index, reason) in &errors {
-            if let Some(&i) = origin.get(*index as usize) {
-                let record = if batch.is_empty() {
-                    input.get(*index as usize)
-                } else {
-                    batch.get(i)
-                };
-                out.dead_letters().write(&self.uid, &self.module, record, reason)?;
-            }
-        }
+        // `batch` was moved into `input` when nothing was filtered out.
+        let source = (!batch.is_empty()).then_some((&batch, origin.as_slice()));
+        let accumulators = self.add(accumulators, record_slots, &mut input, source, out)?;
         let mut refire = Vec::new();
         for (slot, (key, window)) in slots.list.into_iter().enumerate() {
             let accumulator = accumulators.get(slot);
