@@ -52,25 +52,31 @@ pub struct WindowOperator {
     timer_batch: usize,
 }
 
-/// The accumulators one batch touches: slot `i` is (record whose key it
-/// is, window).
+/// The accumulators one batch touches: slot `i` is (key, window). Keys are
+/// borrowed from the batch, so a lookup allocates nothing; a slot's key is
+/// copied once, when the slot is created.
 #[derive(Default)]
-struct Slots {
-    of: HashMap<(Vec<u8>, Window), u32>,
-    list: Vec<(Vec<u8>, Window)>,
+struct Slots<'a> {
+    of: HashMap<(&'a [u8], Window), u32>,
+    list: Vec<(&'a [u8], Window)>,
 }
 
-impl Slots {
-    fn slot(&mut self, key: &[u8], window: Window) -> u32 {
-        // The lookup key is built once per record and window; the map keeps it.
-        let probe = (key.to_vec(), window);
-        if let Some(slot) = self.of.get(&probe) {
-            return *slot;
+impl<'a> Slots<'a> {
+    fn slot(&mut self, key: &'a [u8], window: Window) -> u32 {
+        let next = self.list.len() as u32;
+        let slot = *self.of.entry((key, window)).or_insert(next);
+        if slot == next {
+            self.list.push((key, window));
         }
-        let slot = self.list.len() as u32;
-        self.list.push(probe.clone());
-        self.of.insert(probe, slot);
         slot
+    }
+
+    /// The slots with owned keys, once the batch is no longer borrowed.
+    fn into_owned(self) -> Vec<(Vec<u8>, Window)> {
+        self.list
+            .into_iter()
+            .map(|(key, window)| (key.to_vec(), window))
+            .collect()
     }
 }
 
@@ -559,6 +565,7 @@ impl Operator for WindowOperator {
                 late.push_record(record);
             }
         }
+        let slots = slots.into_owned();
         // Records that were not placed leave the batch; sliding windows
         // repeat a record once per window.
         let mut input = if tumbling && late.is_empty() {
@@ -576,7 +583,7 @@ impl Operator for WindowOperator {
         input.strip_keys();
 
         let mut accumulators = Accumulators::default();
-        for (key, window) in &slots.list {
+        for (key, window) in &slots {
             self.backend.set_current_key(key);
             let stored = self
                 .backend
@@ -588,7 +595,7 @@ impl Operator for WindowOperator {
         let source = (!batch.is_empty()).then_some((&batch, origin.as_slice()));
         let accumulators = self.add(accumulators, record_slots, &mut input, source, out)?;
         let mut refire = Vec::new();
-        for (slot, (key, window)) in slots.list.into_iter().enumerate() {
+        for (slot, (key, window)) in slots.into_iter().enumerate() {
             let accumulator = accumulators.get(slot);
             if accumulator.is_empty() {
                 continue; // every record of this window was rejected
