@@ -25,6 +25,28 @@ pub(crate) fn append_postcard<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &
     })
 }
 
+/// Appends `bytes` to `buf`. Records, keys and postcard varints are a few
+/// bytes each; `extend_from_slice` would turn each append into a
+/// `memory.copy`, which leaves the Wasm code for a host call, so short
+/// slices are copied byte by byte, inline.
+#[inline]
+pub(crate) fn append(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() > 64 {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    buf.reserve(bytes.len());
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        // A copy of a constant 8 bytes compiles to one load and one store.
+        let word: [u8; 8] = word.try_into().unwrap_or_default();
+        buf.extend_from_slice(&word);
+    }
+    for &byte in words.remainder() {
+        buf.push(byte);
+    }
+}
+
 /// A postcard flavor that appends to an existing `Vec` (no extra buffer).
 struct AppendTo<'a>(&'a mut Vec<u8>);
 
@@ -32,7 +54,7 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     type Output = ();
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        append(self.0, data);
         Ok(())
     }
 
@@ -78,7 +100,7 @@ impl BatchBuilder {
 
     /// Appends a record.
     fn push(&mut self, payload: &[u8], timestamp: EventTime) {
-        self.data.extend_from_slice(payload);
+        append(&mut self.data, payload);
         self.commit(timestamp);
     }
 
@@ -288,7 +310,7 @@ impl<'a> RecordWriter<'a> {
 
     /// Appends bytes to the record.
     pub fn write_bytes(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
+        append(self.data, bytes);
     }
 
     /// Appends `value`, postcard-encoded, to the record.
@@ -378,7 +400,7 @@ pub struct KeyWriter<'a> {
 impl KeyWriter<'_> {
     /// Appends bytes to the key.
     pub fn write_bytes(&mut self, bytes: &[u8]) {
-        self.keys.extend_from_slice(bytes);
+        append(self.keys, bytes);
     }
 
     /// Appends `value`, postcard-encoded, to the key.

@@ -80,7 +80,7 @@ impl AccumulatorColumn {
 
     /// Appends an accumulator that is already encoded (or empty: new).
     pub(crate) fn push_encoded(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
+        crate::output::append(&mut self.data, bytes);
         self.commit();
     }
 

@@ -24,6 +24,7 @@ use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
 use crate::runtime::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
+use crate::state::cache::MapStateCache;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::time::windows::Window;
 use crate::time::{TimeDomain, TimerService};
@@ -50,34 +51,13 @@ pub struct WindowOperator {
     watermark: EventTime,
     key_groups: KeyGroupRange,
     timer_batch: usize,
-}
-
-/// The accumulators one batch touches: slot `i` is (key, window). Keys are
-/// borrowed from the batch, so a lookup allocates nothing; a slot's key is
-/// copied once, when the slot is created.
-#[derive(Default)]
-struct Slots<'a> {
-    of: HashMap<(&'a [u8], Window), u32>,
-    list: Vec<(&'a [u8], Window)>,
-}
-
-impl<'a> Slots<'a> {
-    fn slot(&mut self, key: &'a [u8], window: Window) -> u32 {
-        let next = self.list.len() as u32;
-        let slot = *self.of.entry((key, window)).or_insert(next);
-        if slot == next {
-            self.list.push((key, window));
-        }
-        slot
-    }
-
-    /// The slots with owned keys, once the batch is no longer borrowed.
-    fn into_owned(self) -> Vec<(Vec<u8>, Window)> {
-        self.list
-            .into_iter()
-            .map(|(key, window)| (key.to_vec(), window))
-            .collect()
-    }
+    /// The accumulators of `contents` in use, written back on flush.
+    cache: MapStateCache,
+    /// Per cache slot: the batch that last touched it and its slot in that
+    /// batch's accumulator column.
+    batch_slots: Vec<(u64, u32)>,
+    /// Counts batches, for `batch_slots`.
+    generation: u64,
 }
 
 impl WindowOperator {
@@ -126,6 +106,9 @@ impl WindowOperator {
             watermark: EventTime::MIN,
             key_groups,
             timer_batch,
+            cache: MapStateCache::new(contents, CACHE_CAPACITY),
+            batch_slots: Vec::new(),
+            generation: 0,
         })
     }
 
@@ -368,6 +351,125 @@ impl WindowOperator {
     }
 }
 
+/// The operator keeps this many accumulators in its write-back cache
+/// between flushes.
+const CACHE_CAPACITY: usize = 1 << 18;
+
+impl WindowOperator {
+    /// Tumbling and sliding windows with the event-time trigger: each record
+    /// is resolved to its accumulators in the write-back cache (one hash
+    /// lookup, no allocation), the guest folds the whole batch in one call,
+    /// and the accumulators go back into the cache. A window's timers are
+    /// registered when its accumulator is created.
+    fn process_assigned(&mut self, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        let assigner = self.config.assigner;
+        let tumbling = assigner.is_tumbling();
+        let (watermark, lateness) = (self.watermark, self.config.allowed_lateness_ms);
+        self.generation += 1;
+        let generation = self.generation;
+        // Cache slot of each accumulator the batch touches, in batch order.
+        let mut touched: Vec<u32> = Vec::new();
+        let mut record_slots: Vec<u32> = Vec::with_capacity(batch.len());
+        let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
+        let mut late = RecordBatch::default();
+        let mut expanded = RecordBatch::default();
+        let mut failure = None;
+        for (i, record) in batch.iter().enumerate() {
+            let key = record.key.unwrap_or_default();
+            let mut placed = false;
+            assigner.assign(record.timestamp, |window| {
+                if failure.is_some() || window.max_timestamp().saturating_add(lateness) <= watermark {
+                    return;
+                }
+                placed = true;
+                let slot = match self.cache.slot(self.backend.as_mut(), key, &window.to_key()) {
+                    Ok(slot) => slot as usize,
+                    Err(e) => {
+                        failure = Some(e);
+                        return;
+                    }
+                };
+                if self.batch_slots.len() <= slot {
+                    self.batch_slots.resize(slot + 1, (0, 0));
+                }
+                let mark = &mut self.batch_slots[slot];
+                if mark.0 != generation {
+                    *mark = (generation, touched.len() as u32);
+                    touched.push(slot as u32);
+                }
+                record_slots.push(mark.1);
+                origin.push(i);
+                if !tumbling {
+                    expanded.push(record.payload, record.timestamp);
+                }
+            });
+            if !placed && failure.is_none() {
+                late.push_record(record);
+            }
+        }
+        if let Some(e) = failure {
+            return Err(self.state_error(e));
+        }
+        // Records that were not placed leave the batch; sliding windows
+        // repeat a record once per window.
+        let mut input = if tumbling && late.is_empty() {
+            std::mem::take(&mut batch)
+        } else if tumbling {
+            let mut kept = RecordBatch::with_capacity(origin.len(), batch.payload_bytes());
+            for &i in &origin {
+                let record = batch.get(i);
+                kept.push(record.payload, record.timestamp);
+            }
+            kept
+        } else {
+            expanded
+        };
+        input.strip_keys();
+
+        let mut accumulators = Accumulators::default();
+        let mut created = Vec::with_capacity(touched.len());
+        for &slot in &touched {
+            let stored = self.cache.value(slot);
+            created.push(stored.is_empty());
+            accumulators.push(stored);
+        }
+        // `batch` was moved into `input` when nothing was filtered out.
+        let source = (!batch.is_empty()).then_some((&batch, origin.as_slice()));
+        let accumulators = self.add(accumulators, record_slots, &mut input, source, out)?;
+        let mut refire = Vec::new();
+        for (i, &slot) in touched.iter().enumerate() {
+            let accumulator = accumulators.get(i);
+            if accumulator.is_empty() {
+                continue; // every record of this window was rejected
+            }
+            self.cache.set(slot, accumulator);
+            let Some(window) = Window::from_key(self.cache.user_key(slot)) else {
+                continue;
+            };
+            if window.max_timestamp() <= watermark {
+                // Late but within the allowed lateness: fire again now, and
+                // only now (Flink's event-time trigger registers no timer).
+                refire.push((self.cache.key(slot).to_vec(), window, accumulator.to_vec()));
+            } else if created[i] {
+                self.timers
+                    .register(TimeDomain::EventTime, self.cache.key(slot), window.max_timestamp());
+            }
+            if created[i] && lateness > 0 {
+                let cleanup = window.max_timestamp().saturating_add(lateness);
+                self.timers
+                    .register(TimeDomain::EventTime, self.cache.key(slot), cleanup);
+            }
+        }
+        if self.cache.len() > CACHE_CAPACITY {
+            self.cache
+                .flush_and_trim(self.backend.as_mut())
+                .map_err(|e| self.state_error(e))?;
+        }
+        self.fire(refire, out)?;
+        self.side_output_late(late, out)
+    }
+}
+
 /// One firing's worth of a window's records under a count trigger.
 struct Generation {
     key: Vec<u8>,
@@ -532,7 +634,7 @@ impl WindowOperator {
 }
 
 impl Operator for WindowOperator {
-    fn process_batch(&mut self, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         self.metrics.add_in(batch.len() as u64);
         if self.config.assigner.is_merging() {
             return self.process_sessions(batch, out);
@@ -540,90 +642,15 @@ impl Operator for WindowOperator {
         if let Trigger::Count { count, purge } = self.config.trigger {
             return self.process_counted(batch, out, count, purge);
         }
-        let assigner = self.config.assigner;
-        let mut slots = Slots::default();
-        let mut record_slots: Vec<u32> = Vec::with_capacity(batch.len());
-        let mut origin: Vec<usize> = Vec::with_capacity(batch.len());
-        let mut late = RecordBatch::default();
-        let mut expanded = RecordBatch::default();
-        let tumbling = assigner.is_tumbling();
-        for (i, record) in batch.iter().enumerate() {
-            let key = record.key.unwrap_or_default();
-            let mut placed = false;
-            assigner.assign(record.timestamp, |window| {
-                if self.is_late(window) {
-                    return;
-                }
-                placed = true;
-                record_slots.push(slots.slot(key, window));
-                origin.push(i);
-                if !tumbling {
-                    expanded.push(record.payload, record.timestamp);
-                }
-            });
-            if !placed {
-                late.push_record(record);
-            }
-        }
-        let slots = slots.into_owned();
-        // Records that were not placed leave the batch; sliding windows
-        // repeat a record once per window.
-        let mut input = if tumbling && late.is_empty() {
-            std::mem::take(&mut batch)
-        } else if tumbling {
-            let mut kept = RecordBatch::with_capacity(origin.len(), batch.payload_bytes());
-            for &i in &origin {
-                let record = batch.get(i);
-                kept.push(record.payload, record.timestamp);
-            }
-            kept
-        } else {
-            expanded
-        };
-        input.strip_keys();
-
-        let mut accumulators = Accumulators::default();
-        for (key, window) in &slots {
-            self.backend.set_current_key(key);
-            let stored = self
-                .backend
-                .get(self.contents, &window.to_key())
-                .map_err(|e| self.state_error(e))?;
-            accumulators.push(stored.as_deref().unwrap_or_default());
-        }
-        // `batch` was moved into `input` when nothing was filtered out.
-        let source = (!batch.is_empty()).then_some((&batch, origin.as_slice()));
-        let accumulators = self.add(accumulators, record_slots, &mut input, source, out)?;
-        let mut refire = Vec::new();
-        for (slot, (key, window)) in slots.into_iter().enumerate() {
-            let accumulator = accumulators.get(slot);
-            if accumulator.is_empty() {
-                continue; // every record of this window was rejected
-            }
-            self.backend.set_current_key(&key);
-            self.backend
-                .put(self.contents, &window.to_key(), accumulator)
-                .map_err(|e| self.state_error(e))?;
-            if self.config.allowed_lateness_ms > 0 {
-                let cleanup = window.max_timestamp().saturating_add(self.config.allowed_lateness_ms);
-                self.timers.register(TimeDomain::EventTime, &key, cleanup);
-            }
-            if window.max_timestamp() <= self.watermark {
-                // Late but within the allowed lateness: fire again now, and
-                // only now (Flink's event-time trigger registers no timer).
-                refire.push((key, window, accumulator.to_vec()));
-            } else {
-                self.timers
-                    .register(TimeDomain::EventTime, &key, window.max_timestamp());
-            }
-        }
-        self.fire(refire, out)?;
-        self.side_output_late(late, out)
+        self.process_assigned(batch, out)
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.watermark = watermark;
         let lateness = self.config.allowed_lateness_ms;
+        self.cache
+            .flush(self.backend.as_mut())
+            .map_err(|e| self.state_error(e))?;
         loop {
             let due = self.timers.take_due(TimeDomain::EventTime, watermark, self.timer_batch);
             if due.is_empty() {
@@ -642,9 +669,10 @@ impl Operator for WindowOperator {
                         fired.push((key.to_vec(), window, accumulator));
                     }
                     if window.max_timestamp().saturating_add(lateness) == time {
-                        self.backend
-                            .delete(self.contents, &user_key)
+                        self.cache
+                            .remove(self.backend.as_mut(), key, &user_key)
                             .map_err(|e| self.state_error(e))?;
+                        self.backend.set_current_key(key);
                         self.backend
                             .delete(self.counts, &user_key)
                             .map_err(|e| self.state_error(e))?;
@@ -656,6 +684,9 @@ impl Operator for WindowOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
+        self.cache
+            .flush(self.backend.as_mut())
+            .map_err(|e| self.state_error(e))?;
         let state = self.backend.snapshot().map_err(|e| self.state_error(e))?;
         Ok(OperatorSnapshot {
             keyed: Some(KeyedView {

@@ -40,6 +40,34 @@ impl Passing {
     /// Parses a CSV line `ts_ms,camera_id,plate,speed_kmh` (a trailing `\r`
     /// is ignored).
     pub fn parse(line: &[u8]) -> Result<Self> {
+        match Self::parse_plain(line) {
+            Some(passing) => Ok(passing),
+            None => Self::parse_explained(line),
+        }
+    }
+
+    /// The common case, byte by byte: plain digits, no signs. `None` for
+    /// anything else, which [`Passing::parse_explained`] then parses or
+    /// explains (so both agree on every line they accept).
+    fn parse_plain(line: &[u8]) -> Option<Self> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (ts_ms, rest) = leading_number(line, u64::from(i64::MAX.unsigned_abs()))?;
+        let (camera, rest) = leading_number(rest.strip_prefix(b",CAM")?, u64::from(u32::MAX))?;
+        let (plate, rest) = leading_number(rest.strip_prefix(b",P")?, u64::from(u32::MAX))?;
+        let (speed, rest) = leading_number(rest.strip_prefix(b",")?, u64::from(u32::MAX))?;
+        if !rest.is_empty() {
+            return None;
+        }
+        Some(Self {
+            ts_ms: i64::try_from(ts_ms).ok()?,
+            camera: u32::try_from(camera).ok()?,
+            plate: u32::try_from(plate).ok()?,
+            speed: u32::try_from(speed).ok()?,
+        })
+    }
+
+    /// Parses with `str` tools and explains what is wrong with a bad line.
+    fn parse_explained(line: &[u8]) -> Result<Self> {
         let line = std::str::from_utf8(line).map_err(|_| Error::new("line is not valid UTF-8"))?;
         let line = line.strip_suffix('\r').unwrap_or(line);
         let mut fields = line.split(',');
@@ -72,6 +100,42 @@ impl Passing {
         })
     }
 
+    /// The record encoding of a passing: the four fields little-endian, in
+    /// order. A fixed layout, because every operator of the traffic jobs
+    /// decodes every passing (postcard's varints cost several times more in
+    /// Wasm).
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut bytes = [0u8; Self::ENCODED_LEN];
+        bytes[..8].copy_from_slice(&self.ts_ms.to_le_bytes());
+        bytes[8..12].copy_from_slice(&self.camera.to_le_bytes());
+        bytes[12..16].copy_from_slice(&self.plate.to_le_bytes());
+        bytes[16..].copy_from_slice(&self.speed.to_le_bytes());
+        bytes
+    }
+
+    /// Length of [`Passing::encode`].
+    pub const ENCODED_LEN: usize = 20;
+
+    /// Decodes [`Passing::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let Ok(bytes) = <&[u8; Self::ENCODED_LEN]>::try_from(bytes) else {
+            return Err(Error::new(format!(
+                "a passing is {} bytes (the output of `parse`), found {}",
+                Self::ENCODED_LEN,
+                bytes.len()
+            )));
+        };
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&bytes[..8]);
+        Ok(Self {
+            ts_ms: i64::from_le_bytes(ts),
+            camera: u32_at(8),
+            plate: u32_at(12),
+            speed: u32_at(16),
+        })
+    }
+
     /// The camera's id, e.g. `CAM0042`.
     pub fn camera_id(&self) -> CameraId {
         CameraId(self.camera)
@@ -86,6 +150,47 @@ impl Passing {
     pub fn city(&self) -> u32 {
         self.camera / 100
     }
+}
+
+/// The run of ASCII digits at the start of `bytes` (at least one, at most
+/// `max`) as a number, and the bytes after it.
+fn leading_number(bytes: &[u8], max: u64) -> Option<(u64, &[u8])> {
+    // One pass. 19 digits always fit in a u64, so plain arithmetic cannot
+    // overflow (and `checked_mul` would cost a 128-bit multiply in Wasm).
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &b in bytes {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        digits += 1;
+        if digits > 19 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    (digits > 0 && value <= max).then(|| (value, &bytes[digits..]))
+}
+
+/// Writes `prefix` and `number` padded with zeros to `width` digits, as
+/// `format!("{prefix}{number:0width$}")` does, without the formatting
+/// machinery (this runs once per record in key selectors).
+fn write_padded(out: &mut impl std::io::Write, prefix: &[u8], number: u32, width: usize) -> std::io::Result<()> {
+    let mut digits = [b'0'; 10];
+    let mut n = number;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    out.write_all(prefix)?;
+    out.write_all(&digits[start..])
 }
 
 /// `prefix` followed by ASCII digits, as a number.
@@ -117,7 +222,7 @@ impl fmt::Display for PlateId {
     }
 }
 
-/// Parses CSV lines into postcard-encoded [`Passing`]s, timestamped with
+/// Parses CSV lines into encoded [`Passing`]s ([`Passing::encode`]), timestamped with
 /// their `ts_ms`.
 pub struct Parse;
 
@@ -128,7 +233,7 @@ impl Map for Parse {
 
     fn map(&mut self, record: &Record<'_>, out: &mut RecordWriter<'_>) -> Result<()> {
         let passing = Passing::parse(record.payload())?;
-        out.write_postcard(&passing)?;
+        out.write_bytes(&passing.encode());
         out.set_timestamp(passing.ts_ms);
         Ok(())
     }
@@ -143,8 +248,8 @@ impl KeySelector for PlateKey {
     }
 
     fn key(&mut self, record: &Record<'_>, key: &mut KeyWriter<'_>) -> Result<()> {
-        let passing: Passing = record.decode()?;
-        write!(key, "{}", passing.plate_id())?;
+        let passing = Passing::decode(record.payload())?;
+        write_padded(key, b"P", passing.plate, 7)?;
         Ok(())
     }
 }
@@ -158,8 +263,8 @@ impl KeySelector for CameraKey {
     }
 
     fn key(&mut self, record: &Record<'_>, key: &mut KeyWriter<'_>) -> Result<()> {
-        let passing: Passing = record.decode()?;
-        write!(key, "{}", passing.camera_id())?;
+        let passing = Passing::decode(record.payload())?;
+        write_padded(key, b"CAM", passing.camera, 4)?;
         Ok(())
     }
 }
@@ -180,7 +285,7 @@ impl KeyedProcessFunction for ClonedPlates {
     }
 
     fn process_element(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<()> {
-        let current: Passing = record.decode()?;
+        let current = Passing::decode(record.payload())?;
         if let Some(first) = self.previous.get()?
             && first.city() != current.city()
             && first.ts_ms.abs_diff(current.ts_ms) < CLONE_WINDOW_MS
@@ -217,7 +322,7 @@ impl KeyedProcessFunction for SilentCameras {
     }
 
     fn process_element(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<()> {
-        let passing: Passing = record.decode()?;
+        let passing = Passing::decode(record.payload())?;
         let last_seen = self.last_seen.get()?;
         if last_seen.is_none_or(|last_seen| passing.ts_ms > last_seen) {
             if let Some(last_seen) = last_seen {
@@ -282,7 +387,7 @@ impl WindowAggregate for Flow {
     }
 
     fn add(&self, acc: &mut FlowAcc, record: &Record<'_>) -> Result<()> {
-        let passing: Passing = record.decode()?;
+        let passing = Passing::decode(record.payload())?;
         Self::add_passing(acc, &passing);
         Ok(())
     }
@@ -325,6 +430,58 @@ mod tests {
         assert_eq!(passing.camera_id().to_string(), "CAM0042");
         assert_eq!(passing.plate_id().to_string(), "P0012345");
         assert_eq!(passing.city(), 0);
+    }
+
+    #[test]
+    fn the_plain_parser_agrees_with_the_explaining_one() {
+        let lines = [
+            "1767225600123,CAM0042,P0012345,87",
+            "0,CAM0,P0,0\r",
+            "9223372036854775807,CAM4294967295,P4294967295,4294967295",
+            "9223372036854775808,CAM1,P1,1",
+            "1,CAM4294967296,P1,1",
+            "+5,CAM1,P1,1",
+            "-5,CAM1,P1,1",
+            "1,CAM1,P1,1,",
+            "1,CAM1,P1,",
+            "1,CAM1,P1",
+            "1,CAM1,P1,1\r\r",
+            "00000000000000000000001,CAM1,P1,1",
+            "1,cam1,P1,1",
+        ];
+        for line in lines {
+            let plain = Passing::parse_plain(line.as_bytes());
+            let explained = Passing::parse_explained(line.as_bytes()).ok();
+            if plain.is_some() {
+                assert_eq!(plain, explained, "{line}");
+            }
+            assert_eq!(parse(line).ok(), explained, "{line}");
+        }
+        assert!(Passing::parse_plain(b"1767225600123,CAM0042,P0012345,87").is_some());
+    }
+
+    #[test]
+    fn round_trips_the_record_encoding() {
+        let passing = Passing {
+            ts_ms: -1_767_225_600_123,
+            camera: 42,
+            plate: u32::MAX,
+            speed: 87,
+        };
+        assert_eq!(Passing::decode(&passing.encode()).ok(), Some(passing));
+        assert_eq!(
+            Passing::decode(b"short").map_err(Error::into_reason),
+            Err("a passing is 20 bytes (the output of `parse`), found 5".to_owned())
+        );
+    }
+
+    #[test]
+    fn pads_ids_like_the_formatter() {
+        for (number, width) in [(0, 4), (42, 4), (9999, 4), (12345, 4), (7, 7), (u32::MAX, 7), (5, 0)] {
+            let mut out = Vec::new();
+            write_padded(&mut out, b"X", number, width).expect("writes");
+            assert_eq!(String::from_utf8(out).expect("ascii"), format!("X{number:0width$}"));
+        }
     }
 
     #[test]
