@@ -516,3 +516,21 @@ fn join_settings_are_checked() {
         "error: job.toml:17: operator `joined` → second_input: `identity` is a map function; only join and keyed-co-process functions read a second input\n"
     );
 }
+
+#[test]
+fn inspect_lists_join_and_co_process_functions_and_their_worlds() {
+    let output = weir()
+        .arg("inspect")
+        .arg(crate::harness::module("testkit"))
+        .output()
+        .expect("weir runs");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "  pair                     join\n",
+        "  threshold_alerts         keyed-co-process\n",
+        "worlds:    transform-module, key-selector-module, keyed-process-module, window-aggregate-module, join-module, keyed-co-process-module, any-module\n",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}

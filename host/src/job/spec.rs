@@ -248,7 +248,7 @@ pub struct OperatorSpec {
     pub params: BTreeMap<String, String>,
     /// Generate watermarks from the event time of this operator's output.
     pub watermarks: Option<Spanned<WatermarksSpec>>,
-    /// Event-time windows (for a window-aggregate function).
+    /// Event-time windows (for a window-aggregate function or a window join).
     pub window: Option<Spanned<WindowSpec>>,
     /// How long after its end (event time) a window still takes late records, ms.
     pub allowed_lateness_ms: Option<u64>,

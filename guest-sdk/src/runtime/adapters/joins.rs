@@ -134,3 +134,81 @@ impl<F: KeyedCoProcessFunction> DynKeyedCoProcess for KeyedCoProcessFn<F> {
         out.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, Result};
+
+    /// `key:left+right` at the pair's timestamp, plus `sum` at the sum of
+    /// the two records' timestamps; a right record `bad` is rejected.
+    struct Concat;
+
+    impl JoinFunction for Concat {
+        fn open(_task: &TaskInfo) -> Result<Self> {
+            Ok(Self)
+        }
+
+        fn join(&mut self, key: &[u8], left: &Record<'_>, right: &Record<'_>, out: &mut Emitter<'_>) -> Result<()> {
+            out.emit(b"dropped when rejected");
+            if right.payload() == b"bad" {
+                return Err(Error::new("bad pair"));
+            }
+            let line = [key, b":", left.payload(), b"+", right.payload()].concat();
+            out.emit(&line);
+            out.emit_with_timestamp(b"sum", left.timestamp() + right.timestamp());
+            Ok(())
+        }
+    }
+
+    fn batch(records: &[(&str, i64)]) -> wit::Batch {
+        let (mut data, mut ends, mut timestamps) = (Vec::new(), Vec::new(), Vec::new());
+        for (payload, timestamp) in records {
+            data.extend_from_slice(payload.as_bytes());
+            ends.push(u32::try_from(data.len()).expect("small"));
+            timestamps.push(*timestamp);
+        }
+        wit::Batch { data, ends, timestamps }
+    }
+
+    #[test]
+    fn joins_every_pair_at_its_timestamp_and_rejects_pairs_by_index() {
+        let pairs = wit_join::JoinPairs {
+            left: batch(&[("a", 1), ("b", 2), ("c", 3)]),
+            right: batch(&[("x", 10), ("bad", 20), ("y", 30)]),
+            keys: b"k1k2k3".to_vec(),
+            key_ends: vec![2, 4, 6],
+            timestamps: vec![100, 200, 300],
+        };
+        let output = JoinFn(Concat).join(pairs, &mut Output::default());
+        let main = &output.main;
+        let lines: Vec<&[u8]> = Column::new(&main.data, &main.ends).iter().collect();
+        assert_eq!(
+            lines,
+            [
+                &b"dropped when rejected"[..],
+                b"k1:a+x",
+                b"sum",
+                b"dropped when rejected",
+                b"k3:c+y",
+                b"sum"
+            ]
+        );
+        assert_eq!(main.timestamps, [100, 100, 11, 300, 300, 33]);
+        let errors: Vec<(u32, &str)> = output.errors.iter().map(|e| (e.index, e.reason.as_str())).collect();
+        assert_eq!(errors, [(1, "bad pair")]);
+    }
+
+    #[test]
+    #[should_panic(expected = "malformed batch from the host: 1 right records for 2 records")]
+    fn refuses_columns_of_different_lengths() {
+        let pairs = wit_join::JoinPairs {
+            left: batch(&[("a", 1), ("b", 2)]),
+            right: batch(&[("x", 10)]),
+            keys: b"kk".to_vec(),
+            key_ends: vec![1, 2],
+            timestamps: vec![1, 2],
+        };
+        JoinFn(Concat).join(pairs, &mut Output::default());
+    }
+}
