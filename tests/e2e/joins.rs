@@ -239,6 +239,42 @@ fn an_interval_join_matches_the_oracle_and_drops_late_records() {
     );
 }
 
+#[test]
+fn a_stream_joins_with_itself() {
+    let records = input(5_000, 12, ["L", "R"], |rng| rng.below(1000));
+    let on_time: Vec<&Rec> = records.iter().filter(|r| !r.late).collect();
+    let mut expected = Vec::new();
+    for l in &on_time {
+        for r in on_time.iter().filter(|r| r.key == l.key) {
+            if l.ts - 300 <= r.ts && r.ts <= l.ts + 200 {
+                expected.push(pair(&l.key, l, r, l.ts.max(r.ts)));
+            }
+        }
+    }
+    expected.sort();
+    let work = Workdir::new();
+    work.write("input.txt", lines(&records));
+    let operator =
+        "function = \"pair\"\nparallelism = 2\njoin = { type = \"interval\", lower_ms = -300, upper_ms = 200 }";
+    // Both inputs read the same vertex (`left`, which keeps everything).
+    let job = job("", NO_TRAP, ["", ""], operator, FILE_SINK);
+    let job = job.replace(
+        "second_input = { input = \"right\"",
+        "second_input = { input = \"left\"",
+    );
+    assert!(job.contains("second_input = { input = \"left\""));
+    let finished = work.run_ok(&job, &[]);
+    assert_eq!(sorted_lines(&work.read("out.txt")), expected);
+    // A late record is late on both inputs.
+    let late = 2 * records.iter().filter(|r| r.late).count() as u64;
+    let late_line = format!("late {}", thousands(late));
+    assert!(
+        finished.stderr.contains(&late_line),
+        "missing `{late_line}` in:\n{}",
+        finished.stderr
+    );
+}
+
 /// The 64-bit FNV-1a hash (as `trap_on_first_attempt` computes it).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
