@@ -13,6 +13,8 @@
 //! | `key_selector`     | [`KeySelector`]          | the record's key (for a key-by)         |
 //! | `keyed_process`    | [`KeyedProcessFunction`] | anything, with keyed state and timers   |
 //! | `window_aggregate` | [`WindowAggregate`]      | folded into its window's accumulator    |
+//! | `join`             | [`JoinFunction`]         | a matching pair of two streams' records |
+//! | `keyed_co_process` | [`KeyedCoProcessFunction`] | either input, with shared keyed state |
 //!
 //! # Map of the crate
 //!
@@ -156,6 +158,7 @@ mod context;
 mod error;
 mod export;
 mod functions;
+mod joins;
 mod log;
 mod output;
 mod record;
@@ -168,6 +171,7 @@ mod window;
 pub use context::{Context, OpenContext};
 pub use error::{Error, Result};
 pub use functions::{AggregateFunction, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, WindowAggregate};
+pub use joins::{JoinFunction, KeyedCoProcessFunction};
 pub use log::{LogLevel, log};
 pub use output::{Emitter, KeyWriter, RecordWriter};
 pub use record::{EventTime, Record};

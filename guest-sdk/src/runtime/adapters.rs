@@ -1,6 +1,10 @@
 //! Type erasure: each function kind behind a small object-safe trait that
 //! runs a whole batch.
 
+mod joins;
+
+pub(crate) use joins::{DynJoin, DynKeyedCoProcess, open_join, open_keyed_co_process};
+
 use crate::__bindings::weir::udf::types as wit;
 use crate::output::{KeyColumn, Output};
 use crate::record::{Column, check_len};
@@ -21,6 +25,10 @@ pub(crate) enum Instance {
     KeyedProcess(Box<dyn DynKeyedProcess>),
     /// A window aggregate.
     WindowAggregate(Box<dyn DynWindowAggregate>),
+    /// A join function.
+    Join(Box<dyn DynJoin>),
+    /// A keyed co-process function.
+    KeyedCoProcess(Box<dyn DynKeyedCoProcess>),
 }
 
 /// A map, filter or flat-map function.

@@ -9,10 +9,15 @@ use std::marker::PhantomData;
 
 use adapters::Instance;
 
-use crate::__bindings::exports::weir::udf::{key_selector, keyed_process, library, transform, window_aggregate};
+use crate::__bindings::exports::weir::udf::{
+    join, key_selector, keyed_co_process, keyed_process, library, transform, window_aggregate,
+};
 use crate::__bindings::weir::udf::types as wit;
 use crate::output::{KeyColumn, Output};
-use crate::{Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, Result, TaskInfo, WindowAggregate};
+use crate::{
+    Filter, FlatMap, JoinFunction, KeySelector, KeyedCoProcessFunction, KeyedProcessFunction, Map, Result, TaskInfo,
+    WindowAggregate,
+};
 
 /// A module: what [`export_functions!`](crate::export_functions) declares.
 pub trait Module: 'static {
@@ -85,6 +90,24 @@ impl FunctionEntry {
             open: adapters::open_window_aggregate::<F>,
         }
     }
+
+    /// A [`JoinFunction`].
+    pub const fn join<F: JoinFunction>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::Join,
+            open: adapters::open_join::<F>,
+        }
+    }
+
+    /// A [`KeyedCoProcessFunction`].
+    pub const fn keyed_co_process<F: KeyedCoProcessFunction>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::KeyedCoProcess,
+            open: adapters::open_keyed_co_process::<F>,
+        }
+    }
 }
 
 /// Fails the build if two functions share a name.
@@ -151,6 +174,8 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::KeySelector => "key-selector",
         wit::FunctionKind::KeyedProcess => "keyed-process",
         wit::FunctionKind::WindowAggregate => "window-aggregate",
+        wit::FunctionKind::Join => "join",
+        wit::FunctionKind::KeyedCoProcess => "keyed-co-process",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",
@@ -309,6 +334,49 @@ impl<M: Module> window_aggregate::Guest for Runtime<M> {
             );
             scope::end_call();
             batch
+        })
+    }
+}
+
+impl<M: Module> join::Guest for Runtime<M> {
+    fn join(pairs: join::JoinPairs) -> wit::Output {
+        const EXPORT: &str = "join.join";
+        with_active(EXPORT, |active| {
+            let Instance::Join(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let output = function.join(pairs, &mut active.output);
+            scope::end_call();
+            output
+        })
+    }
+}
+
+impl<M: Module> keyed_co_process::Guest for Runtime<M> {
+    fn process(context: wit::BatchContext, input: u32, batch: wit::KeyedBatch) -> wit::Output {
+        const EXPORT: &str = "keyed-co-process.process";
+        with_active(EXPORT, |active| {
+            let Instance::KeyedCoProcess(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(true);
+            let output = function.process(&context, input, batch, &active.task, &mut active.output);
+            scope::end_call();
+            output
+        })
+    }
+
+    fn on_timers(context: wit::BatchContext, timers: wit::TimerBatch) -> wit::Output {
+        const EXPORT: &str = "keyed-co-process.on-timers";
+        with_active(EXPORT, |active| {
+            let Instance::KeyedCoProcess(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(true);
+            let output = function.on_timers(&context, timers, &active.task, &mut active.output);
+            scope::end_call();
+            output
         })
     }
 }

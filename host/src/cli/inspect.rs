@@ -20,16 +20,20 @@ fn worlds(exports: &[String]) -> Vec<&'static str> {
     let has = |interface: &str| exports.contains(&crate::wasm::module::interface_name(interface));
     let mut worlds = Vec::new();
     if has("library") {
-        for (world, interface) in [
+        let all = [
             ("transform-module", "transform"),
             ("key-selector-module", "key-selector"),
             ("keyed-process-module", "keyed-process"),
-        ] {
+            ("window-aggregate-module", "window-aggregate"),
+            ("join-module", "join"),
+            ("keyed-co-process-module", "keyed-co-process"),
+        ];
+        for (world, interface) in all {
             if has(interface) {
                 worlds.push(world);
             }
         }
-        if worlds.len() == 3 {
+        if worlds.len() == all.len() {
             worlds.push("any-module");
         }
     }

@@ -11,8 +11,8 @@ use toml::Spanned;
 use super::error::{JobFileError, JobFileErrors, Locator};
 use super::params::Params;
 use super::plan::{
-    Edge, FunctionRef, JobPlan, Limits, Partitioning, Settings, SinkConfig, SourceConfig, StateBackendConfig, Trigger,
-    Vertex, VertexKind, WindowConfig,
+    Edge, FunctionRef, JobPlan, JoinConfig, Limits, Partitioning, Settings, SinkConfig, SourceConfig,
+    StateBackendConfig, Trigger, Vertex, VertexKind, WindowConfig,
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
@@ -25,6 +25,8 @@ use crate::time::watermarks::WatermarkStrategy;
 use crate::time::windows::WindowAssigner;
 use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
 use std::time::Duration;
+
+mod two_input;
 
 /// Default number of key groups.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
@@ -109,6 +111,9 @@ struct Draft {
     is_sink: bool,
     watermarks: Option<WatermarkStrategy>,
     window: Option<WindowConfig>,
+    /// The second input of a two-input operator.
+    second_input: Option<DraftInput>,
+    join: Option<JoinConfig>,
 }
 
 struct DraftInput {
@@ -489,6 +494,8 @@ impl Builder<'_> {
             is_sink: false,
             watermarks,
             window: None,
+            second_input: None,
+            join: None,
         }
     }
 
@@ -549,7 +556,10 @@ impl Builder<'_> {
                             ),
                         ))
                     }
-                    kind if kind != FunctionKind::WindowAggregate && operator.window.is_some() => {
+                    kind if kind != FunctionKind::WindowAggregate
+                        && kind != FunctionKind::Join
+                        && operator.window.is_some() =>
+                    {
                         self.errors.push(self.locator.error(
                             operator.function.span(),
                             field("window"),
@@ -574,6 +584,11 @@ impl Builder<'_> {
             None => VertexKind::Sink(SinkConfig::Stdout), // placeholder; errors were recorded
         };
         let window = self.window(operator, &uid);
+        let function = match &kind {
+            VertexKind::Operator(function) => Some(function),
+            _ => None,
+        };
+        let (second_input, join) = self.two_input(operator, &uid, function, window.as_ref());
         let watermarks = operator.watermarks.as_ref().map(|w| self.watermarks(w, &uid));
         Draft {
             uid,
@@ -588,12 +603,19 @@ impl Builder<'_> {
             is_sink: false,
             watermarks,
             window,
+            second_input,
+            join,
         }
     }
 
     fn key_selector(&mut self, key_by: &Spanned<KeyBySpec>, uid: &str) -> Option<FunctionRef> {
+        self.key_selector_at(key_by, &format!("operator `{uid}` → key_by"))
+    }
+
+    /// Loads the key selector of `key_by`; errors name fields under `at`.
+    fn key_selector_at(&mut self, key_by: &Spanned<KeyBySpec>, at: &str) -> Option<FunctionRef> {
         let spec = key_by.get_ref();
-        let field = |name: &str| format!("operator `{uid}` → key_by → {name}");
+        let field = |name: &str| format!("{at} → {name}");
         let selector = self.function(
             &spec.module,
             &spec.function,
@@ -681,6 +703,8 @@ impl Builder<'_> {
             is_sink: true,
             watermarks: None,
             window: None,
+            second_input: None,
+            join: None,
         }
     }
 
@@ -815,60 +839,83 @@ impl Builder<'_> {
                 by_uid.insert(draft.uid.clone(), index);
             }
         }
-        let mut inputs: Vec<Option<usize>> = vec![None; drafts.len()];
+        let mut inputs: Vec<[Option<usize>; 2]> = vec![[None, None]; drafts.len()];
         for (index, draft) in drafts.iter().enumerate() {
-            let Some(DraftInput { uid: input, .. }) = &draft.input else {
-                continue;
-            };
-            match by_uid.get(input.get_ref()) {
-                Some(&from) if drafts[from].is_sink => self.errors.push(self.locator.error(
-                    input.span(),
-                    format!("`{}` → input", draft.uid),
-                    format!("`{}` is a sink; sinks have no output", input.get_ref()),
-                )),
-                Some(&from) => inputs[index] = Some(from),
-                None => {
-                    let mut known: Vec<&str> = drafts.iter().filter(|d| !d.is_sink).map(|d| d.uid.as_str()).collect();
-                    known.sort_unstable();
-                    self.errors.push(self.locator.error(
+            let declared = [(&draft.input, "input"), (&draft.second_input, "second_input")];
+            for (slot, (input, name)) in declared.into_iter().enumerate() {
+                let Some(DraftInput { uid: input, .. }) = input else {
+                    continue;
+                };
+                match by_uid.get(input.get_ref()) {
+                    Some(&from) if drafts[from].is_sink => self.errors.push(self.locator.error(
                         input.span(),
-                        format!("`{}` → input", draft.uid),
-                        format!(
-                            "no source or operator has uid `{}` (known: {})",
-                            input.get_ref(),
-                            known.join(", ")
-                        ),
-                    ));
+                        format!("`{}` → {name}", draft.uid),
+                        format!("`{}` is a sink; sinks have no output", input.get_ref()),
+                    )),
+                    Some(&from) => inputs[index][slot] = Some(from),
+                    None => {
+                        let mut known: Vec<&str> =
+                            drafts.iter().filter(|d| !d.is_sink).map(|d| d.uid.as_str()).collect();
+                        known.sort_unstable();
+                        self.errors.push(self.locator.error(
+                            input.span(),
+                            format!("`{}` → {name}", draft.uid),
+                            format!(
+                                "no source or operator has uid `{}` (known: {})",
+                                input.get_ref(),
+                                known.join(", ")
+                            ),
+                        ));
+                    }
                 }
             }
         }
-        // Topological order (inputs form a forest: one input per vertex).
+        // Topological order: depth first over the inputs (two at most).
         let mut order = Vec::with_capacity(drafts.len());
         let mut state = vec![0u8; drafts.len()]; // 0 new, 1 visiting, 2 done
         for start in 0..drafts.len() {
-            let mut chain = Vec::new();
-            let mut current = Some(start);
-            while let Some(index) = current {
-                match state[index] {
-                    2 => break,
-                    1 => {
-                        self.errors.push(self.line_error(
-                            drafts[index].line,
-                            "input",
-                            format!("`{}` is part of a cycle of inputs", drafts[index].uid),
-                        ));
-                        break;
-                    }
-                    _ => {
-                        state[index] = 1;
-                        chain.push(index);
-                        current = inputs[index];
+            // (vertex, next input slot to visit)
+            let mut stack = vec![(start, 0usize)];
+            while let Some(&mut (index, ref mut slot)) = stack.last_mut() {
+                if *slot == 0 {
+                    match state[index] {
+                        2 => {
+                            stack.pop();
+                            continue;
+                        }
+                        1 => {
+                            self.errors.push(self.line_error(
+                                drafts[index].line,
+                                "input",
+                                format!("`{}` is part of a cycle of inputs", drafts[index].uid),
+                            ));
+                            stack.pop();
+                            continue;
+                        }
+                        _ => state[index] = 1,
                     }
                 }
-            }
-            for &index in chain.iter().rev() {
+                if *slot < 2 {
+                    let next = inputs[index][*slot];
+                    *slot += 1;
+                    if let Some(from) = next
+                        && state[from] != 2
+                    {
+                        if state[from] == 1 {
+                            self.errors.push(self.line_error(
+                                drafts[from].line,
+                                "input",
+                                format!("`{}` is part of a cycle of inputs", drafts[from].uid),
+                            ));
+                        } else {
+                            stack.push((from, 0));
+                        }
+                    }
+                    continue;
+                }
                 state[index] = 2;
                 order.push(index);
+                stack.pop();
             }
         }
         let position: HashMap<usize, usize> = order.iter().enumerate().map(|(pos, &index)| (index, pos)).collect();
@@ -878,15 +925,21 @@ impl Builder<'_> {
             let Some(draft) = slots[index].take() else {
                 continue;
             };
-            let input = match (inputs[index], draft.input) {
-                (
-                    Some(from),
-                    Some(DraftInput {
-                        partitioning,
-                        side_output,
-                        ..
-                    }),
-                ) => {
+            let mut edges = [draft.input, draft.second_input]
+                .into_iter()
+                .zip(inputs[index])
+                .map(|(input, from)| {
+                    let (
+                        Some(from),
+                        Some(DraftInput {
+                            partitioning,
+                            side_output,
+                            ..
+                        }),
+                    ) = (from, input)
+                    else {
+                        return None;
+                    };
                     let upstream_parallelism = vertices.get(position[&from]).map_or(1, |v: &Vertex| v.parallelism);
                     Some(Edge {
                         from: position[&from],
@@ -898,9 +951,9 @@ impl Builder<'_> {
                         ),
                         side_output,
                     })
-                }
-                _ => None,
-            };
+                });
+            let input = edges.next().flatten();
+            let second_input = edges.next().flatten();
             vertices.push(Vertex {
                 index: pos,
                 uid: draft.uid,
@@ -909,6 +962,8 @@ impl Builder<'_> {
                 input,
                 watermarks: draft.watermarks,
                 window: draft.window.clone(),
+                second_input,
+                join: draft.join,
             });
         }
         vertices

@@ -81,6 +81,34 @@ pub struct Vertex {
     pub watermarks: Option<crate::time::watermarks::WatermarkStrategy>,
     /// Windows, for a window-aggregate operator.
     pub window: Option<WindowConfig>,
+    /// The second input of a two-input operator (join, co-process).
+    pub second_input: Option<Edge>,
+    /// How a join operator matches the records of its two inputs.
+    pub join: Option<JoinConfig>,
+}
+
+impl Vertex {
+    /// The edges this vertex reads from, with their input index (0: `input`,
+    /// 1: `second_input`).
+    pub fn inputs(&self) -> impl Iterator<Item = (usize, &Edge)> + '_ {
+        self.input.iter().chain(self.second_input.iter()).enumerate()
+    }
+}
+
+/// How a join pairs the records of its two inputs (both keyed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinConfig {
+    /// Every pair of records of a key in the same event-time window
+    /// (tumbling or sliding), when the window fires.
+    Window(crate::time::windows::WindowAssigner),
+    /// Every pair with `left + lower_ms <= right <= left + upper_ms`, as
+    /// soon as both have arrived.
+    Interval {
+        /// Lower bound of the right record's time relative to the left's, ms.
+        lower_ms: i64,
+        /// Upper bound of the right record's time relative to the left's, ms.
+        upper_ms: i64,
+    },
 }
 
 /// How a window operator groups and fires.
@@ -195,6 +223,6 @@ impl JobPlan {
     pub fn consumers(&self, index: usize) -> impl Iterator<Item = &Vertex> + '_ {
         self.vertices
             .iter()
-            .filter(move |v| v.input.as_ref().is_some_and(|edge| edge.from == index))
+            .filter(move |v| v.inputs().any(|(_, edge)| edge.from == index))
     }
 }

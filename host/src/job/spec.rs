@@ -248,7 +248,7 @@ pub struct OperatorSpec {
     pub params: BTreeMap<String, String>,
     /// Generate watermarks from the event time of this operator's output.
     pub watermarks: Option<Spanned<WatermarksSpec>>,
-    /// Event-time windows (for a window-aggregate function).
+    /// Event-time windows (for a window-aggregate function or a window join).
     pub window: Option<Spanned<WindowSpec>>,
     /// How long after its end (event time) a window still takes late records, ms.
     pub allowed_lateness_ms: Option<u64>,
@@ -256,6 +256,46 @@ pub struct OperatorSpec {
     pub late_output: Option<String>,
     /// When windows fire (default: when the watermark passes their end).
     pub trigger: Option<Spanned<TriggerSpec>>,
+    /// The second input of a join or keyed co-process function.
+    pub second_input: Option<Spanned<SecondInputSpec>>,
+    /// How a join function pairs its inputs' records.
+    pub join: Option<Spanned<JoinSpec>>,
+}
+
+/// `second_input = { input = "right", key_by = { module = "m.wasm", function = "key" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondInputSpec {
+    /// The uid of the vertex the second input reads from.
+    pub input: Spanned<String>,
+    /// Read that vertex's side output of this name instead of its main output.
+    pub side_output: Option<String>,
+    /// Partition the second input by the key a key selector computes.
+    pub key_by: Option<Spanned<KeyBySpec>>,
+}
+
+/// `join = { type = "interval", lower_ms = -2000, upper_ms = 1000 }` or
+/// `join = { type = "window" }` (with the operator's `window`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSpec {
+    /// `window` or `interval`.
+    #[serde(rename = "type")]
+    pub kind: JoinKind,
+    /// Lower bound of the right record's time relative to the left's (`interval`), ms.
+    pub lower_ms: Option<i64>,
+    /// Upper bound of the right record's time relative to the left's (`interval`), ms.
+    pub upper_ms: Option<i64>,
+}
+
+/// Joins of two keyed streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JoinKind {
+    /// Pairs of records of a key in the same window.
+    Window,
+    /// Pairs of records of a key within a time interval of each other.
+    Interval,
 }
 
 /// `window = { type = "tumbling", size_ms = 60000 }`.

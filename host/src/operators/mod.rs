@@ -11,16 +11,22 @@
 //! - [`window`]: keyed event-time windows with an incremental Wasm aggregate.
 //! - [`two_phase_commit`]: hands records to a transactional sink, pre-commits
 //!   at each barrier and commits when the checkpoint completes.
+//! - [`window_join`], [`interval_join`], [`co_process`]: two-input operators
+//!   over two keyed inputs (see [`Operator::process_input`]).
 //!
 //! State is declared by the operator and handled around it: the runtime
 //! restores it before the first record and calls [`Operator::snapshot_state`]
 //! when the barriers of a checkpoint are aligned.
 
+pub mod co_process;
+pub mod interval_join;
+pub mod join_state;
 pub mod keyed_process;
 pub mod sink;
 pub mod transform;
 pub mod two_phase_commit;
 pub mod window;
+pub mod window_join;
 
 use crate::checkpoint::CheckpointId;
 use crate::runtime::TaskError;
@@ -36,6 +42,14 @@ pub trait Operator: Send {
 
     /// Handles a batch of records.
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError>;
+
+    /// Handles a batch of records of logical input `input` (0: the first,
+    /// 1: the second input of a two-input operator). One-input operators
+    /// keep the default, [`Operator::process_batch`].
+    fn process_input(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        let _ = input;
+        self.process_batch(batch, out)
+    }
 
     /// The operator's watermark advanced to `watermark` (the minimum over its
     /// inputs). The runtime forwards the watermark after this returns.

@@ -5,7 +5,9 @@
 //! Wiring: for an edge from vertex `u` (parallelism `p`) to vertex `v`
 //! (parallelism `q`), forward edges get `p` channels (`i → i`); every other
 //! edge gets `p × q` channels, so each consumer subtask can tell its input
-//! channels apart (for watermarks and barrier alignment).
+//! channels apart (for watermarks and barrier alignment). A two-input
+//! vertex (join, co-process) gets the channels of both its edges; each
+//! channel is tagged with the logical input (0 or 1) it belongs to.
 //!
 //! Failure: when a subtask fails, the attempt is cancelled: sources stop,
 //! and every other subtask stops as soon as a channel it uses is closed. The
@@ -24,7 +26,7 @@ use super::control::TaskControl;
 use super::dead_letter::DeadLetters;
 use super::message::Message;
 use super::output::{Output, OutputEdge, Route};
-use super::task::{run_operator, run_source};
+use super::task::{run_operator, run_operator_inputs, run_source};
 use crate::checkpoint::coordinator::{Coordinator, ToCoordinator, ToTask};
 use crate::checkpoint::manifest::{KeyedStateHandle, Manifest};
 use crate::checkpoint::storage::CheckpointStorage;
@@ -37,14 +39,17 @@ use crate::connectors::postgres_sink::PostgresSink;
 use crate::connectors::stdout_sink::StdoutSink;
 use crate::connectors::{Source, TransactionalSink};
 use crate::job::plan::StateBackendConfig;
-use crate::job::plan::{FunctionRef, JobPlan, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
+use crate::job::plan::{FunctionRef, JobPlan, JoinConfig, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
 use crate::operators::Operator;
+use crate::operators::co_process::CoProcessOperator;
+use crate::operators::interval_join::IntervalJoinOperator;
 use crate::operators::keyed_process::KeyedProcessOperator;
 use crate::operators::sink::SinkOperator;
 use crate::operators::transform::TransformOperator;
 use crate::operators::two_phase_commit::TwoPhaseCommitOperator;
 use crate::operators::window::WindowOperator;
+use crate::operators::window_join::WindowJoinOperator;
 use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
 use crate::state::restore::restore_keyed;
@@ -239,9 +244,14 @@ fn latest(storage: &CheckpointStorage) -> Result<Option<Manifest>, TaskError> {
     Ok(manifest)
 }
 
+/// An incoming channel, with the consumer's logical input it belongs to.
+type InputChannel = (Receiver<Message>, usize);
+
 /// An outgoing edge before its subtask thread builds the route.
 struct EdgeWiring {
     consumer: usize,
+    /// Which input of the consumer the edge is (0, or 1 for a second input).
+    input: usize,
     targets: Vec<Sender<Message>>,
 }
 
@@ -264,28 +274,30 @@ fn run_attempt(shared: &Shared<'_>, restore: Option<&Manifest>, attempt: u32) ->
         .iter()
         .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
         .collect();
-    let mut inputs: Vec<Vec<Vec<Receiver<Message>>>> = plan
+    let mut inputs: Vec<Vec<Vec<InputChannel>>> = plan
         .vertices
         .iter()
         .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
         .collect();
     for vertex in &plan.vertices {
-        let Some(edge) = &vertex.input else { continue };
-        let forward = matches!(edge.partitioning, Partitioning::Forward);
-        for (s, producer) in outputs[edge.from].iter_mut().enumerate() {
-            let mut targets = Vec::new();
-            for (d, consumer) in inputs[vertex.index].iter_mut().enumerate() {
-                if forward && s != d {
-                    continue;
+        for (input, edge) in vertex.inputs() {
+            let forward = matches!(edge.partitioning, Partitioning::Forward);
+            for (s, producer) in outputs[edge.from].iter_mut().enumerate() {
+                let mut targets = Vec::new();
+                for (d, consumer) in inputs[vertex.index].iter_mut().enumerate() {
+                    if forward && s != d {
+                        continue;
+                    }
+                    let (tx, rx) = bounded(capacity);
+                    targets.push(tx);
+                    consumer.push((rx, input));
                 }
-                let (tx, rx) = bounded(capacity);
-                targets.push(tx);
-                consumer.push(rx);
+                producer.push(EdgeWiring {
+                    consumer: vertex.index,
+                    input,
+                    targets,
+                });
             }
-            producer.push(EdgeWiring {
-                consumer: vertex.index,
-                targets,
-            });
         }
     }
 
@@ -459,7 +471,8 @@ impl Subtask<'_> {
         Arc::clone(&self.shared.metrics[self.vertex.index])
     }
 
-    fn run(&self, wiring: Vec<EdgeWiring>, receivers: Vec<Receiver<Message>>) -> Result<(), TaskError> {
+    fn run(&self, wiring: Vec<EdgeWiring>, channels: Vec<InputChannel>) -> Result<(), TaskError> {
+        let (receivers, input_of): (Vec<Receiver<Message>>, Vec<usize>) = channels.into_iter().unzip();
         let mut out = self.output(wiring)?;
         let control = self.control.as_ref();
         match &self.vertex.kind {
@@ -476,7 +489,7 @@ impl Subtask<'_> {
             }
             VertexKind::Operator(function) => {
                 let mut operator = self.operator(function)?;
-                run_operator(operator.as_mut(), &receivers, &mut out, control)
+                run_operator_inputs(operator.as_mut(), &receivers, &input_of, &mut out, control)
             }
             VertexKind::Sink(config) => {
                 let mut operator = self.sink(config)?;
@@ -699,6 +712,50 @@ impl Subtask<'_> {
                     self.plan().settings.batch_size,
                 )?)
             }
+            FunctionKind::KeyedCoProcess => {
+                let instance = self.instance(uid, function, self.vertex.parallelism, Some(self.keyed_scope()?))?;
+                Box::new(CoProcessOperator::new(
+                    uid,
+                    module,
+                    instance,
+                    self.metrics(),
+                    self.plan().settings.batch_size,
+                    self.key_groups(),
+                ))
+            }
+            FunctionKind::Join => {
+                let config = self.vertex.join.ok_or_else(|| TaskError::StateRestore {
+                    operator: uid.clone(),
+                    reason: "internal error: a join without its join settings".into(),
+                })?;
+                let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+                let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
+                let batch_size = self.plan().settings.batch_size;
+                match config {
+                    JoinConfig::Window(assigner) => Box::new(WindowJoinOperator::new(
+                        uid,
+                        module,
+                        instance,
+                        self.metrics(),
+                        backend,
+                        timers,
+                        assigner,
+                        self.key_groups(),
+                        batch_size,
+                    )?),
+                    JoinConfig::Interval { lower_ms, upper_ms } => Box::new(IntervalJoinOperator::new(
+                        uid,
+                        module,
+                        instance,
+                        self.metrics(),
+                        backend,
+                        timers,
+                        (lower_ms, upper_ms),
+                        self.key_groups(),
+                        batch_size,
+                    )?),
+                }
+            }
             FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap | FunctionKind::KeySelector => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
                 Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
@@ -710,9 +767,16 @@ impl Subtask<'_> {
     /// instantiated here, on the producing subtask's thread).
     fn output(&self, wiring: Vec<EdgeWiring>) -> Result<Output, TaskError> {
         let mut edges = Vec::with_capacity(wiring.len());
-        for EdgeWiring { consumer, targets } in wiring {
+        for EdgeWiring {
+            consumer,
+            input,
+            targets,
+        } in wiring
+        {
             let consumer = &self.plan().vertices[consumer];
-            let Some(edge) = &consumer.input else { continue };
+            let Some((_, edge)) = consumer.inputs().nth(input) else {
+                continue;
+            };
             let route = match &edge.partitioning {
                 Partitioning::Forward => Route::Forward,
                 Partitioning::Rebalance => Route::Rebalance,

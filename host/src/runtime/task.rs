@@ -201,6 +201,19 @@ pub fn run_operator(
     out: &mut Output,
     control: Option<&TaskControl>,
 ) -> Result<(), TaskError> {
+    run_operator_inputs(operator, inputs, &[], out, control)
+}
+
+/// Runs an operator subtask whose channel `c` belongs to its logical input
+/// `input_of[c]` (0 when not given; 1 for the second input of a two-input
+/// operator) until all its inputs end.
+pub fn run_operator_inputs(
+    operator: &mut dyn Operator,
+    inputs: &[Receiver<Message>],
+    input_of: &[usize],
+    out: &mut Output,
+    control: Option<&TaskControl>,
+) -> Result<(), TaskError> {
     operator.open()?;
     let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
@@ -218,7 +231,8 @@ pub fn run_operator(
             Event::Control(message) => on_control(operator, &mut state, message)?,
             Event::Input(channel, Message::Data(batch)) => {
                 state.idle[channel] = false;
-                operator.process_batch(batch, out)?;
+                let input = input_of.get(channel).copied().unwrap_or(0);
+                operator.process_input(input, batch, out)?;
             }
             Event::Input(channel, Message::Watermark(watermark)) => {
                 state.idle[channel] = false;

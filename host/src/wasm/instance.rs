@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::exports::weir::udf::{key_selector, keyed_process, library, transform, window_aggregate};
+use super::bindings::exports::weir::udf::{
+    join, key_selector, keyed_co_process, keyed_process, library, transform, window_aggregate,
+};
 use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
 use super::host_state::{HostState, KeyedScope};
@@ -18,6 +20,10 @@ use super::module::{FunctionKind, UdfModule};
 use crate::job::plan::Limits;
 use crate::runtime::batch::RecordBatch;
 use crate::time::TimeDomain;
+
+mod two_input;
+
+pub use two_input::JoinPairs;
 
 /// Limits used while a module describes itself.
 pub const DESCRIBE_LIMITS: Limits = Limits {
@@ -102,6 +108,8 @@ enum Exports {
     KeySelector(key_selector::Guest),
     KeyedProcess(keyed_process::Guest),
     WindowAggregate(window_aggregate::Guest),
+    Join(join::Guest),
+    KeyedCoProcess(keyed_co_process::Guest),
 }
 
 /// Accumulators as a flat column (see [`crate::runtime::batch::span`]).
@@ -221,6 +229,12 @@ impl UdfInstance {
             FunctionKind::WindowAggregate => window_aggregate::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::WindowAggregate),
+            FunctionKind::Join => join::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::Join),
+            FunctionKind::KeyedCoProcess => keyed_co_process::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::KeyedCoProcess),
         }
         .map_err(|e| start_error(format!("{e:#}")))?;
         let task = wit::TaskInfo {
@@ -326,10 +340,11 @@ impl UdfInstance {
         max_batch: usize,
         mut sink: impl FnMut(CallOutput) -> Result<(), crate::runtime::TaskError>,
     ) -> Result<(), crate::runtime::TaskError> {
-        let Exports::KeyedProcess(guest) = &self.exports else {
-            return Ok(());
+        let guest = match &self.exports {
+            Exports::KeyedProcess(guest) => TimerGuest::Keyed(guest.clone()),
+            Exports::KeyedCoProcess(guest) => TimerGuest::CoProcess(guest.clone()),
+            _ => return Ok(()),
         };
-        let guest = guest.clone();
         loop {
             let now = crate::time::now_ms();
             let Some(scope) = self.keyed() else {
@@ -356,7 +371,10 @@ impl UdfInstance {
                 watermark,
                 processing_time: now,
             };
-            let result = guest.call_on_timers(&mut self.store, context, &timers);
+            let result = match &guest {
+                TimerGuest::Keyed(guest) => guest.call_on_timers(&mut self.store, context, &timers),
+                TimerGuest::CoProcess(guest) => guest.call_on_timers(&mut self.store, context, &timers),
+            };
             let output = self.after_call(result, count)?;
             sink(into_output(output))?;
         }
@@ -515,6 +533,12 @@ impl UdfInstance {
             cause: format!("internal error: the function was called through `{interface}`, which is not its kind"),
         }
     }
+}
+
+/// The export that handles timers, by kind.
+enum TimerGuest {
+    Keyed(keyed_process::Guest),
+    CoProcess(keyed_co_process::Guest),
 }
 
 fn first_line(text: &str) -> &str {

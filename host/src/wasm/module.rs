@@ -33,6 +33,10 @@ pub enum FunctionKind {
     KeyedProcess,
     /// Incremental aggregate of a window.
     WindowAggregate,
+    /// Joins pairs of records of two keyed streams.
+    Join,
+    /// Keyed co-process function: two keyed inputs, shared state and timers.
+    KeyedCoProcess,
 }
 
 impl FunctionKind {
@@ -43,6 +47,8 @@ impl FunctionKind {
             Self::KeySelector => "key-selector",
             Self::KeyedProcess => "keyed-process",
             Self::WindowAggregate => "window-aggregate",
+            Self::Join => "join",
+            Self::KeyedCoProcess => "keyed-co-process",
         }
     }
 }
@@ -56,6 +62,8 @@ impl fmt::Display for FunctionKind {
             Self::KeySelector => "key-selector",
             Self::KeyedProcess => "keyed-process",
             Self::WindowAggregate => "window-aggregate",
+            Self::Join => "join",
+            Self::KeyedCoProcess => "keyed-co-process",
         })
     }
 }
@@ -69,6 +77,8 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::KeySelector => Self::KeySelector,
             wit::FunctionKind::KeyedProcess => Self::KeyedProcess,
             wit::FunctionKind::WindowAggregate => Self::WindowAggregate,
+            wit::FunctionKind::Join => Self::Join,
+            wit::FunctionKind::KeyedCoProcess => Self::KeyedCoProcess,
         }
     }
 }

@@ -10,6 +10,10 @@
 //!   keyed state and timers; see [`StateProbe`].
 //! - `concat` (window aggregate): lists the texts of each window, for tests
 //!   of window assignment; see [`Concat`].
+//! - `side` (filter), `pair` (join), `threshold_alerts` (keyed co-process):
+//!   for the tests of joins and connected streams; see [`joins`].
+
+pub mod joins;
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -375,4 +379,7 @@ weir_sdk::export_functions! {
     key_selector "first_word" => FirstWord,
     keyed_process "state_probe" => StateProbe,
     window_aggregate "concat" => Concat,
+    filter "side" => joins::Side,
+    join "pair" => joins::Pair,
+    keyed_co_process "threshold_alerts" => joins::ThresholdAlerts,
 }

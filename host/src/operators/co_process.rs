@@ -1,0 +1,106 @@
+//! Keyed co-process functions written in Wasm (Flink's
+//! `KeyedCoProcessFunction`): two keyed inputs, one keyed state and one set
+//! of timers shared by both.
+//!
+//! Both inputs are partitioned by their own key selector into the same key
+//! groups, so the records of a key reach the same subtask from either input.
+//! Each batch goes to the guest in one call that says which input it came
+//! from; timers fire as in [`super::keyed_process`].
+
+use std::sync::Arc;
+
+use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
+use crate::checkpoint::CheckpointId;
+use crate::metrics::VertexMetrics;
+use crate::runtime::TaskError;
+use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::runtime::output::Output;
+use crate::state::KeyGroupRange;
+use crate::time::TimeDomain;
+use crate::wasm::UdfInstance;
+
+/// Runs a keyed co-process function.
+pub struct CoProcessOperator {
+    uid: String,
+    module: String,
+    instance: UdfInstance,
+    metrics: Arc<VertexMetrics>,
+    watermark: EventTime,
+    timer_batch: usize,
+    key_groups: KeyGroupRange,
+}
+
+impl CoProcessOperator {
+    /// An operator running `instance`, which holds the subtask's state.
+    pub fn new(
+        uid: &str,
+        module: String,
+        instance: UdfInstance,
+        metrics: Arc<VertexMetrics>,
+        timer_batch: usize,
+        key_groups: KeyGroupRange,
+    ) -> Self {
+        Self {
+            uid: uid.to_string(),
+            module,
+            instance,
+            metrics,
+            watermark: EventTime::MIN,
+            timer_batch,
+            key_groups,
+        }
+    }
+
+    fn fire(&mut self, domain: TimeDomain, time: i64, out: &mut Output) -> Result<(), TaskError> {
+        let (uid, module) = (&self.uid, &self.module);
+        let empty = RecordBatch::default();
+        self.instance
+            .fire_timers(domain, time, self.watermark, self.timer_batch, |output| {
+                route_call_output(output, &empty, uid, module, out)
+            })
+    }
+}
+
+impl Operator for CoProcessOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        self.process_input(0, batch, out)
+    }
+
+    fn process_input(&mut self, input: usize, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        self.metrics.add_in(batch.len() as u64);
+        let output = self.instance.process_co(input, &mut batch, self.watermark)?;
+        route_call_output(output, &batch, &self.uid, &self.module, out)
+    }
+
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
+        self.watermark = watermark;
+        self.fire(TimeDomain::EventTime, watermark, out)
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.instance.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
+        self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
+        let key_groups = self.key_groups;
+        let Some(scope) = self.instance.keyed() else {
+            return Ok(OperatorSnapshot::default());
+        };
+        let state = scope.backend.snapshot().map_err(|e| TaskError::State {
+            operator: self.uid.clone(),
+            source: e,
+        })?;
+        Ok(OperatorSnapshot {
+            keyed: Some(KeyedView {
+                state,
+                timers: scope.timers.clone(),
+                key_groups,
+            }),
+            transactions: Vec::new(),
+        })
+    }
+}

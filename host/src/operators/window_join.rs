@@ -1,0 +1,180 @@
+//! Window joins (Flink's `a.join(b).where(ka).equalTo(kb).window(w).apply(f)`):
+//! an inner join of two keyed streams in event-time windows.
+//!
+//! Each record goes into every tumbling or sliding window it belongs to, in
+//! the buffer of its input (map state `window-join-left` or
+//! `window-join-right`, user key = the window). When the watermark reaches a
+//! window's last millisecond (`end - 1`, through an event-time timer), every
+//! pair (left, right) of the key's window is joined — the host builds the
+//! pairs and the guest joins a whole batch of them in one call — with the
+//! timestamp `end - 1`; then the window's buffers are dropped. A record whose
+//! windows have all fired is late: it is dropped and counted, as in Flink.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::join_state::{JoinCore, decode_records, encode_record};
+use super::{Operator, OperatorSnapshot};
+use crate::checkpoint::CheckpointId;
+use crate::metrics::VertexMetrics;
+use crate::runtime::TaskError;
+use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::runtime::output::Output;
+use crate::state::{KeyGroupRange, KeyedStateBackend};
+use crate::time::windows::{Window, WindowAssigner};
+use crate::time::{TimeDomain, TimerService};
+use crate::wasm::UdfInstance;
+
+/// The names of the buffers of the left and the right input.
+pub const WINDOW_JOIN_STATES: [&str; 2] = ["window-join-left", "window-join-right"];
+
+/// A window join subtask.
+pub struct WindowJoinOperator {
+    core: JoinCore,
+    assigner: WindowAssigner,
+    size: i64,
+}
+
+impl WindowJoinOperator {
+    /// A window join over `backend` and `timers` (restored already); the
+    /// assigner is tumbling or sliding.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor wiring the parts built by the executor"
+    )]
+    pub fn new(
+        uid: &str,
+        module: String,
+        instance: UdfInstance,
+        metrics: Arc<VertexMetrics>,
+        backend: Box<dyn KeyedStateBackend>,
+        timers: TimerService,
+        assigner: WindowAssigner,
+        key_groups: KeyGroupRange,
+        batch_size: usize,
+    ) -> Result<Self, TaskError> {
+        let size = match assigner {
+            WindowAssigner::Tumbling { size, .. } | WindowAssigner::Sliding { size, .. } => size,
+            WindowAssigner::Session { .. } | WindowAssigner::Global => {
+                return Err(TaskError::StateRestore {
+                    operator: uid.to_string(),
+                    reason: "internal error: a window join needs tumbling or sliding windows".into(),
+                });
+            }
+        };
+        let core = JoinCore::new(
+            uid,
+            module,
+            instance,
+            metrics,
+            backend,
+            timers,
+            WINDOW_JOIN_STATES,
+            key_groups,
+            batch_size,
+        )?;
+        Ok(Self { core, assigner, size })
+    }
+
+    /// Joins the window of `key` ending at `time + 1` and drops its buffers.
+    fn fire(&mut self, key: &[u8], time: EventTime, out: &mut Output) -> Result<(), TaskError> {
+        let window = Window {
+            start: time.saturating_add(1).saturating_sub(self.size),
+            end: time.saturating_add(1),
+        };
+        let user_key = window.to_key();
+        let core = &mut self.core;
+        core.backend.set_current_key(key);
+        let [left_state, right_state] = core.buffers;
+        let left = core
+            .backend
+            .get(left_state, &user_key)
+            .map_err(|e| core.state_error(e))?;
+        let right = core
+            .backend
+            .get(right_state, &user_key)
+            .map_err(|e| core.state_error(e))?;
+        core.backend
+            .delete(left_state, &user_key)
+            .map_err(|e| core.state_error(e))?;
+        core.backend
+            .delete(right_state, &user_key)
+            .map_err(|e| core.state_error(e))?;
+        let (Some(left), Some(right)) = (left, right) else {
+            return Ok(());
+        };
+        for l in decode_records(&left) {
+            for r in decode_records(&right) {
+                core.pairs.push(key, (l.1, l.0), (r.1, r.0), time);
+                core.flush_if_full(out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operator for WindowJoinOperator {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        self.process_input(0, batch, out)
+    }
+
+    fn process_input(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<(), TaskError> {
+        let input = input.min(1);
+        self.core.metrics.add_in(batch.len() as u64);
+        let watermark = self.core.watermark;
+        // The batch's records by key and window, encoded: one state access a group.
+        let mut groups: HashMap<(&[u8], Window), Vec<u8>> = HashMap::new();
+        let mut late = 0u64;
+        for i in 0..batch.len() {
+            let record = batch.get(i);
+            let key = record.key.unwrap_or_default();
+            let mut placed = false;
+            self.assigner.assign(record.timestamp, |window| {
+                if window.max_timestamp() > watermark {
+                    placed = true;
+                    encode_record(
+                        groups.entry((key, window)).or_default(),
+                        record.timestamp,
+                        record.payload,
+                    );
+                }
+            });
+            if !placed {
+                late += 1;
+            }
+        }
+        for ((key, window), records) in groups {
+            self.core.backend.set_current_key(key);
+            self.core.append(input, &window.to_key(), &records)?;
+            self.core
+                .timers
+                .register(TimeDomain::EventTime, key, window.max_timestamp());
+        }
+        if late > 0 {
+            self.core.metrics.add_late(late);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
+        self.core.watermark = watermark;
+        loop {
+            let due = self
+                .core
+                .timers
+                .take_due(TimeDomain::EventTime, watermark, self.core.batch_size);
+            if due.is_empty() {
+                break;
+            }
+            for (i, &time) in due.timestamps.iter().enumerate() {
+                let key = &due.keys[crate::runtime::batch::span(&due.key_ends, i)];
+                self.fire(key, time, out)?;
+            }
+        }
+        self.core.flush(out)
+    }
+
+    fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
+        self.core.snapshot()
+    }
+}
