@@ -4,15 +4,17 @@
 ///
 /// Invoke it once per crate, listing each function as
 /// `kind "name" => Type`, where `kind` is one of `map`, `filter`, `flat_map`,
-/// `key_selector`, `keyed_process`, `window_aggregate`, `join` or
-/// `keyed_co_process` and `Type` implements the matching trait
+/// `key_selector`, `keyed_process`, `window_aggregate`, `join`,
+/// `keyed_co_process` or `watermark_generator` and `Type` implements the
+/// matching trait
 /// ([`Map`](crate::Map),
 /// [`Filter`](crate::Filter), [`FlatMap`](crate::FlatMap),
 /// [`KeySelector`](crate::KeySelector),
 /// [`KeyedProcessFunction`](crate::KeyedProcessFunction),
 /// [`WindowAggregate`](crate::WindowAggregate),
 /// [`JoinFunction`](crate::JoinFunction),
-/// [`KeyedCoProcessFunction`](crate::KeyedCoProcessFunction)). Job files refer to
+/// [`KeyedCoProcessFunction`](crate::KeyedCoProcessFunction),
+/// [`WatermarkGenerator`](crate::WatermarkGenerator)). Job files refer to
 /// functions by these names.
 ///
 /// The module always exports every interface of the world; the host calls
@@ -75,14 +77,17 @@ macro_rules! export_functions {
     (@entry join $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::join::<$function>($name)
     };
-    (@entry keyed_co_process $name:literal $function:ty) => {
+        (@entry keyed_co_process $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::keyed_co_process::<$function>($name)
+    };
+    (@entry watermark_generator $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::watermark_generator::<$function>($name)
     };
     (@entry $kind:ident $name:literal $function:ty) => {
         ::core::compile_error!(::core::concat!(
             "unknown function kind `",
             ::core::stringify!($kind),
-            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join or keyed_co_process"
+            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join, keyed_co_process or watermark_generator"
         ))
     };
 }

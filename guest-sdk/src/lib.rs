@@ -166,6 +166,7 @@ mod runtime;
 mod state;
 mod task;
 mod timers;
+mod watermarks;
 mod window;
 
 pub use context::{Context, OpenContext};
@@ -179,6 +180,7 @@ pub use serde;
 pub use state::{AggregatingState, ListState, MapState, ReducingState, Ttl, ValueState};
 pub use task::TaskInfo;
 pub use timers::{TimeDomain, Timer};
+pub use watermarks::WatermarkGenerator;
 pub use window::Window;
 
 /// Bindings generated from `wit/weir.wit` (world `any-module`). Not part of

@@ -13,4 +13,5 @@ mod oracle;
 mod partitioning;
 mod state_kinds;
 mod traffic;
+mod watermarks;
 mod wordcount;

@@ -2,8 +2,10 @@
 //! runs a whole batch.
 
 mod joins;
+mod watermarks;
 
 pub(crate) use joins::{DynJoin, DynKeyedCoProcess, open_join, open_keyed_co_process};
+pub(crate) use watermarks::{DynWatermarkGenerator, open_watermark_generator};
 
 use crate::__bindings::weir::udf::types as wit;
 use crate::output::{KeyColumn, Output};
@@ -29,6 +31,8 @@ pub(crate) enum Instance {
     Join(Box<dyn DynJoin>),
     /// A keyed co-process function.
     KeyedCoProcess(Box<dyn DynKeyedCoProcess>),
+    /// A punctuated watermark generator.
+    WatermarkGenerator(Box<dyn DynWatermarkGenerator>),
 }
 
 /// A map, filter or flat-map function.

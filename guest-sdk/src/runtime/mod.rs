@@ -10,13 +10,13 @@ use std::marker::PhantomData;
 use adapters::Instance;
 
 use crate::__bindings::exports::weir::udf::{
-    join, key_selector, keyed_co_process, keyed_process, library, transform, window_aggregate,
+    join, key_selector, keyed_co_process, keyed_process, library, transform, watermark_generator, window_aggregate,
 };
 use crate::__bindings::weir::udf::types as wit;
 use crate::output::{KeyColumn, Output};
 use crate::{
     Filter, FlatMap, JoinFunction, KeySelector, KeyedCoProcessFunction, KeyedProcessFunction, Map, Result, TaskInfo,
-    WindowAggregate,
+    WatermarkGenerator, WindowAggregate,
 };
 
 /// A module: what [`export_functions!`](crate::export_functions) declares.
@@ -108,6 +108,15 @@ impl FunctionEntry {
             open: adapters::open_keyed_co_process::<F>,
         }
     }
+
+    /// A [`WatermarkGenerator`].
+    pub const fn watermark_generator<F: WatermarkGenerator>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WatermarkGenerator,
+            open: adapters::open_watermark_generator::<F>,
+        }
+    }
 }
 
 /// Fails the build if two functions share a name.
@@ -176,6 +185,7 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::WindowAggregate => "window-aggregate",
         wit::FunctionKind::Join => "join",
         wit::FunctionKind::KeyedCoProcess => "keyed-co-process",
+        wit::FunctionKind::WatermarkGenerator => "watermark-generator",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",
@@ -377,6 +387,21 @@ impl<M: Module> keyed_co_process::Guest for Runtime<M> {
             let output = function.on_timers(&context, timers, &active.task, &mut active.output);
             scope::end_call();
             output
+        })
+    }
+}
+
+impl<M: Module> watermark_generator::Guest for Runtime<M> {
+    fn on_events(input: wit::Batch) -> Vec<watermark_generator::Punctuation> {
+        const EXPORT: &str = "watermark-generator.on-events";
+        with_active(EXPORT, |active| {
+            let Instance::WatermarkGenerator(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let punctuations = function.on_events(input);
+            scope::end_call();
+            punctuations
         })
     }
 }

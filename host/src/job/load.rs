@@ -12,7 +12,7 @@ use super::error::{JobFileError, JobFileErrors, Locator};
 use super::params::Params;
 use super::plan::{
     Edge, FunctionRef, JobPlan, JoinConfig, Limits, Partitioning, Settings, SinkConfig, SourceConfig,
-    StateBackendConfig, Trigger, Vertex, VertexKind, WindowConfig,
+    StateBackendConfig, Trigger, Vertex, VertexKind, Watermarks, WindowConfig,
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
@@ -109,7 +109,7 @@ struct Draft {
     kind: VertexKind,
     input: Option<DraftInput>,
     is_sink: bool,
-    watermarks: Option<WatermarkStrategy>,
+    watermarks: Option<Watermarks>,
     window: Option<WindowConfig>,
     /// The second input of a two-input operator.
     second_input: Option<DraftInput>,
@@ -251,9 +251,57 @@ impl Builder<'_> {
         }
     }
 
-    fn watermarks(&mut self, spec: &Spanned<WatermarksSpec>, uid: &str) -> WatermarkStrategy {
+    /// The watermarks of vertex `uid`; a punctuated strategy's generator
+    /// comes from `module` (else `default_module`, the operator's).
+    fn watermarks(
+        &mut self,
+        spec: &Spanned<WatermarksSpec>,
+        uid: &str,
+        default_module: Option<&Spanned<String>>,
+    ) -> Watermarks {
         let spec_ref = spec.get_ref();
+        let field = |name: &str| format!("`{uid}` → watermarks → {name}");
+        let mut punctuation = None;
+        if spec_ref.strategy != WatermarkKind::Punctuated {
+            for (given, name) in [
+                (spec_ref.function.is_some(), "function"),
+                (spec_ref.module.is_some(), "module"),
+            ] {
+                if given {
+                    self.errors.push(self.locator.error(
+                        spec.span(),
+                        field(name),
+                        "only a punctuated strategy has a watermark generator function",
+                    ));
+                }
+            }
+        }
         let bound = match spec_ref.strategy {
+            WatermarkKind::Punctuated => {
+                if spec_ref.max_out_of_orderness_ms.is_some() {
+                    self.errors.push(self.locator.error(
+                        spec.span(),
+                        field("max_out_of_orderness_ms"),
+                        "a punctuated strategy has no out-of-orderness bound: its function decides the watermarks",
+                    ));
+                }
+                match (&spec_ref.function, spec_ref.module.as_ref().or(default_module)) {
+                    (Some(function), Some(module)) => {
+                        punctuation = self.watermark_generator(module, function, &field("module"), &field("function"));
+                    }
+                    (None, _) => self.errors.push(self.locator.error(
+                        spec.span(),
+                        field("function"),
+                        "a punctuated strategy needs `function`, a watermark generator",
+                    )),
+                    (Some(_), None) => self.errors.push(self.locator.error(
+                        spec.span(),
+                        field("module"),
+                        "a punctuated strategy on a source needs `module`",
+                    )),
+                }
+                0
+            }
             WatermarkKind::Monotonous => {
                 if spec_ref.max_out_of_orderness_ms.is_some() {
                     self.errors.push(self.locator.error(
@@ -276,11 +324,38 @@ impl Builder<'_> {
                 }
             },
         };
-        WatermarkStrategy {
-            max_out_of_orderness_ms: bound,
-            interval: Duration::from_millis(spec_ref.interval_ms.unwrap_or(200)),
-            idle_timeout: spec_ref.idle_timeout_ms.map(Duration::from_millis),
+        Watermarks {
+            strategy: WatermarkStrategy {
+                max_out_of_orderness_ms: bound,
+                interval: Duration::from_millis(spec_ref.interval_ms.unwrap_or(200)),
+                idle_timeout: spec_ref.idle_timeout_ms.map(Duration::from_millis),
+                punctuated: spec_ref.strategy == WatermarkKind::Punctuated,
+            },
+            punctuation,
         }
+    }
+
+    /// Loads the watermark generator of a punctuated strategy.
+    fn watermark_generator(
+        &mut self,
+        module: &Spanned<String>,
+        function: &Spanned<String>,
+        module_field: &str,
+        function_field: &str,
+    ) -> Option<FunctionRef> {
+        let generator = self.function(module, function, module_field, function_field, Vec::new())?;
+        if generator.kind != FunctionKind::WatermarkGenerator {
+            self.errors.push(self.locator.error(
+                function.span(),
+                function_field,
+                format!(
+                    "expected a watermark generator, found `{}`, a {} function",
+                    generator.function, generator.kind
+                ),
+            ));
+            return None;
+        }
+        Some(generator)
     }
 
     fn window(&mut self, operator: &super::spec::OperatorSpec, uid: &str) -> Option<WindowConfig> {
@@ -484,7 +559,7 @@ impl Builder<'_> {
                 SourceConfig::Generator(config)
             }
         };
-        let watermarks = source.watermarks.as_ref().map(|w| self.watermarks(w, &uid));
+        let watermarks = source.watermarks.as_ref().map(|w| self.watermarks(w, &uid, None));
         Draft {
             uid,
             line: self.locator.line_of(spanned.span().start),
@@ -528,11 +603,19 @@ impl Builder<'_> {
         let kind = match function {
             Some(function) => {
                 match function.kind {
-                    FunctionKind::KeySelector => self.errors.push(self.locator.error(
+                                        FunctionKind::KeySelector => self.errors.push(self.locator.error(
                         operator.function.span(),
                         field("function"),
                         format!(
                             "`{}` is a key selector; use it in `key_by`, not as an operator",
+                            function.function
+                        ),
+                    )),
+                    FunctionKind::WatermarkGenerator => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("function"),
+                        format!(
+                            "`{}` is a watermark generator; use it in `watermarks = {{ strategy = \"punctuated\", function = ... }}`, not as an operator",
                             function.function
                         ),
                     )),
@@ -589,7 +672,10 @@ impl Builder<'_> {
             _ => None,
         };
         let (second_input, join) = self.two_input(operator, &uid, function, window.as_ref());
-        let watermarks = operator.watermarks.as_ref().map(|w| self.watermarks(w, &uid));
+        let watermarks = operator
+            .watermarks
+            .as_ref()
+            .map(|w| self.watermarks(w, &uid, Some(&operator.module)));
         Draft {
             uid,
             line: self.locator.line_of(spanned.span().start),

@@ -78,7 +78,7 @@ pub struct Vertex {
     /// The edge this vertex reads from (none for sources).
     pub input: Option<Edge>,
     /// Watermarks this vertex generates for its output, if any.
-    pub watermarks: Option<crate::time::watermarks::WatermarkStrategy>,
+    pub watermarks: Option<Watermarks>,
     /// Windows, for a window-aggregate operator.
     pub window: Option<WindowConfig>,
     /// The second input of a two-input operator (join, co-process).
@@ -109,6 +109,15 @@ pub enum JoinConfig {
         /// Upper bound of the right record's time relative to the left's, ms.
         upper_ms: i64,
     },
+}
+
+/// How a vertex generates the watermarks of its output.
+#[derive(Debug, Clone)]
+pub struct Watermarks {
+    /// Bound, emission interval and idleness.
+    pub strategy: crate::time::watermarks::WatermarkStrategy,
+    /// The Wasm watermark generator of a punctuated strategy.
+    pub punctuation: Option<FunctionRef>,
 }
 
 /// How a window operator groups and fires.

@@ -193,7 +193,7 @@ pub struct SourceSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatermarksSpec {
-    /// `bounded-out-of-orderness` or `monotonous`.
+    /// `bounded-out-of-orderness`, `monotonous` or `punctuated`.
     pub strategy: WatermarkKind,
     /// How late a record may be and still be on time (bounded), ms.
     pub max_out_of_orderness_ms: Option<u64>,
@@ -201,6 +201,11 @@ pub struct WatermarksSpec {
     pub interval_ms: Option<u64>,
     /// After this long without records the stream is idle, ms (default: never).
     pub idle_timeout_ms: Option<u64>,
+    /// The module of a punctuated strategy's watermark generator (default:
+    /// the operator's module).
+    pub module: Option<Spanned<String>>,
+    /// The watermark generator of a punctuated strategy.
+    pub function: Option<Spanned<String>>,
 }
 
 /// Watermark strategies.
@@ -211,6 +216,8 @@ pub enum WatermarkKind {
     BoundedOutOfOrderness,
     /// Timestamps never decrease: the largest timestamp seen.
     Monotonous,
+    /// A Wasm watermark generator declares watermarks after records.
+    Punctuated,
 }
 
 /// Source connectors.

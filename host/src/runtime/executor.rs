@@ -756,7 +756,11 @@ impl Subtask<'_> {
                     )?),
                 }
             }
-            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap | FunctionKind::KeySelector => {
+            FunctionKind::Map
+            | FunctionKind::Filter
+            | FunctionKind::FlatMap
+            | FunctionKind::KeySelector
+            | FunctionKind::WatermarkGenerator => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
                 Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
             }
@@ -790,9 +794,15 @@ impl Subtask<'_> {
             };
             edges.push(OutputEdge::new(edge.side_output.clone(), targets, route));
         }
+        let watermarks = self.vertex.watermarks.as_ref();
+        let punctuation = match watermarks.and_then(|w| w.punctuation.as_ref()) {
+            Some(generator) => Some(self.instance(&self.vertex.uid, generator, self.vertex.parallelism, None)?),
+            None => None,
+        };
         Ok(
             Output::new(edges, Arc::clone(&self.shared.dead_letters), self.metrics())
-                .with_watermarks(self.vertex.watermarks),
+                .with_watermarks(watermarks.map(|w| w.strategy))
+                .with_punctuation(punctuation),
         )
     }
 }

@@ -153,6 +153,8 @@ pub struct Output {
     dead_letters: Arc<DeadLetters>,
     metrics: Arc<VertexMetrics>,
     generator: Option<WatermarkGenerator>,
+    /// The Wasm function of a punctuated watermark strategy.
+    punctuation: Option<crate::wasm::UdfInstance>,
 }
 
 impl Output {
@@ -163,7 +165,15 @@ impl Output {
             dead_letters,
             metrics,
             generator: None,
+            punctuation: None,
         }
+    }
+
+    /// Asks `generator` (a watermark-generator function) for the watermarks
+    /// of the records this output emits (a punctuated strategy).
+    pub fn with_punctuation(mut self, generator: Option<crate::wasm::UdfInstance>) -> Self {
+        self.punctuation = generator;
+        self
     }
 
     /// Generates watermarks with `strategy` from now on.
@@ -208,7 +218,49 @@ impl Output {
         self.emit_to(Some(tag), batch)
     }
 
-    fn emit_to(&mut self, tag: Option<&str>, batch: RecordBatch) -> Result<(), TaskError> {
+    fn emit_to(&mut self, tag: Option<&str>, mut batch: RecordBatch) -> Result<(), TaskError> {
+        if tag.is_none()
+            && !batch.is_empty()
+            && let Some(generator) = &mut self.punctuation
+        {
+            let mut marks = generator.punctuations(&mut batch)?;
+            if !marks.is_empty() {
+                marks.sort_by_key(|&(index, _)| index);
+                return self.emit_punctuated(batch, &marks);
+            }
+        }
+        self.send_to(tag, batch)
+    }
+
+    /// Emits `batch` with the watermarks its generator declared after some
+    /// records: the records up to each mark, then its watermark.
+    fn emit_punctuated(&mut self, batch: RecordBatch, marks: &[(u32, EventTime)]) -> Result<(), TaskError> {
+        let mut next = 0;
+        for &(index, watermark) in marks {
+            let end = (index as usize + 1).min(batch.len());
+            if end > next {
+                let mut part = RecordBatch::default();
+                for i in next..end {
+                    part.push_record(batch.get(i));
+                }
+                self.send_to(None, part)?;
+                next = end;
+            }
+            if let Some(watermark) = self.generator.as_mut().and_then(|g| g.punctuate(watermark)) {
+                self.broadcast(&Message::Watermark(watermark))?;
+            }
+        }
+        if next < batch.len() {
+            let mut rest = RecordBatch::default();
+            for i in next..batch.len() {
+                rest.push_record(batch.get(i));
+            }
+            self.send_to(None, rest)?;
+        }
+        Ok(())
+    }
+
+    fn send_to(&mut self, tag: Option<&str>, batch: RecordBatch) -> Result<(), TaskError> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -25,6 +25,9 @@ pub struct WatermarkStrategy {
     pub interval: Duration,
     /// After this long without records the stream declares itself idle.
     pub idle_timeout: Option<Duration>,
+    /// Watermarks come from a Wasm function that reads the records
+    /// ([`WatermarkGenerator::punctuate`]), not from the largest timestamp.
+    pub punctuated: bool,
 }
 
 /// What the generator wants sent downstream.
@@ -93,7 +96,7 @@ impl WatermarkGenerator {
             self.idle = true;
             return Some(WatermarkEvent::Idle);
         }
-        if now.duration_since(self.last_emit) < self.strategy.interval {
+        if self.strategy.punctuated || now.duration_since(self.last_emit) < self.strategy.interval {
             return None;
         }
         self.last_emit = now;
@@ -104,12 +107,24 @@ impl WatermarkGenerator {
         })
     }
 
+    /// A watermark a punctuated generator declared: the watermark to emit,
+    /// if it advances the stream's.
+    pub fn punctuate(&mut self, watermark: EventTime) -> Option<EventTime> {
+        (watermark > self.emitted).then(|| {
+            self.emitted = watermark;
+            watermark
+        })
+    }
+
     /// How long until [`WatermarkGenerator::poll`] may have something to say.
     pub fn next_poll(&self, now: Instant) -> Duration {
-        let periodic = self
-            .strategy
-            .interval
-            .saturating_sub(now.duration_since(self.last_emit));
+        let periodic = if self.strategy.punctuated {
+            Duration::MAX
+        } else {
+            self.strategy
+                .interval
+                .saturating_sub(now.duration_since(self.last_emit))
+        };
         match self.strategy.idle_timeout {
             Some(timeout) if !self.idle => periodic.min(timeout.saturating_sub(now.duration_since(self.last_record))),
             _ => periodic,
@@ -135,6 +150,7 @@ mod tests {
             max_out_of_orderness_ms: 5_000,
             interval: Duration::ZERO,
             idle_timeout: None,
+            punctuated: false,
         };
         let mut generator = WatermarkGenerator::new(strategy);
         let now = Instant::now();
@@ -154,6 +170,7 @@ mod tests {
             max_out_of_orderness_ms: 0,
             interval: Duration::from_secs(3600),
             idle_timeout: Some(Duration::from_millis(100)),
+            punctuated: false,
         };
         let start = Instant::now();
         let mut generator = WatermarkGenerator::new(strategy);
@@ -166,5 +183,26 @@ mod tests {
             generator.poll(later + Duration::from_millis(150)),
             Some(WatermarkEvent::Idle)
         );
+    }
+
+    #[test]
+    fn a_punctuated_generator_emits_only_what_its_function_declares() {
+        let strategy = WatermarkStrategy {
+            max_out_of_orderness_ms: 0,
+            interval: Duration::ZERO,
+            idle_timeout: None,
+            punctuated: true,
+        };
+        let mut generator = WatermarkGenerator::new(strategy);
+        let mut batch = RecordBatch::default();
+        batch.push(b"a", 1_000);
+        let now = Instant::now();
+        generator.on_batch(&batch, now);
+        assert_eq!(generator.poll(now), None, "no periodic watermark");
+        assert_eq!(generator.next_poll(now), Duration::MAX);
+        assert_eq!(generator.punctuate(500), Some(500));
+        assert_eq!(generator.punctuate(500), None, "not advanced");
+        assert_eq!(generator.punctuate(400), None, "never goes back");
+        assert_eq!(generator.punctuate(2_000), Some(2_000));
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wasmtime::{Store, Trap};
 
 use super::bindings::exports::weir::udf::{
-    join, key_selector, keyed_co_process, keyed_process, library, transform, window_aggregate,
+    join, key_selector, keyed_co_process, keyed_process, library, transform, watermark_generator, window_aggregate,
 };
 use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
@@ -110,6 +110,7 @@ enum Exports {
     WindowAggregate(window_aggregate::Guest),
     Join(join::Guest),
     KeyedCoProcess(keyed_co_process::Guest),
+    WatermarkGenerator(watermark_generator::Guest),
 }
 
 /// Accumulators as a flat column (see [`crate::runtime::batch::span`]).
@@ -235,6 +236,9 @@ impl UdfInstance {
             FunctionKind::KeyedCoProcess => keyed_co_process::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::KeyedCoProcess),
+            FunctionKind::WatermarkGenerator => watermark_generator::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::WatermarkGenerator),
         }
         .map_err(|e| start_error(format!("{e:#}")))?;
         let task = wit::TaskInfo {
@@ -284,6 +288,21 @@ impl UdfInstance {
         let result = guest.call_process(&mut self.store, &batch);
         restore_batch(input, batch);
         self.after_call(result, input.len()).map(into_output)
+    }
+
+    /// The watermarks a punctuated watermark generator declares after
+    /// records of `input`: (record index, watermark), in record order.
+    pub fn punctuations(&mut self, input: &mut RecordBatch) -> Result<Vec<(u32, i64)>, UdfError> {
+        let Exports::WatermarkGenerator(guest) = &self.exports else {
+            return Err(self.misuse("watermark-generator", input.len()));
+        };
+        let guest = guest.clone();
+        let batch = take_batch(input);
+        self.before_call();
+        let result = guest.call_on_events(&mut self.store, &batch);
+        restore_batch(input, batch);
+        let punctuations = self.after_call(result, input.len())?;
+        Ok(punctuations.into_iter().map(|p| (p.index, p.watermark)).collect())
     }
 
     /// Computes the key of every record of `input` into its key column.

@@ -37,6 +37,8 @@ pub enum FunctionKind {
     Join,
     /// Keyed co-process function: two keyed inputs, shared state and timers.
     KeyedCoProcess,
+    /// Punctuated watermarks: declares watermarks after records.
+    WatermarkGenerator,
 }
 
 impl FunctionKind {
@@ -49,6 +51,7 @@ impl FunctionKind {
             Self::WindowAggregate => "window-aggregate",
             Self::Join => "join",
             Self::KeyedCoProcess => "keyed-co-process",
+            Self::WatermarkGenerator => "watermark-generator",
         }
     }
 }
@@ -64,6 +67,7 @@ impl fmt::Display for FunctionKind {
             Self::WindowAggregate => "window-aggregate",
             Self::Join => "join",
             Self::KeyedCoProcess => "keyed-co-process",
+            Self::WatermarkGenerator => "watermark-generator",
         })
     }
 }
@@ -79,6 +83,7 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::WindowAggregate => Self::WindowAggregate,
             wit::FunctionKind::Join => Self::Join,
             wit::FunctionKind::KeyedCoProcess => Self::KeyedCoProcess,
+            wit::FunctionKind::WatermarkGenerator => Self::WatermarkGenerator,
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   keyed state and timers; see [`StateProbe`].
 //! - `concat` (window aggregate): lists the texts of each window, for tests
 //!   of window assignment; see [`Concat`].
+//! - `markers` (watermark generator): punctuated watermarks from marker
+//!   records; see [`Markers`].
 //! - `side` (filter), `pair` (join), `threshold_alerts` (keyed co-process):
 //!   for the tests of joins and connected streams; see [`joins`].
 
@@ -19,9 +21,9 @@ use std::hint::black_box;
 use std::io::Write as _;
 
 use weir_sdk::{
-    AggregateFunction, AggregatingState, Context, Error, Filter, KeySelector, KeyWriter, KeyedProcessFunction,
-    ListState, Map, MapState, OpenContext, Record, RecordWriter, ReducingState, Result, TaskInfo, Timer, Ttl,
-    ValueState, Window, WindowAggregate,
+    AggregateFunction, AggregatingState, Context, Error, EventTime, Filter, KeySelector, KeyWriter,
+    KeyedProcessFunction, ListState, Map, MapState, OpenContext, Record, RecordWriter, ReducingState, Result, TaskInfo,
+    Timer, Ttl, ValueState, WatermarkGenerator, Window, WindowAggregate,
 };
 
 /// Copies each record.
@@ -95,6 +97,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// Punctuated watermarks: a record `key timestamp watermark` declares the
+/// watermark `timestamp` (Flink's marker-event example of a punctuated
+/// `WatermarkGenerator`); other records declare nothing.
+pub struct Markers;
+
+impl WatermarkGenerator for Markers {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn on_event(&mut self, record: &Record<'_>) -> Option<EventTime> {
+        let text = std::str::from_utf8(record.payload()).ok()?;
+        (text.split(' ').nth(2) == Some("watermark")).then(|| record.timestamp())
+    }
 }
 
 /// Copies each record (`key timestamp text…`) and stamps it with its
@@ -381,5 +399,6 @@ weir_sdk::export_functions! {
     window_aggregate "concat" => Concat,
     filter "side" => joins::Side,
     join "pair" => joins::Pair,
-    keyed_co_process "threshold_alerts" => joins::ThresholdAlerts,
+        keyed_co_process "threshold_alerts" => joins::ThresholdAlerts,
+    watermark_generator "markers" => Markers,
 }
