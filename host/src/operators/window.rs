@@ -13,6 +13,9 @@
 //! lateness`; a late record inside that bound updates the window and fires
 //! it again at once. A record that is too late for every window it belongs
 //! to goes to the late side output (if configured) and is counted.
+//!
+//! Processing-time windows and the other built-in time triggers
+//! (processing-time, continuous, purging) live in [`triggers`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +32,10 @@ use crate::time::windows::Window;
 use crate::time::{TimeDomain, TimerService};
 use crate::wasm::UdfInstance;
 use crate::wasm::instance::Accumulators;
+
+mod triggers;
+
+pub use triggers::WINDOW_TRIGGER;
 
 /// The name of the state that holds the accumulators.
 pub const WINDOW_STATE: &str = "window-contents";
@@ -50,6 +57,10 @@ pub struct WindowOperator {
     watermark: EventTime,
     key_groups: KeyGroupRange,
     timer_batch: usize,
+    /// Next firing time per window (continuous triggers).
+    triggers: StateId,
+    /// Processing time (the wall clock in jobs).
+    clock: Box<dyn crate::time::clock::Clock>,
 }
 
 /// The accumulators one batch touches: slot `i` is (key, window). Keys are
@@ -113,6 +124,7 @@ impl WindowOperator {
             ttl: None,
         };
         let counts = backend.register(&counts_descriptor).map_err(state_error)?;
+        let triggers = backend.register(&triggers::descriptor()).map_err(state_error)?;
         Ok(Self {
             uid: uid.to_string(),
             module,
@@ -126,7 +138,15 @@ impl WindowOperator {
             watermark: EventTime::MIN,
             key_groups,
             timer_batch,
+            triggers,
+            clock: Box::new(crate::time::clock::SystemClock),
         })
+    }
+
+    /// Reads processing time from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: impl crate::time::clock::Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     fn state_error(&self, source: crate::state::StateError) -> TaskError {
@@ -138,7 +158,8 @@ impl WindowOperator {
 
     /// A window is late once the watermark has passed its end plus lateness.
     fn is_late(&self, window: Window) -> bool {
-        window.max_timestamp().saturating_add(self.config.allowed_lateness_ms) <= self.watermark
+        self.config.time == TimeDomain::EventTime
+            && window.max_timestamp().saturating_add(self.config.allowed_lateness_ms) <= self.watermark
     }
 
     /// Emits the results of `windows` (key, window, accumulator).
@@ -183,6 +204,7 @@ impl WindowOperator {
     /// `merge`), as Flink's merging window assigners do. A record whose
     /// session would be late and merges with nothing in state is late.
     fn process_sessions(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        let now = self.clock.now_ms();
         let mut keys: Vec<(&[u8], Vec<usize>)> = Vec::new();
         let mut key_index: HashMap<&[u8], usize> = HashMap::new();
         for i in 0..batch.len() {
@@ -211,7 +233,8 @@ impl WindowOperator {
                 }
             }
             for &i in &records {
-                self.config.assigner.assign(batch.timestamps[i], |window| {
+                let at = self.assign_time(batch.timestamps[i], now);
+                self.config.assigner.assign(at, |window| {
                     items.push(Member {
                         window,
                         accumulator: None,
@@ -283,10 +306,28 @@ impl WindowOperator {
         for accumulator in &accumulators {
             column.push(accumulator);
         }
+        let first = if self.triggered() {
+            self.first_timestamps(sessions.len(), &slots, &origin, &batch, now)
+        } else {
+            Vec::new()
+        };
         let column = self.add(column, slots, &mut input, Some((&batch, &origin)), out)?;
         let lateness = self.config.allowed_lateness_ms;
         let mut refire = Vec::new();
         for (s, session) in sessions.into_iter().enumerate() {
+            if self.triggered() {
+                let merged: Vec<Window> = session.merged.iter().map(|(window, _)| *window).collect();
+                let element = (first[s], now);
+                self.settle_session(
+                    &session.key,
+                    session.window,
+                    &merged,
+                    column.get(s),
+                    element,
+                    &mut refire,
+                )?;
+                continue;
+            }
             self.backend.set_current_key(&session.key);
             for (old, _) in &session.merged {
                 self.backend
@@ -537,6 +578,9 @@ impl Operator for WindowOperator {
         if self.config.assigner.is_merging() {
             return self.process_sessions(batch, out);
         }
+        if self.triggered() {
+            return self.process_triggered(batch, out);
+        }
         if let Trigger::Count { count, purge } = self.config.trigger {
             return self.process_counted(batch, out, count, purge);
         }
@@ -622,6 +666,9 @@ impl Operator for WindowOperator {
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
+        if self.triggered() {
+            return self.on_watermark_triggered(watermark, out);
+        }
         self.watermark = watermark;
         let lateness = self.config.allowed_lateness_ms;
         loop {
@@ -653,6 +700,14 @@ impl Operator for WindowOperator {
             }
             self.fire(fired, out)?;
         }
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.timers.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
+        self.fire_processing_time(now, out)
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
