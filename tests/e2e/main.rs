@@ -10,6 +10,7 @@ mod exactly_once;
 mod harness;
 mod oracle;
 mod partitioning;
+mod processing_time;
 mod state_kinds;
 mod traffic;
 mod wordcount;

@@ -106,6 +106,20 @@ pub fn check(
     allowed_lateness_ms: u64,
 ) -> Result<(), TriggerProblem> {
     let processing = time == TimeDomain::ProcessingTime;
+    // Flink's `abs(offset) < size` (tumbling) and `abs(offset) < slide` (sliding).
+    let offset = match assigner {
+        WindowAssigner::Tumbling { size, offset } => Some((offset, size, "size")),
+        WindowAssigner::Sliding { slide, offset, .. } => Some((offset, slide, "slide")),
+        _ => None,
+    };
+    if let Some((offset, bound, what)) = offset
+        && offset.unsigned_abs() >= bound.unsigned_abs()
+    {
+        return Err(problem(
+            "window → offset_ms",
+            format!("the offset must be smaller than the window's {what} ({bound}) in absolute value"),
+        ));
+    }
     if assigner == WindowAssigner::Global {
         if processing {
             return Err(problem(

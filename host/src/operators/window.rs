@@ -703,7 +703,8 @@ impl Operator for WindowOperator {
     }
 
     fn next_processing_time(&self) -> Option<i64> {
-        self.timers.next_processing_time()
+        // A processing-time timer fires once the clock has passed it.
+        self.timers.next_processing_time().map(|time| time.saturating_add(1))
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {

@@ -18,6 +18,11 @@
 //!   later firing with nothing new emits nothing); the trigger's own state
 //!   (the next continuous firing) stays, as in Flink.
 //!
+//! A processing-time timer for `t` fires once the clock has passed `t` (at
+//! `t + 1` at the earliest, as Flink's timer service does), so a record the
+//! clock places at a window's last millisecond is in the window before it
+//! fires, and none comes after: each processing-time window fires once.
+//!
 //! Trigger state (the next continuous firing of each window) is a keyed map
 //! state `window-trigger`, and every firing goes through the
 //! [`crate::time::TimerService`], so all of it is checkpointed. Timers are
@@ -295,9 +300,10 @@ impl WindowOperator {
         self.fire_timers(TimeDomain::EventTime, watermark, out)
     }
 
-    /// The clock reached `now`: processing-time firings and cleanups.
+    /// The clock reached `now`: processing-time firings and cleanups of
+    /// the timers before `now`.
     pub(super) fn fire_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
-        self.fire_timers(TimeDomain::ProcessingTime, now, out)
+        self.fire_timers(TimeDomain::ProcessingTime, now.saturating_sub(1), out)
     }
 
     /// Fires the timers of `domain` up to `time`, including the ones the

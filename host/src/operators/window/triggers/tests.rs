@@ -163,16 +163,16 @@ fn lines(expected: &[&str]) -> Vec<String> {
 const PROCESSING: Trigger = Trigger::ProcessingTime { purge: false };
 
 #[test]
-fn processing_time_tumbling_windows_take_records_by_the_clock_and_fire_at_end_minus_one() {
+fn processing_time_tumbling_windows_take_records_by_the_clock_and_fire_when_it_passes_their_end() {
     let tumbling = WindowAssigner::Tumbling { size: 1_000, offset: 0 };
     let mut h = Harness::new(tumbling, TimeDomain::ProcessingTime, PROCESSING, 0);
     // Event timestamps are ignored: the clock (10 500) places the records.
     h.records(10_500, &[("a 1", 5), ("b 1", 99_999), ("a 2", -7)]);
     h.records(10_900, &[("a 3", 0)]);
-    assert_eq!(h.operator.next_processing_time(), Some(10_999));
-    assert_eq!(h.clock(10_998), Vec::<String>::new());
+    assert_eq!(h.operator.next_processing_time(), Some(11_000));
+    assert_eq!(h.clock(10_999), Vec::<String>::new());
     assert_eq!(
-        h.clock(10_999),
+        h.clock(11_000),
         lines(&["a,10000,11000,a 1|a 2|a 3", "b,10000,11000,b 1"])
     );
     // A watermark does nothing to processing-time windows.
@@ -194,8 +194,8 @@ fn processing_time_windows_follow_the_offset() {
     let mut h = Harness::new(shifted, TimeDomain::ProcessingTime, PROCESSING, 0);
     h.records(10_250, &[("a 1", 0)]);
     h.records(10_300, &[("a 2", 0)]);
-    assert_eq!(h.clock(10_299), lines(&["a,9300,10300,a 1"]));
-    assert_eq!(h.clock(11_299), lines(&["a,10300,11300,a 2"]));
+    assert_eq!(h.clock(10_300), lines(&["a,9300,10300,a 1"]));
+    assert_eq!(h.clock(11_300), lines(&["a,10300,11300,a 2"]));
 }
 
 #[test]
@@ -208,9 +208,9 @@ fn processing_time_sliding_windows_fire_each_window_by_the_clock() {
     let mut h = Harness::new(sliding, TimeDomain::ProcessingTime, PROCESSING, 0);
     h.records(10_200, &[("a 1", 0)]);
     h.records(10_700, &[("a 2", 0)]);
-    assert_eq!(h.clock(10_499), lines(&["a,9500,10500,a 1"]));
-    assert_eq!(h.clock(10_999), lines(&["a,10000,11000,a 1|a 2"]));
-    assert_eq!(h.clock(11_499), lines(&["a,10500,11500,a 2"]));
+    assert_eq!(h.clock(10_500), lines(&["a,9500,10500,a 1"]));
+    assert_eq!(h.clock(11_000), lines(&["a,10000,11000,a 1|a 2"]));
+    assert_eq!(h.clock(11_500), lines(&["a,10500,11500,a 2"]));
     assert_eq!(h.watermark(EventTime::MAX), Vec::<String>::new());
 }
 
@@ -221,9 +221,9 @@ fn processing_time_sessions_merge_by_the_clock_and_fire_after_the_gap() {
     h.records(1_000, &[("a 1", 0), ("b 1", 0)]);
     h.records(1_050, &[("a 2", 0)]);
     // b's session [1000, 1100) ends; a's grew to [1000, 1150).
-    assert_eq!(h.clock(1_099), lines(&["b,1000,1100,b 1"]));
+    assert_eq!(h.clock(1_100), lines(&["b,1000,1100,b 1"]));
     h.records(1_140, &[("a 3", 0)]);
-    assert_eq!(h.clock(1_239), lines(&["a,1000,1240,a 1|a 2|a 3"]));
+    assert_eq!(h.clock(1_240), lines(&["a,1000,1240,a 1|a 2|a 3"]));
     h.records(1_300, &[("a 4", 0)]);
     assert_eq!(h.watermark(EventTime::MAX), lines(&["a,1300,1400,a 4"]));
 }
@@ -233,11 +233,11 @@ fn the_processing_time_trigger_fires_event_time_windows_by_the_clock() {
     let tumbling = WindowAssigner::Tumbling { size: 10, offset: 0 };
     let mut h = Harness::new(tumbling, TimeDomain::EventTime, PROCESSING, 0);
     h.records(0, &[("a 1", 3), ("a 2", 12), ("b 1", 5)]);
-    // No watermark at all: the clock reaching 9 fires [0, 10).
-    assert_eq!(h.clock(9), lines(&["a,0,10,a 1", "b,0,10,b 1"]));
+    // No watermark at all: the clock passing 9 fires [0, 10).
+    assert_eq!(h.clock(10), lines(&["a,0,10,a 1", "b,0,10,b 1"]));
     h.records(10, &[("a 3", 7)]);
     assert_eq!(h.clock(10), lines(&["a,0,10,a 1|a 3"]));
-    assert_eq!(h.clock(19), lines(&["a,10,20,a 2"]));
+    assert_eq!(h.clock(20), lines(&["a,10,20,a 2"]));
     // The watermark cleans [0, 10) up: a later record for it is late.
     assert_eq!(h.watermark(9), Vec::<String>::new());
     h.records(30, &[("a 4", 8)]);
@@ -254,7 +254,7 @@ fn the_purging_processing_time_trigger_empties_the_window_at_each_firing() {
         0,
     );
     h.records(0, &[("a 1", 3)]);
-    assert_eq!(h.clock(9), lines(&["a,0,10,a 1"]));
+    assert_eq!(h.clock(10), lines(&["a,0,10,a 1"]));
     h.records(10, &[("a 2", 4)]);
     assert_eq!(h.clock(10), lines(&["a,0,10,a 2"]));
     assert_eq!(h.watermark(EventTime::MAX), Vec::<String>::new());
@@ -271,15 +271,15 @@ fn the_continuous_processing_time_trigger_fires_every_interval_up_to_the_end() {
     // First record at 10 100: firings at the multiples of 300 (10 200,
     // 10 500, 10 800) and at the window's last millisecond.
     h.records(10_100, &[("a 1", 0)]);
-    assert_eq!(h.operator.next_processing_time(), Some(10_200));
-    assert_eq!(h.clock(10_199), Vec::<String>::new());
-    assert_eq!(h.clock(10_200), lines(&["a,10000,11000,a 1"]));
+    assert_eq!(h.operator.next_processing_time(), Some(10_201));
+    assert_eq!(h.clock(10_200), Vec::<String>::new());
+    assert_eq!(h.clock(10_201), lines(&["a,10000,11000,a 1"]));
     h.records(10_400, &[("a 2", 0), ("b 1", 0)]);
     // b's first firing is aligned to the epoch too: 10 500.
-    assert_eq!(h.clock(10_500), lines(&["a,10000,11000,a 1|a 2", "b,10000,11000,b 1"]));
+    assert_eq!(h.clock(10_501), lines(&["a,10000,11000,a 1|a 2", "b,10000,11000,b 1"]));
     // The clock jumps over 10 800 to the end: both firings happen.
     assert_eq!(
-        h.clock(10_999),
+        h.clock(11_000),
         lines(&[
             "a,10000,11000,a 1|a 2",
             "b,10000,11000,b 1",
@@ -301,12 +301,12 @@ fn the_purging_continuous_processing_time_trigger_emits_only_what_is_new() {
     };
     let mut h = Harness::new(tumbling, TimeDomain::ProcessingTime, continuous, 0);
     h.records(10_100, &[("a 1", 0)]);
-    assert_eq!(h.clock(10_200), lines(&["a,10000,11000,a 1"]));
+    assert_eq!(h.clock(10_201), lines(&["a,10000,11000,a 1"]));
     h.records(10_400, &[("a 2", 0)]);
-    assert_eq!(h.clock(10_500), lines(&["a,10000,11000,a 2"]));
+    assert_eq!(h.clock(10_501), lines(&["a,10000,11000,a 2"]));
     // Nothing new: the firing at 10 800 emits nothing, but the trigger
     // goes on and fires what arrives before the end.
-    assert_eq!(h.clock(10_800), Vec::<String>::new());
+    assert_eq!(h.clock(10_801), Vec::<String>::new());
     h.records(10_950, &[("a 3", 0)]);
-    assert_eq!(h.clock(10_999), lines(&["a,10000,11000,a 3"]));
+    assert_eq!(h.clock(11_000), lines(&["a,10000,11000,a 3"]));
 }
