@@ -35,7 +35,9 @@
 //!
 //! Session windows merge the next continuous firing (the earliest of the
 //! merged windows, as Flink's `onMerge`); a new session formed inside one
-//! batch schedules its first continuous firing from its earliest record.
+//! batch schedules its first continuous firing from its earliest record. A
+//! purged session stays in state with an empty accumulator (a new one for
+//! the guest) until its cleanup, so that later records still merge with it.
 
 use super::{Slots, WindowOperator};
 use crate::job::plan::Trigger;
@@ -241,12 +243,23 @@ impl WindowOperator {
         if fire {
             fired.push((key.to_vec(), window, accumulator.to_vec()));
             if self.config.trigger.purges() {
-                self.backend
-                    .delete(self.contents, &window.to_key())
-                    .map_err(|e| self.state_error(e))?;
+                self.purge(window)?;
             }
         }
         Ok(())
+    }
+
+    /// Empties `window` (current key). A session window stays, empty, so
+    /// that later records still merge with it, as Flink's merging window
+    /// set keeps a purged window until its cleanup.
+    fn purge(&mut self, window: Window) -> Result<(), TaskError> {
+        let key = window.to_key();
+        let result = if self.config.assigner.is_merging() {
+            self.backend.put(self.contents, &key, &[])
+        } else {
+            self.backend.delete(self.contents, &key)
+        };
+        result.map_err(|e| self.state_error(e))
     }
 
     /// Stores the session `window` of `key` that replaced the `merged`
@@ -341,12 +354,10 @@ impl WindowOperator {
                 (Trigger::EventTime | Trigger::PurgingEventTime, TimeDomain::EventTime) => time == max,
                 _ => false,
             };
-            if fire && let Some(accumulator) = contents {
+            if fire && let Some(accumulator) = contents.filter(|a| !a.is_empty()) {
                 fired.push((key.to_vec(), window, accumulator));
                 if purge {
-                    self.backend
-                        .delete(self.contents, &window.to_key())
-                        .map_err(|e| self.state_error(e))?;
+                    self.purge(window)?;
                 }
             }
             if self.cleanup(window) == (domain, time) {
@@ -401,7 +412,7 @@ impl WindowOperator {
                     if !pending {
                         continue;
                     }
-                    if let Some(accumulator) = contents {
+                    if let Some(accumulator) = contents.filter(|a| !a.is_empty()) {
                         fired.push((key.to_vec(), window, accumulator));
                     }
                     self.clear_window(window)?;

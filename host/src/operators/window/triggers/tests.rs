@@ -171,9 +171,11 @@ fn processing_time_tumbling_windows_take_records_by_the_clock_and_fire_when_it_p
     h.records(10_900, &[("a 3", 0)]);
     assert_eq!(h.operator.next_processing_time(), Some(11_000));
     assert_eq!(h.clock(10_999), Vec::<String>::new());
+    // A record at the window's last millisecond is still in it.
+    h.records(10_999, &[("b 2", 0)]);
     assert_eq!(
         h.clock(11_000),
-        lines(&["a,10000,11000,a 1|a 2|a 3", "b,10000,11000,b 1"])
+        lines(&["a,10000,11000,a 1|a 2|a 3", "b,10000,11000,b 1|b 2"])
     );
     // A watermark does nothing to processing-time windows.
     h.records(11_000, &[("a 4", 0)]);
@@ -309,4 +311,38 @@ fn the_purging_continuous_processing_time_trigger_emits_only_what_is_new() {
     assert_eq!(h.clock(10_801), Vec::<String>::new());
     h.records(10_950, &[("a 3", 0)]);
     assert_eq!(h.clock(11_000), lines(&["a,10000,11000,a 3"]));
+}
+
+fn continuous_sessions(purge: bool) -> Harness {
+    let sessions = WindowAssigner::Session { gap: 100 };
+    let continuous = Trigger::ContinuousEventTime { interval_ms: 50, purge };
+    Harness::new(sessions, TimeDomain::EventTime, continuous, 0)
+}
+
+#[test]
+fn continuous_event_time_sessions_merge_their_next_firing() {
+    let mut h = continuous_sessions(false);
+    // [10, 110): first firing at 50 (the multiple of 50 after 10).
+    h.records(0, &[("a 1", 10)]);
+    assert_eq!(h.watermark(49), Vec::<String>::new());
+    assert_eq!(h.watermark(50), lines(&["a,10,110,a 1"]));
+    // Merged into [10, 180), which keeps the next firing (100).
+    h.records(0, &[("a 2", 80)]);
+    assert_eq!(h.watermark(100), lines(&["a,10,180,a 1|a 2"]));
+    // 150, then the end (179) in one watermark step.
+    assert_eq!(h.watermark(179), lines(&["a,10,180,a 1|a 2", "a,10,180,a 1|a 2"]));
+    assert_eq!(h.watermark(EventTime::MAX), Vec::<String>::new());
+}
+
+#[test]
+fn purged_sessions_still_merge_and_fire_only_what_is_new() {
+    let mut h = continuous_sessions(true);
+    h.records(0, &[("a 1", 10)]);
+    assert_eq!(h.watermark(50), lines(&["a,10,110,a 1"]));
+    // The purged [10, 110) is still there: `a 2` merges with it.
+    h.records(0, &[("a 2", 80)]);
+    assert_eq!(h.watermark(100), lines(&["a,10,180,a 2"]));
+    assert_eq!(h.watermark(179), Vec::<String>::new());
+    h.records(0, &[("a 3", 300)]);
+    assert_eq!(h.watermark(EventTime::MAX), lines(&["a,300,400,a 3"]));
 }
