@@ -350,9 +350,8 @@ fn hour_windows_with_an_offset_start_at_the_offset() {
     assert_eq!(sorted_lines(&work.read("out.txt")), expected);
 }
 
-#[test]
-fn processing_time_windows_hold_every_record_once_in_aligned_disjoint_windows() {
-    const PROCESSING: &str = r#"
+/// Processing-time windows over a file, read in batches of 16 records.
+const PROCESSING: &str = r#"
 [job]
 batch_size = 16
 
@@ -367,7 +366,7 @@ input = "lines"
 module = "testkit.wasm"
 function = "concat"
 key_by = { module = "testkit.wasm", function = "first_word" }
-window = { type = "tumbling", size_ms = 7, offset_ms = 3, time = "processing" }
+WINDOW
 
 [[sink]]
 uid = "out"
@@ -375,45 +374,92 @@ input = "win"
 type = "file"
 path = "out.txt"
 "#;
-    let events = events(41, 20_000, 150);
-    let mut per_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (key, _, line) in &events {
-        per_key.entry(key.clone()).or_default().push(line.clone());
-    }
+
+/// One firing: key, start, end and the records' lines.
+type Firing = (String, i64, i64, Vec<String>);
+
+/// Runs `window` over `events` (parallelism 2) and returns the firings,
+/// each checked to be a window of `size` aligned to `offset`.
+fn processing_run(window: &str, events: &[Event], size: i64, offset: i64) -> Vec<Firing> {
     let work = Workdir::new();
-    work.write("input.txt", input(&events));
-    work.run_ok(PROCESSING, &["--parallelism", "2"]);
-    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut windows: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    work.write("input.txt", input(events));
+    work.run_ok(&PROCESSING.replace("WINDOW", window), &["--parallelism", "2"]);
+    let mut firings = Vec::new();
     for line in work.read("out.txt").lines() {
         let fields: Vec<&str> = line.splitn(4, ',').collect();
         assert_eq!(fields.len(), 4, "{line}");
         let (start, end): (i64, i64) = (fields[1].parse().expect("start"), fields[2].parse().expect("end"));
-        assert_eq!(end - start, 7, "{line}");
+        assert_eq!(end - start, size, "{line}");
         assert_eq!(
-            (start - 3).rem_euclid(7),
+            (start - offset).rem_euclid(size),
             0,
-            "not aligned to size 7 and offset 3: {line}"
+            "not aligned to size {size} and offset {offset}: {line}"
         );
-        windows.entry(fields[0].to_string()).or_default().push((start, end));
-        let texts = seen.entry(fields[0].to_string()).or_default();
-        texts.extend(fields[3].split('|').map(str::to_string));
+        let texts = fields[3].split('|').map(str::to_string).collect();
+        firings.push((fields[0].to_string(), start, end, texts));
+    }
+    firings
+}
+
+/// The lines of each key, sorted.
+fn lines_per_key<'a>(lines: impl Iterator<Item = (&'a String, &'a String)>) -> BTreeMap<String, Vec<String>> {
+    let mut per_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, line) in lines {
+        per_key.entry(key.clone()).or_default().push(line.clone());
+    }
+    for lines in per_key.values_mut() {
+        lines.sort();
+    }
+    per_key
+}
+
+#[test]
+fn processing_time_windows_hold_every_record_once_in_aligned_disjoint_windows() {
+    let events = events(41, 20_000, 150);
+    let firings = processing_run(
+        "window = { type = \"tumbling\", size_ms = 7, offset_ms = 3, time = \"processing\" }",
+        &events,
+        7,
+        3,
+    );
+    let mut windows: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for (key, start, end, _) in &firings {
+        windows.entry(key).or_default().push((*start, *end));
     }
     for (key, mut mine) in windows {
         mine.sort();
+        // Disjoint, and each fired once.
         assert!(
             mine.windows(2).all(|w| w[0].1 <= w[1].0),
             "windows of {key} overlap: {mine:?}"
         );
     }
-    for texts in seen.values_mut() {
-        texts.sort();
-    }
-    for texts in per_key.values_mut() {
-        texts.sort();
-    }
     // Every record in exactly one window of its key: counts per key sum up.
-    assert_eq!(seen, per_key);
+    let seen = lines_per_key(
+        firings
+            .iter()
+            .flat_map(|(key, _, _, texts)| texts.iter().map(move |t| (key, t))),
+    );
+    assert_eq!(seen, lines_per_key(events.iter().map(|(key, _, line)| (key, line))));
+}
+
+#[test]
+fn a_purging_continuous_processing_time_trigger_emits_every_record_exactly_once() {
+    let events = events(43, 20_000, 150);
+    let firings = processing_run(
+        "window = { type = \"tumbling\", size_ms = 20, time = \"processing\" }\n\
+         trigger = { type = \"continuous-processing-time\", interval_ms = 3, purge = true }",
+        &events,
+        20,
+        0,
+    );
+    // Purging: whatever the timing, the firings split the records of a key.
+    let seen = lines_per_key(
+        firings
+            .iter()
+            .flat_map(|(key, _, _, texts)| texts.iter().map(move |t| (key, t))),
+    );
+    assert_eq!(seen, lines_per_key(events.iter().map(|(key, _, line)| (key, line))));
 }
 
 #[test]
