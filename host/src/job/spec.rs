@@ -248,7 +248,7 @@ pub struct OperatorSpec {
     pub params: BTreeMap<String, String>,
     /// Generate watermarks from the event time of this operator's output.
     pub watermarks: Option<Spanned<WatermarksSpec>>,
-    /// Event-time windows (for a window-aggregate function).
+    /// Windows in event or processing time (for a window-aggregate function).
     pub window: Option<Spanned<WindowSpec>>,
     /// How long after its end (event time) a window still takes late records, ms.
     pub allowed_lateness_ms: Option<u64>,
@@ -258,7 +258,7 @@ pub struct OperatorSpec {
     pub trigger: Option<Spanned<TriggerSpec>>,
 }
 
-/// `window = { type = "tumbling", size_ms = 60000 }`.
+/// `window = { type = "tumbling", size_ms = 60000, time = "processing" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
