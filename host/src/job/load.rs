@@ -12,11 +12,11 @@ use super::error::{JobFileError, JobFileErrors, Locator};
 use super::params::Params;
 use super::plan::{
     Edge, FunctionRef, JobPlan, JoinConfig, Limits, Partitioning, Settings, SinkConfig, SourceConfig,
-    StateBackendConfig, Trigger, Vertex, VertexKind, Watermarks, WindowConfig,
+    StateBackendConfig, Vertex, VertexKind, Watermarks, WindowConfig,
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
-    TriggerKind, WatermarkKind, WatermarksSpec, WindowKind,
+    WatermarkKind, WatermarksSpec, WindowKind,
 };
 use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::connectors::generator::GeneratorConfig;
@@ -402,47 +402,31 @@ impl Builder<'_> {
                 }
             }
         };
-        let trigger = match operator.trigger.as_ref() {
-            None => Trigger::EventTime,
-            Some(trigger) => match trigger.get_ref().kind {
-                TriggerKind::EventTime => Trigger::EventTime,
-                TriggerKind::Count => match trigger.get_ref().count.filter(|c| *c > 0) {
-                    Some(count) => Trigger::Count {
-                        count,
-                        purge: trigger.get_ref().purge.unwrap_or(false),
-                    },
-                    None => {
-                        self.errors.push(self.locator.error(
-                            trigger.span(),
-                            format!("operator `{uid}` → trigger → count"),
-                            "a count trigger needs `count` of at least 1",
-                        ));
-                        return None;
-                    }
-                },
-            },
+        let time = super::triggers::window_time(spec);
+        let lateness = operator.allowed_lateness_ms.unwrap_or(0);
+        let trigger = super::triggers::trigger(operator.trigger.as_ref().map(|t| t.get_ref()), time)
+            .and_then(|trigger| super::triggers::check(assigner, time, trigger, lateness).map(|()| trigger));
+        let trigger = match trigger {
+            Ok(trigger) => trigger,
+            Err(problem) => {
+                let span = match (problem.field.starts_with("trigger"), operator.trigger.as_ref()) {
+                    (true, Some(trigger)) => trigger.span(),
+                    _ => spanned.span(),
+                };
+                self.errors.push(self.locator.error(
+                    span,
+                    format!("operator `{uid}` → {}", problem.field),
+                    problem.message,
+                ));
+                return None;
+            }
         };
-        if assigner == WindowAssigner::Global && trigger == Trigger::EventTime {
-            self.errors.push(self.locator.error(
-                spanned.span(),
-                format!("operator `{uid}` → trigger"),
-                "a global window never ends, so it needs a trigger that fires it (`trigger = { type = \"count\", count = N }`)",
-            ));
-            return None;
-        }
-        if assigner.is_merging() && trigger != Trigger::EventTime {
-            self.errors.push(self.locator.error(
-                spanned.span(),
-                format!("operator `{uid}` → trigger"),
-                "session windows support only the event-time trigger for now",
-            ));
-            return None;
-        }
         Some(WindowConfig {
             assigner,
-            allowed_lateness_ms: i64::try_from(operator.allowed_lateness_ms.unwrap_or(0)).unwrap_or(i64::MAX),
+            allowed_lateness_ms: i64::try_from(lateness).unwrap_or(i64::MAX),
             late_output: operator.late_output.clone(),
             trigger,
+            time,
         })
     }
 

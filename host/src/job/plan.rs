@@ -131,6 +131,9 @@ pub struct WindowConfig {
     pub late_output: Option<String>,
     /// When windows fire.
     pub trigger: Trigger,
+    /// The clock that places records in windows: event time (records'
+    /// timestamps) or processing time (the wall clock).
+    pub time: crate::time::TimeDomain,
 }
 
 /// When a window fires.
@@ -143,6 +146,30 @@ pub enum Trigger {
     Count {
         /// Records per firing.
         count: u64,
+        /// Empty the window after each firing.
+        purge: bool,
+    },
+    /// The event-time trigger emptying the window at each firing (Flink's
+    /// `PurgingTrigger.of(EventTimeTrigger.create())`).
+    PurgingEventTime,
+    /// When the wall clock reaches the window's end (Flink's `ProcessingTimeTrigger`).
+    ProcessingTime {
+        /// Empty the window after each firing.
+        purge: bool,
+    },
+    /// Every `interval_ms` of event time, aligned to the epoch, and at the
+    /// window's end (Flink's `ContinuousEventTimeTrigger`).
+    ContinuousEventTime {
+        /// Event time between firings, ms.
+        interval_ms: i64,
+        /// Empty the window after each firing.
+        purge: bool,
+    },
+    /// Every `interval_ms` of wall-clock time, aligned to the epoch (Flink's
+    /// `ContinuousProcessingTimeTrigger`).
+    ContinuousProcessingTime {
+        /// Wall-clock time between firings, ms.
+        interval_ms: i64,
         /// Empty the window after each firing.
         purge: bool,
     },

@@ -255,7 +255,7 @@ pub struct OperatorSpec {
     pub params: BTreeMap<String, String>,
     /// Generate watermarks from the event time of this operator's output.
     pub watermarks: Option<Spanned<WatermarksSpec>>,
-    /// Event-time windows (for a window-aggregate function or a window join).
+    /// Windows in event or processing time (for a window-aggregate function or a window join).
     pub window: Option<Spanned<WindowSpec>>,
     /// How long after its end (event time) a window still takes late records, ms.
     pub allowed_lateness_ms: Option<u64>,
@@ -305,7 +305,7 @@ pub enum JoinKind {
     Interval,
 }
 
-/// `window = { type = "tumbling", size_ms = 60000 }`.
+/// `window = { type = "tumbling", size_ms = 60000, time = "processing" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
@@ -320,6 +320,18 @@ pub struct WindowSpec {
     pub slide_ms: Option<u64>,
     /// Alignment offset (time-zone aligned windows), ms.
     pub offset_ms: Option<i64>,
+    /// Which clock places records in windows and fires them (default `event`).
+    pub time: Option<WindowTimeSpec>,
+}
+
+/// The clock of a window assigner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowTimeSpec {
+    /// By the records' timestamps, fired by watermarks.
+    Event,
+    /// By the wall clock when the operator processes a record.
+    Processing,
 }
 
 /// Window assigners.
@@ -340,13 +352,16 @@ pub enum WindowKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
-    /// `event-time` (default) or `count`.
+    /// `event-time` (default), `count`, `processing-time`,
+    /// `continuous-event-time` or `continuous-processing-time`.
     #[serde(rename = "type")]
     pub kind: TriggerKind,
     /// Records per firing (`count`).
     pub count: Option<u64>,
-    /// Empty the window after each firing (`count`; default false).
+    /// Empty the window after each firing (any trigger; default false).
     pub purge: Option<bool>,
+    /// Time between firings (`continuous-event-time`, `continuous-processing-time`), ms.
+    pub interval_ms: Option<u64>,
 }
 
 /// Triggers.
@@ -357,6 +372,12 @@ pub enum TriggerKind {
     EventTime,
     /// Fire every `count` records.
     Count,
+    /// Fire when the wall clock passes the window's end.
+    ProcessingTime,
+    /// Fire every `interval_ms` of event time, and at the window's end.
+    ContinuousEventTime,
+    /// Fire every `interval_ms` of wall-clock time.
+    ContinuousProcessingTime,
 }
 
 /// A key selector: a function of a module.

@@ -8,7 +8,8 @@
 //! - [`transform`]: map, filter and flat-map functions in Wasm.
 //! - [`keyed_process`]: keyed process functions in Wasm, with state and timers.
 //! - [`sink`]: hands records to a sink connector.
-//! - [`window`]: keyed event-time windows with an incremental Wasm aggregate.
+//! - [`window`]: keyed windows (event or processing time) with an incremental
+//!   Wasm aggregate and the built-in triggers.
 //! - [`two_phase_commit`]: hands records to a transactional sink, pre-commits
 //!   at each barrier and commits when the checkpoint completes.
 //! - [`window_join`], [`interval_join`], [`co_process`]: two-input operators

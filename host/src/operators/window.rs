@@ -13,6 +13,9 @@
 //! lateness`; a late record inside that bound updates the window and fires
 //! it again at once. A record that is too late for every window it belongs
 //! to goes to the late side output (if configured) and is counted.
+//!
+//! Processing-time windows and the other built-in time triggers
+//! (processing-time, continuous, purging) live in [`triggers`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +33,10 @@ use crate::time::windows::Window;
 use crate::time::{TimeDomain, TimerService};
 use crate::wasm::UdfInstance;
 use crate::wasm::instance::Accumulators;
+
+mod triggers;
+
+pub use triggers::WINDOW_TRIGGER;
 
 /// The name of the state that holds the accumulators.
 pub const WINDOW_STATE: &str = "window-contents";
@@ -58,6 +65,38 @@ pub struct WindowOperator {
     batch_slots: Vec<(u64, u32)>,
     /// Counts batches, for `batch_slots`.
     generation: u64,
+    /// Next firing time per window (continuous triggers).
+    triggers: StateId,
+    /// Processing time (the wall clock in jobs).
+    clock: Box<dyn crate::time::clock::Clock>,
+}
+
+/// The accumulators one batch touches: slot `i` is (key, window). Keys are
+/// borrowed from the batch, so a lookup allocates nothing; a slot's key is
+/// copied once, when the slot is created.
+#[derive(Default)]
+struct Slots<'a> {
+    of: HashMap<(&'a [u8], Window), u32>,
+    list: Vec<(&'a [u8], Window)>,
+}
+
+impl<'a> Slots<'a> {
+    fn slot(&mut self, key: &'a [u8], window: Window) -> u32 {
+        let next = self.list.len() as u32;
+        let slot = *self.of.entry((key, window)).or_insert(next);
+        if slot == next {
+            self.list.push((key, window));
+        }
+        slot
+    }
+
+    /// The slots with owned keys, once the batch is no longer borrowed.
+    fn into_owned(self) -> Vec<(Vec<u8>, Window)> {
+        self.list
+            .into_iter()
+            .map(|(key, window)| (key.to_vec(), window))
+            .collect()
+    }
 }
 
 impl WindowOperator {
@@ -93,6 +132,7 @@ impl WindowOperator {
             ttl: None,
         };
         let counts = backend.register(&counts_descriptor).map_err(state_error)?;
+        let triggers = backend.register(&triggers::descriptor()).map_err(state_error)?;
         Ok(Self {
             uid: uid.to_string(),
             module,
@@ -109,7 +149,15 @@ impl WindowOperator {
             cache: MapStateCache::new(contents, CACHE_CAPACITY),
             batch_slots: Vec::new(),
             generation: 0,
+            triggers,
+            clock: Box::new(crate::time::clock::SystemClock),
         })
+    }
+
+    /// Reads processing time from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: impl crate::time::clock::Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     fn state_error(&self, source: crate::state::StateError) -> TaskError {
@@ -121,7 +169,8 @@ impl WindowOperator {
 
     /// A window is late once the watermark has passed its end plus lateness.
     fn is_late(&self, window: Window) -> bool {
-        window.max_timestamp().saturating_add(self.config.allowed_lateness_ms) <= self.watermark
+        self.config.time == TimeDomain::EventTime
+            && window.max_timestamp().saturating_add(self.config.allowed_lateness_ms) <= self.watermark
     }
 
     /// Emits the results of `windows` (key, window, accumulator).
@@ -166,6 +215,7 @@ impl WindowOperator {
     /// `merge`), as Flink's merging window assigners do. A record whose
     /// session would be late and merges with nothing in state is late.
     fn process_sessions(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        let now = self.clock.now_ms();
         let mut keys: Vec<(&[u8], Vec<usize>)> = Vec::new();
         let mut key_index: HashMap<&[u8], usize> = HashMap::new();
         for i in 0..batch.len() {
@@ -194,7 +244,8 @@ impl WindowOperator {
                 }
             }
             for &i in &records {
-                self.config.assigner.assign(batch.timestamps[i], |window| {
+                let at = self.assign_time(batch.timestamps[i], now);
+                self.config.assigner.assign(at, |window| {
                     items.push(Member {
                         window,
                         accumulator: None,
@@ -266,10 +317,28 @@ impl WindowOperator {
         for accumulator in &accumulators {
             column.push(accumulator);
         }
+        let first = if self.triggered() {
+            self.first_timestamps(sessions.len(), &slots, &origin, &batch, now)
+        } else {
+            Vec::new()
+        };
         let column = self.add(column, slots, &mut input, Some((&batch, &origin)), out)?;
         let lateness = self.config.allowed_lateness_ms;
         let mut refire = Vec::new();
         for (s, session) in sessions.into_iter().enumerate() {
+            if self.triggered() {
+                let merged: Vec<Window> = session.merged.iter().map(|(window, _)| *window).collect();
+                let element = (first[s], now);
+                self.settle_session(
+                    &session.key,
+                    session.window,
+                    &merged,
+                    column.get(s),
+                    element,
+                    &mut refire,
+                )?;
+                continue;
+            }
             self.backend.set_current_key(&session.key);
             for (old, _) in &session.merged {
                 self.backend
@@ -639,6 +708,9 @@ impl Operator for WindowOperator {
         if self.config.assigner.is_merging() {
             return self.process_sessions(batch, out);
         }
+        if self.triggered() {
+            return self.process_triggered(batch, out);
+        }
         if let Trigger::Count { count, purge } = self.config.trigger {
             return self.process_counted(batch, out, count, purge);
         }
@@ -646,6 +718,9 @@ impl Operator for WindowOperator {
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
+        if self.triggered() {
+            return self.on_watermark_triggered(watermark, out);
+        }
         self.watermark = watermark;
         let lateness = self.config.allowed_lateness_ms;
         self.cache
@@ -681,6 +756,15 @@ impl Operator for WindowOperator {
             }
             self.fire(fired, out)?;
         }
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        // A processing-time timer fires once the clock has passed it.
+        self.timers.next_processing_time().map(|time| time.saturating_add(1))
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
+        self.fire_processing_time(now, out)
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {

@@ -233,6 +233,14 @@ pub fn run_operator_inputs(
                 state.idle[channel] = false;
                 let input = input_of.get(channel).copied().unwrap_or(0);
                 operator.process_input(input, batch, out)?;
+                // Due processing-time timers fire between batches too, so
+                // that a busy input does not hold them back.
+                if operator
+                    .next_processing_time()
+                    .is_some_and(|due| due <= crate::time::now_ms())
+                {
+                    operator.on_processing_time(crate::time::now_ms(), out)?;
+                }
             }
             Event::Input(channel, Message::Watermark(watermark)) => {
                 state.idle[channel] = false;

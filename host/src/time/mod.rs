@@ -1,5 +1,6 @@
 //! Time: the processing-time clock, timers, watermarks and windows.
 
+pub mod clock;
 pub mod timers;
 pub mod watermarks;
 pub mod windows;
