@@ -186,3 +186,105 @@ fn punctuated_watermark_misconfigurations_are_refused_with_the_field() {
         );
     }
 }
+
+/// Two source subtasks follow a folder of two files; one file is empty, so
+/// its subtask stays quiet and the job never ends. The stamps declare
+/// themselves idle after 300 ms without records.
+const IDLE: &str = r#"
+[job]
+batch_size = 100
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "in"
+follow = true
+parallelism = 2
+
+[[operator]]
+uid = "stamp"
+input = "lines"
+module = "testkit.wasm"
+function = "stamp"
+parallelism = 2
+watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 500, interval_ms = 0, idle_timeout_ms = 300 }
+
+[[operator]]
+uid = "win"
+input = "stamp"
+module = "testkit.wasm"
+function = "concat"
+key_by = { module = "testkit.wasm", function = "first_word" }
+window = { type = "tumbling", size_ms = 1000 }
+parallelism = 1
+
+[[sink]]
+uid = "out"
+input = "win"
+type = "file"
+path = "out.txt"
+"#;
+
+#[test]
+fn a_quiet_partition_goes_idle_and_does_not_hold_the_windows_back() {
+    // Records of three keys, about 10 ms apart in event time, never more
+    // than 400 ms out of order: none is late whatever the timing, so the
+    // windows that fire are exactly those the final watermark closes.
+    let mut rng = Lcg::new(11);
+    let mut input = String::new();
+    let mut max_ts = i64::MIN;
+    for i in 0..2_000i64 {
+        let ts = i * 10 - rng.below(400) as i64;
+        max_ts = max_ts.max(ts);
+        input.push_str(&format!("k{} {ts} r{i}\n", rng.below(3)));
+    }
+    let watermark = max_ts - 500 - 1;
+    let mut windows: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
+    for line in input.lines() {
+        let mut words = line.split(' ');
+        let key = words.next().expect("key").to_string();
+        let ts: i64 = words.next().expect("ts").parse().expect("ts");
+        windows
+            .entry((key, ts.div_euclid(SIZE_MS) * SIZE_MS))
+            .or_default()
+            .push(line.to_string());
+    }
+    let mut expected: Vec<String> = windows
+        .into_iter()
+        .filter(|((_, start), _)| start + SIZE_MS - 1 <= watermark)
+        .map(|(window, texts)| result_line(&window, texts))
+        .collect();
+    expected.sort();
+    assert!(expected.len() > 30, "most windows close");
+
+    let work = Workdir::new();
+    std::fs::create_dir(work.path("in")).expect("mkdir");
+    work.write("in/a.txt", &input);
+    work.write("in/b.txt", "");
+    let job = work.write("job.toml", IDLE);
+    let mut child = crate::harness::weir()
+        .current_dir(work.path(""))
+        .args(["run", "--quiet"])
+        .arg(&job)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    // The job never ends (its sources follow their files): wait until the
+    // windows are out, then stop it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut out = Vec::new();
+    while std::time::Instant::now() < deadline {
+        out = std::fs::read_to_string(work.path("out.txt"))
+            .map(|text| sorted_lines(&text))
+            .unwrap_or_default();
+        if out.len() >= expected.len() {
+            break;
+        }
+        assert!(child.try_wait().expect("polls").is_none(), "the job ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("kills");
+    child.wait().expect("waits");
+    assert_eq!(out, expected);
+}

@@ -49,7 +49,11 @@ impl Sink for FileSink {
                 .and_then(|()| self.writer.write_all(b"\n"))
                 .map_err(|e| self.io_error("cannot write output file", e))?;
         }
-        Ok(())
+        // Each batch reaches the file at once, so the output of a job that
+        // runs for long (or forever) can be read while it runs.
+        self.writer
+            .flush()
+            .map_err(|e| self.io_error("cannot write output file", e))
     }
 
     fn finish(&mut self) -> Result<(), ConnectorError> {

@@ -506,7 +506,6 @@ impl Builder<'_> {
             .map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
         let kind = match source.kind.get_ref() {
             SourceKind::File => {
-                parallelism = 1;
                 let path = match &source.path {
                     Some(path) => self.path(path, &field("path")),
                     None => {
@@ -518,7 +517,15 @@ impl Builder<'_> {
                         PathBuf::new()
                     }
                 };
-                SourceConfig::File { path }
+                // One file is read by one subtask; a folder's files are
+                // split over the subtasks.
+                if !path.is_dir() {
+                    parallelism = 1;
+                }
+                SourceConfig::File {
+                    path,
+                    follow: source.follow.unwrap_or(false),
+                }
             }
             SourceKind::Generator => {
                 let defaults = GeneratorConfig::default();

@@ -191,8 +191,10 @@ pub enum VertexKind {
 pub enum SourceConfig {
     /// Lines of a file.
     File {
-        /// The file.
+        /// The file, or a folder whose files are split over the subtasks.
         path: PathBuf,
+        /// Wait for more lines at the end instead of ending.
+        follow: bool,
     },
     /// The built-in traffic generator.
     Generator(crate::connectors::generator::GeneratorConfig),

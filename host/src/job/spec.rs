@@ -169,9 +169,11 @@ pub struct SourceSpec {
     /// Which connector.
     #[serde(rename = "type")]
     pub kind: Spanned<SourceKind>,
-    /// File to read (`file`).
+    /// File or folder of files to read (`file`).
     pub path: Option<Spanned<String>>,
-    /// Parallelism (a file source always runs one subtask).
+    /// Keep waiting for more lines at the end of the files (`file`).
+    pub follow: Option<bool>,
+    /// Parallelism (a file source reading one file runs one subtask).
     pub parallelism: Option<Spanned<u32>>,
     /// Number of events to generate; endless when absent (`generator`).
     pub events: Option<Spanned<u64>>,

@@ -32,7 +32,7 @@ use crate::checkpoint::manifest::{KeyedStateHandle, Manifest};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::connectors::file_sink::FileSink;
-use crate::connectors::file_source::FileSource;
+use crate::connectors::file_source::{FileSource, assigned_files};
 use crate::connectors::files_sink::FilesSink;
 use crate::connectors::generator::GeneratorSource;
 use crate::connectors::postgres_sink::PostgresSink;
@@ -516,7 +516,11 @@ impl Subtask<'_> {
 
     fn source(&self, config: &SourceConfig) -> Result<Box<dyn Source>, TaskError> {
         let mut source: Box<dyn Source> = match config {
-            SourceConfig::File { path } => Box::new(FileSource::open(path).map_err(|e| self.connector_error(e))?),
+            SourceConfig::File { path, follow } => {
+                let files =
+                    assigned_files(path, self.subtask, self.vertex.parallelism).map_err(|e| self.connector_error(e))?;
+                Box::new(FileSource::open(files, *follow).map_err(|e| self.connector_error(e))?)
+            }
             SourceConfig::Generator(config) => Box::new(GeneratorSource::new(
                 config.clone(),
                 self.subtask,

@@ -171,18 +171,22 @@ impl InputState {
 
     /// The new operator watermark, if it advanced: the minimum over channels
     /// that have neither ended nor gone idle (the maximum once all ended).
+    /// When every open channel is idle, it is the largest of their
+    /// watermarks, as in Flink's `StatusWatermarkValve`: whatever any input
+    /// has promised still holds, and nothing else will come soon.
     fn advance(&mut self) -> Option<EventTime> {
-        if self.all_idle() {
-            return None;
-        }
-        let minimum = (0..self.watermarks.len())
-            .filter(|&c| !self.ended[c] && !self.idle[c])
-            .map(|c| self.watermarks[c])
-            .min()
-            .unwrap_or(EventTime::MAX);
-        (minimum > self.current).then(|| {
-            self.current = minimum;
-            minimum
+        let open = (0..self.watermarks.len()).filter(|&c| !self.ended[c]);
+        let candidate = if self.all_idle() {
+            open.map(|c| self.watermarks[c]).max()?
+        } else {
+            open.filter(|&c| !self.idle[c])
+                .map(|c| self.watermarks[c])
+                .min()
+                .unwrap_or(EventTime::MAX)
+        };
+        (candidate > self.current).then(|| {
+            self.current = candidate;
+            candidate
         })
     }
 }
@@ -480,8 +484,14 @@ mod tests {
         assert_eq!(state.advance(), None, "channel 1 holds it back");
         state.idle[1] = true;
         assert_eq!(state.advance(), Some(100));
+        state.watermarks[1] = 150;
         state.idle[0] = true;
         assert!(state.all_idle());
+        assert_eq!(
+            state.advance(),
+            Some(150),
+            "all idle: the largest watermark of the idle channels"
+        );
         assert_eq!(state.advance(), None);
     }
 
