@@ -145,3 +145,32 @@ pub fn thousands(n: impl Into<u64>) -> String {
     }
     out
 }
+
+/// Runs a job that never ends (its sources follow their files) in `work`
+/// until each of `files` holds at least its number of lines (or two minutes
+/// have passed), stops it, and returns each file's lines, sorted. Panics if
+/// the job ends on its own.
+pub fn run_until_lines(work: &Workdir, job: &str, files: &[(&str, usize)]) -> Vec<Vec<String>> {
+    let job = work.write("job.toml", job);
+    let mut child = weir()
+        .current_dir(work.path(""))
+        .args(["run", "--quiet"])
+        .arg(&job)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let read = |file: &str| {
+        std::fs::read_to_string(work.path(file))
+            .map(|text| sorted_lines(&text))
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline && files.iter().any(|(file, lines)| read(file).len() < *lines) {
+        assert!(child.try_wait().expect("polls").is_none(), "the job ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("kills");
+    child.wait().expect("waits");
+    files.iter().map(|(file, _)| read(file)).collect()
+}

@@ -1,5 +1,5 @@
-//! Every state kind of the WIT contract, and event-time timers, end to end
-//! through the testkit's `state_probe` function.
+//! Every state kind of the WIT contract, and event- and processing-time
+//! timers, end to end through the testkit's `state_probe` function.
 
 use std::collections::BTreeMap;
 
@@ -107,4 +107,54 @@ fn every_state_kind_and_timers_behave_per_key(backend: &str) {
     assert_eq!(entry["operator"], "probe");
     assert_eq!(entry["reason"], "unknown command: bogus");
     assert_eq!(entry["record"], "bogus");
+}
+
+/// The probe over a followed file: the job runs until the processing-time
+/// timers have fired.
+const PROCESSING_TIMERS: &str = r#"
+[[source]]
+uid = "commands"
+type = "file"
+path = "commands.txt"
+follow = true
+
+[[operator]]
+uid = "probe"
+input = "commands"
+module = "testkit.wasm"
+function = "state_probe"
+key_by = { module = "testkit.wasm", function = "first_word" }
+
+[[sink]]
+uid = "out"
+input = "probe"
+type = "file"
+path = "out.txt"
+
+[[sink]]
+uid = "timers"
+input = "probe"
+side_output = "timers"
+type = "file"
+path = "timers.txt"
+"#;
+
+#[test]
+fn processing_time_timers_fire_once_per_key_and_time_with_keyed_state() {
+    // All commands come in one batch, so the timers are due at P + 30
+    // (`a`), P + 10 (`b`, registered twice), P + 20 (`c`, deleted) and P
+    // (`d`): by the time `a`'s fires, a `c` timer would have fired too.
+    let commands =
+        "a value set alpha\na ptimer in 30\nb ptimer twice\nc ptimer cancel\nd value set delta\nd ptimer in 0\n";
+    let mut expected: Vec<String> = commands.lines().map(|c| format!("{c} -> ok")).collect();
+    expected.extend(["ptimer a alpha", "ptimer b none", "ptimer d delta"].map(String::from));
+    expected.sort();
+    for parallelism in ["1", "2"] {
+        let work = Workdir::new();
+        work.write("commands.txt", commands);
+        let job = PROCESSING_TIMERS.replace("key_by =", &format!("parallelism = {parallelism}\nkey_by ="));
+        let out = crate::harness::run_until_lines(&work, &job, &[("out.txt", expected.len()), ("timers.txt", 3)]);
+        assert_eq!(out[0], expected, "parallelism {parallelism}");
+        assert_eq!(out[1], ["a", "b", "d"], "parallelism {parallelism}");
+    }
 }

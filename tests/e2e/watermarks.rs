@@ -261,30 +261,7 @@ fn a_quiet_partition_goes_idle_and_does_not_hold_the_windows_back() {
     std::fs::create_dir(work.path("in")).expect("mkdir");
     work.write("in/a.txt", &input);
     work.write("in/b.txt", "");
-    let job = work.write("job.toml", IDLE);
-    let mut child = crate::harness::weir()
-        .current_dir(work.path(""))
-        .args(["run", "--quiet"])
-        .arg(&job)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    // The job never ends (its sources follow their files): wait until the
-    // windows are out, then stop it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let mut out = Vec::new();
-    while std::time::Instant::now() < deadline {
-        out = std::fs::read_to_string(work.path("out.txt"))
-            .map(|text| sorted_lines(&text))
-            .unwrap_or_default();
-        if out.len() >= expected.len() {
-            break;
-        }
-        assert!(child.try_wait().expect("polls").is_none(), "the job ended early");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    child.kill().expect("kills");
-    child.wait().expect("waits");
+    // The job never ends (its sources follow their files).
+    let out = crate::harness::run_until_lines(&work, IDLE, &[("out.txt", expected.len())]).remove(0);
     assert_eq!(out, expected);
 }

@@ -23,7 +23,7 @@ use std::io::Write as _;
 use weir_sdk::{
     AggregateFunction, AggregatingState, Context, Error, EventTime, Filter, KeySelector, KeyWriter,
     KeyedProcessFunction, ListState, Map, MapState, OpenContext, Record, RecordWriter, ReducingState, Result, TaskInfo,
-    Timer, Ttl, ValueState, WatermarkGenerator, Window, WindowAggregate,
+    TimeDomain, Timer, Ttl, ValueState, WatermarkGenerator, Window, WindowAggregate,
 };
 
 /// Copies each record.
@@ -233,6 +233,12 @@ impl AggregateFunction for Average {
 ///   expire 1000 ms after they were written
 /// - `K timer at T`: registers an event-time timer at `T`; when it fires,
 ///   emits `timer K T`
+/// - `K ptimer in MS`: registers a processing-time timer `MS` ms after the
+///   batch's processing time; `K ptimer twice`: the same timer twice (it
+///   fires once); `K ptimer cancel`: registers one and deletes it. When a
+///   processing-time timer fires it emits `ptimer K V`, `V` being the key's
+///   `value` state then (`none` if unset), and the side output `timers`
+///   gets `K`.
 ///
 /// Anything else is rejected with `unknown command: <payload>`.
 pub struct StateProbe {
@@ -319,6 +325,22 @@ impl StateProbe {
                 ctx.register_event_time_timer(integer(t)?);
                 ok()
             }
+            [_, "ptimer", "in", ms] => {
+                ctx.register_processing_time_timer(ctx.processing_time().saturating_add(integer(ms)?));
+                ok()
+            }
+            [_, "ptimer", "twice"] => {
+                let at = ctx.processing_time().saturating_add(10);
+                ctx.register_processing_time_timer(at);
+                ctx.register_processing_time_timer(at);
+                ok()
+            }
+            [_, "ptimer", "cancel"] => {
+                let at = ctx.processing_time().saturating_add(20);
+                ctx.register_processing_time_timer(at);
+                ctx.delete_processing_time_timer(at);
+                ok()
+            }
             _ => None,
         })
     }
@@ -348,7 +370,14 @@ impl KeyedProcessFunction for StateProbe {
 
     fn on_timer(&mut self, timer: &Timer<'_>, ctx: &mut Context<'_>) -> Result<()> {
         let key = String::from_utf8_lossy(timer.key());
-        ctx.emit(format!("timer {key} {}", timer.timestamp()).as_bytes());
+        match timer.domain() {
+            TimeDomain::EventTime => ctx.emit(format!("timer {key} {}", timer.timestamp()).as_bytes()),
+            TimeDomain::ProcessingTime => {
+                let value = or_none(self.value.get()?);
+                ctx.emit(format!("ptimer {key} {value}").as_bytes());
+                ctx.side_output("timers", key.as_bytes());
+            }
+        }
         Ok(())
     }
 }
