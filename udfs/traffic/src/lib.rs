@@ -51,7 +51,7 @@ impl Passing {
     /// explains (so both agree on every line they accept).
     fn parse_plain(line: &[u8]) -> Option<Self> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let (ts_ms, rest) = leading_number(line, u64::from(i64::MAX.unsigned_abs()))?;
+        let (ts_ms, rest) = leading_number(line, i64::MAX.unsigned_abs())?;
         let (camera, rest) = leading_number(rest.strip_prefix(b",CAM")?, u64::from(u32::MAX))?;
         let (plate, rest) = leading_number(rest.strip_prefix(b",P")?, u64::from(u32::MAX))?;
         let (speed, rest) = leading_number(rest.strip_prefix(b",")?, u64::from(u32::MAX))?;
