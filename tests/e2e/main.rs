@@ -11,6 +11,7 @@ mod harness;
 mod joins;
 mod oracle;
 mod partitioning;
+mod savepoints;
 mod state_kinds;
 mod traffic;
 mod wordcount;

@@ -49,9 +49,21 @@ pub fn run_source(
         }
         if let Some(control) = control {
             while let Ok(message) = control.from_coordinator.try_recv() {
-                if let ToTask::Trigger(barrier) = message {
-                    control.ack_source(barrier.id, source.position(), false);
-                    out.barrier(barrier)?;
+                match message {
+                    ToTask::Trigger(barrier) => {
+                        control.ack_source(barrier.id, source.position(), false);
+                        out.barrier(barrier)?;
+                    }
+                    ToTask::Stop(barrier) => {
+                        // Stop with a savepoint: no final watermark, and the
+                        // position is one to resume from, not an end.
+                        control.ack_source(barrier.id, source.position(), false);
+                        out.barrier(barrier)?;
+                        out.stop()?;
+                        control.finished();
+                        return Ok(());
+                    }
+                    ToTask::Complete(_) | ToTask::Abort(_) => {}
                 }
             }
         }
@@ -84,7 +96,7 @@ pub fn run_source(
                 return Err(TaskError::Cancelled);
             }
             match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
-                Ok(ToTask::Trigger(barrier)) => {
+                Ok(ToTask::Trigger(barrier) | ToTask::Stop(barrier)) => {
                     control.ack_source(barrier.id, source.position(), true);
                     out.barrier(barrier)?;
                     break;
@@ -217,6 +229,8 @@ pub fn run_operator_inputs(
     operator.open()?;
     let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
+    // An input stopped with a savepoint: the watermark stays where it is.
+    let mut stopped = false;
     while state.open_channels() > 0 {
         match next_event(operator, out, inputs, &state, mode, control)? {
             Event::Timer => {
@@ -258,9 +272,16 @@ pub fn run_operator_inputs(
                     checkpoint(operator, barrier, out, control)?;
                 }
             }
+            Event::Input(channel, Message::Stop) => {
+                state.ended[channel] = true;
+                stopped = true;
+                if let Some(barrier) = state.aligned() {
+                    checkpoint(operator, barrier, out, control)?;
+                }
+            }
             Event::Input(channel, Message::End) => {
                 state.ended[channel] = true;
-                if let Some(watermark) = state.advance() {
+                if let Some(watermark) = state.advance().filter(|_| !stopped) {
                     operator.on_watermark(watermark, out)?;
                     out.watermark(watermark)?;
                 }
@@ -274,7 +295,11 @@ pub fn run_operator_inputs(
         await_commit(operator, control, last)?;
     }
     operator.close(out)?;
-    out.end()?;
+    if stopped {
+        out.stop()?
+    } else {
+        out.end()?
+    }
     if let Some(control) = control {
         control.finished();
     }
@@ -302,7 +327,7 @@ fn on_control(operator: &mut dyn Operator, state: &mut InputState, message: ToTa
             state.abort(id);
             operator.notify_checkpoint_aborted(id)
         }
-        ToTask::Trigger(_) => Ok(()),
+        ToTask::Trigger(_) | ToTask::Stop(_) => Ok(()),
     }
 }
 

@@ -1,0 +1,423 @@
+//! Savepoints through the control API: a job reading a throttled generator
+//! counts passings per camera (keyed state) into the exactly-once `files`
+//! sink; the test finds it with `weir list`, stops it with
+//! `weir stop --savepoint`, restarts it with `--from-savepoint` (into the
+//! other state backend) and checks that the union of the committed output
+//! equals the oracle of the whole input: every `camera,k` for `k` from 1 to
+//! the camera's number of passings, once. Then the refusals: state of a uid
+//! the job lacks, a corrupt savepoint, another WIT version, disposing of a
+//! folder that is no savepoint.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use crate::harness::{Finished, Workdir, sorted_lines, weir};
+
+const EVENTS: u64 = 6_000;
+const CAMERAS: u32 = 7;
+
+/// The job: generator → parse → per-camera count → files. `extra` goes into
+/// the generator's table. (RocksDB checkpoints are incremental by default.)
+fn job(name: &str, backend: &str, count_uid: &str, extra: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "{name}"
+dead_letter = "dead.jsonl"
+state_backend = "{backend}"
+
+[checkpoint]
+dir = "checkpoints"
+interval_ms = 50
+
+[[source]]
+uid = "passings"
+type = "generator"
+events = {EVENTS}
+cameras = {CAMERAS}
+seed = 7
+parallelism = 1
+{extra}
+
+[[operator]]
+uid = "parse"
+input = "passings"
+module = "traffic.wasm"
+function = "parse"
+parallelism = 1
+
+[[operator]]
+uid = "{count_uid}"
+input = "parse"
+module = "wordcount.wasm"
+function = "count"
+parallelism = 2
+key_by = {{ module = "traffic.wasm", function = "camera" }}
+
+[[sink]]
+uid = "out"
+input = "{count_uid}"
+type = "files"
+path = "out"
+"#
+    )
+}
+
+/// The generator's input, written by a job with no operator at all.
+fn input(work: &Workdir) -> String {
+    work.write(
+        "input.toml",
+        format!(
+            "[job]\nname = \"input\"\n\n[[source]]\nuid = \"passings\"\ntype = \"generator\"\nevents = {EVENTS}\ncameras = {CAMERAS}\nseed = 7\nparallelism = 1\n\n[[sink]]\nuid = \"csv\"\ninput = \"passings\"\ntype = \"file\"\npath = \"input.csv\"\n"
+        ),
+    );
+    let output = command(work)
+        .args(["run", "--quiet", "input.toml"])
+        .output()
+        .expect("weir runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    work.read("input.csv")
+}
+
+/// The oracle: `camera,k` for every `k` from 1 to the camera's passings.
+fn oracle(csv: &str) -> Vec<String> {
+    let mut per_camera: BTreeMap<&str, u64> = BTreeMap::new();
+    for line in csv.lines() {
+        let camera = line.split(',').nth(1).expect("a camera field");
+        *per_camera.entry(camera).or_default() += 1;
+    }
+    assert_eq!(per_camera.values().sum::<u64>(), EVENTS);
+    let mut lines: Vec<String> = per_camera
+        .iter()
+        .flat_map(|(camera, n)| (1..=*n).map(move |k| format!("{camera},{k}")))
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The committed lines of the `files` sink in `dir/out`.
+fn committed(dir: &Path) -> Vec<String> {
+    sorted_lines(&read_parts(&dir.join("out")))
+}
+
+/// The committed part files of a `files` sink folder, concatenated.
+fn read_parts(out: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                text.push_str(&std::fs::read_to_string(entry.path()).expect("read a part file"));
+            }
+        }
+    }
+    text
+}
+
+/// `weir` in `work`, with the job registry in `work/home`.
+fn command(work: &Workdir) -> std::process::Command {
+    let mut command = weir();
+    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
+    command
+}
+
+fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
+    command(work).args(args).output().expect("weir runs").into()
+}
+
+/// Starts `job.toml` in the background.
+fn start(work: &Workdir, args: &[&str]) -> Child {
+    command(work)
+        .args(["run", "--quiet", "job.toml"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts")
+}
+
+/// Waits until `weir list` shows job `name` with a completed checkpoint;
+/// returns its id and the listing.
+fn wait_listed(work: &Workdir, name: &str) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = weir_in(work, &["list"]);
+        assert!(list.success, "weir list failed: {}", list.stderr);
+        let row = list
+            .stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some(name));
+        if let Some(row) = row {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            if fields.len() == 4 && fields[3] != "-" {
+                assert!(list.stdout.starts_with("JOB ID"), "{}", list.stdout);
+                return (fields[0].to_string(), list.stdout.clone());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job `{name}` never showed a checkpoint in `weir list`"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_success(child: Child) -> String {
+    let output = child.wait_with_output().expect("weir ends");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "weir run failed:\n{stderr}");
+    stderr
+}
+
+/// Runs the job on `first` until `weir stop --savepoint`, then resumes it
+/// from the savepoint on `second`; returns the work folder and savepoint.
+fn stop_and_resume(name: &str, first: &str, second: &str) -> (Workdir, PathBuf) {
+    let work = Workdir::new();
+    let expected = oracle(&input(&work));
+
+    work.write("job.toml", job(name, first, "count", "events_per_second = 1500"));
+    let child = start(&work, &[]);
+    let (id, listing) = wait_listed(&work, name);
+    assert_eq!(id.len(), 16, "{listing}");
+    let stop = weir_in(&work, &["stop", "--savepoint", "savepoints", &id]);
+    assert!(stop.success, "weir stop failed: {}", stop.stderr);
+    let savepoint = PathBuf::from(stop.stdout.trim());
+    assert!(
+        savepoint.starts_with(work.path("savepoints"))
+            && savepoint
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("savepoint-{name}-")),
+        "{savepoint:?}"
+    );
+    assert!(savepoint.join("_savepoint").is_file());
+    wait_success(child);
+    assert_eq!(weir_in(&work, &["list"]).stdout, "No running jobs.\n");
+    let before = committed(work.dir.path());
+    assert!(
+        !before.is_empty() && before.len() < expected.len(),
+        "the stop should fall in the middle of the input ({} of {} lines)",
+        before.len(),
+        expected.len()
+    );
+
+    work.write("job.toml", job(name, second, "count", ""));
+    let resumed = start(&work, &["--from-savepoint", savepoint.to_str().unwrap()]);
+    wait_success(resumed);
+    assert_eq!(committed(work.dir.path()), expected, "nothing lost, nothing twice");
+    (work, savepoint)
+}
+
+#[test]
+fn stop_with_savepoint_on_heap_resumes_on_rocksdb_exactly_once() {
+    stop_and_resume("sp-heap", "heap", "rocksdb");
+}
+
+#[test]
+fn stop_with_savepoint_on_incremental_rocksdb_resumes_on_heap_exactly_once() {
+    stop_and_resume("sp-rocks", "rocksdb", "heap");
+}
+
+/// A copy of the savepoint folder `from` at `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Runs `job.toml` from `savepoint` and returns its stderr; asserts failure.
+fn refused(work: &Workdir, savepoint: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "job.toml",
+        "--from-savepoint",
+        savepoint.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let finished = weir_in(work, &args);
+    assert!(!finished.success, "the run should have been refused");
+    finished.stderr
+}
+
+#[test]
+fn savepoints_are_refused_with_exact_messages() {
+    let (work, savepoint) = stop_and_resume("sp-refusals", "heap", "heap");
+    let sp = savepoint.display().to_string();
+
+    // State of a uid the job does not have.
+    work.write("job.toml", job("sp-refusals", "heap", "count-v2", ""));
+    assert_eq!(
+        refused(&work, &savepoint, &[]),
+        format!(
+            "error: job `sp-refusals` failed: savepoint {sp} has state for operator uids that are not in the job: `count` (pass --allow-non-restored-state to start without it)\n"
+        )
+    );
+    // With the flag, `count-v2` starts empty and the rest resumes.
+    let finished = weir_in(
+        &work,
+        &[
+            "run",
+            "--quiet",
+            "job.toml",
+            "--from-savepoint",
+            &sp,
+            "--allow-non-restored-state",
+        ],
+    );
+    assert!(finished.success, "{}", finished.stderr);
+
+    // A corrupt manifest.
+    work.write("job.toml", job("sp-refusals", "heap", "count", ""));
+    let corrupt = work.path("corrupt");
+    copy_dir(&savepoint, &corrupt);
+    let manifest = corrupt.join("_savepoint");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&manifest, &bytes).unwrap();
+    assert_eq!(
+        refused(&work, &corrupt, &[]),
+        format!(
+            "error: job `sp-refusals` failed: savepoint {} is corrupt: checksum mismatch in the manifest\n",
+            corrupt.display()
+        )
+    );
+
+    // A corrupt state file.
+    let damaged = work.path("damaged");
+    copy_dir(&savepoint, &damaged);
+    let state_file = std::fs::read_dir(damaged.join("files"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "keyed"))
+        .expect("a keyed state file");
+    let mut bytes = std::fs::read(&state_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&state_file, &bytes).unwrap();
+    assert_eq!(
+        refused(&work, &damaged, &[]),
+        format!(
+            "error: job `sp-refusals` failed: savepoint {} is corrupt: checksum mismatch in {}\n",
+            damaged.display(),
+            state_file.file_name().unwrap().to_string_lossy()
+        )
+    );
+
+    // Another WIT version: the package name rewritten, the checksum redone.
+    let other = work.path("other-wit");
+    copy_dir(&savepoint, &other);
+    let manifest = other.join("_savepoint");
+    let bytes = std::fs::read(&manifest).unwrap();
+    let body = &bytes[..bytes.len() - 32];
+    let at = body
+        .windows(14)
+        .position(|w| w == b"weir:udf@0.1.0")
+        .expect("the manifest names its WIT package");
+    let mut body = body.to_vec();
+    body[at..at + 14].copy_from_slice(b"weir:udf@0.9.0");
+    let digest = sha2::Sha256::digest(&body);
+    body.extend_from_slice(&digest);
+    std::fs::write(&manifest, &body).unwrap();
+    assert_eq!(
+        refused(&work, &other, &[]),
+        format!(
+            "error: job `sp-refusals` failed: savepoint {} was taken with weir:udf@0.9.0, but this weir implements weir:udf@0.1.0\n",
+            other.display()
+        )
+    );
+
+    // Dispose: refused for a folder that is no savepoint, done for one.
+    let not_one = work.path("out");
+    let finished = weir_in(&work, &["savepoint", "dispose", not_one.to_str().unwrap()]);
+    assert!(!finished.success);
+    assert_eq!(
+        finished.stderr,
+        format!(
+            "error: {} is not a savepoint (it has no readable `_savepoint` manifest)\n",
+            not_one.display()
+        )
+    );
+    assert!(not_one.is_dir());
+    let finished = weir_in(&work, &["savepoint", "dispose", &sp]);
+    assert!(finished.success, "{}", finished.stderr);
+    assert_eq!(finished.stdout, format!("disposed of savepoint {sp}\n"));
+    assert!(!savepoint.exists());
+}
+
+#[test]
+fn a_savepoint_of_a_running_job_leaves_it_running() {
+    let work = Workdir::new();
+    let expected = oracle(&input(&work));
+    work.write(
+        "job.toml",
+        job("sp-running", "heap", "count", "events_per_second = 2000"),
+    );
+    let child = start(&work, &[]);
+    let (id, _) = wait_listed(&work, "sp-running");
+    // A prefix of the id is enough.
+    let taken = weir_in(&work, &["savepoint", &id[..6], "savepoints"]);
+    assert!(taken.success, "weir savepoint failed: {}", taken.stderr);
+    let savepoint = PathBuf::from(taken.stdout.trim());
+    assert!(savepoint.join("_savepoint").is_file(), "{savepoint:?}");
+    // The job goes on to the end of its input, unaffected.
+    wait_success(child);
+    assert_eq!(committed(work.dir.path()), expected);
+    // Checkpoint retention never touches the savepoint: it still restores.
+    // Into another sink (`out2`, so the old sink's state is not restored):
+    // what follows the savepoint, i.e. per camera a suffix `m..=n` of its
+    // counts, each once.
+    let job2 = job("sp-running", "heap", "count", "")
+        .replace("uid = \"out\"", "uid = \"out2\"")
+        .replace("path = \"out\"", "path = \"out2\"");
+    work.write("job.toml", job2);
+    let resumed = weir_in(
+        &work,
+        &[
+            "run",
+            "--quiet",
+            "job.toml",
+            "--from-savepoint",
+            savepoint.to_str().unwrap(),
+            "--allow-non-restored-state",
+        ],
+    );
+    assert!(resumed.success, "{}", resumed.stderr);
+    let mut after: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for line in sorted_lines(&read_parts(&work.path("out2"))) {
+        let (camera, k) = line.split_once(',').expect("camera,count");
+        after
+            .entry(camera.to_string())
+            .or_default()
+            .push(k.parse().expect("a count"));
+    }
+    let total: usize = after.values().map(Vec::len).sum();
+    assert!(total > 0 && total < expected.len(), "{total} of {}", expected.len());
+    for (camera, mut counts) in after {
+        counts.sort();
+        let n = expected
+            .iter()
+            .filter(|l| l.split(',').next() == Some(camera.as_str()))
+            .count() as u64;
+        let first = counts[0];
+        assert_eq!(counts, (first..=n).collect::<Vec<_>>(), "camera {camera}");
+    }
+
+    let unknown = weir_in(&work, &["savepoint", "0123456789abcdef"]);
+    assert!(!unknown.success);
+    assert_eq!(
+        unknown.stderr,
+        "error: no running job has the id `0123456789abcdef` (see `weir list`)\n"
+    );
+}
