@@ -23,6 +23,11 @@ const CAMERAS: u32 = 7;
 /// The job: generator → parse → per-camera count → files. `extra` goes into
 /// the generator's table. (RocksDB checkpoints are incremental by default.)
 fn job(name: &str, backend: &str, count_uid: &str, extra: &str) -> String {
+    job_trapping(name, backend, count_uid, extra, 1 << 62)
+}
+
+/// [`job`], its first attempt trapping at about one record in `modulus`.
+fn job_trapping(name: &str, backend: &str, count_uid: &str, extra: &str, modulus: u64) -> String {
     format!(
         r#"
 [job]
@@ -34,6 +39,11 @@ state_backend = "{backend}"
 dir = "checkpoints"
 interval_ms = 50
 
+[restart]
+strategy = "fixed-delay"
+attempts = 100
+delay_ms = 0
+
 [[source]]
 uid = "passings"
 type = "generator"
@@ -44,8 +54,16 @@ parallelism = 1
 {extra}
 
 [[operator]]
-uid = "parse"
+uid = "traps"
 input = "passings"
+module = "testkit.wasm"
+function = "trap_on_first_attempt"
+parallelism = 1
+params = {{ modulus = "{modulus}" }}
+
+[[operator]]
+uid = "parse"
+input = "traps"
 module = "traffic.wasm"
 function = "parse"
 parallelism = 1
@@ -173,7 +191,8 @@ fn wait_success(child: Child) -> String {
 }
 
 /// Runs the job on `first` until `weir stop --savepoint`, then resumes it
-/// from the savepoint on `second`; returns the work folder and savepoint.
+/// from the savepoint on `second` (with a trap that makes the resumed job
+/// restart once); returns the work folder and the savepoint.
 fn stop_and_resume(name: &str, first: &str, second: &str) -> (Workdir, PathBuf) {
     let work = Workdir::new();
     let expected = oracle(&input(&work));
@@ -189,13 +208,31 @@ fn stop_and_resume(name: &str, first: &str, second: &str) -> (Workdir, PathBuf) 
         savepoint.starts_with(work.path("savepoints"))
             && savepoint
                 .file_name()
-                .unwrap()
+                .expect("file system")
                 .to_string_lossy()
                 .starts_with(&format!("savepoint-{name}-")),
         "{savepoint:?}"
     );
     assert!(savepoint.join("_savepoint").is_file());
     wait_success(child);
+    // Always full and canonical, whatever the backend wrote into checkpoints
+    // (incremental RocksDB checkpoints are native SST files).
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("a files folder")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let saved = names(&savepoint.join("files"));
+    assert_eq!(saved.len(), 2, "one file per keyed subtask: {saved:?}");
+    assert!(saved.iter().all(|n| n.ends_with(".keyed")), "{saved:?}");
+    let checkpointed = names(&work.path("checkpoints").join(name).join("files"));
+    assert_eq!(
+        checkpointed.iter().any(|n| n.ends_with(".sst")),
+        first == "rocksdb",
+        "{checkpointed:?}"
+    );
     assert_eq!(weir_in(&work, &["list"]).stdout, "No running jobs.\n");
     let before = committed(work.dir.path());
     assert!(
@@ -205,9 +242,15 @@ fn stop_and_resume(name: &str, first: &str, second: &str) -> (Workdir, PathBuf) 
         expected.len()
     );
 
-    work.write("job.toml", job(name, second, "count", ""));
-    let resumed = start(&work, &["--from-savepoint", savepoint.to_str().unwrap()]);
-    wait_success(resumed);
+    // The resumed job fails on its first attempt and restarts from the
+    // savepoint (or a later checkpoint): still exact.
+    work.write("job.toml", job_trapping(name, second, "count", "", 300));
+    let resumed = start(&work, &["--from-savepoint", savepoint.to_str().expect("a UTF-8 path")]);
+    let stderr = wait_success(resumed);
+    assert!(
+        stderr.contains("restarts: 1\n"),
+        "the trap should have fired once:\n{stderr}"
+    );
     assert_eq!(committed(work.dir.path()), expected, "nothing lost, nothing twice");
     (work, savepoint)
 }
@@ -224,13 +267,13 @@ fn stop_with_savepoint_on_incremental_rocksdb_resumes_on_heap_exactly_once() {
 
 /// A copy of the savepoint folder `from` at `to`.
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
+    std::fs::create_dir_all(to).expect("file system");
+    for entry in std::fs::read_dir(from).expect("file system").flatten() {
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        if entry.file_type().expect("file system").is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
-            std::fs::copy(entry.path(), &target).unwrap();
+            std::fs::copy(entry.path(), &target).expect("file system");
         }
     }
 }
@@ -242,7 +285,7 @@ fn refused(work: &Workdir, savepoint: &Path, extra: &[&str]) -> String {
         "--quiet",
         "job.toml",
         "--from-savepoint",
-        savepoint.to_str().unwrap(),
+        savepoint.to_str().expect("a UTF-8 path"),
     ];
     args.extend_from_slice(extra);
     let finished = weir_in(work, &args);
@@ -282,9 +325,9 @@ fn savepoints_are_refused_with_exact_messages() {
     let corrupt = work.path("corrupt");
     copy_dir(&savepoint, &corrupt);
     let manifest = corrupt.join("_savepoint");
-    let mut bytes = std::fs::read(&manifest).unwrap();
+    let mut bytes = std::fs::read(&manifest).expect("file system");
     bytes[20] ^= 0xff;
-    std::fs::write(&manifest, &bytes).unwrap();
+    std::fs::write(&manifest, &bytes).expect("file system");
     assert_eq!(
         refused(&work, &corrupt, &[]),
         format!(
@@ -297,21 +340,21 @@ fn savepoints_are_refused_with_exact_messages() {
     let damaged = work.path("damaged");
     copy_dir(&savepoint, &damaged);
     let state_file = std::fs::read_dir(damaged.join("files"))
-        .unwrap()
+        .expect("file system")
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "keyed"))
         .expect("a keyed state file");
-    let mut bytes = std::fs::read(&state_file).unwrap();
+    let mut bytes = std::fs::read(&state_file).expect("file system");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    std::fs::write(&state_file, &bytes).unwrap();
+    std::fs::write(&state_file, &bytes).expect("file system");
     assert_eq!(
         refused(&work, &damaged, &[]),
         format!(
             "error: job `sp-refusals` failed: savepoint {} is corrupt: checksum mismatch in {}\n",
             damaged.display(),
-            state_file.file_name().unwrap().to_string_lossy()
+            state_file.file_name().expect("a file name").to_string_lossy()
         )
     );
 
@@ -319,7 +362,7 @@ fn savepoints_are_refused_with_exact_messages() {
     let other = work.path("other-wit");
     copy_dir(&savepoint, &other);
     let manifest = other.join("_savepoint");
-    let bytes = std::fs::read(&manifest).unwrap();
+    let bytes = std::fs::read(&manifest).expect("file system");
     let body = &bytes[..bytes.len() - 32];
     let at = body
         .windows(14)
@@ -329,7 +372,7 @@ fn savepoints_are_refused_with_exact_messages() {
     body[at..at + 14].copy_from_slice(b"weir:udf@0.9.0");
     let digest = sha2::Sha256::digest(&body);
     body.extend_from_slice(&digest);
-    std::fs::write(&manifest, &body).unwrap();
+    std::fs::write(&manifest, &body).expect("file system");
     assert_eq!(
         refused(&work, &other, &[]),
         format!(
@@ -340,7 +383,10 @@ fn savepoints_are_refused_with_exact_messages() {
 
     // Dispose: refused for a folder that is no savepoint, done for one.
     let not_one = work.path("out");
-    let finished = weir_in(&work, &["savepoint", "dispose", not_one.to_str().unwrap()]);
+    let finished = weir_in(
+        &work,
+        &["savepoint", "dispose", not_one.to_str().expect("a UTF-8 path")],
+    );
     assert!(!finished.success);
     assert_eq!(
         finished.stderr,
@@ -389,7 +435,7 @@ fn a_savepoint_of_a_running_job_leaves_it_running() {
             "--quiet",
             "job.toml",
             "--from-savepoint",
-            savepoint.to_str().unwrap(),
+            savepoint.to_str().expect("a UTF-8 path"),
             "--allow-non-restored-state",
         ],
     );

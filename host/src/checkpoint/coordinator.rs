@@ -10,6 +10,12 @@
 //! checkpoint covers everything; when every source waits, the coordinator
 //! triggers at once. A subtask that has finished is no longer asked to
 //! acknowledge; its last state is carried into later manifests.
+//!
+//! Savepoints: a request from the control API triggers a checkpoint at once;
+//! when it completes, it is copied into a savepoint folder
+//! ([`super::savepoint`]) before retention runs, and the requester gets the
+//! path. A stop request sends [`ToTask::Stop`] to the sources, and nothing
+//! is triggered after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};

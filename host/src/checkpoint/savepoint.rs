@@ -378,3 +378,86 @@ pub fn dispose(path: &Path) -> Result<(), SavepointError> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::manifest::TaskState;
+    use crate::checkpoint::{CheckpointId, TaskId};
+
+    fn task(uid: &str, position: Option<u64>) -> TaskState {
+        TaskState {
+            task: TaskId {
+                uid: uid.into(),
+                subtask: 0,
+            },
+            parallelism: 1,
+            source_position: position,
+            transactions: Vec::new(),
+            keyed: None,
+            finished: true,
+        }
+    }
+
+    fn checkpoint() -> Manifest {
+        Manifest {
+            id: CheckpointId(7),
+            job: "demo job".into(),
+            timestamp_ms: 1,
+            max_parallelism: 128,
+            tasks: vec![task("source", Some(42)), task("map", None)],
+        }
+    }
+
+    #[test]
+    fn a_savepoint_is_written_read_back_and_disposed_of() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = write(&checkpoint(), &FileStore::at(dir.path()), dir.path(), &HashMap::new()).expect("written");
+        assert_eq!(path, dir.path().join("savepoint-demo_job-000007"));
+        let again = write(&checkpoint(), &FileStore::at(dir.path()), dir.path(), &HashMap::new()).expect("written");
+        assert_eq!(again, dir.path().join("savepoint-demo_job-000007-2"));
+        let (savepoint, _) = load(&path).expect("loads");
+        assert_eq!(savepoint.wit, "weir:udf@0.1.0");
+        assert_eq!(savepoint.operators.len(), 2);
+        // Restored tasks are never "finished": the job resumes them.
+        assert!(savepoint.checkpoint.tasks.iter().all(|t| !t.finished));
+        assert_eq!(
+            savepoint.stateful_uids().into_iter().collect::<Vec<_>>(),
+            vec!["source"]
+        );
+        assert!(savepoint.check_uids(&path, ["source"], false).is_ok());
+        assert_eq!(
+            savepoint
+                .check_uids(&path, ["map"], false)
+                .map_err(|e| e.to_string())
+                .expect_err("refused"),
+            format!(
+                "savepoint {} has state for operator uids that are not in the job: `source` (pass --allow-non-restored-state to start without it)",
+                path.display()
+            )
+        );
+        assert!(savepoint.check_uids(&path, ["map"], true).is_ok());
+        dispose(&path).expect("disposed");
+        assert!(!path.exists());
+        assert_eq!(
+            dispose(dir.path()).map_err(|e| e.to_string()).expect_err("refused"),
+            format!(
+                "{} is not a savepoint (it has no readable `_savepoint` manifest)",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_damaged_manifest_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = write(&checkpoint(), &FileStore::at(dir.path()), dir.path(), &HashMap::new()).expect("written");
+        let manifest = path.join(MANIFEST);
+        let mut bytes = std::fs::read(&manifest).expect("read");
+        bytes[12] ^= 1;
+        std::fs::write(&manifest, &bytes).expect("write");
+        assert!(matches!(load(&path), Err(SavepointError::Corrupt { .. })));
+        std::fs::write(&manifest, b"something else entirely, long enough to be checked").expect("write");
+        assert!(matches!(load(&path), Err(SavepointError::NotASavepoint(_))));
+    }
+}

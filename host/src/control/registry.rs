@@ -114,3 +114,34 @@ pub fn find(folder: &Path, id: &str) -> Result<JobEntry, ControlError> {
         _ => Err(ControlError::UnknownJob(id.into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_jobs_that_do_not_answer_are_stale_and_cleaned() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let job = JobEntry {
+            id: new_id("demo"),
+            name: "demo".into(),
+            pid: std::process::id(),
+            endpoint: dir.path().join("nobody.sock"),
+            started_ms: 0,
+        };
+        assert_eq!(job.id.len(), 16);
+        job.register(dir.path()).expect("registered");
+        assert!(dir.path().join(format!("{}.json", job.id)).is_file());
+        // Nobody listens on the socket: the entry is stale.
+        assert_eq!(running(dir.path(), false).expect("listed"), Vec::new());
+        assert!(dir.path().join(format!("{}.json", job.id)).is_file());
+        assert_eq!(
+            find(dir.path(), &job.id)
+                .map_err(|e| e.to_string())
+                .expect_err("not found"),
+            format!("no running job has the id `{}` (see `weir list`)", job.id)
+        );
+        running(dir.path(), true).expect("listed");
+        assert!(!dir.path().join(format!("{}.json", job.id)).exists());
+    }
+}

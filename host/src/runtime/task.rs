@@ -17,6 +17,12 @@
 //! event-time timer fires); a two-phase-commit sink then waits until its last
 //! pre-committed transaction is committed; the operator closes and the
 //! subtask tells its consumers it has ended.
+//!
+//! Stop with a savepoint (`weir stop`): a source told to stop emits the
+//! savepoint's barrier and then [`Message::Stop`] instead of a maximum
+//! watermark and `End`; downstream subtasks end the same way without
+//! advancing their watermark, so the timers and windows after the savepoint
+//! stay in it for the resumed job.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
