@@ -234,6 +234,8 @@ pub fn write(
         let path = path.to_path_buf();
         move |source| StorageError::Io { what, path, source }
     };
+    // An absolute path: it is printed for commands run in other folders.
+    let target = &std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
     let name: String = manifest
         .job
         .chars()

@@ -191,7 +191,7 @@ impl Handler {
                 match answer.recv() {
                     Ok(Ok(path)) => Ok(path.display().to_string()),
                     Ok(Err(reason)) => Err(format!("the savepoint failed: {reason}")),
-                    Err(_) => Err("the job ended before the savepoint completed".into()),
+                    Err(_) => Err("the savepoint was abandoned: the job failed or ended before it completed".into()),
                 }
             }
             _ => Err(format!("unknown request `{command}`")),
