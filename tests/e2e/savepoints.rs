@@ -208,7 +208,7 @@ fn stop_and_resume(name: &str, first: &str, second: &str) -> (Workdir, PathBuf) 
     let work = Workdir::new();
     let expected = oracle(&input(&work));
 
-    work.write("job.toml", job(name, first, "count", "events_per_second = 1500"));
+    work.write("job.toml", job(name, first, "count", "events_per_second = 500"));
     let child = start(&work, &[]);
     let (id, listing) = wait_listed(&work, name);
     assert_eq!(id.len(), 16, "{listing}");
@@ -331,6 +331,18 @@ fn savepoints_are_refused_with_exact_messages() {
     );
     assert!(finished.success, "{}", finished.stderr);
 
+    // Another number of key groups.
+    work.write(
+        "job.toml",
+        job("sp-refusals", "heap", "count", "").replacen("[job]\n", "[job]\nmax_parallelism = 64\n", 1),
+    );
+    assert_eq!(
+        refused(&work, &savepoint, &[]),
+        format!(
+            "error: job `sp-refusals` failed: savepoint {sp} was taken with max_parallelism 128, but the job has 64: keyed state cannot move to other key groups\n"
+        )
+    );
+
     // A corrupt manifest.
     work.write("job.toml", job("sp-refusals", "heap", "count", ""));
     let corrupt = work.path("corrupt");
@@ -419,7 +431,7 @@ fn a_savepoint_of_a_running_job_leaves_it_running() {
     let expected = oracle(&input(&work));
     work.write(
         "job.toml",
-        job("sp-running", "heap", "count", "events_per_second = 2000"),
+        job("sp-running", "heap", "count", "events_per_second = 1000"),
     );
     let child = start(&work, &[]);
     let (id, _) = wait_listed(&work, "sp-running");
@@ -559,7 +571,7 @@ fn stop_with_savepoint_fires_no_window_early_and_the_resumed_job_completes_them(
     assert!(expected.len() > 50, "{}", expected.len());
     work.write(
         "job.toml",
-        window_job("sp-windows", "rocksdb", "events_per_second = 1500"),
+        window_job("sp-windows", "rocksdb", "events_per_second = 500"),
     );
     let child = start(&work, &[]);
     let (id, _) = wait_listed(&work, "sp-windows");

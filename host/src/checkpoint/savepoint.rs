@@ -75,6 +75,18 @@ pub enum SavepointError {
         /// The uids, quoted and comma-separated.
         uids: String,
     },
+    /// The job has another number of key groups.
+    #[error(
+        "savepoint {path} was taken with max_parallelism {found}, but the job has {expected}: keyed state cannot move to other key groups"
+    )]
+    MaxParallelism {
+        /// The savepoint folder.
+        path: PathBuf,
+        /// The savepoint's.
+        found: u32,
+        /// The job's.
+        expected: u32,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -148,6 +160,18 @@ impl SavepointManifest {
             return Err(corrupt("checksum mismatch in the manifest".into()));
         }
         postcard::from_bytes(&body[MAGIC.len()..]).map_err(|e| corrupt(format!("the manifest cannot be decoded: {e}")))
+    }
+
+    /// Refuses a savepoint taken with another number of key groups.
+    pub fn check_max_parallelism(&self, path: &Path, max_parallelism: u32) -> Result<(), SavepointError> {
+        if self.checkpoint.max_parallelism == max_parallelism {
+            return Ok(());
+        }
+        Err(SavepointError::MaxParallelism {
+            path: path.to_path_buf(),
+            found: self.checkpoint.max_parallelism,
+            expected: max_parallelism,
+        })
     }
 
     /// Uids with state (keyed state, a source position or transactions).
@@ -439,6 +463,17 @@ mod tests {
             )
         );
         assert!(savepoint.check_uids(&path, ["map"], true).is_ok());
+        assert!(savepoint.check_max_parallelism(&path, 128).is_ok());
+        assert_eq!(
+            savepoint
+                .check_max_parallelism(&path, 64)
+                .map_err(|e| e.to_string())
+                .expect_err("refused"),
+            format!(
+                "savepoint {} was taken with max_parallelism 128, but the job has 64: keyed state cannot move to other key groups",
+                path.display()
+            )
+        );
         dispose(&path).expect("disposed");
         assert!(!path.exists());
         assert_eq!(

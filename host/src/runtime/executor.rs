@@ -150,12 +150,10 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
         ) => {
             let (savepoint, files) =
                 crate::checkpoint::savepoint::load(dir).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+            let uids = plan.vertices.iter().map(|v| v.uid.as_str());
             savepoint
-                .check_uids(
-                    dir,
-                    plan.vertices.iter().map(|v| v.uid.as_str()),
-                    *allow_non_restored_state,
-                )
+                .check_max_parallelism(dir, plan.settings.max_parallelism)
+                .and_then(|()| savepoint.check_uids(dir, uids, *allow_non_restored_state))
                 .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
             restore_files = Some(files);
             Some(savepoint.checkpoint)
