@@ -168,7 +168,8 @@ impl GeneratorSource {
             return max;
         };
         let (started, emitted) = *self.started.get_or_insert((std::time::Instant::now(), 0));
-        let allowed = (started.elapsed().as_millis() as u64 * per_second / 1000).saturating_sub(emitted);
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let allowed = (elapsed_ms.saturating_mul(per_second) / 1000).saturating_sub(emitted);
         if allowed == 0 {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
