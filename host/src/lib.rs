@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
+pub mod control;
 pub mod job;
 pub mod metrics;
 pub mod operators;

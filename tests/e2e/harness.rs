@@ -47,10 +47,14 @@ pub fn module(name: &str) -> PathBuf {
     udf_dir().join(format!("{name}.wasm"))
 }
 
-/// A `weir` command whose module path holds the UDFs.
+/// A `weir` command whose module path holds the UDFs (and whose job
+/// registry is in the target folder, not in the user's home).
 pub fn weir() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command.env("WEIR_MODULE_PATH", udf_dir()).env("WEIR_LOG", "error");
+    command
+        .env("WEIR_MODULE_PATH", udf_dir())
+        .env("WEIR_LOG", "error")
+        .env("WEIR_HOME", target_dir().join("weir-home"));
     command
 }
 

@@ -12,6 +12,7 @@ mod joins;
 mod oracle;
 mod partitioning;
 mod processing_time;
+mod savepoints;
 mod state_kinds;
 mod traffic;
 mod watermarks;

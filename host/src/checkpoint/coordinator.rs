@@ -10,6 +10,12 @@
 //! checkpoint covers everything; when every source waits, the coordinator
 //! triggers at once. A subtask that has finished is no longer asked to
 //! acknowledge; its last state is carried into later manifests.
+//!
+//! Savepoints: a request from the control API triggers a checkpoint at once;
+//! when it completes, it is copied into a savepoint folder
+//! ([`super::savepoint`]) before retention runs, and the requester gets the
+//! path. A stop request sends [`ToTask::Stop`] to the sources, and nothing
+//! is triggered after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -17,6 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::manifest::{Manifest, TaskState};
+use super::savepoint::{SavepointRequest, SavepointSettings};
 use super::storage::{CheckpointStorage, StorageError};
 use super::{Barrier, CheckpointId, CheckpointSettings, TaskId};
 
@@ -50,6 +57,9 @@ pub enum ToCoordinator {
 pub enum ToTask {
     /// (Sources) take a snapshot and emit this barrier.
     Trigger(Barrier),
+    /// (Sources) take a snapshot, emit this barrier and stop: the savepoint
+    /// of `weir stop`. No watermark follows.
+    Stop(Barrier),
     /// The checkpoint is complete: commit what was pre-committed for it.
     Complete(CheckpointId),
     /// The checkpoint was abandoned.
@@ -76,6 +86,8 @@ struct Pending {
     barrier: Barrier,
     started: Instant,
     acks: HashMap<TaskId, TaskState>,
+    /// The savepoint this checkpoint is for, if any.
+    savepoint: Option<SavepointRequest>,
 }
 
 /// Everything the coordinator needs for one attempt of a job.
@@ -98,6 +110,8 @@ pub struct Coordinator {
     pub next_id: u64,
     /// States of subtasks that had finished in the restored checkpoint.
     pub finished: HashMap<TaskId, TaskState>,
+    /// Savepoints asked for through the control API (`None`: none can be).
+    pub savepoints: Option<SavepointSettings>,
 }
 
 impl Coordinator {
@@ -111,8 +125,10 @@ impl Coordinator {
         let mut failures = 0u32;
         let mut last_trigger = Instant::now();
         let mut last_completion = Instant::now() - Duration::from_millis(self.settings.min_pause_ms);
+        let mut stopping = false;
         loop {
             let now = Instant::now();
+            self.savepoint_requests(&mut pending, &finished, &mut stopping);
             let all_sources_waiting = self
                 .sources
                 .iter()
@@ -123,7 +139,10 @@ impl Coordinator {
                 && now.duration_since(last_completion) >= Duration::from_millis(self.settings.min_pause_ms)
                 && pending.len() < self.settings.max_concurrent;
             let has_live_sources = self.sources.iter().any(|s| !finished.contains(s));
-            if has_live_sources && (due || (all_sources_waiting && !self.waiting_trigger_sent(&pending, &at_end))) {
+            if has_live_sources
+                && !stopping
+                && (due || (all_sources_waiting && !self.waiting_trigger_sent(&pending, &at_end)))
+            {
                 let barrier = Barrier {
                     id: CheckpointId(self.next_id),
                     timestamp_ms: crate::time::now_ms(),
@@ -143,6 +162,7 @@ impl Coordinator {
                         barrier,
                         started: now,
                         acks: HashMap::new(),
+                        savepoint: None,
                     },
                 );
                 last_trigger = now;
@@ -156,7 +176,7 @@ impl Coordinator {
                 .map(|(id, _)| *id)
                 .collect();
             for id in expired {
-                pending.remove(&id);
+                fail_savepoint(pending.remove(&id), "the savepoint expired before completing");
                 failures += 1;
                 self.check_failures(failures, format!("checkpoint {id} expired before completing"))?;
                 self.broadcast(ToTask::Abort(id));
@@ -181,7 +201,8 @@ impl Coordinator {
                     }
                 }
                 ToCoordinator::Decline { id, task, reason } => {
-                    if pending.remove(&id).is_some() {
+                    if let Some(p) = pending.remove(&id) {
+                        fail_savepoint(Some(p), &format!("the savepoint was declined by {task}: {reason}"));
                         failures += 1;
                         self.check_failures(failures, format!("checkpoint {id} declined by {task}: {reason}"))?;
                         self.broadcast(ToTask::Abort(id));
@@ -213,7 +234,7 @@ impl Coordinator {
                         // Older checkpoints can no longer be the latest.
                         let older: Vec<CheckpointId> = pending.range(..id).map(|(id, _)| *id).collect();
                         for old in older {
-                            pending.remove(&old);
+                            fail_savepoint(pending.remove(&old), "a later checkpoint completed first");
                             self.broadcast(ToTask::Abort(old));
                         }
                         self.broadcast(ToTask::Complete(id));
@@ -225,6 +246,60 @@ impl Coordinator {
                     }
                 }
             }
+        }
+    }
+
+    /// Triggers the savepoints asked for since the last call. A stop
+    /// savepoint sends [`ToTask::Stop`], after which nothing is triggered.
+    fn savepoint_requests(
+        &mut self,
+        pending: &mut BTreeMap<CheckpointId, Pending>,
+        finished: &HashSet<TaskId>,
+        stopping: &mut bool,
+    ) {
+        let Some(settings) = &self.savepoints else { return };
+        while let Ok(request) = settings.control.requests.try_recv() {
+            let live: Vec<&TaskId> = self.sources.iter().filter(|s| !finished.contains(*s)).collect();
+            if *stopping {
+                let _ = request.reply.send(Err("the job is stopping".into()));
+                continue;
+            }
+            if live.is_empty() {
+                let _ = request
+                    .reply
+                    .send(Err("every source has finished; the job is about to end".into()));
+                continue;
+            }
+            let barrier = Barrier {
+                id: CheckpointId(self.next_id),
+                timestamp_ms: crate::time::now_ms(),
+            };
+            self.next_id += 1;
+            tracing::info!(
+                "triggering savepoint {}{}",
+                barrier.id,
+                if request.stop { " and stopping" } else { "" }
+            );
+            *stopping = request.stop;
+            for source in live {
+                if let Some(channel) = self.to_tasks.get(source) {
+                    let message = if request.stop {
+                        ToTask::Stop(barrier)
+                    } else {
+                        ToTask::Trigger(barrier)
+                    };
+                    let _ = channel.send(message);
+                }
+            }
+            pending.insert(
+                barrier.id,
+                Pending {
+                    barrier,
+                    started: Instant::now(),
+                    acks: HashMap::new(),
+                    savepoint: Some(request),
+                },
+            );
         }
     }
 
@@ -265,6 +340,21 @@ impl Coordinator {
         };
         self.storage.commit(&manifest)?;
         tracing::info!("checkpoint {} complete", manifest.id);
+        if let Some(settings) = &self.savepoints {
+            settings
+                .control
+                .last_completed
+                .store(manifest.id.0, std::sync::atomic::Ordering::Relaxed);
+            if let Some(request) = &pending.savepoint {
+                let target = request.target.as_ref().unwrap_or(&settings.default_dir);
+                let written = super::savepoint::write(&manifest, self.storage.files(), target, &settings.modules);
+                if let Ok(path) = &written {
+                    tracing::info!("savepoint written to {}", path.display());
+                }
+                let _ = request.reply.send(written.map_err(|e| e.to_string()));
+            }
+        }
+        // Retention runs after the savepoint has its own copy of the files.
         self.storage.retain(self.settings.retain)
     }
 
@@ -284,5 +374,12 @@ impl Coordinator {
             });
         }
         Ok(())
+    }
+}
+
+/// Tells whoever asked for the savepoint of an abandoned checkpoint why.
+fn fail_savepoint(pending: Option<Pending>, reason: &str) {
+    if let Some(request) = pending.and_then(|p| p.savepoint) {
+        let _ = request.reply.send(Err(reason.to_string()));
     }
 }

@@ -26,6 +26,7 @@
 
 pub mod coordinator;
 pub mod manifest;
+pub mod savepoint;
 pub mod storage;
 
 use serde::{Deserialize, Serialize};

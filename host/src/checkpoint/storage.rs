@@ -78,6 +78,11 @@ pub struct FileStore {
 }
 
 impl FileStore {
+    /// The store in folder `dir` (which must exist).
+    pub fn at(dir: &Path) -> Self {
+        Self { dir: dir.to_path_buf() }
+    }
+
     /// The path of a stored file.
     pub fn path(&self, file: &FileRef) -> PathBuf {
         self.dir.join(&file.name)

@@ -2,7 +2,10 @@
 //! that uses `anyhow`; the library reports typed errors.
 
 mod inspect;
+mod list;
 mod run;
+mod savepoint;
+mod stop;
 mod validate;
 
 use std::path::PathBuf;
@@ -34,6 +37,13 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Show what a module exports and imports.
     Inspect(inspect::InspectArgs),
+    /// List the running jobs.
+    List(list::ListArgs),
+    /// Take a savepoint of a running job (`weir savepoint JOB_ID [DIR]`), or
+    /// delete one (`weir savepoint dispose DIR`).
+    Savepoint(savepoint::SavepointArgs),
+    /// Stop a running job with a final savepoint.
+    Stop(stop::StopArgs),
 }
 
 /// Options shared by the commands that load a job.
@@ -81,6 +91,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Validate(args) => validate::validate(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::List(args) => list::list(args),
+        Command::Savepoint(args) => savepoint::savepoint(args),
+        Command::Stop(args) => stop::stop(args),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{JobArgs, wasm_runtime};
+use crate::control::server::ControlServer;
 use crate::job::load_job;
 use crate::metrics::{VertexRole, thousands};
 use crate::runtime::executor::{JobSummary, RestoreFrom, RunOptions, execute};
@@ -22,6 +23,13 @@ pub struct RunArgs {
     /// (`checkpoints/<job>/chk-000042`).
     #[arg(long, value_name = "latest|DIR")]
     restore: Option<String>,
+    /// Start from a savepoint folder; state is matched by operator uid.
+    #[arg(long, value_name = "DIR", conflicts_with = "restore")]
+    from_savepoint: Option<std::path::PathBuf>,
+    /// With `--from-savepoint`: skip the state of operator uids the job does
+    /// not have instead of refusing the savepoint.
+    #[arg(long, requires = "from_savepoint")]
+    allow_non_restored_state: bool,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -35,15 +43,37 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let restore = args.restore.map(|r| match r.as_str() {
+    let mut restore = args.restore.map(|r| match r.as_str() {
         "latest" => RestoreFrom::Latest,
         dir => RestoreFrom::Checkpoint(dir.into()),
     });
+    if let Some(dir) = args.from_savepoint {
+        restore = Some(RestoreFrom::Savepoint {
+            dir,
+            allow_non_restored_state: args.allow_non_restored_state,
+        });
+    }
+    // The control API (`weir list`, `weir savepoint`, `weir stop`); a job
+    // that cannot register still runs.
+    let (server, control) = match ControlServer::start(&plan.name, plan.settings.checkpoint.is_some()) {
+        Ok((server, control)) => (Some(server), Some(control)),
+        Err(error) => {
+            eprintln!("warning: job `{}` cannot serve its control API: {error}", plan.name);
+            (None, None)
+        }
+    };
+    if let (Some(server), false) = (&server, args.quiet) {
+        eprintln!("weir: job `{}` has id {}", plan.name, server.entry().id);
+    }
     let options = RunOptions {
         progress: (!args.quiet).then_some(Duration::from_secs(1)),
         restore,
+        control,
     };
-    match execute(&plan, wasm.engine(), &options) {
+    let result = execute(&plan, wasm.engine(), &options);
+    drop(options);
+    drop(server);
+    match result {
         Ok(summary) => {
             print_summary(&summary);
             Ok(ExitCode::SUCCESS)

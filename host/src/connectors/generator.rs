@@ -33,6 +33,9 @@ pub struct GeneratorConfig {
     pub dirty: f64,
     /// Event time of the first event.
     pub start_ms: i64,
+    /// Wall-clock cap on events a second, per subtask (none: as fast as
+    /// possible). It keeps a job running long enough to operate on it.
+    pub events_per_second: Option<u64>,
 }
 
 impl Default for GeneratorConfig {
@@ -45,6 +48,7 @@ impl Default for GeneratorConfig {
             plates: 500_000,
             dirty: 0.001,
             start_ms: DEFAULT_START_MS,
+            events_per_second: None,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct GeneratorSource {
     config: GeneratorConfig,
     next: u64,
     stride: u64,
+    /// When the first batch was asked for, and events emitted since (throttling).
+    started: Option<(std::time::Instant, u64)>,
 }
 
 impl GeneratorSource {
@@ -114,12 +120,14 @@ impl GeneratorSource {
             config,
             next: u64::from(subtask),
             stride: u64::from(parallelism.max(1)),
+            started: None,
         }
     }
 }
 
 impl Source for GeneratorSource {
     fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError> {
+        let max = self.throttle(max);
         let mut line = Vec::with_capacity(40);
         for _ in 0..max {
             if self.config.events.is_some_and(|events| self.next >= events) {
@@ -130,6 +138,9 @@ impl Source for GeneratorSource {
             passing.write_csv(&mut line);
             batch.push(&line, passing.ts_ms);
             self.next += self.stride;
+            if let Some((_, emitted)) = &mut self.started {
+                *emitted += 1;
+            }
         }
         Ok(if self.config.events.is_some_and(|events| self.next >= events) {
             SourceStatus::End
@@ -146,6 +157,23 @@ impl Source for GeneratorSource {
     fn seek(&mut self, position: u64) -> Result<(), ConnectorError> {
         self.next = position;
         Ok(())
+    }
+}
+
+impl GeneratorSource {
+    /// How many events the throttle lets out now (at most `max`); waits a
+    /// little when it lets none out, so that the source does not spin.
+    fn throttle(&mut self, max: usize) -> usize {
+        let Some(per_second) = self.config.events_per_second else {
+            return max;
+        };
+        let (started, emitted) = *self.started.get_or_insert((std::time::Instant::now(), 0));
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let allowed = (elapsed_ms.saturating_mul(per_second) / 1000).saturating_sub(emitted);
+        if allowed == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        max.min(allowed as usize)
     }
 }
 

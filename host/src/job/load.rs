@@ -545,6 +545,10 @@ impl Builder<'_> {
                         .as_ref()
                         .map_or(defaults.plates, |p| self.positive(p, &field("plates"))),
                     dirty: source.dirty.unwrap_or(defaults.dirty),
+                    events_per_second: source
+                        .events_per_second
+                        .as_ref()
+                        .map(|r| self.positive_u64(r, &field("events_per_second"))),
                     ..defaults
                 };
                 SourceConfig::Generator(config)

@@ -187,6 +187,8 @@ pub struct SourceSpec {
     pub plates: Option<Spanned<u32>>,
     /// Share of dirty, late events (`generator`).
     pub dirty: Option<f64>,
+    /// Wall-clock cap on events a second, per subtask (`generator`).
+    pub events_per_second: Option<Spanned<u64>>,
     /// Generate watermarks from the records' event time.
     pub watermarks: Option<Spanned<WatermarksSpec>>,
 }

@@ -29,7 +29,8 @@ use super::output::{Output, OutputEdge, Route};
 use super::task::{run_operator, run_operator_inputs, run_source};
 use crate::checkpoint::coordinator::{Coordinator, ToCoordinator, ToTask};
 use crate::checkpoint::manifest::{KeyedStateHandle, Manifest};
-use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::savepoint::{ModuleMeta, SavepointSettings};
+use crate::checkpoint::storage::{CheckpointStorage, FileStore};
 use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::{FileSource, assigned_files};
@@ -65,6 +66,13 @@ pub enum RestoreFrom {
     Latest,
     /// A checkpoint folder (`…/chk-000042`).
     Checkpoint(PathBuf),
+    /// A savepoint folder, restored by operator uid.
+    Savepoint {
+        /// The folder.
+        dir: PathBuf,
+        /// Skip the state of uids the job does not have instead of refusing.
+        allow_non_restored_state: bool,
+    },
 }
 
 /// How to run a job.
@@ -74,6 +82,8 @@ pub struct RunOptions {
     pub progress: Option<Duration>,
     /// Start from a checkpoint.
     pub restore: Option<RestoreFrom>,
+    /// Savepoint requests from the control API (needs checkpointing).
+    pub control: Option<crate::checkpoint::savepoint::JobControl>,
 }
 
 /// What a finished job did.
@@ -115,6 +125,7 @@ struct Shared<'a> {
     metrics: Vec<Arc<VertexMetrics>>,
     dead_letters: Arc<DeadLetters>,
     storage: Option<CheckpointStorage>,
+    savepoints: Option<SavepointSettings>,
 }
 
 /// Runs `plan` to completion, restarting after failures as its restart
@@ -126,8 +137,27 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
         Some(settings) => Some(CheckpointStorage::open(&settings.dir, &plan.name).map_err(storage_error)?),
         None => None,
     };
+    // The files of the restored state, when not in the job's checkpoint storage.
+    let mut restore_files: Option<FileStore> = None;
     let mut restore = match (&options.restore, &storage) {
         (None, _) => None,
+        (
+            Some(RestoreFrom::Savepoint {
+                dir,
+                allow_non_restored_state,
+            }),
+            _,
+        ) => {
+            let (savepoint, files) =
+                crate::checkpoint::savepoint::load(dir).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+            let uids = plan.vertices.iter().map(|v| v.uid.as_str());
+            savepoint
+                .check_max_parallelism(dir, plan.settings.max_parallelism)
+                .and_then(|()| savepoint.check_uids(dir, uids, *allow_non_restored_state))
+                .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+            restore_files = Some(files);
+            Some(savepoint.checkpoint)
+        }
         (Some(_), None) => {
             return Err(TaskError::Checkpoint(
                 "the job has no [checkpoint] table, so there is nothing to restore from".into(),
@@ -166,6 +196,14 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
         engine,
         metrics,
         dead_letters: Arc::new(DeadLetters::new(&plan.settings.dead_letter)),
+        savepoints: match (&options.control, &plan.settings.checkpoint) {
+            (Some(control), Some(settings)) => Some(SavepointSettings {
+                control: control.clone(),
+                default_dir: settings.dir.join(&plan.name).join("savepoints"),
+                modules: module_metas(plan),
+            }),
+            _ => None,
+        },
         storage,
     };
     let stop_progress = Arc::new(AtomicBool::new(false));
@@ -178,12 +216,14 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
         )
     });
 
+    // A restart goes back to the savepoint until a later checkpoint completes.
+    let savepoint = restore.clone().zip(restore_files.clone());
     let mut restarts = 0u32;
     let result = loop {
         if let Some(manifest) = &restore {
             tracing::info!("restoring job `{}` from checkpoint {}", plan.name, manifest.id);
         }
-        match run_attempt(&shared, restore.as_ref(), restarts) {
+        match run_attempt(&shared, restore.as_ref(), restore_files.as_ref(), restarts) {
             Ok(()) => break Ok(()),
             Err(error) => {
                 restarts += 1;
@@ -194,6 +234,13 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
                     Some(storage) => latest(storage)?,
                     None => None,
                 };
+                restore_files = None;
+                if let Some((manifest, files)) = &savepoint
+                    && restore.as_ref().is_none_or(|latest| latest.id <= manifest.id)
+                {
+                    restore = Some(manifest.clone());
+                    restore_files = Some(files.clone());
+                }
                 let from = restore
                     .as_ref()
                     .map_or("the beginning".to_string(), |m| format!("checkpoint {}", m.id));
@@ -233,6 +280,24 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
     })
 }
 
+/// The module of every operator (and key selector) uid, as savepoints record it.
+fn module_metas(plan: &JobPlan) -> HashMap<String, ModuleMeta> {
+    plan.vertices
+        .iter()
+        .filter_map(|v| match &v.kind {
+            VertexKind::Operator(function) => Some((
+                v.uid.clone(),
+                ModuleMeta {
+                    name: function.module.info.name.clone(),
+                    version: function.module.info.version.clone(),
+                    digest: function.module.digest.clone(),
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The latest checkpoint that passes its checks; says which were refused.
 fn latest(storage: &CheckpointStorage) -> Result<Option<Manifest>, TaskError> {
     let (manifest, refused) = storage
@@ -266,7 +331,12 @@ struct ControlPlane {
 }
 
 /// Runs every subtask once, from `restore` if given.
-fn run_attempt(shared: &Shared<'_>, restore: Option<&Manifest>, attempt: u32) -> Result<(), TaskError> {
+fn run_attempt(
+    shared: &Shared<'_>,
+    restore: Option<&Manifest>,
+    restore_files: Option<&FileStore>,
+    attempt: u32,
+) -> Result<(), TaskError> {
     let plan = shared.plan;
     let capacity = plan.settings.channel_capacity;
     let mut outputs: Vec<Vec<Vec<EdgeWiring>>> = plan
@@ -378,6 +448,7 @@ fn run_attempt(shared: &Shared<'_>, restore: Option<&Manifest>, attempt: u32) ->
                     .collect(),
                 next_id: last.max(restored) + 1,
                 finished: HashMap::new(),
+                savepoints: shared.savepoints.clone(),
             };
             let (_, inbox) = unbounded();
             let inbox = std::mem::replace(&mut plane.inbox, inbox);
@@ -414,6 +485,7 @@ fn run_attempt(shared: &Shared<'_>, restore: Option<&Manifest>, attempt: u32) ->
                     subtask: subtask as u32,
                     attempt,
                     restore,
+                    restore_files,
                     control: task_control,
                     cancel: &cancel,
                 };
@@ -458,6 +530,7 @@ struct Subtask<'a> {
     subtask: u32,
     attempt: u32,
     restore: Option<&'a Manifest>,
+    restore_files: Option<&'a FileStore>,
     control: Option<TaskControl>,
     cancel: &'a AtomicBool,
 }
@@ -625,10 +698,11 @@ impl Subtask<'_> {
             reason,
         };
         let handles: Vec<&KeyedStateHandle> = self.restored().filter_map(|t| t.keyed.as_ref()).collect();
-        let files = match (&self.shared.storage, handles.is_empty()) {
-            (Some(storage), _) => Some(storage.files()),
-            (None, true) => None,
-            (None, false) => return Err(restore_error("no checkpoint storage".into())),
+        let files = match (self.restore_files, &self.shared.storage, handles.is_empty()) {
+            (Some(files), _, _) => Some(files),
+            (None, Some(storage), _) => Some(storage.files()),
+            (None, None, true) => None,
+            (None, None, false) => return Err(restore_error("no checkpoint storage".into())),
         };
         let max_parallelism = self.plan().settings.max_parallelism;
         let mut timers = crate::time::TimerService::new();

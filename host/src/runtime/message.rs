@@ -17,4 +17,8 @@ pub enum Message {
     Barrier(Barrier),
     /// The producer has finished; nothing follows.
     End,
+    /// The job stops with a savepoint (`weir stop`): nothing follows, and
+    /// unlike [`Message::End`] the watermark does not jump to the maximum,
+    /// so no event-time timer fires for the records after the savepoint.
+    Stop,
 }

@@ -307,6 +307,11 @@ impl Output {
         self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
     }
 
+    /// Tells every consumer subtask that the job stops with a savepoint.
+    pub fn stop(&mut self) -> Result<(), TaskError> {
+        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::Stop))
+    }
+
     /// Tells every consumer subtask that this subtask has finished.
     pub fn end(&mut self) -> Result<(), TaskError> {
         self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::End))

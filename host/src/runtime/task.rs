@@ -17,6 +17,12 @@
 //! event-time timer fires); a two-phase-commit sink then waits until its last
 //! pre-committed transaction is committed; the operator closes and the
 //! subtask tells its consumers it has ended.
+//!
+//! Stop with a savepoint (`weir stop`): a source told to stop emits the
+//! savepoint's barrier and then [`Message::Stop`] instead of a maximum
+//! watermark and `End`; downstream subtasks end the same way without
+//! advancing their watermark, so the timers and windows after the savepoint
+//! stay in it for the resumed job.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -49,9 +55,21 @@ pub fn run_source(
         }
         if let Some(control) = control {
             while let Ok(message) = control.from_coordinator.try_recv() {
-                if let ToTask::Trigger(barrier) = message {
-                    control.ack_source(barrier.id, source.position(), false);
-                    out.barrier(barrier)?;
+                match message {
+                    ToTask::Trigger(barrier) => {
+                        control.ack_source(barrier.id, source.position(), false);
+                        out.barrier(barrier)?;
+                    }
+                    ToTask::Stop(barrier) => {
+                        // Stop with a savepoint: no final watermark, and the
+                        // position is one to resume from, not an end.
+                        control.ack_source(barrier.id, source.position(), false);
+                        out.barrier(barrier)?;
+                        out.stop()?;
+                        control.finished();
+                        return Ok(());
+                    }
+                    ToTask::Complete(_) | ToTask::Abort(_) => {}
                 }
             }
         }
@@ -84,7 +102,7 @@ pub fn run_source(
                 return Err(TaskError::Cancelled);
             }
             match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
-                Ok(ToTask::Trigger(barrier)) => {
+                Ok(ToTask::Trigger(barrier) | ToTask::Stop(barrier)) => {
                     control.ack_source(barrier.id, source.position(), true);
                     out.barrier(barrier)?;
                     break;
@@ -221,6 +239,8 @@ pub fn run_operator_inputs(
     operator.open()?;
     let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
+    // An input stopped with a savepoint: the watermark stays where it is.
+    let mut stopped = false;
     while state.open_channels() > 0 {
         match next_event(operator, out, inputs, &state, mode, control)? {
             Event::Timer => {
@@ -270,9 +290,16 @@ pub fn run_operator_inputs(
                     checkpoint(operator, barrier, out, control)?;
                 }
             }
+            Event::Input(channel, Message::Stop) => {
+                state.ended[channel] = true;
+                stopped = true;
+                if let Some(barrier) = state.aligned() {
+                    checkpoint(operator, barrier, out, control)?;
+                }
+            }
             Event::Input(channel, Message::End) => {
                 state.ended[channel] = true;
-                if let Some(watermark) = state.advance() {
+                if let Some(watermark) = state.advance().filter(|_| !stopped) {
                     operator.on_watermark(watermark, out)?;
                     out.watermark(watermark)?;
                 }
@@ -286,7 +313,11 @@ pub fn run_operator_inputs(
         await_commit(operator, control, last)?;
     }
     operator.close(out)?;
-    out.end()?;
+    if stopped {
+        out.stop()?
+    } else {
+        out.end()?
+    }
     if let Some(control) = control {
         control.finished();
     }
@@ -314,7 +345,7 @@ fn on_control(operator: &mut dyn Operator, state: &mut InputState, message: ToTa
             state.abort(id);
             operator.notify_checkpoint_aborted(id)
         }
-        ToTask::Trigger(_) => Ok(()),
+        ToTask::Trigger(_) | ToTask::Stop(_) => Ok(()),
     }
 }
 

@@ -1,0 +1,46 @@
+//! `weir savepoint JOB_ID [DIR]`: take a savepoint of a running job and
+//! print its path; `weir savepoint dispose DIR`: delete a savepoint.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::checkpoint::savepoint;
+use crate::control::{client, registry};
+
+/// Arguments of `weir savepoint`.
+#[derive(Debug, Args)]
+pub struct SavepointArgs {
+    /// `JOB_ID [DIR]`: the job (as `weir list` shows it) and the folder to
+    /// create the savepoint in (default: `<checkpoint dir>/<job>/savepoints`);
+    /// or `dispose DIR`: the savepoint folder to delete.
+    #[arg(value_name = "JOB_ID [DIR] | dispose DIR", num_args = 1..=2, required = true)]
+    args: Vec<String>,
+}
+
+pub(super) fn savepoint(args: SavepointArgs) -> anyhow::Result<ExitCode> {
+    match args.args.as_slice() {
+        [command, dir] if command == "dispose" => {
+            savepoint::dispose(Path::new(dir))?;
+            println!("disposed of savepoint {dir}");
+        }
+        [command] if command == "dispose" => bail!("`weir savepoint dispose` needs the savepoint folder"),
+        [id, rest @ ..] => {
+            let job = registry::find(&registry::folder(), id)?;
+            let request = match rest.first() {
+                Some(dir) => format!("savepoint {}", absolute(Path::new(dir))?.display()),
+                None => "savepoint".to_string(),
+            };
+            println!("{}", client::call(&job, &request)?);
+        }
+        [] => bail!("`weir savepoint` needs a job id"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dir` made absolute (the job may run in another folder).
+pub(super) fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(dir)?)
+}

@@ -1,0 +1,50 @@
+//! The local control API of running jobs, which `weir list`, `weir savepoint`
+//! and `weir stop` talk to.
+//!
+//! Every `weir run` registers its job in a registry folder
+//! (`$WEIR_HOME/jobs`, `WEIR_HOME` defaulting to `~/.weir`): a JSON entry
+//! `<id>.json` (id, name, pid, endpoint, start time) and a Unix domain socket
+//! `<id>.sock`, the endpoint. The protocol is one request line and one
+//! response line per connection:
+//!
+//! ```text
+//! status                 -> ok <last completed checkpoint id, 0 for none>
+//! savepoint [DIR]        -> ok <savepoint path>
+//! stop [DIR]             -> ok <savepoint path>     (the job then ends)
+//! (anything failing)     -> error <message>
+//! ```
+//!
+//! The entry and the socket are removed when the job ends; an entry whose
+//! socket no longer answers (the process died) is stale: it is ignored, and
+//! removed by `weir list`.
+
+pub mod client;
+pub mod registry;
+pub mod server;
+
+/// Errors of the control API.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// An I/O operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or socket.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No running job has this id.
+    #[error("no running job has the id `{0}` (see `weir list`)")]
+    UnknownJob(String),
+    /// Several running jobs start with this id.
+    #[error("`{0}` is the beginning of several job ids; give more of it")]
+    AmbiguousJob(String),
+    /// The job answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// The job's answer could not be understood.
+    #[error("unexpected answer from the job: {0}")]
+    Protocol(String),
+}
