@@ -4,7 +4,10 @@
 ///
 /// Invoke it once per crate, listing each function as
 /// `kind "name" => Type`, where `kind` is one of `map`, `filter`, `flat_map`,
-/// `key_selector`, `keyed_process` or `window_aggregate` and `Type`
+/// `key_selector`, `keyed_process`, `window_aggregate`, `reduce`
+/// ([`ReduceFunction`](crate::ReduceFunction), run as a window aggregate),
+/// `process_window` ([`ProcessWindowFunction`](crate::ProcessWindowFunction))
+/// or `evictor` ([`Evictor`](crate::Evictor)) and `Type`
 /// implements the matching trait ([`Map`](crate::Map),
 /// [`Filter`](crate::Filter), [`FlatMap`](crate::FlatMap),
 /// [`KeySelector`](crate::KeySelector),
@@ -69,11 +72,20 @@ macro_rules! export_functions {
     (@entry window_aggregate $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::window_aggregate::<$function>($name)
     };
+    (@entry reduce $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::reduce::<$function>($name)
+    };
+    (@entry process_window $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::process_window::<$function>($name)
+    };
+    (@entry evictor $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::evictor::<$function>($name)
+    };
     (@entry $kind:ident $name:literal $function:ty) => {
         ::core::compile_error!(::core::concat!(
             "unknown function kind `",
             ::core::stringify!($kind),
-            "`: expected map, filter, flat_map, key_selector, keyed_process or window_aggregate"
+            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, reduce, process_window or evictor"
         ))
     };
 }

@@ -13,6 +13,9 @@
 //! | `key_selector`     | [`KeySelector`]          | the record's key (for a key-by)         |
 //! | `keyed_process`    | [`KeyedProcessFunction`] | anything, with keyed state and timers   |
 //! | `window_aggregate` | [`WindowAggregate`]      | folded into its window's accumulator    |
+//! | `reduce`           | [`ReduceFunction`]       | reduced into its window's value         |
+//! | `process_window`   | [`ProcessWindowFunction`]| buffered; the window's elements at once |
+//! | `evictor`          | [`Evictor`]              | evicted from a firing window, or kept   |
 //!
 //! # Map of the crate
 //!
@@ -164,6 +167,7 @@ mod state;
 mod task;
 mod timers;
 mod window;
+mod window_functions;
 
 pub use context::{Context, OpenContext};
 pub use error::{Error, Result};
@@ -176,6 +180,7 @@ pub use state::{AggregatingState, ListState, MapState, ReducingState, Ttl, Value
 pub use task::TaskInfo;
 pub use timers::{TimeDomain, Timer};
 pub use window::Window;
+pub use window_functions::{Elements, Evictor, ProcessWindowFunction, ReduceFunction, WindowContext};
 
 /// Bindings generated from `wit/weir.wit` (world `any-module`). Not part of
 /// the API: use the types of this crate instead.

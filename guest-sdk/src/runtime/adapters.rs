@@ -21,6 +21,10 @@ pub(crate) enum Instance {
     KeyedProcess(Box<dyn DynKeyedProcess>),
     /// A window aggregate.
     WindowAggregate(Box<dyn DynWindowAggregate>),
+    /// A process-window function.
+    ProcessWindow(Box<dyn super::window_adapters::DynProcessWindow>),
+    /// An evictor.
+    Evictor(Box<dyn super::window_adapters::DynEvictor>),
 }
 
 /// A map, filter or flat-map function.
@@ -294,7 +298,7 @@ impl<F: KeyedProcessFunction> DynKeyedProcess for KeyedProcessFn<F> {
     }
 }
 
-struct WindowAggregateFn<F: WindowAggregate> {
+pub(crate) struct WindowAggregateFn<F: WindowAggregate> {
     function: F,
     /// The accumulators of the current `add` call, by slot: `None` until a
     /// record of the slot comes (decoded once per call), then the accumulator
@@ -303,7 +307,7 @@ struct WindowAggregateFn<F: WindowAggregate> {
 }
 
 impl<F: WindowAggregate> WindowAggregateFn<F> {
-    fn new(function: F) -> Self {
+    pub(crate) fn new(function: F) -> Self {
         Self {
             function,
             slots: Vec::new(),

@@ -3,6 +3,8 @@
 
 mod adapters;
 pub(crate) mod scope;
+mod window_adapters;
+mod window_exports;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -85,6 +87,33 @@ impl FunctionEntry {
             open: adapters::open_window_aggregate::<F>,
         }
     }
+
+    /// A [`ReduceFunction`](crate::ReduceFunction), run as a window aggregate.
+    pub const fn reduce<F: crate::ReduceFunction>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WindowAggregate,
+            open: window_adapters::open_reduce::<F>,
+        }
+    }
+
+    /// A [`ProcessWindowFunction`](crate::ProcessWindowFunction).
+    pub const fn process_window<F: crate::ProcessWindowFunction>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::ProcessWindow,
+            open: window_adapters::open_process_window::<F>,
+        }
+    }
+
+    /// An [`Evictor`](crate::Evictor).
+    pub const fn evictor<F: crate::Evictor>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WindowEvictor,
+            open: window_adapters::open_evictor::<F>,
+        }
+    }
 }
 
 /// Fails the build if two functions share a name.
@@ -151,6 +180,8 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::KeySelector => "key-selector",
         wit::FunctionKind::KeyedProcess => "keyed-process",
         wit::FunctionKind::WindowAggregate => "window-aggregate",
+        wit::FunctionKind::ProcessWindow => "process-window",
+        wit::FunctionKind::WindowEvictor => "window-evictor",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",

@@ -26,6 +26,8 @@ use crate::time::windows::WindowAssigner;
 use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
 use std::time::Duration;
 
+mod window_functions;
+
 /// Default number of key groups.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
 /// Default most records in one batch.
@@ -363,6 +365,7 @@ impl Builder<'_> {
             allowed_lateness_ms: i64::try_from(operator.allowed_lateness_ms.unwrap_or(0)).unwrap_or(i64::MAX),
             late_output: operator.late_output.clone(),
             trigger,
+            functions: Default::default(),
         })
     }
 
@@ -529,6 +532,22 @@ impl Builder<'_> {
                             function.function
                         ),
                     )),
+                    FunctionKind::ProcessWindow if operator.window.is_none() => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("window"),
+                        format!(
+                            "`{}` is a process-window function: the operator needs `window`",
+                            function.function
+                        ),
+                    )),
+                    FunctionKind::WindowEvictor => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("function"),
+                        format!(
+                            "`{}` is a window evictor; use it in `evictor = {{ type = \"wasm\", function = ... }}`, not as an operator",
+                            function.function
+                        ),
+                    )),
                     FunctionKind::WindowAggregate if operator.window.is_none() => self.errors.push(self.locator.error(
                         operator.function.span(),
                         field("window"),
@@ -539,7 +558,9 @@ impl Builder<'_> {
                     )),
                     // Without `key_by`, windows are over the whole stream
                     // (Flink's `windowAll`): one subtask sees every record.
-                    FunctionKind::WindowAggregate if operator.key_by.is_none() && parallelism != 1 => {
+                    FunctionKind::WindowAggregate | FunctionKind::ProcessWindow
+                        if operator.key_by.is_none() && parallelism != 1 =>
+                    {
                         self.errors.push(self.locator.error(
                             operator.function.span(),
                             field("parallelism"),
@@ -549,12 +570,14 @@ impl Builder<'_> {
                             ),
                         ))
                     }
-                    kind if kind != FunctionKind::WindowAggregate && operator.window.is_some() => {
+                    kind if !matches!(kind, FunctionKind::WindowAggregate | FunctionKind::ProcessWindow)
+                        && operator.window.is_some() =>
+                    {
                         self.errors.push(self.locator.error(
                             operator.function.span(),
                             field("window"),
                             format!(
-                                "`{}` is a {kind} function; windows need a window-aggregate function",
+                                "`{}` is a {kind} function; windows need a window-aggregate or process-window function",
                                 function.function
                             ),
                         ))
@@ -573,7 +596,12 @@ impl Builder<'_> {
             }
             None => VertexKind::Sink(SinkConfig::Stdout), // placeholder; errors were recorded
         };
-        let window = self.window(operator, &uid);
+        let mut window = self.window(operator, &uid);
+        let main_kind = match &kind {
+            VertexKind::Operator(function) => Some(function.kind),
+            _ => None,
+        };
+        self.window_functions(operator, &uid, main_kind, window.as_mut());
         let watermarks = operator.watermarks.as_ref().map(|w| self.watermarks(w, &uid));
         Draft {
             uid,

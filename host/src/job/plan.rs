@@ -94,6 +94,8 @@ pub struct WindowConfig {
     pub late_output: Option<String>,
     /// When windows fire.
     pub trigger: Trigger,
+    /// A process-window function on the aggregate's result, and an evictor.
+    pub functions: super::window_functions::WindowFunctions,
 }
 
 /// When a window fires.

@@ -256,6 +256,10 @@ pub struct OperatorSpec {
     pub late_output: Option<String>,
     /// When windows fire (default: when the watermark passes their end).
     pub trigger: Option<Spanned<TriggerSpec>>,
+    /// A process-window function run on the window aggregate's result.
+    pub process: Option<Spanned<super::window_functions::ProcessSpec>>,
+    /// Evicts elements of firing windows (the window buffers its elements).
+    pub evictor: Option<Spanned<super::window_functions::EvictorSpec>>,
 }
 
 /// `window = { type = "tumbling", size_ms = 60000 }`.

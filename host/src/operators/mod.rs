@@ -16,6 +16,7 @@
 //! restores it before the first record and calls [`Operator::snapshot_state`]
 //! when the barriers of a checkpoint are aligned.
 
+pub mod buffered_window;
 pub mod keyed_process;
 pub mod sink;
 pub mod transform;

@@ -2,6 +2,7 @@
 
 pub mod timers;
 pub mod watermarks;
+pub mod window_set;
 pub mod windows;
 
 pub use timers::{TimeDomain, TimerService};

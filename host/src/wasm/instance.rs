@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::exports::weir::udf::{key_selector, keyed_process, library, transform, window_aggregate};
+use super::bindings::exports::weir::udf::{
+    key_selector, keyed_process, library, process_window, transform, window_aggregate, window_evictor,
+};
 use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
 use super::host_state::{HostState, KeyedScope};
@@ -18,6 +20,8 @@ use super::module::{FunctionKind, UdfModule};
 use crate::job::plan::Limits;
 use crate::runtime::batch::RecordBatch;
 use crate::time::TimeDomain;
+
+mod window_calls;
 
 /// Limits used while a module describes itself.
 pub const DESCRIBE_LIMITS: Limits = Limits {
@@ -102,6 +106,8 @@ enum Exports {
     KeySelector(key_selector::Guest),
     KeyedProcess(keyed_process::Guest),
     WindowAggregate(window_aggregate::Guest),
+    ProcessWindow(process_window::Guest),
+    WindowEvictor(window_evictor::Guest),
 }
 
 /// Accumulators as a flat column (see [`crate::runtime::batch::span`]).
@@ -221,6 +227,12 @@ impl UdfInstance {
             FunctionKind::WindowAggregate => window_aggregate::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::WindowAggregate),
+            FunctionKind::ProcessWindow => process_window::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::ProcessWindow),
+            FunctionKind::WindowEvictor => window_evictor::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::WindowEvictor),
         }
         .map_err(|e| start_error(format!("{e:#}")))?;
         let task = wit::TaskInfo {

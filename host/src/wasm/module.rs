@@ -33,6 +33,10 @@ pub enum FunctionKind {
     KeyedProcess,
     /// Incremental aggregate of a window.
     WindowAggregate,
+    /// Full window function over a window's buffered elements.
+    ProcessWindow,
+    /// Evicts elements of firing windows.
+    WindowEvictor,
 }
 
 impl FunctionKind {
@@ -43,6 +47,8 @@ impl FunctionKind {
             Self::KeySelector => "key-selector",
             Self::KeyedProcess => "keyed-process",
             Self::WindowAggregate => "window-aggregate",
+            Self::ProcessWindow => "process-window",
+            Self::WindowEvictor => "window-evictor",
         }
     }
 }
@@ -56,6 +62,8 @@ impl fmt::Display for FunctionKind {
             Self::KeySelector => "key-selector",
             Self::KeyedProcess => "keyed-process",
             Self::WindowAggregate => "window-aggregate",
+            Self::ProcessWindow => "process-window",
+            Self::WindowEvictor => "window-evictor",
         })
     }
 }
@@ -69,6 +77,8 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::KeySelector => Self::KeySelector,
             wit::FunctionKind::KeyedProcess => Self::KeyedProcess,
             wit::FunctionKind::WindowAggregate => Self::WindowAggregate,
+            wit::FunctionKind::ProcessWindow => Self::ProcessWindow,
+            wit::FunctionKind::WindowEvictor => Self::WindowEvictor,
         }
     }
 }

@@ -10,6 +10,9 @@
 //!   keyed state and timers; see [`StateProbe`].
 //! - `concat` (window aggregate): lists the texts of each window, for tests
 //!   of window assignment; see [`Concat`].
+//! - Window functions that see whole windows: see the `windows` module.
+
+mod windows;
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -375,4 +378,9 @@ weir_sdk::export_functions! {
     key_selector "first_word" => FirstWord,
     keyed_process "state_probe" => StateProbe,
     window_aggregate "concat" => Concat,
+    process_window "sorted_values" => windows::SortedValues,
+    window_aggregate "count_sum" => windows::CountSum,
+    reduce "max_value" => windows::MaxValue,
+    process_window "describe_window" => windows::DescribeWindow,
+    evictor "drop_outliers" => windows::DropOutliers,
 }
