@@ -12,4 +12,5 @@ mod oracle;
 mod partitioning;
 mod state_kinds;
 mod traffic;
+mod windows_buffered;
 mod wordcount;

@@ -1,0 +1,452 @@
+//! Windows that see whole windows: process-window functions, an aggregate or
+//! reduce with a process-window function, and evictors, against an oracle
+//! that follows Flink's definitions record by record (batches of one
+//! record, a monotonous watermark after each: the largest timestamp seen
+//! minus one):
+//! - a record goes to each of its windows that is not late (a window is late
+//!   once the watermark reaches its end - 1 + the allowed lateness); a record
+//!   with no such window goes to the late side output;
+//! - a window fires when the watermark reaches its end - 1 (its timer), and
+//!   again at once for each record it gets after that;
+//! - at firing: evict-before, the function over what remains, evict-after;
+//!   the window keeps what the evictors left.
+//!
+//! Inputs are `key timestamp value` lines (testkit's `stamp` reads the
+//! timestamp); the UDFs are in `udfs/testkit/src/windows.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::harness::{Workdir, sorted_lines};
+use crate::oracle::Lcg;
+
+/// One input record.
+#[derive(Debug, Clone)]
+struct Event {
+    key: String,
+    ts: i64,
+    value: i64,
+}
+
+impl Event {
+    fn line(&self) -> String {
+        format!("{} {} {}", self.key, self.ts, self.value)
+    }
+}
+
+/// Three keys, timestamps rising about 4 ms a record with up to 30 ms of
+/// disorder, and one record in 25 from 60 to 160 ms in the past (late, or
+/// within the lateness).
+fn events(seed: u64, count: i64) -> Vec<Event> {
+    let mut rng = Lcg::new(seed);
+    (0..count)
+        .map(|i| {
+            let mut ts = 1_000 + i * 4 - rng.below(30) as i64;
+            if rng.below(25) == 0 {
+                ts -= 60 + rng.below(100) as i64;
+            }
+            Event {
+                key: format!("k{}", rng.below(3)),
+                ts,
+                value: rng.below(1000) as i64,
+            }
+        })
+        .collect()
+}
+
+fn input(events: &[Event]) -> String {
+    events.iter().map(|e| format!("{}\n", e.line())).collect()
+}
+
+/// Window assigners of the oracle.
+#[derive(Clone, Copy)]
+enum Assign {
+    Tumbling(i64),
+    Sliding(i64, i64),
+}
+
+impl Assign {
+    /// The windows `[start, end)` holding `ts`.
+    fn windows(self, ts: i64) -> Vec<(i64, i64)> {
+        let (size, slide) = match self {
+            Assign::Tumbling(size) => (size, size),
+            Assign::Sliding(size, slide) => (size, slide),
+        };
+        let mut start = ts - ts.rem_euclid(slide);
+        let mut all = Vec::new();
+        while start > ts - size {
+            all.push((start, start + size));
+            start -= slide;
+        }
+        all
+    }
+}
+
+/// Evictors of the oracle.
+#[derive(Clone, Copy)]
+enum Evict {
+    None,
+    /// Keep the last n (after the function if `true`).
+    Count(usize, bool),
+    /// Keep timestamps above the newest minus the size.
+    Time(i64),
+    /// testkit's `drop_outliers`: values of 900 and more, before.
+    Outliers,
+}
+
+impl Evict {
+    fn apply(self, elements: &mut Vec<Event>, before: bool) {
+        match self {
+            Evict::None => {}
+            Evict::Count(n, after) if after != before => {
+                let excess = elements.len().saturating_sub(n);
+                elements.drain(..excess);
+            }
+            Evict::Count(..) => {}
+            Evict::Time(size) if before => {
+                if let Some(newest) = elements.iter().map(|e| e.ts).max() {
+                    elements.retain(|e| e.ts > newest - size);
+                }
+            }
+            Evict::Time(_) => {}
+            Evict::Outliers if before => elements.retain(|e| e.value < 900),
+            Evict::Outliers => {}
+        }
+    }
+}
+
+/// What a window outputs when it fires, given its key, bounds and elements
+/// (after evict-before).
+type WindowFn = fn(&str, i64, i64, &[Event]) -> Vec<String>;
+
+/// testkit's `sorted_values`.
+fn sorted_values(key: &str, start: i64, end: i64, elements: &[Event]) -> Vec<String> {
+    let mut values: Vec<i64> = elements.iter().map(|e| e.value).collect();
+    values.sort_unstable();
+    let median = values
+        .get(values.len().saturating_sub(1) / 2)
+        .map_or("none".to_string(), i64::to_string);
+    let listed: Vec<String> = values.iter().map(i64::to_string).collect();
+    vec![format!(
+        "{key},{start},{end},{},{median},{}",
+        values.len(),
+        listed.join(" ")
+    )]
+}
+
+/// testkit's `count_sum` handed to `describe_window`.
+fn described_count_sum(key: &str, start: i64, end: i64, elements: &[Event]) -> Vec<String> {
+    let sum: i64 = elements.iter().map(|e| e.value).sum();
+    vec![format!(
+        "{key},{start},{end},{},n={} sum={sum}",
+        end - 1,
+        elements.len()
+    )]
+}
+
+/// testkit's `max_value` alone: the first record with the largest value.
+fn max_value(_key: &str, _start: i64, _end: i64, elements: &[Event]) -> Vec<String> {
+    let mut best: Option<&Event> = None;
+    for e in elements {
+        if best.is_none_or(|b| e.value > b.value) {
+            best = Some(e);
+        }
+    }
+    best.map(Event::line).into_iter().collect()
+}
+
+/// testkit's `max_value` handed to `describe_window`.
+fn described_max_value(key: &str, start: i64, end: i64, elements: &[Event]) -> Vec<String> {
+    max_value(key, start, end, elements)
+        .into_iter()
+        .map(|line| format!("{key},{start},{end},{},{line}", end - 1))
+        .collect()
+}
+
+/// The oracle for non-merging windows: the main output (sorted) and the
+/// positions of the late records.
+fn oracle(
+    events: &[Event],
+    assign: Assign,
+    lateness: i64,
+    evict: Evict,
+    function: WindowFn,
+) -> (Vec<String>, Vec<usize>) {
+    let mut windows: BTreeMap<(String, i64, i64), Vec<Event>> = BTreeMap::new();
+    let mut timers: BTreeSet<(i64, String, i64, i64)> = BTreeSet::new();
+    let mut output = Vec::new();
+    let mut late = Vec::new();
+    let mut watermark = i64::MIN;
+    let fire =
+        |windows: &mut BTreeMap<(String, i64, i64), Vec<Event>>, id: &(String, i64, i64), output: &mut Vec<String>| {
+            let Some(elements) = windows.get_mut(id) else {
+                return;
+            };
+            evict.apply(elements, true);
+            output.extend(function(&id.0, id.1, id.2, elements));
+            evict.apply(elements, false);
+        };
+    let advance = |windows: &mut BTreeMap<(String, i64, i64), Vec<Event>>,
+                   timers: &mut BTreeSet<(i64, String, i64, i64)>,
+                   watermark: i64,
+                   output: &mut Vec<String>| {
+        while let Some((time, key, start, end)) = timers.first().cloned() {
+            if time > watermark {
+                break;
+            }
+            timers.pop_first();
+            fire(windows, &(key, start, end), output);
+        }
+        windows.retain(|(_, _, end), _| end - 1 + lateness > watermark);
+    };
+    for (index, event) in events.iter().enumerate() {
+        let mut placed = false;
+        for (start, end) in assign.windows(event.ts) {
+            if end - 1 + lateness <= watermark {
+                continue;
+            }
+            placed = true;
+            let id = (event.key.clone(), start, end);
+            windows.entry(id.clone()).or_default().push(event.clone());
+            if end - 1 <= watermark {
+                fire(&mut windows, &id, &mut output);
+            } else {
+                timers.insert((end - 1, id.0, start, end));
+            }
+        }
+        if !placed {
+            late.push(index);
+        }
+        watermark = watermark.max(event.ts - 1);
+        advance(&mut windows, &mut timers, watermark, &mut output);
+    }
+    advance(&mut windows, &mut timers, i64::MAX, &mut output);
+    output.sort();
+    (output, late)
+}
+
+/// The oracle for session windows without lateness: per key, the sessions
+/// not fired yet; a record merges with those its own window touches.
+fn session_oracle(events: &[Event], gap: i64, function: WindowFn) -> (Vec<String>, Vec<usize>) {
+    let mut sessions: BTreeMap<String, Vec<(i64, i64, Vec<Event>)>> = BTreeMap::new();
+    let mut output = Vec::new();
+    let mut late = Vec::new();
+    let mut watermark = i64::MIN;
+    for (index, event) in events.iter().enumerate() {
+        let (mut start, mut end) = (event.ts, event.ts + gap);
+        let mine = sessions.entry(event.key.clone()).or_default();
+        let (touching, rest): (Vec<_>, Vec<_>) = std::mem::take(mine)
+            .into_iter()
+            .partition(|(s, e, _)| *s <= end && *e >= start);
+        *mine = rest;
+        if touching.is_empty() && end - 1 <= watermark {
+            late.push(index);
+            continue;
+        }
+        let mut elements = Vec::new();
+        for (s, e, stored) in touching {
+            start = start.min(s);
+            end = end.max(e);
+            elements.extend(stored);
+        }
+        elements.push(event.clone());
+        mine.push((start, end, elements));
+        watermark = watermark.max(event.ts - 1);
+        for (key, list) in sessions.iter_mut() {
+            list.retain(|(s, e, elements)| {
+                let fires = e - 1 <= watermark;
+                if fires {
+                    output.extend(function(key, *s, *e, elements));
+                }
+                !fires
+            });
+        }
+    }
+    for (key, list) in sessions {
+        for (s, e, elements) in list {
+            output.extend(function(&key, s, e, &elements));
+        }
+    }
+    output.sort();
+    (output, late)
+}
+
+/// The job: `stamp` with a watermark after every record, then the window
+/// operator `win` configured by `window` (TOML lines).
+fn job(window: &str) -> String {
+    format!(
+        r#"
+[job]
+batch_size = 1
+dead_letter = "dead.jsonl"
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "stamp"
+input = "lines"
+module = "testkit.wasm"
+function = "stamp"
+parallelism = 1
+watermarks = {{ strategy = "monotonous", interval_ms = 0 }}
+
+[[operator]]
+uid = "win"
+input = "stamp"
+module = "testkit.wasm"
+key_by = {{ module = "testkit.wasm", function = "first_word" }}
+late_output = "late"
+{window}
+
+[[sink]]
+uid = "out"
+input = "win"
+type = "file"
+path = "out.txt"
+
+[[sink]]
+uid = "late"
+input = "win"
+side_output = "late"
+type = "file"
+path = "late.txt"
+"#
+    )
+}
+
+/// The late records at `positions` of `events`, sorted.
+fn late_lines(events: &[Event], positions: &[usize]) -> Vec<String> {
+    let mut lines: Vec<String> = positions.iter().map(|&i| events[i].line()).collect();
+    lines.sort();
+    lines
+}
+
+/// Runs `job` on `events` at parallelism 1 and 2 and compares with the
+/// oracle's output and late records.
+fn assert_matches(job: &str, events: &[Event], expected: &(Vec<String>, Vec<usize>)) {
+    assert!(expected.0.len() > 20, "too few outputs: {}", expected.0.len());
+    assert!(!expected.1.is_empty(), "the input must have late records");
+    for parallelism in ["1", "2"] {
+        let work = Workdir::new();
+        work.write("input.txt", input(events));
+        work.run_ok(job, &["--parallelism", parallelism]);
+        assert_eq!(
+            sorted_lines(&work.read("out.txt")),
+            expected.0,
+            "parallelism {parallelism}"
+        );
+        assert_eq!(
+            sorted_lines(&work.read("late.txt")),
+            late_lines(events, &expected.1),
+            "parallelism {parallelism}"
+        );
+    }
+}
+
+#[test]
+fn a_process_window_function_sees_every_element_of_tumbling_windows_and_refires_within_the_lateness() {
+    let events = events(3, 400);
+    let expected = oracle(&events, Assign::Tumbling(40), 50, Evict::None, sorted_values);
+    // Some windows fire more than once (late records within the lateness).
+    let fired: BTreeSet<String> = expected.0.iter().map(|l| l.split(',').take(3).collect()).collect();
+    assert!(fired.len() < expected.0.len(), "no window fired twice");
+    let window =
+        "function = \"sorted_values\"\nwindow = { type = \"tumbling\", size_ms = 40 }\nallowed_lateness_ms = 50";
+    assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn a_process_window_function_sees_the_merged_elements_of_session_windows() {
+    let mut events = events(17, 300);
+    // Sparser records, so that sessions of a key open and close.
+    for (i, event) in events.iter_mut().enumerate() {
+        event.ts += (i as i64 / 20) * 60;
+    }
+    let expected = session_oracle(&events, 15, sorted_values);
+    let merged = expected.0.iter().filter(|l| l.split(',').nth(3) != Some("1")).count();
+    assert!(merged > 10, "too few merged sessions: {merged}");
+    let window = "function = \"sorted_values\"\nwindow = { type = \"session\", gap_ms = 15 }";
+    assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn an_aggregate_with_a_process_window_function_sees_the_window_metadata() {
+    let events = events(5, 400);
+    let expected = oracle(&events, Assign::Sliding(60, 20), 30, Evict::None, described_count_sum);
+    let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"sliding\", size_ms = 60, slide_ms = 20 }\nallowed_lateness_ms = 30";
+    assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn a_reduce_function_keeps_one_value_per_window_alone_and_with_a_process_window_function() {
+    let events = events(8, 400);
+    let expected = oracle(&events, Assign::Tumbling(50), 40, Evict::None, max_value);
+    let window = "function = \"max_value\"\nwindow = { type = \"tumbling\", size_ms = 50 }\nallowed_lateness_ms = 40";
+    assert_matches(&job(window), &events, &expected);
+
+    let expected = oracle(&events, Assign::Tumbling(50), 40, Evict::None, described_max_value);
+    let window = format!("{window}\nprocess = {{ function = \"describe_window\" }}");
+    assert_matches(&job(&window), &events, &expected);
+}
+
+#[test]
+fn a_count_evictor_keeps_the_last_elements_before_or_after_the_function() {
+    let events = events(11, 400);
+    for after in [false, true] {
+        let expected = oracle(&events, Assign::Tumbling(40), 50, Evict::Count(3, after), sorted_values);
+        let window = format!(
+            "function = \"sorted_values\"\nwindow = {{ type = \"tumbling\", size_ms = 40 }}\nallowed_lateness_ms = 50\nevictor = {{ type = \"count\", count = 3, after = {after} }}"
+        );
+        assert_matches(&job(&window), &events, &expected);
+    }
+}
+
+#[test]
+fn a_time_evictor_makes_an_aggregate_buffer_and_fold_what_remains() {
+    let events = events(13, 400);
+    let expected = oracle(
+        &events,
+        Assign::Sliding(60, 20),
+        30,
+        Evict::Time(25),
+        described_count_sum,
+    );
+    let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"sliding\", size_ms = 60, slide_ms = 20 }\nallowed_lateness_ms = 30\nevictor = { type = \"time\", size_ms = 25 }";
+    assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn a_wasm_evictor_drops_outliers_before_the_function() {
+    let events = events(19, 400);
+    let expected = oracle(&events, Assign::Sliding(60, 30), 20, Evict::Outliers, sorted_values);
+    assert!(events.iter().filter(|e| e.value >= 900).count() > 20);
+    let window = "function = \"sorted_values\"\nwindow = { type = \"sliding\", size_ms = 60, slide_ms = 30 }\nallowed_lateness_ms = 20\nevictor = { type = \"wasm\", function = \"drop_outliers\" }";
+    assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn windows_without_key_by_go_to_the_process_window_function_with_an_empty_key() {
+    let events = events(23, 300);
+    // One window per 40 ms for all keys together.
+    let unkeyed: Vec<Event> = events
+        .iter()
+        .map(|e| Event {
+            key: String::new(),
+            ..e.clone()
+        })
+        .collect();
+    let expected = oracle(&unkeyed, Assign::Tumbling(40), 20, Evict::None, sorted_values);
+    let window = "function = \"sorted_values\"\nwindow = { type = \"tumbling\", size_ms = 40 }\nallowed_lateness_ms = 20\nparallelism = 1";
+    let job = job(window).replace(
+        "key_by = { module = \"testkit.wasm\", function = \"first_word\" }\n",
+        "",
+    );
+    let work = Workdir::new();
+    work.write("input.txt", input(&events));
+    work.run_ok(&job, &[]);
+    assert_eq!(sorted_lines(&work.read("out.txt")), expected.0);
+    assert!(!expected.1.is_empty(), "the input must have late records");
+    assert_eq!(sorted_lines(&work.read("late.txt")), late_lines(&events, &expected.1));
+}
