@@ -171,6 +171,18 @@ fn oracle(
     evict: Evict,
     function: WindowFn,
 ) -> (Vec<String>, Vec<usize>) {
+    bounded_oracle(events, 0, assign, lateness, evict, function)
+}
+
+/// [`oracle`] with a watermark `bound` ms further behind.
+fn bounded_oracle(
+    events: &[Event],
+    bound: i64,
+    assign: Assign,
+    lateness: i64,
+    evict: Evict,
+    function: WindowFn,
+) -> (Vec<String>, Vec<usize>) {
     let mut windows: BTreeMap<(String, i64, i64), Vec<Event>> = BTreeMap::new();
     let mut timers: BTreeSet<(i64, String, i64, i64)> = BTreeSet::new();
     let mut output = Vec::new();
@@ -216,7 +228,7 @@ fn oracle(
         if !placed {
             late.push(index);
         }
-        watermark = watermark.max(event.ts - 1);
+        watermark = watermark.max(event.ts - 1 - bound);
         advance(&mut windows, &mut timers, watermark, &mut output);
     }
     advance(&mut windows, &mut timers, i64::MAX, &mut output);
@@ -396,6 +408,8 @@ fn a_count_evictor_keeps_the_last_elements_before_or_after_the_function() {
     let events = events(11, 400);
     for after in [false, true] {
         let expected = oracle(&events, Assign::Tumbling(40), 50, Evict::Count(3, after), sorted_values);
+        let unevicted = oracle(&events, Assign::Tumbling(40), 50, Evict::None, sorted_values);
+        assert_ne!(expected.0, unevicted.0, "the evictor changes nothing");
         let window = format!(
             "function = \"sorted_values\"\nwindow = {{ type = \"tumbling\", size_ms = 40 }}\nallowed_lateness_ms = 50\nevictor = {{ type = \"count\", count = 3, after = {after} }}"
         );
@@ -413,6 +427,8 @@ fn a_time_evictor_makes_an_aggregate_buffer_and_fold_what_remains() {
         Evict::Time(25),
         described_count_sum,
     );
+    let unevicted = oracle(&events, Assign::Sliding(60, 20), 30, Evict::None, described_count_sum);
+    assert_ne!(expected.0, unevicted.0, "the evictor changes nothing");
     let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"sliding\", size_ms = 60, slide_ms = 20 }\nallowed_lateness_ms = 30\nevictor = { type = \"time\", size_ms = 25 }";
     assert_matches(&job(window), &events, &expected);
 }
@@ -421,6 +437,8 @@ fn a_time_evictor_makes_an_aggregate_buffer_and_fold_what_remains() {
 fn a_wasm_evictor_drops_outliers_before_the_function() {
     let events = events(19, 400);
     let expected = oracle(&events, Assign::Sliding(60, 30), 20, Evict::Outliers, sorted_values);
+    let unevicted = oracle(&events, Assign::Sliding(60, 30), 20, Evict::None, sorted_values);
+    assert_ne!(expected.0, unevicted.0, "the evictor changes nothing");
     assert!(events.iter().filter(|e| e.value >= 900).count() > 20);
     let window = "function = \"sorted_values\"\nwindow = { type = \"sliding\", size_ms = 60, slide_ms = 30 }\nallowed_lateness_ms = 20\nevictor = { type = \"wasm\", function = \"drop_outliers\" }";
     assert_matches(&job(window), &events, &expected);
@@ -449,4 +467,187 @@ fn windows_without_key_by_go_to_the_process_window_function_with_an_empty_key() 
     assert_eq!(sorted_lines(&work.read("out.txt")), expected.0);
     assert!(!expected.1.is_empty(), "the input must have late records");
     assert_eq!(sorted_lines(&work.read("late.txt")), late_lines(&events, &expected.1));
+}
+
+/// An operator of testkit reading `lines`, keyed, with `extra` TOML lines.
+fn bad_operator(uid: &str, extra: &str) -> String {
+    format!(
+        "\n[[operator]]\nuid = \"{uid}\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nkey_by = {{ module = \"testkit.wasm\", function = \"first_word\" }}\n{extra}\n"
+    )
+}
+
+#[test]
+fn bad_process_evictor_and_trigger_settings_are_refused_with_their_field_and_line() {
+    let mut job = String::from("[[source]]\nuid = \"lines\"\ntype = \"file\"\npath = \"input.txt\"\n");
+    let tumbling = "window = { type = \"tumbling\", size_ms = 10 }";
+    for (uid, extra) in [
+        (
+            "no-count",
+            format!("function = \"sorted_values\"\n{tumbling}\nevictor = {{ type = \"count\" }}"),
+        ),
+        (
+            "zero-size",
+            format!("function = \"count_sum\"\n{tumbling}\nevictor = {{ type = \"time\", size_ms = 0 }}"),
+        ),
+        (
+            "not-an-evictor",
+            format!(
+                "function = \"sorted_values\"\n{tumbling}\nevictor = {{ type = \"wasm\", function = \"count_sum\" }}"
+            ),
+        ),
+        (
+            "wasm-after",
+            format!(
+                "function = \"sorted_values\"\n{tumbling}\nevictor = {{ type = \"wasm\", function = \"drop_outliers\", after = true }}"
+            ),
+        ),
+        (
+            "no-function",
+            format!("function = \"sorted_values\"\n{tumbling}\nevictor = {{ type = \"wasm\" }}"),
+        ),
+        (
+            "process-on-process",
+            format!("function = \"sorted_values\"\n{tumbling}\nprocess = {{ function = \"describe_window\" }}"),
+        ),
+        (
+            "process-not-pwf",
+            format!("function = \"count_sum\"\n{tumbling}\nprocess = {{ function = \"max_value\" }}"),
+        ),
+        (
+            "no-window",
+            "function = \"count_sum\"\nprocess = { function = \"describe_window\" }".to_string(),
+        ),
+        ("pwf-no-window", "function = \"sorted_values\"".to_string()),
+        (
+            "count-trigger",
+            format!("function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"count\", count = 2 }}"),
+        ),
+        ("evictor-as-operator", "function = \"drop_outliers\"".to_string()),
+    ] {
+        job.push_str(&bad_operator(uid, &extra));
+    }
+    job.push_str("\n[[sink]]\nuid = \"out\"\ninput = \"lines\"\ntype = \"stdout\"\n");
+    let work = Workdir::new();
+    let finished = work.weir("validate", &job, &[]);
+    assert!(!finished.success, "the job was accepted:\n{}", finished.stdout);
+    let stderr = finished
+        .stderr
+        .replace(&work.path("job.toml").display().to_string(), "job.toml");
+    // Each operator takes 9 lines from line 6; the faulty setting is on its
+    // 8th line (its 7th for the operators without `window`).
+    let expected = [
+        "job.toml:13: operator `no-count` → evictor → count: a count evictor needs `count` of at least 1",
+        "job.toml:22: operator `zero-size` → evictor → size_ms: a time evictor needs `size_ms` of at least 1",
+        "job.toml:31: operator `not-an-evictor` → evictor → function: `count_sum` is a window-aggregate function; `evictor` needs a window-evictor function",
+        "job.toml:40: operator `wasm-after` → evictor → after: a wasm evictor is called both before and after the window function: remove `after`",
+        "job.toml:49: operator `no-function` → evictor → function: a wasm evictor needs `function`: a window-evictor function of the operator's module",
+        "job.toml:58: operator `process-on-process` → process: `process` runs on the result of a window aggregate or reduce, but `sorted_values` is a process-window function",
+        "job.toml:67: operator `process-not-pwf` → process → function: `max_value` is a window-aggregate function; `process` needs a process-window function",
+        "job.toml:74: operator `no-window` → window: `count_sum` is a window aggregate: the operator needs `window` (tumbling, sliding or session)",
+        "job.toml:75: operator `no-window` → process: `process` belongs to a window operator: the operator needs `window`",
+        "job.toml:82: operator `pwf-no-window` → window: `sorted_values` is a process-window function: the operator needs `window`",
+        "job.toml:91: operator `count-trigger` → trigger: a window with a process-window function, `process` or `evictor` supports only the event-time trigger for now",
+        "job.toml:98: operator `evictor-as-operator` → function: `drop_outliers` is a window evictor; use it in `evictor = { type = \"wasm\", function = ... }`, not as an operator",
+    ];
+    let expected: String = expected.iter().map(|e| format!("error: {e}\n")).collect();
+    assert_eq!(stderr, expected);
+}
+
+#[test]
+fn buffered_windows_restore_exactly_after_a_trap() {
+    // No record is late (the disorder stays below the bound), so the output
+    // does not depend on where the watermark stood when the job restarted.
+    let mut rng = Lcg::new(41);
+    let events: Vec<Event> = (0..20_000i64)
+        .map(|i| Event {
+            key: format!("k{}", rng.below(2)),
+            ts: 10_000 + i * 2 - rng.below(40) as i64,
+            value: rng.below(1000) as i64,
+        })
+        .collect();
+    let expected = bounded_oracle(
+        &events,
+        50,
+        Assign::Tumbling(200),
+        0,
+        Evict::Count(30, false),
+        sorted_values,
+    );
+    assert!(expected.1.is_empty());
+    let evicting = expected.0.iter().filter(|l| l.split(',').nth(3) == Some("30")).count();
+    assert!(evicting > 100, "too few windows with evictions: {evicting}");
+    for backend in ["heap", "rocksdb"] {
+        let job = format!(
+            r#"
+[job]
+name = "buffered-{backend}"
+state_backend = "{backend}"
+batch_size = 64
+
+[checkpoint]
+dir = "checkpoints"
+interval_ms = 20
+
+[restart]
+strategy = "fixed-delay"
+attempts = 1000
+delay_ms = 0
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "traps"
+input = "lines"
+module = "testkit.wasm"
+function = "trap_on_first_attempt"
+parallelism = 1
+params = {{ modulus = "3001" }}
+
+[[operator]]
+uid = "stamp"
+input = "traps"
+module = "testkit.wasm"
+function = "stamp"
+parallelism = 1
+watermarks = {{ strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 50, interval_ms = 0 }}
+
+[[operator]]
+uid = "win"
+input = "stamp"
+module = "testkit.wasm"
+function = "sorted_values"
+parallelism = 2
+key_by = {{ module = "testkit.wasm", function = "first_word" }}
+window = {{ type = "tumbling", size_ms = 200 }}
+evictor = {{ type = "count", count = 30 }}
+
+[[sink]]
+uid = "out"
+input = "win"
+type = "files"
+path = "out"
+"#
+        );
+        let work = Workdir::new();
+        work.write("input.txt", input(&events));
+        let finished = work.run_ok(&job, &[]);
+        assert!(
+            finished.stderr.contains("restarts: "),
+            "no restart:\n{}",
+            finished.stderr
+        );
+        let mut text = String::new();
+        for entry in std::fs::read_dir(work.path("out"))
+            .expect("the output folder")
+            .flatten()
+        {
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                text.push_str(&std::fs::read_to_string(entry.path()).expect("a part file"));
+            }
+        }
+        assert_eq!(sorted_lines(&text), expected.0, "{backend}");
+    }
 }
