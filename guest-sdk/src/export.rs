@@ -7,7 +7,8 @@
 /// `key_selector`, `keyed_process`, `window_aggregate`, `reduce`
 /// ([`ReduceFunction`](crate::ReduceFunction), run as a window aggregate),
 /// `process_window` ([`ProcessWindowFunction`](crate::ProcessWindowFunction))
-/// or `evictor` ([`Evictor`](crate::Evictor)) and `Type`
+/// `evictor` ([`Evictor`](crate::Evictor)) or `trigger`
+/// ([`Trigger`](crate::Trigger)) and `Type`
 /// implements the matching trait ([`Map`](crate::Map),
 /// [`Filter`](crate::Filter), [`FlatMap`](crate::FlatMap),
 /// [`KeySelector`](crate::KeySelector),
@@ -81,11 +82,14 @@ macro_rules! export_functions {
     (@entry evictor $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::evictor::<$function>($name)
     };
+    (@entry trigger $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::trigger::<$function>($name)
+    };
     (@entry $kind:ident $name:literal $function:ty) => {
         ::core::compile_error!(::core::concat!(
             "unknown function kind `",
             ::core::stringify!($kind),
-            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, reduce, process_window or evictor"
+            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, reduce, process_window, evictor or trigger"
         ))
     };
 }

@@ -16,6 +16,7 @@
 //! | `reduce`           | [`ReduceFunction`]       | reduced into its window's value         |
 //! | `process_window`   | [`ProcessWindowFunction`]| buffered; the window's elements at once |
 //! | `evictor`          | [`Evictor`]              | evicted from a firing window, or kept   |
+//! | `trigger`          | [`Trigger`]              | decides when its window fires or purges |
 //!
 //! # Map of the crate
 //!
@@ -166,6 +167,7 @@ mod runtime;
 mod state;
 mod task;
 mod timers;
+mod trigger;
 mod window;
 mod window_functions;
 
@@ -179,6 +181,7 @@ pub use serde;
 pub use state::{AggregatingState, ListState, MapState, ReducingState, Ttl, ValueState};
 pub use task::TaskInfo;
 pub use timers::{TimeDomain, Timer};
+pub use trigger::{Trigger, TriggerContext, TriggerResult};
 pub use window::Window;
 pub use window_functions::{Elements, Evictor, ProcessWindowFunction, ReduceFunction, WindowContext};
 

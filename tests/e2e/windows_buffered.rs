@@ -523,6 +523,23 @@ fn bad_process_evictor_and_trigger_settings_are_refused_with_their_field_and_lin
             format!("function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"count\", count = 2 }}"),
         ),
         ("evictor-as-operator", "function = \"drop_outliers\"".to_string()),
+        (
+            "trigger-no-function",
+            format!("function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"wasm\" }}"),
+        ),
+        (
+            "not-a-trigger",
+            format!(
+                "function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"wasm\", function = \"drop_outliers\" }}"
+            ),
+        ),
+        (
+            "trigger-and-evictor",
+            format!(
+                "function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"wasm\", function = \"fire_on_marker\" }}\nevictor = {{ type = \"count\", count = 2 }}"
+            ),
+        ),
+        ("trigger-as-operator", "function = \"fire_on_marker\"".to_string()),
     ] {
         job.push_str(&bad_operator(uid, &extra));
     }
@@ -533,8 +550,9 @@ fn bad_process_evictor_and_trigger_settings_are_refused_with_their_field_and_lin
     let stderr = finished
         .stderr
         .replace(&work.path("job.toml").display().to_string(), "job.toml");
-    // Each operator takes 9 lines from line 6; the faulty setting is on its
-    // 8th line (its 7th for the operators without `window`).
+    // Operators start on line 6, one after the other (9 lines for those
+    // with `window` and one faulty setting); each error names the line of
+    // the faulty setting.
     let expected = [
         "job.toml:13: operator `no-count` → evictor → count: a count evictor needs `count` of at least 1",
         "job.toml:22: operator `zero-size` → evictor → size_ms: a time evictor needs `size_ms` of at least 1",
@@ -546,8 +564,12 @@ fn bad_process_evictor_and_trigger_settings_are_refused_with_their_field_and_lin
         "job.toml:74: operator `no-window` → window: `count_sum` is a window aggregate: the operator needs `window` (tumbling, sliding or session)",
         "job.toml:75: operator `no-window` → process: `process` belongs to a window operator: the operator needs `window`",
         "job.toml:82: operator `pwf-no-window` → window: `sorted_values` is a process-window function: the operator needs `window`",
-        "job.toml:91: operator `count-trigger` → trigger: a window with a process-window function, `process` or `evictor` supports only the event-time trigger for now",
+        "job.toml:91: operator `count-trigger` → trigger: a window with a process-window function, `process` or `evictor` supports only the event-time or a wasm trigger for now",
         "job.toml:98: operator `evictor-as-operator` → function: `drop_outliers` is a window evictor; use it in `evictor = { type = \"wasm\", function = ... }`, not as an operator",
+        "job.toml:107: operator `trigger-no-function` → trigger → function: a wasm trigger needs `function`: a window-trigger function of the operator's module",
+        "job.toml:116: operator `not-a-trigger` → trigger → function: `drop_outliers` is a window-evictor function; a wasm trigger needs a window-trigger function",
+        "job.toml:126: operator `trigger-and-evictor` → evictor: an evictor with a wasm trigger is not supported yet",
+        "job.toml:133: operator `trigger-as-operator` → function: `fire_on_marker` is a window trigger; use it in `trigger = { type = \"wasm\", function = ... }`, not as an operator",
     ];
     let expected: String = expected.iter().map(|e| format!("error: {e}\n")).collect();
     assert_eq!(stderr, expected);
@@ -649,5 +671,105 @@ path = "out"
             }
         }
         assert_eq!(sorted_lines(&text), expected.0, "{backend}");
+    }
+}
+
+/// A window under testkit's `fire_on_marker` trigger, in the oracle.
+#[derive(Default)]
+struct MarkerWindow {
+    elements: Vec<Event>,
+    /// Elements since the last marker.
+    count: u32,
+    /// The trigger's registered end-of-window timer.
+    timer: Option<i64>,
+}
+
+/// The oracle of `fire_on_marker`: a marker (value below 50) fires and
+/// purges its window and deletes the trigger's timer; another element
+/// registers a timer at the window's end if none is registered; that timer
+/// fires the window (without purging) if elements came since the last
+/// marker. Windows are dropped, unfired, once the watermark passes their
+/// end - 1 + lateness (`None`: global windows, never).
+fn marker_oracle(
+    events: &[Event],
+    windows_of: impl Fn(i64) -> Vec<(i64, i64)>,
+    lateness: Option<i64>,
+    function: WindowFn,
+) -> (Vec<String>, Vec<usize>) {
+    let mut windows: BTreeMap<(String, i64, i64), MarkerWindow> = BTreeMap::new();
+    let mut output = Vec::new();
+    let mut late = Vec::new();
+    let mut watermark = i64::MIN;
+    let cleanup = |end: i64| lateness.map(|l| end - 1 + l);
+    let advance =
+        |windows: &mut BTreeMap<(String, i64, i64), MarkerWindow>, watermark: i64, output: &mut Vec<String>| {
+            windows.retain(|(key, start, end), window| {
+                let limit = cleanup(*end).map_or(watermark, |c| c.min(watermark));
+                if window.timer.is_some_and(|t| t <= limit) {
+                    window.timer = None;
+                    if window.count > 0 {
+                        output.extend(function(key, *start, *end, &window.elements));
+                    }
+                }
+                cleanup(*end).is_none_or(|c| c > watermark)
+            });
+        };
+    for (index, event) in events.iter().enumerate() {
+        let mut placed = false;
+        for (start, end) in windows_of(event.ts) {
+            if cleanup(end).is_some_and(|c| c <= watermark) {
+                continue;
+            }
+            placed = true;
+            let window = windows.entry((event.key.clone(), start, end)).or_default();
+            window.elements.push(event.clone());
+            if event.value < 50 {
+                window.timer = None;
+                window.count = 0;
+                output.extend(function(&event.key, start, end, &window.elements));
+                window.elements.clear();
+            } else {
+                window.count += 1;
+                window.timer.get_or_insert(end - 1);
+            }
+        }
+        if !placed {
+            late.push(index);
+        }
+        if event.ts - 1 > watermark {
+            watermark = event.ts - 1;
+            advance(&mut windows, watermark, &mut output);
+        }
+    }
+    advance(&mut windows, i64::MAX, &mut output);
+    output.sort();
+    (output, late)
+}
+
+#[test]
+fn a_wasm_trigger_fires_and_purges_on_markers_and_fires_on_its_own_timer() {
+    let events = events(29, 400);
+    assert!(events.iter().filter(|e| e.value < 50).count() > 10, "too few markers");
+    let expected = marker_oracle(&events, |ts| Assign::Tumbling(40).windows(ts), Some(30), sorted_values);
+    let window = "function = \"sorted_values\"\nwindow = { type = \"tumbling\", size_ms = 40 }\nallowed_lateness_ms = 30\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
+    assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn a_wasm_trigger_fires_global_windows_of_an_aggregate_which_then_buffers() {
+    let events = events(31, 600);
+    let expected = marker_oracle(&events, |_| vec![(i64::MIN, i64::MAX)], None, described_count_sum);
+    assert!(expected.0.len() > 20, "too few outputs: {}", expected.0.len());
+    let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"global\" }\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
+    for parallelism in ["1", "2"] {
+        let work = Workdir::new();
+        work.write("input.txt", input(&events));
+        work.run_ok(&job(window), &["--parallelism", parallelism]);
+        assert_eq!(
+            sorted_lines(&work.read("out.txt")),
+            expected.0,
+            "parallelism {parallelism}"
+        );
+        assert_eq!(work.read("late.txt"), "", "global windows are never late");
     }
 }

@@ -25,6 +25,8 @@ pub(crate) enum Instance {
     ProcessWindow(Box<dyn super::window_adapters::DynProcessWindow>),
     /// An evictor.
     Evictor(Box<dyn super::window_adapters::DynEvictor>),
+    /// A window trigger.
+    Trigger(Box<dyn super::trigger_adapter::DynTrigger>),
 }
 
 /// A map, filter or flat-map function.

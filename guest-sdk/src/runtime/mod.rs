@@ -3,6 +3,7 @@
 
 mod adapters;
 pub(crate) mod scope;
+mod trigger_adapter;
 mod window_adapters;
 mod window_exports;
 
@@ -114,6 +115,15 @@ impl FunctionEntry {
             open: window_adapters::open_evictor::<F>,
         }
     }
+
+    /// A window [`Trigger`](crate::Trigger).
+    pub const fn trigger<F: crate::Trigger>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WindowTrigger,
+            open: trigger_adapter::open_trigger::<F>,
+        }
+    }
 }
 
 /// Fails the build if two functions share a name.
@@ -182,6 +192,7 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::WindowAggregate => "window-aggregate",
         wit::FunctionKind::ProcessWindow => "process-window",
         wit::FunctionKind::WindowEvictor => "window-evictor",
+        wit::FunctionKind::WindowTrigger => "window-trigger",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",

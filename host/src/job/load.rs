@@ -328,6 +328,7 @@ impl Builder<'_> {
             None => Trigger::EventTime,
             Some(trigger) => match trigger.get_ref().kind {
                 TriggerKind::EventTime => Trigger::EventTime,
+                TriggerKind::Wasm => Trigger::Wasm,
                 TriggerKind::Count => match trigger.get_ref().count.filter(|c| *c > 0) {
                     Some(count) => Trigger::Count {
                         count,
@@ -537,6 +538,14 @@ impl Builder<'_> {
                         field("window"),
                         format!(
                             "`{}` is a process-window function: the operator needs `window`",
+                            function.function
+                        ),
+                    )),
+                    FunctionKind::WindowTrigger => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("function"),
+                        format!(
+                            "`{}` is a window trigger; use it in `trigger = {{ type = \"wasm\", function = ... }}`, not as an operator",
                             function.function
                         ),
                     )),

@@ -111,6 +111,8 @@ pub enum Trigger {
         /// Empty the window after each firing.
         purge: bool,
     },
+    /// A window-trigger function in Wasm (in [`WindowConfig::functions`]).
+    Wasm,
 }
 
 /// What a vertex does.

@@ -304,6 +304,8 @@ pub struct TriggerSpec {
     pub count: Option<u64>,
     /// Empty the window after each firing (`count`; default false).
     pub purge: Option<bool>,
+    /// The exported window-trigger function of the operator's module (`wasm`).
+    pub function: Option<Spanned<String>>,
 }
 
 /// Triggers.
@@ -314,6 +316,8 @@ pub enum TriggerKind {
     EventTime,
     /// Fire every `count` records.
     Count,
+    /// A window-trigger function in Wasm.
+    Wasm,
 }
 
 /// A key selector: a function of a module.

@@ -1,6 +1,6 @@
-//! What a window operator runs besides its assigner and trigger: a
-//! process-window function fed with an aggregate's result (Flink's
-//! `aggregate(aggFn, processWindowFn)`), and an evictor. The job-file syntax
+//! What a window operator runs besides its assigner: a process-window
+//! function fed with an aggregate's result (Flink's
+//! `aggregate(aggFn, processWindowFn)`), an evictor, and a Wasm trigger. The job-file syntax
 //! and the plan types live here; `load` checks them.
 
 use serde::Deserialize;
@@ -54,12 +54,14 @@ pub struct WindowFunctions {
     pub process: Option<FunctionRef>,
     /// Evicts elements of firing windows.
     pub evictor: Option<EvictorConfig>,
+    /// The window-trigger function of a `trigger = { type = "wasm" }`.
+    pub trigger: Option<FunctionRef>,
 }
 
 impl WindowFunctions {
     /// Whether neither is set.
     pub fn is_empty(&self) -> bool {
-        self.process.is_none() && self.evictor.is_none()
+        self.process.is_none() && self.evictor.is_none() && self.trigger.is_none()
     }
 }
 
@@ -90,11 +92,11 @@ fn same_function(a: &FunctionRef, b: &FunctionRef) -> bool {
 
 impl PartialEq for WindowFunctions {
     fn eq(&self, other: &Self) -> bool {
-        let process = match (&self.process, &other.process) {
+        let same = |a: &Option<FunctionRef>, b: &Option<FunctionRef>| match (a, b) {
             (Some(a), Some(b)) => same_function(a, b),
             (a, b) => a.is_none() && b.is_none(),
         };
-        process && self.evictor == other.evictor
+        same(&self.process, &other.process) && same(&self.trigger, &other.trigger) && self.evictor == other.evictor
     }
 }
 

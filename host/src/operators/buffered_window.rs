@@ -23,9 +23,15 @@
 //! At firing: evict-before, the function, evict-after; the buffer then keeps
 //! what remains (the elements survive evictions for the next firing within
 //! the allowed lateness).
+//!
+//! With a Wasm trigger ([`triggered`]), windows buffer their elements (even
+//! for an aggregate) and fire, purge or both when the trigger says so; the
+//! trigger's state and timers live in a map state `window-trigger`.
 
 mod elements;
 mod evict;
+mod trigger_state;
+mod triggered;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +52,8 @@ use crate::wasm::{FunctionKind, UdfInstance};
 
 /// The name of the state that holds each window's elements or accumulator.
 pub const BUFFER_STATE: &str = "window-buffer";
+/// The name of the state that holds each window's Wasm trigger state.
+pub const TRIGGER_STATE: &str = "window-trigger";
 
 /// Whether a window operator whose function is of `kind` runs here (rather
 /// than in the incremental [`super::window::WindowOperator`]).
@@ -109,12 +117,15 @@ pub struct BufferedWindowParts {
     pub function: WindowFunction,
     /// The evictor.
     pub evictor: Option<Evictor>,
+    /// The Wasm trigger (else the event-time trigger).
+    pub trigger: Option<UdfInstance>,
 }
 
 /// A keyed window operator that buffers whole windows.
 pub struct BufferedWindowOperator {
     parts: BufferedWindowParts,
     buffer: StateId,
+    trigger_state: StateId,
     /// Windows keep an accumulator, not their elements.
     accumulating: bool,
     watermark: EventTime,
@@ -147,14 +158,25 @@ impl BufferedWindowOperator {
             kind: StateKind::Map,
             ttl: None,
         };
-        let buffer = parts.backend.register(&descriptor).map_err(|source| TaskError::State {
+        let state_error = |source| TaskError::State {
             operator: parts.uid.clone(),
             source,
-        })?;
-        let accumulating = matches!(parts.function, WindowFunction::Aggregate { .. }) && parts.evictor.is_none();
+        };
+        let buffer = parts.backend.register(&descriptor).map_err(state_error)?;
+        let trigger_descriptor = StateDescriptor {
+            name: TRIGGER_STATE.into(),
+            kind: StateKind::Map,
+            ttl: None,
+        };
+        let trigger_state = parts.backend.register(&trigger_descriptor).map_err(state_error)?;
+        // A custom trigger or an evictor needs the elements themselves.
+        let accumulating = matches!(parts.function, WindowFunction::Aggregate { .. })
+            && parts.evictor.is_none()
+            && parts.trigger.is_none();
         Ok(Self {
             parts,
             buffer,
+            trigger_state,
             accumulating,
             watermark: EventTime::MIN,
         })
@@ -513,6 +535,9 @@ impl BufferedWindowOperator {
 impl Operator for BufferedWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         self.parts.metrics.add_in(batch.len() as u64);
+        if self.parts.trigger.is_some() {
+            return self.process_triggered(batch, out);
+        }
         let mut late = RecordBatch::default();
         let mut targets = if self.parts.config.assigner.is_merging() {
             self.merged_targets(&batch, &mut late)?
@@ -569,6 +594,9 @@ impl Operator for BufferedWindowOperator {
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.watermark = watermark;
+        if self.parts.trigger.is_some() {
+            return self.fire_trigger_timers(TimeDomain::EventTime, watermark, out);
+        }
         let lateness = self.parts.config.allowed_lateness_ms;
         loop {
             let due = self
@@ -610,6 +638,18 @@ impl Operator for BufferedWindowOperator {
             }
             self.fire(fired, out)?;
         }
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        self.parts.trigger.as_ref()?;
+        self.parts.timers.next_processing_time()
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
+        if self.parts.trigger.is_none() {
+            return Ok(());
+        }
+        self.fire_trigger_timers(TimeDomain::ProcessingTime, now, out)
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {

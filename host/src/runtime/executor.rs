@@ -693,7 +693,7 @@ impl Subtask<'_> {
             {
                 self.buffered_window(function)?
             }
-            FunctionKind::ProcessWindow | FunctionKind::WindowEvictor => {
+            FunctionKind::ProcessWindow | FunctionKind::WindowEvictor | FunctionKind::WindowTrigger => {
                 return Err(TaskError::StateRestore {
                     operator: uid.clone(),
                     reason: format!("internal error: a {} function as an operator", function.kind),
@@ -759,6 +759,7 @@ impl Subtask<'_> {
                 Some(Evictor::Wasm(self.instance(uid, evictor, parallelism, None)?))
             }
         };
+        let config_trigger = config.functions.trigger.clone();
         let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
         Ok(Box::new(BufferedWindowOperator::new(BufferedWindowParts {
             uid: uid.clone(),
@@ -771,6 +772,10 @@ impl Subtask<'_> {
             timer_batch: self.plan().settings.batch_size,
             function: window_function,
             evictor,
+            trigger: match &config_trigger {
+                Some(trigger) => Some(self.instance(uid, trigger, parallelism, None)?),
+                None => None,
+            },
         })?))
     }
 

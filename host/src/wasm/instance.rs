@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wasmtime::{Store, Trap};
 
 use super::bindings::exports::weir::udf::{
-    key_selector, keyed_process, library, process_window, transform, window_aggregate, window_evictor,
+    key_selector, keyed_process, library, process_window, transform, window_aggregate, window_evictor, window_trigger,
 };
 use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
@@ -22,6 +22,8 @@ use crate::runtime::batch::RecordBatch;
 use crate::time::TimeDomain;
 
 mod window_calls;
+
+pub use window_calls::{TimerChange, TriggerAction, TriggerDecisions, TriggerWindows};
 
 /// Limits used while a module describes itself.
 pub const DESCRIBE_LIMITS: Limits = Limits {
@@ -108,6 +110,7 @@ enum Exports {
     WindowAggregate(window_aggregate::Guest),
     ProcessWindow(process_window::Guest),
     WindowEvictor(window_evictor::Guest),
+    WindowTrigger(window_trigger::Guest),
 }
 
 /// Accumulators as a flat column (see [`crate::runtime::batch::span`]).
@@ -233,6 +236,9 @@ impl UdfInstance {
             FunctionKind::WindowEvictor => window_evictor::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::WindowEvictor),
+            FunctionKind::WindowTrigger => window_trigger::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::WindowTrigger),
         }
         .map_err(|e| start_error(format!("{e:#}")))?;
         let task = wit::TaskInfo {

@@ -37,6 +37,8 @@ pub enum FunctionKind {
     ProcessWindow,
     /// Evicts elements of firing windows.
     WindowEvictor,
+    /// Decides when windows fire and purge.
+    WindowTrigger,
 }
 
 impl FunctionKind {
@@ -49,6 +51,7 @@ impl FunctionKind {
             Self::WindowAggregate => "window-aggregate",
             Self::ProcessWindow => "process-window",
             Self::WindowEvictor => "window-evictor",
+            Self::WindowTrigger => "window-trigger",
         }
     }
 }
@@ -64,6 +67,7 @@ impl fmt::Display for FunctionKind {
             Self::WindowAggregate => "window-aggregate",
             Self::ProcessWindow => "process-window",
             Self::WindowEvictor => "window-evictor",
+            Self::WindowTrigger => "window-trigger",
         })
     }
 }
@@ -79,6 +83,7 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::WindowAggregate => Self::WindowAggregate,
             wit::FunctionKind::ProcessWindow => Self::ProcessWindow,
             wit::FunctionKind::WindowEvictor => Self::WindowEvictor,
+            wit::FunctionKind::WindowTrigger => Self::WindowTrigger,
         }
     }
 }

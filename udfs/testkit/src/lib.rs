@@ -383,4 +383,5 @@ weir_sdk::export_functions! {
     reduce "max_value" => windows::MaxValue,
     process_window "describe_window" => windows::DescribeWindow,
     evictor "drop_outliers" => windows::DropOutliers,
+    trigger "fire_on_marker" => windows::FireOnMarker,
 }

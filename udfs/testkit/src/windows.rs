@@ -10,12 +10,13 @@
 //!   for each element (the aggregate's result, in `process`).
 //! - `drop_outliers` (evictor): evicts values of 900 and more before the
 //!   window function.
+//! - `fire_on_marker` (trigger): see [`FireOnMarker`].
 
 use std::io::Write as _;
 
 use weir_sdk::{
     Elements, Emitter, Error, Evictor, ProcessWindowFunction, Record, RecordWriter, ReduceFunction, Result, TaskInfo,
-    Window, WindowAggregate, WindowContext,
+    Trigger, TriggerContext, TriggerResult, Window, WindowAggregate, WindowContext,
 };
 
 /// The value (third word) of a `key timestamp value` record.
@@ -148,6 +149,61 @@ impl Evictor for DropOutliers {
             if value(&element).is_ok_and(|v| v >= 900) {
                 evict.push(element.index());
             }
+        }
+    }
+}
+
+/// Fires and purges its window on a marker (a value below 50), and fires
+/// (without purging) at the window's end through an event-time timer it
+/// registers on the first element after a marker; a marker deletes that
+/// timer. The state counts the elements since the last marker.
+pub struct FireOnMarker;
+
+/// [`FireOnMarker`]'s state of one window.
+#[derive(Default, weir_sdk::serde::Serialize, weir_sdk::serde::Deserialize)]
+#[serde(crate = "weir_sdk::serde")]
+pub struct MarkerState {
+    /// Elements since the last marker.
+    count: u32,
+    /// The registered end-of-window timer.
+    timer: Option<i64>,
+}
+
+impl Trigger for FireOnMarker {
+    type State = MarkerState;
+
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn on_element(
+        &mut self,
+        element: &Record<'_>,
+        state: &mut MarkerState,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
+        if value(element).is_ok_and(|v| v < 50) {
+            if let Some(timer) = state.timer.take() {
+                ctx.delete_event_time_timer(timer);
+            }
+            state.count = 0;
+            return TriggerResult::FireAndPurge;
+        }
+        state.count += 1;
+        if state.timer.is_none() {
+            let end = ctx.window().max_timestamp();
+            ctx.register_event_time_timer(end);
+            state.timer = Some(end);
+        }
+        TriggerResult::Continue
+    }
+
+    fn on_event_time(&mut self, _time: i64, state: &mut MarkerState, _ctx: &mut TriggerContext<'_>) -> TriggerResult {
+        state.timer = None;
+        if state.count > 0 {
+            TriggerResult::Fire
+        } else {
+            TriggerResult::Continue
         }
     }
 }

@@ -1,8 +1,8 @@
-//! Checks a window operator's `process` function and `evictor`, and the
-//! trigger a buffering window operator can run.
+//! Checks a window operator's `process` function, `evictor` and wasm
+//! `trigger`, and the triggers a buffering window operator can run.
 
 use super::Builder;
-use crate::job::plan::{Trigger, WindowConfig};
+use crate::job::plan::{FunctionRef, Trigger, WindowConfig};
 use crate::job::spec::OperatorSpec;
 use crate::job::window_functions::{EvictorConfig, EvictorKind};
 use crate::wasm::FunctionKind;
@@ -142,6 +142,17 @@ impl Builder<'_> {
         };
         window.functions.process = process;
         window.functions.evictor = evictor;
+        if window.trigger == Trigger::Wasm {
+            window.functions.trigger = self.wasm_trigger(operator, uid, &params);
+            if let (Some(evictor), true) = (&operator.evictor, window.functions.trigger.is_some()) {
+                self.errors.push(self.locator.error(
+                    evictor.span(),
+                    field("evictor"),
+                    "an evictor with a wasm trigger is not supported yet",
+                ));
+            }
+            return;
+        }
         let buffered = kind == Some(FunctionKind::ProcessWindow) || !window.functions.is_empty();
         if buffered
             && window.trigger != Trigger::EventTime
@@ -150,8 +161,42 @@ impl Builder<'_> {
             self.errors.push(self.locator.error(
                 trigger.span(),
                 field("trigger"),
-                "a window with a process-window function, `process` or `evictor` supports only the event-time trigger for now",
+                "a window with a process-window function, `process` or `evictor` supports only the event-time or a wasm trigger for now",
             ));
+        }
+    }
+
+    /// The window-trigger function of `trigger = { type = "wasm", function = ... }`.
+    fn wasm_trigger(&mut self, operator: &OperatorSpec, uid: &str, params: &[(String, String)]) -> Option<FunctionRef> {
+        let spanned = operator.trigger.as_ref()?;
+        let field = format!("operator `{uid}` → trigger → function");
+        let Some(name) = &spanned.get_ref().function else {
+            self.errors.push(self.locator.error(
+                spanned.span(),
+                field,
+                "a wasm trigger needs `function`: a window-trigger function of the operator's module",
+            ));
+            return None;
+        };
+        let function = self.function(
+            &operator.module,
+            name,
+            &format!("operator `{uid}` → module"),
+            &field,
+            params.to_vec(),
+        )?;
+        if function.kind == FunctionKind::WindowTrigger {
+            Some(function)
+        } else {
+            self.errors.push(self.locator.error(
+                name.span(),
+                field,
+                format!(
+                    "`{}` is a {} function; a wasm trigger needs a window-trigger function",
+                    function.function, function.kind
+                ),
+            ));
+            None
         }
     }
 }

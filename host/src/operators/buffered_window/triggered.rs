@@ -1,0 +1,301 @@
+//! Windows fired by a Wasm trigger (Flink's custom `Trigger`).
+//!
+//! A batch's elements are offered to their windows' triggers in one call, in
+//! arrival order; the host then replays the decisions element by element,
+//! so a window fires with exactly the elements it had when its trigger said
+//! so, even inside a batch. Trigger timers that fire together go to the
+//! trigger in one call (a window at most once per call). A window fires only
+//! when its trigger says so; it is cleaned up (contents, trigger state and
+//! timers) when the watermark passes its end plus the allowed lateness,
+//! after its trigger's timers of that same time, as in Flink.
+
+use std::collections::HashSet;
+
+use super::trigger_state::TriggerRecord;
+use super::{BufferedWindowOperator, Fired, elements};
+use crate::runtime::TaskError;
+use crate::runtime::batch::{EventTime, RecordBatch, span};
+use crate::runtime::output::Output;
+use crate::time::TimeDomain;
+use crate::time::windows::Window;
+use crate::wasm::UdfError;
+use crate::wasm::instance::{TriggerDecisions, TriggerWindows};
+
+/// A trigger timer that fired for a window.
+struct Hit {
+    key: Vec<u8>,
+    window: Window,
+    time: i64,
+}
+
+impl BufferedWindowOperator {
+    /// The trigger record of `window` of `key` (a new one if none).
+    fn trigger_record(&mut self, key: &[u8], window: Window) -> Result<Option<TriggerRecord>, TaskError> {
+        self.parts.backend.set_current_key(key);
+        let stored = self
+            .parts
+            .backend
+            .get(self.trigger_state, &window.to_key())
+            .map_err(|e| self.state_error(e))?;
+        match stored {
+            None => Ok(None),
+            Some(bytes) => TriggerRecord::decode(&bytes)
+                .map(Some)
+                .ok_or_else(|| TaskError::StateRestore {
+                    operator: self.parts.uid.clone(),
+                    reason: format!(
+                        "the trigger state of window [{}, {}) is corrupt",
+                        window.start, window.end
+                    ),
+                }),
+        }
+    }
+
+    /// The cleanup time of a window (never for the global window).
+    fn cleanup_time(&self, window: Window) -> Option<EventTime> {
+        (window != Window::GLOBAL).then(|| {
+            window
+                .max_timestamp()
+                .saturating_add(self.parts.config.allowed_lateness_ms)
+        })
+    }
+
+    /// Applies a trigger call's new states and timer changes to `records`
+    /// (window `i` of the call belongs to `keys[i]`).
+    fn apply_decisions(&mut self, keys: &[&[u8]], records: &mut [TriggerRecord], decisions: &TriggerDecisions) {
+        for (i, record) in records.iter_mut().enumerate() {
+            record.state = decisions.state(i).to_vec();
+        }
+        for change in &decisions.timers {
+            let w = change.window as usize;
+            let (Some(record), Some(key)) = (records.get_mut(w), keys.get(w)) else {
+                continue;
+            };
+            if change.delete {
+                record.remove(change.domain, change.timestamp);
+            } else if record.register(change.domain, change.timestamp) {
+                self.parts.timers.register(change.domain, key, change.timestamp);
+            }
+        }
+    }
+
+    fn trigger_call<T>(
+        &mut self,
+        call: impl FnOnce(&mut crate::wasm::UdfInstance) -> Result<T, UdfError>,
+    ) -> Result<T, TaskError> {
+        let Some(trigger) = self.parts.trigger.as_mut() else {
+            return Err(TaskError::StateRestore {
+                operator: self.parts.uid.clone(),
+                reason: "internal error: a triggered window without its trigger".into(),
+            });
+        };
+        Ok(call(trigger)?)
+    }
+
+    /// Adds a batch to its windows, asking their trigger after each element.
+    pub(super) fn process_triggered(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        let mut late = RecordBatch::default();
+        let mut targets = self.targets(&batch, &mut late)?;
+        // Every (record, window) pair in arrival order; a record's windows
+        // in assignment order.
+        let mut pairs: Vec<(usize, u32)> = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(t, target)| target.records.iter().map(move |&i| (i, t as u32)))
+            .collect();
+        pairs.sort_by_key(|&(i, _)| i);
+        if !pairs.is_empty() {
+            let mut windows = TriggerWindows::default();
+            let mut records = Vec::with_capacity(targets.len());
+            for target in &targets {
+                let record = self.trigger_record(&target.key, target.window)?.unwrap_or_default();
+                windows.push(&target.key, target.window, &record.state);
+                records.push(record);
+            }
+            let mut input = RecordBatch::with_capacity(pairs.len(), batch.payload_bytes());
+            let slots: Vec<u32> = pairs.iter().map(|&(_, t)| t).collect();
+            for &(i, _) in &pairs {
+                input.push(batch.payload(i), batch.timestamps[i]);
+            }
+            let watermark = self.watermark;
+            let decisions = self.trigger_call(|t| t.trigger_elements(windows, &slots, &mut input, watermark))?;
+            let keys: Vec<Vec<u8>> = targets.iter().map(|t| t.key.clone()).collect();
+            let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            self.apply_decisions(&key_refs, &mut records, &decisions);
+            let mut fired = Vec::new();
+            for (n, &(i, t)) in pairs.iter().enumerate() {
+                let target = &mut targets[t as usize];
+                elements::append(&mut target.contents, batch.payload(i), batch.timestamps[i]);
+                let action = decisions.actions[n];
+                if action.fires() {
+                    fired.push(Fired {
+                        key: target.key.clone(),
+                        window: target.window,
+                        contents: target.contents.clone(),
+                    });
+                }
+                if action.purges() {
+                    target.contents.clear();
+                }
+            }
+            for (target, record) in targets.iter().zip(&records) {
+                let window_key = target.window.to_key();
+                self.parts.backend.set_current_key(&target.key);
+                let written = if target.contents.is_empty() {
+                    self.parts.backend.delete(self.buffer, &window_key)
+                } else {
+                    self.parts.backend.put(self.buffer, &window_key, &target.contents)
+                };
+                written
+                    .and_then(|()| {
+                        self.parts
+                            .backend
+                            .put(self.trigger_state, &window_key, &record.encode())
+                    })
+                    .map_err(|e| self.state_error(e))?;
+                if let Some(cleanup) = self.cleanup_time(target.window) {
+                    self.parts.timers.register(TimeDomain::EventTime, &target.key, cleanup);
+                }
+            }
+            self.fire(fired, out)?;
+        }
+        self.side_output_late(late, out)
+    }
+
+    /// Fires the trigger timers of `domain` due at `time` (the watermark or
+    /// the wall clock), cleaning up the windows whose time has come.
+    pub(super) fn fire_trigger_timers(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        out: &mut Output,
+    ) -> Result<(), TaskError> {
+        loop {
+            let due = self.parts.timers.take_due(domain, time, self.parts.timer_batch);
+            if due.is_empty() {
+                return Ok(());
+            }
+            let mut hits = Vec::new();
+            let mut cleanups: Vec<(Vec<u8>, Window)> = Vec::new();
+            for i in 0..due.len() {
+                let key = &due.keys[span(&due.key_ends, i)];
+                let timestamp = due.timestamps[i];
+                self.parts.backend.set_current_key(key);
+                let triggers = self
+                    .parts
+                    .backend
+                    .entries(self.trigger_state)
+                    .map_err(|e| self.state_error(e))?;
+                for (user_key, bytes) in &triggers {
+                    let (Some(window), Some(mut record)) = (Window::from_key(user_key), TriggerRecord::decode(bytes))
+                    else {
+                        continue;
+                    };
+                    let cleanup = self.cleanup_time(window);
+                    // A timer after the window's cleanup never fires.
+                    let alive = domain == TimeDomain::ProcessingTime || cleanup.is_none_or(|c| timestamp <= c);
+                    if alive && record.timers(domain).contains(&timestamp) {
+                        hits.push(Hit {
+                            key: key.to_vec(),
+                            window,
+                            time: timestamp,
+                        });
+                    }
+                    if domain == TimeDomain::EventTime && cleanup == Some(timestamp) {
+                        cleanups.push((key.to_vec(), window));
+                    }
+                }
+                if domain == TimeDomain::EventTime {
+                    for (user_key, _) in self
+                        .parts
+                        .backend
+                        .entries(self.buffer)
+                        .map_err(|e| self.state_error(e))?
+                    {
+                        if let Some(window) = Window::from_key(&user_key)
+                            && self.cleanup_time(window) == Some(timestamp)
+                            && !cleanups.iter().any(|(k, w)| k == key && *w == window)
+                        {
+                            cleanups.push((key.to_vec(), window));
+                        }
+                    }
+                }
+            }
+            self.run_hits(domain, hits, out)?;
+            for (key, window) in cleanups {
+                self.parts.backend.set_current_key(&key);
+                let window_key = window.to_key();
+                self.parts
+                    .backend
+                    .delete(self.buffer, &window_key)
+                    .and_then(|()| self.parts.backend.delete(self.trigger_state, &window_key))
+                    .map_err(|e| self.state_error(e))?;
+            }
+        }
+    }
+
+    /// Calls the trigger for fired timers, in rounds in which each window
+    /// appears once, and fires or purges what it says.
+    fn run_hits(&mut self, domain: TimeDomain, mut pending: Vec<Hit>, out: &mut Output) -> Result<(), TaskError> {
+        while !pending.is_empty() {
+            let mut seen = HashSet::new();
+            let (round, later): (Vec<Hit>, Vec<Hit>) = pending
+                .into_iter()
+                .partition(|hit| seen.insert((hit.key.clone(), hit.window)));
+            pending = later;
+            let mut windows = TriggerWindows::default();
+            let mut records = Vec::with_capacity(round.len());
+            let mut timestamps = Vec::with_capacity(round.len());
+            let mut called = Vec::with_capacity(round.len());
+            for hit in round {
+                let Some(mut record) = self.trigger_record(&hit.key, hit.window)? else {
+                    continue; // cleaned up
+                };
+                if !record.remove(domain, hit.time) {
+                    continue; // deleted by an earlier call
+                }
+                windows.push(&hit.key, hit.window, &record.state);
+                records.push(record);
+                timestamps.push(hit.time);
+                called.push(hit);
+            }
+            if called.is_empty() {
+                continue;
+            }
+            let watermark = self.watermark;
+            let decisions = self.trigger_call(|t| t.trigger_timers(domain, windows, &timestamps, watermark))?;
+            let keys: Vec<&[u8]> = called.iter().map(|hit| hit.key.as_slice()).collect();
+            self.apply_decisions(&keys, &mut records, &decisions);
+            let mut fired = Vec::new();
+            for ((hit, record), action) in called.iter().zip(&records).zip(&decisions.actions) {
+                let window_key = hit.window.to_key();
+                self.parts.backend.set_current_key(&hit.key);
+                if action.fires() {
+                    let contents = self
+                        .parts
+                        .backend
+                        .get(self.buffer, &window_key)
+                        .map_err(|e| self.state_error(e))?
+                        .unwrap_or_default();
+                    fired.push(Fired {
+                        key: hit.key.clone(),
+                        window: hit.window,
+                        contents,
+                    });
+                }
+                if action.purges() {
+                    self.parts
+                        .backend
+                        .delete(self.buffer, &window_key)
+                        .map_err(|e| self.state_error(e))?;
+                }
+                self.parts
+                    .backend
+                    .put(self.trigger_state, &window_key, &record.encode())
+                    .map_err(|e| self.state_error(e))?;
+            }
+            self.fire(fired, out)?;
+        }
+        Ok(())
+    }
+}
