@@ -598,7 +598,22 @@ fn buffered_windows_restore_exactly_after_a_trap() {
     assert!(expected.1.is_empty());
     let evicting = expected.0.iter().filter(|l| l.split(',').nth(3) == Some("30")).count();
     assert!(evicting > 100, "too few windows with evictions: {evicting}");
-    for backend in ["heap", "rocksdb"] {
+    let triggered = marker_oracle(
+        &events,
+        50,
+        |ts| Assign::Tumbling(200).windows(ts),
+        Some(0),
+        sorted_values,
+    );
+    assert!(triggered.1.is_empty());
+    let evictor = "evictor = { type = \"count\", count = 30 }";
+    let trigger = "trigger = { type = \"wasm\", function = \"fire_on_marker\" }";
+    for (backend, setting, expected) in [
+        ("heap", evictor, &expected),
+        ("rocksdb", evictor, &expected),
+        ("heap", trigger, &triggered),
+        ("rocksdb", trigger, &triggered),
+    ] {
         let job = format!(
             r#"
 [job]
@@ -644,7 +659,7 @@ function = "sorted_values"
 parallelism = 2
 key_by = {{ module = "testkit.wasm", function = "first_word" }}
 window = {{ type = "tumbling", size_ms = 200 }}
-evictor = {{ type = "count", count = 30 }}
+{setting}
 
 [[sink]]
 uid = "out"
@@ -670,7 +685,7 @@ path = "out"
                 text.push_str(&std::fs::read_to_string(entry.path()).expect("a part file"));
             }
         }
-        assert_eq!(sorted_lines(&text), expected.0, "{backend}");
+        assert_eq!(sorted_lines(&text), expected.0, "{backend}, {setting}");
     }
 }
 
@@ -692,6 +707,7 @@ struct MarkerWindow {
 /// end - 1 + lateness (`None`: global windows, never).
 fn marker_oracle(
     events: &[Event],
+    bound: i64,
     windows_of: impl Fn(i64) -> Vec<(i64, i64)>,
     lateness: Option<i64>,
     function: WindowFn,
@@ -736,8 +752,8 @@ fn marker_oracle(
         if !placed {
             late.push(index);
         }
-        if event.ts - 1 > watermark {
-            watermark = event.ts - 1;
+        if event.ts - 1 - bound > watermark {
+            watermark = event.ts - 1 - bound;
             advance(&mut windows, watermark, &mut output);
         }
     }
@@ -750,7 +766,13 @@ fn marker_oracle(
 fn a_wasm_trigger_fires_and_purges_on_markers_and_fires_on_its_own_timer() {
     let events = events(29, 400);
     assert!(events.iter().filter(|e| e.value < 50).count() > 10, "too few markers");
-    let expected = marker_oracle(&events, |ts| Assign::Tumbling(40).windows(ts), Some(30), sorted_values);
+    let expected = marker_oracle(
+        &events,
+        0,
+        |ts| Assign::Tumbling(40).windows(ts),
+        Some(30),
+        sorted_values,
+    );
     let window = "function = \"sorted_values\"\nwindow = { type = \"tumbling\", size_ms = 40 }\nallowed_lateness_ms = 30\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
     assert_matches(&job(window), &events, &expected);
 }
@@ -758,7 +780,7 @@ fn a_wasm_trigger_fires_and_purges_on_markers_and_fires_on_its_own_timer() {
 #[test]
 fn a_wasm_trigger_fires_global_windows_of_an_aggregate_which_then_buffers() {
     let events = events(31, 600);
-    let expected = marker_oracle(&events, |_| vec![(i64::MIN, i64::MAX)], None, described_count_sum);
+    let expected = marker_oracle(&events, 0, |_| vec![(i64::MIN, i64::MAX)], None, described_count_sum);
     assert!(expected.0.len() > 20, "too few outputs: {}", expected.0.len());
     let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"global\" }\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
     for parallelism in ["1", "2"] {
