@@ -143,6 +143,10 @@ struct Target {
     replaced: Vec<Window>,
 }
 
+/// A window of a key's merge: (window, its contents in state, or the
+/// record of the batch that opens it).
+type Member = (Window, Option<Vec<u8>>, Option<usize>);
+
 /// A window that fires.
 struct Fired {
     key: Vec<u8>,
@@ -261,8 +265,7 @@ impl BufferedWindowOperator {
         let mut merges: Vec<Vec<Vec<u8>>> = Vec::new();
         for (key, records) in keys {
             self.parts.backend.set_current_key(key);
-            // (window, contents in state, record of the batch)
-            let mut items: Vec<(Window, Option<Vec<u8>>, Option<usize>)> = Vec::new();
+            let mut items: Vec<Member> = Vec::new();
             for (user_key, contents) in self
                 .parts
                 .backend
@@ -282,7 +285,7 @@ impl BufferedWindowOperator {
             // Stored windows first on equal windows, so their elements come
             // before the batch's.
             items.sort_by_key(|(window, contents, _)| (window.start, window.end, contents.is_none()));
-            let mut groups: Vec<(Window, Vec<(Window, Option<Vec<u8>>, Option<usize>)>)> = Vec::new();
+            let mut groups: Vec<(Window, Vec<Member>)> = Vec::new();
             for item in items {
                 match groups.last_mut() {
                     Some((window, members)) if window.intersects(item.0) => {
