@@ -384,6 +384,51 @@ fn a_process_window_function_sees_the_merged_elements_of_session_windows() {
 }
 
 #[test]
+fn session_accumulators_merge_before_the_process_window_function_sees_the_result() {
+    let mut events = events(37, 300);
+    for (i, event) in events.iter_mut().enumerate() {
+        event.ts += (i as i64 / 20) * 60;
+    }
+    let expected = session_oracle(&events, 15, described_count_sum);
+    let merged = expected.0.iter().filter(|l| !l.ends_with(",n=1")).count();
+    assert!(merged > 10, "too few merged sessions: {merged}");
+    let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"session\", gap_ms = 15 }";
+    assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn a_window_its_process_function_rejects_goes_to_the_dead_letters() {
+    // `sorted_values` needs integer values: the window [0, 10) of `a` holds
+    // `a 3 x`, so its three elements are dead letters and it outputs
+    // nothing; the other windows are unaffected.
+    let input = "a 1 5\na 3 x\nb 4 6\na 7 2\na 12 9\n";
+    let window = "function = \"sorted_values\"\nwindow = { type = \"tumbling\", size_ms = 10 }";
+    let work = Workdir::new();
+    work.write("input.txt", input);
+    let finished = work.run_ok(&job(window), &[]);
+    assert_eq!(
+        sorted_lines(&work.read("out.txt")),
+        vec!["a,10,20,1,9,9".to_string(), "b,0,10,1,6,6".into()]
+    );
+    assert!(finished.stderr.contains("dead letters: 3"), "{}", finished.stderr);
+    let mut dead: Vec<(String, String, String)> = work
+        .read("dead.jsonl")
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let field = |name: &str| value[name].as_str().unwrap_or_default().to_string();
+            (field("operator"), field("record"), field("reason"))
+        })
+        .collect();
+    dead.sort();
+    let reason = "expected `key timestamp value`, found \"a 3 x\"";
+    assert_eq!(
+        dead,
+        ["a 1 5", "a 3 x", "a 7 2"].map(|r| ("win".to_string(), r.to_string(), reason.to_string()))
+    );
+}
+
+#[test]
 fn an_aggregate_with_a_process_window_function_sees_the_window_metadata() {
     let events = events(5, 400);
     let expected = oracle(&events, Assign::Sliding(60, 20), 30, Evict::None, described_count_sum);
