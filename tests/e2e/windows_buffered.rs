@@ -840,3 +840,26 @@ fn a_wasm_trigger_fires_global_windows_of_an_aggregate_which_then_buffers() {
         assert_eq!(work.read("late.txt"), "", "global windows are never late");
     }
 }
+
+#[test]
+fn inspect_lists_the_window_function_kinds_and_worlds() {
+    let output = crate::harness::weir()
+        .arg("inspect")
+        .arg(crate::harness::module("testkit"))
+        .output()
+        .expect("weir runs");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("worlds:    transform-module, key-selector-module, keyed-process-module, window-aggregate-module, process-window-module, window-evictor-module, window-trigger-module, any-module\n"),
+        "{stdout}"
+    );
+    for (function, kind) in [
+        ("sorted_values", "process-window"),
+        ("max_value", "window-aggregate"),
+        ("drop_outliers", "window-evictor"),
+        ("fire_on_marker", "window-trigger"),
+    ] {
+        assert!(stdout.contains(&format!("  {function:<24} {kind}\n")), "{stdout}");
+    }
+}

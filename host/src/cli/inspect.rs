@@ -24,12 +24,16 @@ fn worlds(exports: &[String]) -> Vec<&'static str> {
             ("transform-module", "transform"),
             ("key-selector-module", "key-selector"),
             ("keyed-process-module", "keyed-process"),
+            ("window-aggregate-module", "window-aggregate"),
+            ("process-window-module", "process-window"),
+            ("window-evictor-module", "window-evictor"),
+            ("window-trigger-module", "window-trigger"),
         ] {
             if has(interface) {
                 worlds.push(world);
             }
         }
-        if worlds.len() == 3 {
+        if worlds.len() == 7 {
             worlds.push("any-module");
         }
     }
