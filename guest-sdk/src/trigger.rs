@@ -166,4 +166,13 @@ pub trait Trigger: Sized + 'static {
         let _ = (time, state, ctx);
         TriggerResult::Continue
     }
+
+    /// Session windows merged into `ctx.window()`: returns its state, made
+    /// from the states of the merged windows (in window order), and
+    /// registers its timers (the merged windows' timers are dropped). By
+    /// default, a new state and no timer.
+    fn on_merge(&mut self, merged: Vec<Self::State>, ctx: &mut TriggerContext<'_>) -> Self::State {
+        let _ = (merged, ctx);
+        Self::State::default()
+    }
 }

@@ -747,8 +747,8 @@ struct MarkerWindow {
 /// The oracle of `fire_on_marker`: a marker (value below 50) fires and
 /// purges its window and deletes the trigger's timer; another element
 /// registers a timer at the window's end if none is registered; that timer
-/// fires the window (without purging) if elements came since the last
-/// marker. Windows are dropped, unfired, once the watermark passes their
+/// fires the window (without purging) if at least three elements came since
+/// the last marker. Windows are dropped, unfired, once the watermark passes their
 /// end - 1 + lateness (`None`: global windows, never).
 fn marker_oracle(
     events: &[Event],
@@ -768,7 +768,7 @@ fn marker_oracle(
                 let limit = cleanup(*end).map_or(watermark, |c| c.min(watermark));
                 if window.timer.is_some_and(|t| t <= limit) {
                     window.timer = None;
-                    if window.count > 0 {
+                    if window.count >= 3 {
                         output.extend(function(key, *start, *end, &window.elements));
                     }
                 }
@@ -862,4 +862,104 @@ fn inspect_lists_the_window_function_kinds_and_worlds() {
     ] {
         assert!(stdout.contains(&format!("  {function:<24} {kind}\n")), "{stdout}");
     }
+}
+
+/// A session under `fire_on_marker`, in the oracle.
+struct MarkerSession {
+    start: i64,
+    end: i64,
+    window: MarkerWindow,
+}
+
+/// [`marker_oracle`] for session windows: a record's
+/// window merges with the sessions it touches (purged ones too); the merged
+/// session counts all their elements since their markers and, if any, its
+/// trigger registers a timer at its end (`on_merge`).
+fn session_marker_oracle(events: &[Event], gap: i64, lateness: i64, function: WindowFn) -> (Vec<String>, Vec<usize>) {
+    let mut sessions: BTreeMap<String, Vec<MarkerSession>> = BTreeMap::new();
+    let mut output = Vec::new();
+    let mut late = Vec::new();
+    let mut watermark = i64::MIN;
+    // Timers up to the watermark fire (not after their session's cleanup);
+    // sessions whose cleanup time came go.
+    let advance = |sessions: &mut BTreeMap<String, Vec<MarkerSession>>, watermark: i64, output: &mut Vec<String>| {
+        for (key, list) in sessions.iter_mut() {
+            list.retain_mut(|s| {
+                let cleanup = s.end - 1 + lateness;
+                if s.window.timer.is_some_and(|t| t <= watermark.min(cleanup)) {
+                    s.window.timer = None;
+                    if s.window.count >= 3 {
+                        output.extend(function(key, s.start, s.end, &s.window.elements));
+                    }
+                }
+                cleanup > watermark
+            });
+        }
+    };
+    for (index, event) in events.iter().enumerate() {
+        let (start, end) = (event.ts, event.ts + gap);
+        let mine = sessions.entry(event.key.clone()).or_default();
+        let (mut touching, rest): (Vec<_>, Vec<_>) = std::mem::take(mine)
+            .into_iter()
+            .partition(|s| s.start <= end && s.end >= start);
+        *mine = rest;
+        if touching.is_empty() && end - 1 + lateness <= watermark {
+            late.push(index);
+            continue;
+        }
+        touching.sort_by_key(|s| s.start);
+        let cover = touching
+            .iter()
+            .fold((start, end), |(s, e), t| (s.min(t.start), e.max(t.end)));
+        let mut session = match touching.len() {
+            1 if (touching[0].start, touching[0].end) == cover => touching.remove(0),
+            0 => MarkerSession {
+                start,
+                end,
+                window: MarkerWindow::default(),
+            },
+            _ => {
+                let count: u32 = touching.iter().map(|s| s.window.count).sum();
+                MarkerSession {
+                    start: cover.0,
+                    end: cover.1,
+                    window: MarkerWindow {
+                        elements: touching.into_iter().flat_map(|s| s.window.elements).collect(),
+                        count,
+                        timer: (count > 0).then_some(cover.1 - 1),
+                    },
+                }
+            }
+        };
+        let window = &mut session.window;
+        window.elements.push(event.clone());
+        if event.value < 50 {
+            window.timer = None;
+            window.count = 0;
+            output.extend(function(&event.key, session.start, session.end, &window.elements));
+            window.elements.clear();
+        } else {
+            window.count += 1;
+            window.timer.get_or_insert(session.end - 1);
+        }
+        mine.push(session);
+        if event.ts - 1 > watermark {
+            watermark = event.ts - 1;
+            advance(&mut sessions, watermark, &mut output);
+        }
+    }
+    advance(&mut sessions, i64::MAX, &mut output);
+    output.sort();
+    (output, late)
+}
+
+#[test]
+fn a_wasm_trigger_merges_its_state_when_session_windows_merge() {
+    let mut events = events(43, 400);
+    for (i, event) in events.iter_mut().enumerate() {
+        event.ts += (i as i64 / 20) * 60;
+    }
+    let expected = session_marker_oracle(&events, 15, 40, sorted_values);
+    let window = "function = \"sorted_values\"\nwindow = { type = \"session\", gap_ms = 15 }\nallowed_lateness_ms = 40\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
+    assert_matches(&job(window), &events, &expected);
 }

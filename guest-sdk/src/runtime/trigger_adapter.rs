@@ -22,6 +22,16 @@ pub(crate) trait DynTrigger {
         elements: &wit::Batch,
     ) -> wit_trigger::TriggerOutput;
 
+    /// Window `i` replaces windows with the states
+    /// `merged[start(i)..merged_ends[i]]`.
+    fn on_merge(
+        &mut self,
+        clock: &wit::BatchContext,
+        windows: &wit_trigger::TriggerWindows,
+        merged_states: (&[u8], &[u32]),
+        merged_ends: &[u32],
+    ) -> wit_trigger::TriggerOutput;
+
     /// Timer `i` fired for window `i`.
     fn on_timers(
         &mut self,
@@ -118,6 +128,36 @@ impl<F: Trigger> TriggerFn<F> {
 }
 
 impl<F: Trigger> DynTrigger for TriggerFn<F> {
+    fn on_merge(
+        &mut self,
+        clock: &wit::BatchContext,
+        windows: &wit_trigger::TriggerWindows,
+        merged_states: (&[u8], &[u32]),
+        merged_ends: &[u32],
+    ) -> wit_trigger::TriggerOutput {
+        self.begin(windows);
+        check_len("merged ends", merged_ends.len(), windows.windows.len());
+        let merged = Column::new(merged_states.0, merged_states.1);
+        let mut timers = Vec::new();
+        let mut start = 0usize;
+        for (slot, &end) in (0u32..).zip(merged_ends) {
+            let end = end as usize;
+            assert!(
+                start <= end && end <= merged.len(),
+                "malformed merge from the host: states {start}..{end} of {}",
+                merged.len()
+            );
+            let states: Vec<F::State> = (start..end).map(|i| decode(merged.get(i), i)).collect();
+            start = end;
+            let index = slot as usize;
+            let key = Column::new(&windows.keys, &windows.key_ends).get(index);
+            let mut ctx = TriggerContext::new(key, Window::from_wit(windows.windows[index]), slot, clock, &mut timers);
+            let state = self.function.on_merge(states, &mut ctx);
+            self.states[index] = Some(state);
+        }
+        self.finish(windows, Vec::new(), timers)
+    }
+
     fn on_elements(
         &mut self,
         clock: &wit::BatchContext,

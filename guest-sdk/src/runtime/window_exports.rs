@@ -75,6 +75,25 @@ impl<M: Module> window_trigger::Guest for Runtime<M> {
         })
     }
 
+    fn on_merge(
+        context: wit::BatchContext,
+        windows: window_trigger::TriggerWindows,
+        merged_states: Vec<u8>,
+        merged_state_ends: Vec<u32>,
+        merged_ends: Vec<u32>,
+    ) -> window_trigger::TriggerOutput {
+        const EXPORT: &str = "window-trigger.on-merge";
+        with_active(EXPORT, |active| {
+            let Instance::Trigger(function) = &mut active.instance else {
+                wrong_kind(active, EXPORT)
+            };
+            scope::begin_call(false);
+            let output = function.on_merge(&context, &windows, (&merged_states, &merged_state_ends), &merged_ends);
+            scope::end_call();
+            output
+        })
+    }
+
     fn on_timers(
         context: wit::BatchContext,
         domain: wit::TimeDomain,

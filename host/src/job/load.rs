@@ -353,7 +353,7 @@ impl Builder<'_> {
             ));
             return None;
         }
-        if assigner.is_merging() && trigger != Trigger::EventTime {
+        if assigner.is_merging() && !matches!(trigger, Trigger::EventTime | Trigger::Wasm) {
             self.errors.push(self.locator.error(
                 spanned.span(),
                 format!("operator `{uid}` → trigger"),

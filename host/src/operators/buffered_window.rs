@@ -276,6 +276,22 @@ impl BufferedWindowOperator {
                     items.push((window, Some(contents), None));
                 }
             }
+            if self.parts.trigger.is_some() {
+                // A window its trigger purged still exists (empty) while
+                // it has trigger state.
+                for (user_key, _) in self
+                    .parts
+                    .backend
+                    .entries(self.trigger_state)
+                    .map_err(|e| self.state_error(e))?
+                {
+                    if let Some(window) = Window::from_key(&user_key)
+                        && !items.iter().any(|(w, _, _)| *w == window)
+                    {
+                        items.push((window, Some(Vec::new()), None));
+                    }
+                }
+            }
             for &i in &records {
                 self.parts
                     .config

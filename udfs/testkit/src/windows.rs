@@ -154,9 +154,11 @@ impl Evictor for DropOutliers {
 }
 
 /// Fires and purges its window on a marker (a value below 50), and fires
-/// (without purging) at the window's end through an event-time timer it
-/// registers on the first element after a marker; a marker deletes that
-/// timer. The state counts the elements since the last marker.
+/// (without purging) at the window's end, if at least three elements came
+/// since the last marker, through an event-time timer it registers on the
+/// first element after a marker; a marker deletes that timer. The state
+/// counts the elements since the last marker; merged sessions add their
+/// counts.
 pub struct FireOnMarker;
 
 /// [`FireOnMarker`]'s state of one window.
@@ -198,9 +200,20 @@ impl Trigger for FireOnMarker {
         TriggerResult::Continue
     }
 
+    /// Merged sessions count all their elements since their markers, and
+    /// fire at the merged window's end if any.
+    fn on_merge(&mut self, merged: Vec<MarkerState>, ctx: &mut TriggerContext<'_>) -> MarkerState {
+        let count = merged.iter().map(|s| s.count).sum();
+        let timer = (count > 0).then(|| ctx.window().max_timestamp());
+        if let Some(timer) = timer {
+            ctx.register_event_time_timer(timer);
+        }
+        MarkerState { count, timer }
+    }
+
     fn on_event_time(&mut self, _time: i64, state: &mut MarkerState, _ctx: &mut TriggerContext<'_>) -> TriggerResult {
         state.timer = None;
-        if state.count > 0 {
+        if state.count >= 3 {
             TriggerResult::Fire
         } else {
             TriggerResult::Continue

@@ -1,5 +1,10 @@
 //! Windows fired by a Wasm trigger (Flink's custom `Trigger`).
 //!
+//! Session windows that merge get their trigger state from the trigger's
+//! `on-merge`, given the merged windows' states; the merged windows' timers
+//! are dropped. A batch's merges all happen before its elements are offered
+//! to the triggers (with batches of one record, exactly Flink's order).
+//!
 //! A batch's elements are offered to their windows' triggers in one call, in
 //! arrival order; the host then replays the decisions element by element,
 //! so a window fires with exactly the elements it had when its trigger said
@@ -92,10 +97,53 @@ impl BufferedWindowOperator {
         Ok(call(trigger)?)
     }
 
+    /// The trigger records of `targets`: stored ones, new ones, and for
+    /// windows that merged others (sessions), what the trigger's `on-merge`
+    /// made of the merged windows' states (one call for the batch).
+    fn merged_trigger_records(&mut self, targets: &[super::Target]) -> Result<Vec<TriggerRecord>, TaskError> {
+        let mut records = Vec::with_capacity(targets.len());
+        let mut merging = Vec::new();
+        let mut windows = TriggerWindows::default();
+        let (mut states, mut state_ends, mut merged_ends) = (Vec::new(), Vec::new(), Vec::new());
+        for (t, target) in targets.iter().enumerate() {
+            let merged = target.replaced.len() > 1 || target.replaced.first().is_some_and(|w| *w != target.window);
+            if !merged {
+                records.push(self.trigger_record(&target.key, target.window)?.unwrap_or_default());
+                continue;
+            }
+            for old in &target.replaced {
+                let record = self.trigger_record(&target.key, *old)?.unwrap_or_default();
+                states.extend_from_slice(&record.state);
+                state_ends.push(u32::try_from(states.len()).unwrap_or(u32::MAX));
+            }
+            merged_ends.push(u32::try_from(state_ends.len()).unwrap_or(u32::MAX));
+            windows.push(&target.key, target.window, &[]);
+            merging.push(t);
+            records.push(TriggerRecord::default());
+        }
+        if merging.is_empty() {
+            return Ok(records);
+        }
+        let watermark = self.watermark;
+        let decisions =
+            self.trigger_call(|t| t.trigger_merge(windows, (states, state_ends), &merged_ends, watermark))?;
+        let keys: Vec<&[u8]> = merging.iter().map(|&t| targets[t].key.as_slice()).collect();
+        let mut merged: Vec<TriggerRecord> = vec![TriggerRecord::default(); merging.len()];
+        self.apply_decisions(&keys, &mut merged, &decisions);
+        for (&t, record) in merging.iter().zip(merged) {
+            records[t] = record;
+        }
+        Ok(records)
+    }
+
     /// Adds a batch to its windows, asking their trigger after each element.
     pub(super) fn process_triggered(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         let mut late = RecordBatch::default();
-        let mut targets = self.targets(&batch, &mut late)?;
+        let mut targets = if self.parts.config.assigner.is_merging() {
+            self.merged_targets(&batch, &mut late)?
+        } else {
+            self.targets(&batch, &mut late)?
+        };
         // Every (record, window) pair in arrival order; a record's windows
         // in assignment order.
         let mut pairs: Vec<(usize, u32)> = targets
@@ -105,12 +153,10 @@ impl BufferedWindowOperator {
             .collect();
         pairs.sort_by_key(|&(i, _)| i);
         if !pairs.is_empty() {
+            let mut records = self.merged_trigger_records(&targets)?;
             let mut windows = TriggerWindows::default();
-            let mut records = Vec::with_capacity(targets.len());
-            for target in &targets {
-                let record = self.trigger_record(&target.key, target.window)?.unwrap_or_default();
+            for (target, record) in targets.iter().zip(&records) {
                 windows.push(&target.key, target.window, &record.state);
-                records.push(record);
             }
             let mut input = RecordBatch::with_capacity(pairs.len(), batch.payload_bytes());
             let slots: Vec<u32> = pairs.iter().map(|&(_, t)| t).collect();
@@ -141,6 +187,14 @@ impl BufferedWindowOperator {
             for (target, record) in targets.iter().zip(&records) {
                 let window_key = target.window.to_key();
                 self.parts.backend.set_current_key(&target.key);
+                for old in &target.replaced {
+                    let old_key = old.to_key();
+                    self.parts
+                        .backend
+                        .delete(self.buffer, &old_key)
+                        .and_then(|()| self.parts.backend.delete(self.trigger_state, &old_key))
+                        .map_err(|e| self.state_error(e))?;
+                }
                 let written = if target.contents.is_empty() {
                     self.parts.backend.delete(self.buffer, &window_key)
                 } else {

@@ -310,3 +310,40 @@ impl UdfInstance {
         error
     }
 }
+
+impl UdfInstance {
+    /// Tells a trigger that windows merged: window `i` of `windows`
+    /// replaces the windows whose states are items
+    /// `span(merged_ends, i)` of `merged_states`.
+    pub fn trigger_merge(
+        &mut self,
+        windows: TriggerWindows,
+        merged_states: (Vec<u8>, Vec<u32>),
+        merged_ends: &[u32],
+        watermark: i64,
+    ) -> Result<TriggerDecisions, UdfError> {
+        let Exports::WindowTrigger(guest) = &self.exports else {
+            return Err(self.misuse("window-trigger", 0));
+        };
+        let guest = guest.clone();
+        let context = wit::BatchContext {
+            watermark,
+            processing_time: crate::time::now_ms(),
+        };
+        let count = windows.len();
+        let windows = wit_trigger_windows(windows);
+        self.before_call();
+        let result = guest.call_on_merge(
+            &mut self.store,
+            context,
+            &windows,
+            &merged_states.0,
+            &merged_states.1,
+            merged_ends,
+        );
+        let records_before = self.records_before;
+        let output = self.after_call(result, 0);
+        self.records_before = records_before;
+        decisions(output?, 0, count).map_err(|cause| self.protocol_error(cause))
+    }
+}
