@@ -565,7 +565,7 @@ fn bad_process_evictor_and_trigger_settings_are_refused_with_their_field_and_lin
         ("pwf-no-window", "function = \"sorted_values\"".to_string()),
         (
             "count-trigger",
-            format!("function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"count\", count = 2 }}"),
+            "function = \"sorted_values\"\nwindow = { type = \"session\", gap_ms = 5 }\ntrigger = { type = \"count\", count = 2 }".to_string(),
         ),
         ("evictor-as-operator", "function = \"drop_outliers\"".to_string()),
         (
@@ -581,7 +581,7 @@ fn bad_process_evictor_and_trigger_settings_are_refused_with_their_field_and_lin
         (
             "trigger-and-evictor",
             format!(
-                "function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"wasm\", function = \"fire_on_marker\" }}\nevictor = {{ type = \"count\", count = 2 }}"
+                "function = \"sorted_values\"\n{tumbling}\ntrigger = {{ type = \"wasm\", function = \"fire_on_marker\" }}\nevictor = {{ type = \"wasm\", function = \"drop_outliers\" }}"
             ),
         ),
         ("trigger-as-operator", "function = \"fire_on_marker\"".to_string()),
@@ -609,11 +609,11 @@ fn bad_process_evictor_and_trigger_settings_are_refused_with_their_field_and_lin
         "job.toml:74: operator `no-window` → window: `count_sum` is a window aggregate: the operator needs `window` (tumbling, sliding or session)",
         "job.toml:75: operator `no-window` → process: `process` belongs to a window operator: the operator needs `window`",
         "job.toml:82: operator `pwf-no-window` → window: `sorted_values` is a process-window function: the operator needs `window`",
-        "job.toml:91: operator `count-trigger` → trigger: a window with a process-window function, `process` or `evictor` supports only the event-time or a wasm trigger for now",
+        "job.toml:90: operator `count-trigger` → trigger: session windows support only the event-time or a wasm trigger for now",
         "job.toml:98: operator `evictor-as-operator` → function: `drop_outliers` is a window evictor; use it in `evictor = { type = \"wasm\", function = ... }`, not as an operator",
         "job.toml:107: operator `trigger-no-function` → trigger → function: a wasm trigger needs `function`: a window-trigger function of the operator's module",
         "job.toml:116: operator `not-a-trigger` → trigger → function: `drop_outliers` is a window-evictor function; a wasm trigger needs a window-trigger function",
-        "job.toml:126: operator `trigger-and-evictor` → evictor: an evictor with a wasm trigger is not supported yet",
+        "job.toml:126: operator `trigger-and-evictor` → evictor: a wasm evictor works with the event-time trigger only, for now",
         "job.toml:133: operator `trigger-as-operator` → function: `fire_on_marker` is a window trigger; use it in `trigger = { type = \"wasm\", function = ... }`, not as an operator",
     ];
     let expected: String = expected.iter().map(|e| format!("error: {e}\n")).collect();
@@ -648,6 +648,7 @@ fn buffered_windows_restore_exactly_after_a_trap() {
         50,
         |ts| Assign::Tumbling(200).windows(ts),
         Some(0),
+        Evict::None,
         sorted_values,
     );
     assert!(triggered.1.is_empty());
@@ -755,9 +756,15 @@ fn marker_oracle(
     bound: i64,
     windows_of: impl Fn(i64) -> Vec<(i64, i64)>,
     lateness: Option<i64>,
+    evict: Evict,
     function: WindowFn,
 ) -> (Vec<String>, Vec<usize>) {
     let mut windows: BTreeMap<(String, i64, i64), MarkerWindow> = BTreeMap::new();
+    let fire = |key: &str, start: i64, end: i64, elements: &mut Vec<Event>, output: &mut Vec<String>| {
+        evict.apply(elements, true);
+        output.extend(function(key, start, end, elements));
+        evict.apply(elements, false);
+    };
     let mut output = Vec::new();
     let mut late = Vec::new();
     let mut watermark = i64::MIN;
@@ -769,7 +776,7 @@ fn marker_oracle(
                 if window.timer.is_some_and(|t| t <= limit) {
                     window.timer = None;
                     if window.count >= 3 {
-                        output.extend(function(key, *start, *end, &window.elements));
+                        fire(key, *start, *end, &mut window.elements, output);
                     }
                 }
                 cleanup(*end).is_none_or(|c| c > watermark)
@@ -787,7 +794,7 @@ fn marker_oracle(
             if event.value < 50 {
                 window.timer = None;
                 window.count = 0;
-                output.extend(function(&event.key, start, end, &window.elements));
+                fire(&event.key, start, end, &mut window.elements, &mut output);
                 window.elements.clear();
             } else {
                 window.count += 1;
@@ -811,21 +818,30 @@ fn marker_oracle(
 fn a_wasm_trigger_fires_and_purges_on_markers_and_fires_on_its_own_timer() {
     let events = events(29, 400);
     assert!(events.iter().filter(|e| e.value < 50).count() > 10, "too few markers");
-    let expected = marker_oracle(
-        &events,
-        0,
-        |ts| Assign::Tumbling(40).windows(ts),
-        Some(30),
-        sorted_values,
-    );
+    let tumbling = |ts| Assign::Tumbling(40).windows(ts);
+    let expected = marker_oracle(&events, 0, tumbling, Some(30), Evict::None, sorted_values);
     let window = "function = \"sorted_values\"\nwindow = { type = \"tumbling\", size_ms = 40 }\nallowed_lateness_ms = 30\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
     assert_matches(&job(window), &events, &expected);
+
+    // With a time evictor, each firing first drops what is 15 ms older
+    // than the newest element, and the window keeps the rest.
+    let evicted = marker_oracle(&events, 0, tumbling, Some(30), Evict::Time(15), sorted_values);
+    assert_ne!(evicted.0, expected.0, "the evictor changes nothing");
+    let window = format!("{window}\nevictor = {{ type = \"time\", size_ms = 15 }}");
+    assert_matches(&job(&window), &events, &evicted);
 }
 
 #[test]
 fn a_wasm_trigger_fires_global_windows_of_an_aggregate_which_then_buffers() {
     let events = events(31, 600);
-    let expected = marker_oracle(&events, 0, |_| vec![(i64::MIN, i64::MAX)], None, described_count_sum);
+    let expected = marker_oracle(
+        &events,
+        0,
+        |_| vec![(i64::MIN, i64::MAX)],
+        None,
+        Evict::None,
+        described_count_sum,
+    );
     assert!(expected.0.len() > 20, "too few outputs: {}", expected.0.len());
     let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"global\" }\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
     for parallelism in ["1", "2"] {
@@ -962,4 +978,34 @@ fn a_wasm_trigger_merges_its_state_when_session_windows_merge() {
     let expected = session_marker_oracle(&events, 15, 40, sorted_values);
     let window = "function = \"sorted_values\"\nwindow = { type = \"session\", gap_ms = 15 }\nallowed_lateness_ms = 40\ntrigger = { type = \"wasm\", function = \"fire_on_marker\" }";
     assert_matches(&job(window), &events, &expected);
+}
+
+#[test]
+fn a_count_trigger_with_a_count_evictor_slides_over_the_last_elements_of_a_key() {
+    // Flink's `countWindow(5, 2)`: global windows, a count trigger of 2 and
+    // a count evictor of 5: every second element of a key fires its last
+    // five; elements left after the last firing never fire.
+    let events = events(47, 300);
+    let mut expected = Vec::new();
+    let mut seen: BTreeMap<&str, Vec<Event>> = BTreeMap::new();
+    for event in &events {
+        let elements = seen.entry(&event.key).or_default();
+        elements.push(event.clone());
+        if elements.len().is_multiple_of(2) {
+            let last = &elements[elements.len().saturating_sub(5)..];
+            expected.extend(sorted_values(&event.key, i64::MIN, i64::MAX, last));
+        }
+    }
+    expected.sort();
+    let window = "function = \"sorted_values\"\nwindow = { type = \"global\" }\ntrigger = { type = \"count\", count = 2 }\nevictor = { type = \"count\", count = 5 }";
+    for parallelism in ["1", "2"] {
+        let work = Workdir::new();
+        work.write("input.txt", input(&events));
+        work.run_ok(&job(window), &["--parallelism", parallelism]);
+        assert_eq!(
+            sorted_lines(&work.read("out.txt")),
+            expected,
+            "parallelism {parallelism}"
+        );
+    }
 }

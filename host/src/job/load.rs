@@ -357,7 +357,7 @@ impl Builder<'_> {
             self.errors.push(self.locator.error(
                 spanned.span(),
                 format!("operator `{uid}` → trigger"),
-                "session windows support only the event-time trigger for now",
+                "session windows support only the event-time or a wasm trigger for now",
             ));
             return None;
         }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
 use crate::checkpoint::CheckpointId;
-use crate::job::plan::WindowConfig;
+use crate::job::plan::{Trigger, WindowConfig};
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
 use crate::runtime::batch::{EventTime, RecordBatch};
@@ -126,6 +126,9 @@ pub struct BufferedWindowOperator {
     parts: BufferedWindowParts,
     buffer: StateId,
     trigger_state: StateId,
+    /// Windows fire by a per-element trigger (Wasm or count), not by the
+    /// event-time trigger; evictors then run as the trigger fires.
+    triggered: bool,
     /// Windows keep an accumulator, not their elements.
     accumulating: bool,
     watermark: EventTime,
@@ -173,14 +176,15 @@ impl BufferedWindowOperator {
             ttl: None,
         };
         let trigger_state = parts.backend.register(&trigger_descriptor).map_err(state_error)?;
-        // A custom trigger or an evictor needs the elements themselves.
-        let accumulating = matches!(parts.function, WindowFunction::Aggregate { .. })
-            && parts.evictor.is_none()
-            && parts.trigger.is_none();
+        let triggered = parts.trigger.is_some() || matches!(parts.config.trigger, Trigger::Count { .. });
+        // A custom or count trigger, or an evictor, needs the elements.
+        let accumulating =
+            matches!(parts.function, WindowFunction::Aggregate { .. }) && parts.evictor.is_none() && !triggered;
         Ok(Self {
             parts,
             buffer,
             trigger_state,
+            triggered,
             accumulating,
             watermark: EventTime::MIN,
         })
@@ -276,7 +280,7 @@ impl BufferedWindowOperator {
                     items.push((window, Some(contents), None));
                 }
             }
-            if self.parts.trigger.is_some() {
+            if self.triggered {
                 // A window its trigger purged still exists (empty) while
                 // it has trigger state.
                 for (user_key, _) in self
@@ -438,7 +442,10 @@ impl BufferedWindowOperator {
                 set.push(payload, timestamp);
             }
         }
-        self.evict(&mut set, true)?;
+        // Triggered windows were evicted as they fired.
+        if !self.triggered {
+            self.evict(&mut set, true)?;
+        }
         match &mut self.parts.function {
             WindowFunction::Process(process) => {
                 let output = process.process_windows(&mut set, watermark)?;
@@ -474,10 +481,10 @@ impl BufferedWindowOperator {
                 self.results(accumulators, windows_only, out)?;
             }
         }
-        self.evict(&mut set, false)?;
-        if self.parts.evictor.is_none() {
+        if self.triggered || self.parts.evictor.is_none() {
             return Ok(());
         }
+        self.evict(&mut set, false)?;
         // The buffer keeps what the evictors left.
         for (w, f) in fired.iter().enumerate() {
             if self.is_late(f.window) {
@@ -554,7 +561,7 @@ impl BufferedWindowOperator {
 impl Operator for BufferedWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         self.parts.metrics.add_in(batch.len() as u64);
-        if self.parts.trigger.is_some() {
+        if self.triggered {
             return self.process_triggered(batch, out);
         }
         let mut late = RecordBatch::default();
@@ -613,7 +620,7 @@ impl Operator for BufferedWindowOperator {
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.watermark = watermark;
-        if self.parts.trigger.is_some() {
+        if self.triggered {
             return self.fire_trigger_timers(TimeDomain::EventTime, watermark, out);
         }
         let lateness = self.parts.config.allowed_lateness_ms;

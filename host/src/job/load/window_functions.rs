@@ -144,24 +144,15 @@ impl Builder<'_> {
         window.functions.evictor = evictor;
         if window.trigger == Trigger::Wasm {
             window.functions.trigger = self.wasm_trigger(operator, uid, &params);
-            if let (Some(evictor), true) = (&operator.evictor, window.functions.trigger.is_some()) {
-                self.errors.push(self.locator.error(
-                    evictor.span(),
-                    field("evictor"),
-                    "an evictor with a wasm trigger is not supported yet",
-                ));
-            }
-            return;
         }
-        let buffered = kind == Some(FunctionKind::ProcessWindow) || !window.functions.is_empty();
-        if buffered
-            && window.trigger != Trigger::EventTime
-            && let Some(trigger) = &operator.trigger
+        if window.trigger != Trigger::EventTime
+            && matches!(window.functions.evictor, Some(EvictorConfig::Wasm(_)))
+            && let Some(evictor) = &operator.evictor
         {
             self.errors.push(self.locator.error(
-                trigger.span(),
-                field("trigger"),
-                "a window with a process-window function, `process` or `evictor` supports only the event-time or a wasm trigger for now",
+                evictor.span(),
+                field("evictor"),
+                "a wasm evictor works with the event-time trigger only, for now",
             ));
         }
     }

@@ -1,4 +1,10 @@
-//! Windows fired by a Wasm trigger (Flink's custom `Trigger`).
+//! Windows fired by a Wasm trigger (Flink's custom `Trigger`), or by the
+//! count trigger when they buffer their elements (Flink's `countWindow` with
+//! a process-window function or an evictor): the count trigger runs as a
+//! host-side trigger with the same decisions.
+//!
+//! Built-in evictors run as a window fires, element by element, so a window
+//! that fires twice in one batch is evicted twice in order.
 //!
 //! Session windows that merge get their trigger state from the trigger's
 //! `on-merge`, given the merged windows' states; the merged windows' timers
@@ -17,14 +23,81 @@
 use std::collections::HashSet;
 
 use super::trigger_state::TriggerRecord;
-use super::{BufferedWindowOperator, Fired, elements};
+use super::{BufferedWindowOperator, Evictor, Fired, elements, evict};
+use crate::job::plan::Trigger;
 use crate::runtime::TaskError;
 use crate::runtime::batch::{EventTime, RecordBatch, span};
 use crate::runtime::output::Output;
 use crate::time::TimeDomain;
+use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
 use crate::wasm::UdfError;
-use crate::wasm::instance::{TriggerDecisions, TriggerWindows};
+use crate::wasm::instance::{TriggerAction, TriggerDecisions, TriggerWindows};
+
+/// Flink's `CountTrigger` (purging or not) as trigger decisions: a
+/// window's state is its count since it last fired (8 bytes,
+/// little-endian).
+fn count_decisions(records: &[TriggerRecord], slots: &[u32], count: u64, purge: bool) -> TriggerDecisions {
+    let mut counts: Vec<u64> = records
+        .iter()
+        .map(|r| r.state.as_slice().try_into().map_or(0, u64::from_le_bytes))
+        .collect();
+    let actions = slots
+        .iter()
+        .map(|&slot| {
+            let seen = &mut counts[slot as usize];
+            *seen += 1;
+            if *seen < count {
+                return TriggerAction::Continue;
+            }
+            *seen = 0;
+            if purge {
+                TriggerAction::FireAndPurge
+            } else {
+                TriggerAction::Fire
+            }
+        })
+        .collect();
+    let mut decisions = TriggerDecisions {
+        actions,
+        ..TriggerDecisions::default()
+    };
+    for seen in counts {
+        decisions.states.extend_from_slice(&seen.to_le_bytes());
+        decisions
+            .state_ends
+            .push(u32::try_from(decisions.states.len()).unwrap_or(u32::MAX));
+    }
+    decisions
+}
+
+/// Runs a built-in evictor's pass over a window's encoded elements as it
+/// fires (a Wasm evictor is refused with a per-element trigger).
+fn evict_inline(evictor: Option<&Evictor>, contents: &mut Vec<u8>, before: bool) {
+    let applies = match evictor {
+        Some(Evictor::Count { after, .. } | Evictor::Time { after, .. }) => *after != before,
+        _ => false,
+    };
+    if !applies {
+        return;
+    }
+    let mut set = WindowSet::default();
+    set.begin(&[], Window::GLOBAL);
+    for (timestamp, payload) in elements::iter(contents) {
+        set.push(payload, timestamp);
+    }
+    let evict = match evictor {
+        Some(Evictor::Count { count, .. }) => evict::by_count(&set, *count),
+        Some(Evictor::Time { size_ms, .. }) => evict::by_time(&set, *size_ms),
+        _ => return,
+    };
+    contents.clear();
+    for (i, evicted) in evict.into_iter().enumerate() {
+        if !evicted {
+            elements::append(contents, set.elements.payload(i), set.elements.timestamps[i]);
+        }
+    }
+}
 
 /// A trigger timer that fired for a window.
 struct Hit {
@@ -164,7 +237,12 @@ impl BufferedWindowOperator {
                 input.push(batch.payload(i), batch.timestamps[i]);
             }
             let watermark = self.watermark;
-            let decisions = self.trigger_call(|t| t.trigger_elements(windows, &slots, &mut input, watermark))?;
+            let decisions = match self.parts.config.trigger {
+                Trigger::Count { count, purge } if self.parts.trigger.is_none() => {
+                    count_decisions(&records, &slots, count, purge)
+                }
+                _ => self.trigger_call(|t| t.trigger_elements(windows, &slots, &mut input, watermark))?,
+            };
             let keys: Vec<Vec<u8>> = targets.iter().map(|t| t.key.clone()).collect();
             let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             self.apply_decisions(&key_refs, &mut records, &decisions);
@@ -174,11 +252,13 @@ impl BufferedWindowOperator {
                 elements::append(&mut target.contents, batch.payload(i), batch.timestamps[i]);
                 let action = decisions.actions[n];
                 if action.fires() {
+                    evict_inline(self.parts.evictor.as_ref(), &mut target.contents, true);
                     fired.push(Fired {
                         key: target.key.clone(),
                         window: target.window,
                         contents: target.contents.clone(),
                     });
+                    evict_inline(self.parts.evictor.as_ref(), &mut target.contents, false);
                 }
                 if action.purges() {
                     target.contents.clear();
@@ -325,17 +405,27 @@ impl BufferedWindowOperator {
                 let window_key = hit.window.to_key();
                 self.parts.backend.set_current_key(&hit.key);
                 if action.fires() {
-                    let contents = self
+                    let mut contents = self
                         .parts
                         .backend
                         .get(self.buffer, &window_key)
                         .map_err(|e| self.state_error(e))?
                         .unwrap_or_default();
+                    evict_inline(self.parts.evictor.as_ref(), &mut contents, true);
                     fired.push(Fired {
                         key: hit.key.clone(),
                         window: hit.window,
-                        contents,
+                        contents: contents.clone(),
                     });
+                    if self.parts.evictor.is_some() && !action.purges() {
+                        evict_inline(self.parts.evictor.as_ref(), &mut contents, false);
+                        let written = if contents.is_empty() {
+                            self.parts.backend.delete(self.buffer, &window_key)
+                        } else {
+                            self.parts.backend.put(self.buffer, &window_key, &contents)
+                        };
+                        written.map_err(|e| self.state_error(e))?;
+                    }
                 }
                 if action.purges() {
                     self.parts
