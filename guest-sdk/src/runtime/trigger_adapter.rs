@@ -210,3 +210,125 @@ impl<F: Trigger> DynTrigger for TriggerFn<F> {
         self.finish(windows, results, timers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{TriggerContext as Ctx, TriggerResult};
+
+    /// Fires every second element of a window; its state is the count. On
+    /// a timer it purges; merged windows add their counts and get a timer.
+    struct EverySecond;
+
+    impl Trigger for EverySecond {
+        type State = u32;
+
+        fn open(_task: &TaskInfo) -> Result<Self> {
+            Ok(Self)
+        }
+
+        fn on_element(&mut self, element: &Record<'_>, state: &mut u32, ctx: &mut Ctx<'_>) -> TriggerResult {
+            *state += 1;
+            ctx.register_event_time_timer(element.timestamp() + 100);
+            if state.is_multiple_of(2) {
+                TriggerResult::Fire
+            } else {
+                TriggerResult::Continue
+            }
+        }
+
+        fn on_event_time(&mut self, time: i64, _state: &mut u32, ctx: &mut Ctx<'_>) -> TriggerResult {
+            ctx.delete_event_time_timer(time);
+            TriggerResult::Purge
+        }
+
+        fn on_merge(&mut self, merged: Vec<u32>, ctx: &mut Ctx<'_>) -> u32 {
+            ctx.register_processing_time_timer(7);
+            merged.iter().sum()
+        }
+    }
+
+    fn windows(states: &[Option<u32>]) -> wit_trigger::TriggerWindows {
+        let mut out = wit_trigger::TriggerWindows {
+            keys: Vec::new(),
+            key_ends: Vec::new(),
+            windows: Vec::new(),
+            states: Vec::new(),
+            state_ends: Vec::new(),
+        };
+        for (i, state) in states.iter().enumerate() {
+            out.keys.push(b'a' + i as u8);
+            out.key_ends.push(out.keys.len() as u32);
+            out.windows.push(wit::Window {
+                start: i as i64 * 10,
+                end: i as i64 * 10 + 10,
+            });
+            if let Some(state) = state {
+                out.states.extend(postcard::to_allocvec(state).expect("encodes"));
+            }
+            out.state_ends.push(out.states.len() as u32);
+        }
+        out
+    }
+
+    fn states(output: &wit_trigger::TriggerOutput) -> Vec<Option<u32>> {
+        Column::new(&output.states, &output.state_ends)
+            .iter()
+            .map(|b| (!b.is_empty()).then(|| postcard::from_bytes(b).expect("decodes")))
+            .collect()
+    }
+
+    fn function() -> TriggerFn<EverySecond> {
+        TriggerFn {
+            function: EverySecond,
+            states: Vec::new(),
+        }
+    }
+
+    const CLOCK: wit::BatchContext = wit::BatchContext {
+        watermark: 0,
+        processing_time: 0,
+    };
+
+    #[test]
+    fn offers_elements_in_order_and_returns_states_and_timers() {
+        let windows = windows(&[Some(1), None, Some(5)]);
+        let elements = wit::Batch {
+            data: b"xyz".to_vec(),
+            ends: vec![1, 2, 3],
+            timestamps: vec![1, 2, 3],
+        };
+        let output = function().on_elements(&CLOCK, &windows, &[0, 1, 1], &elements);
+        use wit_trigger::TriggerResult as R;
+        assert_eq!(output.results, [R::Fire, R::Continue, R::Fire]);
+        // Window 2 was not touched: its state comes back as it was.
+        assert_eq!(states(&output), [Some(2), Some(2), Some(5)]);
+        let timers: Vec<(u32, i64, bool)> = output
+            .timers
+            .iter()
+            .map(|t| (t.window, t.timestamp, t.delete))
+            .collect();
+        assert_eq!(timers, [(0, 101, false), (1, 102, false), (1, 103, false)]);
+    }
+
+    #[test]
+    fn fires_timers_and_merges_windows() {
+        let output = function().on_timers(&CLOCK, wit::TimeDomain::EventTime, &windows(&[Some(3)]), &[50]);
+        assert_eq!(output.results, [wit_trigger::TriggerResult::Purge]);
+        assert!(output.timers[0].delete);
+
+        let (merged, merged_ends) = {
+            let mut data = Vec::new();
+            let mut ends = Vec::new();
+            for state in [1u32, 2, 4] {
+                data.extend(postcard::to_allocvec(&state).expect("encodes"));
+                ends.push(data.len() as u32);
+            }
+            (data, ends)
+        };
+        let output = function().on_merge(&CLOCK, &windows(&[None, None]), (&merged, &merged_ends), &[2, 3]);
+        assert!(output.results.is_empty());
+        assert_eq!(states(&output), [Some(3), Some(4)]);
+        assert_eq!(output.timers.len(), 2);
+    }
+}

@@ -177,3 +177,189 @@ impl<F: ReduceFunction> WindowAggregate for Reduce<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::Error;
+    use crate::runtime::adapters::DynWindowAggregate;
+    use crate::window_functions::Elements;
+
+    fn column<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> (Vec<u8>, Vec<u32>) {
+        let (mut data, mut ends) = (Vec::new(), Vec::new());
+        for item in items {
+            data.extend_from_slice(item);
+            ends.push(u32::try_from(data.len()).expect("small"));
+        }
+        (data, ends)
+    }
+
+    fn batch(records: &[(&str, i64)]) -> wit::Batch {
+        let (data, ends) = column(records.iter().map(|(r, _)| r.as_bytes()));
+        let timestamps = records.iter().map(|(_, t)| *t).collect();
+        wit::Batch { data, ends, timestamps }
+    }
+
+    fn lines(batch: &wit::Batch) -> Vec<String> {
+        Column::new(&batch.data, &batch.ends)
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    /// Sums each window's integers; a non-integer fails the window.
+    struct Sum;
+
+    impl ProcessWindowFunction for Sum {
+        fn open(_task: &TaskInfo) -> Result<Self> {
+            Ok(Self)
+        }
+
+        fn process(&mut self, ctx: &WindowContext<'_>, elements: Elements<'_>, out: &mut Emitter<'_>) -> Result<()> {
+            out.emit(b"partial");
+            let mut sum = 0i64;
+            for element in elements.iter() {
+                sum += element
+                    .payload_str()?
+                    .parse::<i64>()
+                    .map_err(|_| Error::new("not an integer"))?;
+            }
+            let line = format!(
+                "{},{},{},{},{sum},{}",
+                String::from_utf8_lossy(ctx.key),
+                ctx.window.start,
+                ctx.window.end,
+                elements.len(),
+                ctx.watermark
+            );
+            out.emit(line.as_bytes());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn processes_each_window_and_rejects_the_elements_of_a_failing_one() {
+        let (keys, key_ends) = column([&b"a"[..], b"b", b"c"]);
+        let windows = [
+            wit::Window { start: 0, end: 10 },
+            wit::Window { start: 10, end: 20 },
+            wit::Window { start: 0, end: 10 },
+        ];
+        let elements = batch(&[("1", 1), ("2", 5), ("x", 12), ("3", 13), ("4", 2)]);
+        let clock = wit::BatchContext {
+            watermark: 42,
+            processing_time: 0,
+        };
+        let mut out = Output::default();
+        let output =
+            ProcessWindowFn(Sum).process_windows(&clock, &keys, &key_ends, &windows, &elements, &[2, 4, 5], &mut out);
+        assert_eq!(
+            lines(&output.main),
+            ["partial", "a,0,10,2,3,42", "partial", "c,0,10,1,4,42"]
+        );
+        // Records take the window's max timestamp.
+        assert_eq!(output.main.timestamps, [9, 9, 9, 9]);
+        let errors: Vec<(u32, &str)> = output.errors.iter().map(|e| (e.index, e.reason.as_str())).collect();
+        assert_eq!(errors, [(2, "not an integer"), (3, "not an integer")]);
+    }
+
+    #[test]
+    #[should_panic(expected = "malformed window ends from the host: 1 after 2, 2 elements")]
+    fn refuses_decreasing_window_ends() {
+        let (keys, key_ends) = column([&b"a"[..], b"b"]);
+        let windows = [wit::Window { start: 0, end: 1 }; 2];
+        let elements = batch(&[("1", 0), ("2", 0)]);
+        let clock = wit::BatchContext {
+            watermark: 0,
+            processing_time: 0,
+        };
+        ProcessWindowFn(Sum).process_windows(
+            &clock,
+            &keys,
+            &key_ends,
+            &windows,
+            &elements,
+            &[2, 1],
+            &mut Output::default(),
+        );
+    }
+
+    /// Evicts even values before, and values above 2 after.
+    struct Parity;
+
+    impl Evictor for Parity {
+        fn open(_task: &TaskInfo) -> Result<Self> {
+            Ok(Self)
+        }
+
+        fn evict_before(&mut self, _window: Window, elements: Elements<'_>, evict: &mut Vec<u32>) {
+            evict.extend(elements.iter().filter(|e| e.payload()[0] % 2 == 0).map(|e| e.index()));
+        }
+
+        fn evict_after(&mut self, _window: Window, elements: Elements<'_>, evict: &mut Vec<u32>) {
+            evict.extend(elements.iter().filter(|e| e.payload() > &b"2"[..]).map(|e| e.index()));
+        }
+    }
+
+    #[test]
+    fn evicts_by_position_in_the_call() {
+        let windows = [wit::Window { start: 0, end: 10 }; 2];
+        let elements = batch(&[("1", 0), ("2", 0), ("3", 0), ("4", 0)]);
+        let mut evictor = EvictorFn(Parity);
+        assert_eq!(evictor.evict(true, &windows, &elements, &[3, 4]), [1, 3]);
+        assert_eq!(evictor.evict(false, &windows, &elements, &[3, 4]), [2, 3]);
+    }
+
+    /// Keeps the longest text.
+    struct Longest;
+
+    impl ReduceFunction for Longest {
+        type Value = String;
+
+        fn open(_task: &TaskInfo) -> Result<Self> {
+            Ok(Self)
+        }
+
+        fn read(&self, record: &Record<'_>) -> Result<String> {
+            Ok(record.payload_str()?.to_owned())
+        }
+
+        fn reduce(&self, a: String, b: String) -> String {
+            if b.len() > a.len() { b } else { a }
+        }
+
+        fn write(&self, value: &String, out: &mut RecordWriter<'_>) -> Result<()> {
+            write!(out, "{value}")?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reduce_function_runs_as_a_window_aggregate() {
+        let mut reduce = WindowAggregateFn::new(Reduce(Longest));
+        let empty = wit::Accumulators {
+            data: Vec::new(),
+            ends: vec![0, 0],
+        };
+        let (accs, errors) = reduce.add(
+            &empty,
+            &[0, 0, 1, 0],
+            &batch(&[("ab", 0), ("abc", 0), ("x", 0), ("de", 0)]),
+        );
+        assert!(errors.is_empty());
+        let merged = reduce.merge(&accs, &empty);
+        let (keys, key_ends) = column([&b"k"[..], b"k"]);
+        let windows = [wit::Window { start: 0, end: 10 }; 2];
+        let results = reduce.results(
+            &merged,
+            &keys,
+            &key_ends,
+            &windows,
+            &TaskInfo::default(),
+            &mut Output::default(),
+        );
+        assert_eq!(lines(&results), ["abc", "x"]);
+    }
+}
