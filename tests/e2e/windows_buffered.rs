@@ -236,48 +236,58 @@ fn bounded_oracle(
     (output, late)
 }
 
-/// The oracle for session windows without lateness: per key, the sessions
-/// not fired yet; a record merges with those its own window touches.
-fn session_oracle(events: &[Event], gap: i64, function: WindowFn) -> (Vec<String>, Vec<usize>) {
-    let mut sessions: BTreeMap<String, Vec<(i64, i64, Vec<Event>)>> = BTreeMap::new();
+/// The oracle for session windows: per key, the sessions not cleaned up
+/// yet; a record merges with those its own window touches; a session fires
+/// when the watermark reaches its end - 1, and at once when a record merges
+/// into it after that (within the lateness).
+fn session_oracle(events: &[Event], gap: i64, lateness: i64, function: WindowFn) -> (Vec<String>, Vec<usize>) {
+    // (start, end, elements, its end-of-window timer is pending)
+    type Session = (i64, i64, Vec<Event>, bool);
+    let mut sessions: BTreeMap<String, Vec<Session>> = BTreeMap::new();
     let mut output = Vec::new();
     let mut late = Vec::new();
     let mut watermark = i64::MIN;
+    let advance = |sessions: &mut BTreeMap<String, Vec<Session>>, watermark: i64, output: &mut Vec<String>| {
+        for (key, list) in sessions.iter_mut() {
+            list.retain_mut(|(s, e, elements, pending)| {
+                if *pending && *e - 1 <= watermark {
+                    *pending = false;
+                    output.extend(function(key, *s, *e, elements));
+                }
+                *e - 1 + lateness > watermark
+            });
+        }
+    };
     for (index, event) in events.iter().enumerate() {
         let (mut start, mut end) = (event.ts, event.ts + gap);
         let mine = sessions.entry(event.key.clone()).or_default();
-        let (touching, rest): (Vec<_>, Vec<_>) = std::mem::take(mine)
+        let (mut touching, rest): (Vec<_>, Vec<_>) = std::mem::take(mine)
             .into_iter()
-            .partition(|(s, e, _)| *s <= end && *e >= start);
+            .partition(|(s, e, _, _)| *s <= end && *e >= start);
         *mine = rest;
-        if touching.is_empty() && end - 1 <= watermark {
+        if touching.is_empty() && end - 1 + lateness <= watermark {
             late.push(index);
             continue;
         }
+        touching.sort_by_key(|t| t.0);
         let mut elements = Vec::new();
-        for (s, e, stored) in touching {
+        for (s, e, stored, _) in touching {
             start = start.min(s);
             end = end.max(e);
             elements.extend(stored);
         }
         elements.push(event.clone());
-        mine.push((start, end, elements));
-        watermark = watermark.max(event.ts - 1);
-        for (key, list) in sessions.iter_mut() {
-            list.retain(|(s, e, elements)| {
-                let fires = e - 1 <= watermark;
-                if fires {
-                    output.extend(function(key, *s, *e, elements));
-                }
-                !fires
-            });
+        let refire = end - 1 <= watermark;
+        if refire {
+            output.extend(function(&event.key, start, end, &elements));
+        }
+        mine.push((start, end, elements, !refire));
+        if event.ts - 1 > watermark {
+            watermark = event.ts - 1;
+            advance(&mut sessions, watermark, &mut output);
         }
     }
-    for (key, list) in sessions {
-        for (s, e, elements) in list {
-            output.extend(function(&key, s, e, &elements));
-        }
-    }
+    advance(&mut sessions, i64::MAX, &mut output);
     output.sort();
     (output, late)
 }
@@ -376,11 +386,18 @@ fn a_process_window_function_sees_the_merged_elements_of_session_windows() {
     for (i, event) in events.iter_mut().enumerate() {
         event.ts += (i as i64 / 20) * 60;
     }
-    let expected = session_oracle(&events, 15, sorted_values);
+    let expected = session_oracle(&events, 15, 0, sorted_values);
     let merged = expected.0.iter().filter(|l| l.split(',').nth(3) != Some("1")).count();
     assert!(merged > 10, "too few merged sessions: {merged}");
     let window = "function = \"sorted_values\"\nwindow = { type = \"session\", gap_ms = 15 }";
     assert_matches(&job(window), &events, &expected);
+
+    // With lateness, late records merge into fired sessions (also bridging
+    // two of them), which fire again at once with all their elements.
+    let lately = session_oracle(&events, 15, 40, sorted_values);
+    let fired: BTreeSet<String> = lately.0.iter().map(|l| l.split(',').take(3).collect()).collect();
+    assert!(fired.len() < lately.0.len(), "no session fired twice");
+    assert_matches(&job(&format!("{window}\nallowed_lateness_ms = 40")), &events, &lately);
 }
 
 #[test]
@@ -389,11 +406,14 @@ fn session_accumulators_merge_before_the_process_window_function_sees_the_result
     for (i, event) in events.iter_mut().enumerate() {
         event.ts += (i as i64 / 20) * 60;
     }
-    let expected = session_oracle(&events, 15, described_count_sum);
+    let expected = session_oracle(&events, 15, 0, described_count_sum);
     let merged = expected.0.iter().filter(|l| !l.ends_with(",n=1")).count();
     assert!(merged > 10, "too few merged sessions: {merged}");
     let window = "function = \"count_sum\"\nprocess = { function = \"describe_window\" }\nwindow = { type = \"session\", gap_ms = 15 }";
     assert_matches(&job(window), &events, &expected);
+
+    let lately = session_oracle(&events, 15, 40, described_count_sum);
+    assert_matches(&job(&format!("{window}\nallowed_lateness_ms = 40")), &events, &lately);
 }
 
 #[test]

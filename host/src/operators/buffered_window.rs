@@ -331,6 +331,9 @@ impl BufferedWindowOperator {
                     }
                     target.records.extend(record);
                 }
+                if target.records.is_empty() {
+                    continue; // a stored window the batch does not touch
+                }
                 if stored.is_empty() && self.is_late(window) {
                     for i in target.records {
                         late.push_record(batch.get(i));
