@@ -3,12 +3,11 @@
 //! process-window function (`aggregate(aggFn, processWindowFn)`), and
 //! evictors (Flink's `EvictingWindowOperator`).
 //!
-//! What a window keeps in keyed state (a map state `window-buffer`, user key
-//! = the window) depends on its functions:
-//! - its elements ([`elements`] encoding), when the function is a
-//!   process-window function or the window has an evictor (even for an
-//!   aggregate: at firing, the remaining elements are folded into a fresh
-//!   accumulator, as in Flink);
+//! What a window keeps in keyed state ([`store`]) depends on its functions:
+//! - its elements ([`elements`] encoding, appended in one chunk per batch),
+//!   when the function is a process-window function or the window has an
+//!   evictor or a per-element trigger (even for an aggregate: at firing, the
+//!   remaining elements are folded into a fresh accumulator, as in Flink);
 //! - otherwise (aggregate + `process`, no evictor) only the accumulator, and
 //!   the aggregate's result is the single element the process-window
 //!   function sees.
@@ -30,6 +29,7 @@
 
 mod elements;
 mod evict;
+mod store;
 mod trigger_state;
 mod triggered;
 
@@ -50,8 +50,11 @@ use crate::time::{TimeDomain, TimerService};
 use crate::wasm::instance::Accumulators;
 use crate::wasm::{FunctionKind, UdfInstance};
 
-/// The name of the state that holds each window's elements or accumulator.
+/// The name of the state that holds each window's accumulator, or the
+/// number of chunks of its elements.
 pub const BUFFER_STATE: &str = "window-buffer";
+/// The name of the state that holds the chunks of each window's elements.
+pub const CHUNK_STATE: &str = "window-chunks";
 /// The name of the state that holds each window's Wasm trigger state.
 pub const TRIGGER_STATE: &str = "window-trigger";
 
@@ -125,6 +128,7 @@ pub struct BufferedWindowParts {
 pub struct BufferedWindowOperator {
     parts: BufferedWindowParts,
     buffer: StateId,
+    chunks: StateId,
     trigger_state: StateId,
     /// Windows fire by a per-element trigger (Wasm or count), not by the
     /// event-time trigger; evictors then run as the trigger fires.
@@ -138,8 +142,11 @@ pub struct BufferedWindowOperator {
 struct Target {
     key: Vec<u8>,
     window: Window,
-    /// The window's contents in state (merged, for sessions).
+    /// With `whole`, the window's contents (merged, for sessions); else the
+    /// encoded elements the batch appends to it.
     contents: Vec<u8>,
+    /// `contents` is the window's whole contents.
+    whole: bool,
     /// The records of the batch it gets.
     records: Vec<usize>,
     /// Windows in state merged into it.
@@ -170,6 +177,12 @@ impl BufferedWindowOperator {
             source,
         };
         let buffer = parts.backend.register(&descriptor).map_err(state_error)?;
+        let chunk_descriptor = StateDescriptor {
+            name: CHUNK_STATE.into(),
+            kind: StateKind::Map,
+            ttl: None,
+        };
+        let chunks = parts.backend.register(&chunk_descriptor).map_err(state_error)?;
         let trigger_descriptor = StateDescriptor {
             name: TRIGGER_STATE.into(),
             kind: StateKind::Map,
@@ -183,6 +196,7 @@ impl BufferedWindowOperator {
         Ok(Self {
             parts,
             buffer,
+            chunks,
             trigger_state,
             triggered,
             accumulating,
@@ -205,16 +219,6 @@ impl BufferedWindowOperator {
             <= self.watermark
     }
 
-    fn stored(&mut self, key: &[u8], window: Window) -> Result<Vec<u8>, TaskError> {
-        self.parts.backend.set_current_key(key);
-        let stored = self
-            .parts
-            .backend
-            .get(self.buffer, &window.to_key())
-            .map_err(|e| self.state_error(e))?;
-        Ok(stored.unwrap_or_default())
-    }
-
     /// The windows of non-merging assigners the records of `batch` go to.
     fn targets(&mut self, batch: &RecordBatch, late: &mut RecordBatch) -> Result<Vec<Target>, TaskError> {
         let assigner = self.parts.config.assigner;
@@ -233,6 +237,7 @@ impl BufferedWindowOperator {
                         key: key.to_vec(),
                         window,
                         contents: Vec::new(),
+                        whole: false,
                         records: Vec::new(),
                         replaced: Vec::new(),
                     });
@@ -244,8 +249,13 @@ impl BufferedWindowOperator {
                 late.push_record(record);
             }
         }
-        for target in &mut targets {
-            target.contents = self.stored(&target.key, target.window)?;
+        // Accumulators are folded whole; elements are appended.
+        if self.accumulating {
+            for target in &mut targets {
+                self.parts.backend.set_current_key(&target.key);
+                target.contents = self.load(target.window)?;
+                target.whole = true;
+            }
         }
         Ok(targets)
     }
@@ -266,7 +276,8 @@ impl BufferedWindowOperator {
             keys[slot].1.push(i);
         }
         let mut targets = Vec::new();
-        let mut merges: Vec<Vec<Vec<u8>>> = Vec::new();
+        // (target, the contents of the stored windows it merges)
+        let mut merges: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
         for (key, records) in keys {
             self.parts.backend.set_current_key(key);
             let mut items: Vec<Member> = Vec::new();
@@ -320,6 +331,7 @@ impl BufferedWindowOperator {
                     key: key.to_vec(),
                     window,
                     contents: Vec::new(),
+                    whole: self.accumulating,
                     records: Vec::new(),
                     replaced: Vec::new(),
                 };
@@ -340,13 +352,29 @@ impl BufferedWindowOperator {
                     }
                     continue;
                 }
+                if target.replaced == [window] {
+                    // The batch only adds to a stored window.
+                    target.replaced.clear();
+                    if self.accumulating {
+                        target.contents = stored.pop().unwrap_or_default();
+                    }
+                } else if !stored.is_empty() {
+                    if !self.accumulating {
+                        stored.clear();
+                        for old in target.replaced.clone() {
+                            stored.push(self.load(old)?);
+                        }
+                    }
+                    target.whole = true;
+                    merges.push((targets.len(), stored));
+                }
                 targets.push(target);
-                merges.push(stored);
             }
         }
-        let merged = self.merge_contents(merges)?;
-        for (target, contents) in targets.iter_mut().zip(merged) {
-            target.contents = contents;
+        let (slots, lists): (Vec<usize>, Vec<Vec<Vec<u8>>>) = merges.into_iter().unzip();
+        let merged = self.merge_contents(lists)?;
+        for (t, contents) in slots.into_iter().zip(merged) {
+            targets[t].contents = contents;
         }
         Ok(targets)
     }
@@ -498,12 +526,7 @@ impl BufferedWindowOperator {
                 elements::append(&mut contents, set.elements.payload(i), set.elements.timestamps[i]);
             }
             self.parts.backend.set_current_key(&f.key);
-            let result = if contents.is_empty() {
-                self.parts.backend.delete(self.buffer, &f.window.to_key())
-            } else {
-                self.parts.backend.put(self.buffer, &f.window.to_key(), &contents)
-            };
-            result.map_err(|e| self.state_error(e))?;
+            self.replace(f.window, &contents)?;
         }
         Ok(())
     }
@@ -580,10 +603,7 @@ impl Operator for BufferedWindowOperator {
             let key = &target.key;
             self.parts.backend.set_current_key(key);
             for old in &target.replaced {
-                self.parts
-                    .backend
-                    .delete(self.buffer, &old.to_key())
-                    .map_err(|e| self.state_error(e))?;
+                self.remove(*old)?;
                 self.parts
                     .timers
                     .delete(TimeDomain::EventTime, key, old.max_timestamp());
@@ -595,10 +615,11 @@ impl Operator for BufferedWindowOperator {
                 continue; // every record of this window was rejected
             }
             let window = target.window;
-            self.parts
-                .backend
-                .put(self.buffer, &window.to_key(), &target.contents)
-                .map_err(|e| self.state_error(e))?;
+            if target.whole {
+                self.replace(window, &target.contents)?;
+            } else {
+                self.append(window, &target.contents)?;
+            }
             if lateness > 0 && window != Window::GLOBAL {
                 let cleanup = window.max_timestamp().saturating_add(lateness);
                 self.parts.timers.register(TimeDomain::EventTime, key, cleanup);
@@ -606,10 +627,15 @@ impl Operator for BufferedWindowOperator {
             if window.max_timestamp() <= self.watermark {
                 // Late but within the allowed lateness: fire again now, with
                 // all the window's elements (Flink's event-time trigger).
+                let contents = if target.whole {
+                    target.contents
+                } else {
+                    self.load(window)?
+                };
                 refire.push(Fired {
                     key: target.key,
                     window,
-                    contents: target.contents,
+                    contents,
                 });
             } else {
                 self.parts
@@ -640,7 +666,7 @@ impl Operator for BufferedWindowOperator {
                 let key = &due.keys[crate::runtime::batch::span(&due.key_ends, i)];
                 let time = due.timestamps[i];
                 self.parts.backend.set_current_key(key);
-                for (user_key, contents) in self
+                for (user_key, value) in self
                     .parts
                     .backend
                     .entries(self.buffer)
@@ -649,19 +675,16 @@ impl Operator for BufferedWindowOperator {
                     let Some(window) = Window::from_key(&user_key) else {
                         continue;
                     };
-                    let cleaned = window.max_timestamp().saturating_add(lateness) == time;
                     if window.max_timestamp() == time {
+                        let contents = if self.accumulating { value } else { self.load(window)? };
                         fired.push(Fired {
                             key: key.to_vec(),
                             window,
                             contents,
                         });
                     }
-                    if cleaned {
-                        self.parts
-                            .backend
-                            .delete(self.buffer, &user_key)
-                            .map_err(|e| self.state_error(e))?;
+                    if window.max_timestamp().saturating_add(lateness) == time {
+                        self.remove(window)?;
                     }
                 }
             }

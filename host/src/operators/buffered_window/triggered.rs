@@ -251,6 +251,15 @@ impl BufferedWindowOperator {
                 let target = &mut targets[t as usize];
                 elements::append(&mut target.contents, batch.payload(i), batch.timestamps[i]);
                 let action = decisions.actions[n];
+                if action.fires() && !target.whole {
+                    // The window as it stands: what state holds, then the
+                    // batch's elements so far.
+                    self.parts.backend.set_current_key(&target.key);
+                    let mut whole = self.load(target.window)?;
+                    whole.extend_from_slice(&target.contents);
+                    target.contents = whole;
+                    target.whole = true;
+                }
                 if action.fires() {
                     evict_inline(self.parts.evictor.as_ref(), &mut target.contents, true);
                     fired.push(Fired {
@@ -262,30 +271,27 @@ impl BufferedWindowOperator {
                 }
                 if action.purges() {
                     target.contents.clear();
+                    target.whole = true;
                 }
             }
             for (target, record) in targets.iter().zip(&records) {
                 let window_key = target.window.to_key();
                 self.parts.backend.set_current_key(&target.key);
                 for old in &target.replaced {
-                    let old_key = old.to_key();
+                    self.remove(*old)?;
                     self.parts
                         .backend
-                        .delete(self.buffer, &old_key)
-                        .and_then(|()| self.parts.backend.delete(self.trigger_state, &old_key))
+                        .delete(self.trigger_state, &old.to_key())
                         .map_err(|e| self.state_error(e))?;
                 }
-                let written = if target.contents.is_empty() {
-                    self.parts.backend.delete(self.buffer, &window_key)
+                if target.whole {
+                    self.replace(target.window, &target.contents)?;
                 } else {
-                    self.parts.backend.put(self.buffer, &window_key, &target.contents)
-                };
-                written
-                    .and_then(|()| {
-                        self.parts
-                            .backend
-                            .put(self.trigger_state, &window_key, &record.encode())
-                    })
+                    self.append(target.window, &target.contents)?;
+                }
+                self.parts
+                    .backend
+                    .put(self.trigger_state, &window_key, &record.encode())
                     .map_err(|e| self.state_error(e))?;
                 if let Some(cleanup) = self.cleanup_time(target.window) {
                     self.parts.timers.register(TimeDomain::EventTime, &target.key, cleanup);
@@ -358,11 +364,10 @@ impl BufferedWindowOperator {
             self.run_hits(domain, hits, out)?;
             for (key, window) in cleanups {
                 self.parts.backend.set_current_key(&key);
-                let window_key = window.to_key();
+                self.remove(window)?;
                 self.parts
                     .backend
-                    .delete(self.buffer, &window_key)
-                    .and_then(|()| self.parts.backend.delete(self.trigger_state, &window_key))
+                    .delete(self.trigger_state, &window.to_key())
                     .map_err(|e| self.state_error(e))?;
             }
         }
@@ -405,12 +410,7 @@ impl BufferedWindowOperator {
                 let window_key = hit.window.to_key();
                 self.parts.backend.set_current_key(&hit.key);
                 if action.fires() {
-                    let mut contents = self
-                        .parts
-                        .backend
-                        .get(self.buffer, &window_key)
-                        .map_err(|e| self.state_error(e))?
-                        .unwrap_or_default();
+                    let mut contents = self.load(hit.window)?;
                     evict_inline(self.parts.evictor.as_ref(), &mut contents, true);
                     fired.push(Fired {
                         key: hit.key.clone(),
@@ -419,19 +419,11 @@ impl BufferedWindowOperator {
                     });
                     if self.parts.evictor.is_some() && !action.purges() {
                         evict_inline(self.parts.evictor.as_ref(), &mut contents, false);
-                        let written = if contents.is_empty() {
-                            self.parts.backend.delete(self.buffer, &window_key)
-                        } else {
-                            self.parts.backend.put(self.buffer, &window_key, &contents)
-                        };
-                        written.map_err(|e| self.state_error(e))?;
+                        self.replace(hit.window, &contents)?;
                     }
                 }
                 if action.purges() {
-                    self.parts
-                        .backend
-                        .delete(self.buffer, &window_key)
-                        .map_err(|e| self.state_error(e))?;
+                    self.remove(hit.window)?;
                 }
                 self.parts
                     .backend
