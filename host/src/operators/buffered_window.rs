@@ -128,7 +128,7 @@ pub struct BufferedWindowParts {
 pub struct BufferedWindowOperator {
     parts: BufferedWindowParts,
     buffer: StateId,
-    chunks: StateId,
+    store: store::Store,
     trigger_state: StateId,
     /// Windows fire by a per-element trigger (Wasm or count), not by the
     /// event-time trigger; evictors then run as the trigger fires.
@@ -196,7 +196,11 @@ impl BufferedWindowOperator {
         Ok(Self {
             parts,
             buffer,
-            chunks,
+            store: store::Store {
+                buffer,
+                chunks,
+                accumulating,
+            },
             trigger_state,
             triggered,
             accumulating,
