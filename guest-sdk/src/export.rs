@@ -5,9 +5,12 @@
 /// Invoke it once per crate, listing each function as
 /// `kind "name" => Type`, where `kind` is one of `map`, `filter`, `flat_map`,
 /// `key_selector`, `keyed_process`, `window_aggregate`, `join`,
-/// `keyed_co_process` or `watermark_generator` and `Type` implements the
-/// matching trait
-/// ([`Map`](crate::Map),
+/// `keyed_co_process`, `watermark_generator`, `reduce`
+/// ([`ReduceFunction`](crate::ReduceFunction), run as a window aggregate),
+/// `process_window` ([`ProcessWindowFunction`](crate::ProcessWindowFunction)),
+/// `evictor` ([`Evictor`](crate::Evictor)) or `trigger`
+/// ([`Trigger`](crate::Trigger)) and `Type`
+/// implements the matching trait ([`Map`](crate::Map),
 /// [`Filter`](crate::Filter), [`FlatMap`](crate::FlatMap),
 /// [`KeySelector`](crate::KeySelector),
 /// [`KeyedProcessFunction`](crate::KeyedProcessFunction),
@@ -77,17 +80,29 @@ macro_rules! export_functions {
     (@entry join $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::join::<$function>($name)
     };
-        (@entry keyed_co_process $name:literal $function:ty) => {
+    (@entry keyed_co_process $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::keyed_co_process::<$function>($name)
     };
     (@entry watermark_generator $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::watermark_generator::<$function>($name)
     };
+    (@entry reduce $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::reduce::<$function>($name)
+    };
+    (@entry process_window $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::process_window::<$function>($name)
+    };
+    (@entry evictor $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::evictor::<$function>($name)
+    };
+    (@entry trigger $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::trigger::<$function>($name)
+    };
     (@entry $kind:ident $name:literal $function:ty) => {
         ::core::compile_error!(::core::concat!(
             "unknown function kind `",
             ::core::stringify!($kind),
-            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join, keyed_co_process or watermark_generator"
+            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join, keyed_co_process, watermark_generator, reduce, process_window, evictor or trigger"
         ))
     };
 }

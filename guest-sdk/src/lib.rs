@@ -15,6 +15,10 @@
 //! | `window_aggregate` | [`WindowAggregate`]      | folded into its window's accumulator    |
 //! | `join`             | [`JoinFunction`]         | a matching pair of two streams' records |
 //! | `keyed_co_process` | [`KeyedCoProcessFunction`] | either input, with shared keyed state |
+//! | `reduce`           | [`ReduceFunction`]       | reduced into its window's value         |
+//! | `process_window`   | [`ProcessWindowFunction`]| buffered; the window's elements at once |
+//! | `evictor`          | [`Evictor`]              | evicted from a firing window, or kept   |
+//! | `trigger`          | [`Trigger`]              | decides when its window fires or purges |
 //!
 //! # Map of the crate
 //!
@@ -166,8 +170,10 @@ mod runtime;
 mod state;
 mod task;
 mod timers;
+mod trigger;
 mod watermarks;
 mod window;
+mod window_functions;
 
 pub use context::{Context, OpenContext};
 pub use error::{Error, Result};
@@ -180,8 +186,10 @@ pub use serde;
 pub use state::{AggregatingState, ListState, MapState, ReducingState, Ttl, ValueState};
 pub use task::TaskInfo;
 pub use timers::{TimeDomain, Timer};
+pub use trigger::{Trigger, TriggerContext, TriggerResult};
 pub use watermarks::WatermarkGenerator;
 pub use window::Window;
+pub use window_functions::{Elements, Evictor, ProcessWindowFunction, ReduceFunction, WindowContext};
 
 /// Bindings generated from `wit/weir.wit` (world `any-module`). Not part of
 /// the API: use the types of this crate instead.

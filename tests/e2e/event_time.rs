@@ -535,3 +535,22 @@ path = "out.txt"
         finished.stderr
     );
 }
+
+#[test]
+fn a_stored_session_the_batch_does_not_touch_does_not_fire_again() {
+    // Watermark = timestamp - 1 after each one-record batch; lateness keeps
+    // the fired sessions in state while later records arrive.
+    let job = SLIDING
+        .replace(
+            "window = { type = \"sliding\", size_ms = 10, slide_ms = 5 }",
+            "window = { type = \"session\", gap_ms = 30 }",
+        )
+        .replace("allowed_lateness_ms = 5", "allowed_lateness_ms = 200");
+    let work = Workdir::new();
+    work.write("input.txt", "a 1 r1\na 100 r2\na 150 r3\n");
+    work.run_ok(&job, &[]);
+    assert_eq!(
+        sorted_lines(&work.read("out.txt")),
+        ["a,1,31,a 1 r1", "a,100,130,a 100 r2", "a,150,180,a 150 r3"]
+    );
+}

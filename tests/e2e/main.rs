@@ -16,4 +16,5 @@ mod savepoints;
 mod state_kinds;
 mod traffic;
 mod watermarks;
+mod windows_buffered;
 mod wordcount;

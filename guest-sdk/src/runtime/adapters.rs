@@ -33,6 +33,12 @@ pub(crate) enum Instance {
     KeyedCoProcess(Box<dyn DynKeyedCoProcess>),
     /// A punctuated watermark generator.
     WatermarkGenerator(Box<dyn DynWatermarkGenerator>),
+    /// A process-window function.
+    ProcessWindow(Box<dyn super::window_adapters::DynProcessWindow>),
+    /// An evictor.
+    Evictor(Box<dyn super::window_adapters::DynEvictor>),
+    /// A window trigger.
+    Trigger(Box<dyn super::trigger_adapter::DynTrigger>),
 }
 
 /// A map, filter or flat-map function.
@@ -306,7 +312,7 @@ impl<F: KeyedProcessFunction> DynKeyedProcess for KeyedProcessFn<F> {
     }
 }
 
-struct WindowAggregateFn<F: WindowAggregate> {
+pub(crate) struct WindowAggregateFn<F: WindowAggregate> {
     function: F,
     /// The accumulators of the current `add` call, by slot: `None` until a
     /// record of the slot comes (decoded once per call), then the accumulator
@@ -315,7 +321,7 @@ struct WindowAggregateFn<F: WindowAggregate> {
 }
 
 impl<F: WindowAggregate> WindowAggregateFn<F> {
-    fn new(function: F) -> Self {
+    pub(crate) fn new(function: F) -> Self {
         Self {
             function,
             slots: Vec::new(),

@@ -3,6 +3,9 @@
 
 mod adapters;
 pub(crate) mod scope;
+mod trigger_adapter;
+mod window_adapters;
+mod window_exports;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -117,6 +120,42 @@ impl FunctionEntry {
             open: adapters::open_watermark_generator::<F>,
         }
     }
+
+    /// A [`ReduceFunction`](crate::ReduceFunction), run as a window aggregate.
+    pub const fn reduce<F: crate::ReduceFunction>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WindowAggregate,
+            open: window_adapters::open_reduce::<F>,
+        }
+    }
+
+    /// A [`ProcessWindowFunction`](crate::ProcessWindowFunction).
+    pub const fn process_window<F: crate::ProcessWindowFunction>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::ProcessWindow,
+            open: window_adapters::open_process_window::<F>,
+        }
+    }
+
+    /// An [`Evictor`](crate::Evictor).
+    pub const fn evictor<F: crate::Evictor>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WindowEvictor,
+            open: window_adapters::open_evictor::<F>,
+        }
+    }
+
+    /// A window [`Trigger`](crate::Trigger).
+    pub const fn trigger<F: crate::Trigger>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::WindowTrigger,
+            open: trigger_adapter::open_trigger::<F>,
+        }
+    }
 }
 
 /// Fails the build if two functions share a name.
@@ -186,6 +225,9 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::Join => "join",
         wit::FunctionKind::KeyedCoProcess => "keyed-co-process",
         wit::FunctionKind::WatermarkGenerator => "watermark-generator",
+        wit::FunctionKind::ProcessWindow => "process-window",
+        wit::FunctionKind::WindowEvictor => "window-evictor",
+        wit::FunctionKind::WindowTrigger => "window-trigger",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",

@@ -27,6 +27,10 @@ fn worlds(exports: &[String]) -> Vec<&'static str> {
             ("window-aggregate-module", "window-aggregate"),
             ("join-module", "join"),
             ("keyed-co-process-module", "keyed-co-process"),
+            ("watermark-generator-module", "watermark-generator"),
+            ("process-window-module", "process-window"),
+            ("window-evictor-module", "window-evictor"),
+            ("window-trigger-module", "window-trigger"),
         ];
         for (world, interface) in all {
             if has(interface) {

@@ -27,6 +27,7 @@ use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
 use std::time::Duration;
 
 mod two_input;
+mod window_functions;
 
 /// Default number of key groups.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
@@ -427,6 +428,7 @@ impl Builder<'_> {
             late_output: operator.late_output.clone(),
             trigger,
             time,
+            functions: Default::default(),
         })
     }
 
@@ -614,6 +616,30 @@ impl Builder<'_> {
                             function.function
                         ),
                     )),
+                    FunctionKind::ProcessWindow if operator.window.is_none() => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("window"),
+                        format!(
+                            "`{}` is a process-window function: the operator needs `window`",
+                            function.function
+                        ),
+                    )),
+                    FunctionKind::WindowTrigger => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("function"),
+                        format!(
+                            "`{}` is a window trigger; use it in `trigger = {{ type = \"wasm\", function = ... }}`, not as an operator",
+                            function.function
+                        ),
+                    )),
+                    FunctionKind::WindowEvictor => self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("function"),
+                        format!(
+                            "`{}` is a window evictor; use it in `evictor = {{ type = \"wasm\", function = ... }}`, not as an operator",
+                            function.function
+                        ),
+                    )),
                     FunctionKind::WindowAggregate if operator.window.is_none() => self.errors.push(self.locator.error(
                         operator.function.span(),
                         field("window"),
@@ -624,7 +650,9 @@ impl Builder<'_> {
                     )),
                     // Without `key_by`, windows are over the whole stream
                     // (Flink's `windowAll`): one subtask sees every record.
-                    FunctionKind::WindowAggregate if operator.key_by.is_none() && parallelism != 1 => {
+                    FunctionKind::WindowAggregate | FunctionKind::ProcessWindow
+                        if operator.key_by.is_none() && parallelism != 1 =>
+                    {
                         self.errors.push(self.locator.error(
                             operator.function.span(),
                             field("parallelism"),
@@ -634,15 +662,17 @@ impl Builder<'_> {
                             ),
                         ))
                     }
-                    kind if kind != FunctionKind::WindowAggregate
-                        && kind != FunctionKind::Join
+                    kind if !matches!(
+                        kind,
+                        FunctionKind::WindowAggregate | FunctionKind::ProcessWindow | FunctionKind::Join
+                    )
                         && operator.window.is_some() =>
                     {
                         self.errors.push(self.locator.error(
                             operator.function.span(),
                             field("window"),
                             format!(
-                                "`{}` is a {kind} function; windows need a window-aggregate function",
+                                "`{}` is a {kind} function; windows need a window-aggregate or process-window function",
                                 function.function
                             ),
                         ))
@@ -661,7 +691,12 @@ impl Builder<'_> {
             }
             None => VertexKind::Sink(SinkConfig::Stdout), // placeholder; errors were recorded
         };
-        let window = self.window(operator, &uid);
+        let mut window = self.window(operator, &uid);
+        let main_kind = match &kind {
+            VertexKind::Operator(function) => Some(function.kind),
+            _ => None,
+        };
+        self.window_functions(operator, &uid, main_kind, window.as_mut());
         let function = match &kind {
             VertexKind::Operator(function) => Some(function),
             _ => None,

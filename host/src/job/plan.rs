@@ -134,6 +134,8 @@ pub struct WindowConfig {
     /// The clock that places records in windows: event time (records'
     /// timestamps) or processing time (the wall clock).
     pub time: crate::time::TimeDomain,
+    /// A process-window function on the aggregate's result, and an evictor.
+    pub functions: super::window_functions::WindowFunctions,
 }
 
 /// When a window fires.
@@ -173,6 +175,8 @@ pub enum Trigger {
         /// Empty the window after each firing.
         purge: bool,
     },
+    /// A window-trigger function in Wasm (in [`WindowConfig::functions`]).
+    Wasm,
 }
 
 /// What a vertex does.

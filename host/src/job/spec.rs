@@ -271,6 +271,10 @@ pub struct OperatorSpec {
     pub second_input: Option<Spanned<SecondInputSpec>>,
     /// How a join function pairs its inputs' records.
     pub join: Option<Spanned<JoinSpec>>,
+    /// A process-window function run on the window aggregate's result.
+    pub process: Option<Spanned<super::window_functions::ProcessSpec>>,
+    /// Evicts elements of firing windows (the window buffers its elements).
+    pub evictor: Option<Spanned<super::window_functions::EvictorSpec>>,
 }
 
 /// `second_input = { input = "right", key_by = { module = "m.wasm", function = "key" } }`.
@@ -366,6 +370,8 @@ pub struct TriggerSpec {
     pub purge: Option<bool>,
     /// Time between firings (`continuous-event-time`, `continuous-processing-time`), ms.
     pub interval_ms: Option<u64>,
+    /// The exported window-trigger function of the operator's module (`wasm`).
+    pub function: Option<Spanned<String>>,
 }
 
 /// Triggers.
@@ -382,6 +388,8 @@ pub enum TriggerKind {
     ContinuousEventTime,
     /// Fire every `interval_ms` of wall-clock time.
     ContinuousProcessingTime,
+    /// A window-trigger function in Wasm.
+    Wasm,
 }
 
 /// A key selector: a function of a module.

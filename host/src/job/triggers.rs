@@ -95,6 +95,13 @@ pub fn trigger(spec: Option<&TriggerSpec>, time: TimeDomain) -> Result<Trigger, 
             interval_ms: interval()?,
             purge,
         },
+        TriggerKind::Wasm if purge => {
+            return Err(problem(
+                "trigger → purge",
+                "a wasm trigger decides itself when to purge (`fire-and-purge`): remove `purge`",
+            ));
+        }
+        TriggerKind::Wasm => Trigger::Wasm,
     })
 }
 
@@ -137,7 +144,7 @@ pub fn check(
     if processing {
         if !matches!(
             trigger,
-            Trigger::ProcessingTime { .. } | Trigger::ContinuousProcessingTime { .. }
+            Trigger::ProcessingTime { .. } | Trigger::ContinuousProcessingTime { .. } | Trigger::Wasm
         ) {
             return Err(problem(
                 "trigger",
@@ -181,7 +188,7 @@ impl Trigger {
     /// Whether each firing empties the window (Flink's `PurgingTrigger`).
     pub fn purges(self) -> bool {
         match self {
-            Trigger::EventTime => false,
+            Trigger::EventTime | Trigger::Wasm => false,
             Trigger::PurgingEventTime => true,
             Trigger::Count { purge, .. }
             | Trigger::ProcessingTime { purge }

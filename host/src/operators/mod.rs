@@ -19,6 +19,7 @@
 //! restores it before the first record and calls [`Operator::snapshot_state`]
 //! when the barriers of a checkpoint are aligned.
 
+pub mod buffered_window;
 pub mod co_process;
 pub mod interval_join;
 pub mod join_state;

@@ -266,6 +266,11 @@ impl WindowOperator {
             }
             for (window, members) in groups {
                 let records: Vec<usize> = members.iter().filter_map(|m| m.record).collect();
+                if records.is_empty() {
+                    // A session in state that no record of this batch
+                    // touches stays as it is (and does not fire again).
+                    continue;
+                }
                 let merged: Vec<(Window, Vec<u8>)> = members
                     .into_iter()
                     .filter_map(|m| m.accumulator.map(|acc| (m.window, acc)))

@@ -41,8 +41,12 @@ use crate::connectors::stdout_sink::StdoutSink;
 use crate::connectors::{Source, TransactionalSink};
 use crate::job::plan::StateBackendConfig;
 use crate::job::plan::{FunctionRef, JobPlan, JoinConfig, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
+use crate::job::window_functions::EvictorConfig;
 use crate::metrics::{VertexMetrics, VertexRole, progress};
 use crate::operators::Operator;
+use crate::operators::buffered_window::{
+    BufferedWindowOperator, BufferedWindowParts, Evictor, WindowFunction, runs_buffered,
+};
 use crate::operators::co_process::CoProcessOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
 use crate::operators::keyed_process::KeyedProcessOperator;
@@ -771,6 +775,21 @@ impl Subtask<'_> {
                     self.key_groups(),
                 ))
             }
+            FunctionKind::WindowAggregate | FunctionKind::ProcessWindow
+                if self
+                    .vertex
+                    .window
+                    .as_ref()
+                    .is_some_and(|config| runs_buffered(function.kind, config)) =>
+            {
+                self.buffered_window(function)?
+            }
+            FunctionKind::ProcessWindow | FunctionKind::WindowEvictor | FunctionKind::WindowTrigger => {
+                return Err(TaskError::StateRestore {
+                    operator: uid.clone(),
+                    reason: format!("internal error: a {} function as an operator", function.kind),
+                });
+            }
             FunctionKind::WindowAggregate => {
                 let config = self.vertex.window.clone().ok_or_else(|| TaskError::StateRestore {
                     operator: uid.clone(),
@@ -843,6 +862,60 @@ impl Subtask<'_> {
                 Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
             }
         })
+    }
+
+    /// A window operator that buffers whole windows (process-window
+    /// functions, `process`, evictors): one instance per function.
+    fn buffered_window(&self, function: &FunctionRef) -> Result<Box<dyn Operator>, TaskError> {
+        let uid = &self.vertex.uid;
+        let config = self.vertex.window.clone().ok_or_else(|| TaskError::StateRestore {
+            operator: uid.clone(),
+            reason: "internal error: a window function without a window".into(),
+        })?;
+        let parallelism = self.vertex.parallelism;
+        let main = self.instance(uid, function, parallelism, None)?;
+        let window_function = match (function.kind, &config.functions.process) {
+            (FunctionKind::ProcessWindow, _) => WindowFunction::Process(main),
+            (_, process) => WindowFunction::Aggregate {
+                aggregate: main,
+                process: match process {
+                    Some(process) => Some(self.instance(uid, process, parallelism, None)?),
+                    None => None,
+                },
+            },
+        };
+        let evictor = match &config.functions.evictor {
+            None => None,
+            Some(EvictorConfig::Count { count, after }) => Some(Evictor::Count {
+                count: *count,
+                after: *after,
+            }),
+            Some(EvictorConfig::Time { size_ms, after }) => Some(Evictor::Time {
+                size_ms: *size_ms,
+                after: *after,
+            }),
+            Some(EvictorConfig::Wasm(evictor)) => {
+                Some(Evictor::Wasm(self.instance(uid, evictor, parallelism, None)?))
+            }
+        };
+        let config_trigger = config.functions.trigger.clone();
+        let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+        Ok(Box::new(BufferedWindowOperator::new(BufferedWindowParts {
+            uid: uid.clone(),
+            module: function.module.display_name(),
+            metrics: self.metrics(),
+            backend,
+            timers,
+            config,
+            key_groups: self.key_groups(),
+            timer_batch: self.plan().settings.batch_size,
+            function: window_function,
+            evictor,
+            trigger: match &config_trigger {
+                Some(trigger) => Some(self.instance(uid, trigger, parallelism, None)?),
+                None => None,
+            },
+        })?))
     }
 
     /// Builds the routes of this subtask's outgoing edges (key selectors are

@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod timers;
 pub mod watermarks;
+pub mod window_set;
 pub mod windows;
 
 pub use timers::{TimeDomain, TimerService};

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use wasmtime::{Store, Trap};
 
 use super::bindings::exports::weir::udf::{
-    join, key_selector, keyed_co_process, keyed_process, library, transform, watermark_generator, window_aggregate,
+    join, key_selector, keyed_co_process, keyed_process, library, process_window, transform, watermark_generator,
+    window_aggregate, window_evictor, window_trigger,
 };
 use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
@@ -22,8 +23,10 @@ use crate::runtime::batch::RecordBatch;
 use crate::time::TimeDomain;
 
 mod two_input;
+mod window_calls;
 
 pub use two_input::JoinPairs;
+pub use window_calls::{TimerChange, TriggerAction, TriggerDecisions, TriggerWindows};
 
 /// Limits used while a module describes itself.
 pub const DESCRIBE_LIMITS: Limits = Limits {
@@ -111,6 +114,9 @@ enum Exports {
     Join(join::Guest),
     KeyedCoProcess(keyed_co_process::Guest),
     WatermarkGenerator(watermark_generator::Guest),
+    ProcessWindow(process_window::Guest),
+    WindowEvictor(window_evictor::Guest),
+    WindowTrigger(window_trigger::Guest),
 }
 
 /// Accumulators as a flat column (see [`crate::runtime::batch::span`]).
@@ -239,6 +245,15 @@ impl UdfInstance {
             FunctionKind::WatermarkGenerator => watermark_generator::GuestIndices::new(pre)
                 .and_then(|i| i.load(&mut store, &instance))
                 .map(Exports::WatermarkGenerator),
+            FunctionKind::ProcessWindow => process_window::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::ProcessWindow),
+            FunctionKind::WindowEvictor => window_evictor::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::WindowEvictor),
+            FunctionKind::WindowTrigger => window_trigger::GuestIndices::new(pre)
+                .and_then(|i| i.load(&mut store, &instance))
+                .map(Exports::WindowTrigger),
         }
         .map_err(|e| start_error(format!("{e:#}")))?;
         let task = wit::TaskInfo {

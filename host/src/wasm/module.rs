@@ -39,6 +39,12 @@ pub enum FunctionKind {
     KeyedCoProcess,
     /// Punctuated watermarks: declares watermarks after records.
     WatermarkGenerator,
+    /// Full window function over a window's buffered elements.
+    ProcessWindow,
+    /// Evicts elements of firing windows.
+    WindowEvictor,
+    /// Decides when windows fire and purge.
+    WindowTrigger,
 }
 
 impl FunctionKind {
@@ -52,6 +58,9 @@ impl FunctionKind {
             Self::Join => "join",
             Self::KeyedCoProcess => "keyed-co-process",
             Self::WatermarkGenerator => "watermark-generator",
+            Self::ProcessWindow => "process-window",
+            Self::WindowEvictor => "window-evictor",
+            Self::WindowTrigger => "window-trigger",
         }
     }
 }
@@ -68,6 +77,9 @@ impl fmt::Display for FunctionKind {
             Self::Join => "join",
             Self::KeyedCoProcess => "keyed-co-process",
             Self::WatermarkGenerator => "watermark-generator",
+            Self::ProcessWindow => "process-window",
+            Self::WindowEvictor => "window-evictor",
+            Self::WindowTrigger => "window-trigger",
         })
     }
 }
@@ -84,6 +96,9 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::Join => Self::Join,
             wit::FunctionKind::KeyedCoProcess => Self::KeyedCoProcess,
             wit::FunctionKind::WatermarkGenerator => Self::WatermarkGenerator,
+            wit::FunctionKind::ProcessWindow => Self::ProcessWindow,
+            wit::FunctionKind::WindowEvictor => Self::WindowEvictor,
+            wit::FunctionKind::WindowTrigger => Self::WindowTrigger,
         }
     }
 }

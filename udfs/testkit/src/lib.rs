@@ -14,8 +14,10 @@
 //!   records; see [`Markers`].
 //! - `side` (filter), `pair` (join), `threshold_alerts` (keyed co-process):
 //!   for the tests of joins and connected streams; see [`joins`].
+//! - Window functions that see whole windows: see the `windows` module.
 
 pub mod joins;
+mod windows;
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -428,6 +430,12 @@ weir_sdk::export_functions! {
     window_aggregate "concat" => Concat,
     filter "side" => joins::Side,
     join "pair" => joins::Pair,
-        keyed_co_process "threshold_alerts" => joins::ThresholdAlerts,
+    keyed_co_process "threshold_alerts" => joins::ThresholdAlerts,
     watermark_generator "markers" => Markers,
+    process_window "sorted_values" => windows::SortedValues,
+    window_aggregate "count_sum" => windows::CountSum,
+    reduce "max_value" => windows::MaxValue,
+    process_window "describe_window" => windows::DescribeWindow,
+    evictor "drop_outliers" => windows::DropOutliers,
+    trigger "fire_on_marker" => windows::FireOnMarker,
 }

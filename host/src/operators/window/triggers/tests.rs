@@ -89,6 +89,7 @@ impl Harness {
             late_output: None,
             trigger,
             time,
+            functions: Default::default(),
         };
         let clock = ManualClock::new(start);
         let operator = WindowOperator::new(

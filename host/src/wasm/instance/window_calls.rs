@@ -1,0 +1,349 @@
+//! Calls of the functions that see whole windows: process-window functions,
+//! evictors and triggers. Each call takes every window that fires together
+//! (or every element and timer of a batch, for triggers).
+
+use super::super::bindings::exports::weir::udf::window_trigger;
+use super::{CallOutput, Exports, UdfError, UdfInstance, into_output, restore_batch, take_batch, wit};
+use crate::runtime::batch::RecordBatch;
+use crate::time::window_set::WindowSet;
+
+impl UdfInstance {
+    /// Runs a process-window function over the windows of `set`; record
+    /// errors name positions in `set.elements`.
+    pub fn process_windows(&mut self, set: &mut WindowSet, watermark: i64) -> Result<CallOutput, UdfError> {
+        let Exports::ProcessWindow(guest) = &self.exports else {
+            return Err(self.misuse("process-window", set.elements.len()));
+        };
+        let guest = guest.clone();
+        let context = wit::BatchContext {
+            watermark,
+            processing_time: crate::time::now_ms(),
+        };
+        let windows = wit_windows(set);
+        let elements = take_batch(&mut set.elements);
+        self.before_call();
+        let result = guest.call_process_windows(
+            &mut self.store,
+            context,
+            &set.keys,
+            &set.key_ends,
+            &windows,
+            &elements,
+            &set.window_ends,
+        );
+        restore_batch(&mut set.elements, elements);
+        let records_before = self.records_before;
+        let output = self.after_call(result, set.elements.len());
+        self.records_before = records_before;
+        output.map(into_output)
+    }
+
+    /// Asks an evictor which elements of `set` to evict (positions in
+    /// `set.elements`), before the window function or after it.
+    pub fn evict(&mut self, set: &mut WindowSet, before: bool, watermark: i64) -> Result<Vec<u32>, UdfError> {
+        let Exports::WindowEvictor(guest) = &self.exports else {
+            return Err(self.misuse("window-evictor", set.elements.len()));
+        };
+        let guest = guest.clone();
+        let context = wit::BatchContext {
+            watermark,
+            processing_time: crate::time::now_ms(),
+        };
+        let windows = wit_windows(set);
+        let elements = take_batch(&mut set.elements);
+        self.before_call();
+        let result = guest.call_evict(&mut self.store, context, before, &windows, &elements, &set.window_ends);
+        restore_batch(&mut set.elements, elements);
+        let records_before = self.records_before;
+        let evicted = self.after_call(result, set.elements.len());
+        self.records_before = records_before;
+        evicted
+    }
+}
+
+fn wit_windows(set: &WindowSet) -> Vec<wit::Window> {
+    set.windows
+        .iter()
+        .map(|w| wit::Window {
+            start: w.start,
+            end: w.end,
+        })
+        .collect()
+}
+
+/// The windows of a trigger call, their keys and their trigger states.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TriggerWindows {
+    /// Keys, back to back.
+    pub keys: Vec<u8>,
+    /// End offset of each window's key.
+    pub key_ends: Vec<u32>,
+    /// The windows.
+    pub windows: Vec<crate::time::windows::Window>,
+    /// Trigger states, back to back (empty: none yet).
+    pub states: Vec<u8>,
+    /// End offset of each window's state.
+    pub state_ends: Vec<u32>,
+}
+
+impl TriggerWindows {
+    /// Appends a window with its key and trigger state.
+    pub fn push(&mut self, key: &[u8], window: crate::time::windows::Window, state: &[u8]) {
+        self.keys.extend_from_slice(key);
+        self.key_ends.push(u32::try_from(self.keys.len()).unwrap_or(u32::MAX));
+        self.windows.push(window);
+        self.states.extend_from_slice(state);
+        self.state_ends
+            .push(u32::try_from(self.states.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+}
+
+/// What a trigger decided for a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerAction {
+    /// Nothing.
+    Continue,
+    /// Run the window function.
+    Fire,
+    /// Empty the window.
+    Purge,
+    /// Fire, then purge.
+    FireAndPurge,
+}
+
+impl TriggerAction {
+    /// Whether the window fires.
+    pub fn fires(self) -> bool {
+        matches!(self, Self::Fire | Self::FireAndPurge)
+    }
+
+    /// Whether the window is emptied.
+    pub fn purges(self) -> bool {
+        matches!(self, Self::Purge | Self::FireAndPurge)
+    }
+}
+
+/// A timer a trigger registered or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerChange {
+    /// The window's position in the call.
+    pub window: u32,
+    /// Its clock.
+    pub domain: crate::time::TimeDomain,
+    /// When it fires.
+    pub timestamp: i64,
+    /// Deleted rather than registered.
+    pub delete: bool,
+}
+
+/// What a trigger call decided, in host types.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TriggerDecisions {
+    /// One per element or timer of the call.
+    pub actions: Vec<TriggerAction>,
+    /// The windows' new states, back to back.
+    pub states: Vec<u8>,
+    /// End offset of each window's state.
+    pub state_ends: Vec<u32>,
+    /// Timer changes, in order.
+    pub timers: Vec<TimerChange>,
+}
+
+impl TriggerDecisions {
+    /// The new state of window `i`.
+    pub fn state(&self, i: usize) -> &[u8] {
+        self.state_ends.get(i).map_or(&[][..], |_| {
+            &self.states[crate::runtime::batch::span(&self.state_ends, i)]
+        })
+    }
+}
+
+fn wit_trigger_windows(windows: TriggerWindows) -> window_trigger::TriggerWindows {
+    window_trigger::TriggerWindows {
+        keys: windows.keys,
+        key_ends: windows.key_ends,
+        windows: windows
+            .windows
+            .iter()
+            .map(|w| wit::Window {
+                start: w.start,
+                end: w.end,
+            })
+            .collect(),
+        states: windows.states,
+        state_ends: windows.state_ends,
+    }
+}
+
+fn decisions(
+    output: window_trigger::TriggerOutput,
+    expected: usize,
+    windows: usize,
+) -> Result<TriggerDecisions, String> {
+    if output.results.len() != expected || output.state_ends.len() != windows {
+        return Err(format!(
+            "the trigger returned {} results and {} states for {expected} inputs and {windows} windows",
+            output.results.len(),
+            output.state_ends.len()
+        ));
+    }
+    if output
+        .state_ends
+        .last()
+        .is_some_and(|&end| end as usize > output.states.len())
+        || output.state_ends.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err("the trigger returned malformed state offsets".into());
+    }
+    let mut timers = Vec::with_capacity(output.timers.len());
+    for change in output.timers {
+        if change.window as usize >= windows {
+            return Err(format!(
+                "the trigger changed a timer of window {} of {windows}",
+                change.window
+            ));
+        }
+        timers.push(TimerChange {
+            window: change.window,
+            domain: match change.domain {
+                wit::TimeDomain::EventTime => crate::time::TimeDomain::EventTime,
+                wit::TimeDomain::ProcessingTime => crate::time::TimeDomain::ProcessingTime,
+            },
+            timestamp: change.timestamp,
+            delete: change.delete,
+        });
+    }
+    Ok(TriggerDecisions {
+        actions: output
+            .results
+            .into_iter()
+            .map(|r| match r {
+                window_trigger::TriggerResult::Continue => TriggerAction::Continue,
+                window_trigger::TriggerResult::Fire => TriggerAction::Fire,
+                window_trigger::TriggerResult::Purge => TriggerAction::Purge,
+                window_trigger::TriggerResult::FireAndPurge => TriggerAction::FireAndPurge,
+            })
+            .collect(),
+        states: output.states,
+        state_ends: output.state_ends,
+        timers,
+    })
+}
+
+impl UdfInstance {
+    /// Offers elements to their windows' triggers: element `i` of `elements`
+    /// was added to window `slots[i]` of `windows`.
+    pub fn trigger_elements(
+        &mut self,
+        windows: TriggerWindows,
+        slots: &[u32],
+        elements: &mut RecordBatch,
+        watermark: i64,
+    ) -> Result<TriggerDecisions, UdfError> {
+        let Exports::WindowTrigger(guest) = &self.exports else {
+            return Err(self.misuse("window-trigger", elements.len()));
+        };
+        let guest = guest.clone();
+        let context = wit::BatchContext {
+            watermark,
+            processing_time: crate::time::now_ms(),
+        };
+        let count = windows.len();
+        let windows = wit_trigger_windows(windows);
+        let batch = take_batch(elements);
+        self.before_call();
+        let result = guest.call_on_elements(&mut self.store, context, &windows, slots, &batch);
+        restore_batch(elements, batch);
+        let records_before = self.records_before;
+        let output = self.after_call(result, elements.len());
+        self.records_before = records_before;
+        decisions(output?, elements.len(), count).map_err(|cause| self.protocol_error(cause))
+    }
+
+    /// Fires trigger timers of `domain`: timer `i` at `timestamps[i]` for
+    /// window `i` of `windows` (each window at most once).
+    pub fn trigger_timers(
+        &mut self,
+        domain: crate::time::TimeDomain,
+        windows: TriggerWindows,
+        timestamps: &[i64],
+        watermark: i64,
+    ) -> Result<TriggerDecisions, UdfError> {
+        let Exports::WindowTrigger(guest) = &self.exports else {
+            return Err(self.misuse("window-trigger", timestamps.len()));
+        };
+        let guest = guest.clone();
+        let context = wit::BatchContext {
+            watermark,
+            processing_time: crate::time::now_ms(),
+        };
+        let domain = match domain {
+            crate::time::TimeDomain::EventTime => wit::TimeDomain::EventTime,
+            crate::time::TimeDomain::ProcessingTime => wit::TimeDomain::ProcessingTime,
+        };
+        let count = windows.len();
+        let windows = wit_trigger_windows(windows);
+        self.before_call();
+        let result = guest.call_on_timers(&mut self.store, context, domain, &windows, timestamps);
+        let records_before = self.records_before;
+        let output = self.after_call(result, 0);
+        self.records_before = records_before;
+        decisions(output?, timestamps.len(), count).map_err(|cause| self.protocol_error(cause))
+    }
+
+    /// The guest answered a call in a shape the contract does not allow.
+    fn protocol_error(&self, cause: String) -> UdfError {
+        let mut error = self.misuse("window-trigger", 0);
+        if let UdfError::Trap { cause: c, .. } = &mut error {
+            *c = cause;
+        }
+        error
+    }
+}
+
+impl UdfInstance {
+    /// Tells a trigger that windows merged: window `i` of `windows`
+    /// replaces the windows whose states are items
+    /// `span(merged_ends, i)` of `merged_states`.
+    pub fn trigger_merge(
+        &mut self,
+        windows: TriggerWindows,
+        merged_states: (Vec<u8>, Vec<u32>),
+        merged_ends: &[u32],
+        watermark: i64,
+    ) -> Result<TriggerDecisions, UdfError> {
+        let Exports::WindowTrigger(guest) = &self.exports else {
+            return Err(self.misuse("window-trigger", 0));
+        };
+        let guest = guest.clone();
+        let context = wit::BatchContext {
+            watermark,
+            processing_time: crate::time::now_ms(),
+        };
+        let count = windows.len();
+        let windows = wit_trigger_windows(windows);
+        self.before_call();
+        let result = guest.call_on_merge(
+            &mut self.store,
+            context,
+            &windows,
+            &merged_states.0,
+            &merged_states.1,
+            merged_ends,
+        );
+        let records_before = self.records_before;
+        let output = self.after_call(result, 0);
+        self.records_before = records_before;
+        decisions(output?, 0, count).map_err(|cause| self.protocol_error(cause))
+    }
+}
