@@ -29,7 +29,7 @@ pub(crate) fn append_postcard<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &
 /// bytes each; `extend_from_slice` would turn each append into a
 /// `memory.copy`, which leaves the Wasm code for a host call, so short
 /// slices are copied byte by byte, inline.
-#[inline]
+#[inline(always)]
 pub(crate) fn append(buf: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.len() > 64 {
         buf.extend_from_slice(bytes);
@@ -309,6 +309,7 @@ impl<'a> RecordWriter<'a> {
     }
 
     /// Appends bytes to the record.
+    #[inline]
     pub fn write_bytes(&mut self, bytes: &[u8]) {
         append(self.data, bytes);
     }
@@ -399,6 +400,7 @@ pub struct KeyWriter<'a> {
 
 impl KeyWriter<'_> {
     /// Appends bytes to the key.
+    #[inline]
     pub fn write_bytes(&mut self, bytes: &[u8]) {
         append(self.keys, bytes);
     }
