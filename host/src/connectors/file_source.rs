@@ -131,13 +131,17 @@ impl FileSource {
 impl Source for FileSource {
     fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError> {
         let now = crate::time::now_ms();
-                while batch.len() < max {
+        while batch.len() < max {
             // Fast path: the whole lines in the reader's buffer, found with
             // `memchr`, each copied once, straight into the batch.
             if let Some(reader) = self.reader.as_mut() {
                 let buffer = reader.fill_buf().map_err(|source| ConnectorError::Io {
                     what: "cannot read input file",
-                    path: self.files.get(self.current).map(|p| p.display().to_string()).unwrap_or_default(),
+                    path: self
+                        .files
+                        .get(self.current)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
                     source,
                 })?;
                 let mut used = 0;

@@ -12,7 +12,10 @@
 //! each record to its entry once and then work with plain indices. Slots stay
 //! valid until [`MapStateCache::flush_and_trim`] evicts them.
 
-use rustc_hash::FxHashMap;
+use std::hash::Hasher as _;
+
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 
 use super::{KeyedStateBackend, StateId, StateResult};
 
@@ -46,7 +49,9 @@ fn key_len(address: &[u8]) -> usize {
 /// A write-back cache over the map state `state`; see the module docs.
 pub struct MapStateCache {
     state: StateId,
-    index: FxHashMap<Box<[u8]>, u32>,
+    /// Slots of `entries`, by the hash of their key and user key: looked up
+    /// with the borrowed keys, so a hit copies nothing.
+    index: HashTable<u32>,
     entries: Vec<CachedEntry>,
     /// Slots of removed entries, for reuse.
     free: Vec<u32>,
@@ -61,7 +66,7 @@ impl MapStateCache {
     pub fn new(state: StateId, capacity: usize) -> Self {
         Self {
             state,
-            index: FxHashMap::default(),
+            index: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
             scratch: Vec::new(),
@@ -77,13 +82,33 @@ impl MapStateCache {
         self.scratch.extend_from_slice(user_key);
     }
 
+    fn hash(key: &[u8], user_key: &[u8]) -> u64 {
+        let mut hasher = FxHasher::default();
+        hasher.write(key);
+        hasher.write_u8(0xff);
+        hasher.write(user_key);
+        hasher.finish()
+    }
+
+    /// The slot of (`key`, `user_key`), if it is cached.
+    fn find(&self, hash: u64, key: &[u8], user_key: &[u8]) -> Option<u32> {
+        let entries = &self.entries;
+        self.index
+            .find(hash, |&slot| {
+                let entry = &entries[slot as usize];
+                entry.key() == key && entry.user_key() == user_key
+            })
+            .copied()
+    }
+
     /// The slot of entry (`key`, `user_key`), read from the backend on a
     /// miss.
     pub fn slot(&mut self, backend: &mut dyn KeyedStateBackend, key: &[u8], user_key: &[u8]) -> StateResult<u32> {
-        self.address(key, user_key);
-        if let Some(&slot) = self.index.get(self.scratch.as_slice()) {
+        let hash = Self::hash(key, user_key);
+        if let Some(slot) = self.find(hash, key, user_key) {
             return Ok(slot);
         }
+        self.address(key, user_key);
         backend.set_current_key(key);
         let value = backend.get(self.state, user_key)?.unwrap_or_default();
         let entry = CachedEntry {
@@ -101,7 +126,11 @@ impl MapStateCache {
                 u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        self.index.insert(self.scratch.as_slice().into(), slot);
+        let entries = &self.entries;
+        self.index.insert_unique(hash, slot, |&slot| {
+            let entry = &entries[slot as usize];
+            Self::hash(entry.key(), entry.user_key())
+        });
         Ok(slot)
     }
 
@@ -131,8 +160,14 @@ impl MapStateCache {
 
     /// Removes entry (`key`, `user_key`) from the cache and the backend.
     pub fn remove(&mut self, backend: &mut dyn KeyedStateBackend, key: &[u8], user_key: &[u8]) -> StateResult<()> {
-        self.address(key, user_key);
-        if let Some(slot) = self.index.remove(self.scratch.as_slice()) {
+        let hash = Self::hash(key, user_key);
+        let entries = &self.entries;
+        let found = self.index.find_entry(hash, |&slot| {
+            let entry = &entries[slot as usize];
+            entry.key() == key && entry.user_key() == user_key
+        });
+        if let Ok(found) = found {
+            let (slot, _) = found.remove();
             let entry = &mut self.entries[slot as usize];
             entry.value = Vec::new();
             entry.dirty = false;
