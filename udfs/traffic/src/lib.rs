@@ -39,11 +39,32 @@ pub struct Passing {
 impl Passing {
     /// Parses a CSV line `ts_ms,camera_id,plate,speed_kmh` (a trailing `\r`
     /// is ignored).
-    pub fn parse(line: &[u8]) -> Result<Self> {
-        match Self::parse_plain(line) {
-            Some(passing) => Ok(passing),
-            None => Self::parse_explained(line),
+        pub fn parse(line: &[u8]) -> Result<Self> {
+        if let Some(passing) = Self::parse_fixed(line).or_else(|| Self::parse_plain(line)) {
+            return Ok(passing);
         }
+        Self::parse_explained(line)
+    }
+
+    /// The layout the workload's generator writes, field by field at fixed
+    /// positions (`1767225600123,CAM0042,P0012345,87`): straight-line code,
+    /// no search for commas. `None` for any other layout.
+    fn parse_fixed(line: &[u8]) -> Option<Self> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let head: &[u8; 31] = line.get(..31)?.try_into().ok()?;
+        if head[13] != b',' || head[14..17] != *b"CAM" || head[21] != b',' || head[22] != b'P' || head[30] != b',' {
+            return None;
+        }
+        let speed = &line[31..];
+        if speed.is_empty() || speed.len() > 3 {
+            return None;
+        }
+        Some(Self {
+            ts_ms: i64::try_from(fixed_digits(&head[..13])?).ok()?,
+            camera: u32::try_from(fixed_digits(&head[17..21])?).ok()?,
+            plate: u32::try_from(fixed_digits(&head[23..30])?).ok()?,
+            speed: u32::try_from(fixed_digits(speed)?).ok()?,
+        })
     }
 
     /// The common case, byte by byte: plain digits, no signs. `None` for
@@ -150,6 +171,19 @@ impl Passing {
     pub fn city(&self) -> u32 {
         self.camera / 100
     }
+}
+
+/// `digits` (at most 19, all ASCII digits) as a number.
+#[inline(always)]
+fn fixed_digits(digits: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    let mut valid = true;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        valid &= digit <= 9;
+        value = value * 10 + u64::from(digit);
+    }
+    valid.then_some(value)
 }
 
 /// The run of ASCII digits at the start of `bytes` (at least one, at most
@@ -475,7 +509,11 @@ mod tests {
             "00000000000000000000001,CAM1,P1,1",
             "1,cam1,P1,1",
         ];
-        for line in lines {
+                for line in lines {
+            let fixed = Passing::parse_fixed(line.as_bytes());
+            if fixed.is_some() {
+                assert_eq!(fixed, Passing::parse_explained(line.as_bytes()).ok(), "{line}");
+            }
             let plain = Passing::parse_plain(line.as_bytes());
             let explained = Passing::parse_explained(line.as_bytes()).ok();
             if plain.is_some() {
@@ -483,7 +521,12 @@ mod tests {
             }
             assert_eq!(parse(line).ok(), explained, "{line}");
         }
-        assert!(Passing::parse_plain(b"1767225600123,CAM0042,P0012345,87").is_some());
+                assert!(Passing::parse_plain(b"1767225600123,CAM0042,P0012345,87").is_some());
+        assert!(Passing::parse_fixed(b"1767225600123,CAM0042,P0012345,87").is_some());
+        assert!(Passing::parse_fixed(b"1767225600123,CAM0042,P0012345,137\r").is_some());
+        for odd in ["1767225600123,CAM0042,P0012345,", "1767225600123,CAM0042,P0012345,1377", "1767225600123,CAM0042,P001234x,87", "176722560012,CAM00423,P0012345,87"] {
+            assert_eq!(Passing::parse_fixed(odd.as_bytes()), None, "{odd}");
+        }
     }
 
     #[test]
