@@ -27,9 +27,9 @@ fn number(field: &[u8]) -> Option<u64> {
     if field.is_empty() || field.len() > 19 {
         return None;
     }
-    field.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
+    field
+        .iter()
+        .try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
 }
 
 /// `ts_ms,CAMnnnn,Pnnnnnnn,speed` as (ts, camera, speed).

@@ -19,31 +19,62 @@ use rustc_hash::FxHasher;
 
 use super::{KeyedStateBackend, StateId, StateResult};
 
+/// Bytes of an address kept inside the entry (no pointer to follow on a
+/// lookup); longer addresses go to the heap.
+const INLINE: usize = 30;
+
+/// `key ++ user key`, inline when short.
+enum Address {
+    Inline { bytes: [u8; INLINE], len: u8 },
+    Heap(Box<[u8]>),
+}
+
+impl Address {
+    fn new(key: &[u8], user_key: &[u8]) -> Self {
+        let len = key.len() + user_key.len();
+        if len <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            bytes[key.len()..len].copy_from_slice(user_key);
+            Self::Inline { bytes, len: len as u8 }
+        } else {
+            Self::Heap([key, user_key].concat().into_boxed_slice())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { bytes, len } => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
 /// A cached entry: the backend key, the map's user key, and the value
 /// (empty: absent).
 struct CachedEntry {
-    /// `len(key) as u32 LE ++ key ++ user key`.
-    address: Box<[u8]>,
+    address: Address,
+    key_len: usize,
     value: Vec<u8>,
     dirty: bool,
 }
 
 impl CachedEntry {
     fn key(&self) -> &[u8] {
-        let len = key_len(&self.address);
-        &self.address[4..4 + len]
+        &self.address.bytes()[..self.key_len]
     }
 
     fn user_key(&self) -> &[u8] {
-        let len = key_len(&self.address);
-        &self.address[4 + len..]
+        &self.address.bytes()[self.key_len..]
     }
-}
 
-fn key_len(address: &[u8]) -> usize {
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&address[..4]);
-    u32::from_le_bytes(len) as usize
+    fn is(&self, key: &[u8], user_key: &[u8]) -> bool {
+        let bytes = self.address.bytes();
+        self.key_len == key.len() && bytes.len() == key.len() + user_key.len() && {
+            let (k, u) = bytes.split_at(self.key_len);
+            k == key && u == user_key
+        }
+    }
 }
 
 /// A write-back cache over the map state `state`; see the module docs.
@@ -55,7 +86,7 @@ pub struct MapStateCache {
     entries: Vec<CachedEntry>,
     /// Slots of removed entries, for reuse.
     free: Vec<u32>,
-    scratch: Vec<u8>,
+
     /// Most entries kept after a flush.
     capacity: usize,
 }
@@ -69,17 +100,9 @@ impl MapStateCache {
             index: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
-            scratch: Vec::new(),
+
             capacity,
         }
-    }
-
-    fn address(&mut self, key: &[u8], user_key: &[u8]) {
-        self.scratch.clear();
-        self.scratch
-            .extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
-        self.scratch.extend_from_slice(key);
-        self.scratch.extend_from_slice(user_key);
     }
 
     fn hash(key: &[u8], user_key: &[u8]) -> u64 {
@@ -94,10 +117,7 @@ impl MapStateCache {
     fn find(&self, hash: u64, key: &[u8], user_key: &[u8]) -> Option<u32> {
         let entries = &self.entries;
         self.index
-            .find(hash, |&slot| {
-                let entry = &entries[slot as usize];
-                entry.key() == key && entry.user_key() == user_key
-            })
+            .find(hash, |&slot| entries[slot as usize].is(key, user_key))
             .copied()
     }
 
@@ -108,11 +128,11 @@ impl MapStateCache {
         if let Some(slot) = self.find(hash, key, user_key) {
             return Ok(slot);
         }
-        self.address(key, user_key);
         backend.set_current_key(key);
         let value = backend.get(self.state, user_key)?.unwrap_or_default();
         let entry = CachedEntry {
-            address: self.scratch.as_slice().into(),
+            address: Address::new(key, user_key),
+            key_len: key.len(),
             value,
             dirty: false,
         };
@@ -162,16 +182,19 @@ impl MapStateCache {
     pub fn remove(&mut self, backend: &mut dyn KeyedStateBackend, key: &[u8], user_key: &[u8]) -> StateResult<()> {
         let hash = Self::hash(key, user_key);
         let entries = &self.entries;
-        let found = self.index.find_entry(hash, |&slot| {
-            let entry = &entries[slot as usize];
-            entry.key() == key && entry.user_key() == user_key
-        });
+        let found = self
+            .index
+            .find_entry(hash, |&slot| entries[slot as usize].is(key, user_key));
         if let Ok(found) = found {
             let (slot, _) = found.remove();
             let entry = &mut self.entries[slot as usize];
             entry.value = Vec::new();
             entry.dirty = false;
-            entry.address = Box::default();
+            entry.address = Address::Inline {
+                bytes: [0; INLINE],
+                len: 0,
+            };
+            entry.key_len = 0;
             self.free.push(slot);
         }
         backend.set_current_key(key);
@@ -195,8 +218,7 @@ impl MapStateCache {
                 continue;
             }
             entry.dirty = false;
-            let len = key_len(&entry.address);
-            let (key, user_key) = entry.address[4..].split_at(len);
+            let (key, user_key) = entry.address.bytes().split_at(entry.key_len);
             backend.set_current_key(key);
             if entry.value.is_empty() {
                 backend.delete(self.state, user_key)?;

@@ -39,7 +39,7 @@ pub struct Passing {
 impl Passing {
     /// Parses a CSV line `ts_ms,camera_id,plate,speed_kmh` (a trailing `\r`
     /// is ignored).
-        pub fn parse(line: &[u8]) -> Result<Self> {
+    pub fn parse(line: &[u8]) -> Result<Self> {
         if let Some(passing) = Self::parse_fixed(line).or_else(|| Self::parse_plain(line)) {
             return Ok(passing);
         }
@@ -509,7 +509,7 @@ mod tests {
             "00000000000000000000001,CAM1,P1,1",
             "1,cam1,P1,1",
         ];
-                for line in lines {
+        for line in lines {
             let fixed = Passing::parse_fixed(line.as_bytes());
             if fixed.is_some() {
                 assert_eq!(fixed, Passing::parse_explained(line.as_bytes()).ok(), "{line}");
@@ -521,10 +521,15 @@ mod tests {
             }
             assert_eq!(parse(line).ok(), explained, "{line}");
         }
-                assert!(Passing::parse_plain(b"1767225600123,CAM0042,P0012345,87").is_some());
+        assert!(Passing::parse_plain(b"1767225600123,CAM0042,P0012345,87").is_some());
         assert!(Passing::parse_fixed(b"1767225600123,CAM0042,P0012345,87").is_some());
         assert!(Passing::parse_fixed(b"1767225600123,CAM0042,P0012345,137\r").is_some());
-        for odd in ["1767225600123,CAM0042,P0012345,", "1767225600123,CAM0042,P0012345,1377", "1767225600123,CAM0042,P001234x,87", "176722560012,CAM00423,P0012345,87"] {
+        for odd in [
+            "1767225600123,CAM0042,P0012345,",
+            "1767225600123,CAM0042,P0012345,1377",
+            "1767225600123,CAM0042,P001234x,87",
+            "176722560012,CAM00423,P0012345,87",
+        ] {
             assert_eq!(Passing::parse_fixed(odd.as_bytes()), None, "{odd}");
         }
     }
