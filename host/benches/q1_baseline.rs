@@ -42,6 +42,22 @@ fn parse(line: &[u8]) -> Option<(i64, u32, u32)> {
     Some((ts, camera, speed))
 }
 
+/// Writes and forgets the windows the watermark has passed; returns how many.
+fn emit(out: &mut impl Write, windows: &mut BTreeMap<i64, HashMap<u32, Flow>>, watermark: i64) -> std::io::Result<u64> {
+    let mut emitted = 0;
+    while let Some(entry) = windows.first_entry() {
+        if *entry.key() + WINDOW_MS - 1 > watermark {
+            break;
+        }
+        let (start, cameras) = entry.remove_entry();
+        for (camera, (count, sum, max)) in cameras {
+            writeln!(out, "CAM{camera:04},{start},{count},{sum},{max}")?;
+            emitted += 1;
+        }
+    }
+    Ok(emitted)
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let (Some(input), Some(output)) = (args.first(), args.get(1)) else {
@@ -56,19 +72,7 @@ fn main() -> std::io::Result<()> {
     let (mut events, mut late, mut emitted) = (0u64, 0u64, 0u64);
     let mut max_ts = i64::MIN;
     let mut line = Vec::new();
-    let mut emit = |windows: &mut BTreeMap<i64, HashMap<u32, Flow>>, watermark: i64| -> std::io::Result<()> {
-        while let Some(entry) = windows.first_entry() {
-            if *entry.key() + WINDOW_MS - 1 > watermark {
-                break;
-            }
-            let (start, cameras) = entry.remove_entry();
-            for (camera, (count, sum, max)) in cameras {
-                writeln!(out, "CAM{camera:04},{start},{count},{sum},{max}")?;
-                emitted += 1;
-            }
-        }
-        Ok(())
-    };
+
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -90,11 +94,10 @@ fn main() -> std::io::Result<()> {
         }
         if ts > max_ts {
             max_ts = ts;
-            emit(&mut windows, max_ts.saturating_sub(BOUND_MS + 1))?;
+            emitted += emit(&mut out, &mut windows, max_ts.saturating_sub(BOUND_MS + 1))?;
         }
     }
-    emit(&mut windows, i64::MAX)?;
-    drop(emit);
+    emitted += emit(&mut out, &mut windows, i64::MAX)?;
     out.flush()?;
     let seconds = start.elapsed().as_secs_f64();
     println!(
