@@ -96,6 +96,7 @@ impl ControlServer {
             JobControl {
                 requests: receiver,
                 last_completed,
+                resumed: Arc::default(),
             },
         ))
     }
