@@ -263,3 +263,188 @@ fn a_dropped_state_is_restored_without_it_when_allowed() {
     assert!(finished.success, "{}", finished.stderr);
     assert_eq!(committed(&work.path("out")), oracle(&lines, split, true));
 }
+
+const EVENTS: u64 = 4_000;
+
+/// The upgrade job: a throttled generator → per-camera counter (v1) →
+/// exactly-once files.
+fn generator_job(extra: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "upgrade"
+dead_letter = "dead.jsonl"
+
+[checkpoint]
+dir = "checkpoints"
+interval_ms = 50
+
+[[source]]
+uid = "passings"
+type = "generator"
+events = {EVENTS}
+cameras = 5
+seed = 3
+parallelism = 1
+{extra}
+
+[[operator]]
+uid = "count"
+input = "passings"
+module = "counter_v1.wasm"
+function = "count"
+parallelism = 2
+key_by = {{ module = "counter_v1.wasm", function = "second" }}
+
+[[sink]]
+uid = "out"
+input = "count"
+type = "files"
+path = "out"
+"#
+    )
+}
+
+/// v1's output for every passing (camera, its count, sum and distinct
+/// values, the value being the line's last field), in the oracle's terms.
+fn generator_oracle(csv: &str) -> Vec<String> {
+    let mut per_key: BTreeMap<&str, (u64, u64, BTreeMap<u32, u64>)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in csv.lines() {
+        let key = line.split(',').nth(1).expect("a camera field");
+        let value: u32 = line.rsplit(',').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let (count, sum, seen) = per_key.entry(key).or_default();
+        *count += 1;
+        *sum += u64::from(value);
+        *seen.entry(value).or_default() += 1;
+        out.push(format!("{key},{count},{sum},{}", seen.len()));
+    }
+    assert_eq!(out.len() as u64, EVENTS);
+    out.sort();
+    out
+}
+
+#[test]
+fn weir_upgrade_swaps_a_running_operator_with_nothing_lost_or_twice() {
+    let work = Workdir::new();
+    // The generator's input, written by a job without operators.
+    work.write(
+        "input.toml",
+        format!(
+            "[job]\nname = \"input\"\n\n[[source]]\nuid = \"passings\"\ntype = \"generator\"\nevents = {EVENTS}\ncameras = 5\nseed = 3\nparallelism = 1\n\n[[sink]]\nuid = \"csv\"\ninput = \"passings\"\ntype = \"file\"\npath = \"input.csv\"\n"
+        ),
+    );
+    let made = weir_in(&work, &["run", "--quiet", "input.toml"]);
+    assert!(made.success, "{}", made.stderr);
+    let expected = generator_oracle(&work.read("input.csv"));
+
+    work.write("job.toml", generator_job("events_per_second = 500"));
+    let child = start(&work, &[]);
+    let id = job_id(&work);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed(&work.path("out")).is_empty() {
+        assert!(Instant::now() < deadline, "v1 never committed anything");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v2 = crate::harness::module("counter_v2");
+    let upgrade = weir_in(
+        &work,
+        &[
+            "upgrade",
+            &id,
+            "--operator",
+            "count",
+            "--module",
+            v2.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(upgrade.success, "weir upgrade failed: {}", upgrade.stderr);
+    let answer = upgrade.stdout.trim();
+    let pause = answer
+        .strip_prefix("operator `count` now runs counter-v2 0.2.0, restored from ")
+        .and_then(|rest| rest.rsplit_once("; paused "))
+        .and_then(|(_, ms)| ms.strip_suffix(" ms"))
+        .and_then(|ms| ms.parse::<u64>().ok());
+    assert!(pause.is_some(), "{answer}");
+    // The job keeps its id (the generator has seconds of input left).
+    let list = weir_in(&work, &["list"]);
+    assert!(list.stdout.contains(&id), "{}", list.stdout);
+    wait_success(child);
+
+    // Nothing lost, nothing twice; per camera, v1's lines come before v2's.
+    let out = committed(&work.path("out"));
+    let mut last_v1: BTreeMap<String, u64> = BTreeMap::new();
+    let mut first_v2: BTreeMap<String, u64> = BTreeMap::new();
+    let mut untagged: Vec<String> = out
+        .iter()
+        .map(|line| {
+            let (line, v2) = match line.strip_suffix(",v2") {
+                Some(line) => (line, true),
+                None => (line.as_str(), false),
+            };
+            let mut fields = line.split(',');
+            let key = fields.next().expect("a key").to_string();
+            let count: u64 = fields.next().and_then(|c| c.parse().ok()).expect("a count");
+            if v2 {
+                let first = first_v2.entry(key).or_insert(count);
+                *first = (*first).min(count);
+            } else {
+                let last = last_v1.entry(key).or_insert(count);
+                *last = (*last).max(count);
+            }
+            line.to_string()
+        })
+        .collect();
+    untagged.sort();
+    assert_eq!(untagged, expected, "nothing lost, nothing twice");
+    assert!(!first_v2.is_empty() && !last_v1.is_empty(), "both versions ran");
+    for (key, first) in &first_v2 {
+        assert!(
+            last_v1.get(key).is_none_or(|last| last < first),
+            "camera {key}: v1 up to the savepoint, v2 after it"
+        );
+    }
+}
+
+#[test]
+fn a_refused_upgrade_keeps_the_old_module_running() {
+    let work = Workdir::new();
+    work.write("job.toml", generator_job("events_per_second = 500"));
+    let child = start(&work, &[]);
+    let id = job_id(&work);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed(&work.path("out")).is_empty() {
+        assert!(Instant::now() < deadline, "v1 never committed anything");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v2b = crate::harness::module("counter_v2b");
+    let upgrade = weir_in(
+        &work,
+        &[
+            "upgrade",
+            &id,
+            "--operator",
+            "count",
+            "--module",
+            v2b.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(!upgrade.success);
+    let savepoint = upgrade
+        .stderr
+        .split("from savepoint ")
+        .nth(1)
+        .and_then(|rest| rest.split(": module").next())
+        .expect("the refusal names the savepoint")
+        .to_string();
+    assert_eq!(
+        upgrade.stderr,
+        format!(
+            "error: upgrade refused: cannot restore operator `count` from savepoint {savepoint}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32 -> (u64, u64)), `seen` (u32 -> i64), `values` (u32 -> i64); the job goes on with its old module, restored from {savepoint}\n"
+        )
+    );
+    wait_success(child);
+    let out = committed(&work.path("out"));
+    assert_eq!(out.len() as u64, EVENTS, "nothing lost, nothing twice");
+    assert!(out.iter().all(|line| !line.ends_with(",v2")));
+}

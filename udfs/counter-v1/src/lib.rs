@@ -1,8 +1,8 @@
 //! Version 1 of a small stateful module, for the hot-swap tests: per key,
 //! a count, the values seen and how often each value was seen.
 //!
-//! Input records are comma-separated text; the key is field `field` (a
-//! parameter of the key selector, default 0) and the value is the last field
+//! Input records are comma-separated text; the key is their first field
+//! (key selector `key`) or their second (`second`), and the value is the last field
 //! as a `u32` (0 if it is not one). Per record it emits
 //! `key,count,sum,distinct`: the key's count of records, the sum of its
 //! values and its number of distinct values.
@@ -12,26 +12,20 @@ use weir_sdk::{
     TaskInfo, ValueState,
 };
 
-/// Keys a record by one of its comma-separated fields.
-pub struct Key {
-    field: usize,
-}
+/// Keys a record by its comma-separated field `N`.
+pub struct Key<const N: usize>;
 
-impl KeySelector for Key {
-    fn open(task: &TaskInfo) -> Result<Self> {
-        let field = match task.param("field") {
-            Some(text) => text.parse().map_err(|_| Error::new("param `field` is not a number"))?,
-            None => 0,
-        };
-        Ok(Self { field })
+impl<const N: usize> KeySelector for Key<N> {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
     }
 
     fn key(&mut self, record: &Record<'_>, key: &mut KeyWriter<'_>) -> Result<()> {
         let line = record.payload_str()?;
         let field = line
             .split(',')
-            .nth(self.field)
-            .ok_or_else(|| Error::new(format!("no field {}", self.field)))?;
+            .nth(N)
+            .ok_or_else(|| Error::new(format!("no field {N}")))?;
         key.write_bytes(field.as_bytes());
         Ok(())
     }
@@ -75,6 +69,7 @@ impl KeyedProcessFunction for Count {
 }
 
 weir_sdk::export_functions! {
-    key_selector "key" => Key,
+    key_selector "key" => Key<0>,
+    key_selector "second" => Key<1>,
     keyed_process "count" => Count,
 }

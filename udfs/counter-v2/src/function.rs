@@ -3,26 +3,20 @@ use weir_sdk::{
     TaskInfo, ValueState,
 };
 
-/// Keys a record by one of its comma-separated fields.
-pub struct Key {
-    field: usize,
-}
+/// Keys a record by its comma-separated field `N`.
+pub struct Key<const N: usize>;
 
-impl KeySelector for Key {
-    fn open(task: &TaskInfo) -> Result<Self> {
-        let field = match task.param("field") {
-            Some(text) => text.parse().map_err(|_| Error::new("param `field` is not a number"))?,
-            None => 0,
-        };
-        Ok(Self { field })
+impl<const N: usize> KeySelector for Key<N> {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
     }
 
     fn key(&mut self, record: &Record<'_>, key: &mut KeyWriter<'_>) -> Result<()> {
         let line = record.payload_str()?;
         let field = line
             .split(',')
-            .nth(self.field)
-            .ok_or_else(|| Error::new(format!("no field {}", self.field)))?;
+            .nth(N)
+            .ok_or_else(|| Error::new(format!("no field {N}")))?;
         key.write_bytes(field.as_bytes());
         Ok(())
     }

@@ -56,7 +56,7 @@ impl weir_sdk::Migration for SeenFromV1 {
 }
 
 weir_sdk::export_functions! {
-    key_selector "key" => Key,
+    key_selector "key" => Key<0>,
     keyed_process "count" => Count;
     migrations: CountFromV1, ValuesFromV1, SeenFromV1,
 }

@@ -4,6 +4,6 @@
 include!("../../counter-v2/src/function.rs");
 
 weir_sdk::export_functions! {
-    key_selector "key" => Key,
+    key_selector "key" => Key<0>,
     keyed_process "count" => Count,
 }
