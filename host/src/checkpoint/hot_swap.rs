@@ -83,7 +83,7 @@ pub enum HotSwapError {
     },
     /// A migration failed.
     #[error(
-        "cannot restore operator `{uid}` from savepoint {path}: the migration of state `{state}` from {old} to {new} failed: {reason}"
+        "cannot restore operator `{uid}` from savepoint {path}: the migration of state `{state}` from {modules} failed: {reason}"
     )]
     MigrationFailed {
         /// The operator.
@@ -92,10 +92,8 @@ pub enum HotSwapError {
         path: PathBuf,
         /// The state.
         state: String,
-        /// The old module.
-        old: String,
-        /// The new module.
-        new: String,
+        /// The modules, `old to new`.
+        modules: String,
         /// The migration's message.
         reason: String,
     },
@@ -348,8 +346,7 @@ pub fn prepare_restore(
                     uid: task.task.uid.clone(),
                     path: dir.to_path_buf(),
                     state,
-                    old: rewrite.old_name.clone(),
-                    new: rewrite.new_name.clone(),
+                    modules: format!("{} to {}", rewrite.old_name, rewrite.new_name),
                     reason,
                 },
             })?,
@@ -386,11 +383,15 @@ struct Declared {
     dropped: bool,
 }
 
+/// An entry waiting for its migration: key group, key, user key, TTL
+/// expiry and number of values.
+type PendingEntry = (u32, Vec<u8>, Vec<u8>, Option<i64>, usize);
+
 /// Entries waiting for their migration.
 #[derive(Default)]
 struct Pending {
     /// Per state index: entries (key group, key, user key, TTL expiry, values).
-    entries: BTreeMap<u32, Vec<(u32, Vec<u8>, Vec<u8>, Option<i64>, usize)>>,
+    entries: BTreeMap<u32, Vec<PendingEntry>>,
     /// Per state index: the values to migrate, back to back.
     values: BTreeMap<u32, Vec<Vec<u8>>>,
     count: usize,
