@@ -53,6 +53,22 @@ path = "{out}"
     )
 }
 
+/// [`job`] on RocksDB, with a map before the counter that traps on the
+/// first attempt (the job restarts from the migrated savepoint).
+fn trapping_job(name: &str, module: &str, out: &str) -> String {
+    job(name, module, false, out, "")
+        .replacen(
+            "[checkpoint]",
+            "state_backend = \"rocksdb\"\n\n[restart]\nstrategy = \"fixed-delay\"\nattempts = 10\ndelay_ms = 0\n\n[checkpoint]",
+            1,
+        )
+        .replacen(
+            "[[operator]]\nuid = \"count\"\ninput = \"lines\"",
+            "[[operator]]\nuid = \"traps\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"trap_on_first_attempt\"\nparams = { modulus = \"40\" }\n\n[[operator]]\nuid = \"count\"\ninput = \"traps\"",
+            1,
+        )
+}
+
 /// `n` input lines `key,value` over a few keys, values below 20.
 fn input(n: usize, seed: u64) -> Vec<String> {
     let mut rng = Lcg::new(seed);
@@ -180,10 +196,19 @@ fn v2_restored_from_a_v1_savepoint_migrates_its_state_and_v1_rolls_back() {
     let savepoint = v1_savepoint(&work, "hot-swap", &lines[..split]);
     work.write("in.csv", lines.join("\n") + "\n");
 
-    // v2: value, list and map state migrated; the rest of the input by v2.
-    work.write("job.toml", job("hot-swap", "counter_v2", false, "out", ""));
+    // v2: value, list and map state migrated; the rest of the input by v2,
+    // on RocksDB, through a failure that restarts the job from the migrated
+    // savepoint: still exact.
+    let job_v2 = trapping_job("hot-swap", "counter_v2", "out");
+    assert!(job_v2.contains("input = \"traps\"") && job_v2.contains("rocksdb"));
+    work.write("job.toml", job_v2);
     let finished = restore(&work, &savepoint, &[]);
     assert!(finished.success, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("restarts: 1\n"),
+        "the trap should have fired once:\n{}",
+        finished.stderr
+    );
     assert_eq!(committed(&work.path("out")), oracle(&lines, split, false));
 
     // The same savepoint with v1 again: a rollback (the migrated copy never
