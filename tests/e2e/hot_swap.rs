@@ -442,6 +442,33 @@ fn a_refused_upgrade_keeps_the_old_module_running() {
         assert!(Instant::now() < deadline, "v1 never committed anything");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Checked before the job stops: it goes on unchanged.
+    let v2 = crate::harness::module("counter_v2");
+    let v2 = v2.to_str().expect("UTF-8");
+    let upgrade = weir_in(&work, &["upgrade", &id, "--operator", "nope", "--module", v2]);
+    assert!(!upgrade.success);
+    assert_eq!(
+        upgrade.stderr,
+        "error: upgrade refused: job `upgrade` has no operator `nope`; the job goes on unchanged\n"
+    );
+    let testkit = crate::harness::module("testkit");
+    let upgrade = weir_in(
+        &work,
+        &[
+            "upgrade",
+            &id,
+            "--operator",
+            "count",
+            "--module",
+            testkit.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(!upgrade.success);
+    assert_eq!(
+        upgrade.stderr,
+        "error: upgrade refused: module testkit 0.1.0 has no function `count`; the job goes on unchanged\n"
+    );
+    // Refused after the stop (state shapes): v1 goes on from the savepoint.
     let v2b = crate::harness::module("counter_v2b");
     let upgrade = weir_in(
         &work,

@@ -67,7 +67,7 @@ pub enum HotSwapError {
     },
     /// States the new module does not open.
     #[error(
-        "cannot restore operator `{uid}` from savepoint {path}: module {new} does not open state {states} of {old} (pass --allow-non-restored-state to drop it)"
+        "cannot restore operator `{uid}` from savepoint {path}: module {new} does not open {states} of {old} (pass --allow-non-restored-state to drop it)"
     )]
     NonRestoredState {
         /// The operator.
@@ -78,7 +78,7 @@ pub enum HotSwapError {
         old: String,
         /// The new module.
         new: String,
-        /// The states, quoted and comma-separated.
+        /// `state `a`` or `states `a`, `b``.
         states: String,
     },
     /// A migration failed.
@@ -253,7 +253,11 @@ pub fn prepare_restore(
                 path: dir.to_path_buf(),
                 old: describe(old),
                 new: describe(&new),
-                states: missing.join(", "),
+                states: format!(
+                    "{} {}",
+                    if missing.len() == 1 { "state" } else { "states" },
+                    missing.join(", ")
+                ),
             });
         }
         let old_schemas = recorded.as_ref().and_then(|r| r.get(&vertex.uid));

@@ -72,6 +72,9 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut plan = plan;
     let result = loop {
+        if let Some(server) = &server {
+            server.upgrades().set_precheck(super::upgrade::precheck(&plan, &wasm));
+        }
         let result = execute(&plan, wasm.engine(), &options);
         // `weir upgrade` stopped the job: go on with the swapped module.
         match (&result, &server) {

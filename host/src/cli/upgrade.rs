@@ -11,7 +11,7 @@
 //! prints the refusal and the job goes on with its old module, restored from
 //! the same savepoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,36 +99,45 @@ pub(super) fn resume(plan: JobPlan, wasm: &WasmRuntime, request: UpgradeRequest,
     }
 }
 
-/// `plan` with the module of operator `request.uid` swapped, after the
-/// checks of a restore from the savepoint; also says what the module is.
-fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Result<(JobPlan, String), String> {
-    let module = wasm.load(&request.module).map_err(|e| e.to_string())?;
+/// The checks of an upgrade before the job stops for it, for
+/// [`crate::control::upgrade::Upgrades::set_precheck`].
+pub(super) fn precheck(plan: &JobPlan, wasm: &Arc<WasmRuntime>) -> crate::control::upgrade::Precheck {
+    let plan = plan.clone();
+    let wasm = Arc::clone(wasm);
+    Box::new(move |uid, module| with_module(&plan, &wasm, uid, module).map(|_| ()))
+}
+
+/// `plan` with the module of operator `uid` swapped for the one in `path`.
+fn with_module(plan: &JobPlan, wasm: &WasmRuntime, uid: &str, path: &Path) -> Result<(JobPlan, String), String> {
+    let module = wasm.load(path).map_err(|e| e.to_string())?;
     let mut next = plan.clone();
     let vertex = next
         .vertices
         .iter_mut()
-        .find(|v| v.uid == request.uid)
-        .ok_or_else(|| format!("job `{}` has no operator `{}`", plan.name, request.uid))?;
+        .find(|v| v.uid == uid)
+        .ok_or_else(|| format!("job `{}` has no operator `{uid}`", plan.name))?;
     let VertexKind::Operator(function) = &mut vertex.kind else {
-        return Err(format!("`{}` is not an operator: it runs no module", request.uid));
+        return Err(format!("`{uid}` is not an operator: it runs no module"));
     };
-    let info = module.info.function(&function.function).ok_or_else(|| {
-        format!(
-            "module {} has no function `{}`",
-            module.display_name(),
-            function.function
-        )
-    })?;
+    let name = format!("{} {}", module.info.name, module.info.version);
+    let info = module
+        .info
+        .function(&function.function)
+        .ok_or_else(|| format!("module {name} has no function `{}`", function.function))?;
     if info.kind != function.kind {
         return Err(format!(
-            "function `{}` of module {} is a {} function, not a {} function",
-            function.function,
-            module.display_name(),
-            info.kind,
-            function.kind
+            "function `{}` of module {name} is a {} function, not a {} function",
+            function.function, info.kind, function.kind
         ));
     }
     function.module = Arc::clone(&module);
+    Ok((next, name))
+}
+
+/// `plan` with the module of operator `request.uid` swapped, after the
+/// checks of a restore from the savepoint; also says what the module is.
+fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Result<(JobPlan, String), String> {
+    let (next, module) = with_module(plan, wasm, &request.uid, &request.module)?;
     // The checks (and migrations) of the restore, before the job stops for
     // good: a refusal keeps the old module.
     let (savepoint, files) = crate::checkpoint::savepoint::load(&request.savepoint).map_err(|e| e.to_string())?;
@@ -144,5 +153,5 @@ fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Resu
     );
     let _ = std::fs::remove_dir_all(&scratch);
     checked.map_err(|e| e.to_string())?;
-    Ok((next, format!("{} {}", module.info.name, module.info.version)))
+    Ok((next, module))
 }

@@ -176,6 +176,9 @@ impl Handler {
                 self.name
             ));
         }
+        self.upgrades
+            .precheck(uid, Path::new(module))
+            .map_err(|reason| format!("upgrade refused: {reason}; the job goes on unchanged"))?;
         if !self.upgrades.begin() {
             return Err(format!("an upgrade of job `{}` is already under way", self.name));
         }

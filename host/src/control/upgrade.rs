@@ -9,9 +9,9 @@
 //! migration) answers with the refusal; the job then goes on with its old
 //! module, restored from the same savepoint.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
@@ -31,12 +31,24 @@ pub struct UpgradeRequest {
     pub reply: Sender<Result<String, String>>,
 }
 
+/// Checks an upgrade (operator uid, module file) before the job stops for it.
+pub type Precheck = Box<dyn Fn(&str, &Path) -> Result<(), String> + Send>;
+
 /// Upgrades asked for through the control API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upgrades {
     pending: Arc<AtomicBool>,
     sender: Sender<UpgradeRequest>,
     receiver: Receiver<UpgradeRequest>,
+    precheck: Arc<Mutex<Option<Precheck>>>,
+}
+
+impl std::fmt::Debug for Upgrades {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgrades")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Upgrades {
@@ -46,11 +58,29 @@ impl Default for Upgrades {
             pending: Arc::default(),
             sender,
             receiver,
+            precheck: Arc::default(),
         }
     }
 }
 
 impl Upgrades {
+    /// Sets the checks an upgrade of the running job must pass before the
+    /// job stops for it (the operator exists, the module loads and has the
+    /// operator's function).
+    pub fn set_precheck(&self, precheck: Precheck) {
+        if let Ok(mut slot) = self.precheck.lock() {
+            *slot = Some(precheck);
+        }
+    }
+
+    /// Runs the checks of [`Self::set_precheck`].
+    pub fn precheck(&self, uid: &str, module: &Path) -> Result<(), String> {
+        match self.precheck.lock() {
+            Ok(slot) => slot.as_ref().map_or(Ok(()), |check| check(uid, module)),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Marks an upgrade as under way; `false` if one already is.
     pub fn begin(&self) -> bool {
         !self.pending.swap(true, Ordering::SeqCst)
