@@ -344,7 +344,19 @@ pub fn prepare_restore(
         let Some(handle) = &mut task.keyed else { continue };
         let Some(file) = &handle.canonical else { continue };
         let written = match rewrites.get_mut(&task.task.uid) {
-            Some(rewrite) => rewrite_file(&files, file, &out, rewrite).map_err(|e| match e {
+            Some(rewrite) => {
+                let (function, version) = (rewrite.function.clone(), rewrite.old_version.clone());
+                let migrator = &mut rewrite.migrator;
+                let mut migrate = |state: &str, old_schema: &str, values: &[Vec<u8>]| {
+                    migrator.migrate(&function, &version, state, old_schema, values)
+                };
+                let states = StatesPlan {
+                    migrate: &rewrite.migrate,
+                    drop: &rewrite.drop,
+                };
+                rewrite_file(&files, file, &out, &states, &mut migrate)
+            }
+            .map_err(|e| match e {
                 RewriteError::Storage(e) => HotSwapError::Storage(e),
                 RewriteError::Migration { state, reason } => HotSwapError::MigrationFailed {
                     uid: task.task.uid.clone(),
@@ -401,13 +413,25 @@ struct Pending {
     count: usize,
 }
 
+/// What happens to the states of a snapshot file.
+struct StatesPlan<'a> {
+    /// State → old schema, for the states to migrate.
+    migrate: &'a HashMap<String, String>,
+    /// States to drop.
+    drop: &'a BTreeSet<String>,
+}
+
+/// Migrates a chunk of values of a state: (state, old schema, values).
+type MigrateFn<'a> = dyn FnMut(&str, &str, &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> + 'a;
+
 /// Copies the canonical snapshot `file` into `out`, migrating and dropping
-/// states as `rewrite` says.
+/// states as `states` says.
 fn rewrite_file(
     files: &FileStore,
     file: &FileRef,
     out: &FileStore,
-    rewrite: &mut Rewrite,
+    states: &StatesPlan<'_>,
+    migrate: &mut MigrateFn<'_>,
 ) -> Result<FileRef, RewriteError> {
     let path = files.path(file);
     let format = |e: std::io::Error| StorageError::Format(format!("cannot read {}: {e}", path.display()));
@@ -420,14 +444,14 @@ fn rewrite_file(
     while let Some(item) = reader.next_item().map_err(format)? {
         match &item {
             SnapshotItem::State { index, name, kind, ttl } => {
-                let dropped = rewrite.drop.contains(name);
+                let dropped = states.drop.contains(name);
                 declared.insert(
                     *index,
                     Declared {
                         name: name.clone(),
                         kind: *kind,
                         ttl: ttl.is_some(),
-                        migrate: rewrite.migrate.get(name).cloned(),
+                        migrate: states.migrate.get(name).cloned(),
                         dropped,
                     },
                 );
@@ -484,16 +508,16 @@ fn rewrite_file(
                     .or_default()
                     .push((*key_group, key.clone(), user_key.clone(), expiry, n));
                 if pending.count >= CHUNK {
-                    flush(&mut pending, &declared, rewrite, &mut writer)?;
+                    flush(&mut pending, &declared, migrate, &mut writer)?;
                 }
             }
             SnapshotItem::Timer { .. } => {
-                flush(&mut pending, &declared, rewrite, &mut writer)?;
+                flush(&mut pending, &declared, migrate, &mut writer)?;
                 writer.write(&item).map_err(write_error)?;
             }
         }
     }
-    flush(&mut pending, &declared, rewrite, &mut writer)?;
+    flush(&mut pending, &declared, migrate, &mut writer)?;
     let written = writer
         .finish()
         .into_inner()
@@ -507,7 +531,7 @@ fn rewrite_file(
 fn flush<W: std::io::Write>(
     pending: &mut Pending,
     declared: &HashMap<u32, Declared>,
-    rewrite: &mut Rewrite,
+    migrate: &mut MigrateFn<'_>,
     writer: &mut SnapshotWriter<W>,
 ) -> Result<(), RewriteError> {
     let write_error = |e: std::io::Error| StorageError::Format(format!("cannot write migrated state: {e}"));
@@ -517,13 +541,10 @@ fn flush<W: std::io::Write>(
         let Some(old_schema) = &d.migrate else { continue };
         let mut migrated = Vec::with_capacity(values.len());
         for chunk in values.chunks(CHUNK) {
-            let done = rewrite
-                .migrator
-                .migrate(&rewrite.function, &rewrite.old_version, &d.name, old_schema, chunk)
-                .map_err(|reason| RewriteError::Migration {
-                    state: d.name.clone(),
-                    reason,
-                })?;
+            let done = migrate(&d.name, old_schema, chunk).map_err(|reason| RewriteError::Migration {
+                state: d.name.clone(),
+                reason,
+            })?;
             migrated.extend(done);
         }
         let mut migrated = migrated.into_iter();
@@ -556,4 +577,178 @@ fn flush<W: std::io::Write>(
     }
     pending.count = 0;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ttl;
+    use crate::wasm::host_state::list_codec;
+
+    fn state(index: u32, name: &str, kind: StateKind, ttl: Option<(u64, bool)>) -> SnapshotItem {
+        SnapshotItem::State {
+            index,
+            name: name.into(),
+            kind,
+            ttl,
+        }
+    }
+
+    fn entry(state: u32, key: &[u8], user_key: &[u8], value: Vec<u8>) -> SnapshotItem {
+        SnapshotItem::Entry {
+            state,
+            key_group: 3,
+            key: key.to_vec(),
+            user_key: user_key.to_vec(),
+            value,
+        }
+    }
+
+    fn items(files: &FileStore, file: &FileRef) -> Vec<SnapshotItem> {
+        let input = std::fs::File::open(files.path(file)).expect("a file");
+        let mut reader = SnapshotReader::new(BufReader::new(input)).expect("a snapshot");
+        let mut items = Vec::new();
+        while let Some(item) = reader.next_item().expect("an item") {
+            items.push(item);
+        }
+        items
+    }
+
+    fn list(values: &[&[u8]]) -> Vec<u8> {
+        let mut stored = Vec::new();
+        for value in values {
+            list_codec::push(&mut stored, value);
+        }
+        stored
+    }
+
+    fn with_ttl(value: &[u8], expires_at: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        ttl::wrap(value, expires_at, &mut out);
+        out
+    }
+
+    /// A snapshot with a value state of 1500 keys (two chunks), a list, a
+    /// map with a TTL, a state to drop, one to keep as is, and a timer.
+    fn snapshot(files: &FileStore) -> FileRef {
+        let mut writer = SnapshotWriter::new(BufWriter::new(files.create("a.keyed").expect("create"))).expect("writer");
+        let mut items = vec![
+            state(0, "count", StateKind::Value, None),
+            state(1, "values", StateKind::List, None),
+            state(2, "seen", StateKind::Map, Some((1000, false))),
+            state(3, "gone", StateKind::Value, None),
+            state(4, "same", StateKind::Value, None),
+        ];
+        for i in 0..1500u32 {
+            items.push(entry(0, &i.to_le_bytes(), b"", vec![b'c', (i % 256) as u8]));
+        }
+        items.push(entry(1, b"k", b"", list(&[b"a", b"", b"bc"])));
+        items.push(entry(2, b"k", b"u1", with_ttl(b"x", 77)));
+        items.push(entry(3, b"k", b"", b"old".to_vec()));
+        items.push(entry(4, b"k", b"", b"kept".to_vec()));
+        items.push(SnapshotItem::Timer {
+            event_time: true,
+            key_group: 3,
+            key: b"k".to_vec(),
+            timestamp: 42,
+        });
+        for item in &items {
+            writer.write(item).expect("write");
+        }
+        writer
+            .finish()
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .expect("flush")
+            .finish()
+            .expect("finish")
+    }
+
+    #[test]
+    fn values_list_elements_and_map_values_are_migrated_in_chunks_and_dropped_states_go() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let files = FileStore::at(dir.path());
+        let file = snapshot(&files);
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir_all(&out_dir).expect("out");
+        let out = FileStore::at(&out_dir);
+        let migrate: HashMap<String, String> = ["count", "values", "seen"]
+            .into_iter()
+            .map(|s| (s.to_string(), format!("{s}-v1")))
+            .collect();
+        let drop: BTreeSet<String> = ["gone".to_string()].into();
+        let mut calls = Vec::new();
+        let mut migrate_fn = |state: &str, old_schema: &str, values: &[Vec<u8>]| {
+            calls.push((state.to_string(), old_schema.to_string(), values.len()));
+            Ok(values.iter().map(|v| [v.as_slice(), b"!"].concat()).collect::<Vec<_>>())
+        };
+        let plan = StatesPlan {
+            migrate: &migrate,
+            drop: &drop,
+        };
+        let written = rewrite_file(&files, &file, &out, &plan, &mut migrate_fn)
+            .map_err(|_| "failed")
+            .expect("rewritten");
+        // One call per chunk: never more than CHUNK values, never per entry.
+        assert!(calls.iter().all(|(_, _, n)| *n <= CHUNK), "{calls:?}");
+        let count_values: usize = calls.iter().filter(|c| c.0 == "count").map(|c| c.2).sum();
+        assert_eq!(count_values, 1500);
+        assert!(calls.iter().filter(|c| c.0 == "count").count() <= 3, "{calls:?}");
+        assert!(calls.iter().all(|(s, schema, _)| *schema == format!("{s}-v1")));
+
+        let items = items(&out, &written);
+        let names: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                SnapshotItem::State { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["count", "values", "seen", "same"]);
+        let value_of = |state: u32| -> Vec<Vec<u8>> {
+            items
+                .iter()
+                .filter_map(|i| match i {
+                    SnapshotItem::Entry { state: s, value, .. } if *s == state => Some(value.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let counts = value_of(0);
+        assert_eq!(counts.len(), 1500);
+        assert!(counts.iter().all(|v| v.len() == 3 && v[0] == b'c' && v[2] == b'!'));
+        assert_eq!(value_of(1), [list(&[b"a!", b"!", b"bc!"])]);
+        assert_eq!(value_of(2), [with_ttl(b"x!", 77)]);
+        assert!(value_of(3).is_empty(), "a dropped state has no entries");
+        assert_eq!(value_of(4), [b"kept".to_vec()]);
+        assert!(matches!(items.last(), Some(SnapshotItem::Timer { timestamp: 42, .. })));
+        // Map keys keep their encoding.
+        assert!(
+            items
+                .iter()
+                .any(|i| matches!(i, SnapshotItem::Entry { state: 2, user_key, .. } if user_key == b"u1"))
+        );
+    }
+
+    #[test]
+    fn a_failing_migration_names_its_state() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let files = FileStore::at(dir.path());
+        let file = snapshot(&files);
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir_all(&out_dir).expect("out");
+        let migrate: HashMap<String, String> = [("values".to_string(), "v1".to_string())].into();
+        let drop = BTreeSet::new();
+        let mut failing = |_: &str, _: &str, _: &[Vec<u8>]| Err("no way".to_string());
+        let plan = StatesPlan {
+            migrate: &migrate,
+            drop: &drop,
+        };
+        match rewrite_file(&files, &file, &FileStore::at(&out_dir), &plan, &mut failing) {
+            Err(RewriteError::Migration { state, reason }) => {
+                assert_eq!((state.as_str(), reason.as_str()), ("values", "no way"))
+            }
+            _ => panic!("the migration error should be reported"),
+        }
+    }
 }
