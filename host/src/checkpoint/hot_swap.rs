@@ -154,8 +154,9 @@ fn keyed_function(kind: &VertexKind) -> Option<&crate::job::plan::FunctionRef> {
 }
 
 /// The state schemas of every keyed function of `plan`, learned by starting
-/// each function once in a throwaway instance.
-pub fn plan_schemas(plan: &JobPlan, engine: &wasmtime::Engine) -> Result<Schemas, HotSwapError> {
+/// each function once in a throwaway instance. A function that cannot start
+/// so is left out (with a warning): savepoints then record no schemas for it.
+pub fn plan_schemas(plan: &JobPlan, engine: &wasmtime::Engine) -> Schemas {
     let mut schemas = Schemas::new();
     for vertex in &plan.vertices {
         let Some(function) = keyed_function(&vertex.kind) else {
@@ -169,14 +170,15 @@ pub fn plan_schemas(plan: &JobPlan, engine: &wasmtime::Engine) -> Result<Schemas
             &function.params,
             plan.settings.max_parallelism,
             plan.settings.limits,
-        )
-        .map_err(|reason| HotSwapError::Probe {
-            uid: vertex.uid.clone(),
-            reason,
-        })?;
-        schemas.insert(vertex.uid.clone(), declared);
+        );
+        match declared {
+            Ok(declared) => {
+                schemas.insert(vertex.uid.clone(), declared);
+            }
+            Err(reason) => tracing::warn!("the state schemas of `{}` are unknown: {reason}", vertex.uid),
+        }
     }
-    Ok(schemas)
+    schemas
 }
 
 /// What to do to one operator's state.
@@ -261,9 +263,9 @@ pub fn prepare_restore(
             });
         }
         let old_schemas = recorded.as_ref().and_then(|r| r.get(&vertex.uid));
-        if recorded.is_some() && old_schemas.is_none() {
+        if old_schemas.is_none() {
             tracing::warn!(
-                "savepoint {} records no state schemas of `{}`",
+                "savepoint {} records no state schemas of `{}`: its state is taken to keep its shape",
                 dir.display(),
                 vertex.uid
             );

@@ -216,8 +216,7 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
                 control: control.clone(),
                 default_dir: settings.dir.join(&plan.name).join("savepoints"),
                 modules: module_metas(plan),
-                schemas: crate::checkpoint::hot_swap::plan_schemas(plan, engine)
-                    .map_err(|e| TaskError::Checkpoint(e.to_string()))?,
+                schemas: crate::checkpoint::hot_swap::plan_schemas(plan, engine),
             }),
             _ => None,
         },
