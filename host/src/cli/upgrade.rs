@@ -5,7 +5,9 @@
 //! savepoint (sources stop at their savepoint positions, every
 //! two-phase-commit sink commits the savepoint's transactions), swaps the
 //! module of the operator, checks (and migrates) the state as a restore
-//! with another module version does, and restores from the savepoint. The
+//! with another module version does (migrated state becomes a savepoint of
+//! the new module in `<checkpoint dir>/<job>/migrated/`, so nothing migrates
+//! twice), and restores from the savepoint. The
 //! job keeps its id. The command prints what runs now and the pause: from
 //! the stop request until the new attempt's tasks start. A refused swap
 //! prints the refusal and the job goes on with its old module, restored from
@@ -19,7 +21,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::savepoint::absolute;
-use crate::checkpoint::hot_swap::prepare_restore;
+use std::collections::HashMap;
+
+use crate::checkpoint::hot_swap::{plan_schemas, prepare_restore, write_schemas};
+use crate::checkpoint::savepoint::ModuleMeta;
 use crate::control::upgrade::UpgradeRequest;
 use crate::control::{client, registry};
 use crate::job::plan::{JobPlan, VertexKind};
@@ -51,10 +56,13 @@ pub(super) fn upgrade(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
 /// module, or the old one if the swap is refused) and makes `options`
 /// restore from the upgrade's savepoint. Answers the request.
 pub(super) fn resume(plan: JobPlan, wasm: &WasmRuntime, request: UpgradeRequest, options: &mut RunOptions) -> JobPlan {
-    options.restore = Some(RestoreFrom::Savepoint {
-        dir: request.savepoint.clone(),
-        allow_non_restored_state: false,
-    });
+    let restore_from = |dir: PathBuf| {
+        Some(RestoreFrom::Savepoint {
+            dir,
+            allow_non_restored_state: false,
+        })
+    };
+    options.restore = restore_from(request.savepoint.clone());
     let resumed = options.control.as_ref().map(|c| Arc::clone(&c.resumed));
     if let Some(resumed) = &resumed
         && let Ok(mut resumed) = resumed.lock()
@@ -62,7 +70,8 @@ pub(super) fn resume(plan: JobPlan, wasm: &WasmRuntime, request: UpgradeRequest,
         *resumed = None;
     }
     match swapped(&plan, wasm, &request) {
-        Ok((next, module)) => {
+        Ok((next, module, restore)) => {
+            options.restore = restore_from(restore);
             let savepoint = request.savepoint.display().to_string();
             let uid = request.uid.clone();
             let answer = move |pause: Duration| {
@@ -135,14 +144,18 @@ fn with_module(plan: &JobPlan, wasm: &WasmRuntime, uid: &str, path: &Path) -> Re
 }
 
 /// `plan` with the module of operator `request.uid` swapped, after the
-/// checks of a restore from the savepoint; also says what the module is.
-fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Result<(JobPlan, String), String> {
+/// checks of a restore from the savepoint; also says what the module is and
+/// which savepoint to restore (the upgrade's, or its migrated copy).
+fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Result<(JobPlan, String, PathBuf), String> {
     let (next, module) = with_module(plan, wasm, &request.uid, &request.module)?;
     // The checks (and migrations) of the restore, before the job stops for
     // good: a refusal keeps the old module.
     let (savepoint, files) = crate::checkpoint::savepoint::load(&request.savepoint).map_err(|e| e.to_string())?;
-    let scratch = std::env::temp_dir().join(format!("weir-upgrade-{}", std::process::id()));
-    let checked = prepare_restore(
+    let scratch = next.settings.checkpoint.as_ref().map_or_else(
+        || std::env::temp_dir().join("weir-migrated"),
+        |c| c.dir.join(&next.name).join("migrated"),
+    );
+    let (checkpoint, migrated) = prepare_restore(
         &next,
         wasm.engine(),
         &request.savepoint,
@@ -150,8 +163,38 @@ fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Resu
         files,
         false,
         &scratch,
-    );
-    let _ = std::fs::remove_dir_all(&scratch);
-    checked.map_err(|e| e.to_string())?;
-    Ok((next, module))
+    )
+    .map_err(|e| e.to_string())?;
+    if checkpoint == savepoint.checkpoint {
+        return Ok((next, module, request.savepoint.clone()));
+    }
+    // The migrated state as a savepoint of the new module, so that the
+    // restore (and any restart before the next checkpoint) does not migrate
+    // again.
+    let modules: HashMap<String, ModuleMeta> = next
+        .vertices
+        .iter()
+        .filter_map(|v| match &v.kind {
+            VertexKind::Operator(f) => Some((
+                v.uid.clone(),
+                ModuleMeta {
+                    name: f.module.info.name.clone(),
+                    version: f.module.info.version.clone(),
+                    digest: f.module.digest.clone(),
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    let written = crate::checkpoint::savepoint::write(&checkpoint, &migrated, &scratch, &modules)
+        .and_then(|path| write_schemas(&path, &plan_schemas(&next, wasm.engine())).map(|()| path));
+    // The migrated files now live (hard-linked) in the new savepoint.
+    if let Some(dir) = checkpoint
+        .files()
+        .next()
+        .and_then(|f| migrated.path(f).parent().map(Path::to_path_buf))
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok((next, module, written.map_err(|e| e.to_string())?))
 }
