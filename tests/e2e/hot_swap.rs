@@ -246,6 +246,20 @@ fn shape_changes_without_migration_missing_states_and_failing_migrations_are_ref
         )
     );
 
+    // An explicit schema is named as such.
+    work.write(
+        "job.toml",
+        job("refusals", "counter_v2b", false, "out2", "count_schema = \"count-v2\""),
+    );
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(!finished.success);
+    assert_eq!(
+        finished.stderr,
+        format!(
+            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32 -> count-v2), `seen` (u32 -> i64), `values` (u32 -> i64)\n"
+        )
+    );
+
     // A state v2 no longer opens.
     work.write(
         "job.toml",

@@ -30,7 +30,8 @@ fn value(record: &Record<'_>) -> Result<u32> {
 
 /// Counts per key (v2 state: `(count, count when migrated)`, `i64`
 /// values, `u32 -> i64` map). The parameter `drop_seen = "true"` leaves the
-/// `seen` state out (distinct is then 0).
+/// `seen` state out (distinct is then 0); `count_schema` sets the schema
+/// `count` declares (instead of its type's name).
 pub struct Count {
     count: ValueState<(u64, u64)>,
     values: ListState<i64>,
@@ -40,6 +41,9 @@ pub struct Count {
 impl KeyedProcessFunction for Count {
     fn open(ctx: &mut OpenContext<'_>) -> Result<Self> {
         let drop_seen = ctx.task().param("drop_seen") == Some("true");
+        if let Some(schema) = ctx.task().param("count_schema") {
+            ctx.set_state_schema("count", schema);
+        }
         Ok(Self {
             count: ctx.value_state("count"),
             values: ctx.list_state("values"),
