@@ -31,6 +31,14 @@ impl<'a> OpenContext<'a> {
         self.task
     }
 
+    /// Sets the schema state `name` declares when it is opened (call it
+    /// before opening the state), instead of its value type's name: bump it
+    /// when the encoding changes without the type's name changing. See
+    /// [`Migration`](crate::Migration).
+    pub fn set_state_schema(&mut self, name: &str, schema: &str) {
+        crate::migration::set_schema(name, schema);
+    }
+
     /// Opens a [`ValueState`].
     pub fn value_state<T: Serialize + DeserializeOwned>(&mut self, name: &str) -> ValueState<T> {
         ValueState::open(name, None)

@@ -32,11 +32,14 @@
 /// }
 /// ```
 ///
+/// State [`Migration`](crate::Migration)s follow the functions, after
+/// `; migrations:` (`keyed_process "count" => Count; migrations: CountV1`).
+///
 /// The module is named after the crate (`CARGO_PKG_NAME`) and versioned
 /// with it (`CARGO_PKG_VERSION`).
 #[macro_export]
 macro_rules! export_functions {
-    ($($kind:ident $name:literal => $function:ty),+ $(,)?) => {
+    ($($kind:ident $name:literal => $function:ty),+ $(,)? $(; migrations: $($migration:ty),+ $(,)?)?) => {
         #[doc(hidden)]
         #[allow(unsafe_code)]
         const _: () = {
@@ -47,6 +50,9 @@ macro_rules! export_functions {
                 const VERSION: &'static str = ::core::env!("CARGO_PKG_VERSION");
                 const FUNCTIONS: &'static [$crate::__private::FunctionEntry] = &[
                     $($crate::export_functions!(@entry $kind $name $function)),+
+                ];
+                const MIGRATIONS: &'static [$crate::__private::MigrationEntry] = &[
+                    $($($crate::__private::MigrationEntry::of::<$migration>()),+)?
                 ];
             }
 

@@ -41,6 +41,8 @@
 //!   assigns records to windows and keeps the accumulators (postcard-encoded);
 //!   the function folds whole batches into them.
 //! - [`log()`] and [`LogLevel`]: write to the host's log.
+//! - [`Migration`] and [`schema_of`]: state shapes, and migrations of state
+//!   an older module version wrote (hot swap on savepoint restore).
 //! - [`serde`]: re-exported, so that a module needs no other dependency.
 //!   Derive with `#[serde(crate = "weir_sdk::serde")]`.
 //!
@@ -164,6 +166,7 @@ mod export;
 mod functions;
 mod joins;
 mod log;
+mod migration;
 mod output;
 mod record;
 mod runtime;
@@ -180,6 +183,7 @@ pub use error::{Error, Result};
 pub use functions::{AggregateFunction, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, WindowAggregate};
 pub use joins::{JoinFunction, KeyedCoProcessFunction};
 pub use log::{LogLevel, log};
+pub use migration::{Migration, schema_of};
 pub use output::{Emitter, KeyWriter, RecordWriter};
 pub use record::{EventTime, Record};
 pub use serde;
@@ -208,5 +212,6 @@ pub mod __bindings {
 /// What [`export_functions!`] expands to. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::migration::MigrationEntry;
     pub use crate::runtime::{FunctionEntry, Module, Runtime, check_unique_names};
 }

@@ -84,7 +84,10 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     pub(crate) fn open(name: &str, ttl: Option<Ttl>) -> Self {
         Self {
             name: name.to_owned(),
-            inner: wit::ValueState::new(name, Ttl::to_wit(ttl)),
+            inner: {
+                crate::migration::declare::<T>(name);
+                wit::ValueState::new(name, Ttl::to_wit(ttl))
+            },
             _value: PhantomData,
         }
     }
@@ -122,7 +125,10 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     pub(crate) fn open(name: &str, ttl: Option<Ttl>) -> Self {
         Self {
             name: name.to_owned(),
-            inner: wit::ListState::new(name, Ttl::to_wit(ttl)),
+            inner: {
+                crate::migration::declare::<T>(name);
+                wit::ListState::new(name, Ttl::to_wit(ttl))
+            },
             _value: PhantomData,
         }
     }
@@ -174,7 +180,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     pub(crate) fn open(name: &str, ttl: Option<Ttl>) -> Self {
         Self {
             name: name.to_owned(),
-            inner: wit::MapState::new(name, Ttl::to_wit(ttl)),
+            inner: {
+                crate::migration::declare::<V>(name);
+                wit::MapState::new(name, Ttl::to_wit(ttl))
+            },
             _entry: PhantomData,
         }
     }
@@ -246,7 +255,10 @@ impl<T: Serialize + DeserializeOwned> ReducingState<T> {
     pub(crate) fn open(name: &str, reduce: fn(T, T) -> T, ttl: Option<Ttl>) -> Self {
         Self {
             name: name.to_owned(),
-            inner: wit::ReducingState::new(name, Ttl::to_wit(ttl)),
+            inner: {
+                crate::migration::declare::<T>(name);
+                wit::ReducingState::new(name, Ttl::to_wit(ttl))
+            },
             reduce,
         }
     }
@@ -287,7 +299,10 @@ impl<A: AggregateFunction> AggregatingState<A> {
     pub(crate) fn open(name: &str, agg: A, ttl: Option<Ttl>) -> Self {
         Self {
             name: name.to_owned(),
-            inner: wit::AggregatingState::new(name, Ttl::to_wit(ttl)),
+            inner: {
+                crate::migration::declare::<A::Acc>(name);
+                wit::AggregatingState::new(name, Ttl::to_wit(ttl))
+            },
             agg,
         }
     }

@@ -191,7 +191,7 @@ fn flow_per_camera_matches_the_oracle_row_for_row_with_late_data_counted() {
     let example = std::fs::read_to_string(workspace().join("examples/traffic-q1.toml")).expect("example job");
     let job = example
         .replace("interval_ms = 200", "interval_ms = 0")
-        .replace("[params]", &format!("batch_size = {BATCH}\n\n[params]"));
+        .replace("batch_size = 16384", &format!("batch_size = {BATCH}"));
     for parallelism in ["1", "2"] {
         let work = Workdir::new();
         work.write("passings.csv", &csv);

@@ -8,6 +8,7 @@ mod bad_input;
 mod event_time;
 mod exactly_once;
 mod harness;
+mod hot_swap;
 mod joins;
 mod oracle;
 mod partitioning;

@@ -30,6 +30,8 @@ pub trait Module: 'static {
     const VERSION: &'static str;
     /// The functions the module exports.
     const FUNCTIONS: &'static [FunctionEntry];
+    /// The state migrations the module exports.
+    const MIGRATIONS: &'static [crate::migration::MigrationEntry] = &[];
 }
 
 /// One function a module exports: its name, its kind and how to open it.
@@ -276,6 +278,29 @@ impl<M: Module> library::Guest for Runtime<M> {
             keys: KeyColumn::default(),
         }));
         Ok(())
+    }
+}
+
+impl<M: Module> crate::__bindings::exports::weir::udf::state_migration::Guest for Runtime<M> {
+    fn migrations() -> Vec<crate::__bindings::exports::weir::udf::state_migration::MigrationInfo> {
+        crate::migration::describe(M::MIGRATIONS)
+    }
+
+    fn migrate(
+        function: String,
+        old_module_version: String,
+        state: String,
+        old_schema: String,
+        values: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        crate::migration::migrate(
+            M::MIGRATIONS,
+            &function,
+            &old_module_version,
+            &state,
+            &old_schema,
+            values,
+        )
     }
 }
 

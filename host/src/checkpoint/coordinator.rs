@@ -347,7 +347,8 @@ impl Coordinator {
                 .store(manifest.id.0, std::sync::atomic::Ordering::Relaxed);
             if let Some(request) = &pending.savepoint {
                 let target = request.target.as_ref().unwrap_or(&settings.default_dir);
-                let written = super::savepoint::write(&manifest, self.storage.files(), target, &settings.modules);
+                let written = super::savepoint::write(&manifest, self.storage.files(), target, &settings.modules)
+                    .and_then(|path| super::hot_swap::write_schemas(&path, &settings.schemas).map(|()| path));
                 if let Ok(path) = &written {
                     tracing::info!("savepoint written to {}", path.display());
                 }

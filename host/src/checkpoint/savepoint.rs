@@ -231,6 +231,8 @@ pub struct JobControl {
     pub requests: Receiver<SavepointRequest>,
     /// The id of the last completed checkpoint (0: none yet).
     pub last_completed: Arc<AtomicU64>,
+    /// When the job's latest attempt started its tasks (state restored).
+    pub resumed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// What the coordinator needs to take savepoints.
@@ -242,6 +244,8 @@ pub struct SavepointSettings {
     pub default_dir: PathBuf,
     /// The module of every operator uid that runs one.
     pub modules: HashMap<String, ModuleMeta>,
+    /// The state schemas of every keyed function, by operator uid.
+    pub schemas: super::hot_swap::Schemas,
 }
 
 /// Writes a savepoint of the completed checkpoint `manifest` (whose files are

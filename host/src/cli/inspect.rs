@@ -31,6 +31,7 @@ fn worlds(exports: &[String]) -> Vec<&'static str> {
             ("process-window-module", "process-window"),
             ("window-evictor-module", "window-evictor"),
             ("window-trigger-module", "window-trigger"),
+            ("state-migration-module", "state-migration"),
         ];
         for (world, interface) in all {
             if has(interface) {

@@ -6,6 +6,7 @@ mod list;
 mod run;
 mod savepoint;
 mod stop;
+mod upgrade;
 mod validate;
 
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ enum Command {
     Savepoint(savepoint::SavepointArgs),
     /// Stop a running job with a final savepoint.
     Stop(stop::StopArgs),
+    /// Swap the module of an operator of a running job (stop with a
+    /// savepoint, swap, restore) and print the pause.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 /// Options shared by the commands that load a job.
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => list::list(args),
         Command::Savepoint(args) => savepoint::savepoint(args),
         Command::Stop(args) => stop::stop(args),
+        Command::Upgrade(args) => upgrade::upgrade(args),
     };
     match result {
         Ok(code) => code,

@@ -65,12 +65,26 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let (Some(server), false) = (&server, args.quiet) {
         eprintln!("weir: job `{}` has id {}", plan.name, server.entry().id);
     }
-    let options = RunOptions {
+    let mut options = RunOptions {
         progress: (!args.quiet).then_some(Duration::from_secs(1)),
         restore,
         control,
     };
-    let result = execute(&plan, wasm.engine(), &options);
+    let mut plan = plan;
+    let result = loop {
+        if let Some(server) = &server {
+            server.upgrades().set_precheck(super::upgrade::precheck(&plan, &wasm));
+        }
+        let result = execute(&plan, wasm.engine(), &options);
+        // `weir upgrade` stopped the job: go on with the swapped module.
+        match (&result, &server) {
+            (Ok(_), Some(server)) => match server.upgrades().next() {
+                Some(request) => plan = super::upgrade::resume(plan, &wasm, request, &mut options),
+                None => break result,
+            },
+            _ => break result,
+        }
+    };
     drop(options);
     drop(server);
     match result {

@@ -11,6 +11,7 @@
 //! status                 -> ok <last completed checkpoint id, 0 for none>
 //! savepoint [DIR]        -> ok <savepoint path>
 //! stop [DIR]             -> ok <savepoint path>     (the job then ends)
+//! upgrade UID MODULE     -> ok <what runs now, and the pause>
 //! (anything failing)     -> error <message>
 //! ```
 //!
@@ -21,6 +22,7 @@
 pub mod client;
 pub mod registry;
 pub mod server;
+pub mod upgrade;
 
 /// Errors of the control API.
 #[derive(Debug, thiserror::Error)]

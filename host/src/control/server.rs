@@ -14,6 +14,7 @@ use crossbeam_channel::{Sender, bounded, unbounded};
 
 use super::ControlError;
 use super::registry::{self, JobEntry};
+use super::upgrade::{UpgradeRequest, Upgrades};
 use crate::checkpoint::savepoint::{JobControl, SavepointRequest};
 
 /// A job's control endpoint and registry entry; both go away when dropped.
@@ -22,6 +23,7 @@ pub struct ControlServer {
     folder: PathBuf,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    upgrades: Upgrades,
 }
 
 /// What a request handler needs.
@@ -31,6 +33,7 @@ struct Handler {
     checkpointing: bool,
     requests: Sender<SavepointRequest>,
     last_completed: Arc<AtomicU64>,
+    upgrades: Upgrades,
 }
 
 impl ControlServer {
@@ -57,11 +60,13 @@ impl ControlServer {
         entry.register(&folder)?;
         let (requests, receiver) = unbounded();
         let last_completed = Arc::new(AtomicU64::new(0));
+        let upgrades = Upgrades::default();
         let handler = Handler {
             name: name.to_string(),
             checkpointing,
             requests,
             last_completed: Arc::clone(&last_completed),
+            upgrades: upgrades.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
@@ -90,12 +95,14 @@ impl ControlServer {
             folder,
             stop,
             thread: Some(thread),
+            upgrades,
         };
         Ok((
             server,
             JobControl {
                 requests: receiver,
                 last_completed,
+                resumed: Arc::default(),
             },
         ))
     }
@@ -103,6 +110,11 @@ impl ControlServer {
     /// The job's registry entry.
     pub fn entry(&self) -> &JobEntry {
         &self.entry
+    }
+
+    /// Upgrades asked for through the API.
+    pub fn upgrades(&self) -> &Upgrades {
+        &self.upgrades
     }
 }
 
@@ -152,6 +164,55 @@ fn serve(listener: &UnixListener, handler: &Handler, stop: &AtomicBool) {
 }
 
 impl Handler {
+    /// `upgrade UID MODULE`: stop with a savepoint, then wait for `weir run`
+    /// to restore the job with the new module.
+    fn upgrade(&self, argument: &str) -> Result<String, String> {
+        let Some((uid, module)) = argument.split_once(' ') else {
+            return Err("usage: upgrade UID MODULE".into());
+        };
+        if !self.checkpointing {
+            return Err(format!(
+                "job `{}` has no [checkpoint] table; upgrades need checkpointing",
+                self.name
+            ));
+        }
+        self.upgrades
+            .precheck(uid, Path::new(module))
+            .map_err(|reason| format!("upgrade refused: {reason}; the job goes on unchanged"))?;
+        if !self.upgrades.begin() {
+            return Err(format!("an upgrade of job `{}` is already under way", self.name));
+        }
+        let requested = std::time::Instant::now();
+        let (reply, answer) = bounded(1);
+        let request = SavepointRequest {
+            target: None,
+            stop: true,
+            reply,
+        };
+        let savepoint = match self.requests.send(request).map(|()| answer.recv()) {
+            Ok(Ok(Ok(path))) => path,
+            failed => {
+                self.upgrades.abandon();
+                return Err(match failed {
+                    Err(_) => "the job is ending".into(),
+                    Ok(Ok(Err(reason))) => format!("the savepoint failed: {reason}"),
+                    _ => "the savepoint was abandoned: the job failed or ended before it completed".into(),
+                });
+            }
+        };
+        let (reply, outcome) = bounded(1);
+        self.upgrades.submit(UpgradeRequest {
+            uid: uid.to_string(),
+            module: PathBuf::from(module),
+            savepoint,
+            requested,
+            reply,
+        });
+        outcome
+            .recv()
+            .unwrap_or_else(|_| Err("the job ended before the upgrade completed".into()))
+    }
+
     fn answer(&self, stream: UnixStream) {
         if stream.set_nonblocking(false).is_err() {
             return;
@@ -194,6 +255,7 @@ impl Handler {
                     Err(_) => Err("the savepoint was abandoned: the job failed or ended before it completed".into()),
                 }
             }
+            "upgrade" => self.upgrade(argument),
             _ => Err(format!("unknown request `{command}`")),
         }
     }

@@ -159,8 +159,23 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
                 .check_max_parallelism(dir, plan.settings.max_parallelism)
                 .and_then(|()| savepoint.check_uids(dir, uids, *allow_non_restored_state))
                 .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
+            // Hot swap: check (and migrate) the state of changed modules.
+            let scratch = plan.settings.checkpoint.as_ref().map_or_else(
+                || std::env::temp_dir().join("weir-migrated"),
+                |c| c.dir.join(&plan.name).join("migrated"),
+            );
+            let (checkpoint, files) = crate::checkpoint::hot_swap::prepare_restore(
+                plan,
+                engine,
+                dir,
+                &savepoint,
+                files,
+                *allow_non_restored_state,
+                &scratch,
+            )
+            .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
             restore_files = Some(files);
-            Some(savepoint.checkpoint)
+            Some(checkpoint)
         }
         (Some(_), None) => {
             return Err(TaskError::Checkpoint(
@@ -205,6 +220,7 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
                 control: control.clone(),
                 default_dir: settings.dir.join(&plan.name).join("savepoints"),
                 modules: module_metas(plan),
+                schemas: crate::checkpoint::hot_swap::plan_schemas(plan, engine),
             }),
             _ => None,
         },
@@ -419,6 +435,11 @@ fn run_attempt(
         }
     };
 
+    if let Some(settings) = &shared.savepoints
+        && let Ok(mut resumed) = settings.control.resumed.lock()
+    {
+        *resumed = Some(Instant::now());
+    }
     std::thread::scope(|scope| {
         if let Some(plane) = &mut control {
             // Nothing is in flight between attempts: drop what failed checkpoints left.

@@ -143,6 +143,8 @@ pub struct HostState {
     pub panic: Option<PanicReport>,
     /// State and timers, for keyed operators.
     pub keyed: Option<KeyedScope>,
+    /// The schemas of the states the guest declared (`state-schema`).
+    pub schemas: Vec<(String, String)>,
 }
 
 impl HostState {
@@ -158,6 +160,7 @@ impl HostState {
                 .build(),
             panic: None,
             keyed: None,
+            schemas: Vec::new(),
         }
     }
 
@@ -390,7 +393,7 @@ impl keyed_state::HostMapState for HostState {
 
 /// How a list state's elements are framed in one stored value: each element
 /// is a little-endian `u32` length followed by its bytes.
-mod list_codec {
+pub(crate) mod list_codec {
     use wasmtime::format_err as anyhow;
 
     /// Appends one element.

@@ -9,12 +9,15 @@
 //!   (log, key scope, keyed state, timers).
 //! - [`instance`]: one instance per subtask, with typed calls that move
 //!   record batches across the boundary as flat columns.
+//! - [`migration`]: state schemas a module declares, and its state
+//!   migrations (hot swap on savepoint restore).
 //! - [`bindings`]: what `bindgen!` generates from `wit/` (never committed).
 
 pub mod bindings;
 pub mod engine;
 pub mod host_state;
 pub mod instance;
+pub mod migration;
 pub mod module;
 
 pub use engine::{EngineOptions, WasmRuntime};
