@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
+use super::{Operator, OperatorSnapshot, route_call_output, snapshot_instance_state};
 use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
@@ -86,21 +86,6 @@ impl Operator for CoProcessOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        let key_groups = self.key_groups;
-        let Some(scope) = self.instance.keyed() else {
-            return Ok(OperatorSnapshot::default());
-        };
-        let state = scope.backend.snapshot().map_err(|e| TaskError::State {
-            operator: self.uid.clone(),
-            source: e,
-        })?;
-        Ok(OperatorSnapshot {
-            keyed: Some(KeyedView {
-                state,
-                timers: scope.timers.clone(),
-                key_groups,
-            }),
-            transactions: Vec::new(),
-        })
+        snapshot_instance_state(&mut self.instance, &self.uid, self.key_groups)
     }
 }

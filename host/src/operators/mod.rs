@@ -139,3 +139,27 @@ pub(crate) fn route_call_output(
     }
     Ok(())
 }
+
+/// The snapshot of an operator whose Wasm instance holds its keyed state and
+/// timers (keyed process and co-process functions).
+pub(crate) fn snapshot_instance_state(
+    instance: &mut crate::wasm::UdfInstance,
+    operator: &str,
+    key_groups: crate::state::KeyGroupRange,
+) -> Result<OperatorSnapshot, TaskError> {
+    let Some(scope) = instance.keyed() else {
+        return Ok(OperatorSnapshot::default());
+    };
+    let state = scope.backend.snapshot().map_err(|source| TaskError::State {
+        operator: operator.to_string(),
+        source,
+    })?;
+    Ok(OperatorSnapshot {
+        keyed: Some(KeyedView {
+            state,
+            timers: scope.timers.clone(),
+            key_groups,
+        }),
+        transactions: Vec::new(),
+    })
+}
