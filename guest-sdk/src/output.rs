@@ -93,6 +93,7 @@ impl BatchBuilder {
     }
 
     /// Commits the bytes appended to `data` since the last record as a record.
+    #[inline]
     fn commit(&mut self, timestamp: EventTime) {
         self.ends.push(offset(self.data.len()));
         self.timestamps.push(timestamp);
@@ -182,6 +183,7 @@ impl Output {
     }
 
     /// Commits the bytes written to the main data column as a record.
+    #[inline]
     pub(crate) fn commit_main(&mut self, timestamp: EventTime) {
         self.main.commit(timestamp);
     }
@@ -264,12 +266,14 @@ impl KeyColumn {
     }
 
     /// A writer for the next key.
+    #[inline]
     pub(crate) fn writer(&mut self) -> KeyWriter<'_> {
         KeyWriter { keys: &mut self.keys }
     }
 
     /// Commits the bytes written since the last key as a key; with `failed`,
     /// drops them and commits an empty key.
+    #[inline]
     pub(crate) fn commit(&mut self, failed: bool) {
         if failed {
             let start = self.ends.last().map_or(0, |&end| end as usize);
@@ -304,6 +308,7 @@ pub struct RecordWriter<'a> {
 
 impl<'a> RecordWriter<'a> {
     /// A writer appending to `data`.
+    #[inline]
     pub(crate) fn new(data: &'a mut Vec<u8>, timestamp: EventTime) -> Self {
         Self { data, timestamp }
     }

@@ -18,6 +18,7 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// A record over borrowed bytes.
+    #[inline]
     pub(crate) fn new(payload: &'a [u8], timestamp: EventTime, key: Option<&'a [u8]>, index: u32) -> Self {
         Self {
             payload,
@@ -28,6 +29,7 @@ impl<'a> Record<'a> {
     }
 
     /// The record's bytes.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
@@ -47,6 +49,7 @@ impl<'a> Record<'a> {
     }
 
     /// The record's event time.
+    #[inline]
     pub fn timestamp(&self) -> EventTime {
         self.timestamp
     }
@@ -82,6 +85,7 @@ impl<'a> Column<'a> {
     }
 
     /// Item `index`; panics if the column is malformed or has no such item.
+    #[inline]
     pub(crate) fn get(&self, index: usize) -> &'a [u8] {
         let end = *self
             .ends
@@ -119,6 +123,7 @@ pub(crate) struct ColumnIter<'a> {
 impl<'a> Iterator for ColumnIter<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         let end = *self.ends.next()? as usize;
         let item = self.data.get(self.start..end).unwrap_or_else(|| {

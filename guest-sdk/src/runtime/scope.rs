@@ -42,6 +42,7 @@ thread_local! {
     static SCOPE: Cell<Scope> = const { Cell::new(Scope::IDLE) };
 }
 
+#[inline]
 fn update(f: impl FnOnce(&mut Scope)) {
     let mut scope = SCOPE.get();
     f(&mut scope);
@@ -59,6 +60,7 @@ pub(crate) fn end_call() {
 }
 
 /// Record `index` of the batch is being processed.
+#[inline]
 pub(crate) fn enter_record(index: u32) {
     update(|scope| scope.element = Element::Record(index));
 }
