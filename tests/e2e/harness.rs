@@ -151,31 +151,67 @@ pub fn thousands(n: impl Into<u64>) -> String {
     out
 }
 
+/// A job running in the background (one whose sources follow their files
+/// never ends on its own); killed when dropped.
+pub struct Running<'a> {
+    work: &'a Workdir,
+    child: std::process::Child,
+}
+
+impl<'a> Running<'a> {
+    /// Starts `weir run job.toml` in `work`.
+    pub fn start(work: &'a Workdir, job: &str) -> Self {
+        let job = work.write("job.toml", job);
+        let child = weir()
+            .current_dir(work.path(""))
+            .args(["run", "--quiet"])
+            .arg(&job)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("weir starts");
+        Self { work, child }
+    }
+
+    /// The lines of `file`, sorted, once it has at least `lines` of them (or
+    /// after two minutes). Panics if the job ends meanwhile.
+    pub fn wait_for_lines(&mut self, file: &str, lines: usize) -> Vec<String> {
+        let read = || {
+            std::fs::read_to_string(self.work.path(file))
+                .map(|text| sorted_lines(&text))
+                .unwrap_or_default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline && read().len() < lines {
+            assert!(self.child.try_wait().expect("polls").is_none(), "the job ended early");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        read()
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs a job that never ends (its sources follow their files) in `work`
 /// until each of `files` holds at least its number of lines (or two minutes
-/// have passed), stops it, and returns each file's lines, sorted. Panics if
-/// the job ends on its own.
+/// have passed), stops it, and returns each file's lines, sorted.
 pub fn run_until_lines(work: &Workdir, job: &str, files: &[(&str, usize)]) -> Vec<Vec<String>> {
-    let job = work.write("job.toml", job);
-    let mut child = weir()
-        .current_dir(work.path(""))
-        .args(["run", "--quiet"])
-        .arg(&job)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let read = |file: &str| {
-        std::fs::read_to_string(work.path(file))
+    let mut running = Running::start(work, job);
+    let mut out: Vec<Vec<String>> = files
+        .iter()
+        .map(|(file, lines)| running.wait_for_lines(file, *lines))
+        .collect();
+    drop(running);
+    // Read again once stopped: a file waited for first may have grown.
+    for ((file, _), lines) in files.iter().zip(&mut out) {
+        *lines = std::fs::read_to_string(work.path(file))
             .map(|text| sorted_lines(&text))
-            .unwrap_or_default()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::time::Instant::now() < deadline && files.iter().any(|(file, lines)| read(file).len() < *lines) {
-        assert!(child.try_wait().expect("polls").is_none(), "the job ended early");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+            .unwrap_or_default();
     }
-    child.kill().expect("kills");
-    child.wait().expect("waits");
-    files.iter().map(|(file, _)| read(file)).collect()
+    out
 }

@@ -1029,3 +1029,56 @@ fn a_count_trigger_with_a_count_evictor_slides_over_the_last_elements_of_a_key()
         );
     }
 }
+
+/// A Wasm trigger that fires by the wall clock (`fire_by_wall_clock`: a
+/// processing-time timer 20 ms after the first element since the last
+/// firing, then fire-and-purge), over a followed file: each firing holds
+/// exactly what came since the one before.
+#[test]
+fn a_wasm_trigger_fires_and_purges_by_processing_time_timers() {
+    const JOB: &str = r#"
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+follow = true
+
+[[operator]]
+uid = "stamp"
+input = "lines"
+module = "testkit.wasm"
+function = "stamp"
+parallelism = 1
+
+[[operator]]
+uid = "win"
+input = "stamp"
+module = "testkit.wasm"
+function = "sorted_values"
+key_by = { module = "testkit.wasm", function = "first_word" }
+window = { type = "tumbling", size_ms = 1000000 }
+trigger = { type = "wasm", function = "fire_by_wall_clock" }
+
+[[sink]]
+uid = "out"
+input = "win"
+type = "file"
+path = "out.txt"
+"#;
+    let work = Workdir::new();
+    work.write("input.txt", "a 1 10\na 2 20\nb 3 30\n");
+    let mut running = crate::harness::Running::start(&work, JOB);
+    let first = running.wait_for_lines("out.txt", 2);
+    assert_eq!(first, ["a,0,1000000,2,10,10 20", "b,0,1000000,1,30,30"]);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(work.path("input.txt"))
+        .expect("opens the input");
+    std::io::Write::write_all(&mut file, b"a 4 40\n").expect("appends");
+    let all = running.wait_for_lines("out.txt", 3);
+    assert_eq!(
+        all,
+        ["a,0,1000000,1,40,40", "a,0,1000000,2,10,10 20", "b,0,1000000,1,30,30"],
+        "the purged window fires again with the new element only"
+    );
+}

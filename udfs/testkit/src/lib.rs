@@ -437,5 +437,6 @@ weir_sdk::export_functions! {
     reduce "max_value" => windows::MaxValue,
     process_window "describe_window" => windows::DescribeWindow,
     evictor "drop_outliers" => windows::DropOutliers,
-    trigger "fire_on_marker" => windows::FireOnMarker,
+        trigger "fire_on_marker" => windows::FireOnMarker,
+    trigger "fire_by_wall_clock" => windows::FireByWallClock,
 }

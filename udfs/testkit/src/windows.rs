@@ -220,3 +220,41 @@ impl Trigger for FireOnMarker {
         }
     }
 }
+
+/// Fires and purges its window 20 ms of wall-clock time after the first
+/// element since the last firing, through a processing-time timer (Flink's
+/// processing-time trigger pattern, written as a custom trigger). The state
+/// is the pending timer.
+pub struct FireByWallClock;
+
+impl Trigger for FireByWallClock {
+    type State = Option<i64>;
+
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn on_element(
+        &mut self,
+        _element: &Record<'_>,
+        state: &mut Option<i64>,
+        ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
+        if state.is_none() {
+            let at = ctx.current_processing_time().saturating_add(20);
+            ctx.register_processing_time_timer(at);
+            *state = Some(at);
+        }
+        TriggerResult::Continue
+    }
+
+    fn on_processing_time(
+        &mut self,
+        _time: i64,
+        state: &mut Option<i64>,
+        _ctx: &mut TriggerContext<'_>,
+    ) -> TriggerResult {
+        *state = None;
+        TriggerResult::FireAndPurge
+    }
+}
