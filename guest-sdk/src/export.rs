@@ -29,11 +29,16 @@
 /// }
 /// ```
 ///
+/// After the functions, `; states { value "name" => Type, map "name" => (Key, Value) }`
+/// optionally says how the module's states decode, so that
+/// `weir state dump` prints them as JSON (see [`MapTypes`](crate::MapTypes)).
+///
 /// The module is named after the crate (`CARGO_PKG_NAME`) and versioned
 /// with it (`CARGO_PKG_VERSION`).
 #[macro_export]
 macro_rules! export_functions {
-    ($($kind:ident $name:literal => $function:ty),+ $(,)?) => {
+    ($($kind:ident $name:literal => $function:ty),+ $(,)?
+     $(; states { $($state_kind:ident $state:literal => $state_type:ty),* $(,)? })?) => {
         #[doc(hidden)]
         #[allow(unsafe_code)]
         const _: () = {
@@ -44,6 +49,9 @@ macro_rules! export_functions {
                 const VERSION: &'static str = ::core::env!("CARGO_PKG_VERSION");
                 const FUNCTIONS: &'static [$crate::__private::FunctionEntry] = &[
                     $($crate::export_functions!(@entry $kind $name $function)),+
+                ];
+                const STATE_CODECS: &'static [$crate::__private::StateCodec] = &[
+                    $($($crate::export_functions!(@state $state_kind $state $state_type)),*)?
                 ];
             }
 
@@ -82,6 +90,19 @@ macro_rules! export_functions {
     };
     (@entry watermark_generator $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::watermark_generator::<$function>($name)
+    };
+    (@state value $name:literal $type:ty) => {
+        $crate::__private::StateCodec::value::<$type>($name)
+    };
+    (@state map $name:literal $type:ty) => {
+        $crate::__private::StateCodec::map::<$type>($name)
+    };
+    (@state $kind:ident $name:literal $type:ty) => {
+        ::core::compile_error!(::core::concat!(
+            "unknown state codec `",
+            ::core::stringify!($kind),
+            "`: expected value or map"
+        ))
     };
     (@entry $kind:ident $name:literal $function:ty) => {
         ::core::compile_error!(::core::concat!(

@@ -154,6 +154,7 @@
 //! cargo emits the component directly.
 #![deny(missing_docs)]
 
+mod codec;
 mod context;
 mod error;
 mod export;
@@ -169,6 +170,7 @@ mod timers;
 mod watermarks;
 mod window;
 
+pub use codec::MapTypes;
 pub use context::{Context, OpenContext};
 pub use error::{Error, Result};
 pub use functions::{AggregateFunction, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, WindowAggregate};
@@ -200,5 +202,6 @@ pub mod __bindings {
 /// What [`export_functions!`] expands to. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::codec::StateCodec;
     pub use crate::runtime::{FunctionEntry, Module, Runtime, check_unique_names};
 }

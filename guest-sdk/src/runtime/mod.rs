@@ -27,6 +27,8 @@ pub trait Module: 'static {
     const VERSION: &'static str;
     /// The functions the module exports.
     const FUNCTIONS: &'static [FunctionEntry];
+    /// How its states decode, for `weir state dump` (see [`crate::codec`]).
+    const STATE_CODECS: &'static [crate::codec::StateCodec] = &[];
 }
 
 /// One function a module exports: its name, its kind and how to open it.

@@ -25,6 +25,7 @@
 //! recorded and abort any others.
 
 pub mod coordinator;
+pub mod dump;
 pub mod manifest;
 pub mod savepoint;
 pub mod storage;

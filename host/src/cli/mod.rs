@@ -5,6 +5,7 @@ mod inspect;
 mod list;
 mod run;
 mod savepoint;
+mod state;
 mod stop;
 mod validate;
 
@@ -44,6 +45,8 @@ enum Command {
     Savepoint(savepoint::SavepointArgs),
     /// Stop a running job with a final savepoint.
     Stop(stop::StopArgs),
+    /// Read the state in a savepoint (`weir state dump SAVEPOINT --uid UID --state NAME`).
+    State(state::StateArgs),
 }
 
 /// Options shared by the commands that load a job.
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => list::list(args),
         Command::Savepoint(args) => savepoint::savepoint(args),
         Command::Stop(args) => stop::stop(args),
+        Command::State(args) => state::state(args),
     };
     match result {
         Ok(code) => code,
