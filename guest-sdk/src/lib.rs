@@ -154,6 +154,7 @@
 //! cargo emits the component directly.
 #![deny(missing_docs)]
 
+mod broadcast;
 mod codec;
 mod context;
 mod error;
@@ -170,6 +171,7 @@ mod timers;
 mod watermarks;
 mod window;
 
+pub use broadcast::BroadcastState;
 pub use codec::MapTypes;
 pub use context::{Context, OpenContext};
 pub use error::{Error, Result};

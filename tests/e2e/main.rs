@@ -5,6 +5,7 @@
 //! The UDF components are built once per test run ([`harness::udf_dir`]).
 
 mod bad_input;
+mod broadcast;
 mod event_time;
 mod exactly_once;
 mod harness;

@@ -792,14 +792,19 @@ impl Subtask<'_> {
             }
             FunctionKind::KeyedCoProcess => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, Some(self.keyed_scope()?))?;
-                Box::new(CoProcessOperator::new(
+                let operator = CoProcessOperator::new(
                     uid,
                     module,
                     instance,
                     self.metrics(),
                     self.plan().settings.batch_size,
                     self.key_groups(),
-                ))
+                );
+                let second = self.vertex.second_input.as_ref();
+                match second.map(|edge| &edge.partitioning) {
+                    Some(Partitioning::Broadcast) => Box::new(operator.with_broadcast_input()),
+                    _ => Box::new(operator),
+                }
             }
             FunctionKind::Join => {
                 let config = self.vertex.join.ok_or_else(|| TaskError::StateRestore {

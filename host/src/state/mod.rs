@@ -10,6 +10,7 @@
 //! Keys are spread over *key groups* ([`key_group`]): the unit in which keyed
 //! state moves between subtasks when a job is rescaled.
 
+pub mod broadcast;
 pub mod cache;
 pub mod heap;
 pub mod key_group;

@@ -9,10 +9,12 @@
 //!   (log, key scope, keyed state, timers).
 //! - [`instance`]: one instance per subtask, with typed calls that move
 //!   record batches across the boundary as flat columns.
+//! - `broadcast`: the host side of broadcast state.
 //! - [`codec`]: a module's optional decoder of its stored state.
 //! - [`bindings`]: what `bindgen!` generates from `wit/` (never committed).
 
 pub mod bindings;
+mod broadcast;
 pub mod codec;
 pub mod engine;
 pub mod host_state;

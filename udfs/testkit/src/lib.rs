@@ -15,6 +15,7 @@
 //! - `side` (filter), `pair` (join), `threshold_alerts` (keyed co-process):
 //!   for the tests of joins and connected streams; see [`joins`].
 
+pub mod broadcast;
 pub mod joins;
 
 use std::hint::black_box;
@@ -430,4 +431,9 @@ weir_sdk::export_functions! {
     join "pair" => joins::Pair,
         keyed_co_process "threshold_alerts" => joins::ThresholdAlerts,
     watermark_generator "markers" => Markers,
+    keyed_co_process "speed_limits" => broadcast::SpeedLimits;
+    states {
+        map "broadcast/limits" => (String, u32),
+        value "violations" => u64,
+    }
 }
