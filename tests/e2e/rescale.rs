@@ -216,6 +216,20 @@ fn rescale(name: &str, first: &str, second: &str, third: &str) {
         "the trap should have fired once:\n{stderr}"
     );
     assert_eq!(committed(&work), expected, "nothing lost, nothing twice");
+
+    // Sources keep their parallelism: another one is refused.
+    work.write(
+        "job.toml",
+        job(name, third, 3, "", 1 << 62).replacen("parallelism = 1", "parallelism = 2", 1),
+    );
+    let refused = weir_in(&work, &["run", "--quiet", "job.toml", "--from-savepoint", sp]);
+    assert!(!refused.success);
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: job `{name}` failed: source `passings` cannot be restored: it was checkpointed with parallelism 1 and now has 2; sources cannot be rescaled (their positions are per subtask): keep its parallelism at 1 and rescale the operators behind it\n"
+        )
+    );
 }
 
 #[test]

@@ -605,8 +605,8 @@ impl Subtask<'_> {
                 return Err(TaskError::Restore {
                     vertex: self.vertex.uid.clone(),
                     reason: format!(
-                        "it was checkpointed with parallelism {} and now has {}; sources cannot be rescaled",
-                        state.parallelism, self.vertex.parallelism
+                        "it was checkpointed with parallelism {} and now has {}; sources cannot be rescaled (their positions are per subtask): keep its parallelism at {} and rescale the operators behind it",
+                        state.parallelism, self.vertex.parallelism, state.parallelism
                     ),
                 });
             }
