@@ -10,6 +10,7 @@ mod event_time;
 mod exactly_once;
 mod harness;
 mod joins;
+mod operator_state;
 mod oracle;
 mod partitioning;
 mod processing_time;

@@ -756,6 +756,36 @@ impl Subtask<'_> {
         Ok(scope)
     }
 
+    /// The operator-state scope of a map, filter or flat-map subtask: a heap
+    /// backend with its share of the restored operator list states.
+    fn operator_scope(&self) -> Result<KeyedScope, TaskError> {
+        let mut backend = HeapBackend::new();
+        let old: Vec<(u32, &KeyedStateHandle)> = self
+            .restored()
+            .filter_map(|t| t.keyed.as_ref().map(|k| (t.task.subtask, k)))
+            .collect();
+        let old_parallelism = self
+            .restored()
+            .next()
+            .map_or(self.vertex.parallelism, |t| t.parallelism);
+        let files = self.restore_files.or(self.shared.storage.as_ref().map(|s| s.files()));
+        if let (Some(files), false) = (files, old.is_empty()) {
+            crate::state::operator::restore_operator_state(
+                &mut backend,
+                files,
+                &old,
+                old_parallelism,
+                self.subtask,
+                self.vertex.parallelism,
+            )
+            .map_err(|reason| TaskError::StateRestore {
+                operator: self.vertex.uid.clone(),
+                reason,
+            })?;
+        }
+        Ok(KeyedScope::new(Box::new(backend)))
+    }
+
     fn operator(&self, function: &FunctionRef) -> Result<Box<dyn Operator>, TaskError> {
         let uid = &self.vertex.uid;
         let module = function.module.display_name();
@@ -839,11 +869,15 @@ impl Subtask<'_> {
                     )?),
                 }
             }
-            FunctionKind::Map
-            | FunctionKind::Filter
-            | FunctionKind::FlatMap
-            | FunctionKind::KeySelector
-            | FunctionKind::WatermarkGenerator => {
+            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => {
+                let scope = self.operator_scope()?;
+                let instance = self.instance(uid, function, self.vertex.parallelism, Some(scope))?;
+                Box::new(
+                    TransformOperator::new(uid, module, instance, self.metrics())
+                        .with_operator_state(self.key_groups()),
+                )
+            }
+            FunctionKind::KeySelector | FunctionKind::WatermarkGenerator => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
                 Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
             }

@@ -14,6 +14,7 @@ pub mod broadcast;
 pub mod cache;
 pub mod heap;
 pub mod key_group;
+pub mod operator;
 pub mod restore;
 pub mod rocksdb;
 pub mod snapshot;

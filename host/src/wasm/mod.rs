@@ -10,6 +10,7 @@
 //! - [`instance`]: one instance per subtask, with typed calls that move
 //!   record batches across the boundary as flat columns.
 //! - `broadcast`: the host side of broadcast state.
+//! - `operator_state`: the host side of operator list state.
 //! - [`codec`]: a module's optional decoder of its stored state.
 //! - [`bindings`]: what `bindgen!` generates from `wit/` (never committed).
 
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod host_state;
 pub mod instance;
 pub mod module;
+mod operator_state;
 
 pub use engine::{EngineOptions, WasmRuntime};
 pub use instance::{UdfError, UdfInstance};

@@ -17,6 +17,7 @@
 
 pub mod broadcast;
 pub mod joins;
+pub mod operator_state;
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -431,7 +432,8 @@ weir_sdk::export_functions! {
     join "pair" => joins::Pair,
         keyed_co_process "threshold_alerts" => joins::ThresholdAlerts,
     watermark_generator "markers" => Markers,
-    keyed_co_process "speed_limits" => broadcast::SpeedLimits;
+    keyed_co_process "speed_limits" => broadcast::SpeedLimits,
+    flat_map "operator_state_probe" => operator_state::OperatorStateProbe;
     states {
         map "broadcast/limits" => (String, u32),
         value "violations" => u64,
