@@ -118,3 +118,63 @@ pub fn restore_operator_state(
     }
     Ok(restored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::storage::CheckpointStorage;
+    use crate::state::heap::HeapBackend;
+    use crate::state::{KeyGroupRange, StateId};
+    use crate::time::TimerService;
+
+    /// A heap snapshot holding `items` in `name`.
+    fn snapshot(storage: &CheckpointStorage, file: &str, name: &str, items: &[&str]) -> KeyedStateHandle {
+        let mut backend = HeapBackend::new();
+        let id = backend
+            .register(&StateDescriptor {
+                name: name.into(),
+                kind: StateKind::Map,
+                ttl: None,
+            })
+            .unwrap();
+        backend.set_current_key(KEY);
+        for (i, item) in items.iter().enumerate() {
+            backend.put(id, &element_key(i), item.as_bytes()).unwrap();
+        }
+        let range = KeyGroupRange { start: 0, end: 128 };
+        backend
+            .snapshot()
+            .unwrap()
+            .persist(storage.files(), file, &TimerService::new(), range, 128)
+            .unwrap()
+    }
+
+    fn restored(storage: &CheckpointStorage, old: &[(u32, &KeyedStateHandle)], subtask: u32, q: u32) -> Vec<String> {
+        let mut backend = HeapBackend::new();
+        restore_operator_state(&mut backend, storage.files(), old, 2, subtask, q).unwrap();
+        backend.set_current_key(KEY);
+        let mut entries = backend.entries(StateId(0)).unwrap();
+        entries.sort();
+        entries
+            .into_iter()
+            .map(|(_, v)| String::from_utf8(v).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn split_lists_keep_their_subtask_or_are_cut_evenly_and_unions_go_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::open(dir.path(), "job").unwrap();
+        let split = |f: &str, items: &[&str]| snapshot(&storage, f, "operator-split/x", items);
+        let (a, b) = (split("a", &["a1", "a2", "a3"]), split("b", &["b1"]));
+        let old = [(0, &a), (1, &b)];
+        assert_eq!(restored(&storage, &old, 1, 2), ["b1"]);
+        assert_eq!(restored(&storage, &old, 0, 3), ["a1"]);
+        assert_eq!(restored(&storage, &old, 1, 3), ["a2"]);
+        assert_eq!(restored(&storage, &old, 2, 3), ["a3", "b1"]);
+        let union = |f: &str, items: &[&str]| snapshot(&storage, f, "operator-union/x", items);
+        let (a, b) = (union("c", &["a1"]), union("d", &["b1", "b2"]));
+        let old = [(1, &b), (0, &a)];
+        assert_eq!(restored(&storage, &old, 1, 2), ["a1", "b1", "b2"]);
+    }
+}
