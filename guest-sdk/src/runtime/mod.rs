@@ -27,7 +27,8 @@ pub trait Module: 'static {
     const VERSION: &'static str;
     /// The functions the module exports.
     const FUNCTIONS: &'static [FunctionEntry];
-    /// How its states decode, for `weir state dump` (see [`crate::codec`]).
+    /// How its states decode, for `weir state dump` (the `states { … }`
+    /// section of [`export_functions!`](crate::export_functions)).
     const STATE_CODECS: &'static [crate::codec::StateCodec] = &[];
 }
 

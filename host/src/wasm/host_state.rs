@@ -129,6 +129,11 @@ impl KeyedScope {
     }
 
     fn current_key(&self) -> wasmtime::Result<Vec<u8>> {
+        if self.broadcast_side {
+            return Err(anyhow!(
+                "timers are not available while processing the broadcast input (process_element2)"
+            ));
+        }
         self.backend
             .current_key()
             .map(<[u8]>::to_vec)
