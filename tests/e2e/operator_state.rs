@@ -171,10 +171,31 @@ fn operator_list_state_is_split_or_unioned_on_rescale() {
     let old_all: Vec<String> = all.concat();
     let items: Vec<Vec<String>> = (0..2).map(|t| share(&old_items, t, 2)).collect();
     expected.extend(dumps(&items, &[old_all.clone(), old_all]));
-    run_until(&work, Some(&savepoint), expected.len(), || {
+    let savepoint = run_until(&work, Some(&savepoint), expected.len(), || {
         append(&work, "in/a.txt", "dump\n");
     });
 
     expected.sort();
     assert_eq!(committed(&work), expected);
+
+    // A file source keeps its parallelism: another one is refused up front.
+    work.write(
+        "job.toml",
+        job(2, "broadcast").replace("parallelism = 2\n", "parallelism = 3\n"),
+    );
+    let refused = weir_in(
+        &work,
+        &[
+            "run",
+            "--quiet",
+            "job.toml",
+            "--from-savepoint",
+            savepoint.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    assert!(!refused.success);
+    assert_eq!(
+        refused.stderr,
+        "error: job `opstate` failed: source `commands` cannot be restored: it was checkpointed with parallelism 2 and now has 3; a file source cannot be rescaled (its positions are per subtask): keep its parallelism at 2 and rescale the operators behind it\n"
+    );
 }

@@ -428,6 +428,7 @@ mod tests {
             transactions: Vec::new(),
             keyed: None,
             finished: true,
+            source_splits: Vec::new(),
         }
     }
 

@@ -35,7 +35,7 @@ use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::{FileSource, assigned_files};
 use crate::connectors::files_sink::FilesSink;
-use crate::connectors::generator::GeneratorSource;
+use crate::connectors::generator::{GeneratorSource, redistribute};
 use crate::connectors::postgres_sink::PostgresSink;
 use crate::connectors::stdout_sink::StdoutSink;
 use crate::connectors::{Source, TransactionalSink};
@@ -179,6 +179,9 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
             Some(manifest)
         }
     };
+    if let Some(manifest) = &restore {
+        check_source_parallelism(plan, manifest)?;
+    }
     let metrics: Vec<Arc<VertexMetrics>> = plan
         .vertices
         .iter()
@@ -296,6 +299,27 @@ fn module_metas(plan: &JobPlan) -> HashMap<String, ModuleMeta> {
             _ => None,
         })
         .collect()
+}
+
+/// Refuses, before anything starts, a restore that changes the parallelism
+/// of a source that cannot be rescaled (one without splits: file sources).
+fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), TaskError> {
+    for vertex in &plan.vertices {
+        let VertexKind::Source(_) = vertex.kind else { continue };
+        let old: Vec<_> = manifest.tasks_of(&vertex.uid).collect();
+        let Some(first) = old.first() else { continue };
+        if first.parallelism == vertex.parallelism || old.iter().all(|t| !t.source_splits.is_empty()) {
+            continue;
+        }
+        return Err(TaskError::Restore {
+            vertex: vertex.uid.clone(),
+            reason: format!(
+                "it was checkpointed with parallelism {} and now has {}; a file source cannot be rescaled (its positions are per subtask): keep its parallelism at {} and rescale the operators behind it",
+                first.parallelism, vertex.parallelism, first.parallelism
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The latest checkpoint that passes its checks; says which were refused.
@@ -600,12 +624,27 @@ impl Subtask<'_> {
                 self.vertex.parallelism,
             )),
         };
+        let old: Vec<(u32, &[Vec<u8>])> = self
+            .restored()
+            .map(|t| (t.task.subtask, t.source_splits.as_slice()))
+            .collect();
+        let old_parallelism = self.restored().next().map(|t| t.parallelism);
+        if let (SourceConfig::Generator(config), Some(old_parallelism), true) = (
+            config,
+            old_parallelism,
+            old.iter().all(|(_, splits)| !splits.is_empty()),
+        ) {
+            // Rescalable: a share of every old subtask's splits.
+            let mine = redistribute(&old, old_parallelism, self.subtask, self.vertex.parallelism);
+            let source = GeneratorSource::with_splits(config.clone(), &mine).map_err(|e| self.connector_error(e))?;
+            return Ok(Box::new(source));
+        }
         if let Some(state) = self.restored().find(|t| t.task.subtask == self.subtask) {
             if state.parallelism != self.vertex.parallelism {
                 return Err(TaskError::Restore {
                     vertex: self.vertex.uid.clone(),
                     reason: format!(
-                        "it was checkpointed with parallelism {} and now has {}; sources cannot be rescaled (their positions are per subtask): keep its parallelism at {} and rescale the operators behind it",
+                        "it was checkpointed with parallelism {} and now has {}; a file source cannot be rescaled (its positions are per subtask): keep its parallelism at {} and rescale the operators behind it",
                         state.parallelism, self.vertex.parallelism, state.parallelism
                     ),
                 });
