@@ -68,6 +68,16 @@ impl<'a> OpenContext<'a> {
         MapState::open(name, None)
     }
 
+    /// Opens a [`BroadcastState`](crate::BroadcastState) (for a keyed
+    /// co-process function with a broadcast second input).
+    pub fn broadcast_state<K, V>(&mut self, name: &str) -> crate::BroadcastState<K, V>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        crate::BroadcastState::open(name)
+    }
+
     /// Opens a [`MapState`] whose entries expire.
     pub fn map_state_with_ttl<K, V>(&mut self, name: &str, ttl: Ttl) -> MapState<K, V>
     where

@@ -35,11 +35,17 @@
 /// State [`Migration`](crate::Migration)s follow the functions, after
 /// `; migrations:` (`keyed_process "count" => Count; migrations: CountV1`).
 ///
+/// After the functions, `; states { value "name" => Type, map "name" => (Key, Value) }`
+/// optionally says how the module's states decode, so that
+/// `weir state dump` prints them as JSON (see [`MapTypes`](crate::MapTypes)).
+///
 /// The module is named after the crate (`CARGO_PKG_NAME`) and versioned
 /// with it (`CARGO_PKG_VERSION`).
 #[macro_export]
 macro_rules! export_functions {
-    ($($kind:ident $name:literal => $function:ty),+ $(,)? $(; migrations: $($migration:ty),+ $(,)?)?) => {
+    ($($kind:ident $name:literal => $function:ty),+ $(,)?
+     $(; migrations: $($migration:ty),+ $(,)?)?
+     $(; states { $($state_kind:ident $state:literal => $state_type:ty),* $(,)? })?) => {
         #[doc(hidden)]
         #[allow(unsafe_code)]
         const _: () = {
@@ -53,6 +59,9 @@ macro_rules! export_functions {
                 ];
                 const MIGRATIONS: &'static [$crate::__private::MigrationEntry] = &[
                     $($($crate::__private::MigrationEntry::of::<$migration>()),+)?
+                ];
+                const STATE_CODECS: &'static [$crate::__private::StateCodec] = &[
+                    $($($crate::export_functions!(@state $state_kind $state $state_type)),*)?
                 ];
             }
 
@@ -103,6 +112,19 @@ macro_rules! export_functions {
     };
     (@entry trigger $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::trigger::<$function>($name)
+    };
+    (@state value $name:literal $type:ty) => {
+        $crate::__private::StateCodec::value::<$type>($name)
+    };
+    (@state map $name:literal $type:ty) => {
+        $crate::__private::StateCodec::map::<$type>($name)
+    };
+    (@state $kind:ident $name:literal $type:ty) => {
+        ::core::compile_error!(::core::concat!(
+            "unknown state codec `",
+            ::core::stringify!($kind),
+            "`: expected value or map"
+        ))
     };
     (@entry $kind:ident $name:literal $function:ty) => {
         ::core::compile_error!(::core::concat!(

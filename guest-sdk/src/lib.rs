@@ -160,6 +160,8 @@
 //! cargo emits the component directly.
 #![deny(missing_docs)]
 
+mod broadcast;
+mod codec;
 mod context;
 mod error;
 mod export;
@@ -167,6 +169,7 @@ mod functions;
 mod joins;
 mod log;
 mod migration;
+mod operator_state;
 mod output;
 mod record;
 mod runtime;
@@ -178,12 +181,15 @@ mod watermarks;
 mod window;
 mod window_functions;
 
+pub use broadcast::BroadcastState;
+pub use codec::MapTypes;
 pub use context::{Context, OpenContext};
 pub use error::{Error, Result};
 pub use functions::{AggregateFunction, Filter, FlatMap, KeySelector, KeyedProcessFunction, Map, WindowAggregate};
 pub use joins::{JoinFunction, KeyedCoProcessFunction};
 pub use log::{LogLevel, log};
 pub use migration::{Migration, schema_of};
+pub use operator_state::OperatorListState;
 pub use output::{Emitter, KeyWriter, RecordWriter};
 pub use record::{EventTime, Record};
 pub use serde;
@@ -212,6 +218,7 @@ pub mod __bindings {
 /// What [`export_functions!`] expands to. Not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::codec::StateCodec;
     pub use crate::migration::MigrationEntry;
     pub use crate::runtime::{FunctionEntry, Module, Runtime, check_unique_names};
 }

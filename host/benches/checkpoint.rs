@@ -514,6 +514,7 @@ fn manifest(id: u64, handle: KeyedStateHandle) -> Manifest {
             transactions: Vec::new(),
             keyed: Some(handle),
             finished: false,
+            source_splits: Vec::new(),
         }],
     }
 }

@@ -565,7 +565,7 @@ fn inspect_lists_join_and_co_process_functions_and_their_worlds() {
     for line in [
         "  pair                     join\n",
         "  threshold_alerts         keyed-co-process\n",
-        "worlds:    transform-module, key-selector-module, keyed-process-module, window-aggregate-module, join-module, keyed-co-process-module, watermark-generator-module, process-window-module, window-evictor-module, window-trigger-module, state-migration-module, any-module\n",
+        "worlds:    transform-module, key-selector-module, keyed-process-module, window-aggregate-module, join-module, keyed-co-process-module, watermark-generator-module, process-window-module, window-evictor-module, window-trigger-module, state-migration-module, state-codec-module, any-module\n",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }

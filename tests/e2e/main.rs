@@ -5,15 +5,19 @@
 //! The UDF components are built once per test run ([`harness::udf_dir`]).
 
 mod bad_input;
+mod broadcast;
 mod event_time;
 mod exactly_once;
 mod harness;
 mod hot_swap;
 mod joins;
+mod operator_state;
 mod oracle;
 mod partitioning;
 mod processing_time;
+mod rescale;
 mod savepoints;
+mod state_dump;
 mod state_kinds;
 mod traffic;
 mod watermarks;

@@ -887,7 +887,7 @@ fn inspect_lists_the_window_function_kinds_and_worlds() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains("worlds:    transform-module, key-selector-module, keyed-process-module, window-aggregate-module, join-module, keyed-co-process-module, watermark-generator-module, process-window-module, window-evictor-module, window-trigger-module, state-migration-module, any-module\n"),
+        stdout.contains("worlds:    transform-module, key-selector-module, keyed-process-module, window-aggregate-module, join-module, keyed-co-process-module, watermark-generator-module, process-window-module, window-evictor-module, window-trigger-module, state-migration-module, state-codec-module, any-module\n"),
         "{stdout}"
     );
     for (function, kind) in [

@@ -32,6 +32,9 @@ pub trait Module: 'static {
     const FUNCTIONS: &'static [FunctionEntry];
     /// The state migrations the module exports.
     const MIGRATIONS: &'static [crate::migration::MigrationEntry] = &[];
+    /// How its states decode, for `weir state dump` (the `states { … }`
+    /// section of [`export_functions!`](crate::export_functions)).
+    const STATE_CODECS: &'static [crate::codec::StateCodec] = &[];
 }
 
 /// One function a module exports: its name, its kind and how to open it.

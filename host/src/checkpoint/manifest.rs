@@ -42,6 +42,9 @@ pub struct TaskState {
     pub keyed: Option<KeyedStateHandle>,
     /// The subtask had finished (all its input consumed) when this was taken.
     pub finished: bool,
+    /// A rescalable source's splits with their positions (opaque to the
+    /// runtime), which a restore at another parallelism redistributes.
+    pub source_splits: Vec<Vec<u8>>,
 }
 
 /// Where a subtask's keyed state is.
@@ -113,6 +116,7 @@ mod tests {
                 transactions: vec![],
                 keyed: None,
                 finished: false,
+                source_splits: vec![vec![1, 2]],
             }],
         }
     }

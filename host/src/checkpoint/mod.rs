@@ -25,6 +25,7 @@
 //! recorded and abort any others.
 
 pub mod coordinator;
+pub mod dump;
 pub mod hot_swap;
 pub mod manifest;
 pub mod savepoint;

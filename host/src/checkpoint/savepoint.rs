@@ -339,7 +339,13 @@ fn self_contained(
     };
     let mut backend = crate::state::heap::HeapBackend::new();
     let mut timers = crate::time::TimerService::new();
-    crate::state::restore::restore_keyed(&mut backend, &mut timers, source, &[handle], range)
+    // Every key group: the handle holds its own, plus broadcast states
+    // (stored under one key whose key group may lie outside its range).
+    let every = KeyGroupRange {
+        start: 0,
+        end: max_parallelism,
+    };
+    crate::state::restore::restore_keyed(&mut backend, &mut timers, source, &[handle], every)
         .map_err(StorageError::Format)?;
     let name = handle
         .canonical
@@ -426,6 +432,7 @@ mod tests {
             transactions: Vec::new(),
             keyed: None,
             finished: true,
+            source_splits: Vec::new(),
         }
     }
 

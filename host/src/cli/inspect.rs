@@ -32,6 +32,7 @@ fn worlds(exports: &[String]) -> Vec<&'static str> {
             ("window-evictor-module", "window-evictor"),
             ("window-trigger-module", "window-trigger"),
             ("state-migration-module", "state-migration"),
+            ("state-codec-module", "state-codec"),
         ];
         for (world, interface) in all {
             if has(interface) {

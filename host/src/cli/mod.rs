@@ -5,6 +5,7 @@ mod inspect;
 mod list;
 mod run;
 mod savepoint;
+mod state;
 mod stop;
 mod upgrade;
 mod validate;
@@ -48,6 +49,8 @@ enum Command {
     /// Swap the module of an operator of a running job (stop with a
     /// savepoint, swap, restore) and print the pause.
     Upgrade(upgrade::UpgradeArgs),
+    /// Read the state in a savepoint (`weir state dump SAVEPOINT --uid UID --state NAME`).
+    State(state::StateArgs),
 }
 
 /// Options shared by the commands that load a job.
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Savepoint(args) => savepoint::savepoint(args),
         Command::Stop(args) => stop::stop(args),
         Command::Upgrade(args) => upgrade::upgrade(args),
+        Command::State(args) => state::state(args),
     };
     match result {
         Ok(code) => code,

@@ -104,11 +104,17 @@ impl Passing {
 }
 
 /// A source of generated passings for one subtask.
+///
+/// Event `i` is the same passing at any parallelism. The events are cut
+/// into splits, arithmetic progressions `next, next + stride, …`: subtask
+/// `s` of `p` starts with the one split `(s, p)`. A subtask may hold several
+/// splits after a rescale (see [`redistribute`]); it emits the event with
+/// the smallest index among them first.
 #[derive(Debug)]
 pub struct GeneratorSource {
     config: GeneratorConfig,
-    next: u64,
-    stride: u64,
+    /// The splits: (next event, stride).
+    splits: Vec<(u64, u64)>,
     /// When the first batch was asked for, and events emitted since (throttling).
     started: Option<(std::time::Instant, u64)>,
 }
@@ -118,11 +124,66 @@ impl GeneratorSource {
     pub fn new(config: GeneratorConfig, subtask: u32, parallelism: u32) -> Self {
         Self {
             config,
-            next: u64::from(subtask),
-            stride: u64::from(parallelism.max(1)),
+            splits: vec![(u64::from(subtask), u64::from(parallelism.max(1)))],
             started: None,
         }
     }
+
+    /// The generator continuing `splits` (as [`Source::splits`] encodes them).
+    pub fn with_splits(config: GeneratorConfig, splits: &[Vec<u8>]) -> Result<Self, ConnectorError> {
+        let splits = splits
+            .iter()
+            .map(|bytes| decode_split(bytes))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ConnectorError::Io {
+                what: "cannot restore",
+                path: "generator".into(),
+                source: std::io::Error::other("a checkpointed generator split is not 16 bytes"),
+            })?;
+        Ok(Self {
+            config,
+            splits,
+            started: None,
+        })
+    }
+
+    /// The index of the split whose next event comes first, if any is left.
+    fn current(&self) -> Option<usize> {
+        self.splits
+            .iter()
+            .enumerate()
+            .filter(|(_, (next, _))| self.config.events.is_none_or(|events| *next < events))
+            .min_by_key(|(_, (next, _))| *next)
+            .map(|(i, _)| i)
+    }
+}
+
+fn decode_split(bytes: &[u8]) -> Option<(u64, u64)> {
+    let next = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let stride = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    (bytes.len() == 16 && stride > 0).then_some((next, stride))
+}
+
+/// Subtask `subtask` of `parallelism`'s share of the splits of the old
+/// subtasks (`old`: each old subtask's index and splits; they ran at
+/// `old_parallelism`): its own splits at the same parallelism, otherwise
+/// every `parallelism`-th split of all of them in old-subtask order.
+pub fn redistribute(old: &[(u32, &[Vec<u8>])], old_parallelism: u32, subtask: u32, parallelism: u32) -> Vec<Vec<u8>> {
+    let mut old: Vec<&(u32, &[Vec<u8>])> = old.iter().collect();
+    old.sort_by_key(|(s, _)| *s);
+    if old_parallelism == parallelism {
+        return old
+            .iter()
+            .filter(|(s, _)| *s == subtask)
+            .flat_map(|(_, splits)| splits.iter().cloned())
+            .collect();
+    }
+    old.iter()
+        .flat_map(|(_, splits)| splits.iter())
+        .enumerate()
+        .filter(|(i, _)| *i as u64 % u64::from(parallelism.max(1)) == u64::from(subtask))
+        .map(|(_, split)| split.clone())
+        .collect()
 }
 
 impl Source for GeneratorSource {
@@ -130,33 +191,44 @@ impl Source for GeneratorSource {
         let max = self.throttle(max);
         let mut line = Vec::with_capacity(40);
         for _ in 0..max {
-            if self.config.events.is_some_and(|events| self.next >= events) {
+            let Some(current) = self.current() else {
                 return Ok(SourceStatus::End);
-            }
-            let passing = self.config.passing(self.next);
+            };
+            let (next, stride) = &mut self.splits[current];
+            let passing = self.config.passing(*next);
             line.clear();
             passing.write_csv(&mut line);
             batch.push(&line, passing.ts_ms);
-            self.next += self.stride;
+            *next += *stride;
             if let Some((_, emitted)) = &mut self.started {
                 *emitted += 1;
             }
         }
-        Ok(if self.config.events.is_some_and(|events| self.next >= events) {
+        Ok(if self.current().is_none() {
             SourceStatus::End
         } else {
             SourceStatus::More
         })
     }
 
-    /// The index of the next event this subtask produces.
+    /// The index of the next event of this subtask's first split.
     fn position(&self) -> u64 {
-        self.next
+        self.splits.first().map_or(0, |(next, _)| *next)
     }
 
     fn seek(&mut self, position: u64) -> Result<(), ConnectorError> {
-        self.next = position;
+        if let Some((next, _)) = self.splits.first_mut() {
+            *next = position;
+        }
         Ok(())
+    }
+
+    /// Each split as `next` and `stride`, little-endian `u64`s.
+    fn splits(&self) -> Vec<Vec<u8>> {
+        self.splits
+            .iter()
+            .map(|(next, stride)| [next.to_le_bytes(), stride.to_le_bytes()].concat())
+            .collect()
     }
 }
 
@@ -267,6 +339,48 @@ mod tests {
         let single = collect(1);
         assert_eq!(single.len(), 1_000);
         assert_eq!(single, collect(3));
+    }
+
+    #[test]
+    fn splits_redistributed_at_another_parallelism_emit_the_rest_once() {
+        let config = GeneratorConfig {
+            events: Some(1_000),
+            ..GeneratorConfig::default()
+        };
+        let drain = |source: &mut GeneratorSource, max: usize, into: &mut Vec<Vec<u8>>| {
+            let mut batch = RecordBatch::default();
+            source.next_batch(&mut batch, max).unwrap();
+            into.extend(batch.iter().map(|r| r.payload.to_vec()));
+        };
+        // Two subtasks, unevenly far, then three, then one.
+        let mut seen = Vec::new();
+        let mut old = Vec::new();
+        for (subtask, emitted) in [(0u32, 100), (1, 37)] {
+            let mut source = GeneratorSource::new(config.clone(), subtask, 2);
+            drain(&mut source, emitted, &mut seen);
+            old.push((subtask, source.splits()));
+        }
+        let old_refs: Vec<(u32, &[Vec<u8>])> = old.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+        let mut middle = Vec::new();
+        for subtask in 0..3 {
+            let splits = redistribute(&old_refs, 2, subtask, 3);
+            let mut source = GeneratorSource::with_splits(config.clone(), &splits).unwrap();
+            drain(&mut source, 50, &mut seen);
+            middle.push((subtask, source.splits()));
+        }
+        let middle_refs: Vec<(u32, &[Vec<u8>])> = middle.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+        let mut last = GeneratorSource::with_splits(config.clone(), &redistribute(&middle_refs, 3, 0, 1)).unwrap();
+        let mut batch = RecordBatch::default();
+        while last.next_batch(&mut batch, 64).unwrap() == SourceStatus::More {}
+        seen.extend(batch.iter().map(|r| r.payload.to_vec()));
+        seen.sort();
+        let mut all = Vec::new();
+        let mut single = GeneratorSource::new(config.clone(), 0, 1);
+        let mut batch = RecordBatch::default();
+        while single.next_batch(&mut batch, 64).unwrap() == SourceStatus::More {}
+        all.extend(batch.iter().map(|r| r.payload.to_vec()));
+        all.sort();
+        assert_eq!(seen, all);
     }
 
     #[test]

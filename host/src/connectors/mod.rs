@@ -58,6 +58,14 @@ pub trait Source: Send {
 
     /// Continues from `position`, a value [`Source::position`] returned.
     fn seek(&mut self, position: u64) -> Result<(), ConnectorError>;
+
+    /// The splits this subtask reads, each with its position, opaque to
+    /// the runtime (Flink's union list state of splits): a restore at
+    /// another parallelism gives every new subtask a share of all the old
+    /// subtasks' splits. Empty: the source cannot be rescaled.
+    fn splits(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 /// Writes records outside the job.

@@ -287,6 +287,9 @@ pub struct SecondInputSpec {
     pub side_output: Option<String>,
     /// Partition the second input by the key a key selector computes.
     pub key_by: Option<Spanned<KeyBySpec>>,
+    /// `"broadcast"`: every record to every subtask, unkeyed (broadcast
+    /// state, for keyed co-process functions).
+    pub partition: Option<Spanned<PartitionSpec>>,
 }
 
 /// `join = { type = "interval", lower_ms = -2000, upper_ms = 1000 }` or

@@ -6,6 +6,11 @@
 //! groups, so the records of a key reach the same subtask from either input.
 //! Each batch goes to the guest in one call that says which input it came
 //! from; timers fire as in [`super::keyed_process`].
+//!
+//! With a broadcast second input (Flink's `KeyedBroadcastProcessFunction`),
+//! its records reach every subtask unkeyed: they go to the guest with empty
+//! keys, and only while processing them may the guest write broadcast state
+//! (and not use keyed state).
 
 use std::sync::Arc;
 
@@ -28,6 +33,7 @@ pub struct CoProcessOperator {
     watermark: EventTime,
     timer_batch: usize,
     key_groups: KeyGroupRange,
+    broadcast: bool,
 }
 
 impl CoProcessOperator {
@@ -48,7 +54,14 @@ impl CoProcessOperator {
             watermark: EventTime::MIN,
             timer_batch,
             key_groups,
+            broadcast: false,
         }
+    }
+
+    /// The same operator, its second input broadcast (and unkeyed).
+    pub fn with_broadcast_input(mut self) -> Self {
+        self.broadcast = true;
+        self
     }
 
     fn fire(&mut self, domain: TimeDomain, time: i64, out: &mut Output) -> Result<(), TaskError> {
@@ -68,7 +81,20 @@ impl Operator for CoProcessOperator {
 
     fn process_input(&mut self, input: usize, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         self.metrics.add_in(batch.len() as u64);
-        let output = self.instance.process_co(input, &mut batch, self.watermark)?;
+        let broadcast_side = self.broadcast && input == 1;
+        if broadcast_side {
+            batch.keys.clear();
+            batch.key_ends.clear();
+            batch.key_ends.resize(batch.len(), 0);
+        }
+        if let Some(scope) = self.instance.keyed() {
+            scope.broadcast_side = broadcast_side;
+        }
+        let output = self.instance.process_co(input, &mut batch, self.watermark);
+        if let Some(scope) = self.instance.keyed() {
+            scope.broadcast_side = false;
+        }
+        let output = output?;
         route_call_output(output, &batch, &self.uid, &self.module, out)
     }
 

@@ -46,13 +46,15 @@ impl TaskControl {
             transactions: Vec::new(),
             keyed: None,
             finished,
+            source_splits: Vec::new(),
         }
     }
 
-    /// A source acknowledges checkpoint `id` at `position`.
-    pub fn ack_source(&self, id: CheckpointId, position: u64, finished: bool) {
+    /// A source acknowledges checkpoint `id` at `position` (and `splits`).
+    pub fn ack_source(&self, id: CheckpointId, (position, splits): (u64, Vec<Vec<u8>>), finished: bool) {
         let state = TaskState {
             source_position: Some(position),
+            source_splits: splits,
             ..self.state(finished)
         };
         let _ = self.to_coordinator.send(ToCoordinator::Ack { id, state });

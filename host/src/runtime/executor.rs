@@ -35,7 +35,7 @@ use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::{FileSource, assigned_files};
 use crate::connectors::files_sink::FilesSink;
-use crate::connectors::generator::GeneratorSource;
+use crate::connectors::generator::{GeneratorSource, redistribute};
 use crate::connectors::postgres_sink::PostgresSink;
 use crate::connectors::stdout_sink::StdoutSink;
 use crate::connectors::{Source, TransactionalSink};
@@ -198,6 +198,9 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
             Some(manifest)
         }
     };
+    if let Some(manifest) = &restore {
+        check_source_parallelism(plan, manifest)?;
+    }
     let metrics: Vec<Arc<VertexMetrics>> = plan
         .vertices
         .iter()
@@ -316,6 +319,27 @@ fn module_metas(plan: &JobPlan) -> HashMap<String, ModuleMeta> {
             _ => None,
         })
         .collect()
+}
+
+/// Refuses, before anything starts, a restore that changes the parallelism
+/// of a source that cannot be rescaled (one without splits: file sources).
+fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), TaskError> {
+    for vertex in &plan.vertices {
+        let VertexKind::Source(_) = vertex.kind else { continue };
+        let old: Vec<_> = manifest.tasks_of(&vertex.uid).collect();
+        let Some(first) = old.first() else { continue };
+        if first.parallelism == vertex.parallelism || old.iter().all(|t| !t.source_splits.is_empty()) {
+            continue;
+        }
+        return Err(TaskError::Restore {
+            vertex: vertex.uid.clone(),
+            reason: format!(
+                "it was checkpointed with parallelism {} and now has {}; a file source cannot be rescaled (its positions are per subtask): keep its parallelism at {} and rescale the operators behind it",
+                first.parallelism, vertex.parallelism, first.parallelism
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The latest checkpoint that passes its checks; says which were refused.
@@ -625,13 +649,28 @@ impl Subtask<'_> {
                 self.vertex.parallelism,
             )),
         };
+        let old: Vec<(u32, &[Vec<u8>])> = self
+            .restored()
+            .map(|t| (t.task.subtask, t.source_splits.as_slice()))
+            .collect();
+        let old_parallelism = self.restored().next().map(|t| t.parallelism);
+        if let (SourceConfig::Generator(config), Some(old_parallelism), true) = (
+            config,
+            old_parallelism,
+            old.iter().all(|(_, splits)| !splits.is_empty()),
+        ) {
+            // Rescalable: a share of every old subtask's splits.
+            let mine = redistribute(&old, old_parallelism, self.subtask, self.vertex.parallelism);
+            let source = GeneratorSource::with_splits(config.clone(), &mine).map_err(|e| self.connector_error(e))?;
+            return Ok(Box::new(source));
+        }
         if let Some(state) = self.restored().find(|t| t.task.subtask == self.subtask) {
             if state.parallelism != self.vertex.parallelism {
                 return Err(TaskError::Restore {
                     vertex: self.vertex.uid.clone(),
                     reason: format!(
-                        "it was checkpointed with parallelism {} and now has {}; sources cannot be rescaled",
-                        state.parallelism, self.vertex.parallelism
+                        "it was checkpointed with parallelism {} and now has {}; a file source cannot be rescaled (its positions are per subtask): keep its parallelism at {} and rescale the operators behind it",
+                        state.parallelism, self.vertex.parallelism, state.parallelism
                     ),
                 });
             }
@@ -781,6 +820,36 @@ impl Subtask<'_> {
         Ok(scope)
     }
 
+    /// The operator-state scope of a map, filter or flat-map subtask: a heap
+    /// backend with its share of the restored operator list states.
+    fn operator_scope(&self) -> Result<KeyedScope, TaskError> {
+        let mut backend = HeapBackend::new();
+        let old: Vec<(u32, &KeyedStateHandle)> = self
+            .restored()
+            .filter_map(|t| t.keyed.as_ref().map(|k| (t.task.subtask, k)))
+            .collect();
+        let old_parallelism = self
+            .restored()
+            .next()
+            .map_or(self.vertex.parallelism, |t| t.parallelism);
+        let files = self.restore_files.or(self.shared.storage.as_ref().map(|s| s.files()));
+        if let (Some(files), false) = (files, old.is_empty()) {
+            crate::state::operator::restore_operator_state(
+                &mut backend,
+                files,
+                &old,
+                old_parallelism,
+                self.subtask,
+                self.vertex.parallelism,
+            )
+            .map_err(|reason| TaskError::StateRestore {
+                operator: self.vertex.uid.clone(),
+                reason,
+            })?;
+        }
+        Ok(KeyedScope::new(Box::new(backend)))
+    }
+
     fn operator(&self, function: &FunctionRef) -> Result<Box<dyn Operator>, TaskError> {
         let uid = &self.vertex.uid;
         let module = function.module.display_name();
@@ -832,14 +901,19 @@ impl Subtask<'_> {
             }
             FunctionKind::KeyedCoProcess => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, Some(self.keyed_scope()?))?;
-                Box::new(CoProcessOperator::new(
+                let operator = CoProcessOperator::new(
                     uid,
                     module,
                     instance,
                     self.metrics(),
                     self.plan().settings.batch_size,
                     self.key_groups(),
-                ))
+                );
+                let second = self.vertex.second_input.as_ref();
+                match second.map(|edge| &edge.partitioning) {
+                    Some(Partitioning::Broadcast) => Box::new(operator.with_broadcast_input()),
+                    _ => Box::new(operator),
+                }
             }
             FunctionKind::Join => {
                 let config = self.vertex.join.ok_or_else(|| TaskError::StateRestore {
@@ -874,11 +948,15 @@ impl Subtask<'_> {
                     )?),
                 }
             }
-            FunctionKind::Map
-            | FunctionKind::Filter
-            | FunctionKind::FlatMap
-            | FunctionKind::KeySelector
-            | FunctionKind::WatermarkGenerator => {
+            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => {
+                let scope = self.operator_scope()?;
+                let instance = self.instance(uid, function, self.vertex.parallelism, Some(scope))?;
+                Box::new(
+                    TransformOperator::new(uid, module, instance, self.metrics())
+                        .with_operator_state(self.key_groups()),
+                )
+            }
+            FunctionKind::KeySelector | FunctionKind::WatermarkGenerator => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
                 Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
             }

@@ -57,13 +57,13 @@ pub fn run_source(
             while let Ok(message) = control.from_coordinator.try_recv() {
                 match message {
                     ToTask::Trigger(barrier) => {
-                        control.ack_source(barrier.id, source.position(), false);
+                        control.ack_source(barrier.id, (source.position(), source.splits()), false);
                         out.barrier(barrier)?;
                     }
                     ToTask::Stop(barrier) => {
                         // Stop with a savepoint: no final watermark, and the
                         // position is one to resume from, not an end.
-                        control.ack_source(barrier.id, source.position(), false);
+                        control.ack_source(barrier.id, (source.position(), source.splits()), false);
                         out.barrier(barrier)?;
                         out.stop()?;
                         control.finished();
@@ -103,7 +103,7 @@ pub fn run_source(
             }
             match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
                 Ok(ToTask::Trigger(barrier) | ToTask::Stop(barrier)) => {
-                    control.ack_source(barrier.id, source.position(), true);
+                    control.ack_source(barrier.id, (source.position(), source.splits()), true);
                     out.barrier(barrier)?;
                     break;
                 }

@@ -10,9 +10,11 @@
 //! Keys are spread over *key groups* ([`key_group`]): the unit in which keyed
 //! state moves between subtasks when a job is rescaled.
 
+pub mod broadcast;
 pub mod cache;
 pub mod heap;
 pub mod key_group;
+pub mod operator;
 pub mod restore;
 pub mod rocksdb;
 pub mod snapshot;

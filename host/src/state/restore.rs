@@ -11,6 +11,12 @@
 //! scratch folder and its entries of the wanted key groups are copied over.
 //! The RocksDB backend can also open a native snapshot of exactly its key
 //! groups as it is ([`super::rocksdb::RocksDbBackend::restore`]).
+//!
+//! Broadcast states ([`super::broadcast`]) are not split by key group: the
+//! first canonical snapshot (old subtask 0's) gives every subtask its copy,
+//! and the others' copies are skipped. (A native snapshot restored at
+//! another parallelism keeps them only in the subtask owning their key
+//! group: rescale from savepoints, which are always canonical.)
 
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -47,9 +53,21 @@ pub fn restore_keyed_in(
     scratch: &Path,
 ) -> Result<u64, String> {
     let mut restored = 0;
+    let mut handles = handles.to_vec();
+    handles.sort_by_key(|h| h.key_groups.0);
+    // The first snapshot restores the broadcast states.
+    let mut first = true;
     for handle in handles {
         let (start, end) = handle.key_groups;
+        let broadcast = if std::mem::take(&mut first) {
+            Broadcast::Restore
+        } else {
+            Broadcast::Skip
+        };
         if end <= range.start || start >= range.end {
+            if let (Broadcast::Restore, Some(file), true) = (broadcast, &handle.canonical, handle.native.is_empty()) {
+                restored += restore_canonical_with(backend, timers, files, file, range, Broadcast::Only)?;
+            }
             continue;
         }
         if handle.canonical.is_none() && handle.native.is_empty() {
@@ -68,10 +86,21 @@ pub fn restore_keyed_in(
             restored += super::rocksdb::restore_native_entries(backend, files, handle, range, scratch)?;
         }
         if let Some(file) = &handle.canonical {
-            restored += restore_canonical(backend, timers, files, file, range)?;
+            restored += restore_canonical_with(backend, timers, files, file, range, broadcast)?;
         }
     }
     Ok(restored)
+}
+
+/// What to do with the broadcast states of a canonical snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broadcast {
+    /// Restore them whole, with the keyed state of the range.
+    Restore,
+    /// Skip them (another snapshot gave them).
+    Skip,
+    /// Restore only them (the snapshot has none of the range's key groups).
+    Only,
 }
 
 /// Loads the entries and timers of `range` from the canonical snapshot
@@ -84,22 +113,35 @@ pub fn restore_canonical(
     file: &FileRef,
     range: KeyGroupRange,
 ) -> Result<u64, String> {
+    restore_canonical_with(backend, timers, files, file, range, Broadcast::Restore)
+}
+
+fn restore_canonical_with(
+    backend: &mut dyn KeyedStateBackend,
+    timers: &mut TimerService,
+    files: &FileStore,
+    file: &FileRef,
+    range: KeyGroupRange,
+    broadcast: Broadcast,
+) -> Result<u64, String> {
     let path = files.path(file);
     let input = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut reader = SnapshotReader::new(BufReader::with_capacity(1 << 20, input))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut states: HashMap<u32, StateId> = HashMap::new();
+    // Each state's id, and whether it is a broadcast state.
+    let mut states: HashMap<u32, (StateId, bool)> = HashMap::new();
     let mut restored = 0;
     while let Some(item) = reader.next_item().map_err(|e| format!("{}: {e}", path.display()))? {
         match item {
             SnapshotItem::State { index, name, kind, ttl } => {
+                let is_broadcast = super::broadcast::is_broadcast(&name);
                 let descriptor = StateDescriptor {
                     name,
                     kind,
                     ttl: ttl.map(|(ttl_ms, update_on_read)| TtlConfig { ttl_ms, update_on_read }),
                 };
                 let id = backend.register(&descriptor).map_err(|e| e.to_string())?;
-                states.insert(index, id);
+                states.insert(index, (id, is_broadcast));
             }
             SnapshotItem::Entry {
                 state,
@@ -108,14 +150,19 @@ pub fn restore_canonical(
                 user_key,
                 value,
             } => {
-                if !range.contains(super::KeyGroup(key_group)) {
-                    continue;
-                }
-                let id = states
+                let &(id, is_broadcast) = states
                     .get(&state)
                     .ok_or_else(|| format!("entry of undeclared state {state}"))?;
+                let wanted = match (is_broadcast, broadcast) {
+                    (true, Broadcast::Skip) | (false, Broadcast::Only) => false,
+                    (true, _) => true,
+                    (false, _) => range.contains(super::KeyGroup(key_group)),
+                };
+                if !wanted {
+                    continue;
+                }
                 backend
-                    .restore_entry(*id, &key, &user_key, &value)
+                    .restore_entry(id, &key, &user_key, &value)
                     .map_err(|e| e.to_string())?;
                 restored += 1;
             }
@@ -125,7 +172,7 @@ pub fn restore_canonical(
                 key,
                 timestamp,
             } => {
-                if range.contains(super::KeyGroup(key_group)) {
+                if broadcast != Broadcast::Only && range.contains(super::KeyGroup(key_group)) {
                     let domain = if event_time {
                         TimeDomain::EventTime
                     } else {

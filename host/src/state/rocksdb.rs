@@ -1350,6 +1350,7 @@ mod tests {
                 transactions: Vec::new(),
                 keyed: Some(handle.clone()),
                 finished: false,
+                source_splits: Vec::new(),
             }],
         }
     }

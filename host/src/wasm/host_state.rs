@@ -43,6 +43,9 @@ pub struct KeyedScope {
     pub key_ends: Vec<u32>,
     /// Processing time of the current call, for TTL.
     pub now_ms: i64,
+    /// The call processes a broadcast input: broadcast state is writable,
+    /// keyed state is not available.
+    pub broadcast_side: bool,
     scratch: Vec<u8>,
 }
 
@@ -55,6 +58,7 @@ impl KeyedScope {
             keys: Vec::new(),
             key_ends: Vec::new(),
             now_ms: 0,
+            broadcast_side: false,
             scratch: Vec::new(),
         }
     }
@@ -125,6 +129,11 @@ impl KeyedScope {
     }
 
     fn current_key(&self) -> wasmtime::Result<Vec<u8>> {
+        if self.broadcast_side {
+            return Err(anyhow!(
+                "timers are not available while processing the broadcast input (process_element2)"
+            ));
+        }
         self.backend
             .current_key()
             .map(<[u8]>::to_vec)
@@ -224,6 +233,11 @@ impl host::Host for HostState {
 impl key_scope::Host for HostState {
     fn select_key(&mut self, index: u32) -> wasmtime::Result<()> {
         let scope = self.scope()?;
+        if scope.broadcast_side {
+            return Err(anyhow!(
+                "keyed state is not available while processing the broadcast input (process_element2)"
+            ));
+        }
         let i = index as usize;
         if i >= scope.key_ends.len() {
             return Err(anyhow!(

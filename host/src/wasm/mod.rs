@@ -11,14 +11,20 @@
 //!   record batches across the boundary as flat columns.
 //! - [`migration`]: state schemas a module declares, and its state
 //!   migrations (hot swap on savepoint restore).
+//! - `broadcast`: the host side of broadcast state.
+//! - `operator_state`: the host side of operator list state.
+//! - [`codec`]: a module's optional decoder of its stored state.
 //! - [`bindings`]: what `bindgen!` generates from `wit/` (never committed).
 
 pub mod bindings;
+mod broadcast;
+pub mod codec;
 pub mod engine;
 pub mod host_state;
 pub mod instance;
 pub mod migration;
 pub mod module;
+mod operator_state;
 
 pub use engine::{EngineOptions, WasmRuntime};
 pub use instance::{UdfError, UdfInstance};

@@ -16,7 +16,9 @@
 //!   for the tests of joins and connected streams; see [`joins`].
 //! - Window functions that see whole windows: see the `windows` module.
 
+pub mod broadcast;
 pub mod joins;
+pub mod operator_state;
 mod windows;
 
 use std::hint::black_box;
@@ -437,6 +439,12 @@ weir_sdk::export_functions! {
     reduce "max_value" => windows::MaxValue,
     process_window "describe_window" => windows::DescribeWindow,
     evictor "drop_outliers" => windows::DropOutliers,
-        trigger "fire_on_marker" => windows::FireOnMarker,
+    trigger "fire_on_marker" => windows::FireOnMarker,
     trigger "fire_by_wall_clock" => windows::FireByWallClock,
+    keyed_co_process "speed_limits" => broadcast::SpeedLimits,
+    flat_map "operator_state_probe" => operator_state::OperatorStateProbe;
+    states {
+        map "broadcast/limits" => (String, u32),
+        value "violations" => u64,
+    }
 }

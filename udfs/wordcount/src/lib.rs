@@ -80,5 +80,8 @@ impl KeyedProcessFunction for Count {
 weir_sdk::export_functions! {
     flat_map "tokenize" => Tokenize,
     key_selector "word" => WordKey,
-    keyed_process "count" => Count,
+    keyed_process "count" => Count;
+    states {
+        value "count" => u64,
+    }
 }

@@ -5,7 +5,7 @@ use toml::Spanned;
 
 use super::{Builder, DraftInput, DraftPartitioning};
 use crate::job::plan::{FunctionRef, JoinConfig, Trigger, WindowConfig};
-use crate::job::spec::{JoinKind, JoinSpec, OperatorSpec};
+use crate::job::spec::{JoinKind, JoinSpec, OperatorSpec, PartitionSpec};
 use crate::time::windows::WindowAssigner;
 use crate::wasm::FunctionKind;
 
@@ -66,8 +66,9 @@ impl Builder<'_> {
             }
             Some(spanned) => {
                 let spec = spanned.get_ref();
-                let partitioning = match &spec.key_by {
-                    None => {
+                let partitioning = match (&spec.key_by, &spec.partition) {
+                    (_, Some(partition)) => self.second_partition(partition, spec.key_by.is_some(), kind, name, uid),
+                    (None, None) => {
                         self.errors.push(self.locator.error(
                             spanned.span(),
                             field("second_input → key_by"),
@@ -77,7 +78,7 @@ impl Builder<'_> {
                         ));
                         None
                     }
-                    Some(key_by) => self
+                    (Some(key_by), None) => self
                         .key_selector_at(key_by, &field("second_input → key_by"))
                         .map(DraftPartitioning::KeyBy),
                 };
@@ -111,6 +112,35 @@ impl Builder<'_> {
             (_, None) => None,
         };
         (second, join)
+    }
+
+    /// The explicit partitioning of a second input: only `broadcast`, only
+    /// for keyed co-process functions, and not with `key_by`.
+    fn second_partition(
+        &mut self,
+        partition: &Spanned<PartitionSpec>,
+        keyed: bool,
+        kind: FunctionKind,
+        name: &str,
+        uid: &str,
+    ) -> Option<DraftPartitioning> {
+        let message = if keyed {
+            "`second_input` takes `key_by` or `partition = \"broadcast\"`, not both".to_string()
+        } else if kind != FunctionKind::KeyedCoProcess {
+            format!(
+                "`{name}` is a {kind} function: both inputs must be keyed; only keyed-co-process functions read a broadcast input"
+            )
+        } else if *partition.get_ref() != PartitionSpec::Broadcast {
+            "a second input is keyed (`key_by`) or broadcast (`partition = \"broadcast\"`)".to_string()
+        } else {
+            return Some(DraftPartitioning::Explicit(partition.clone()));
+        };
+        self.errors.push(self.locator.error(
+            partition.span(),
+            format!("operator `{uid}` → second_input → partition"),
+            message,
+        ));
+        None
     }
 
     fn join(

@@ -1,0 +1,177 @@
+//! `weir state dump`: a word count over a followed file runs until every
+//! count is committed and is stopped with a savepoint; the dump of its
+//! `count` state must list every word once, with its key group (the key's
+//! xxh3 hash modulo the 128 key groups, computed here), the word and its
+//! count, decoded by wordcount's `state-codec` (it declares `count` as a
+//! `u64`), sorted by key group and key. Without the module, values fall
+//! back to text (postcard's one-byte varints). Unknown uids and states get
+//! exact errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Finished, Workdir, sorted_lines, weir};
+
+const TEXT: &str = "apple banana apple\ncherry banana apple\ndurian café\n";
+
+const JOB: &str = r#"
+[job]
+name = "dump"
+
+[checkpoint]
+dir = "checkpoints"
+interval_ms = 50
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "words.txt"
+follow = true
+parallelism = 1
+
+[[operator]]
+uid = "tokenize"
+input = "lines"
+module = "wordcount.wasm"
+function = "tokenize"
+parallelism = 1
+
+[[operator]]
+uid = "count"
+input = "tokenize"
+module = "wordcount.wasm"
+function = "count"
+parallelism = 2
+key_by = { module = "wordcount.wasm", function = "word" }
+
+[[sink]]
+uid = "out"
+input = "count"
+type = "files"
+path = "out"
+"#;
+
+fn command(work: &Workdir) -> std::process::Command {
+    let mut command = weir();
+    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
+    command
+}
+
+fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
+    command(work).args(args).output().expect("weir runs").into()
+}
+
+fn committed(work: &Workdir) -> usize {
+    let mut lines = 0;
+    if let Ok(entries) = std::fs::read_dir(work.path("out")) {
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                lines += sorted_lines(&std::fs::read_to_string(entry.path()).expect("a part file")).len();
+            }
+        }
+    }
+    lines
+}
+
+/// Runs the job until all `words` counts are committed, stops it with a
+/// savepoint and returns the savepoint.
+fn savepoint(work: &Workdir, words: usize) -> PathBuf {
+    work.write("words.txt", TEXT);
+    work.write("job.toml", JOB);
+    let mut child = command(work)
+        .args(["run", "--quiet", "job.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let id = loop {
+        let list = weir_in(work, &["list"]);
+        let id = list
+            .stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some("dump"))
+            .and_then(|line| line.split_whitespace().next().map(str::to_string));
+        if let Some(id) = id
+            && committed(work) == words
+        {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the counts were never all committed");
+        assert!(child.try_wait().expect("polls").is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stop = weir_in(work, &["stop", "--savepoint", "savepoints", &id]);
+    assert!(stop.success, "weir stop failed: {}", stop.stderr);
+    let output = child.wait_with_output().expect("weir ends");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    PathBuf::from(stop.stdout.trim())
+}
+
+/// The expected dump: `value` renders a count.
+fn oracle(value: impl Fn(u64) -> String) -> String {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for word in TEXT.split_whitespace() {
+        *counts.entry(word).or_default() += 1;
+    }
+    let mut rows: Vec<(u64, &str, u64)> = counts
+        .into_iter()
+        .map(|(word, n)| (xxhash_rust::xxh3::xxh3_64(word.as_bytes()) % 128, word, n))
+        .collect();
+    rows.sort();
+    rows.into_iter()
+        .map(|(group, word, n)| {
+            format!(
+                "{{\"key_group\":{group},\"key\":\"{word}\",\"user_key\":null,\"value\":{}}}\n",
+                value(n)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn state_dump_prints_decoded_entries_and_refuses_unknown_uids_and_states() {
+    let work = Workdir::new();
+    let sp = savepoint(&work, TEXT.split_whitespace().count());
+    let sp_text = sp.to_str().expect("a UTF-8 path");
+
+    // Decoded by the module the savepoint names (found in the module path).
+    let dumped = weir_in(&work, &["state", "dump", sp_text, "--uid", "count", "--state", "count"]);
+    assert!(dumped.success, "{}", dumped.stderr);
+    assert_eq!(dumped.stdout, oracle(|n| n.to_string()));
+
+    // Without the module (an empty module path, another folder): text.
+    let empty = work.path("empty");
+    std::fs::create_dir_all(&empty).expect("file system");
+    let raw: Finished = weir()
+        .current_dir(&empty)
+        .env("WEIR_MODULE_PATH", &empty)
+        .args(["state", "dump", sp_text, "--uid", "count", "--state", "count"])
+        .output()
+        .expect("weir runs")
+        .into();
+    assert!(raw.success, "{}", raw.stderr);
+    assert_eq!(raw.stdout, oracle(|n| format!("\"\\u{n:04x}\"")));
+
+    let unknown_uid = weir_in(&work, &["state", "dump", sp_text, "--uid", "nope", "--state", "count"]);
+    assert!(!unknown_uid.success);
+    assert_eq!(
+        unknown_uid.stderr,
+        format!(
+            "error: savepoint {sp_text} has no keyed state for operator uid `nope`; it has keyed state for: `count`\n"
+        )
+    );
+    let unknown_state = weir_in(&work, &["state", "dump", sp_text, "--uid", "count", "--state", "sum"]);
+    assert!(!unknown_state.success);
+    assert_eq!(
+        unknown_state.stderr,
+        format!("error: operator `count` in savepoint {sp_text} has no state `sum`; its states: `count` (value)\n")
+    );
+    let not_a_savepoint = weir_in(&work, &["state", "dump", "out", "--uid", "count", "--state", "count"]);
+    assert_eq!(
+        not_a_savepoint.stderr,
+        "error: out is not a savepoint (it has no readable `_savepoint` manifest)\n"
+    );
+}
