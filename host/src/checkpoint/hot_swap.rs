@@ -4,8 +4,9 @@
 //! and migrates it if needed.
 //!
 //! Every state a function opens declares a *schema* (`state-schema` in the
-//! WIT contract); savepoints record them in `_schemas.json` next to the
-//! manifest (per operator uid, per state). On restore, for each keyed
+//! WIT contract); savepoints record them in `_schemas` next to the
+//! manifest (per operator uid, per state; postcard with a SHA-256 checksum,
+//! like the manifest). On restore, for each keyed
 //! operator whose module changed (another content digest):
 //! - a state of the savepoint that the new function no longer opens is
 //!   refused, naming it, unless `--allow-non-restored-state` (then it is
@@ -21,12 +22,14 @@
 //!   time-to-live headers are kept. An error of a migration fails the
 //!   restore with its message.
 //!
-//! A savepoint without `_schemas.json` (taken before schemas existed) still
+//! A savepoint without `_schemas` (taken before schemas existed) still
 //! restores: its shapes are taken as unchanged.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
 
 use super::manifest::Manifest;
 use super::savepoint::{ModuleMeta, SavepointManifest};
@@ -38,7 +41,7 @@ use crate::wasm::FunctionKind;
 use crate::wasm::migration::{Migrator, declared_schemas};
 
 /// The schema file of a savepoint.
-pub const SCHEMAS: &str = "_schemas.json";
+pub const SCHEMAS: &str = "_schemas";
 
 /// Values migrated per guest call.
 const CHUNK: usize = 1024;
@@ -105,7 +108,7 @@ pub enum HotSwapError {
         /// Why.
         reason: String,
     },
-    /// `_schemas.json` is unreadable.
+    /// `_schemas` is unreadable or fails its checksum.
     #[error("savepoint {path} is corrupt: {reason}")]
     Corrupt {
         /// The savepoint.
@@ -121,9 +124,11 @@ pub enum HotSwapError {
 /// Writes `schemas` into the savepoint folder `path`.
 pub fn write_schemas(path: &Path, schemas: &Schemas) -> Result<(), StorageError> {
     let file = path.join(SCHEMAS);
-    let text = serde_json::to_string_pretty(schemas)
+    let mut bytes = postcard::to_allocvec(schemas)
         .map_err(|e| StorageError::Format(format!("cannot encode state schemas: {e}")))?;
-    std::fs::write(&file, text).map_err(|source| StorageError::Io {
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    std::fs::write(&file, bytes).map_err(|source| StorageError::Io {
         what: "cannot write",
         path: file,
         source,
@@ -132,15 +137,22 @@ pub fn write_schemas(path: &Path, schemas: &Schemas) -> Result<(), StorageError>
 
 /// The schemas of the savepoint folder `path` (`None`: it records none).
 pub fn read_schemas(path: &Path) -> Result<Option<Schemas>, HotSwapError> {
-    let Ok(text) = std::fs::read_to_string(path.join(SCHEMAS)) else {
+    let Ok(bytes) = std::fs::read(path.join(SCHEMAS)) else {
         return Ok(None);
     };
-    serde_json::from_str(&text)
+    let corrupt = |reason: String| HotSwapError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Some((body, digest)) = bytes.split_last_chunk::<32>() else {
+        return Err(corrupt(format!("{SCHEMAS} is truncated")));
+    };
+    if Sha256::digest(body).as_slice() != digest {
+        return Err(corrupt(format!("checksum mismatch in {SCHEMAS}")));
+    }
+    postcard::from_bytes(body)
         .map(Some)
-        .map_err(|e| HotSwapError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("{SCHEMAS} cannot be decoded: {e}"),
-        })
+        .map_err(|e| corrupt(format!("{SCHEMAS} cannot be decoded: {e}")))
 }
 
 /// Whether a vertex runs a keyed function whose states the module opens.
@@ -584,6 +596,31 @@ fn flush<W: std::io::Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schemas_round_trip_and_a_corrupt_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut schemas = Schemas::new();
+        schemas
+            .entry("count".into())
+            .or_default()
+            .insert("count".into(), "u32".into());
+        write_schemas(dir.path(), &schemas).expect("writes");
+        assert_eq!(read_schemas(dir.path()).expect("reads"), Some(schemas));
+        let file = dir.path().join(SCHEMAS);
+        let mut bytes = std::fs::read(&file).expect("reads the file");
+        bytes[0] ^= 1;
+        std::fs::write(&file, bytes).expect("writes the file");
+        let error = read_schemas(dir.path()).expect_err("refused").to_string();
+        assert_eq!(
+            error,
+            format!(
+                "savepoint {} is corrupt: checksum mismatch in _schemas",
+                dir.path().display()
+            )
+        );
+        assert_eq!(read_schemas(&dir.path().join("none")).expect("absent"), None);
+    }
     use crate::state::ttl;
     use crate::wasm::host_state::list_codec;
 
