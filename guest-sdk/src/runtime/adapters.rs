@@ -260,6 +260,57 @@ impl<F: KeySelector> DynKeySelector for KeySelectorFn<F> {
     }
 }
 
+/// Runs `element` on every record of a keyed batch with its key's context;
+/// a record whose call fails leaves no output and is rejected.
+pub(crate) fn for_each_keyed_record(
+    batch: &wit::BatchContext,
+    input: &wit::KeyedBatch,
+    task: &TaskInfo,
+    out: &mut Output,
+    mut element: impl FnMut(&Record<'_>, &mut Context<'_>) -> Result<()>,
+) -> wit::Output {
+    check_len("keys", input.key_ends.len(), input.records.ends.len());
+    let keys = Column::new(&input.keys, &input.key_ends);
+    out.begin();
+    for (record, key) in records(&input.records).zip(keys.iter()) {
+        let record = Record::new(record.payload(), record.timestamp(), Some(key), record.index());
+        let mark = out.mark();
+        let mut ctx = Context::new(key, record.timestamp(), clock(batch), task, out);
+        if let Err(error) = element(&record, &mut ctx) {
+            out.rollback(mark);
+            out.reject(record.index(), error);
+        }
+    }
+    out.finish()
+}
+
+/// Runs `on_timer` on every timer of a batch with its key's context. A
+/// timer has no record to blame, so a failing one traps.
+pub(crate) fn for_each_timer(
+    batch: &wit::BatchContext,
+    timers: &wit::TimerBatch,
+    task: &TaskInfo,
+    out: &mut Output,
+    mut on_timer: impl FnMut(&Timer<'_>, &mut Context<'_>) -> Result<()>,
+) -> wit::Output {
+    check_len("timestamps", timers.timestamps.len(), timers.key_ends.len());
+    let domain = TimeDomain::from_wit(timers.domain);
+    let keys = Column::new(&timers.keys, &timers.key_ends);
+    out.begin();
+    for ((key, &timestamp), index) in keys.iter().zip(&timers.timestamps).zip(0u32..) {
+        scope::enter_timer(index);
+        let timer = Timer::new(timestamp, domain, key);
+        let mut ctx = Context::new(key, timestamp, clock(batch), task, out);
+        if let Err(error) = on_timer(&timer, &mut ctx) {
+            panic!(
+                "on_timer of function `{}` failed for the {domain:?} timer at {timestamp}: {error}",
+                task.function
+            );
+        }
+    }
+    out.finish()
+}
+
 struct KeyedProcessFn<F>(F);
 
 impl<F: KeyedProcessFunction> DynKeyedProcess for KeyedProcessFn<F> {
@@ -270,19 +321,9 @@ impl<F: KeyedProcessFunction> DynKeyedProcess for KeyedProcessFn<F> {
         task: &TaskInfo,
         out: &mut Output,
     ) -> wit::Output {
-        check_len("keys", input.key_ends.len(), input.records.ends.len());
-        let keys = Column::new(&input.keys, &input.key_ends);
-        out.begin();
-        for (record, key) in records(&input.records).zip(keys.iter()) {
-            let record = Record::new(record.payload(), record.timestamp(), Some(key), record.index());
-            let mark = out.mark();
-            let mut ctx = Context::new(key, record.timestamp(), clock(batch), task, out);
-            if let Err(error) = self.0.process_element(&record, &mut ctx) {
-                out.rollback(mark);
-                out.reject(record.index(), error);
-            }
-        }
-        out.finish()
+        for_each_keyed_record(batch, &input, task, out, |record, ctx| {
+            self.0.process_element(record, ctx)
+        })
     }
 
     fn on_timers(
@@ -292,23 +333,7 @@ impl<F: KeyedProcessFunction> DynKeyedProcess for KeyedProcessFn<F> {
         task: &TaskInfo,
         out: &mut Output,
     ) -> wit::Output {
-        check_len("timestamps", timers.timestamps.len(), timers.key_ends.len());
-        let domain = TimeDomain::from_wit(timers.domain);
-        let keys = Column::new(&timers.keys, &timers.key_ends);
-        out.begin();
-        for ((key, &timestamp), index) in keys.iter().zip(&timers.timestamps).zip(0u32..) {
-            scope::enter_timer(index);
-            let timer = Timer::new(timestamp, domain, key);
-            let mut ctx = Context::new(key, timestamp, clock(batch), task, out);
-            if let Err(error) = self.0.on_timer(&timer, &mut ctx) {
-                panic!(
-                    "on_timer of function `{}` failed for the {domain:?} timer at {timestamp}: \
-                     {error}",
-                    task.function
-                );
-            }
-        }
-        out.finish()
+        for_each_timer(batch, &timers, task, out, |timer, ctx| self.0.on_timer(timer, ctx))
     }
 }
 

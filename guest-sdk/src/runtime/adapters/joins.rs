@@ -1,13 +1,12 @@
 //! Type erasure for the two-input kinds: join functions and keyed co-process
 //! functions.
 
-use super::{Instance, clock, records};
+use super::{Instance, for_each_keyed_record, for_each_timer, records};
 use crate::__bindings::exports::weir::udf::join as wit_join;
 use crate::__bindings::weir::udf::types as wit;
 use crate::output::Output;
 use crate::record::{Column, check_len};
-use crate::runtime::scope;
-use crate::{Context, Emitter, JoinFunction, KeyedCoProcessFunction, OpenContext, Record, TaskInfo, TimeDomain, Timer};
+use crate::{Emitter, JoinFunction, KeyedCoProcessFunction, OpenContext, Record, TaskInfo};
 
 /// A join function.
 pub(crate) trait DynJoin {
@@ -88,24 +87,11 @@ impl<F: KeyedCoProcessFunction> DynKeyedCoProcess for KeyedCoProcessFn<F> {
         task: &TaskInfo,
         out: &mut Output,
     ) -> wit::Output {
-        check_len("keys", records_in.key_ends.len(), records_in.records.ends.len());
-        let keys = Column::new(&records_in.keys, &records_in.key_ends);
-        out.begin();
-        for (record, key) in records(&records_in.records).zip(keys.iter()) {
-            let record = Record::new(record.payload(), record.timestamp(), Some(key), record.index());
-            let mark = out.mark();
-            let mut ctx = Context::new(key, record.timestamp(), clock(batch), task, out);
-            let result = match input {
-                0 => self.0.process_element1(&record, &mut ctx),
-                1 => self.0.process_element2(&record, &mut ctx),
-                other => panic!("the host sent records of input {other}; a co-process function has inputs 0 and 1"),
-            };
-            if let Err(error) = result {
-                out.rollback(mark);
-                out.reject(record.index(), error);
-            }
-        }
-        out.finish()
+        for_each_keyed_record(batch, &records_in, task, out, |record, ctx| match input {
+            0 => self.0.process_element1(record, ctx),
+            1 => self.0.process_element2(record, ctx),
+            other => panic!("the host sent records of input {other}; a co-process function has inputs 0 and 1"),
+        })
     }
 
     fn on_timers(
@@ -115,23 +101,7 @@ impl<F: KeyedCoProcessFunction> DynKeyedCoProcess for KeyedCoProcessFn<F> {
         task: &TaskInfo,
         out: &mut Output,
     ) -> wit::Output {
-        check_len("timestamps", timers.timestamps.len(), timers.key_ends.len());
-        let domain = TimeDomain::from_wit(timers.domain);
-        let keys = Column::new(&timers.keys, &timers.key_ends);
-        out.begin();
-        for ((key, &timestamp), index) in keys.iter().zip(&timers.timestamps).zip(0u32..) {
-            scope::enter_timer(index);
-            let timer = Timer::new(timestamp, domain, key);
-            let mut ctx = Context::new(key, timestamp, clock(batch), task, out);
-            if let Err(error) = self.0.on_timer(&timer, &mut ctx) {
-                panic!(
-                    "on_timer of function `{}` failed for the {domain:?} timer at {timestamp}: \
-                     {error}",
-                    task.function
-                );
-            }
-        }
-        out.finish()
+        for_each_timer(batch, &timers, task, out, |timer, ctx| self.0.on_timer(timer, ctx))
     }
 }
 
