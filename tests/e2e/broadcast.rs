@@ -15,10 +15,10 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Finished, Workdir, sorted_lines, weir};
+use crate::harness::{Workdir, sorted_lines, start, weir_in};
 use crate::oracle::Lcg;
 
 const CAMERAS: u64 = 6;
@@ -77,26 +77,6 @@ type = "files"
 path = "out"
 "#
     )
-}
-
-fn command(work: &Workdir) -> std::process::Command {
-    let mut command = weir();
-    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
-    command
-}
-
-fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
-    command(work).args(args).output().expect("weir runs").into()
-}
-
-fn start(work: &Workdir, args: &[&str]) -> Child {
-    command(work)
-        .args(["run", "--quiet", "job.toml"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts")
 }
 
 fn committed(work: &Workdir) -> Vec<String> {

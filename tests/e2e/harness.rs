@@ -215,3 +215,37 @@ pub fn run_until_lines(work: &Workdir, job: &str, files: &[(&str, usize)]) -> Ve
     }
     out
 }
+
+/// `weir` in `work`, with the job registry in `work/home` (tests that
+/// list, stop or upgrade jobs).
+pub fn command(work: &Workdir) -> Command {
+    let mut command = weir();
+    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
+    command
+}
+
+/// Runs `weir ARGS` in `work` (see [`command`]) and waits for it.
+pub fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
+    command(work).args(args).output().expect("weir runs").into()
+}
+
+/// Starts `weir run job.toml ARGS` in `work` in the background (see
+/// [`command`]); its standard error is kept for [`wait_success`].
+pub fn start(work: &Workdir, args: &[&str]) -> std::process::Child {
+    command(work)
+        .args(["run", "--quiet", "job.toml"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir starts")
+}
+
+/// Waits for a job started by [`start`], asserts that it succeeded and
+/// returns its standard error.
+pub fn wait_success(child: std::process::Child) -> String {
+    let output = child.wait_with_output().expect("weir ends");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "weir run failed:\n{stderr}");
+    stderr
+}

@@ -11,10 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Finished, Workdir, sorted_lines, weir};
+use crate::harness::{Finished, Workdir, sorted_lines, start, wait_success, weir_in};
 use crate::oracle::Lcg;
 
 /// The job: a file (followed or not) → per-key counter → exactly-once files.
@@ -113,28 +112,6 @@ fn committed(out: &Path) -> Vec<String> {
     sorted_lines(&text)
 }
 
-/// `weir` in `work`, with the job registry in `work/home`.
-fn command(work: &Workdir) -> std::process::Command {
-    let mut command = weir();
-    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
-    command
-}
-
-fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
-    command(work).args(args).output().expect("weir runs").into()
-}
-
-/// Starts `job.toml` in the background.
-fn start(work: &Workdir, args: &[&str]) -> Child {
-    command(work)
-        .args(["run", "--quiet", "job.toml"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts")
-}
-
 /// The id of the one running job (waits for it to register).
 fn job_id(work: &Workdir) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -147,13 +124,6 @@ fn job_id(work: &Workdir) -> String {
         assert!(Instant::now() < deadline, "the job never registered");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn wait_success(child: Child) -> String {
-    let output = child.wait_with_output().expect("weir ends");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "weir run failed:\n{stderr}");
-    stderr
 }
 
 /// Runs v1 over a followed `in.csv` holding `first` until its output is

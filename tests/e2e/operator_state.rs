@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Finished, Workdir, sorted_lines, weir};
+use crate::harness::{Workdir, command, sorted_lines, weir_in};
 
 fn job(parallelism: u32, partition: &str) -> String {
     format!(
@@ -46,16 +46,6 @@ type = "files"
 path = "out"
 "#
     )
-}
-
-fn command(work: &Workdir) -> std::process::Command {
-    let mut command = weir();
-    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
-    command
-}
-
-fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
-    command(work).args(args).output().expect("weir runs").into()
 }
 
 fn committed(work: &Workdir) -> Vec<String> {

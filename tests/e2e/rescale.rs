@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Finished, Workdir, sorted_lines, weir};
+use crate::harness::{Workdir, sorted_lines, start, wait_success, weir_in};
 
 const EVENTS: u64 = 6_000;
 const CAMERAS: u32 = 9;
@@ -120,35 +120,6 @@ fn committed(work: &Workdir) -> Vec<String> {
         }
     }
     sorted_lines(&text)
-}
-
-/// `weir` in `work`, with the job registry in `work/home`.
-fn command(work: &Workdir) -> std::process::Command {
-    let mut command = weir();
-    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
-    command
-}
-
-fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
-    command(work).args(args).output().expect("weir runs").into()
-}
-
-/// Starts `job.toml` in the background with `args`.
-fn start(work: &Workdir, args: &[&str]) -> Child {
-    command(work)
-        .args(["run", "--quiet", "job.toml"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts")
-}
-
-fn wait_success(child: Child) -> String {
-    let output = child.wait_with_output().expect("weir ends");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "weir run failed:\n{stderr}");
-    stderr
 }
 
 /// Waits until the running job `name` has committed more than `already`

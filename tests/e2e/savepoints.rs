@@ -10,12 +10,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
-use crate::harness::{Finished, Workdir, sorted_lines, weir};
+use crate::harness::{Workdir, command, sorted_lines, start, wait_success, weir_in};
 
 const EVENTS: u64 = 6_000;
 const CAMERAS: u32 = 7;
@@ -140,28 +139,6 @@ fn read_parts(out: &Path) -> String {
     text
 }
 
-/// `weir` in `work`, with the job registry in `work/home`.
-fn command(work: &Workdir) -> std::process::Command {
-    let mut command = weir();
-    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
-    command
-}
-
-fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
-    command(work).args(args).output().expect("weir runs").into()
-}
-
-/// Starts `job.toml` in the background.
-fn start(work: &Workdir, args: &[&str]) -> Child {
-    command(work)
-        .args(["run", "--quiet", "job.toml"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts")
-}
-
 /// Waits until `weir list` shows job `name` with a completed checkpoint;
 /// returns its id and the listing.
 fn wait_listed(work: &Workdir, name: &str) -> (String, String) {
@@ -192,13 +169,6 @@ fn wait_row(work: &Workdir, name: &str, checkpointed: bool) -> (String, String) 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn wait_success(child: Child) -> String {
-    let output = child.wait_with_output().expect("weir ends");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "weir run failed:\n{stderr}");
-    stderr
 }
 
 /// Runs the job on `first` until `weir stop --savepoint`, then resumes it

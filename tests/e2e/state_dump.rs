@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Finished, Workdir, sorted_lines, weir};
+use crate::harness::{Finished, Workdir, command, sorted_lines, weir, weir_in};
 
 const TEXT: &str = "apple banana apple\ncherry banana apple\ndurian café\n";
 
@@ -52,16 +52,6 @@ input = "count"
 type = "files"
 path = "out"
 "#;
-
-fn command(work: &Workdir) -> std::process::Command {
-    let mut command = weir();
-    command.current_dir(work.dir.path()).env("WEIR_HOME", work.path("home"));
-    command
-}
-
-fn weir_in(work: &Workdir, args: &[&str]) -> Finished {
-    command(work).args(args).output().expect("weir runs").into()
-}
 
 fn committed(work: &Workdir) -> usize {
     let mut lines = 0;
