@@ -17,7 +17,7 @@ use crate::harness::{Finished, Workdir, sorted_lines, start, wait_success, weir_
 use crate::oracle::Lcg;
 
 /// The job: a file (followed or not) → per-key counter → exactly-once files.
-fn job(name: &str, module: &str, follow: bool, out: &str, params: &str) -> String {
+pub(crate) fn job(name: &str, module: &str, follow: bool, out: &str, params: &str) -> String {
     format!(
         r#"
 [job]
@@ -69,7 +69,7 @@ fn trapping_job(name: &str, module: &str, out: &str) -> String {
 }
 
 /// `n` input lines `key,value` over a few keys, values below 20.
-fn input(n: usize, seed: u64) -> Vec<String> {
+pub(crate) fn input(n: usize, seed: u64) -> Vec<String> {
     let mut rng = Lcg::new(seed);
     (0..n).map(|_| format!("k{},{}", rng.below(5), rng.below(20))).collect()
 }
@@ -78,7 +78,7 @@ fn input(n: usize, seed: u64) -> Vec<String> {
 /// number of distinct values; v1 writes `key,count,sum,distinct`, v2 (from
 /// record `v2_from` on) appends `,v2` (and, with `drop_seen`, its distinct
 /// is 0).
-fn oracle(lines: &[String], v2_from: usize, drop_seen: bool) -> Vec<String> {
+pub(crate) fn oracle(lines: &[String], v2_from: usize, drop_seen: bool) -> Vec<String> {
     let mut per_key: BTreeMap<&str, (u64, u64, BTreeMap<u32, u64>)> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -100,7 +100,7 @@ fn oracle(lines: &[String], v2_from: usize, drop_seen: bool) -> Vec<String> {
 }
 
 /// The committed part files of a `files` sink folder, as sorted lines.
-fn committed(out: &Path) -> Vec<String> {
+pub(crate) fn committed(out: &Path) -> Vec<String> {
     let mut text = String::new();
     if let Ok(entries) = std::fs::read_dir(out) {
         for entry in entries.flatten() {
@@ -113,7 +113,7 @@ fn committed(out: &Path) -> Vec<String> {
 }
 
 /// The id of the one running job (waits for it to register).
-fn job_id(work: &Workdir) -> String {
+pub(crate) fn job_id(work: &Workdir) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let list = weir_in(work, &["list"]);
@@ -273,11 +273,11 @@ fn a_dropped_state_is_restored_without_it_when_allowed() {
     assert_eq!(committed(&work.path("out")), oracle(&lines, split, true));
 }
 
-const EVENTS: u64 = 4_000;
+pub(crate) const EVENTS: u64 = 4_000;
 
 /// The upgrade job: a throttled generator → per-camera counter (v1) →
 /// exactly-once files.
-fn generator_job(extra: &str) -> String {
+pub(crate) fn generator_job(extra: &str) -> String {
     format!(
         r#"
 [job]
@@ -316,7 +316,7 @@ path = "out"
 
 /// v1's output for every passing (camera, its count, sum and distinct
 /// values, the value being the line's last field), in the oracle's terms.
-fn generator_oracle(csv: &str) -> Vec<String> {
+pub(crate) fn generator_oracle(csv: &str) -> Vec<String> {
     let mut per_key: BTreeMap<&str, (u64, u64, BTreeMap<u32, u64>)> = BTreeMap::new();
     let mut out = Vec::new();
     for line in csv.lines() {

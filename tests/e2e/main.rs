@@ -15,6 +15,7 @@ mod operator_state;
 mod oracle;
 mod partitioning;
 mod processing_time;
+mod restore_paths;
 mod rescale;
 mod savepoints;
 mod state_dump;

@@ -112,6 +112,8 @@ pub struct Coordinator {
     pub finished: HashMap<TaskId, TaskState>,
     /// Savepoints asked for through the control API (`None`: none can be).
     pub savepoints: Option<SavepointSettings>,
+    /// The module of every operator, recorded in every checkpoint.
+    pub modules: Vec<super::manifest::OperatorModule>,
 }
 
 impl Coordinator {
@@ -337,6 +339,7 @@ impl Coordinator {
             timestamp_ms: pending.barrier.timestamp_ms,
             max_parallelism: self.max_parallelism,
             tasks,
+            modules: self.modules.clone(),
         };
         self.storage.commit(&manifest)?;
         tracing::info!("checkpoint {} complete", manifest.id);
@@ -347,8 +350,7 @@ impl Coordinator {
                 .store(manifest.id.0, std::sync::atomic::Ordering::Relaxed);
             if let Some(request) = &pending.savepoint {
                 let target = request.target.as_ref().unwrap_or(&settings.default_dir);
-                let written = super::savepoint::write(&manifest, self.storage.files(), target, &settings.modules)
-                    .and_then(|path| super::hot_swap::write_schemas(&path, &settings.schemas).map(|()| path));
+                let written = super::savepoint::write(&manifest, self.storage.files(), target);
                 if let Ok(path) = &written {
                     tracing::info!("savepoint written to {}", path.display());
                 }

@@ -4,9 +4,9 @@
 //! and migrates it if needed.
 //!
 //! Every state a function opens declares a *schema* (`state-schema` in the
-//! WIT contract); savepoints record them in `_schemas` next to the
-//! manifest (per operator uid, per state; postcard with a SHA-256 checksum,
-//! like the manifest). On restore, for each keyed
+//! WIT contract); every checkpoint and savepoint records them in its
+//! manifest (per operator uid, per state: [`super::manifest::OperatorModule`]). On restore,
+//! for each keyed
 //! operator whose module changed (another content digest):
 //! - a state of the savepoint that the new function no longer opens is
 //!   refused, naming it, unless `--allow-non-restored-state` (then it is
@@ -22,26 +22,23 @@
 //!   time-to-live headers are kept. An error of a migration fails the
 //!   restore with its message.
 //!
-//! A savepoint without `_schemas` (taken before schemas existed) still
-//! restores: its shapes are taken as unchanged.
+//! A restore point that records no schemas for an operator (its function
+//! could not be probed when it ran) still restores: its shapes are taken as
+//! unchanged, with a warning.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufReader, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use sha2::{Digest as _, Sha256};
 
-use super::manifest::Manifest;
-use super::savepoint::{ModuleMeta, SavepointManifest};
+use super::manifest::{Manifest, ModuleMeta};
+use super::savepoint::SavepointManifest;
 use super::storage::{FileRef, FileStore, StorageError};
 use crate::job::plan::{JobPlan, VertexKind};
 use crate::state::StateKind;
 use crate::state::snapshot::{SnapshotItem, SnapshotReader, SnapshotWriter};
 use crate::wasm::FunctionKind;
 use crate::wasm::migration::{Migrator, declared_schemas};
-
-/// The schema file of a savepoint.
-pub const SCHEMAS: &str = "_schemas";
 
 /// Values migrated per guest call.
 const CHUNK: usize = 1024;
@@ -54,13 +51,13 @@ pub type Schemas = BTreeMap<String, BTreeMap<String, String>>;
 pub enum HotSwapError {
     /// Shapes changed and the new module has no migration for them.
     #[error(
-        "cannot restore operator `{uid}` from savepoint {path}: module {new} reads state of {old} in another shape and exports no migration for it: {states}"
+        "cannot restore operator `{uid}` from {from}: module {new} reads state of {old} in another shape and exports no migration for it: {states}"
     )]
     MissingMigration {
         /// The operator.
         uid: String,
-        /// The savepoint.
-        path: PathBuf,
+        /// `savepoint PATH` or `checkpoint PATH`.
+        from: String,
         /// The old module, `name version`.
         old: String,
         /// The new module, `name version`.
@@ -70,13 +67,13 @@ pub enum HotSwapError {
     },
     /// States the new module does not open.
     #[error(
-        "cannot restore operator `{uid}` from savepoint {path}: module {new} does not open {states} of {old} (pass --allow-non-restored-state to drop it)"
+        "cannot restore operator `{uid}` from {from}: module {new} does not open {states} of {old} (pass --allow-non-restored-state to drop it)"
     )]
     NonRestoredState {
         /// The operator.
         uid: String,
-        /// The savepoint.
-        path: PathBuf,
+        /// `savepoint PATH` or `checkpoint PATH`.
+        from: String,
         /// The old module.
         old: String,
         /// The new module.
@@ -86,13 +83,13 @@ pub enum HotSwapError {
     },
     /// A migration failed.
     #[error(
-        "cannot restore operator `{uid}` from savepoint {path}: the migration of state `{state}` from {modules} failed: {reason}"
+        "cannot restore operator `{uid}` from {from}: the migration of state `{state}` from {modules} failed: {reason}"
     )]
     MigrationFailed {
         /// The operator.
         uid: String,
-        /// The savepoint.
-        path: PathBuf,
+        /// `savepoint PATH` or `checkpoint PATH`.
+        from: String,
         /// The state.
         state: String,
         /// The modules, `old to new`.
@@ -108,55 +105,13 @@ pub enum HotSwapError {
         /// Why.
         reason: String,
     },
-    /// `_schemas` is unreadable or fails its checksum.
-    #[error("savepoint {path} is corrupt: {reason}")]
-    Corrupt {
-        /// The savepoint.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
-/// Writes `schemas` into the savepoint folder `path`.
-pub fn write_schemas(path: &Path, schemas: &Schemas) -> Result<(), StorageError> {
-    let file = path.join(SCHEMAS);
-    let mut bytes = postcard::to_allocvec(schemas)
-        .map_err(|e| StorageError::Format(format!("cannot encode state schemas: {e}")))?;
-    let digest = Sha256::digest(&bytes);
-    bytes.extend_from_slice(&digest);
-    std::fs::write(&file, bytes).map_err(|source| StorageError::Io {
-        what: "cannot write",
-        path: file,
-        source,
-    })
-}
-
-/// The schemas of the savepoint folder `path` (`None`: it records none).
-pub fn read_schemas(path: &Path) -> Result<Option<Schemas>, HotSwapError> {
-    let Ok(bytes) = std::fs::read(path.join(SCHEMAS)) else {
-        return Ok(None);
-    };
-    let corrupt = |reason: String| HotSwapError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let Some((body, digest)) = bytes.split_last_chunk::<32>() else {
-        return Err(corrupt(format!("{SCHEMAS} is truncated")));
-    };
-    if Sha256::digest(body).as_slice() != digest {
-        return Err(corrupt(format!("checksum mismatch in {SCHEMAS}")));
-    }
-    postcard::from_bytes(body)
-        .map(Some)
-        .map_err(|e| corrupt(format!("{SCHEMAS} cannot be decoded: {e}")))
-}
-
 /// Whether a vertex runs a keyed function whose states the module opens.
-fn keyed_function(kind: &VertexKind) -> Option<&crate::job::plan::FunctionRef> {
+pub(crate) fn keyed_function(kind: &VertexKind) -> Option<&crate::job::plan::FunctionRef> {
     match kind {
         VertexKind::Operator(f) if matches!(f.kind, FunctionKind::KeyedProcess | FunctionKind::KeyedCoProcess) => {
             Some(f)
@@ -201,29 +156,36 @@ struct Rewrite {
     new_name: String,
     /// State → old schema, for the states to migrate.
     migrate: HashMap<String, String>,
+    /// State → new schema, for the states to migrate.
+    new_schemas: HashMap<String, String>,
     /// States to drop.
     drop: BTreeSet<String>,
     migrator: Migrator,
+    /// Values migrated so far, by state.
+    migrated: HashMap<String, usize>,
+    /// Time spent migrating.
+    elapsed: std::time::Duration,
 }
 
 fn describe(module: &ModuleMeta) -> String {
     format!("{} {}", module.name, module.version)
 }
 
-/// Checks that `plan`'s modules can read the state of the savepoint in `dir`
-/// and migrates it where shapes changed. Returns the checkpoint to restore
-/// and the store of its files: the savepoint's own, or a migrated copy in
-/// `scratch`.
+/// Checks that `plan`'s modules can read the state of `savepoint` (which
+/// comes `from` a savepoint or checkpoint folder: `savepoint PATH`, for
+/// messages) and migrates it where shapes changed. Returns the checkpoint
+/// to restore and the store of its files: the savepoint's own, or a
+/// migrated copy in `scratch`.
 pub fn prepare_restore(
     plan: &JobPlan,
     engine: &wasmtime::Engine,
-    dir: &Path,
+    from: &str,
     savepoint: &SavepointManifest,
     files: FileStore,
     allow_non_restored_state: bool,
     scratch: &Path,
 ) -> Result<(Manifest, FileStore), HotSwapError> {
-    let recorded = read_schemas(dir)?;
+    let recorded = &savepoint.checkpoint.modules;
     let mut rewrites: HashMap<String, Rewrite> = HashMap::new();
     for vertex in &plan.vertices {
         let Some(function) = keyed_function(&vertex.kind) else {
@@ -264,7 +226,7 @@ pub fn prepare_restore(
         if !missing.is_empty() && !allow_non_restored_state {
             return Err(HotSwapError::NonRestoredState {
                 uid: vertex.uid.clone(),
-                path: dir.to_path_buf(),
+                from: from.to_string(),
                 old: describe(old),
                 new: describe(&new),
                 states: format!(
@@ -274,11 +236,14 @@ pub fn prepare_restore(
                 ),
             });
         }
-        let old_schemas = recorded.as_ref().and_then(|r| r.get(&vertex.uid));
+        let old_schemas = recorded
+            .iter()
+            .find(|m| m.uid == vertex.uid)
+            .map(|m| &m.schemas)
+            .filter(|schemas| !schemas.is_empty());
         if old_schemas.is_none() {
             tracing::warn!(
-                "savepoint {} records no state schemas of `{}`: its state is taken to keep its shape",
-                dir.display(),
+                "{from} records no state schemas of `{}`: its state is taken to keep its shape",
                 vertex.uid
             );
         }
@@ -306,7 +271,7 @@ pub fn prepare_restore(
         if !unmigrated.is_empty() {
             return Err(HotSwapError::MissingMigration {
                 uid: vertex.uid.clone(),
-                path: dir.to_path_buf(),
+                from: from.to_string(),
                 old: describe(old),
                 new: describe(&new),
                 states: unmigrated.join(", "),
@@ -334,18 +299,28 @@ pub fn prepare_restore(
                 old_version: old.version.clone(),
                 old_name: describe(old),
                 new_name: describe(&new),
+                new_schemas: migrate
+                    .keys()
+                    .filter_map(|name| Some((name.clone(), declared.get(name)?.clone())))
+                    .collect(),
                 migrate,
                 drop,
                 migrator,
+                migrated: HashMap::new(),
+                elapsed: std::time::Duration::ZERO,
             },
         );
     }
     if rewrites.is_empty() {
         return Ok((savepoint.checkpoint.clone(), files));
     }
-    let name = dir
-        .file_name()
-        .map_or_else(|| "savepoint".into(), |n| n.to_string_lossy().into_owned());
+    let name: String = from
+        .rsplit(['/', ' '])
+        .next()
+        .unwrap_or("savepoint")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
     let out_dir = scratch.join(format!("{name}-{}", crate::time::now_ms()));
     std::fs::create_dir_all(&out_dir).map_err(|source| StorageError::Io {
         what: "cannot create",
@@ -359,22 +334,27 @@ pub fn prepare_restore(
         let Some(file) = &handle.canonical else { continue };
         let written = match rewrites.get_mut(&task.task.uid) {
             Some(rewrite) => {
+                let started = std::time::Instant::now();
                 let (function, version) = (rewrite.function.clone(), rewrite.old_version.clone());
                 let migrator = &mut rewrite.migrator;
+                let migrated = &mut rewrite.migrated;
                 let mut migrate = |state: &str, old_schema: &str, values: &[Vec<u8>]| {
+                    *migrated.entry(state.to_string()).or_default() += values.len();
                     migrator.migrate(&function, &version, state, old_schema, values)
                 };
                 let states = StatesPlan {
                     migrate: &rewrite.migrate,
                     drop: &rewrite.drop,
                 };
-                rewrite_file(&files, file, &out, &states, &mut migrate)
+                let written = rewrite_file(&files, file, &out, &states, &mut migrate);
+                rewrite.elapsed += started.elapsed();
+                written
             }
             .map_err(|e| match e {
                 RewriteError::Storage(e) => HotSwapError::Storage(e),
                 RewriteError::Migration { state, reason } => HotSwapError::MigrationFailed {
                     uid: task.task.uid.clone(),
-                    path: dir.to_path_buf(),
+                    from: from.to_string(),
                     state,
                     modules: format!("{} to {}", rewrite.old_name, rewrite.new_name),
                     reason,
@@ -384,11 +364,19 @@ pub fn prepare_restore(
         };
         handle.canonical = Some(written);
     }
-    tracing::info!(
-        "migrated the state of savepoint {} into {}",
-        dir.display(),
-        out_dir.display()
-    );
+    for (uid, rewrite) in &rewrites {
+        for (state, old_schema) in &rewrite.migrate {
+            tracing::info!(
+                "operator `{uid}`: migrated state `{state}` from {} ({old_schema}) to {} ({}): {} values in {} ms",
+                rewrite.old_name,
+                rewrite.new_name,
+                rewrite.new_schemas.get(state).map_or("?", String::as_str),
+                rewrite.migrated.get(state).copied().unwrap_or(0),
+                rewrite.elapsed.as_millis()
+            );
+        }
+    }
+    tracing::info!("migrated the state of {from} into {}", out_dir.display());
     Ok((checkpoint, out))
 }
 
@@ -597,30 +585,6 @@ fn flush<W: std::io::Write>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn schemas_round_trip_and_a_corrupt_file_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut schemas = Schemas::new();
-        schemas
-            .entry("count".into())
-            .or_default()
-            .insert("count".into(), "u32".into());
-        write_schemas(dir.path(), &schemas).expect("writes");
-        assert_eq!(read_schemas(dir.path()).expect("reads"), Some(schemas));
-        let file = dir.path().join(SCHEMAS);
-        let mut bytes = std::fs::read(&file).expect("reads the file");
-        bytes[0] ^= 1;
-        std::fs::write(&file, bytes).expect("writes the file");
-        let error = read_schemas(dir.path()).expect_err("refused").to_string();
-        assert_eq!(
-            error,
-            format!(
-                "savepoint {} is corrupt: checksum mismatch in _schemas",
-                dir.path().display()
-            )
-        );
-        assert_eq!(read_schemas(&dir.path().join("none")).expect("absent"), None);
-    }
     use crate::state::ttl;
     use crate::wasm::host_state::list_codec;
 

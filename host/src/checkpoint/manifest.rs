@@ -4,13 +4,16 @@
 //! followed by the SHA-256 of everything before it, so that a truncated or
 //! altered manifest is recognised.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::storage::{FileRef, StorageError};
 use super::{CheckpointId, TaskId};
 
-const MAGIC: &[u8; 8] = b"WEIRCHK1";
+// Version 2: watermarks and modules in every task state.
+const MAGIC: &[u8; 8] = b"WEIRCHK2";
 
 /// A complete checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +28,43 @@ pub struct Manifest {
     pub max_parallelism: u32,
     /// Every subtask's state.
     pub tasks: Vec<TaskState>,
+    /// The module every operator ran, with its state schemas and a copy of
+    /// the module in the shared files: what a restore checks and, after
+    /// `weir upgrade`, runs.
+    pub modules: Vec<OperatorModule>,
+}
+
+/// A module, as checkpoints and savepoints record it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleMeta {
+    /// The module's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// SHA-256 of the component file, hex.
+    pub digest: String,
+}
+
+impl std::fmt::Display for ModuleMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.version)
+    }
+}
+
+/// The module one operator uid ran when a checkpoint was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorModule {
+    /// The operator's uid.
+    pub uid: String,
+    /// The module that ran.
+    pub module: ModuleMeta,
+    /// The digest of the module the job file named, which differs from
+    /// `module` after `weir upgrade`.
+    pub declared: String,
+    /// The schema of every keyed state the function declares, by state name.
+    pub schemas: BTreeMap<String, String>,
+    /// A copy of the module's component file in the shared files.
+    pub file: Option<FileRef>,
 }
 
 /// One subtask's part of a checkpoint.
@@ -45,7 +85,45 @@ pub struct TaskState {
     /// A rescalable source's splits with their positions (opaque to the
     /// runtime), which a restore at another parallelism redistributes.
     pub source_splits: Vec<Vec<u8>>,
+    /// Where event time had got at the barrier.
+    pub watermarks: WatermarkSnapshot,
 }
+
+/// A subtask's event-time progress at a barrier: restored with its state,
+/// so that a record late before a crash is late after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkSnapshot {
+    /// An operator's current watermark (the minimum over its inputs).
+    pub input: Option<i64>,
+    /// The watermark generator of the subtask's output, if it has one.
+    pub output: Option<GeneratorState>,
+}
+
+/// What a checkpoint keeps of a subtask's watermark generator
+/// ([`crate::time::watermarks::WatermarkGenerator`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorState {
+    /// The largest timestamp seen.
+    pub max_timestamp: i64,
+    /// The last watermark emitted.
+    pub emitted: i64,
+    /// Whether the stream had declared itself idle.
+    pub idle: bool,
+}
+
+impl GeneratorState {
+    /// The state a subtask inherits from several (a rescaled restore): the
+    /// least progress of any, so that nothing restored runs ahead; idle only
+    /// if all were.
+    pub fn merge(states: impl IntoIterator<Item = Self>) -> Option<Self> {
+        states.into_iter().reduce(|a, b| Self {
+            max_timestamp: a.max_timestamp.min(b.max_timestamp),
+            emitted: a.emitted.min(b.emitted),
+            idle: a.idle && b.idle,
+        })
+    }
+}
+
 
 /// Where a subtask's keyed state is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,12 +139,18 @@ pub struct KeyedStateHandle {
 }
 
 impl Manifest {
-    /// Every state file the checkpoint refers to.
+    /// Every file the checkpoint refers to: state files and module copies.
     pub fn files(&self) -> impl Iterator<Item = &FileRef> + '_ {
         self.tasks
             .iter()
             .filter_map(|t| t.keyed.as_ref())
             .flat_map(|k| k.canonical.iter().chain(k.native.iter().map(|(_, f)| f)))
+            .chain(self.modules.iter().filter_map(|m| m.file.as_ref()))
+    }
+
+    /// What the checkpoint records of operator `uid`'s module.
+    pub fn module_of(&self, uid: &str) -> Option<&OperatorModule> {
+        self.modules.iter().find(|m| m.uid == uid)
     }
 
     /// The states of the subtasks of vertex `uid`.
@@ -117,7 +201,12 @@ mod tests {
                 keyed: None,
                 finished: false,
                 source_splits: vec![vec![1, 2]],
+                watermarks: WatermarkSnapshot {
+                    input: Some(7),
+                    output: None,
+                },
             }],
+            modules: vec![],
         }
     }
 

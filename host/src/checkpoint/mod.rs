@@ -28,6 +28,7 @@ pub mod coordinator;
 pub mod dump;
 pub mod hot_swap;
 pub mod manifest;
+pub mod resolve;
 pub mod savepoint;
 pub mod storage;
 

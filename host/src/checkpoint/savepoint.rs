@@ -13,10 +13,12 @@
 //! The manifest is self-describing: the WIT package version the job ran
 //! against and, per operator uid, its module (name, version, content digest),
 //! the key groups its subtasks covered and the states (name and kind) they
-//! held; it embeds the checkpoint [`Manifest`], whose file references point
-//! into `files/`. A savepoint restores by operator uid.
+//! held; it embeds the checkpoint [`Manifest`] (with the state schemas and a
+//! copy of every module), whose file references point into `files/`. A
+//! savepoint restores by operator uid. Everything is written and synced
+//! before the manifest is renamed into place.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,12 +28,14 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::manifest::ModuleMeta;
 use super::manifest::{KeyedStateHandle, Manifest};
 use super::storage::{FileStore, StorageError};
 use crate::state::snapshot::{SnapshotItem, SnapshotReader};
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 
-const MAGIC: &[u8; 8] = b"WEIRSVP1";
+// Version 2: watermarks and modules in every task state.
+const MAGIC: &[u8; 8] = b"WEIRSVP2";
 /// The manifest's file name inside a savepoint folder.
 pub const MANIFEST: &str = "_savepoint";
 const FILES: &str = "files";
@@ -87,20 +91,14 @@ pub enum SavepointError {
         /// The job's.
         expected: u32,
     },
+    /// `--savepoint-at-end` found no final checkpoint.
+    #[error(
+        "no savepoint at the end: the latest checkpoint in {0} does not cover the whole input (the job was stopped, or its final checkpoint failed)"
+    )]
+    NoFinalCheckpoint(PathBuf),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-/// The module an operator ran, as a savepoint records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModuleMeta {
-    /// The module's name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// SHA-256 of the component file, hex.
-    pub digest: String,
 }
 
 /// A keyed state of an operator.
@@ -242,22 +240,13 @@ pub struct SavepointSettings {
     pub control: JobControl,
     /// Folder for savepoints asked for without one.
     pub default_dir: PathBuf,
-    /// The module of every operator uid that runs one.
-    pub modules: HashMap<String, ModuleMeta>,
-    /// The state schemas of every keyed function, by operator uid.
-    pub schemas: super::hot_swap::Schemas,
 }
 
 /// Writes a savepoint of the completed checkpoint `manifest` (whose files are
 /// in `source`) into a new folder under `target`, and returns its path.
-/// Canonical snapshot files are hard-linked (or copied); native RocksDB
-/// snapshots are rewritten in the canonical format.
-pub fn write(
-    manifest: &Manifest,
-    source: &FileStore,
-    target: &Path,
-    modules: &HashMap<String, ModuleMeta>,
-) -> Result<PathBuf, StorageError> {
+/// Canonical snapshot files and module copies are hard-linked (or copied);
+/// native RocksDB snapshots are rewritten in the canonical format.
+pub fn write(manifest: &Manifest, source: &FileStore, target: &Path) -> Result<PathBuf, StorageError> {
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| StorageError::Io { what, path, source }
@@ -283,7 +272,7 @@ pub fn write(
     for task in &mut checkpoint.tasks {
         let meta = operators.entry(task.task.uid.clone()).or_insert_with(|| OperatorMeta {
             uid: task.task.uid.clone(),
-            module: modules.get(&task.task.uid).cloned(),
+            module: manifest.module_of(&task.task.uid).map(|m| m.module.clone()),
             parallelism: task.parallelism,
             key_groups: Vec::new(),
             states: Vec::new(),
@@ -300,6 +289,11 @@ pub fn write(
             }
         }
     }
+    for module in &mut checkpoint.modules {
+        if let Some(file) = &mut module.file {
+            *file = files.adopt(&source.path(file), &file.name)?;
+        }
+    }
     let savepoint = SavepointManifest {
         wit: wit_package(),
         operators: operators.into_values().collect(),
@@ -313,6 +307,26 @@ pub fn write(
     let final_path = path.join(MANIFEST);
     std::fs::rename(&temporary, &final_path).map_err(io("cannot rename", &temporary))?;
     Ok(path)
+}
+
+/// Writes a savepoint of the final checkpoint of a bounded run that has
+/// ended (`weir run --savepoint-at-end`, Flink's stop-with-savepoint
+/// `--drain`): every source had read its whole input and the maximum
+/// watermark had fired every timer. Refuses when the latest checkpoint of
+/// `storage` is not such a checkpoint.
+pub fn write_final(storage: &super::storage::CheckpointStorage, target: &Path) -> Result<PathBuf, SavepointError> {
+    let (latest, _) = storage.latest_valid()?;
+    let not_final = || SavepointError::NoFinalCheckpoint(storage.root().to_path_buf());
+    let manifest = latest.ok_or_else(not_final)?;
+    let sources_done = manifest
+        .tasks
+        .iter()
+        .filter(|t| t.source_position.is_some())
+        .all(|t| t.finished);
+    if !sources_done {
+        return Err(not_final());
+    }
+    Ok(write(&manifest, storage.files(), target)?)
 }
 
 /// The handle of one subtask's keyed state, stored canonically in `files`.
@@ -433,6 +447,7 @@ mod tests {
             keyed: None,
             finished: true,
             source_splits: Vec::new(),
+            watermarks: Default::default(),
         }
     }
 
@@ -443,15 +458,16 @@ mod tests {
             timestamp_ms: 1,
             max_parallelism: 128,
             tasks: vec![task("source", Some(42)), task("map", None)],
+            modules: Vec::new(),
         }
     }
 
     #[test]
     fn a_savepoint_is_written_read_back_and_disposed_of() {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = write(&checkpoint(), &FileStore::at(dir.path()), dir.path(), &HashMap::new()).expect("written");
+        let path = write(&checkpoint(), &FileStore::at(dir.path()), dir.path()).expect("written");
         assert_eq!(path, dir.path().join("savepoint-demo_job-000007"));
-        let again = write(&checkpoint(), &FileStore::at(dir.path()), dir.path(), &HashMap::new()).expect("written");
+        let again = write(&checkpoint(), &FileStore::at(dir.path()), dir.path()).expect("written");
         assert_eq!(again, dir.path().join("savepoint-demo_job-000007-2"));
         let (savepoint, _) = load(&path).expect("loads");
         assert_eq!(savepoint.wit, "weir:udf@0.1.0");
@@ -499,7 +515,7 @@ mod tests {
     #[test]
     fn a_damaged_manifest_is_refused() {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = write(&checkpoint(), &FileStore::at(dir.path()), dir.path(), &HashMap::new()).expect("written");
+        let path = write(&checkpoint(), &FileStore::at(dir.path()), dir.path()).expect("written");
         let manifest = path.join(MANIFEST);
         let mut bytes = std::fs::read(&manifest).expect("read");
         bytes[12] ^= 1;

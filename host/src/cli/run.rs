@@ -30,6 +30,11 @@ pub struct RunArgs {
     /// not have instead of refusing the savepoint.
     #[arg(long, requires = "from_savepoint")]
     allow_non_restored_state: bool,
+    /// When a bounded input has been read to its end (and every window and
+    /// timer has fired), write the final checkpoint as a savepoint into
+    /// this folder (Flink's stop-with-savepoint `--drain`).
+    #[arg(long, value_name = "DIR")]
+    savepoint_at_end: Option<std::path::PathBuf>,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -43,6 +48,14 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if args.savepoint_at_end.is_some() && plan.settings.checkpoint.is_none() {
+        eprintln!(
+            "error: --savepoint-at-end needs checkpoints, but job `{}` has no [checkpoint] table",
+            plan.name
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let started = std::time::Instant::now();
     let mut restore = args.restore.map(|r| match r.as_str() {
         "latest" => RestoreFrom::Latest,
         dir => RestoreFrom::Checkpoint(dir.into()),
@@ -71,25 +84,46 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         control,
     };
     let mut plan = plan;
+    // The summary covers every part of the run: the attempts before and
+    // after each upgrade.
+    let mut total: Option<JobSummary> = None;
+    let mut upgrades = 0u32;
     let result = loop {
         if let Some(server) = &server {
             server.upgrades().set_precheck(super::upgrade::precheck(&plan, &wasm));
         }
-        let result = execute(&plan, wasm.engine(), &options);
+        let result = execute(&plan, &wasm, &options).map(|part| merge(total.take(), part));
         // `weir upgrade` stopped the job: go on with the swapped module.
-        match (&result, &server) {
-            (Ok(_), Some(server)) => match server.upgrades().next() {
-                Some(request) => plan = super::upgrade::resume(plan, &wasm, request, &mut options),
-                None => break result,
+        match (result, &server) {
+            (Ok(summary), Some(server)) => match server.upgrades().next() {
+                Some(request) => {
+                    total = Some(summary);
+                    upgrades += 1;
+                    plan = super::upgrade::resume(plan, &wasm, request, &mut options);
+                }
+                None => break Ok(summary),
             },
-            _ => break result,
+            (result, _) => break result,
         }
     };
     drop(options);
     drop(server);
     match result {
-        Ok(summary) => {
-            print_summary(&summary);
+        Ok(mut summary) => {
+            summary.elapsed = started.elapsed();
+            print_summary(&summary, upgrades);
+            if let (Some(dir), Some(settings)) = (&args.savepoint_at_end, &plan.settings.checkpoint) {
+                let written = crate::checkpoint::storage::CheckpointStorage::open(&settings.dir, &plan.name)
+                    .map_err(crate::checkpoint::savepoint::SavepointError::from)
+                    .and_then(|storage| crate::checkpoint::savepoint::write_final(&storage, dir));
+                match written {
+                    Ok(path) => eprintln!("weir: savepoint written to {}", path.display()),
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
@@ -99,7 +133,22 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_summary(summary: &JobSummary) {
+/// The summary of a run so far (`total`) followed by `part`: counters add up.
+fn merge(total: Option<JobSummary>, mut part: JobSummary) -> JobSummary {
+    let Some(total) = total else { return part };
+    for vertex in &mut part.vertices {
+        if let Some(before) = total.vertices.iter().find(|v| v.uid == vertex.uid) {
+            vertex.records_in += before.records_in;
+            vertex.records_out += before.records_out;
+            vertex.late += before.late;
+        }
+    }
+    part.restarts += total.restarts;
+    part.dead_letters += total.dead_letters;
+    part
+}
+
+fn print_summary(summary: &JobSummary, upgrades: u32) {
     eprintln!(
         "weir: job `{}` finished in {:.2} s",
         summary.name,
@@ -127,6 +176,9 @@ fn print_summary(summary: &JobSummary) {
     }
     if summary.restarts > 0 {
         eprintln!("  restarts: {}", summary.restarts);
+    }
+    if upgrades > 0 {
+        eprintln!("  upgrades: {upgrades}");
     }
     if summary.dead_letters > 0 {
         eprintln!(

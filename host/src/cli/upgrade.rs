@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::savepoint::absolute;
-use std::collections::HashMap;
 
-use crate::checkpoint::hot_swap::{plan_schemas, prepare_restore, write_schemas};
-use crate::checkpoint::savepoint::ModuleMeta;
+use crate::checkpoint::hot_swap::{plan_schemas, prepare_restore};
+use crate::checkpoint::resolve::operator_modules;
 use crate::control::upgrade::UpgradeRequest;
 use crate::control::{client, registry};
 use crate::job::plan::{JobPlan, VertexKind};
@@ -155,10 +154,10 @@ fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Resu
         || std::env::temp_dir().join("weir-migrated"),
         |c| c.dir.join(&next.name).join("migrated"),
     );
-    let (checkpoint, migrated) = prepare_restore(
+    let (mut checkpoint, migrated) = prepare_restore(
         &next,
         wasm.engine(),
-        &request.savepoint,
+        &format!("savepoint {}", request.savepoint.display()),
         &savepoint,
         files,
         false,
@@ -171,23 +170,8 @@ fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Resu
     // The migrated state as a savepoint of the new module, so that the
     // restore (and any restart before the next checkpoint) does not migrate
     // again.
-    let modules: HashMap<String, ModuleMeta> = next
-        .vertices
-        .iter()
-        .filter_map(|v| match &v.kind {
-            VertexKind::Operator(f) => Some((
-                v.uid.clone(),
-                ModuleMeta {
-                    name: f.module.info.name.clone(),
-                    version: f.module.info.version.clone(),
-                    digest: f.module.digest.clone(),
-                },
-            )),
-            _ => None,
-        })
-        .collect();
-    let written = crate::checkpoint::savepoint::write(&checkpoint, &migrated, &scratch, &modules)
-        .and_then(|path| write_schemas(&path, &plan_schemas(&next, wasm.engine())).map(|()| path));
+    checkpoint.modules = operator_modules(&next, &plan_schemas(&next, wasm.engine()), None);
+    let written = crate::checkpoint::savepoint::write(&checkpoint, &migrated, &scratch);
     // The migrated files now live (hard-linked) in the new savepoint.
     if let Some(dir) = checkpoint
         .files()

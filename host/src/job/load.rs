@@ -328,7 +328,9 @@ impl Builder<'_> {
         Watermarks {
             strategy: WatermarkStrategy {
                 max_out_of_orderness_ms: bound,
-                interval: Duration::from_millis(spec_ref.interval_ms.unwrap_or(200)),
+                // Default 0: a watermark after every batch, so the same input gives
+                // the same output whatever the machine's speed.
+                interval: Duration::from_millis(spec_ref.interval_ms.unwrap_or(0)),
                 idle_timeout: spec_ref.idle_timeout_ms.map(Duration::from_millis),
                 punctuated: spec_ref.strategy == WatermarkKind::Punctuated,
             },
@@ -872,6 +874,7 @@ impl Builder<'_> {
             return None;
         };
         Some(FunctionRef {
+            declared: loaded.digest.clone(),
             module: Arc::clone(&loaded),
             function: name.clone(),
             kind: info.kind,

@@ -234,6 +234,10 @@ pub struct FunctionRef {
     pub kind: crate::wasm::FunctionKind,
     /// Parameters handed to the function at start.
     pub params: Vec<(String, String)>,
+    /// The digest of the module the job file names. `module` differs from
+    /// it after `weir upgrade`, or when a restore runs the module a
+    /// checkpoint was taken with.
+    pub declared: String,
 }
 
 /// How records move from one vertex to the next.

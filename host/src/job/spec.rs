@@ -201,7 +201,8 @@ pub struct WatermarksSpec {
     pub strategy: WatermarkKind,
     /// How late a record may be and still be on time (bounded), ms.
     pub max_out_of_orderness_ms: Option<u64>,
-    /// How often a watermark is emitted, ms (default 200; 0: after every batch).
+    /// How often a watermark is emitted, ms (default 0: after every batch,
+    /// deterministic; a positive value is Flink's wall-clock period).
     pub interval_ms: Option<u64>,
     /// After this long without records the stream is idle, ms (default: never).
     pub idle_timeout_ms: Option<u64>,

@@ -8,7 +8,7 @@
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::checkpoint::coordinator::{ToCoordinator, ToTask};
-use crate::checkpoint::manifest::TaskState;
+use crate::checkpoint::manifest::{TaskState, WatermarkSnapshot};
 use crate::checkpoint::storage::FileStore;
 use crate::checkpoint::{CheckpointId, CheckpointMode, TaskId};
 use crate::operators::OperatorSnapshot;
@@ -38,7 +38,7 @@ pub struct TaskControl {
 }
 
 impl TaskControl {
-    fn state(&self, finished: bool) -> TaskState {
+    fn state(&self, finished: bool, watermarks: WatermarkSnapshot) -> TaskState {
         TaskState {
             task: self.task.clone(),
             parallelism: self.parallelism,
@@ -47,23 +47,32 @@ impl TaskControl {
             keyed: None,
             finished,
             source_splits: Vec::new(),
+            watermarks,
         }
     }
 
-    /// A source acknowledges checkpoint `id` at `position` (and `splits`).
-    pub fn ack_source(&self, id: CheckpointId, (position, splits): (u64, Vec<Vec<u8>>), finished: bool) {
+    /// A source acknowledges checkpoint `id` at `position` (and `splits`),
+    /// with the progress of its watermark generator.
+    pub fn ack_source(
+        &self,
+        id: CheckpointId,
+        (position, splits): (u64, Vec<Vec<u8>>),
+        watermarks: WatermarkSnapshot,
+        finished: bool,
+    ) {
         let state = TaskState {
             source_position: Some(position),
             source_splits: splits,
-            ..self.state(finished)
+            ..self.state(finished, watermarks)
         };
         let _ = self.to_coordinator.send(ToCoordinator::Ack { id, state });
     }
 
-    /// An operator acknowledges checkpoint `id`; its keyed state is written
-    /// on another thread, and the acknowledgement follows when it is.
-    pub fn ack_operator(&self, id: CheckpointId, snapshot: OperatorSnapshot) {
-        let mut state = self.state(false);
+    /// An operator acknowledges checkpoint `id` with its event-time
+    /// progress; its keyed state is written on another thread, and the
+    /// acknowledgement follows when it is.
+    pub fn ack_operator(&self, id: CheckpointId, snapshot: OperatorSnapshot, watermarks: WatermarkSnapshot) {
+        let mut state = self.state(false, watermarks);
         state.transactions = snapshot.transactions;
         let Some(keyed) = snapshot.keyed else {
             let _ = self.to_coordinator.send(ToCoordinator::Ack { id, state });

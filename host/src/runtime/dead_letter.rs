@@ -3,7 +3,9 @@
 //! One JSON object a line: the operator, the module, the reason, the
 //! record's event time, and the record itself (as text when it is UTF-8,
 //! otherwise as hex). The file is created at the first dead letter, so a
-//! clean run leaves none behind. Every dead letter is counted.
+//! clean run leaves none behind; a run that continues from saved state
+//! appends to it, so nothing an earlier run rejected is lost. Every dead
+//! letter is counted.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -20,6 +22,7 @@ use super::batch::RecordRef;
 #[derive(Debug)]
 pub struct DeadLetters {
     path: PathBuf,
+    append: bool,
     writer: Mutex<Option<BufWriter<File>>>,
     count: AtomicU64,
 }
@@ -37,10 +40,16 @@ struct Entry<'a> {
 }
 
 impl DeadLetters {
-    /// Dead letters go to `path`.
+    /// Dead letters go to `path`, replacing what it holds.
     pub fn new(path: &Path) -> Self {
+        Self::appending(path, false)
+    }
+
+    /// Dead letters go to `path`, after what it holds if `append`.
+    pub fn appending(path: &Path, append: bool) -> Self {
         Self {
             path: path.to_path_buf(),
+            append,
             writer: Mutex::new(None),
             count: AtomicU64::new(0),
         }
@@ -83,7 +92,13 @@ impl DeadLetters {
             if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(io_error)?;
             }
-            let file = File::create(&self.path).map_err(io_error)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(self.append)
+                .truncate(!self.append)
+                .open(&self.path)
+                .map_err(io_error)?;
             *guard = Some(BufWriter::new(file));
         }
         if let Some(writer) = guard.as_mut() {

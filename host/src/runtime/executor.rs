@@ -28,8 +28,10 @@ use super::message::Message;
 use super::output::{Output, OutputEdge, Route};
 use super::task::{run_operator, run_operator_inputs, run_source};
 use crate::checkpoint::coordinator::{Coordinator, ToCoordinator, ToTask};
-use crate::checkpoint::manifest::{KeyedStateHandle, Manifest};
-use crate::checkpoint::savepoint::{ModuleMeta, SavepointSettings};
+use crate::checkpoint::manifest::{GeneratorState, KeyedStateHandle, Manifest, TaskState, WatermarkSnapshot};
+use crate::checkpoint::hot_swap::{Schemas, plan_schemas};
+use crate::checkpoint::resolve::{ResolveError, Resolved, find, operator_modules, resolve};
+use crate::checkpoint::savepoint::SavepointSettings;
 use crate::checkpoint::storage::{CheckpointStorage, FileStore};
 use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::connectors::file_sink::FileSink;
@@ -61,23 +63,10 @@ use crate::state::restore::restore_keyed;
 use crate::state::rocksdb::{RocksDbBackend, RocksDbOptions};
 use crate::wasm::FunctionKind;
 use crate::wasm::host_state::KeyedScope;
+use crate::wasm::WasmRuntime;
 use crate::wasm::instance::{InstanceSpec, UdfInstance};
 
-/// Which checkpoint a run starts from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreFrom {
-    /// The latest complete checkpoint of the job, if there is one.
-    Latest,
-    /// A checkpoint folder (`…/chk-000042`).
-    Checkpoint(PathBuf),
-    /// A savepoint folder, restored by operator uid.
-    Savepoint {
-        /// The folder.
-        dir: PathBuf,
-        /// Skip the state of uids the job does not have instead of refusing.
-        allow_non_restored_state: bool,
-    },
-}
+pub use crate::checkpoint::resolve::RestoreFrom;
 
 /// How to run a job.
 #[derive(Debug, Clone)]
@@ -124,7 +113,6 @@ pub struct VertexSummary {
 
 /// What lives across the attempts of one run.
 struct Shared<'a> {
-    plan: &'a JobPlan,
     engine: &'a wasmtime::Engine,
     metrics: Vec<Arc<VertexMetrics>>,
     dead_letters: Arc<DeadLetters>,
@@ -133,73 +121,50 @@ struct Shared<'a> {
 }
 
 /// Runs `plan` to completion, restarting after failures as its restart
-/// strategy allows.
-pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) -> Result<JobSummary, TaskError> {
+/// strategy allows. Every start from saved state — the first, from
+/// `options.restore`, and every restart — goes through
+/// [`crate::checkpoint::resolve`], which decides the modules that run.
+pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Result<JobSummary, TaskError> {
     let started = Instant::now();
+    let engine = wasm.engine();
     let storage_error = |e: crate::checkpoint::storage::StorageError| TaskError::Checkpoint(e.to_string());
+    let resolve_error = |e: ResolveError| TaskError::Checkpoint(e.to_string());
     let storage = match &plan.settings.checkpoint {
         Some(settings) => Some(CheckpointStorage::open(&settings.dir, &plan.name).map_err(storage_error)?),
         None => None,
     };
-    // The files of the restored state, when not in the job's checkpoint storage.
-    let mut restore_files: Option<FileStore> = None;
-    let mut restore = match (&options.restore, &storage) {
+    let scratch = plan.settings.checkpoint.as_ref().map_or_else(
+        || std::env::temp_dir().join("weir-migrated"),
+        |c| c.dir.join(&plan.name).join("migrated"),
+    );
+    let point = match (&options.restore, &storage) {
         (None, _) => None,
-        (
-            Some(RestoreFrom::Savepoint {
-                dir,
-                allow_non_restored_state,
-            }),
-            _,
-        ) => {
-            let (savepoint, files) =
-                crate::checkpoint::savepoint::load(dir).map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-            let uids = plan.vertices.iter().map(|v| v.uid.as_str());
-            savepoint
-                .check_max_parallelism(dir, plan.settings.max_parallelism)
-                .and_then(|()| savepoint.check_uids(dir, uids, *allow_non_restored_state))
-                .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-            // Hot swap: check (and migrate) the state of changed modules.
-            let scratch = plan.settings.checkpoint.as_ref().map_or_else(
-                || std::env::temp_dir().join("weir-migrated"),
-                |c| c.dir.join(&plan.name).join("migrated"),
-            );
-            let (checkpoint, files) = crate::checkpoint::hot_swap::prepare_restore(
-                plan,
-                engine,
-                dir,
-                &savepoint,
-                files,
-                *allow_non_restored_state,
-                &scratch,
-            )
-            .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-            restore_files = Some(files);
-            Some(checkpoint)
-        }
-        (Some(_), None) => {
+        (Some(RestoreFrom::Latest | RestoreFrom::Checkpoint(_)), None) => {
             return Err(TaskError::Checkpoint(
                 "the job has no [checkpoint] table, so there is nothing to restore from".into(),
             ));
         }
-        (Some(RestoreFrom::Latest), Some(storage)) => {
-            let manifest = latest(storage)?;
-            if manifest.is_none() {
+        (Some(from), storage) => {
+            let point = find(from, storage.as_ref()).map_err(resolve_error)?;
+            if let (None, Some(storage)) = (&point, storage) {
                 tracing::warn!(
                     "no complete checkpoint in {}; starting from the beginning",
                     storage.root().display()
                 );
             }
-            manifest
-        }
-        (Some(RestoreFrom::Checkpoint(dir)), Some(_)) => {
-            let (storage, manifest) = CheckpointStorage::load_dir(dir).map_err(storage_error)?;
-            let _ = storage;
-            Some(manifest)
+            point
         }
     };
-    if let Some(manifest) = &restore {
-        check_source_parallelism(plan, manifest)?;
+    let fresh = || Resolved {
+        plan: plan.clone(),
+        restore: None,
+    };
+    let mut current = match point {
+        Some(point) => resolve(plan, wasm, point, &scratch).map_err(resolve_error)?,
+        None => fresh(),
+    };
+    if let Some((manifest, _)) = &current.restore {
+        check_source_parallelism(&current.plan, manifest)?;
     }
     let metrics: Vec<Arc<VertexMetrics>> = plan
         .vertices
@@ -214,16 +179,16 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
         })
         .collect();
     let shared = Shared {
-        plan,
         engine,
         metrics,
-        dead_letters: Arc::new(DeadLetters::new(&plan.settings.dead_letter)),
+        dead_letters: Arc::new(DeadLetters::appending(
+            &plan.settings.dead_letter,
+            options.restore.is_some(),
+        )),
         savepoints: match (&options.control, &plan.settings.checkpoint) {
             (Some(control), Some(settings)) => Some(SavepointSettings {
                 control: control.clone(),
                 default_dir: settings.dir.join(&plan.name).join("savepoints"),
-                modules: module_metas(plan),
-                schemas: crate::checkpoint::hot_swap::plan_schemas(plan, engine),
             }),
             _ => None,
         },
@@ -239,34 +204,48 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
         )
     });
 
-    // A restart goes back to the savepoint until a later checkpoint completes.
-    let savepoint = restore.clone().zip(restore_files.clone());
+    // A restart goes back to where the run started until a later
+    // checkpoint completes.
+    let initial = current.clone();
     let mut restarts = 0u32;
     let result = loop {
-        if let Some(manifest) = &restore {
+        if let Some((manifest, _)) = &current.restore {
             tracing::info!("restoring job `{}` from checkpoint {}", plan.name, manifest.id);
         }
-        match run_attempt(&shared, restore.as_ref(), restore_files.as_ref(), restarts) {
+        let schemas = match &shared.storage {
+            Some(_) => plan_schemas(&current.plan, engine),
+            None => Default::default(),
+        };
+        let restore = current.restore.as_ref();
+        match run_attempt(
+            &shared,
+            &current.plan,
+            &schemas,
+            restore.map(|(m, _)| m),
+            restore.map(|(_, f)| f),
+            restarts,
+        ) {
             Ok(()) => break Ok(()),
             Err(error) => {
                 restarts += 1;
                 let Some(delay) = plan.settings.restart.delay_before(restarts) else {
                     break Err(error);
                 };
-                restore = match &shared.storage {
-                    Some(storage) => latest(storage)?,
+                let latest = match &shared.storage {
+                    Some(storage) => find(&RestoreFrom::Latest, Some(storage)).map_err(resolve_error)?,
                     None => None,
                 };
-                restore_files = None;
-                if let Some((manifest, files)) = &savepoint
-                    && restore.as_ref().is_none_or(|latest| latest.id <= manifest.id)
-                {
-                    restore = Some(manifest.clone());
-                    restore_files = Some(files.clone());
-                }
-                let from = restore
+                let initial_id = initial.restore.as_ref().map(|(m, _)| m.id);
+                current = match latest {
+                    Some(point) if initial_id.is_none_or(|id| point.manifest.id > id) => {
+                        resolve(plan, wasm, point, &scratch).map_err(resolve_error)?
+                    }
+                    _ => initial.clone(),
+                };
+                let from = current
+                    .restore
                     .as_ref()
-                    .map_or("the beginning".to_string(), |m| format!("checkpoint {}", m.id));
+                    .map_or("the beginning".to_string(), |(m, _)| format!("checkpoint {}", m.id));
                 tracing::warn!(
                     "job `{}` failed: {error}; restarting from {from} in {} ms (restart {restarts} of {})",
                     plan.name,
@@ -303,24 +282,6 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
     })
 }
 
-/// The module of every operator (and key selector) uid, as savepoints record it.
-fn module_metas(plan: &JobPlan) -> HashMap<String, ModuleMeta> {
-    plan.vertices
-        .iter()
-        .filter_map(|v| match &v.kind {
-            VertexKind::Operator(function) => Some((
-                v.uid.clone(),
-                ModuleMeta {
-                    name: function.module.info.name.clone(),
-                    version: function.module.info.version.clone(),
-                    digest: function.module.digest.clone(),
-                },
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Refuses, before anything starts, a restore that changes the parallelism
 /// of a source that cannot be rescaled (one without splits: file sources).
 fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), TaskError> {
@@ -340,17 +301,6 @@ fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), T
         });
     }
     Ok(())
-}
-
-/// The latest checkpoint that passes its checks; says which were refused.
-fn latest(storage: &CheckpointStorage) -> Result<Option<Manifest>, TaskError> {
-    let (manifest, refused) = storage
-        .latest_valid()
-        .map_err(|e| TaskError::Checkpoint(e.to_string()))?;
-    for reason in refused {
-        tracing::warn!("{reason}; falling back to an earlier checkpoint");
-    }
-    Ok(manifest)
 }
 
 /// An incoming channel, with the consumer's logical input it belongs to.
@@ -377,11 +327,12 @@ struct ControlPlane {
 /// Runs every subtask once, from `restore` if given.
 fn run_attempt(
     shared: &Shared<'_>,
+    plan: &JobPlan,
+    schemas: &Schemas,
     restore: Option<&Manifest>,
     restore_files: Option<&FileStore>,
     attempt: u32,
 ) -> Result<(), TaskError> {
-    let plan = shared.plan;
     let capacity = plan.settings.channel_capacity;
     let mut outputs: Vec<Vec<Vec<EdgeWiring>>> = plan
         .vertices
@@ -498,6 +449,8 @@ fn run_attempt(
                 next_id: last.max(restored) + 1,
                 finished: HashMap::new(),
                 savepoints: shared.savepoints.clone(),
+                // After the sweep: the module copies stay with every checkpoint.
+                modules: operator_modules(plan, schemas, Some(plane.storage.files())),
             };
             let (_, inbox) = unbounded();
             let inbox = std::mem::replace(&mut plane.inbox, inbox);
@@ -530,6 +483,7 @@ fn run_attempt(
                 });
                 let task = Subtask {
                     shared,
+                    plan,
                     vertex,
                     subtask: subtask as u32,
                     attempt,
@@ -575,6 +529,7 @@ fn run_attempt(
 /// One subtask of one vertex, before it starts.
 struct Subtask<'a> {
     shared: &'a Shared<'a>,
+    plan: &'a JobPlan,
     vertex: &'a Vertex,
     subtask: u32,
     attempt: u32,
@@ -586,7 +541,7 @@ struct Subtask<'a> {
 
 impl Subtask<'_> {
     fn plan(&self) -> &JobPlan {
-        self.shared.plan
+        self.plan
     }
 
     fn metrics(&self) -> Arc<VertexMetrics> {
@@ -607,11 +562,13 @@ impl Subtask<'_> {
                     self.plan().settings.batch_size,
                     self.cancel,
                     control,
+                    self.restored_watermarks(),
                 )
             }
             VertexKind::Operator(function) => {
                 let mut operator = self.operator(function)?;
-                run_operator_inputs(operator.as_mut(), &receivers, &input_of, &mut out, control)
+                let restored = self.restored_watermarks();
+                run_operator_inputs(operator.as_mut(), &receivers, &input_of, &mut out, control, restored)
             }
             VertexKind::Sink(config) => {
                 let mut operator = self.sink(config)?;
@@ -621,8 +578,44 @@ impl Subtask<'_> {
     }
 
     /// The restored states of this vertex's subtasks.
-    fn restored(&self) -> impl Iterator<Item = &crate::checkpoint::manifest::TaskState> + '_ {
+    fn restored(&self) -> impl Iterator<Item = &TaskState> + '_ {
         self.restore.into_iter().flat_map(|m| m.tasks_of(&self.vertex.uid))
+    }
+
+    /// The event-time progress this subtask inherits from the restored
+    /// checkpoint: its own at the same parallelism; after rescaling, the
+    /// least progress of the old subtasks whose state it takes over (those
+    /// with overlapping key groups on a keyed edge, otherwise all of them),
+    /// so that nothing restored runs ahead of what it inherits.
+    fn restored_watermarks(&self) -> WatermarkSnapshot {
+        let old: Vec<&TaskState> = self.restored().collect();
+        let Some(first) = old.first() else {
+            return WatermarkSnapshot::default();
+        };
+        let keyed = matches!(
+            self.vertex.input.as_ref().map(|edge| &edge.partitioning),
+            Some(Partitioning::KeyBy(_))
+        );
+        let max_parallelism = self.plan().settings.max_parallelism;
+        let mine = self.key_groups();
+        let inherited: Vec<&TaskState> = old
+            .iter()
+            .copied()
+            .filter(|t| {
+                if first.parallelism == self.vertex.parallelism {
+                    return t.task.subtask == self.subtask;
+                }
+                if !keyed {
+                    return true;
+                }
+                let theirs = KeyGroupRange::for_subtask(t.task.subtask, t.parallelism, max_parallelism);
+                theirs.start < mine.end && mine.start < theirs.end
+            })
+            .collect();
+        WatermarkSnapshot {
+            input: inherited.iter().filter_map(|t| t.watermarks.input).min(),
+            output: GeneratorState::merge(inherited.iter().filter_map(|t| t.watermarks.output)),
+        }
     }
 
     fn connector_error(&self, source: crate::connectors::ConnectorError) -> TaskError {

@@ -19,7 +19,7 @@ use super::dead_letter::DeadLetters;
 use super::message::Message;
 use crate::metrics::VertexMetrics;
 use crate::state::KeyGroup;
-use crate::time::watermarks::{WatermarkEvent, WatermarkGenerator, WatermarkStrategy};
+use crate::time::watermarks::{GeneratorState, WatermarkEvent, WatermarkGenerator, WatermarkStrategy};
 use crate::wasm::UdfInstance;
 
 /// How an edge distributes records over its consumer's subtasks.
@@ -180,6 +180,39 @@ impl Output {
     pub fn with_watermarks(mut self, strategy: Option<WatermarkStrategy>) -> Self {
         self.generator = strategy.map(WatermarkGenerator::new);
         self
+    }
+
+    /// The progress of this output's watermark generator, for a checkpoint.
+    pub fn generator_state(&self) -> Option<GeneratorState> {
+        self.generator.as_ref().map(WatermarkGenerator::state)
+    }
+
+    /// Continues from a checkpoint: restores the watermark generator to
+    /// `generator` and tells every consumer subtask again where event time
+    /// had got on this subtask's channels at the barrier — the generator's
+    /// last watermark and idleness, or `forwarded` (the operator's restored
+    /// watermark) when this output only forwards watermarks. A consumer's
+    /// channel then holds what it held before the crash.
+    pub fn resume_watermarks(
+        &mut self,
+        generator: Option<GeneratorState>,
+        forwarded: Option<EventTime>,
+    ) -> Result<(), TaskError> {
+        let (emitted, idle) = match (&mut self.generator, generator) {
+            (Some(current), Some(state)) => {
+                current.restore(state);
+                (current.emitted(), current.is_idle())
+            }
+            (Some(_), None) => return Ok(()),
+            (None, _) => (forwarded.unwrap_or(EventTime::MIN), false),
+        };
+        if emitted > EventTime::MIN {
+            self.broadcast(&Message::Watermark(emitted))?;
+        }
+        if idle {
+            self.broadcast(&Message::Idle)?;
+        }
+        Ok(())
     }
 
     /// Emits what the watermark generator has to say now, if anything.

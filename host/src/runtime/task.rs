@@ -35,12 +35,14 @@ use super::control::TaskControl;
 use super::message::Message;
 use super::output::Output;
 use crate::checkpoint::coordinator::ToTask;
+use crate::checkpoint::manifest::WatermarkSnapshot;
 use crate::checkpoint::{Barrier, CheckpointId, CheckpointMode};
 use crate::connectors::{Source, SourceStatus};
 use crate::operators::Operator;
 
 /// Runs a source subtask until its input ends or the job is cancelled.
-/// (Its output is counted by `out`.)
+/// (Its output is counted by `out`.) `restored` is the event-time progress
+/// of the checkpoint it starts from.
 pub fn run_source(
     uid: &str,
     source: &mut dyn Source,
@@ -48,7 +50,13 @@ pub fn run_source(
     batch_size: usize,
     cancel: &AtomicBool,
     control: Option<&TaskControl>,
+    restored: WatermarkSnapshot,
 ) -> Result<(), TaskError> {
+    out.resume_watermarks(restored.output, None)?;
+    let progress = |out: &Output| WatermarkSnapshot {
+        input: None,
+        output: out.generator_state(),
+    };
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
@@ -57,13 +65,13 @@ pub fn run_source(
             while let Ok(message) = control.from_coordinator.try_recv() {
                 match message {
                     ToTask::Trigger(barrier) => {
-                        control.ack_source(barrier.id, (source.position(), source.splits()), false);
+                        control.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
                         out.barrier(barrier)?;
                     }
                     ToTask::Stop(barrier) => {
                         // Stop with a savepoint: no final watermark, and the
                         // position is one to resume from, not an end.
-                        control.ack_source(barrier.id, (source.position(), source.splits()), false);
+                        control.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
                         out.barrier(barrier)?;
                         out.stop()?;
                         control.finished();
@@ -103,7 +111,7 @@ pub fn run_source(
             }
             match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
                 Ok(ToTask::Trigger(barrier) | ToTask::Stop(barrier)) => {
-                    control.ack_source(barrier.id, (source.position(), source.splits()), true);
+                    control.ack_source(barrier.id, (source.position(), source.splits()), progress(out), true);
                     out.barrier(barrier)?;
                     break;
                 }
@@ -223,22 +231,34 @@ pub fn run_operator(
     out: &mut Output,
     control: Option<&TaskControl>,
 ) -> Result<(), TaskError> {
-    run_operator_inputs(operator, inputs, &[], out, control)
+    run_operator_inputs(operator, inputs, &[], out, control, WatermarkSnapshot::default())
 }
 
 /// Runs an operator subtask whose channel `c` belongs to its logical input
 /// `input_of[c]` (0 when not given; 1 for the second input of a two-input
 /// operator) until all its inputs end.
+///
+/// `restored` is the event-time progress of the checkpoint the subtask
+/// starts from: the operator's watermark starts there (never below it), and
+/// the output tells its consumers again what it had told them.
 pub fn run_operator_inputs(
     operator: &mut dyn Operator,
     inputs: &[Receiver<Message>],
     input_of: &[usize],
     out: &mut Output,
     control: Option<&TaskControl>,
+    restored: WatermarkSnapshot,
 ) -> Result<(), TaskError> {
     operator.open()?;
     let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
+    if let Some(watermark) = restored.input.filter(|w| *w > EventTime::MIN) {
+        // Every timer up to it fired before the barrier: this only sets
+        // the operator's notion of what is late.
+        state.current = watermark;
+        operator.on_watermark(watermark, out)?;
+    }
+    out.resume_watermarks(restored.output, restored.input)?;
     // An input stopped with a savepoint: the watermark stays where it is.
     let mut stopped = false;
     while state.open_channels() > 0 {
@@ -287,14 +307,14 @@ pub fn run_operator_inputs(
             }
             Event::Input(channel, Message::Barrier(barrier)) => {
                 if let Some(barrier) = state.on_barrier(channel, barrier) {
-                    checkpoint(operator, barrier, out, control)?;
+                    checkpoint(operator, barrier, state.current, out, control)?;
                 }
             }
             Event::Input(channel, Message::Stop) => {
                 state.ended[channel] = true;
                 stopped = true;
                 if let Some(barrier) = state.aligned() {
-                    checkpoint(operator, barrier, out, control)?;
+                    checkpoint(operator, barrier, state.current, out, control)?;
                 }
             }
             Event::Input(channel, Message::End) => {
@@ -304,7 +324,7 @@ pub fn run_operator_inputs(
                     out.watermark(watermark)?;
                 }
                 if let Some(barrier) = state.aligned() {
-                    checkpoint(operator, barrier, out, control)?;
+                    checkpoint(operator, barrier, state.current, out, control)?;
                 }
             }
         }
@@ -324,16 +344,22 @@ pub fn run_operator_inputs(
     Ok(())
 }
 
-/// Snapshots the operator for `barrier` and forwards the barrier.
+/// Snapshots the operator (and its event-time progress: `watermark` and
+/// the output's generator) for `barrier` and forwards the barrier.
 fn checkpoint(
     operator: &mut dyn Operator,
     barrier: Barrier,
+    watermark: EventTime,
     out: &mut Output,
     control: Option<&TaskControl>,
 ) -> Result<(), TaskError> {
     let snapshot = operator.snapshot_state(barrier.id)?;
     if let Some(control) = control {
-        control.ack_operator(barrier.id, snapshot);
+        let progress = WatermarkSnapshot {
+            input: Some(watermark),
+            output: out.generator_state(),
+        };
+        control.ack_operator(barrier.id, snapshot, progress);
     }
     out.barrier(barrier)
 }

@@ -1351,7 +1351,9 @@ mod tests {
                 keyed: Some(handle.clone()),
                 finished: false,
                 source_splits: Vec::new(),
+                watermarks: Default::default(),
             }],
+            modules: Vec::new(),
         }
     }
 

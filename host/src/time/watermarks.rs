@@ -11,8 +11,15 @@
 //! idle, so that downstream operators compute their watermark from their
 //! other inputs instead of waiting for this one; the next record makes it
 //! active again.
+//!
+//! A generator's progress is part of every checkpoint
+//! ([`GeneratorState`]): restored, a record that was late before a crash is
+//! late after it, and the watermarks emitted after a restore are those a
+//! failure-free run emits.
 
 use std::time::{Duration, Instant};
+
+pub use crate::checkpoint::manifest::GeneratorState;
 
 use crate::runtime::batch::{EventTime, RecordBatch};
 
@@ -62,6 +69,34 @@ impl WatermarkGenerator {
             last_record: now,
             idle: false,
         }
+    }
+
+    /// What a checkpoint keeps of this generator.
+    pub fn state(&self) -> GeneratorState {
+        GeneratorState {
+            max_timestamp: self.max_timestamp,
+            emitted: self.emitted,
+            idle: self.idle,
+        }
+    }
+
+    /// Continues from a checkpointed `state`: the largest timestamp and the
+    /// last watermark are those at the barrier, and a stream that was idle
+    /// stays idle until its next record.
+    pub fn restore(&mut self, state: GeneratorState) {
+        self.max_timestamp = state.max_timestamp;
+        self.emitted = state.emitted;
+        self.idle = state.idle;
+    }
+
+    /// The last watermark emitted (`EventTime::MIN`: none).
+    pub fn emitted(&self) -> EventTime {
+        self.emitted
+    }
+
+    /// Whether the stream has declared itself idle.
+    pub fn is_idle(&self) -> bool {
+        self.idle
     }
 
     /// Takes the timestamps of records about to be emitted into account.
@@ -183,6 +218,52 @@ mod tests {
             generator.poll(later + Duration::from_millis(150)),
             Some(WatermarkEvent::Idle)
         );
+    }
+
+    #[test]
+    fn a_restored_generator_goes_on_as_if_nothing_had_happened() {
+        let strategy = WatermarkStrategy {
+            max_out_of_orderness_ms: 1_000,
+            interval: Duration::ZERO,
+            idle_timeout: None,
+            punctuated: false,
+        };
+        let now = Instant::now();
+        let mut before = WatermarkGenerator::new(strategy);
+        before.on_batch(&batch(&[50_000]), now);
+        assert_eq!(before.poll(now), Some(WatermarkEvent::Watermark(48_999)));
+        let mut after = WatermarkGenerator::new(strategy);
+        after.restore(before.state());
+        assert_eq!(after.current(), 48_999);
+        assert_eq!(after.poll(now), None, "the restored watermark was already emitted");
+        // An older record after the restore does not move it back.
+        after.on_batch(&batch(&[10_000]), now);
+        assert_eq!(after.poll(now), None);
+        after.on_batch(&batch(&[52_000]), now);
+        assert_eq!(after.poll(now), Some(WatermarkEvent::Watermark(50_999)));
+    }
+
+    #[test]
+    fn inherited_states_merge_to_the_least_progress() {
+        let a = GeneratorState {
+            max_timestamp: 10,
+            emitted: 5,
+            idle: true,
+        };
+        let b = GeneratorState {
+            max_timestamp: 20,
+            emitted: 3,
+            idle: false,
+        };
+        assert_eq!(
+            GeneratorState::merge([a, b]),
+            Some(GeneratorState {
+                max_timestamp: 10,
+                emitted: 3,
+                idle: false
+            })
+        );
+        assert_eq!(GeneratorState::merge([]), None);
     }
 
     #[test]
