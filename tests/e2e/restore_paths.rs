@@ -65,9 +65,7 @@ fn assert_v1_then_v2(out: &Path, expected: &[String]) {
     let mut first_v2: BTreeMap<String, u64> = BTreeMap::new();
     let mut untagged = Vec::new();
     for line in committed(out) {
-        let (line, v2) = line
-            .strip_suffix(",v2")
-            .map_or((line.as_str(), false), |l| (l, true));
+        let (line, v2) = line.strip_suffix(",v2").map_or((line.as_str(), false), |l| (l, true));
         let mut fields = line.split(',');
         let key = fields.next().expect("a key").to_string();
         let count: u64 = fields.next().and_then(|c| c.parse().ok()).expect("a count");
@@ -80,7 +78,17 @@ fn assert_v1_then_v2(out: &Path, expected: &[String]) {
         untagged.push(line.to_string());
     }
     untagged.sort();
-    assert_eq!(untagged, expected, "nothing lost, nothing twice");
+    if untagged != expected {
+        let missing: Vec<&String> = expected.iter().filter(|l| untagged.binary_search(l).is_err()).collect();
+        let extra: Vec<&String> = untagged.iter().filter(|l| expected.binary_search(l).is_err()).collect();
+        panic!(
+            "{} lines, {} expected; missing {:?}; extra {:?}",
+            untagged.len(),
+            expected.len(),
+            &missing[..missing.len().min(20)],
+            &extra[..extra.len().min(20)]
+        );
+    }
     assert!(!first_v2.is_empty() && !last_v1.is_empty(), "both versions ran");
     for (key, first) in &first_v2 {
         assert!(
@@ -103,13 +111,14 @@ fn after_weir_upgrade_a_crash_and_restarts_keep_the_upgraded_module() {
     assert!(made.success, "{}", made.stderr);
     let expected = generator_oracle(&work.read("input.csv"));
 
-    // A map that traps on the first attempt of every run: the job restarts
-    // in-process at the start, again after the upgrade (a new run of the
+    // A map (one subtask: the order per camera stays the generator's) that
+    // traps on the first attempt of every run: the job restarts in-process
+    // at the start, again after the upgrade (a new run of the
     // swapped plan), and after the crash.
     let job = generator_job("events_per_second = 500")
         .replacen(
             "[[operator]]\nuid = \"count\"\ninput = \"passings\"",
-            "[[operator]]\nuid = \"traps\"\ninput = \"passings\"\nmodule = \"testkit.wasm\"\nfunction = \"trap_on_first_attempt\"\nparams = { modulus = \"50\" }\n\n[[operator]]\nuid = \"count\"\ninput = \"traps\"",
+            "[[operator]]\nuid = \"traps\"\ninput = \"passings\"\nmodule = \"testkit.wasm\"\nfunction = \"trap_on_first_attempt\"\nparallelism = 1\nparams = { modulus = \"50\" }\n\n[[operator]]\nuid = \"count\"\ninput = \"traps\"",
             1,
         )
         .replacen(
@@ -129,11 +138,23 @@ fn after_weir_upgrade_a_crash_and_restarts_keep_the_upgraded_module() {
     let v2 = crate::harness::module("counter_v2");
     let upgrade = weir_in(
         &work,
-        &["upgrade", &id, "--operator", "count", "--module", v2.to_str().expect("UTF-8")],
+        &[
+            "upgrade",
+            &id,
+            "--operator",
+            "count",
+            "--module",
+            v2.to_str().expect("UTF-8"),
+        ],
     );
     assert!(upgrade.success, "weir upgrade failed: {}", upgrade.stderr);
     // Some of v2's output committed (after its first-attempt trap), then a crash.
-    while committed(&work.path("out")).iter().filter(|l| l.ends_with(",v2")).count() < 100 {
+    while committed(&work.path("out"))
+        .iter()
+        .filter(|l| l.ends_with(",v2"))
+        .count()
+        < 100
+    {
         assert!(Instant::now() < deadline, "v2 never committed");
         assert!(child.try_wait().expect("polls").is_none(), "the job ended early");
         std::thread::sleep(Duration::from_millis(20));
@@ -144,6 +165,10 @@ fn after_weir_upgrade_a_crash_and_restarts_keep_the_upgraded_module() {
     // The job file still names v1: the checkpoint's module (v2) runs.
     let resumed = start(&work, &["--restore", "latest"]);
     let stderr = wait_success(resumed);
+    assert!(
+        stderr.contains("  restarts: 1\n"),
+        "the resumed run trapped once:\n{stderr}"
+    );
     let said = stderr
         .lines()
         .find(|l| l.starts_with("weir: operator `count` runs counter-v2 0.2.0 (sha256 "))
@@ -152,7 +177,10 @@ fn after_weir_upgrade_a_crash_and_restarts_keep_the_upgraded_module() {
         said.ends_with("after `weir upgrade`; the job file names counter-v1 0.1.0"),
         "{said}"
     );
-    assert!(said.contains(", the module checkpoint checkpoints/upgrade/chk-"), "{said}");
+    assert!(
+        said.contains(", the module checkpoint checkpoints/upgrade/chk-"),
+        "{said}"
+    );
     assert_v1_then_v2(&work.path("out"), &expected);
     assert!(!work.path("dead.jsonl").exists(), "no record dead-lettered");
 }

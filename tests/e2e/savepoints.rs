@@ -205,9 +205,13 @@ fn stop_and_resume(name: &str, first: &str, second: &str) -> (Workdir, PathBuf) 
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
     };
-    let saved = names(&savepoint.join("files"));
+    // Beside the state: a copy of every module that ran.
+    let (modules, saved): (Vec<String>, Vec<String>) = names(&savepoint.join("files"))
+        .into_iter()
+        .partition(|n| n.starts_with("module-") && n.ends_with(".wasm"));
     assert_eq!(saved.len(), 2, "one file per keyed subtask: {saved:?}");
     assert!(saved.iter().all(|n| n.ends_with(".keyed")), "{saved:?}");
+    assert!(!modules.is_empty(), "no module copies");
     let checkpointed = names(&work.path("checkpoints").join(name).join("files"));
     assert_eq!(
         checkpointed.iter().any(|n| n.ends_with(".sst")),

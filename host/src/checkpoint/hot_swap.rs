@@ -30,7 +30,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
-
 use super::manifest::{Manifest, ModuleMeta};
 use super::savepoint::SavepointManifest;
 use super::storage::{FileRef, FileStore, StorageError};

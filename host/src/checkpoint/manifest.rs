@@ -124,7 +124,6 @@ impl GeneratorState {
     }
 }
 
-
 /// Where a subtask's keyed state is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyedStateHandle {

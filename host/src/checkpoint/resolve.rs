@@ -296,7 +296,9 @@ pub fn operator_modules(
                 let name = format!("module-{}.wasm", module.digest);
                 files
                     .adopt(&module.path, &name)
-                    .inspect_err(|e| tracing::warn!("checkpoints keep no copy of module {}: {e}", module.path.display()))
+                    .inspect_err(|e| {
+                        tracing::warn!("checkpoints keep no copy of module {}: {e}", module.path.display())
+                    })
                     .ok()
             });
             Some(OperatorModule {
