@@ -303,6 +303,41 @@ fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), T
     Ok(())
 }
 
+/// The event-time progress that subtask `subtask` of `parallelism`
+/// inherits from the `old` subtasks of its vertex: its own at the same
+/// parallelism; after rescaling, the least progress of the old subtasks
+/// whose state it takes over (those with overlapping key groups when the
+/// vertex is keyed with `max_parallelism` key groups, otherwise all of
+/// them), so that nothing restored runs ahead of what it inherits.
+fn inherited_watermarks(
+    old: &[&TaskState],
+    subtask: u32,
+    parallelism: u32,
+    keyed: Option<u32>,
+) -> WatermarkSnapshot {
+    let Some(first) = old.first() else {
+        return WatermarkSnapshot::default();
+    };
+    let rescaled = first.parallelism != parallelism;
+    let inherited: Vec<&TaskState> = old
+        .iter()
+        .copied()
+        .filter(|t| match (rescaled, keyed) {
+            (false, _) => t.task.subtask == subtask,
+            (true, None) => true,
+            (true, Some(max_parallelism)) => {
+                let mine = KeyGroupRange::for_subtask(subtask, parallelism, max_parallelism);
+                let theirs = KeyGroupRange::for_subtask(t.task.subtask, t.parallelism, max_parallelism);
+                theirs.start < mine.end && mine.start < theirs.end
+            }
+        })
+        .collect();
+    WatermarkSnapshot {
+        input: inherited.iter().filter_map(|t| t.watermarks.input).min(),
+        output: GeneratorState::merge(inherited.iter().filter_map(|t| t.watermarks.output)),
+    }
+}
+
 /// An incoming channel, with the consumer's logical input it belongs to.
 type InputChannel = (Receiver<Message>, usize);
 
@@ -583,39 +618,19 @@ impl Subtask<'_> {
     }
 
     /// The event-time progress this subtask inherits from the restored
-    /// checkpoint: its own at the same parallelism; after rescaling, the
-    /// least progress of the old subtasks whose state it takes over (those
-    /// with overlapping key groups on a keyed edge, otherwise all of them),
-    /// so that nothing restored runs ahead of what it inherits.
+    /// checkpoint (see [`inherited_watermarks`]).
     fn restored_watermarks(&self) -> WatermarkSnapshot {
         let old: Vec<&TaskState> = self.restored().collect();
-        let Some(first) = old.first() else {
-            return WatermarkSnapshot::default();
-        };
         let keyed = matches!(
             self.vertex.input.as_ref().map(|edge| &edge.partitioning),
             Some(Partitioning::KeyBy(_))
         );
-        let max_parallelism = self.plan().settings.max_parallelism;
-        let mine = self.key_groups();
-        let inherited: Vec<&TaskState> = old
-            .iter()
-            .copied()
-            .filter(|t| {
-                if first.parallelism == self.vertex.parallelism {
-                    return t.task.subtask == self.subtask;
-                }
-                if !keyed {
-                    return true;
-                }
-                let theirs = KeyGroupRange::for_subtask(t.task.subtask, t.parallelism, max_parallelism);
-                theirs.start < mine.end && mine.start < theirs.end
-            })
-            .collect();
-        WatermarkSnapshot {
-            input: inherited.iter().filter_map(|t| t.watermarks.input).min(),
-            output: GeneratorState::merge(inherited.iter().filter_map(|t| t.watermarks.output)),
-        }
+        inherited_watermarks(
+            &old,
+            self.subtask,
+            self.vertex.parallelism,
+            keyed.then_some(self.plan().settings.max_parallelism),
+        )
     }
 
     fn connector_error(&self, source: crate::connectors::ConnectorError) -> TaskError {
@@ -1047,5 +1062,51 @@ impl Subtask<'_> {
                 .with_watermarks(watermarks.map(|w| w.strategy))
                 .with_punctuation(punctuation),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn old(subtask: u32, parallelism: u32, input: i64, max_timestamp: i64) -> TaskState {
+        TaskState {
+            task: TaskId {
+                uid: "op".into(),
+                subtask,
+            },
+            parallelism,
+            source_position: None,
+            transactions: Vec::new(),
+            keyed: None,
+            finished: false,
+            source_splits: Vec::new(),
+            watermarks: WatermarkSnapshot {
+                input: Some(input),
+                output: Some(GeneratorState {
+                    max_timestamp,
+                    emitted: max_timestamp - 10,
+                    idle: false,
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn a_subtask_inherits_its_own_watermarks_or_the_least_of_those_it_takes_over() {
+        let states = [old(0, 2, 100, 500), old(1, 2, 300, 900)];
+        let refs: Vec<&TaskState> = states.iter().collect();
+        // Same parallelism: its own.
+        assert_eq!(inherited_watermarks(&refs, 1, 2, Some(128)), states[1].watermarks);
+        // Keyed, 2 -> 4: subtask 3 (key groups 96..128) only overlaps old 1.
+        assert_eq!(inherited_watermarks(&refs, 3, 4, Some(128)), states[1].watermarks);
+        // Keyed, 2 -> 1: both, the least progress of each.
+        let merged = inherited_watermarks(&refs, 0, 1, Some(128));
+        assert_eq!(merged.input, Some(100));
+        assert_eq!(merged.output.map(|g| (g.max_timestamp, g.emitted)), Some((500, 490)));
+        // Not keyed: every old subtask.
+        assert_eq!(inherited_watermarks(&refs, 2, 3, None).input, Some(100));
+        // Nothing restored.
+        assert_eq!(inherited_watermarks(&[], 0, 1, None), WatermarkSnapshot::default());
     }
 }
