@@ -378,7 +378,16 @@ fn weir_upgrade_swaps_a_running_operator_with_nothing_lost_or_twice() {
     // The job keeps its id (the generator has seconds of input left).
     let list = weir_in(&work, &["list"]);
     assert!(list.stdout.contains(&id), "{}", list.stdout);
-    wait_success(child);
+    let stderr = wait_success(child);
+    // The summary covers the whole run, before and after the upgrade.
+    assert!(stderr.contains("  upgrades: 1\n"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "  sink     out                  in {}\n",
+            crate::harness::thousands(EVENTS)
+        )),
+        "{stderr}"
+    );
 
     // Nothing lost, nothing twice; per camera, v1's lines come before v2's.
     let out = committed(&work.path("out"));

@@ -184,3 +184,67 @@ fn after_weir_upgrade_a_crash_and_restarts_keep_the_upgraded_module() {
     assert_v1_then_v2(&work.path("out"), &expected);
     assert!(!work.path("dead.jsonl").exists(), "no record dead-lettered");
 }
+
+#[test]
+fn a_bounded_run_ends_with_a_savepoint_from_which_another_version_goes_on() {
+    let work = Workdir::new();
+    let lines = input(300, 8);
+    let split = 180;
+    work.write("in.csv", lines[..split].join("\n") + "\n");
+    // Without checkpoints there is nothing to take a savepoint of.
+    work.write(
+        "plain.toml",
+        job("at-end", "counter_v1", false, "out", "")
+            .replace("[checkpoint]\ndir = \"checkpoints\"\ninterval_ms = 50\n", ""),
+    );
+    let refused = weir_in(&work, &["run", "--quiet", "plain.toml", "--savepoint-at-end", "sp"]);
+    assert!(!refused.success);
+    assert_eq!(
+        refused.stderr,
+        "error: --savepoint-at-end needs checkpoints, but job `at-end` has no [checkpoint] table\n"
+    );
+
+    work.write("job.toml", job("at-end", "counter_v1", false, "out", ""));
+    let first = weir_in(&work, &["run", "--quiet", "job.toml", "--savepoint-at-end", "sp"]);
+    assert!(first.success, "{}", first.stderr);
+    let savepoint = first
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("weir: savepoint written to "))
+        .unwrap_or_else(|| panic!("no savepoint:\n{}", first.stderr))
+        .to_string();
+    assert!(
+        savepoint.starts_with(&work.path("sp").join("savepoint-at-end-").display().to_string()),
+        "{savepoint}"
+    );
+    assert_eq!(committed(&work.path("out")), oracle(&lines[..split], split, false));
+
+    // v2 from the savepoint, over the grown file: v1's state migrated (and
+    // the migration logged), v2 for the rest.
+    work.write("in.csv", lines.join("\n") + "\n");
+    work.write("job.toml", job("at-end", "counter_v2", false, "out", ""));
+    let second = crate::harness::command(&work)
+        .env("WEIR_LOG", "info")
+        .args(["run", "--quiet", "job.toml", "--from-savepoint", &savepoint])
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert_eq!(committed(&work.path("out")), oracle(&lines, split, false));
+    let logged = stderr
+        .lines()
+        .find(|l| l.contains("operator `count`: migrated state `count` from counter-v1 0.1.0 ("))
+        .unwrap_or_else(|| panic!("no migration logged:\n{stderr}"));
+    let keys = lines[..split]
+        .iter()
+        .map(|l| &l[..2])
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(logged.contains(") to counter-v2 0.2.0 ("), "{logged}");
+    assert!(logged.contains(&format!("): {} values in ", keys.len())), "{logged}");
+    // The summary counts this run's records: the rest of the file.
+    let rest = lines.len() - split;
+    assert!(
+        stderr.contains(&format!("  sink     out                  in {rest}\n")),
+        "{stderr}"
+    );
+}

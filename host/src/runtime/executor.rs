@@ -309,12 +309,7 @@ fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), T
 /// whose state it takes over (those with overlapping key groups when the
 /// vertex is keyed with `max_parallelism` key groups, otherwise all of
 /// them), so that nothing restored runs ahead of what it inherits.
-fn inherited_watermarks(
-    old: &[&TaskState],
-    subtask: u32,
-    parallelism: u32,
-    keyed: Option<u32>,
-) -> WatermarkSnapshot {
+fn inherited_watermarks(old: &[&TaskState], subtask: u32, parallelism: u32, keyed: Option<u32>) -> WatermarkSnapshot {
     let Some(first) = old.first() else {
         return WatermarkSnapshot::default();
     };
