@@ -32,7 +32,7 @@ pub fn udf_dir() -> &'static Path {
             .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
             .arg(&target)
             .args(["-p", "wordcount", "-p", "traffic", "-p", "testkit", "-p", "not-a-udf"])
-            .args(["-p", "counter-v1", "-p", "counter-v2", "-p", "counter-v2b"])
+            .args(["-p", "counter-v1", "-p", "counter-v1b", "-p", "counter-v2", "-p", "counter-v2b"])
             .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "false")
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
