@@ -339,7 +339,7 @@ struct Variant<'t> {
     minimal: bool,
 }
 
-impl<'de, 't> de::EnumAccess<'de> for Variant<'t> {
+impl<'de> de::EnumAccess<'de> for Variant<'_> {
     type Error = TraceError;
     type Variant = Self;
 
