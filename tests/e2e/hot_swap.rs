@@ -294,10 +294,20 @@ fn a_state_type_that_kept_its_name_but_not_its_shape_is_refused() {
     // had seen fails on decoding the stored `Last` (here: every record).
     let first_keys: std::collections::BTreeSet<&str> =
         lines[..split].iter().filter_map(|l| l.split(',').next()).collect();
-    assert!(lines[split..].iter().all(|l| first_keys.contains(l.split(',').next().unwrap_or(""))));
+    assert!(
+        lines[split..]
+            .iter()
+            .all(|l| first_keys.contains(l.split(',').next().unwrap_or("")))
+    );
     work.write(
         "job.toml",
-        job("renamed-not", "counter_v1b", false, "out-forced", "last_schema = \"Last@c0f71d96\""),
+        job(
+            "renamed-not",
+            "counter_v1b",
+            false,
+            "out-forced",
+            "last_schema = \"Last@c0f71d96\"",
+        ),
     );
     let finished = restore(&work, &savepoint, &[]);
     assert!(finished.success, "{}", finished.stderr);

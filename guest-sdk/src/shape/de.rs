@@ -318,7 +318,10 @@ impl<'de> de::MapAccess<'de> for Entry<'_> {
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, TraceError> {
-        let shape = self.value.take().ok_or(TraceError::Unsupported("a map value without a key"))?;
+        let shape = self
+            .value
+            .take()
+            .ok_or(TraceError::Unsupported("a map value without a key"))?;
         seed.deserialize(Tracing {
             tracer: self.tracer,
             shape,
@@ -436,7 +439,9 @@ impl<'de> de::Deserializer<'de> for Tracing<'_> {
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, TraceError> {
-        Err(TraceError::Unsupported("a field or variant name outside a struct or enum"))
+        Err(TraceError::Unsupported(
+            "a field or variant name outside a struct or enum",
+        ))
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, TraceError> {

@@ -97,7 +97,10 @@ fn the_schema_is_the_short_type_name_and_an_8_digit_fingerprint() {
     assert_eq!(canonical::<u32>(), "u32;");
     assert_eq!(canonical::<(u64, u64)>(), "(u64,u64);");
     assert_eq!(canonical::<Vec<Option<i64>>>(), "seq<option<i64>>;");
-    assert_eq!(schema::<Vec<String>>(), format!("Vec<String>@{:08x}", fingerprint("seq<str>;")));
+    assert_eq!(
+        schema::<Vec<String>>(),
+        format!("Vec<String>@{:08x}", fingerprint("seq<str>;"))
+    );
 }
 
 #[test]
@@ -114,10 +117,7 @@ fn fingerprints_are_stable() {
 #[test]
 fn the_same_shape_has_the_same_schema_whatever_the_module_path() {
     assert_eq!(schema::<v1::Plate>(), schema::<elsewhere::Plate>());
-    assert_eq!(
-        crate::schema_of::<v1::Plate>(),
-        crate::schema_of::<elsewhere::Plate>()
-    );
+    assert_eq!(crate::schema_of::<v1::Plate>(), crate::schema_of::<elsewhere::Plate>());
 }
 
 #[test]
