@@ -27,6 +27,6 @@ weir_setup() {
 # leaves the SDK's per-record helpers un-inlined, about twice as slow).
 weir_build_udfs() {
     CARGO_PROFILE_RELEASE_INCREMENTAL=false \
-        cargo build --release --target wasm32-wasip2 -p wordcount -p traffic -p testkit -p not-a-udf -p counter-v1 -p counter-v2 -p counter-v2b
+        cargo build --release --target wasm32-wasip2 -p wordcount -p traffic -p testkit -p not-a-udf -p counter-v1 -p counter-v1b -p counter-v2 -p counter-v2b
     export WEIR_MODULE_PATH="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 }

@@ -7,6 +7,6 @@ source scripts/setup.sh
 weir_setup
 weir_build_udfs
 source scripts/postgres.sh; trap weir_postgres_stop EXIT; weir_postgres_start
-cargo test --release --workspace --exclude wordcount --exclude traffic --exclude testkit --exclude not-a-udf --exclude counter-v1 --exclude counter-v2 --exclude counter-v2b
+cargo test --release --workspace --exclude wordcount --exclude traffic --exclude testkit --exclude not-a-udf --exclude counter-v1 --exclude counter-v1b --exclude counter-v2 --exclude counter-v2b
 # The UDFs' own unit tests (pure Rust, run on the host).
 cargo test --release -p traffic --lib

@@ -32,9 +32,10 @@ impl<'a> OpenContext<'a> {
     }
 
     /// Sets the schema state `name` declares when it is opened (call it
-    /// before opening the state), instead of its value type's name: bump it
-    /// when the encoding changes without the type's name changing. See
-    /// [`Migration`](crate::Migration).
+    /// before opening the state), instead of [`schema_of`](crate::schema_of)
+    /// its value type (the type's name and shape): it is declared as
+    /// written, so bump it whenever the encoding changes. Needed for types
+    /// whose shape the SDK cannot trace. See [`Migration`](crate::Migration).
     pub fn set_state_schema(&mut self, name: &str, schema: &str) {
         crate::migration::set_schema(name, schema);
     }

@@ -41,8 +41,9 @@
 //!   assigns records to windows and keeps the accumulators (postcard-encoded);
 //!   the function folds whole batches into them.
 //! - [`log()`] and [`LogLevel`]: write to the host's log.
-//! - [`Migration`] and [`schema_of`]: state shapes, and migrations of state
-//!   an older module version wrote (hot swap on savepoint restore).
+//! - [`Migration`] and [`schema_of`]: state shapes (a state's schema is its
+//!   type's name and a fingerprint of its serde shape), and migrations of
+//!   state an older module version wrote (hot swap on savepoint restore).
 //! - [`serde`]: re-exported, so that a module needs no other dependency.
 //!   Derive with `#[serde(crate = "weir_sdk::serde")]`.
 //!
@@ -173,6 +174,7 @@ mod operator_state;
 mod output;
 mod record;
 mod runtime;
+mod shape;
 mod state;
 mod task;
 mod timers;

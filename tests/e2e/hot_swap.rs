@@ -5,9 +5,16 @@
 //! state types, migrations from v1's): the output must equal the oracle of
 //! "v1 up to the savepoint, v2 after it" exactly. Restoring the same
 //! savepoint with v1 rolls back. Then the refusals: a shape change without a
-//! migration (`counter-v2b`), a state v2 no longer opens, a migration that
+//! migration (`counter-v2b`), a state type that kept its name but not its
+//! shape (`counter-v1b`), a state v2 no longer opens, a migration that
 //! fails. Last, `weir upgrade` swaps v1 for v2 in a running job reading a
 //! throttled generator, with nothing lost and nothing twice.
+//!
+//! The schemas in the refusals are the SDK's defaults, `Name@fingerprint`
+//! (pinned by the SDK's unit tests): `u32@9af21e7b`, `i64@7744eda3`,
+//! `(u64, u64)@e94cb4f0`; v1's `Last { value: u32 }` is `Last@c0f71d96`,
+//! v2's `Last { value: u32, from_v1: bool }` `Last@bf5e5a62`, v1b's
+//! `Last { value: u32, count: u32 }` `Last@4fef63e9`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -212,7 +219,7 @@ fn shape_changes_without_migration_missing_states_and_failing_migrations_are_ref
     assert_eq!(
         finished.stderr,
         format!(
-            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32 -> (u64, u64)), `seen` (u32 -> i64), `values` (u32 -> i64)\n"
+            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32@9af21e7b -> (u64, u64)@e94cb4f0), `last` (Last@c0f71d96 -> Last@bf5e5a62), `seen` (u32@9af21e7b -> i64@7744eda3), `values` (u32@9af21e7b -> i64@7744eda3)\n"
         )
     );
 
@@ -226,7 +233,7 @@ fn shape_changes_without_migration_missing_states_and_failing_migrations_are_ref
     assert_eq!(
         finished.stderr,
         format!(
-            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32 -> count-v2), `seen` (u32 -> i64), `values` (u32 -> i64)\n"
+            "error: job `refusals` failed: cannot restore operator `count` from savepoint {sp}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32@9af21e7b -> count-v2), `last` (Last@c0f71d96 -> Last@bf5e5a62), `seen` (u32@9af21e7b -> i64@7744eda3), `values` (u32@9af21e7b -> i64@7744eda3)\n"
         )
     );
 
@@ -255,6 +262,79 @@ fn shape_changes_without_migration_missing_states_and_failing_migrations_are_ref
         )
     );
     assert!(committed(&work.path("out2")).is_empty());
+}
+
+#[test]
+fn a_state_type_that_kept_its_name_but_not_its_shape_is_refused() {
+    let work = Workdir::new();
+    let lines = input(90, 17);
+    let split = 60;
+    let savepoint = v1_savepoint(&work, "renamed-not", &lines[..split]);
+    let sp = savepoint.display().to_string();
+    work.write("in.csv", lines.join("\n") + "\n");
+    let dead_before = std::fs::read_to_string(work.path("dead.jsonl")).unwrap_or_default();
+    assert_eq!(dead_before, "", "v1 failed no record");
+
+    // counter-v1b's `Last` gained a field and kept its name: refused before
+    // the job starts, naming the state with both schemas.
+    work.write("job.toml", job("renamed-not", "counter_v1b", false, "out-v1b", ""));
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(!finished.success, "the restore must fail");
+    assert_eq!(
+        finished.stderr,
+        format!(
+            "error: job `renamed-not` failed: cannot restore operator `count` from savepoint {sp}: module counter-v1b 0.1.1 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `last` (Last@c0f71d96 -> Last@4fef63e9)\n"
+        )
+    );
+    assert!(committed(&work.path("out-v1b")).is_empty());
+    assert_eq!(std::fs::read_to_string(work.path("dead.jsonl")).unwrap_or_default(), "");
+
+    // What a schema of the type name alone let through: with v1's schema
+    // declared by hand, the restore goes ahead and every record of a key v1
+    // had seen fails on decoding the stored `Last` (here: every record).
+    let first_keys: std::collections::BTreeSet<&str> =
+        lines[..split].iter().filter_map(|l| l.split(',').next()).collect();
+    assert!(
+        lines[split..]
+            .iter()
+            .all(|l| first_keys.contains(l.split(',').next().unwrap_or("")))
+    );
+    work.write(
+        "job.toml",
+        job(
+            "renamed-not",
+            "counter_v1b",
+            false,
+            "out-forced",
+            "last_schema = \"Last@c0f71d96\"",
+        ),
+    );
+    let finished = restore(&work, &savepoint, &[]);
+    assert!(finished.success, "{}", finished.stderr);
+    assert!(committed(&work.path("out-forced")).is_empty());
+    let mut dead: Vec<(String, String, String)> = work
+        .read("dead.jsonl")
+        .lines()
+        .map(|line| {
+            let d: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let field = |name: &str| d[name].as_str().unwrap_or("").to_string();
+            (field("operator"), field("record"), field("reason"))
+        })
+        .collect();
+    dead.sort();
+    let mut expected: Vec<(String, String, String)> = lines[split..]
+        .iter()
+        .map(|line| {
+            (
+                "count".to_string(),
+                line.clone(),
+                "state `last`: stored value could not be decoded: Hit the end of buffer, expected more data"
+                    .to_string(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(dead, expected);
 }
 
 #[test]
@@ -485,7 +565,7 @@ fn a_refused_upgrade_keeps_the_old_module_running() {
     assert_eq!(
         upgrade.stderr,
         format!(
-            "error: upgrade refused: cannot restore operator `count` from savepoint {savepoint}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32 -> (u64, u64)), `seen` (u32 -> i64), `values` (u32 -> i64); the job goes on with its old module, restored from {savepoint}\n"
+            "error: upgrade refused: cannot restore operator `count` from savepoint {savepoint}: module counter-v2b 0.2.0 reads state of counter-v1 0.1.0 in another shape and exports no migration for it: `count` (u32@9af21e7b -> (u64, u64)@e94cb4f0), `last` (Last@c0f71d96 -> Last@bf5e5a62), `seen` (u32@9af21e7b -> i64@7744eda3), `values` (u32@9af21e7b -> i64@7744eda3); the job goes on with its old module, restored from {savepoint}\n"
         )
     );
     wait_success(child);

@@ -28,14 +28,25 @@ fn value(record: &Record<'_>) -> Result<u32> {
     Ok(line.rsplit(',').next().and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
+/// The key's last record, v2: its value and whether v1 wrote it (v1's
+/// `Last` had only the value, under the same type name).
+#[derive(weir_sdk::serde::Serialize, weir_sdk::serde::Deserialize)]
+#[serde(crate = "weir_sdk::serde")]
+pub struct Last {
+    value: u32,
+    from_v1: bool,
+}
+
 /// Counts per key (v2 state: `(count, count when migrated)`, `i64`
-/// values, `u32 -> i64` map). The parameter `drop_seen = "true"` leaves the
-/// `seen` state out (distinct is then 0); `count_schema` sets the schema
-/// `count` declares (instead of its type's name).
+/// values, `u32 -> i64` map, [`Last`] read back per record). The parameter
+/// `drop_seen = "true"` leaves the `seen` state out (distinct is then 0);
+/// `count_schema` sets the schema `count` declares (instead of its type's
+/// name and shape).
 pub struct Count {
     count: ValueState<(u64, u64)>,
     values: ListState<i64>,
     seen: Option<MapState<u32, i64>>,
+    last: ValueState<Last>,
 }
 
 impl KeyedProcessFunction for Count {
@@ -48,6 +59,7 @@ impl KeyedProcessFunction for Count {
             count: ctx.value_state("count"),
             values: ctx.list_state("values"),
             seen: (!drop_seen).then(|| ctx.map_state("seen")),
+            last: ctx.value_state("last"),
         })
     }
 
@@ -65,6 +77,8 @@ impl KeyedProcessFunction for Count {
             }
             None => 0,
         };
+        self.last.get()?;
+        self.last.set(&Last { value, from_v1: false })?;
         let sum: i64 = self.values.get()?.iter().sum();
         let key = std::str::from_utf8(ctx.key()).map_err(|_| Error::new("key is not UTF-8"))?;
         ctx.emit(format!("{key},{count},{sum},{distinct},v2").as_bytes());

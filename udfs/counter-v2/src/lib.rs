@@ -3,8 +3,10 @@
 //! state types, with migrations from v1's: `count` `u32` becomes
 //! `(count, count when migrated)`, `values` elements and `seen` values
 //! become `i64` (their encoding changes: postcard zig-zags signed integers).
-//! The migration of `values` refuses the value 666, for the test of a failing
-//! migration.
+//! `last` keeps its type name, `Last`, and gains a field: its migration
+//! reads v1's `Last`, kept as `v1::Last` (the module path is not part of
+//! the schema, so `v1::Last` has the schema v1 declared). The migration of
+//! `values` refuses the value 666, for the test of a failing migration.
 
 include!("function.rs");
 
@@ -55,8 +57,35 @@ impl weir_sdk::Migration for SeenFromV1 {
     }
 }
 
+/// v1's types, as v1 stored them.
+mod v1 {
+    /// v1's `Last`: the value only.
+    #[derive(weir_sdk::serde::Deserialize)]
+    #[serde(crate = "weir_sdk::serde")]
+    pub struct Last {
+        pub value: u32,
+    }
+}
+
+/// `last`: v1's `Last` becomes v2's, marked as written by v1.
+pub struct LastFromV1;
+
+impl weir_sdk::Migration for LastFromV1 {
+    const FUNCTION: &'static str = "count";
+    const STATE: &'static str = "last";
+    type Old = v1::Last;
+    type New = Last;
+
+    fn migrate(_old_module_version: &str, old: v1::Last) -> Result<Last> {
+        Ok(Last {
+            value: old.value,
+            from_v1: true,
+        })
+    }
+}
+
 weir_sdk::export_functions! {
     key_selector "key" => Key<0>,
     keyed_process "count" => Count;
-    migrations: CountFromV1, ValuesFromV1, SeenFromV1,
+    migrations: CountFromV1, ValuesFromV1, SeenFromV1, LastFromV1,
 }
