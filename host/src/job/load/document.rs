@@ -62,9 +62,7 @@ pub(super) fn read(text: &str, locator: &Locator, overrides: &[(String, String)]
         }
     }
     let Expander {
-        mut errors,
-        expansions,
-        ..
+        mut errors, expansions, ..
     } = expander;
     errors.sort_by_key(|(start, _)| *start);
     let unresolved: HashSet<usize> = errors.iter().map(|(start, _)| *start).collect();

@@ -30,7 +30,12 @@ impl Builder<'_> {
     pub(super) fn settings(&mut self, spec: &JobSpec) -> Settings {
         let job = &spec.job;
         let max_parallelism = job.max_parallelism.as_ref().map_or(DEFAULT_MAX_PARALLELISM, |v| {
-            self.bounded(v, "job → max_parallelism", MAX_MAX_PARALLELISM, " key groups (as in Flink)")
+            self.bounded(
+                v,
+                "job → max_parallelism",
+                MAX_MAX_PARALLELISM,
+                " key groups (as in Flink)",
+            )
         });
         let batch_size = job.batch_size.as_ref().map_or(DEFAULT_BATCH_SIZE, |v| {
             self.bounded(v, "job → batch_size", MAX_BATCH_SIZE, " records")
@@ -177,7 +182,10 @@ mod tests {
             errors("limits = { memory_mb = 4097 }"),
             "job.toml:2: job.limits → memory_mb: must be at most 4096 MiB (all that a 32-bit Wasm memory can address), found 4097"
         );
-        assert_eq!(errors("batch_size = 0"), "job.toml:2: job → batch_size: must be at least 1");
+        assert_eq!(
+            errors("batch_size = 0"),
+            "job.toml:2: job → batch_size: must be at least 1"
+        );
     }
 
     #[test]

@@ -76,7 +76,16 @@ fn every_field_takes_parameters_of_its_type() {
 
 #[test]
 fn spans_still_locate_expanded_values() {
-    let spec = spec(TYPED, &[("backend", "heap"), ("dir", "d"), ("follow", "false"), ("dirty", "0"), ("prefix", "")]);
+    let spec = spec(
+        TYPED,
+        &[
+            ("backend", "heap"),
+            ("dir", "d"),
+            ("follow", "false"),
+            ("dirty", "0"),
+            ("prefix", ""),
+        ],
+    );
     let locator = Locator::new(Path::new("job.toml"), TYPED);
     let batch = spec.job.batch_size.as_ref().map(|b| locator.line_of(b.span().start));
     assert_eq!(batch, Some(3));
@@ -84,7 +93,13 @@ fn spans_still_locate_expanded_values() {
 
 #[test]
 fn a_wrongly_typed_parameter_names_the_field_its_line_and_its_value() {
-    let base = [("backend", "heap"), ("dir", "d"), ("follow", "false"), ("dirty", "0"), ("prefix", "")];
+    let base = [
+        ("backend", "heap"),
+        ("dir", "d"),
+        ("follow", "false"),
+        ("dirty", "0"),
+        ("prefix", ""),
+    ];
     let refused = |name: &str, value: &str| {
         let mut overrides = base.to_vec();
         overrides.retain(|(k, _)| *k != name);
