@@ -464,7 +464,7 @@ fn a_parallelism_above_max_parallelism_is_refused() {
 fn a_huge_memory_limit_is_refused() {
     assert_eq!(
         refused(&with_setting("limits = { memory_mb = 1000000 }")),
-        "error: job.toml:3: job.limits → memory_mb: must be at most 4096 MiB (all that a 32-bit Wasm memory can address), found 1000000\n"
+        "error: job.toml:3: job → limits → memory_mb: must be at most 4096 MiB (all that a 32-bit Wasm memory can address), found 1000000\n"
     );
 }
 

@@ -67,12 +67,12 @@ impl Builder<'_> {
             .call_timeout_ms
             .as_ref()
             .map_or(DEFAULT_CALL_TIMEOUT_MS, |v| {
-                self.positive_u64(v, "job.limits → call_timeout_ms")
+                self.positive_u64(v, "job → limits → call_timeout_ms")
             });
         let memory_mb = job.limits.memory_mb.as_ref().map_or(DEFAULT_MEMORY_MB, |v| {
             self.bounded(
                 v,
-                "job.limits → memory_mb",
+                "job → limits → memory_mb",
                 MAX_MEMORY_MB,
                 " MiB (all that a 32-bit Wasm memory can address)",
             )
@@ -180,7 +180,7 @@ mod tests {
         );
         assert_eq!(
             errors("limits = { memory_mb = 4097 }"),
-            "job.toml:2: job.limits → memory_mb: must be at most 4096 MiB (all that a 32-bit Wasm memory can address), found 4097"
+            "job.toml:2: job → limits → memory_mb: must be at most 4096 MiB (all that a 32-bit Wasm memory can address), found 4097"
         );
         assert_eq!(
             errors("batch_size = 0"),
