@@ -1,7 +1,10 @@
 //! Bad input gets a clear error and loses nothing: malformed job files,
-//! wrong modules, malformed records, and failing user functions.
+//! wrong modules, malformed records, and failing user functions. Also the
+//! other side of job-file parameters: they work in every field, and each
+//! setting that sizes memory has a limit that validation enforces.
 
-use crate::harness::{Workdir, module};
+use crate::harness::{Workdir, module, sorted_lines};
+use crate::oracle;
 
 /// A word-count job over `input.txt` with `operator` as its middle part.
 fn job_with(operator: &str) -> String {
@@ -26,8 +29,13 @@ path = "out.txt"
 
 /// Runs `weir validate` on `job` and returns its stderr.
 fn refused(job: &str) -> String {
+    refused_with(job, &[])
+}
+
+/// Runs `weir validate` on `job` with `args` and returns its stderr.
+fn refused_with(job: &str, args: &[&str]) -> String {
     let work = Workdir::new();
-    let finished = work.weir("validate", job, &[]);
+    let finished = work.weir("validate", job, args);
     assert!(!finished.success, "the job was accepted:\n{}", finished.stdout);
     finished
         .stderr
@@ -298,4 +306,182 @@ fn a_memory_hungry_function_hits_its_memory_limit() {
         stderr.contains("operator `op` (module testkit@0.1.0 (testkit.wasm), function `fail_on`) failed"),
         "{stderr}"
     );
+}
+
+/// Word count with parameters in fields of every type: a boolean
+/// (`follow`), an enum (`state_backend`) and numbers (`batch_size`,
+/// `parallelism`).
+const TYPED_PARAMS: &str = r#"
+[job]
+batch_size = "${batch}"
+state_backend = "${backend}"
+
+[params]
+batch = 2
+follow = false
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+follow = "${follow}"
+
+[[operator]]
+uid = "tokenize"
+input = "lines"
+module = "wordcount.wasm"
+function = "tokenize"
+parallelism = "${parallelism}"
+
+[[operator]]
+uid = "count"
+input = "tokenize"
+module = "wordcount.wasm"
+function = "count"
+key_by = { module = "wordcount.wasm", function = "word" }
+parallelism = "${parallelism}"
+
+[[sink]]
+uid = "out"
+input = "count"
+type = "file"
+path = "out.txt"
+"#;
+
+#[test]
+fn parameters_work_in_boolean_enum_and_number_fields() {
+    let input = oracle::text(200, 11);
+    let expected = oracle::word_count_lines(&oracle::word_counts(&input));
+    for (backend, parallelism) in [("heap", "1"), ("rocksdb", "2")] {
+        let work = Workdir::new();
+        work.write("input.txt", &input);
+        work.run_ok(
+            TYPED_PARAMS,
+            &[
+                "-p",
+                &format!("backend={backend}"),
+                "-p",
+                &format!("parallelism={parallelism}"),
+            ],
+        );
+        assert_eq!(sorted_lines(&work.read("out.txt")), expected, "{backend}");
+    }
+}
+
+#[test]
+fn a_parameter_of_the_wrong_type_is_refused_naming_field_line_and_value() {
+    let args = |extra: &'static str| ["-p", "backend=heap", "-p", "parallelism=1", "-p", extra];
+    assert_eq!(
+        refused_with(TYPED_PARAMS, &args("follow=maybe")),
+        "error: job.toml:14: source `lines` → follow: \"${follow}\" expands to \"maybe\": not a boolean (true or false)\n"
+    );
+    assert_eq!(
+        refused_with(TYPED_PARAMS, &args("batch=lots")),
+        "error: job.toml:3: job → batch_size: \"${batch}\" expands to \"lots\": not an integer\n"
+    );
+    assert_eq!(
+        refused_with(TYPED_PARAMS, &["-p", "backend=disk", "-p", "parallelism=1"]),
+        "error: job.toml:4: job → state_backend: \"${backend}\" expands to \"disk\": unknown variant `disk`, expected `heap` or `rocksdb`\n"
+    );
+    assert_eq!(
+        refused_with(TYPED_PARAMS, &args("parallelism=-2")),
+        "error: job.toml:21: operator `tokenize` → parallelism: \"${parallelism}\" expands to \"-2\": invalid value: integer `-2`, expected u32\n"
+    );
+}
+
+#[test]
+fn an_operators_params_are_expanded() {
+    let work = Workdir::new();
+    work.write("input.txt", "k 1 apple\nk 2 banana\nk 3 avocado\nk 4 cherry\n");
+    let job = job_with(
+        "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"side\"\nparams = { prefix = \"${keep}\" }\n",
+    );
+    work.run_ok(&job, &["-p", "keep=a"]);
+    assert_eq!(sorted_lines(&work.read("out.txt")), ["k 1 apple", "k 3 avocado"]);
+    work.run_ok(&job, &["-p", "keep=ch"]);
+    assert_eq!(work.read("out.txt"), "k 4 cherry\n");
+}
+
+/// `job_with(IDENTITY)` with `setting` added to `[job]` (line 3).
+fn with_setting(setting: &str) -> String {
+    job_with(IDENTITY).replacen("[job]\n", &format!("[job]\n{setting}\n"), 1)
+}
+
+const IDENTITY: &str =
+    "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"identity\"\n";
+
+#[test]
+fn a_huge_batch_size_is_refused_by_validate_and_run() {
+    let job = with_setting("batch_size = 4294967295");
+    let expected = "error: job.toml:3: job → batch_size: must be at most 1048576 records, found 4294967295\n";
+    assert_eq!(refused(&job), expected);
+    // `weir run` refuses it the same way instead of aborting on the allocation.
+    let work = Workdir::new();
+    work.write("input.txt", "a\n");
+    let finished = work.weir("run", &job, &[]);
+    assert!(!finished.success);
+    assert_eq!(
+        finished
+            .stderr
+            .replace(&work.path("job.toml").display().to_string(), "job.toml"),
+        expected
+    );
+}
+
+#[test]
+fn a_huge_channel_capacity_is_refused() {
+    assert_eq!(
+        refused(&with_setting("channel_capacity = 4294967295")),
+        "error: job.toml:3: job → channel_capacity: must be at most 1024 batches, found 4294967295\n"
+    );
+    assert_eq!(
+        refused(&with_setting("batch_size = 65536\nchannel_capacity = 1024")),
+        "error: job.toml:4: job → channel_capacity: batch_size × channel_capacity = 65536 × 1024 = 67108864 records may wait in one channel; at most 16777216: lower one of them\n"
+    );
+}
+
+#[test]
+fn max_parallelism_is_bounded_as_in_flink() {
+    assert_eq!(
+        refused(&with_setting("max_parallelism = 4294967295")),
+        "error: job.toml:3: job → max_parallelism: must be at most 32768 key groups (as in Flink), found 4294967295\n"
+    );
+}
+
+#[test]
+fn a_parallelism_above_max_parallelism_is_refused() {
+    let job = with_setting("max_parallelism = 4").replace(
+        "function = \"identity\"\n",
+        "function = \"identity\"\nparallelism = 5\n",
+    );
+    assert_eq!(
+        refused(&job),
+        "error: job.toml:11: `op` → parallelism: 5 exceeds max_parallelism 4\n"
+    );
+}
+
+#[test]
+fn a_huge_memory_limit_is_refused() {
+    assert_eq!(
+        refused(&with_setting("limits = { memory_mb = 1000000 }")),
+        "error: job.toml:3: job → limits → memory_mb: must be at most 4096 MiB (all that a 32-bit Wasm memory can address), found 1000000\n"
+    );
+}
+
+#[test]
+fn a_sliding_window_that_copies_each_record_too_often_is_refused() {
+    let window = |size: u64, slide: u64| {
+        job_with(&format!(
+            "\n[[operator]]\nuid = \"op\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"concat\"\n\
+             parallelism = 1\nwindow = {{ type = \"sliding\", size_ms = {size}, slide_ms = {slide}, time = \"processing\" }}\n"
+        ))
+    };
+    assert_eq!(
+        refused(&window(60_000_000, 1)),
+        "error: job.toml:16: operator `op` → window → slide_ms: each record belongs to size_ms / slide_ms = 60000000 / 1 = 60000000 windows; at most 10000: use a larger slide_ms\n"
+    );
+    // The limit itself passes.
+    let work = Workdir::new();
+    let finished = work.weir("validate", &window(10_000_000, 1_000), &[]);
+    assert!(finished.success, "{}", finished.stderr);
 }

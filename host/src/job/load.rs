@@ -2,17 +2,16 @@
 //! the [`JobPlan`]. Every problem is reported with the file, line and field,
 //! and all problems are reported at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use toml::Spanned;
 
 use super::error::{JobFileError, JobFileErrors, Locator};
-use super::params::Params;
 use super::plan::{
-    Edge, FunctionRef, JobPlan, JoinConfig, Limits, Partitioning, Settings, SinkConfig, SourceConfig,
-    StateBackendConfig, Vertex, VertexKind, Watermarks, WindowConfig,
+    Edge, FunctionRef, JobPlan, JoinConfig, Partitioning, SinkConfig, SourceConfig, StateBackendConfig, Vertex,
+    VertexKind, Watermarks, WindowConfig,
 };
 use super::spec::{
     BackendKind, CheckpointSpec, JobSpec, KeyBySpec, PartitionSpec, RestartKind, RestartSpec, SinkKind, SourceKind,
@@ -26,6 +25,9 @@ use crate::time::windows::WindowAssigner;
 use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};
 use std::time::Duration;
 
+mod coerce;
+mod document;
+mod limits;
 mod two_input;
 mod window_functions;
 
@@ -39,6 +41,18 @@ pub const DEFAULT_CHANNEL_CAPACITY: u32 = 16;
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 10_000;
 /// Default largest memory of one instance.
 pub const DEFAULT_MEMORY_MB: u64 = 512;
+/// Most key groups: Flink's upper bound of `maxParallelism` (2^15).
+pub const MAX_MAX_PARALLELISM: u32 = 1 << 15;
+/// Most records in one batch (2^20): batches are allocated whole.
+pub const MAX_BATCH_SIZE: u32 = 1 << 20;
+/// Most batches a channel holds.
+pub const MAX_CHANNEL_CAPACITY: u32 = 1024;
+/// Most records waiting in one channel (`batch_size × channel_capacity`, 2^24).
+pub const MAX_RECORDS_PER_CHANNEL: u64 = 1 << 24;
+/// Largest memory of one instance: all a 32-bit Wasm memory can address.
+pub const MAX_MEMORY_MB: u64 = 4096;
+/// Most sliding windows one record belongs to (`size_ms / slide_ms`).
+pub const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
 
 /// How to load a job.
 #[derive(Debug, Clone, Default)]
@@ -68,19 +82,15 @@ pub fn load_job_text(
     wasm: &WasmRuntime,
 ) -> Result<JobPlan, JobFileErrors> {
     let locator = Locator::new(file, text);
-    let spec: JobSpec = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|span| locator.line_of(span.start));
-        JobFileErrors(vec![JobFileError {
-            file: file.to_path_buf(),
-            line,
-            field: None,
-            message: e.message().trim().to_string(),
-        }])
-    })?;
+    let document::Document {
+        spec,
+        errors,
+        unresolved,
+    } = document::read(text, &locator, &options.params)?;
     let mut builder = Builder {
         locator,
-        params: Params::new(&spec.params, &options.params),
-        errors: Vec::new(),
+        unresolved,
+        errors,
         module_dirs: module_dirs(file, &options.module_path),
         wasm,
         modules: HashMap::new(),
@@ -130,7 +140,8 @@ enum DraftPartitioning {
 
 struct Builder<'a> {
     locator: Locator,
-    params: Params,
+    /// Start offsets of the values whose parameters are unset (reported).
+    unresolved: HashSet<usize>,
     errors: Vec<JobFileError>,
     module_dirs: Vec<PathBuf>,
     wasm: &'a WasmRuntime,
@@ -186,7 +197,7 @@ impl Builder<'_> {
                     .job
                     .state_dir
                     .as_ref()
-                    .map_or_else(|| PathBuf::from("weir-state"), |d| self.path(d, "job → state_dir")),
+                    .map_or_else(|| PathBuf::from("weir-state"), |d| self.path(d)),
                 incremental: spec
                     .checkpoint
                     .as_ref()
@@ -204,51 +215,6 @@ impl Builder<'_> {
             name,
             settings,
             vertices,
-        }
-    }
-
-    fn settings(&mut self, spec: &JobSpec) -> Settings {
-        let job = &spec.job;
-        let max_parallelism = job
-            .max_parallelism
-            .as_ref()
-            .map_or(DEFAULT_MAX_PARALLELISM, |v| self.positive(v, "job → max_parallelism"));
-        let batch_size = job
-            .batch_size
-            .as_ref()
-            .map_or(DEFAULT_BATCH_SIZE, |v| self.positive(v, "job → batch_size"));
-        let channel_capacity = job
-            .channel_capacity
-            .as_ref()
-            .map_or(DEFAULT_CHANNEL_CAPACITY, |v| self.positive(v, "job → channel_capacity"));
-        let dead_letter = job.dead_letter.as_ref().map_or_else(
-            || PathBuf::from("dead-letters.jsonl"),
-            |p| self.path(p, "job → dead_letter"),
-        );
-        let call_timeout_ms = job
-            .limits
-            .call_timeout_ms
-            .as_ref()
-            .map_or(DEFAULT_CALL_TIMEOUT_MS, |v| {
-                self.positive_u64(v, "job.limits → call_timeout_ms")
-            });
-        let memory_mb = job
-            .limits
-            .memory_mb
-            .as_ref()
-            .map_or(DEFAULT_MEMORY_MB, |v| self.positive_u64(v, "job.limits → memory_mb"));
-        Settings {
-            max_parallelism,
-            batch_size: batch_size as usize,
-            channel_capacity: channel_capacity as usize,
-            dead_letter,
-            limits: Limits {
-                call_timeout_ms,
-                memory_bytes: usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-            },
-            checkpoint: None,
-            restart: RestartStrategy::None,
-            state_backend: StateBackendConfig::Heap,
         }
     }
 
@@ -392,7 +358,12 @@ impl Builder<'_> {
                     WindowAssigner::Tumbling { size, offset }
                 } else {
                     match spec.slide_ms.and_then(positive) {
-                        Some(slide) if slide <= size => WindowAssigner::Sliding { size, slide, offset },
+                        Some(slide) if slide <= size => {
+                            if !self.sliding_windows(size, slide, spanned.span(), &field("slide_ms")) {
+                                return None;
+                            }
+                            WindowAssigner::Sliding { size, slide, offset }
+                        }
                         _ => {
                             self.errors.push(self.locator.error(
                                 spanned.span(),
@@ -441,7 +412,7 @@ impl Builder<'_> {
             dir: spec
                 .dir
                 .as_ref()
-                .map_or_else(|| PathBuf::from("checkpoints"), |d| self.path(d, &field("dir"))),
+                .map_or_else(|| PathBuf::from("checkpoints"), |d| self.path(d)),
             interval_ms: spec
                 .interval_ms
                 .as_ref()
@@ -511,7 +482,7 @@ impl Builder<'_> {
         let kind = match source.kind.get_ref() {
             SourceKind::File => {
                 let path = match &source.path {
-                    Some(path) => self.path(path, &field("path")),
+                    Some(path) => self.path(path),
                     None => {
                         self.errors.push(self.locator.error(
                             spanned.span(),
@@ -763,7 +734,7 @@ impl Builder<'_> {
             SinkKind::Postgres => {
                 let field = |name: &str| format!("sink `{uid}` → {name}");
                 let mut required = |value: &Option<Spanned<String>>, name: &str| match value {
-                    Some(value) => self.expand(value, &field(name)).unwrap_or_default(),
+                    Some(value) => self.text(value).unwrap_or_default(),
                     None => {
                         self.errors.push(self.locator.error(
                             spanned.span(),
@@ -782,9 +753,7 @@ impl Builder<'_> {
                 SinkConfig::Postgres(config)
             }
             SinkKind::Files => match &sink.path {
-                Some(path) => SinkConfig::Files {
-                    path: self.path(path, &format!("sink `{uid}` → path")),
-                },
+                Some(path) => SinkConfig::Files { path: self.path(path) },
                 None => {
                     self.errors.push(self.locator.error(
                         spanned.span(),
@@ -795,9 +764,7 @@ impl Builder<'_> {
                 }
             },
             SinkKind::File => match &sink.path {
-                Some(path) => SinkConfig::File {
-                    path: self.path(path, &format!("sink `{uid}` → path")),
-                },
+                Some(path) => SinkConfig::File { path: self.path(path) },
                 None => {
                     self.errors.push(self.locator.error(
                         spanned.span(),
@@ -835,6 +802,9 @@ impl Builder<'_> {
         function_field: &str,
         params: Vec<(String, String)>,
     ) -> Option<FunctionRef> {
+        if self.unresolved.contains(&function.span().start) {
+            return None; // its unset parameter is reported
+        }
         let path = self.module(module, module_field)?;
         let loaded = match self.modules.get(&path) {
             Some(loaded) => Arc::clone(loaded),
@@ -885,7 +855,7 @@ impl Builder<'_> {
     /// Resolves a module path: relative to the job file's folder, then the
     /// module search path.
     fn module(&mut self, module: &Spanned<String>, field: &str) -> Option<PathBuf> {
-        let expanded = self.expand(module, field)?;
+        let expanded = self.text(module)?;
         let relative = PathBuf::from(&expanded);
         let candidates: Vec<PathBuf> = if relative.is_absolute() {
             vec![relative.clone()]
@@ -904,18 +874,14 @@ impl Builder<'_> {
         None
     }
 
-    fn expand(&mut self, value: &Spanned<String>, field: &str) -> Option<String> {
-        match self.params.expand(value.get_ref()) {
-            Ok(expanded) => Some(expanded),
-            Err(message) => {
-                self.errors.push(self.locator.error(value.span(), field, message));
-                None
-            }
-        }
+    /// The text of a string value (parameters are expanded already), or
+    /// `None` if one of its parameters is unset.
+    fn text(&self, value: &Spanned<String>) -> Option<String> {
+        (!self.unresolved.contains(&value.span().start)).then(|| value.get_ref().clone())
     }
 
-    fn path(&mut self, value: &Spanned<String>, field: &str) -> PathBuf {
-        PathBuf::from(self.expand(value, field).unwrap_or_default())
+    fn path(&self, value: &Spanned<String>) -> PathBuf {
+        PathBuf::from(self.text(value).unwrap_or_default())
     }
 
     fn positive(&mut self, value: &Spanned<u32>, field: &str) -> u32 {

@@ -30,6 +30,11 @@
 //!
 //! Fields that later checks refer to are [`Spanned`], so that an error can
 //! name the line it comes from.
+//!
+//! Any value may be given by parameters: a string that holds `${name}`
+//! references is expanded before the fields are typed, and takes the type
+//! of its field (`follow = "${follow}"`, `batch_size = "${batch}"`,
+//! `state_backend = "${backend}"`). See `load::document`.
 
 use std::collections::BTreeMap;
 
@@ -43,7 +48,9 @@ pub struct JobSpec {
     /// Job-wide settings.
     #[serde(default)]
     pub job: JobSettings,
-    /// Default values of parameters (`${name}`), overridden by `--param`.
+    /// Default values of parameters (`${name}`), overridden by `--param`:
+    /// strings, or integers, floats and booleans taken as their text. They
+    /// are not expanded themselves.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
     /// Where records come from.
@@ -121,13 +128,17 @@ pub enum RestartKind {
 pub struct JobSettings {
     /// The job's name (defaults to the file name).
     pub name: Option<String>,
-    /// Default parallelism of every vertex (defaults to the number of cores).
+    /// Default parallelism of every vertex (defaults to the number of
+    /// cores); every vertex's parallelism is at most `max_parallelism`.
     pub parallelism: Option<Spanned<u32>>,
-    /// Number of key groups; the upper bound of any keyed parallelism.
+    /// Number of key groups, the upper bound of every parallelism: 1 to
+    /// 32 768 as in Flink (default 128).
     pub max_parallelism: Option<Spanned<u32>>,
-    /// Most records in one batch.
+    /// Most records in one batch: 1 to 1 048 576 (default 1024).
     pub batch_size: Option<Spanned<u32>>,
-    /// Batches a channel holds before its producer waits (backpressure).
+    /// Batches a channel holds before its producer waits (backpressure): 1
+    /// to 1024 (default 16), and `batch_size × channel_capacity` at most
+    /// 16 777 216 records.
     pub channel_capacity: Option<Spanned<u32>>,
     /// Dead-letter file (JSON lines); defaults to `dead-letters.jsonl`.
     pub dead_letter: Option<Spanned<String>>,
@@ -156,7 +167,8 @@ pub enum BackendKind {
 pub struct LimitsSpec {
     /// Longest one call into a function may run, in milliseconds.
     pub call_timeout_ms: Option<Spanned<u64>>,
-    /// Largest linear memory of one instance, in MiB.
+    /// Largest linear memory of one instance, in MiB: 1 to 4096, all that
+    /// a 32-bit Wasm memory can address (default 512).
     pub memory_mb: Option<Spanned<u64>>,
 }
 
@@ -255,7 +267,8 @@ pub struct OperatorSpec {
     pub key_by: Option<Spanned<KeyBySpec>>,
     /// Partitioning of the input when not keyed.
     pub partition: Option<Spanned<PartitionSpec>>,
-    /// Parameters handed to the function at start.
+    /// Parameters handed to the function at start (`${name}` references
+    /// in them are expanded like every value).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
     /// Generate watermarks from the event time of this operator's output.
@@ -328,7 +341,9 @@ pub struct WindowSpec {
     pub size_ms: Option<u64>,
     /// Inactivity gap that closes a session (`session`), ms.
     pub gap_ms: Option<u64>,
-    /// Distance between window starts (`sliding`), ms.
+    /// Distance between window starts (`sliding`), ms: 1 to `size_ms`, and
+    /// `size_ms / slide_ms` (the windows each record is copied into) at
+    /// most 10 000.
     pub slide_ms: Option<u64>,
     /// Alignment offset (time-zone aligned windows), ms.
     pub offset_ms: Option<i64>,
@@ -373,6 +388,8 @@ pub struct TriggerSpec {
     /// Empty the window after each firing (any trigger; default false).
     pub purge: Option<bool>,
     /// Time between firings (`continuous-event-time`, `continuous-processing-time`), ms.
+    /// No upper bound on `size_ms / interval_ms`: a window holds one pending
+    /// firing at a time, so a short interval costs firings, not memory.
     pub interval_ms: Option<u64>,
     /// The exported window-trigger function of the operator's module (`wasm`).
     pub function: Option<Spanned<String>>,
