@@ -43,7 +43,10 @@ impl RestartStrategy {
                 multiplier,
             } => (restart <= attempts).then(|| {
                 let factor = multiplier.powi(i32::try_from(restart.saturating_sub(1)).unwrap_or(i32::MAX));
-                initial.mul_f64(factor.min(1e9)).min(max)
+                // Saturating: an enormous delay or multiplier waits `max`, never panics.
+                Duration::try_from_secs_f64(initial.as_secs_f64() * factor)
+                    .unwrap_or(Duration::MAX)
+                    .min(max)
             }),
         }
     }
@@ -83,5 +86,12 @@ mod tests {
             delays,
             vec![Some(100), Some(200), Some(350), Some(350), Some(350), None]
         );
+        let huge = RestartStrategy::ExponentialBackoff {
+            attempts: 3,
+            initial: Duration::from_millis(u64::MAX),
+            max: Duration::from_secs(60),
+            multiplier: 1e300,
+        };
+        assert_eq!(huge.delay_before(3), Some(Duration::from_secs(60)));
     }
 }
