@@ -515,7 +515,9 @@ fn manifest(id: u64, handle: KeyedStateHandle) -> Manifest {
             keyed: Some(handle),
             finished: false,
             source_splits: Vec::new(),
+            watermarks: Default::default(),
         }],
+        modules: Vec::new(),
     }
 }
 

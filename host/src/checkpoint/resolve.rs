@@ -80,7 +80,7 @@ pub struct Resolved {
 pub enum ResolveError {
     /// The state does not fit the job's modules.
     #[error(transparent)]
-    HotSwap(#[from] HotSwapError),
+    HotSwap(Box<HotSwapError>),
     /// The savepoint does not fit the job.
     #[error(transparent)]
     Savepoint(#[from] SavepointError),
@@ -99,6 +99,12 @@ pub enum ResolveError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl From<HotSwapError> for ResolveError {
+    fn from(error: HotSwapError) -> Self {
+        Self::HotSwap(Box::new(error))
+    }
 }
 
 /// Finds the restore point `from` names, in the job's checkpoint `storage`
