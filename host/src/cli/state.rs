@@ -2,6 +2,11 @@
 //! one keyed state of a savepoint as JSON lines, decoded by the operator's
 //! module where it says how (its `state-codec` export), else as UTF-8 text
 //! when valid, else as `{"hex": "…"}`.
+//!
+//! The module is the one given with `--module`, else the one the savepoint
+//! names, looked for in the module path by its name (and, for a name with
+//! hyphens, by the file name cargo gives its crate); when it is not found,
+//! a note on standard error lists every file tried.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -146,6 +146,7 @@ impl KeyedScope {
 /// go to the log), limits, the keyed scope.
 pub struct HostState {
     label: String,
+    subtask: Option<u32>,
     wasi: WasiCtx,
     table: ResourceTable,
     /// Memory limits of the instance.
@@ -177,6 +178,7 @@ impl HostState {
             .build();
         Self {
             label: label.to_string(),
+            subtask,
             wasi,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
@@ -229,13 +231,13 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
-        let operator = self.label.as_str();
+        let (operator, subtask) = (self.label.as_str(), self.subtask);
         match level {
-            host::LogLevel::Trace => tracing::trace!(operator, "{message}"),
-            host::LogLevel::Debug => tracing::debug!(operator, "{message}"),
-            host::LogLevel::Info => tracing::info!(operator, "{message}"),
-            host::LogLevel::Warn => tracing::warn!(operator, "{message}"),
-            host::LogLevel::Error => tracing::error!(operator, "{message}"),
+            host::LogLevel::Trace => tracing::trace!(operator, subtask, "{message}"),
+            host::LogLevel::Debug => tracing::debug!(operator, subtask, "{message}"),
+            host::LogLevel::Info => tracing::info!(operator, subtask, "{message}"),
+            host::LogLevel::Warn => tracing::warn!(operator, subtask, "{message}"),
+            host::LogLevel::Error => tracing::error!(operator, subtask, "{message}"),
         }
         Ok(())
     }

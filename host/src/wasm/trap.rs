@@ -23,17 +23,17 @@
 //! - a [`Trap::MemoryOutOfBounds`] whose faulting address is known (wasmtime
 //!   adds `memory fault at wasm address 0x…` to the error when its guard
 //!   pages catch the access) is an exhausted shadow stack when the address
-//!   is at or above 2 GiB and beyond the memory's size: Weir caps guest
-//!   memory far below 2 GiB, so only a wrapped-around (negative) pointer
-//!   reaches there, and the stack pointer is the one pointer a correct Rust
-//!   guest decrements past zero;
+//!   is at or above 2 GiB and beyond the memory's size: a guest's memory is
+//!   far smaller than 2 GiB (the `memory_mb` limit), so only a wrapped-around
+//!   (negative) pointer reaches there, and the stack pointer is the one
+//!   pointer a correct Rust guest decrements past zero;
 //! - a [`Trap::MemoryOutOfBounds`] whose address is not known (the access
 //!   was a bulk-memory instruction, `memory.fill` or `memory.copy`, which
 //!   wasmtime bounds-checks explicitly: rustc initialises a large local
 //!   array with one) is an exhausted shadow stack when the call was deep in
-//!   a recursion: the wasm backtrace (wasmtime keeps its innermost
-//!   [`RECURSION_FRAMES`]-odd frames) has at least [`RECURSION_FRAMES`]
-//!   frames, at least half of them of one function;
+//!   a recursion: the wasm backtrace (wasmtime keeps its innermost 20
+//!   frames) has at least [`RECURSION_FRAMES`] frames, at least half of
+//!   them of one function;
 //! - any other out-of-bounds access stays "out of bounds memory access".
 //!
 //! The message names the recursive function when the backtrace shows one,
