@@ -4,8 +4,11 @@
 //! xxh3 hash modulo the 128 key groups, computed here), the word and its
 //! count, decoded by wordcount's `state-codec` (it declares `count` as a
 //! `u64`), sorted by key group and key. Without the module, values fall
-//! back to text (postcard's one-byte varints). Unknown uids and states get
-//! exact errors.
+//! back to text (postcard's one-byte varints), and a note says which files
+//! were tried. Unknown uids and states get exact errors.
+//!
+//! A module whose name has hyphens (`counter-v1`) is found under the file
+//! name cargo gives it (`counter_v1.wasm`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,11 +68,11 @@ fn committed(work: &Workdir) -> usize {
     lines
 }
 
-/// Runs the job until all `words` counts are committed, stops it with a
-/// savepoint and returns the savepoint.
-fn savepoint(work: &Workdir, words: usize) -> PathBuf {
-    work.write("words.txt", TEXT);
-    work.write("job.toml", JOB);
+/// Runs `job` (named `dump`) on `input` until `lines` output lines are
+/// committed, stops it with a savepoint and returns the savepoint.
+fn savepoint(work: &Workdir, job: &str, input: (&str, &str), lines: usize) -> PathBuf {
+    work.write(input.0, input.1);
+    work.write("job.toml", job);
     let mut child = command(work)
         .args(["run", "--quiet", "job.toml"])
         .stdout(Stdio::null())
@@ -85,7 +88,7 @@ fn savepoint(work: &Workdir, words: usize) -> PathBuf {
             .find(|line| line.split_whitespace().nth(1) == Some("dump"))
             .and_then(|line| line.split_whitespace().next().map(str::to_string));
         if let Some(id) = id
-            && committed(work) == words
+            && committed(work) == lines
         {
             break id;
         }
@@ -124,7 +127,7 @@ fn oracle(value: impl Fn(u64) -> String) -> String {
 #[test]
 fn state_dump_prints_decoded_entries_and_refuses_unknown_uids_and_states() {
     let work = Workdir::new();
-    let sp = savepoint(&work, TEXT.split_whitespace().count());
+    let sp = savepoint(&work, JOB, ("words.txt", TEXT), TEXT.split_whitespace().count());
     let sp_text = sp.to_str().expect("a UTF-8 path");
 
     // Decoded by the module the savepoint names (found in the module path).
@@ -144,6 +147,14 @@ fn state_dump_prints_decoded_entries_and_refuses_unknown_uids_and_states() {
         .into();
     assert!(raw.success, "{}", raw.stderr);
     assert_eq!(raw.stdout, oracle(|n| format!("\"\\u{n:04x}\"")));
+    assert_eq!(
+        raw.stderr,
+        format!(
+            "note: module wordcount 0.1.0 of the savepoint not found, so its state is shown undecoded (pass --module \
+             FILE); tried: ./wordcount.wasm (missing), {}/wordcount.wasm (missing)\n",
+            empty.display()
+        )
+    );
 
     let unknown_uid = weir_in(&work, &["state", "dump", sp_text, "--uid", "nope", "--state", "count"]);
     assert!(!unknown_uid.success);
@@ -163,5 +174,98 @@ fn state_dump_prints_decoded_entries_and_refuses_unknown_uids_and_states() {
     assert_eq!(
         not_a_savepoint.stderr,
         "error: out is not a savepoint (it has no readable `_savepoint` manifest)\n"
+    );
+}
+
+/// A per-key counter (`counter-v1`: its module's name has a hyphen, its file
+/// an underscore) over a followed file.
+const COUNTER_JOB: &str = r#"
+[job]
+name = "dump"
+
+[checkpoint]
+dir = "checkpoints"
+interval_ms = 50
+
+[[source]]
+uid = "lines"
+type = "file"
+path = "in.csv"
+follow = true
+parallelism = 1
+
+[[operator]]
+uid = "count"
+input = "lines"
+module = "counter_v1.wasm"
+function = "count"
+parallelism = 2
+key_by = { module = "counter_v1.wasm", function = "key" }
+
+[[sink]]
+uid = "out"
+input = "count"
+type = "files"
+path = "out"
+"#;
+
+const COUNTER_INPUT: &str = "a,1\nb,2\na,3\nc,4\na,5\nb,6\n";
+
+#[test]
+fn state_dump_finds_a_module_whose_name_has_hyphens_and_says_what_it_tried() {
+    let work = Workdir::new();
+    let sp = savepoint(
+        &work,
+        COUNTER_JOB,
+        ("in.csv", COUNTER_INPUT),
+        COUNTER_INPUT.lines().count(),
+    );
+    let sp_text = sp.to_str().expect("a UTF-8 path");
+    // The oracle: each key's count (a `u32`, postcard: one varint byte, shown
+    // as text since counter-v1 has no state codec), by key group and key.
+    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    for line in COUNTER_INPUT.lines() {
+        *counts.entry(line.split(',').next().expect("a key")).or_default() += 1;
+    }
+    let mut rows: Vec<(u64, &str, u32)> = counts
+        .into_iter()
+        .map(|(key, n)| (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % 128, key, n))
+        .collect();
+    rows.sort();
+    let expected: String = rows
+        .into_iter()
+        .map(|(group, key, n)| {
+            format!("{{\"key_group\":{group},\"key\":\"{key}\",\"user_key\":null,\"value\":\"\\u{n:04x}\"}}\n")
+        })
+        .collect();
+
+    // Found as counter_v1.wasm in the module path: no note.
+    let dumped = weir_in(&work, &["state", "dump", sp_text, "--uid", "count", "--state", "count"]);
+    assert!(dumped.success, "{}", dumped.stderr);
+    assert_eq!(dumped.stdout, expected);
+    assert_eq!(dumped.stderr, "");
+
+    // Not found: both spellings were tried, in each folder of the module
+    // path; a file of that name holding another module is not taken.
+    let elsewhere = work.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("file system");
+    std::fs::copy(crate::harness::module("counter_v2"), elsewhere.join("counter_v1.wasm")).expect("copy a module");
+    let raw: Finished = weir()
+        .current_dir(&elsewhere)
+        .env("WEIR_MODULE_PATH", &elsewhere)
+        .args(["state", "dump", sp_text, "--uid", "count", "--state", "count"])
+        .output()
+        .expect("weir runs")
+        .into();
+    assert!(raw.success, "{}", raw.stderr);
+    assert_eq!(raw.stdout, expected);
+    let dir = elsewhere.display();
+    assert_eq!(
+        raw.stderr,
+        format!(
+            "note: module counter-v1 0.1.0 of the savepoint not found, so its state is shown undecoded (pass \
+             --module FILE); tried: ./counter-v1.wasm (missing), ./counter_v1.wasm (another module), \
+             {dir}/counter-v1.wasm (missing), {dir}/counter_v1.wasm (another module)\n"
+        )
     );
 }

@@ -2,6 +2,11 @@
 //! one keyed state of a savepoint as JSON lines, decoded by the operator's
 //! module where it says how (its `state-codec` export), else as UTF-8 text
 //! when valid, else as `{"hex": "…"}`.
+//!
+//! The module is the one given with `--module`, else the one the savepoint
+//! names, looked for in the module path by its name (and, for a name with
+//! hyphens, by the file name cargo gives its crate); when it is not found,
+//! a note on standard error lists every file tried.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,8 +45,9 @@ struct DumpArgs {
     #[arg(long)]
     state: String,
     /// The module that decodes the state (default: the module the savepoint
-    /// names, found by file name `<name>.wasm` in the module path, if its
-    /// content is the same).
+    /// names, found in the module path as `<name>.wasm` or, for a name with
+    /// hyphens, with underscores as cargo writes it (`plate_stats.wasm` for
+    /// `plate-stats`), if its content is the same).
     #[arg(long, value_name = "FILE")]
     module: Option<PathBuf>,
     /// Also look for modules in this folder (repeatable; `WEIR_MODULE_PATH` too).
@@ -52,12 +58,16 @@ struct DumpArgs {
 pub(super) fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     let StateCommand::Dump(args) = args.command;
     let dumped = dump(&args.savepoint, &args.uid, &args.state)?;
-    let file = match &args.module {
-        Some(file) => Some(file.clone()),
-        None => dumped
-            .module
-            .as_ref()
-            .and_then(|meta| find_module(meta, &args.module_path)),
+    let file = match (&args.module, &dumped.module) {
+        (Some(file), _) => Some(file.clone()),
+        (None, None) => None,
+        (None, Some(meta)) => match find_module(meta, &args.module_path) {
+            Ok(file) => Some(file),
+            Err(tried) => {
+                eprintln!("{}", not_found_note(meta, &tried));
+                None
+            }
+        },
     };
     let columns = match file {
         Some(file) => {
@@ -140,17 +150,63 @@ fn json(decoded: Option<String>, bytes: &[u8]) -> String {
     }
 }
 
-/// `<name>.wasm` in the module path whose content is the module the
-/// savepoint names.
-fn find_module(meta: &ModuleMeta, extra: &[PathBuf]) -> Option<PathBuf> {
+/// A file looked at for the savepoint's module, and why it was not it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tried {
+    file: PathBuf,
+    why: &'static str,
+}
+
+/// The file names the module `name` may have: `<name>.wasm`, and, when the
+/// name has hyphens, the name cargo gives the component of a crate so
+/// named (`plate-stats` builds `plate_stats.wasm`).
+fn file_names(name: &str) -> Vec<String> {
+    let mut names = vec![format!("{name}.wasm")];
+    if name.contains('-') {
+        names.push(format!("{}.wasm", name.replace('-', "_")));
+    }
+    names
+}
+
+/// The file in the module path (`.`, then `--module-path`, then
+/// `WEIR_MODULE_PATH`) with one of the module's [`file_names`] whose content
+/// is the module the savepoint names; else every file tried, in order.
+fn find_module(meta: &ModuleMeta, extra: &[PathBuf]) -> Result<PathBuf, Vec<Tried>> {
     let mut dirs: Vec<PathBuf> = vec![PathBuf::from(".")];
     dirs.extend(extra.iter().cloned());
     if let Some(path) = std::env::var_os("WEIR_MODULE_PATH") {
         dirs.extend(std::env::split_paths(&path));
     }
-    dirs.iter()
-        .map(|dir| dir.join(format!("{}.wasm", meta.name)))
-        .find(|file| digest(file).is_some_and(|d| d == meta.digest))
+    let names = file_names(&meta.name);
+    let mut tried = Vec::new();
+    for file in dirs.iter().flat_map(|dir| names.iter().map(move |name| dir.join(name))) {
+        match digest(&file) {
+            Some(d) if d == meta.digest => return Ok(file),
+            found => {
+                let why = match found {
+                    Some(_) => "another module",
+                    None if file.exists() => "unreadable",
+                    None => "missing",
+                };
+                tried.push(Tried { file, why });
+            }
+        }
+    }
+    Err(tried)
+}
+
+/// What `weir state dump` says when it cannot find the savepoint's module.
+fn not_found_note(meta: &ModuleMeta, tried: &[Tried]) -> String {
+    let tried: Vec<String> = tried
+        .iter()
+        .map(|t| format!("{} ({})", t.file.display(), t.why))
+        .collect();
+    format!(
+        "note: module {} {} of the savepoint not found, so its state is shown undecoded (pass --module FILE); tried: {}",
+        meta.name,
+        meta.version,
+        tried.join(", ")
+    )
 }
 
 /// SHA-256 of a file, hex.
@@ -163,4 +219,39 @@ fn digest(file: &Path) -> Option<String> {
             .map(|b| format!("{b:02x}"))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_name_with_hyphens_is_also_looked_for_with_underscores() {
+        assert_eq!(file_names("wordcount"), ["wordcount.wasm"]);
+        assert_eq!(file_names("plate-stats"), ["plate-stats.wasm", "plate_stats.wasm"]);
+    }
+
+    #[test]
+    fn the_note_lists_every_file_tried() {
+        let meta = ModuleMeta {
+            name: "plate-stats".into(),
+            version: "1.0.0".into(),
+            digest: "00".into(),
+        };
+        let tried = [
+            Tried {
+                file: "./plate-stats.wasm".into(),
+                why: "missing",
+            },
+            Tried {
+                file: "./plate_stats.wasm".into(),
+                why: "another module",
+            },
+        ];
+        assert_eq!(
+            not_found_note(&meta, &tried),
+            "note: module plate-stats 1.0.0 of the savepoint not found, so its state is shown undecoded \
+             (pass --module FILE); tried: ./plate-stats.wasm (missing), ./plate_stats.wasm (another module)"
+        );
+    }
 }

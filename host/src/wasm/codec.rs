@@ -1,5 +1,13 @@
 //! Calls a module's optional `state-codec` export, which turns stored state
 //! bytes into JSON text for tools such as `weir state dump`.
+//!
+//! Whether the codec knows a state ([`decodes`], for `weir inspect`) is
+//! asked by decoding a value of [`PROBE_LEN`] zero bytes: the SDK stores
+//! values with postcard, in which zero bytes are a valid encoding of every
+//! number, `bool`, string, sequence, map and `Option` (and of the first
+//! variant of an enum), and of structs and tuples of them, so a codec that
+//! has the state's type decodes it. A type that refuses zeros (`char`,
+//! `NonZero*`, custom validation) reads as "no codec".
 
 use super::bindings::exports::weir::udf::state_codec::{self, StatePart};
 use super::engine::WasmRuntime;
@@ -27,23 +35,15 @@ pub fn decode(
     part: Part,
     items: &[Vec<u8>],
 ) -> Result<Vec<Option<String>>, String> {
-    let Ok(indices) = state_codec::GuestIndices::new(&module.pre) else {
+    let Some((mut store, codec)) = instantiate(runtime, module)? else {
         return Ok(vec![None; items.len()]);
     };
-    let limits = super::instance::DESCRIBE_LIMITS;
-    let mut store = super::instance::new_store(
-        runtime.engine(),
-        HostState::new("state-codec", limits),
-        limits.call_timeout_ms,
-    );
-    let instance = module.pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-    let codec = indices.load(&mut store, &instance).map_err(|e| format!("{e:#}"))?;
-    super::instance::arm_deadline(&mut store, limits.call_timeout_ms);
     let part = match part {
         Part::Key => StatePart::Key,
         Part::UserKey => StatePart::UserKey,
         Part::Value => StatePart::Value,
     };
+    super::instance::arm_deadline(&mut store, super::instance::DESCRIBE_LIMITS.call_timeout_ms);
     let decoded = codec
         .call_decode(&mut store, state, part, items)
         .map_err(|e| format!("{e:#}"))?;
@@ -55,4 +55,44 @@ pub fn decode(
         ));
     }
     Ok(decoded)
+}
+
+/// Length of the value [`decodes`] asks the codec to decode.
+pub const PROBE_LEN: usize = 4096;
+
+/// Whether `module`'s codec decodes the values of each of `states` (all
+/// `false` if it exports no codec); see the module docs for how it is asked.
+pub fn decodes(runtime: &WasmRuntime, module: &UdfModule, states: &[&str]) -> Result<Vec<bool>, String> {
+    let Some((mut store, codec)) = instantiate(runtime, module)? else {
+        return Ok(vec![false; states.len()]);
+    };
+    let zeros = vec![vec![0u8; PROBE_LEN]];
+    let mut known = Vec::with_capacity(states.len());
+    for state in states {
+        super::instance::arm_deadline(&mut store, super::instance::DESCRIBE_LIMITS.call_timeout_ms);
+        let decoded = codec
+            .call_decode(&mut store, state, StatePart::Value, &zeros)
+            .map_err(|e| format!("{e:#}"))?;
+        known.push(matches!(decoded.first(), Some(Some(_))));
+    }
+    Ok(known)
+}
+
+/// An instance of `module` and its codec export, if it has one.
+fn instantiate(
+    runtime: &WasmRuntime,
+    module: &UdfModule,
+) -> Result<Option<(wasmtime::Store<HostState>, state_codec::Guest)>, String> {
+    let Ok(indices) = state_codec::GuestIndices::new(&module.pre) else {
+        return Ok(None);
+    };
+    let limits = super::instance::DESCRIBE_LIMITS;
+    let mut store = super::instance::new_store(
+        runtime.engine(),
+        HostState::new("state-codec", limits),
+        limits.call_timeout_ms,
+    );
+    let instance = module.pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+    let codec = indices.load(&mut store, &instance).map_err(|e| format!("{e:#}"))?;
+    Ok(Some((store, codec)))
 }

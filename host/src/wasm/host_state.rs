@@ -16,6 +16,7 @@ use super::bindings::weir::udf::keyed_state::{
     self, AggregatingState, ListState, MapState, ReducingState, TtlConfig, ValueState,
 };
 use super::bindings::weir::udf::{host, key_scope, timers, types};
+use super::guest_output::{GuestOutput, Stream};
 use crate::job::plan::Limits;
 use crate::runtime::batch::span;
 use crate::state::{KeyedStateBackend, StateDescriptor, StateId, StateKind, ttl};
@@ -141,9 +142,11 @@ impl KeyedScope {
     }
 }
 
-/// The data of one store: WASI (nothing granted), limits, the keyed scope.
+/// The data of one store: WASI (nothing granted but stdout and stderr, which
+/// go to the log), limits, the keyed scope.
 pub struct HostState {
     label: String,
+    subtask: Option<u32>,
     wasi: WasiCtx,
     table: ResourceTable,
     /// Memory limits of the instance.
@@ -157,11 +160,26 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Store data for the operator `label` under `limits`.
+    /// Store data for `label` (an operator uid, or what the store is for)
+    /// under `limits`, running no subtask.
     pub fn new(label: &str, limits: Limits) -> Self {
+        Self::build(label, None, limits)
+    }
+
+    /// Store data for subtask `subtask` of operator `operator` under `limits`.
+    pub fn for_subtask(operator: &str, subtask: u32, limits: Limits) -> Self {
+        Self::build(operator, Some(subtask), limits)
+    }
+
+    fn build(label: &str, subtask: Option<u32>, limits: Limits) -> Self {
+        let wasi = WasiCtxBuilder::new()
+            .stdout(GuestOutput::new(label, subtask, Stream::Stdout))
+            .stderr(GuestOutput::new(label, subtask, Stream::Stderr))
+            .build();
         Self {
             label: label.to_string(),
-            wasi: WasiCtxBuilder::new().build(),
+            subtask,
+            wasi,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
@@ -213,13 +231,13 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
-        let operator = self.label.as_str();
+        let (operator, subtask) = (self.label.as_str(), self.subtask);
         match level {
-            host::LogLevel::Trace => tracing::trace!(operator, "{message}"),
-            host::LogLevel::Debug => tracing::debug!(operator, "{message}"),
-            host::LogLevel::Info => tracing::info!(operator, "{message}"),
-            host::LogLevel::Warn => tracing::warn!(operator, "{message}"),
-            host::LogLevel::Error => tracing::error!(operator, "{message}"),
+            host::LogLevel::Trace => tracing::trace!(operator, subtask, "{message}"),
+            host::LogLevel::Debug => tracing::debug!(operator, subtask, "{message}"),
+            host::LogLevel::Info => tracing::info!(operator, subtask, "{message}"),
+            host::LogLevel::Warn => tracing::warn!(operator, subtask, "{message}"),
+            host::LogLevel::Error => tracing::error!(operator, subtask, "{message}"),
         }
         Ok(())
     }

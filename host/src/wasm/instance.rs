@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 
 use super::bindings::exports::weir::udf::{
     join, key_selector, keyed_co_process, keyed_process, library, process_window, transform, watermark_generator,
@@ -215,7 +215,7 @@ impl UdfInstance {
             function: spec.function.to_string(),
             reason,
         };
-        let mut state = HostState::new(spec.operator, spec.limits);
+        let mut state = HostState::for_subtask(spec.operator, spec.subtask, spec.limits);
         state.keyed = keyed;
         let mut store = new_store(engine, state, spec.limits.call_timeout_ms);
         let pre = &spec.module.pre;
@@ -528,30 +528,9 @@ impl UdfInstance {
         }
     }
 
-    /// Explains a failed call: a time limit, a memory limit, a panic, or the
-    /// trap itself.
+    /// Explains a failed call (see [`super::trap`]).
     fn cause(&self, error: &wasmtime::Error) -> String {
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return format!(
-                "the call exceeded its time limit of {} ms and was interrupted",
-                self.limits.call_timeout_ms
-            );
-        }
-        let chain = format!("{error:#}");
-        if chain.contains("forcing trap when growing memory") {
-            return format!(
-                "the instance exceeded its memory limit of {} MiB",
-                self.limits.memory_bytes >> 20
-            );
-        }
-        let trap = match error.downcast_ref::<Trap>() {
-            Some(trap) => trap.to_string(),
-            None => first_line(&format!("{}", error.root_cause())).to_string(),
-        };
-        match &self.store.data().panic {
-            Some(panic) => format!("{} ({trap})", panic.message),
-            None => trap,
-        }
+        super::trap::explain(error, &self.limits, self.store.data().panic.as_ref())
     }
 
     fn misuse(&self, interface: &str, batch_len: usize) -> UdfError {
@@ -573,10 +552,6 @@ impl UdfInstance {
 enum TimerGuest {
     Keyed(keyed_process::Guest),
     CoProcess(keyed_co_process::Guest),
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 fn take_batch(input: &mut RecordBatch) -> wit::Batch {

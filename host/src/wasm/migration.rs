@@ -1,6 +1,6 @@
 //! State shapes and migrations on the Wasm side: the host half of the
-//! `state-schema` import, a probe that learns which states (and schemas) a
-//! function opens, and calls of a module's `state-migration` export.
+//! `state-schema` import, the schemas a function declares (learned by
+//! [`super::probe`]), and calls of a module's `state-migration` export.
 //!
 //! A restore from a savepoint compares the schemas the savepoint recorded
 //! with those the job's module declares; this module tells it the latter
@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::bindings::exports::weir::udf::{library, state_migration};
-use super::bindings::weir::udf::{state_schema, types as wit};
-use super::host_state::{HostState, KeyedScope};
+use super::bindings::exports::weir::udf::state_migration;
+use super::bindings::weir::udf::state_schema;
+use super::host_state::HostState;
 use super::instance::new_store;
 use super::module::UdfModule;
+use super::probe::ProbeSpec;
 use crate::job::plan::Limits;
 
 impl state_schema::Host for HostState {
@@ -39,7 +40,7 @@ pub struct MigrationInfo {
 
 /// Starts `function` of `module` in a throwaway instance (an empty heap
 /// backend, no records) and returns the states it opens, with the schema
-/// each declares (`""` when the module declares none).
+/// each declares (`""` when the module declares none; see [`super::probe`]).
 pub fn declared_schemas(
     engine: &wasmtime::Engine,
     module: &Arc<UdfModule>,
@@ -49,36 +50,18 @@ pub fn declared_schemas(
     max_parallelism: u32,
     limits: Limits,
 ) -> Result<BTreeMap<String, String>, String> {
-    let mut state = HostState::new(operator, limits);
-    state.keyed = Some(KeyedScope::new(Box::new(crate::state::heap::HeapBackend::new())));
-    let mut store = new_store(engine, state, limits.call_timeout_ms);
-    let pre = &module.pre;
-    let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-    let library = library::GuestIndices::new(pre)
-        .and_then(|i| i.load(&mut store, &instance))
-        .map_err(|e| format!("{e:#}"))?;
-    let task = wit::TaskInfo {
-        function: function.to_string(),
-        operator_uid: operator.to_string(),
-        subtask_index: 0,
-        parallelism: 1,
+    let spec = ProbeSpec {
+        function,
+        operator,
+        params,
         max_parallelism,
-        params: params.to_vec(),
+        limits,
     };
-    library
-        .call_init(&mut store, &task)
-        .map_err(|e| format!("{e:#}"))?
-        .map_err(|reason| format!("function `{function}` could not start: {reason}"))?;
-    let data = store.data_mut();
-    let mut schemas: BTreeMap<String, String> = data.schemas.drain(..).collect();
-    if let Some(scope) = &data.keyed {
-        // States opened without a declared schema (modules not built with
-        // the SDK): ids are dense from 0.
-        let mut id = 0;
-        while let Ok(descriptor) = scope.backend.descriptor(crate::state::StateId(id)) {
-            schemas.entry(descriptor.name.clone()).or_default();
-            id += 1;
-        }
+    let probe = super::probe::probe(engine, module, spec)?;
+    let mut schemas: BTreeMap<String, String> = probe.declared.into_iter().collect();
+    // States opened without a declared schema (modules not built with the SDK).
+    for state in probe.states {
+        schemas.entry(state.descriptor.name).or_default();
     }
     Ok(schemas)
 }

@@ -14,17 +14,23 @@
 //! - `broadcast`: the host side of broadcast state.
 //! - `operator_state`: the host side of operator list state.
 //! - [`codec`]: a module's optional decoder of its stored state.
+//! - `trap`: why a call failed, in words (time, memory, stack, panic).
+//! - `guest_output`: a guest's stdout and stderr, as lines in the log.
+//! - [`probe`]: what a function's states are, learned by starting it.
 //! - [`bindings`]: what `bindgen!` generates from `wit/` (never committed).
 
 pub mod bindings;
 mod broadcast;
 pub mod codec;
 pub mod engine;
+mod guest_output;
 pub mod host_state;
 pub mod instance;
 pub mod migration;
 pub mod module;
 mod operator_state;
+pub mod probe;
+mod trap;
 
 pub use engine::{EngineOptions, WasmRuntime};
 pub use instance::{UdfError, UdfInstance};

@@ -2,8 +2,13 @@
 //!
 //! - `identity` (map): copies each record.
 //! - `fail_on` (map): copies each record, except `boom` (panics), `loop`
-//!   (never returns), `oom` (allocates until memory runs out) and `bad`
+//!   (never returns), `oom` (allocates until memory runs out), `deep`
+//!   and `deep-stores` (recurse until the shadow stack is exhausted, the
+//!   first filling each frame with `memory.fill`, the second with stores),
+//!   `deep-calls` (recurses until its call stack is exhausted) and `bad`
 //!   (rejected as a bad record).
+//! - `print` (map): prints each record on stdout and stderr; see
+//!   [`diagnostics::Print`].
 //! - `evens` (filter): keeps even integers; rejects what is not an integer.
 //! - `first_word` (key selector): the first space-separated word.
 //! - `state_probe` (keyed process): runs text commands against every kind of
@@ -17,6 +22,7 @@
 //! - Window functions that see whole windows: see the `windows` module.
 
 pub mod broadcast;
+pub mod diagnostics;
 pub mod joins;
 pub mod operator_state;
 mod windows;
@@ -57,6 +63,15 @@ impl Map for FailOn {
             b"boom" => panic!("boom requested by the test"),
             b"loop" => spin_forever(),
             b"oom" => exhaust_memory(),
+            b"deep" => {
+                black_box(diagnostics::exhaust_shadow_stack(0));
+            }
+            b"deep-stores" => {
+                black_box(diagnostics::exhaust_shadow_stack_by_stores(0));
+            }
+            b"deep-calls" => {
+                black_box(diagnostics::exhaust_call_stack(0));
+            }
             b"bad" => return Err(Error::new("bad record requested by the test")),
             payload => out.write_bytes(payload),
         }
@@ -426,6 +441,7 @@ weir_sdk::export_functions! {
     map "fail_on" => FailOn,
     map "trap_on_first_attempt" => TrapOnFirstAttempt,
     map "stamp" => Stamp,
+    map "print" => diagnostics::Print,
     filter "evens" => Evens,
     key_selector "first_word" => FirstWord,
     keyed_process "state_probe" => StateProbe,
