@@ -61,20 +61,23 @@ fn lines(text: &[&str]) -> Vec<String> {
 
 #[test]
 fn inspect_lists_states_schemas_codecs_and_migrations() {
-    // counter-v2 opens `count` as `(u64, u64)`, `values` as a list of `i64`
-    // and `seen` as a map to `i64`, and migrates each from v1's `u32`.
+    // counter-v2 opens `count` as `(u64, u64)`, `values` as a list of `i64`,
+    // `seen` as a map to `i64` and `last` as a `Last` with a new field, and
+    // migrates each from v1's (schemas: type name and shape fingerprint).
     let mut expected = head("counter_v2", "counter-v2", "0.2.0");
     expected.extend(lines(&[
         "functions:",
         "  key                      key-selector",
         "  count                    keyed-process",
-        "    state `count`: value, schema `(u64, u64)`, codec: no",
-        "    state `values`: list, schema `i64`, codec: no",
-        "    state `seen`: map, schema `i64`, codec: no",
+        "    state `count`: value, schema `(u64, u64)@e94cb4f0`, codec: no",
+        "    state `values`: list, schema `i64@7744eda3`, codec: no",
+        "    state `seen`: map, schema `i64@7744eda3`, codec: no",
+        "    state `last`: value, schema `Last@bf5e5a62`, codec: no",
         "migrations:",
-        "  function `count`, state `count`, from schema `u32`",
-        "  function `count`, state `values`, from schema `u32`",
-        "  function `count`, state `seen`, from schema `u32`",
+        "  function `count`, state `count`, from schema `u32@9af21e7b`",
+        "  function `count`, state `values`, from schema `u32@9af21e7b`",
+        "  function `count`, state `seen`, from schema `u32@9af21e7b`",
+        "  function `count`, state `last`, from schema `Last@c0f71d96`",
     ]));
     assert_eq!(inspect("counter_v2", &[]), expected);
 
@@ -85,21 +88,22 @@ fn inspect_lists_states_schemas_codecs_and_migrations() {
         probed[9..12],
         lines(&[
             "    state `count`: value, schema `pair`, codec: no",
-            "    state `values`: list, schema `i64`, codec: no",
-            "migrations:",
+            "    state `values`: list, schema `i64@7744eda3`, codec: no",
+            "    state `last`: value, schema `Last@bf5e5a62`, codec: no",
         ])
     );
 
-    // counter-v1: `u32` everywhere, no migrations.
+    // counter-v1: `u32` and v1's `Last`, no migrations.
     let mut expected = head("counter_v1", "counter-v1", "0.1.0");
     expected.extend(lines(&[
         "functions:",
         "  key                      key-selector",
         "  second                   key-selector",
         "  count                    keyed-process",
-        "    state `count`: value, schema `u32`, codec: no",
-        "    state `values`: list, schema `u32`, codec: no",
-        "    state `seen`: map, schema `u32`, codec: no",
+        "    state `count`: value, schema `u32@9af21e7b`, codec: no",
+        "    state `values`: list, schema `u32@9af21e7b`, codec: no",
+        "    state `seen`: map, schema `u32@9af21e7b`, codec: no",
+        "    state `last`: value, schema `Last@c0f71d96`, codec: no",
         "migrations:",
         "  none",
     ]));
@@ -112,7 +116,7 @@ fn inspect_lists_states_schemas_codecs_and_migrations() {
         "  tokenize                 flat-map",
         "  word                     key-selector",
         "  count                    keyed-process",
-        "    state `count`: value, schema `u64`, codec: yes",
+        "    state `count`: value, schema `u64@f599db6e`, codec: yes",
         "migrations:",
         "  none",
     ]));
@@ -141,7 +145,7 @@ fn inspect_lists_states_schemas_codecs_and_migrations() {
         lines(&[
             "  speed_limits             keyed-co-process",
             "    state `broadcast/limits`: broadcast map, no schema, codec: yes",
-            "    state `violations`: value, schema `u64`, codec: yes",
+            "    state `violations`: value, schema `u64@f599db6e`, codec: yes",
         ])
     );
     assert_eq!(
@@ -154,7 +158,7 @@ fn inspect_lists_states_schemas_codecs_and_migrations() {
     );
     assert_eq!(
         after("state_probe", 7)[6],
-        "    state `ttlvalue`: value with a TTL of 1000 ms, schema `alloc::string::String`, codec: no"
+        "    state `ttlvalue`: value with a TTL of 1000 ms, schema `String@b292f7e8`, codec: no"
     );
 }
 
