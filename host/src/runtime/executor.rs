@@ -183,7 +183,11 @@ pub fn execute(plan: &JobPlan, engine: &wasmtime::Engine, options: &RunOptions) 
             ));
         }
         (Some(RestoreFrom::Latest), Some(storage)) => {
-            let manifest = latest(storage)?;
+            // Refuses when checkpoints exist but none is intact.
+            let (manifest, refused) = storage.latest_intact().map_err(storage_error)?;
+            for reason in refused {
+                tracing::warn!("{reason}; falling back to an earlier checkpoint");
+            }
             if manifest.is_none() {
                 tracing::warn!(
                     "no complete checkpoint in {}; starting from the beginning",
