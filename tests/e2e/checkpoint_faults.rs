@@ -25,6 +25,7 @@ fn job(checkpoint: &str, restart: &str) -> String {
 name = "faults"
 dead_letter = "dead.jsonl"
 state_backend = "heap"
+parallelism = 1
 
 [checkpoint]
 dir = "checkpoints"
@@ -37,14 +38,12 @@ dir = "checkpoints"
 uid = "commands"
 type = "file"
 path = "commands.txt"
-parallelism = 1
 
 [[operator]]
 uid = "probe"
 input = "commands"
 module = "testkit.wasm"
 function = "state_probe"
-parallelism = 1
 key_by = {{ module = "testkit.wasm", function = "first_word" }}
 
 [[sink]]
@@ -52,7 +51,6 @@ uid = "out"
 input = "probe"
 type = "files"
 path = "out"
-parallelism = 1
 "#
     )
 }
@@ -170,11 +168,26 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-#[test]
-fn a_final_checkpoint_that_cannot_be_written_fails_the_run_instead_of_hanging() {
-    let work = Workdir::new();
-    // About 4 MiB of keyed state; no checkpoint but the final one.
-    work.write("commands.txt", commands(20_000));
+/// Fills the file system of `dir` up to its last byte with `dir/filler`
+/// (outside the job's checkpoint folder, which a run sweeps).
+fn fill(dir: &Path) {
+    let mut filler = std::fs::File::create(dir.join("filler")).expect("create the filler");
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match std::io::Write::write(&mut filler, &block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) if error.raw_os_error() == Some(28) => break,
+            Err(error) => panic!("fill {}: {error}", dir.display()),
+        }
+    }
+}
+
+/// Runs the job whose final (and only) checkpoint fails with `reason`, once
+/// restarted, and checks that the run ends with the error naming the
+/// checkpoint and the reason, committed nothing and left no file of the
+/// checkpoint behind.
+fn final_checkpoint_fails(work: &Workdir, reason: &str) {
     work.write(
         "job.toml",
         job(
@@ -182,10 +195,10 @@ fn a_final_checkpoint_that_cannot_be_written_fails_the_run_instead_of_hanging() 
             "strategy = \"fixed-delay\"\nattempts = 1\ndelay_ms = 0",
         ),
     );
-    let _disk = Tmpfs::mount(&work.path("checkpoints"), "2m");
-
-    let ended = run_bounded(&work, &[]);
-    let cause = "the final checkpoint 1 failed, so `out#0` can never commit the output it pre-committed for it: checkpoint 1 declined by probe#0: cannot write keyed state: No space left on device (os error 28)";
+    let ended = run_bounded(work, &[]);
+    let cause = format!(
+        "the final checkpoint 1 failed, so `out#0` can never commit the output it pre-committed for it: checkpoint 1 declined by probe#0: {reason}"
+    );
     assert_eq!(ended.code, Some(1), "{}", ended.stderr);
     let restarted = format!("job `faults` failed: {cause}; restarting from the beginning in 0 ms (restart 1 of 1)");
     assert_eq!(
@@ -199,10 +212,36 @@ fn a_final_checkpoint_that_cannot_be_written_fails_the_run_instead_of_hanging() 
         "the second attempt fails the run:\n{}",
         ended.stderr
     );
-    assert_eq!(committed(&work), Vec::<String>::new(), "nothing is committed");
-    // Nothing of the failed checkpoint is left to keep the disk full.
+    assert_eq!(committed(work), Vec::<String>::new(), "nothing is committed");
     assert_eq!(listing(&work.path("checkpoints/faults")), ["files"]);
-    assert_eq!(listing(&work.path("checkpoints/faults/files")), Vec::<String>::new());
+    assert_eq!(
+        listing(&work.path("checkpoints/faults/files")),
+        Vec::<String>::new(),
+        "no file of the failed checkpoint is left"
+    );
+}
+
+#[test]
+fn a_final_checkpoint_declined_on_a_full_disk_fails_the_run_instead_of_hanging() {
+    let work = Workdir::new();
+    work.write("commands.txt", commands(300));
+    let disk = Tmpfs::mount(&work.path("checkpoints"), "2m");
+    fill(&disk.0);
+    // The snapshot fails at once, often before the sink has stopped reading
+    // its control channel, which used to leave it waiting for ever.
+    final_checkpoint_fails(
+        &work,
+        "cannot write checkpoints/faults/files/.chk1-probe-0.keyed.tmp: No space left on device (os error 28)",
+    );
+}
+
+#[test]
+fn a_final_checkpoint_that_fills_the_disk_fails_the_run_and_frees_the_disk() {
+    let work = Workdir::new();
+    // About 4 MiB of keyed state, for a 2 MiB disk.
+    work.write("commands.txt", commands(20_000));
+    let _disk = Tmpfs::mount(&work.path("checkpoints"), "2m");
+    final_checkpoint_fails(&work, "cannot write keyed state: No space left on device (os error 28)");
 }
 
 /// Runs the job with checkpoints every 20 ms to the end; returns the ids of
