@@ -36,6 +36,11 @@ struct Job {
 impl Job {
     /// Checkpoints are triggered only when every source waits at its end.
     fn start(tolerable_failures: u32) -> Self {
+        Self::with_timeout(tolerable_failures, 3_600_000)
+    }
+
+    /// The same, with checkpoints that expire after `timeout_ms`.
+    fn with_timeout(tolerable_failures: u32, timeout_ms: u64) -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let storage = CheckpointStorage::open(dir.path(), "job").expect("storage");
         let tasks = vec![task("source"), task("keyed"), task("sink")];
@@ -50,7 +55,7 @@ impl Job {
             settings: CheckpointSettings {
                 dir: dir.path().to_path_buf(),
                 interval_ms: 3_600_000,
-                timeout_ms: 3_600_000,
+                timeout_ms,
                 min_pause_ms: 0,
                 max_concurrent: 1,
                 tolerable_failures,
@@ -185,16 +190,33 @@ fn a_declined_final_checkpoint_fails_the_attempt_when_the_sink_starts_waiting_af
 }
 
 #[test]
-fn a_sink_that_acknowledges_an_expired_final_checkpoint_late_fails_the_attempt() {
+fn a_sink_that_acknowledges_a_final_checkpoint_after_it_was_declined_fails_the_attempt() {
     let job = Job::start(1);
     let id = job.source_ends();
     job.ack(id, "source", true, None, 0);
     // The keyed subtask declines before the barrier reaches the sink, which
-    // acknowledges the abandoned checkpoint and then waits for it.
+    // then acknowledges the abandoned checkpoint and waits for it.
     declined(&job, id);
     job.ack(id, "sink", false, None, 1);
     job.send(ToCoordinator::AwaitsCommit { task: task("sink"), id });
     assert_eq!(job.result().expect_err("the attempt fails").to_string(), FAILED);
+}
+
+#[test]
+fn a_sink_that_waits_for_an_expired_final_checkpoint_fails_the_attempt() {
+    // Every checkpoint expires after 1 ms, and none is ever too many.
+    let job = Job::with_timeout(u32::MAX, 1);
+    let id = job.source_ends();
+    job.half_written(&format!("chk{id}-keyed-0.keyed"));
+    while job.next("sink") != ToTask::Abort(id) {}
+    job.ack(id, "source", true, None, 0);
+    job.ack(id, "sink", false, None, 1);
+    job.send(ToCoordinator::AwaitsCommit { task: task("sink"), id });
+    assert_eq!(
+        job.result().expect_err("the attempt fails").to_string(),
+        "the final checkpoint 1 failed, so `sink#0` can never commit the output it pre-committed for it: checkpoint 1 expired before completing"
+    );
+    assert_eq!(job.files(), BTreeSet::new());
 }
 
 #[test]
