@@ -208,7 +208,10 @@ fn final_checkpoint_fails(work: &Workdir, reason: &str) {
         ended.stderr
     );
     assert!(
-        ended.stderr.lines().any(|line| line == format!("error: job `faults` failed: {cause}")),
+        ended
+            .stderr
+            .lines()
+            .any(|line| line == format!("error: job `faults` failed: {cause}")),
         "the second attempt fails the run:\n{}",
         ended.stderr
     );
@@ -248,10 +251,7 @@ fn a_final_checkpoint_that_fills_the_disk_fails_the_run_and_frees_the_disk() {
 /// its retained checkpoints.
 fn checkpointed_run(work: &Workdir, input: &str) -> Vec<u64> {
     work.write("commands.txt", input);
-    work.write(
-        "job.toml",
-        job("interval_ms = 20\nretain = 3", "strategy = \"none\""),
-    );
+    work.write("job.toml", job("interval_ms = 20\nretain = 3", "strategy = \"none\""));
     let ended = run_bounded(work, &[]);
     assert_eq!(ended.code, Some(0), "{}", ended.stderr);
     assert_eq!(committed(work), expected(input));

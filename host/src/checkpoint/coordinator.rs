@@ -101,7 +101,9 @@ pub enum CheckpointError {
     },
     /// A subtask whose input has ended waits to commit what it pre-committed
     /// for a checkpoint that failed: no later checkpoint can commit it.
-    #[error("the final checkpoint {id} failed, so `{task}` can never commit the output it pre-committed for it: {cause}")]
+    #[error(
+        "the final checkpoint {id} failed, so `{task}` can never commit the output it pre-committed for it: {cause}"
+    )]
     FinalCheckpointFailed {
         /// The checkpoint.
         id: CheckpointId,
@@ -283,7 +285,9 @@ impl Coordinator {
                 .map(|(id, _)| *id)
                 .collect();
             for id in expired {
-                let Some(p) = progress.pending.remove(&id) else { continue };
+                let Some(p) = progress.pending.remove(&id) else {
+                    continue;
+                };
                 let p = fail_savepoint(p, "the savepoint expired before completing");
                 self.abandon(progress, p, format!("checkpoint {id} expired before completing"))?;
             }
@@ -331,7 +335,9 @@ impl Coordinator {
                 .map(|(id, _)| *id)
                 .collect();
             for id in complete {
-                let Some(p) = progress.pending.remove(&id) else { continue };
+                let Some(p) = progress.pending.remove(&id) else {
+                    continue;
+                };
                 match self.complete(&p, progress) {
                     Ok(()) => {
                         progress.failures = 0;
@@ -342,7 +348,9 @@ impl Coordinator {
                         // Older checkpoints can no longer be the latest.
                         let older: Vec<CheckpointId> = progress.pending.range(..id).map(|(id, _)| *id).collect();
                         for old in older {
-                            let Some(p) = progress.pending.remove(&old) else { continue };
+                            let Some(p) = progress.pending.remove(&old) else {
+                                continue;
+                            };
                             let p = fail_savepoint(p, "a later checkpoint completed first");
                             progress.abandoned.insert(old);
                             self.discard(progress, old, &state_files(p.acks.values()));
@@ -503,7 +511,10 @@ impl Coordinator {
         // Retention runs after the savepoint has its own copy of the files.
         // The checkpoint is complete whether or not it succeeds.
         if let Err(error) = self.storage.retain(self.settings.retain) {
-            tracing::warn!("cannot delete checkpoints older than the {} retained: {error}", self.settings.retain);
+            tracing::warn!(
+                "cannot delete checkpoints older than the {} retained: {error}",
+                self.settings.retain
+            );
         }
         Ok(())
     }

@@ -458,8 +458,8 @@ impl CheckpointStorage {
             let Some((checkpoint, temporary)) = written_for(&name) else {
                 continue;
             };
-            let unclaimed = temporary
-                || (!keep.contains(&name) && referenced.as_ref().is_some_and(|names| !names.contains(&name)));
+            let unclaimed =
+                temporary || (!keep.contains(&name) && referenced.as_ref().is_some_and(|names| !names.contains(&name)));
             if unclaimed && doomed(checkpoint, temporary, &name) && remove(&entry.path(), &mut first_error) {
                 deleted += 1;
             }
@@ -515,7 +515,10 @@ fn written_for(name: &str) -> Option<(CheckpointId, bool)> {
         None => (name, false),
     };
     let (number, _) = name.strip_prefix("chk")?.split_once('-')?;
-    let id = number.parse::<u64>().ok().filter(|_| number.bytes().all(|b| b.is_ascii_digit()))?;
+    let id = number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| number.bytes().all(|b| b.is_ascii_digit()))?;
     Some((CheckpointId(id), temporary))
 }
 

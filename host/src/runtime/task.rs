@@ -361,9 +361,9 @@ fn await_commit(operator: &mut dyn Operator, control: &TaskControl, last: Checkp
     let _ = control
         .to_coordinator
         .send(crate::checkpoint::coordinator::ToCoordinator::AwaitsCommit {
-        task: control.task.clone(),
-        id: last,
-    });
+            task: control.task.clone(),
+            id: last,
+        });
     while operator.pending_commit().is_some_and(|pending| pending <= last) {
         match control.from_coordinator.recv() {
             Ok(ToTask::Complete(id)) => operator.notify_checkpoint_complete(id)?,

@@ -126,7 +126,11 @@ impl Job {
 
     /// Writes the keyed subtask's state file for checkpoint `id`.
     fn keyed_state(&self, id: CheckpointId) -> FileRef {
-        let mut writer = self.storage.files().create(&format!("chk{id}-keyed-0.keyed")).expect("create");
+        let mut writer = self
+            .storage
+            .files()
+            .create(&format!("chk{id}-keyed-0.keyed"))
+            .expect("create");
         writer.write_all(b"state").expect("write");
         writer.finish().expect("finish")
     }

@@ -83,7 +83,13 @@ fn failed_checkpoint_2(storage: &CheckpointStorage) {
     commit(storage, 1, &[&shared, &own]);
     let carried = store(storage, "chk2-op-3.keyed");
     commit(storage, 3, &[&shared, &carried]);
-    for name in ["chk2-op-0-MANIFEST-000009", "chk2-op-1.keyed", "chk2-op-2.keyed", "00ff-000011.sst", "chk20-op-0.keyed"] {
+    for name in [
+        "chk2-op-0-MANIFEST-000009",
+        "chk2-op-1.keyed",
+        "chk2-op-2.keyed",
+        "00ff-000011.sst",
+        "chk20-op-0.keyed",
+    ] {
         store(storage, name);
     }
     half_written(storage, "chk2-op-4.timers");
@@ -97,7 +103,12 @@ fn failed_checkpoint_2(storage: &CheckpointStorage) {
 fn discarding_deletes_the_temporaries_and_the_acknowledged_files_nothing_else_may_name() {
     let (_dir, storage) = storage();
     failed_checkpoint_2(&storage);
-    let acknowledged = set(&["chk2-op-0-MANIFEST-000009", "chk2-op-1.keyed", "chk2-op-3.keyed", "00ff-000011.sst"]);
+    let acknowledged = set(&[
+        "chk2-op-0-MANIFEST-000009",
+        "chk2-op-1.keyed",
+        "chk2-op-3.keyed",
+        "00ff-000011.sst",
+    ]);
     let deleted = storage
         .discard(CheckpointId(2), &acknowledged, &set(&["chk2-op-1.keyed"]))
         .expect("discard");
@@ -107,17 +118,22 @@ fn discarding_deletes_the_temporaries_and_the_acknowledged_files_nothing_else_ma
         names(&[
             "00ff-000007.sst",
             "chk1-op-0-MANIFEST-000005",
-            "chk2-op-3.keyed",   // named by complete checkpoint 3
-            "chk2-op-1.keyed",   // kept: a later checkpoint may carry it
-            "chk2-op-2.keyed",   // not acknowledged yet: a late acknowledgement may name it
-            "00ff-000011.sst",   // shared: a checkpoint in progress may reuse it
-            "chk20-op-0.keyed",  // another checkpoint's
+            "chk2-op-3.keyed",  // named by complete checkpoint 3
+            "chk2-op-1.keyed",  // kept: a later checkpoint may carry it
+            "chk2-op-2.keyed",  // not acknowledged yet: a late acknowledgement may name it
+            "00ff-000011.sst",  // shared: a checkpoint in progress may reuse it
+            "chk20-op-0.keyed", // another checkpoint's
             ".chk20-op-1.keyed.tmp",
         ])
     );
-    assert!(!storage.checkpoint_dir(CheckpointId(2)).exists(), "the folder without manifest is gone");
+    assert!(
+        !storage.checkpoint_dir(CheckpointId(2)).exists(),
+        "the folder without manifest is gone"
+    );
     for id in [1, 3] {
-        storage.load(CheckpointId(id)).expect("complete checkpoints stay intact");
+        storage
+            .load(CheckpointId(id))
+            .expect("complete checkpoints stay intact");
     }
 }
 
@@ -142,7 +158,9 @@ fn at_the_end_of_an_attempt_every_own_file_of_abandoned_checkpoints_goes() {
     );
     assert!(!storage.checkpoint_dir(CheckpointId(2)).exists());
     for id in [1, 3] {
-        storage.load(CheckpointId(id)).expect("complete checkpoints stay intact");
+        storage
+            .load(CheckpointId(id))
+            .expect("complete checkpoints stay intact");
     }
 }
 
@@ -172,7 +190,10 @@ fn the_sweep_before_a_run_deletes_every_orphan_and_keeps_what_manifests_name() {
         listing(&storage),
         names(&["00ff-000007.sst", "chk1-op-0-MANIFEST-000005", "chk2-op-3.keyed"])
     );
-    assert!(!storage.checkpoint_dir(CheckpointId(2)).exists(), "the folder without manifest is gone");
+    assert!(
+        !storage.checkpoint_dir(CheckpointId(2)).exists(),
+        "the folder without manifest is gone"
+    );
     assert!(savepoints.is_dir(), "other folders stay");
     assert_eq!(storage.completed().expect("list"), [CheckpointId(1), CheckpointId(3)]);
 }
@@ -249,8 +270,18 @@ fn restoring_the_latest_refuses_when_every_checkpoint_fails_its_checks_and_says_
 fn only_own_state_files_and_their_temporaries_belong_to_a_checkpoint() {
     assert_eq!(written_for("chk12-op-0.keyed"), Some((CheckpointId(12), false)));
     assert_eq!(written_for(".chk12-op-0.keyed.tmp"), Some((CheckpointId(12), true)));
-    assert_eq!(written_for("chk12-op-0-MANIFEST-000005"), Some((CheckpointId(12), false)));
-    for shared in ["00ff-000007.sst", ".00ff-000007.sst.tmp", "chk+1-op", "chk-000001", ".chk1-op.keyed", "chkx-op"] {
+    assert_eq!(
+        written_for("chk12-op-0-MANIFEST-000005"),
+        Some((CheckpointId(12), false))
+    );
+    for shared in [
+        "00ff-000007.sst",
+        ".00ff-000007.sst.tmp",
+        "chk+1-op",
+        "chk-000001",
+        ".chk1-op.keyed",
+        "chkx-op",
+    ] {
         assert_eq!(written_for(shared), None, "{shared}");
     }
 }
