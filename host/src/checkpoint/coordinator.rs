@@ -11,13 +11,23 @@
 //! triggers at once. A subtask that has finished is no longer asked to
 //! acknowledge; its last state is carried into later manifests.
 //!
+//! Failed checkpoints: a checkpoint that is declined, expires or cannot be
+//! written is abandoned — its files are deleted
+//! ([`CheckpointStorage::discard`]), subtasks are told
+//! ([`ToTask::Abort`]) and the failure counts towards the job's tolerance. A
+//! two-phase-commit sink whose input has ended waits for its last
+//! pre-committed checkpoint and says so ([`ToCoordinator::AwaitsCommit`]):
+//! if that checkpoint fails, nothing can ever commit its output (it will
+//! acknowledge no later checkpoint), so the coordinator fails the attempt,
+//! which closes every control channel and ends every wait.
+//!
 //! Savepoints: a request from the control API triggers a checkpoint at once;
 //! when it completes, it is copied into a savepoint folder
 //! ([`super::savepoint`]) before retention runs, and the requester gets the
 //! path. A stop request sends [`ToTask::Stop`] to the sources, and nothing
 //! is triggered after it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -48,6 +58,15 @@ pub enum ToCoordinator {
     },
     /// A source reached the end of its input and waits for a last trigger.
     SourceAtEnd(TaskId),
+    /// The subtask's input has ended, and it waits until checkpoint `id` (or
+    /// a later one) completes to commit what it pre-committed for it. It
+    /// acknowledges no other checkpoint.
+    AwaitsCommit {
+        /// The subtask.
+        task: TaskId,
+        /// Its last pre-committed checkpoint.
+        id: CheckpointId,
+    },
     /// The subtask has finished.
     Finished(TaskId),
 }
@@ -80,6 +99,19 @@ pub enum CheckpointError {
         /// The last failure.
         last: String,
     },
+    /// A subtask whose input has ended waits to commit what it pre-committed
+    /// for a checkpoint that failed: no later checkpoint can commit it.
+    #[error(
+        "the final checkpoint {id} failed, so `{task}` can never commit the output it pre-committed for it: {cause}"
+    )]
+    FinalCheckpointFailed {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// The subtask that waits.
+        task: TaskId,
+        /// Why the checkpoint failed.
+        cause: String,
+    },
 }
 
 struct Pending {
@@ -88,6 +120,56 @@ struct Pending {
     acks: HashMap<TaskId, TaskState>,
     /// The savepoint this checkpoint is for, if any.
     savepoint: Option<SavepointRequest>,
+}
+
+/// What the coordinator knows about the checkpoints of one attempt.
+#[derive(Default)]
+struct Progress {
+    /// Checkpoints triggered and neither complete nor abandoned.
+    pending: BTreeMap<CheckpointId, Pending>,
+    /// Each subtask's latest acknowledged state, and for which checkpoint (a
+    /// finished subtask's is carried into later manifests).
+    latest: HashMap<TaskId, (CheckpointId, TaskState)>,
+    finished: HashSet<TaskId>,
+    /// Sources that wait for their last trigger.
+    at_end: HashSet<TaskId>,
+    /// Checkpoints failed in a row.
+    failures: u32,
+    /// The newest complete checkpoint.
+    last_completed: Option<CheckpointId>,
+    /// Why each checkpoint abandoned since `last_completed` failed.
+    failed: BTreeMap<CheckpointId, String>,
+    /// Every checkpoint abandoned in this attempt (their remaining files go
+    /// at its end).
+    abandoned: BTreeSet<CheckpointId>,
+    /// Subtasks whose input has ended, with the checkpoint each waits for.
+    awaiting: BTreeMap<TaskId, CheckpointId>,
+    /// A stop savepoint was triggered: nothing more is.
+    stopping: bool,
+}
+
+impl Progress {
+    /// Whether a checkpoint `id` or later has completed.
+    fn covered(&self, id: CheckpointId) -> bool {
+        self.last_completed.is_some_and(|done| done >= id)
+    }
+
+    /// The state files that a checkpoint completed later may still name:
+    /// those of every latest and every pending acknowledgement.
+    fn live_files(&self) -> HashSet<String> {
+        let latest = self.latest.values().map(|(_, state)| state);
+        let acks = self.pending.values().flat_map(|p| p.acks.values());
+        state_files(latest.chain(acks))
+    }
+}
+
+/// The names of the state files that `states` refer to.
+fn state_files<'a>(states: impl Iterator<Item = &'a TaskState>) -> HashSet<String> {
+    states
+        .filter_map(|state| state.keyed.as_ref())
+        .flat_map(|k| k.canonical.iter().chain(k.native.iter().map(|(_, f)| f)))
+        .map(|file| file.name.clone())
+        .collect()
 }
 
 /// Everything the coordinator needs for one attempt of a job.
@@ -117,33 +199,62 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Runs until every subtask has gone; fails if too many checkpoints fail.
+    /// Runs until every subtask has gone; fails if too many checkpoints fail
+    /// in a row, or if a subtask waits to commit output that no checkpoint
+    /// can commit any more. Checkpoints still pending at the end are
+    /// abandoned and their files deleted.
     pub fn run(mut self, inbox: Receiver<ToCoordinator>) -> Result<(), CheckpointError> {
+        let restored = CheckpointId(self.next_id.saturating_sub(1));
+        let mut progress = Progress {
+            latest: self
+                .finished
+                .iter()
+                .map(|(task, state)| (task.clone(), (restored, state.clone())))
+                .collect(),
+            finished: self.finished.keys().cloned().collect(),
+            ..Progress::default()
+        };
+        let result = self.coordinate(&mut progress, &inbox);
+        // Nothing acknowledges a checkpoint any more.
+        let unfinished: Vec<CheckpointId> = progress.pending.keys().copied().collect();
+        for id in unfinished {
+            // (A savepoint's requester learns when its reply channel closes.)
+            progress.pending.remove(&id);
+            progress.abandoned.insert(id);
+        }
+        if !progress.abandoned.is_empty() {
+            match self.storage.discard_all(&progress.abandoned, &progress.live_files()) {
+                Ok(deleted) => tracing::debug!("deleted {deleted} files of abandoned checkpoints"),
+                Err(error) => tracing::warn!("cannot delete the files of abandoned checkpoints: {error}"),
+            }
+        }
+        result
+    }
+
+    fn coordinate(&mut self, progress: &mut Progress, inbox: &Receiver<ToCoordinator>) -> Result<(), CheckpointError> {
         let interval = Duration::from_millis(self.settings.interval_ms);
-        let mut pending: BTreeMap<CheckpointId, Pending> = BTreeMap::new();
-        let mut latest: HashMap<TaskId, TaskState> = self.finished.clone();
-        let mut finished: HashSet<TaskId> = self.finished.keys().cloned().collect();
-        let mut at_end: HashSet<TaskId> = HashSet::new();
-        let mut failures = 0u32;
         let mut last_trigger = Instant::now();
-        let mut last_completion = Instant::now() - Duration::from_millis(self.settings.min_pause_ms);
-        let mut stopping = false;
+        // `None` until a checkpoint completes (no pause before the first;
+        // subtracting the pause from now could underflow the clock).
+        let mut last_completion: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            self.savepoint_requests(&mut pending, &finished, &mut stopping);
+            self.savepoint_requests(progress);
+            let finished = &progress.finished;
             let all_sources_waiting = self
                 .sources
                 .iter()
                 .filter(|s| !finished.contains(*s))
-                .all(|s| at_end.contains(s))
-                && self.sources.iter().any(|s| at_end.contains(s));
+                .all(|s| progress.at_end.contains(s))
+                && self.sources.iter().any(|s| progress.at_end.contains(s));
             let due = now.duration_since(last_trigger) >= interval
-                && now.duration_since(last_completion) >= Duration::from_millis(self.settings.min_pause_ms)
-                && pending.len() < self.settings.max_concurrent;
+                && last_completion
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(self.settings.min_pause_ms))
+                && progress.pending.len() < self.settings.max_concurrent;
             let has_live_sources = self.sources.iter().any(|s| !finished.contains(s));
             if has_live_sources
-                && !stopping
-                && (due || (all_sources_waiting && !self.waiting_trigger_sent(&pending, &at_end)))
+                && !progress.stopping
+                && (due || (all_sources_waiting && !waiting_trigger_sent(progress)))
             {
                 let barrier = Barrier {
                     id: CheckpointId(self.next_id),
@@ -152,13 +263,13 @@ impl Coordinator {
                 self.next_id += 1;
                 tracing::debug!("triggering checkpoint {}", barrier.id);
                 for source in &self.sources {
-                    if !finished.contains(source)
+                    if !progress.finished.contains(source)
                         && let Some(channel) = self.to_tasks.get(source)
                     {
                         let _ = channel.send(ToTask::Trigger(barrier));
                     }
                 }
-                pending.insert(
+                progress.pending.insert(
                     barrier.id,
                     Pending {
                         barrier,
@@ -172,16 +283,18 @@ impl Coordinator {
 
             // Time out checkpoints that take too long.
             let timeout = Duration::from_millis(self.settings.timeout_ms);
-            let expired: Vec<CheckpointId> = pending
+            let expired: Vec<CheckpointId> = progress
+                .pending
                 .iter()
                 .filter(|(_, p)| now.duration_since(p.started) > timeout)
                 .map(|(id, _)| *id)
                 .collect();
             for id in expired {
-                fail_savepoint(pending.remove(&id), "the savepoint expired before completing");
-                failures += 1;
-                self.check_failures(failures, format!("checkpoint {id} expired before completing"))?;
-                self.broadcast(ToTask::Abort(id));
+                let Some(p) = progress.pending.remove(&id) else {
+                    continue;
+                };
+                let p = fail_savepoint(p, "the savepoint expired before completing");
+                self.abandon(progress, p, format!("checkpoint {id} expired before completing"))?;
             }
 
             let wait = interval
@@ -193,76 +306,128 @@ impl Coordinator {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
             match message {
-                ToCoordinator::Ack { id, state } => {
-                    latest.insert(state.task.clone(), state.clone());
-                    if state.finished {
-                        finished.insert(state.task.clone());
-                    }
-                    if let Some(p) = pending.get_mut(&id) {
-                        p.acks.insert(state.task.clone(), state);
-                    }
-                }
+                ToCoordinator::Ack { id, state } => self.on_ack(progress, id, state),
                 ToCoordinator::Decline { id, task, reason } => {
-                    if let Some(p) = pending.remove(&id) {
-                        fail_savepoint(Some(p), &format!("the savepoint was declined by {task}: {reason}"));
-                        failures += 1;
-                        self.check_failures(failures, format!("checkpoint {id} declined by {task}: {reason}"))?;
-                        self.broadcast(ToTask::Abort(id));
+                    if let Some(p) = progress.pending.remove(&id) {
+                        let p = fail_savepoint(p, &format!("the savepoint was declined by {task}: {reason}"));
+                        self.abandon(progress, p, format!("checkpoint {id} declined by {task}: {reason}"))?;
+                    } else {
+                        // A late writer of an abandoned checkpoint: its temporaries.
+                        self.discard(progress, id, &HashSet::new());
                     }
                 }
                 ToCoordinator::SourceAtEnd(task) => {
-                    at_end.insert(task);
+                    progress.at_end.insert(task);
+                }
+                ToCoordinator::AwaitsCommit { task, id } => {
+                    progress.awaiting.insert(task, id);
+                    check_awaiting(progress)?;
                 }
                 ToCoordinator::Finished(task) => {
-                    finished.insert(task);
+                    progress.awaiting.remove(&task);
+                    progress.finished.insert(task);
                 }
             }
             // Complete every checkpoint that has all its acknowledgements.
-            let complete: Vec<CheckpointId> = pending
+            let complete: Vec<CheckpointId> = progress
+                .pending
                 .iter()
                 .filter(|(_, p)| {
-                    self.tasks
-                        .iter()
-                        .all(|t| p.acks.contains_key(t) || (finished.contains(t) && latest.contains_key(t)))
+                    self.tasks.iter().all(|t| {
+                        p.acks.contains_key(t) || (progress.finished.contains(t) && progress.latest.contains_key(t))
+                    })
                 })
                 .map(|(id, _)| *id)
                 .collect();
             for id in complete {
-                let Some(p) = pending.remove(&id) else { continue };
-                match self.complete(&p, &latest, &finished) {
+                let Some(p) = progress.pending.remove(&id) else {
+                    continue;
+                };
+                match self.complete(&p, progress) {
                     Ok(()) => {
-                        failures = 0;
-                        last_completion = Instant::now();
+                        progress.failures = 0;
+                        progress.last_completed = Some(id);
+                        progress.failed.retain(|failed, _| *failed > id);
+                        progress.awaiting.retain(|_, awaited| *awaited > id);
+                        last_completion = Some(Instant::now());
                         // Older checkpoints can no longer be the latest.
-                        let older: Vec<CheckpointId> = pending.range(..id).map(|(id, _)| *id).collect();
+                        let older: Vec<CheckpointId> = progress.pending.range(..id).map(|(id, _)| *id).collect();
                         for old in older {
-                            fail_savepoint(pending.remove(&old), "a later checkpoint completed first");
+                            let Some(p) = progress.pending.remove(&old) else {
+                                continue;
+                            };
+                            let p = fail_savepoint(p, "a later checkpoint completed first");
+                            progress.abandoned.insert(old);
+                            self.discard(progress, old, &state_files(p.acks.values()));
                             self.broadcast(ToTask::Abort(old));
                         }
                         self.broadcast(ToTask::Complete(id));
                     }
                     Err(error) => {
-                        failures += 1;
-                        self.check_failures(failures, format!("checkpoint {id} could not be written: {error}"))?;
-                        self.broadcast(ToTask::Abort(id));
+                        self.abandon(progress, p, format!("checkpoint {id} could not be written: {error}"))?;
                     }
                 }
             }
         }
     }
 
+    /// Records a subtask's acknowledgement. It may come after its checkpoint
+    /// was abandoned: the state still counts as the subtask's latest (a
+    /// finished subtask's is carried into later checkpoints), and its files
+    /// go once a later acknowledgement replaces it.
+    fn on_ack(&self, progress: &mut Progress, id: CheckpointId, state: TaskState) {
+        let task = state.task.clone();
+        if state.finished {
+            progress.finished.insert(task.clone());
+        }
+        let replaced = progress.latest.insert(task.clone(), (id, state.clone()));
+        if let Some(p) = progress.pending.get_mut(&id) {
+            p.acks.insert(task, state);
+        }
+        if let Some((old, old_state)) = replaced
+            && progress.abandoned.contains(&old)
+        {
+            self.discard(progress, old, &state_files(std::iter::once(&old_state)));
+        }
+    }
+
+    /// Abandons checkpoint `p` (already out of `pending`) because of
+    /// `cause`: deletes its files, counts the failure and tells subtasks.
+    /// Fails the attempt when too many checkpoints failed in a row, or when a
+    /// subtask waits to commit what it pre-committed for it.
+    fn abandon(&self, progress: &mut Progress, p: Pending, cause: String) -> Result<(), CheckpointError> {
+        let id = p.barrier.id;
+        progress.abandoned.insert(id);
+        self.discard(progress, id, &state_files(p.acks.values()));
+        progress.failures += 1;
+        progress.failed.insert(id, cause.clone());
+        self.check_failures(progress.failures, cause)?;
+        check_awaiting(progress)?;
+        self.broadcast(ToTask::Abort(id));
+        Ok(())
+    }
+
+    /// Deletes the temporaries of the abandoned checkpoint `id` and those of
+    /// its `files` that no later checkpoint may name.
+    fn discard(&self, progress: &Progress, id: CheckpointId, files: &HashSet<String>) {
+        match self.storage.discard(id, files, &progress.live_files()) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!("deleted {deleted} files of abandoned checkpoint {id}"),
+            Err(error) => tracing::warn!("cannot delete the files of abandoned checkpoint {id}: {error}"),
+        }
+    }
+
     /// Triggers the savepoints asked for since the last call. A stop
     /// savepoint sends [`ToTask::Stop`], after which nothing is triggered.
-    fn savepoint_requests(
-        &mut self,
-        pending: &mut BTreeMap<CheckpointId, Pending>,
-        finished: &HashSet<TaskId>,
-        stopping: &mut bool,
-    ) {
+    fn savepoint_requests(&mut self, progress: &mut Progress) {
         let Some(settings) = &self.savepoints else { return };
         while let Ok(request) = settings.control.requests.try_recv() {
-            let live: Vec<&TaskId> = self.sources.iter().filter(|s| !finished.contains(*s)).collect();
-            if *stopping {
+            let live: Vec<&TaskId> = self
+                .sources
+                .iter()
+                .filter(|s| !progress.finished.contains(*s))
+                .collect();
+            if progress.stopping {
                 let _ = request.reply.send(Err("the job is stopping".into()));
                 continue;
             }
@@ -282,7 +447,7 @@ impl Coordinator {
                 barrier.id,
                 if request.stop { " and stopping" } else { "" }
             );
-            *stopping = request.stop;
+            progress.stopping = request.stop;
             for source in live {
                 if let Some(channel) = self.to_tasks.get(source) {
                     let message = if request.stop {
@@ -293,7 +458,7 @@ impl Coordinator {
                     let _ = channel.send(message);
                 }
             }
-            pending.insert(
+            progress.pending.insert(
                 barrier.id,
                 Pending {
                     barrier,
@@ -305,29 +470,20 @@ impl Coordinator {
         }
     }
 
-    /// Whether a trigger already went out to the sources that wait at the end.
-    fn waiting_trigger_sent(&self, pending: &BTreeMap<CheckpointId, Pending>, at_end: &HashSet<TaskId>) -> bool {
-        pending
-            .values()
-            .any(|p| at_end.iter().all(|source| !p.acks.contains_key(source)))
-    }
-
-    fn complete(
-        &self,
-        pending: &Pending,
-        latest: &HashMap<TaskId, TaskState>,
-        finished: &HashSet<TaskId>,
-    ) -> Result<(), StorageError> {
+    /// Writes the manifest of `pending`, which has every acknowledgement:
+    /// from then on the checkpoint is complete.
+    fn complete(&self, pending: &Pending, progress: &Progress) -> Result<(), StorageError> {
         let mut tasks = Vec::with_capacity(self.tasks.len());
         for task in &self.tasks {
             let state = match pending.acks.get(task) {
                 Some(state) => state.clone(),
                 None => {
-                    let mut state = latest
+                    let mut state = progress
+                        .latest
                         .get(task)
-                        .cloned()
+                        .map(|(_, state)| state.clone())
                         .ok_or_else(|| StorageError::Format(format!("no state for finished subtask {task}")))?;
-                    state.finished = finished.contains(task);
+                    state.finished = progress.finished.contains(task);
                     state
                 }
             };
@@ -358,7 +514,14 @@ impl Coordinator {
             }
         }
         // Retention runs after the savepoint has its own copy of the files.
-        self.storage.retain(self.settings.retain)
+        // The checkpoint is complete whether or not it succeeds.
+        if let Err(error) = self.storage.retain(self.settings.retain) {
+            tracing::warn!(
+                "cannot delete checkpoints older than the {} retained: {error}",
+                self.settings.retain
+            );
+        }
+        Ok(())
     }
 
     fn broadcast(&self, message: ToTask) {
@@ -380,9 +543,44 @@ impl Coordinator {
     }
 }
 
+/// Whether a trigger already went out to the sources that wait at the end.
+fn waiting_trigger_sent(progress: &Progress) -> bool {
+    progress
+        .pending
+        .values()
+        .any(|p| progress.at_end.iter().all(|source| !p.acks.contains_key(source)))
+}
+
+/// Fails the attempt if a subtask whose input has ended waits for a
+/// checkpoint that was abandoned and that no later one covers: the subtask
+/// acknowledges nothing more, so no later checkpoint can complete either.
+fn check_awaiting(progress: &Progress) -> Result<(), CheckpointError> {
+    for (task, &id) in &progress.awaiting {
+        if progress.pending.contains_key(&id) || progress.covered(id) {
+            continue;
+        }
+        let cause = progress
+            .failed
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("checkpoint {id} was abandoned"));
+        tracing::debug!("{task} waits for checkpoint {id}, which failed");
+        return Err(CheckpointError::FinalCheckpointFailed {
+            id,
+            task: task.clone(),
+            cause,
+        });
+    }
+    Ok(())
+}
+
 /// Tells whoever asked for the savepoint of an abandoned checkpoint why.
-fn fail_savepoint(pending: Option<Pending>, reason: &str) {
-    if let Some(request) = pending.and_then(|p| p.savepoint) {
+fn fail_savepoint(mut pending: Pending, reason: &str) -> Pending {
+    if let Some(request) = pending.savepoint.take() {
         let _ = request.reply.send(Err(reason.to_string()));
     }
+    pending
 }
+
+#[cfg(test)]
+mod tests;

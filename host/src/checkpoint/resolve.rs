@@ -130,7 +130,9 @@ pub fn find(from: &RestoreFrom, storage: Option<&CheckpointStorage>) -> Result<O
         }
         RestoreFrom::Latest => {
             let Some(storage) = storage else { return Ok(None) };
-            let (manifest, refused) = storage.latest_valid()?;
+            // Refuses when checkpoints exist but none is intact: starting
+            // from the beginning would emit again what they covered.
+            let (manifest, refused) = storage.latest_intact()?;
             for reason in refused {
                 tracing::warn!("{reason}; falling back to an earlier checkpoint");
             }

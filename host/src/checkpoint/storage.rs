@@ -14,8 +14,17 @@
 //! RocksDB SST file that did not change is referenced by every checkpoint
 //! that contains it) and deleted only when no retained manifest refers to
 //! them.
+//!
+//! A checkpoint that fails leaves files behind: its own state files
+//! (`chk<id>-…`, never shared), their temporaries (`.<name>.tmp`) and perhaps
+//! a checkpoint folder without a manifest. The coordinator deletes them when
+//! it abandons the checkpoint ([`CheckpointStorage::discard`]) — all but
+//! those a late acknowledgement may still name, which go when the attempt
+//! ends ([`CheckpointStorage::discard_all`]) — and every run starts by
+//! sweeping whatever is left ([`CheckpointStorage::sweep_orphans`]), so a
+//! full disk does not stay full.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +59,23 @@ pub enum StorageError {
     /// A state file could not be encoded or decoded.
     #[error("{0}")]
     Format(String),
+    /// The job has complete checkpoints, but none passes its checks.
+    #[error(
+        "cannot restore the latest checkpoint: no checkpoint in {} is intact ({}); run without --restore to start from the beginning",
+        .dir.display(),
+        joined(.refused)
+    )]
+    NoIntactCheckpoint {
+        /// The job's checkpoint folder.
+        dir: PathBuf,
+        /// Why each checkpoint was refused, newest first.
+        refused: Vec<StorageError>,
+    },
+}
+
+/// `errors`, separated by semicolons.
+fn joined(errors: &[StorageError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
@@ -109,8 +135,14 @@ impl FileStore {
         let path = self.dir.join(name);
         if !path.exists() && std::fs::hard_link(source, &path).is_err() {
             let temporary = self.dir.join(format!(".{name}.tmp"));
-            std::fs::copy(source, &temporary).map_err(io("cannot copy", source))?;
-            std::fs::rename(&temporary, &path).map_err(io("cannot rename", &temporary))?;
+            let copied = std::fs::copy(source, &temporary)
+                .map_err(io("cannot copy", source))
+                .and_then(|_| std::fs::rename(&temporary, &path).map_err(io("cannot rename", &temporary)));
+            if let Err(error) = copied {
+                // A full disk keeps no half copy.
+                let _ = std::fs::remove_file(&temporary);
+                return Err(error);
+            }
         }
         let (size, sha256) = digest_file(&path)?;
         Ok(FileRef {
@@ -304,11 +336,33 @@ impl CheckpointStorage {
     /// The latest checkpoint that passes its checks, with a message for each
     /// newer one that was refused.
     pub fn latest_valid(&self) -> Result<(Option<Manifest>, Vec<String>), StorageError> {
+        let (manifest, refused) = self.scan_latest()?;
+        Ok((manifest, refused.iter().map(ToString::to_string).collect()))
+    }
+
+    /// The checkpoint an explicit restore of the latest one starts from: the
+    /// latest that passes its checks, with why each newer one was refused.
+    /// `None` when the job has no complete checkpoint at all; an error
+    /// ([`StorageError::NoIntactCheckpoint`]) when it has some but none
+    /// passes, since starting from the beginning would emit again everything
+    /// those checkpoints had covered.
+    pub fn latest_intact(&self) -> Result<(Option<Manifest>, Vec<StorageError>), StorageError> {
+        match self.scan_latest()? {
+            (None, refused) if !refused.is_empty() => Err(StorageError::NoIntactCheckpoint {
+                dir: self.root.clone(),
+                refused,
+            }),
+            found => Ok(found),
+        }
+    }
+
+    /// Loads checkpoints from the newest until one passes its checks.
+    fn scan_latest(&self) -> Result<(Option<Manifest>, Vec<StorageError>), StorageError> {
         let mut refused = Vec::new();
         for id in self.completed()?.into_iter().rev() {
             match self.load(id) {
                 Ok(manifest) => return Ok((Some(manifest), refused)),
-                Err(error) => refused.push(error.to_string()),
+                Err(error) => refused.push(error),
             }
         }
         Ok((None, refused))
@@ -344,25 +398,158 @@ impl CheckpointStorage {
         Ok(())
     }
 
-    /// Deletes every state file that no complete checkpoint refers to. Only
-    /// safe while no checkpoint is in progress (before a run starts).
-    pub fn sweep_orphans(&self) -> Result<(), StorageError> {
-        let mut referenced = HashSet::new();
+    /// The names of the state files that complete checkpoints refer to, or
+    /// `None` if a manifest cannot be read (it may refer to any file).
+    fn referenced(&self) -> Result<Option<HashSet<String>>, StorageError> {
+        let mut names = HashSet::new();
         for id in self.completed()? {
-            let path = self.checkpoint_dir(id).join(MANIFEST);
-            let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
-            let Ok(manifest) = Manifest::decode(&bytes) else {
-                return Ok(());
+            let Ok(bytes) = std::fs::read(self.checkpoint_dir(id).join(MANIFEST)) else {
+                return Ok(None);
             };
-            referenced.extend(manifest.files().map(|f| f.name.clone()));
+            let Ok(manifest) = Manifest::decode(&bytes) else {
+                return Ok(None);
+            };
+            names.extend(manifest.files().map(|f| f.name.clone()));
         }
+        Ok(Some(names))
+    }
+
+    /// Deletes what the abandoned checkpoint `id` left that no subtask can
+    /// still claim: its temporaries, its folder if it has no manifest, and
+    /// those of `files` (the state files its acknowledgements named) that
+    /// are its own. Subtasks may still acknowledge it, naming files it wrote,
+    /// so its other files stay until [`CheckpointStorage::discard_all`].
+    /// Files in `keep` (states a later checkpoint may still carry over) or
+    /// named by a complete checkpoint stay too; if a manifest cannot be read,
+    /// only temporaries go. Returns how many files were deleted.
+    pub fn discard(
+        &self,
+        id: CheckpointId,
+        files: &HashSet<String>,
+        keep: &HashSet<String>,
+    ) -> Result<usize, StorageError> {
+        self.delete_files(
+            |checkpoint, temporary, name| checkpoint == id && (temporary || files.contains(name)),
+            keep,
+            [id],
+        )
+    }
+
+    /// Deletes every file of the abandoned checkpoints `ids` — their own
+    /// state files (`chk<id>-…`) and temporaries — and their folders without
+    /// a manifest, except files in `keep` or named by a complete checkpoint
+    /// (if a manifest cannot be read, only temporaries go). Shared files
+    /// (RocksDB SSTs, named after their database) stay: a later checkpoint
+    /// may reuse them. Only once nothing can acknowledge these checkpoints
+    /// any more (the end of an attempt). Returns how many files were deleted.
+    pub fn discard_all(&self, ids: &BTreeSet<CheckpointId>, keep: &HashSet<String>) -> Result<usize, StorageError> {
+        self.delete_files(|checkpoint, _, _| ids.contains(&checkpoint), keep, ids.iter().copied())
+    }
+
+    /// Deletes the files of abandoned checkpoints that `doomed` picks (given
+    /// the checkpoint, whether the file is a temporary, and its name), then
+    /// the folders of `folders` that have no manifest.
+    fn delete_files(
+        &self,
+        doomed: impl Fn(CheckpointId, bool, &str) -> bool,
+        keep: &HashSet<String>,
+        folders: impl IntoIterator<Item = CheckpointId>,
+    ) -> Result<usize, StorageError> {
+        let referenced = self.referenced()?;
+        let mut first_error = None;
+        let mut deleted = 0;
         let entries = std::fs::read_dir(&self.files.dir).map_err(io("cannot list", &self.files.dir))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !referenced.contains(&name) {
-                let _ = std::fs::remove_file(entry.path());
+            let Some((checkpoint, temporary)) = written_for(&name) else {
+                continue;
+            };
+            let unclaimed =
+                temporary || (!keep.contains(&name) && referenced.as_ref().is_some_and(|names| !names.contains(&name)));
+            if unclaimed && doomed(checkpoint, temporary, &name) && remove(&entry.path(), &mut first_error) {
+                deleted += 1;
             }
         }
-        Ok(())
+        for id in folders {
+            let dir = self.checkpoint_dir(id);
+            if dir.is_dir() && !dir.join(MANIFEST).exists() {
+                remove(&dir, &mut first_error);
+            }
+        }
+        first_error.map_or(Ok(deleted), Err)
+    }
+
+    /// Deletes what failed checkpoints left: checkpoint folders without a
+    /// manifest, temporaries, and every state file that no complete
+    /// checkpoint refers to (unless a manifest cannot be read: it may refer
+    /// to any file). Only safe while no checkpoint is in progress (before a
+    /// run starts).
+    pub fn sweep_orphans(&self) -> Result<(), StorageError> {
+        let mut first_error = None;
+        let entries = std::fs::read_dir(&self.root).map_err(io("cannot list", &self.root))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_checkpoint = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("chk-"))
+                .is_some_and(|n| n.parse::<u64>().is_ok());
+            if is_checkpoint && path.is_dir() && !path.join(MANIFEST).exists() {
+                remove(&path, &mut first_error);
+            }
+        }
+        let referenced = self.referenced()?;
+        let entries = std::fs::read_dir(&self.files.dir).map_err(io("cannot list", &self.files.dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let temporary = name.starts_with('.') && name.ends_with(".tmp");
+            let orphan = referenced.as_ref().is_some_and(|names| !names.contains(&name));
+            if (temporary || orphan) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                remove(&entry.path(), &mut first_error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
+
+/// The checkpoint that wrote the state file `name` (`chk<id>-…`), and
+/// whether it is a temporary (`.chk<id>-….tmp`); `None` for a file shared
+/// between checkpoints.
+fn written_for(name: &str) -> Option<(CheckpointId, bool)> {
+    let (name, temporary) = match name.strip_prefix('.') {
+        Some(rest) => (rest.strip_suffix(".tmp")?, true),
+        None => (name, false),
+    };
+    let (number, _) = name.strip_prefix("chk")?.split_once('-')?;
+    let id = number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| number.bytes().all(|b| b.is_ascii_digit()))?;
+    Some((CheckpointId(id), temporary))
+}
+
+/// Deletes the file or folder `path`; returns whether it did. A path that is
+/// already gone is no error (a snapshot writer may race with the deletion);
+/// any other error is kept in `first_error` if it is the first.
+fn remove(path: &Path, first_error: &mut Option<StorageError>) -> bool {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Ok(()) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(error) => {
+            first_error.get_or_insert(StorageError::Io {
+                what: "cannot delete",
+                path: path.to_path_buf(),
+                source: error,
+            });
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

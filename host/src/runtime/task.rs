@@ -116,7 +116,8 @@ pub fn run_source(
                     break;
                 }
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                // The coordinator failed the attempt: no final checkpoint.
+                Err(RecvTimeoutError::Disconnected) => return Err(TaskError::Cancelled),
             }
         }
     }
@@ -376,15 +377,22 @@ fn on_control(operator: &mut dyn Operator, state: &mut InputState, message: ToTa
 }
 
 /// Waits until checkpoint `last` (or a later one) completes.
+///
+/// The coordinator is told first: whether `last` failed before or after
+/// this wait began (its abort may have been read already), it then knows
+/// that nothing can commit this output and fails the attempt, closing the
+/// control channel. So an abort here is no reason to stop waiting, and the
+/// attempt's error is the coordinator's, which says why the checkpoint failed.
 fn await_commit(operator: &mut dyn Operator, control: &TaskControl, last: CheckpointId) -> Result<(), TaskError> {
+    let _ = control
+        .to_coordinator
+        .send(crate::checkpoint::coordinator::ToCoordinator::AwaitsCommit {
+            task: control.task.clone(),
+            id: last,
+        });
     while operator.pending_commit().is_some_and(|pending| pending <= last) {
         match control.from_coordinator.recv() {
             Ok(ToTask::Complete(id)) => operator.notify_checkpoint_complete(id)?,
-            Ok(ToTask::Abort(id)) if id >= last => {
-                return Err(TaskError::Checkpoint(format!(
-                    "the final checkpoint {id} was abandoned, so its output cannot be committed"
-                )));
-            }
             Ok(_) => {}
             Err(_) => return Err(TaskError::Cancelled),
         }
