@@ -651,6 +651,10 @@ impl Operator for BufferedWindowOperator {
         self.side_output_late(late, out)
     }
 
+    fn restore_watermark(&mut self, watermark: EventTime) {
+        self.watermark = watermark;
+    }
+
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.watermark = watermark;
         if self.triggered {

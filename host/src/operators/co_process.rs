@@ -98,6 +98,10 @@ impl Operator for CoProcessOperator {
         route_call_output(output, &batch, &self.uid, &self.module, out)
     }
 
+    fn restore_watermark(&mut self, watermark: EventTime) {
+        self.watermark = watermark;
+    }
+
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out)

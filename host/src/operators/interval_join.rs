@@ -181,6 +181,10 @@ impl Operator for IntervalJoinOperator {
         self.core.flush(out)
     }
 
+    fn restore_watermark(&mut self, watermark: EventTime) {
+        self.core.watermark = watermark;
+    }
+
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.core.watermark = watermark;
         loop {

@@ -59,6 +59,12 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The operator starts from a checkpoint whose watermark was
+    /// `watermark`: records at or behind it are late, as they were before.
+    /// Nothing fires: a timer registered for a time the watermark had
+    /// already passed fires at the next advance, as it would have.
+    fn restore_watermark(&mut self, _watermark: EventTime) {}
+
     /// The earliest wall-clock time (ms) at which the operator wants
     /// [`Operator::on_processing_time`] called.
     fn next_processing_time(&self) -> Option<i64> {

@@ -722,6 +722,10 @@ impl Operator for WindowOperator {
         self.process_assigned(batch, out)
     }
 
+    fn restore_watermark(&mut self, watermark: EventTime) {
+        self.watermark = watermark;
+    }
+
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         if self.triggered() {
             return self.on_watermark_triggered(watermark, out);

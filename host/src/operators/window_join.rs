@@ -156,6 +156,10 @@ impl Operator for WindowJoinOperator {
         Ok(())
     }
 
+    fn restore_watermark(&mut self, watermark: EventTime) {
+        self.core.watermark = watermark;
+    }
+
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.core.watermark = watermark;
         loop {

@@ -35,6 +35,9 @@ pub struct TaskControl {
     pub max_parallelism: u32,
     /// Snapshot writers still running.
     pub writers: std::cell::RefCell<Vec<std::thread::JoinHandle<()>>>,
+    /// Set when the attempt is cancelled (another subtask failed): a
+    /// subtask waiting on the coordinator alone checks it.
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TaskControl {
@@ -125,6 +128,16 @@ impl TaskControl {
             let _ = writer.join();
         }
         let _ = self.to_coordinator.send(ToCoordinator::Finished(self.task.clone()));
+    }
+}
+
+impl Drop for TaskControl {
+    /// A subtask that failed leaves no snapshot writer behind: the next
+    /// attempt may reuse its checkpoint ids, and so its file names.
+    fn drop(&mut self) {
+        for writer in self.writers.get_mut().drain(..) {
+            let _ = writer.join();
+        }
     }
 }
 

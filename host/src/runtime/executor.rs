@@ -428,7 +428,7 @@ fn run_attempt(
         _ => None,
     };
 
-    let cancel = AtomicBool::new(false);
+    let cancel = Arc::new(AtomicBool::new(false));
     let failures: Mutex<Vec<TaskError>> = Mutex::new(Vec::new());
     let fail = |error: TaskError| {
         cancel.store(true, Ordering::Relaxed);
@@ -509,6 +509,7 @@ fn run_attempt(
                         mode: plane.settings.mode,
                         max_parallelism: plan.settings.max_parallelism,
                         writers: std::cell::RefCell::new(Vec::new()),
+                        cancel: Arc::clone(&cancel),
                     })
                 });
                 let task = Subtask {

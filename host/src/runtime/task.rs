@@ -254,10 +254,9 @@ pub fn run_operator_inputs(
     let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
     if let Some(watermark) = restored.input.filter(|w| *w > EventTime::MIN) {
-        // Every timer up to it fired before the barrier: this only sets
-        // the operator's notion of what is late.
+        // Only what is late: timers wait for the next advance, as they would have.
         state.current = watermark;
-        operator.on_watermark(watermark, out)?;
+        operator.restore_watermark(watermark);
     }
     out.resume_watermarks(restored.output, restored.input)?;
     // An input stopped with a savepoint: the watermark stays where it is.
@@ -391,10 +390,15 @@ fn await_commit(operator: &mut dyn Operator, control: &TaskControl, last: Checkp
             id: last,
         });
     while operator.pending_commit().is_some_and(|pending| pending <= last) {
-        match control.from_coordinator.recv() {
+        // Reads no channel another subtask could close: a failure elsewhere
+        // shows only in the cancel flag.
+        if control.cancel.load(Ordering::Relaxed) {
+            return Err(TaskError::Cancelled);
+        }
+        match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
             Ok(ToTask::Complete(id)) => operator.notify_checkpoint_complete(id)?,
-            Ok(_) => {}
-            Err(_) => return Err(TaskError::Cancelled),
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Err(TaskError::Cancelled),
         }
     }
     Ok(())
