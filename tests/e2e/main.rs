@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod broadcast;
+mod chaos;
 mod event_time;
 mod exactly_once;
 mod harness;
