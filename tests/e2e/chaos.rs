@@ -24,10 +24,12 @@
 //! Kill moments are drawn uniformly between 0 and the failure-free run's
 //! duration after each start, from a generator seeded per case by the
 //! printed seed: `WEIR_CHAOS_SEED=<seed>` replays the same moments (the
-//! job's own timing cannot be replayed exactly). Inputs are small, so a
-//! run takes a few hundred milliseconds (Q1's source is throttled to last
-//! about two seconds, for checkpoints every 100 ms); checkpoints come every
-//! 20 ms elsewhere, so that most kills find some to restore.
+//! job's own timing cannot be replayed exactly). `WEIR_CHAOS_KEEP=1` leaves
+//! each round's folder (job, logs, checkpoints, output) behind; a failure
+//! names it. Inputs are small, so a run takes a few hundred milliseconds
+//! (Q1's source is throttled to last about two seconds, for checkpoints
+//! every 100 ms); checkpoints come every 20 ms elsewhere, so that most
+//! kills find some to restore.
 //!
 //! A job whose sources follow their files (broadcast state) never ends: it
 //! gets its input in steps, each appended once the step before it is
@@ -186,8 +188,11 @@ impl Case {
 
 /// What one round did.
 struct Round {
+    /// Processes killed at a random moment.
     kills: u32,
+    /// Processes started (`run-1.log` ...).
     runs: u32,
+    /// From the first start to the completion.
     elapsed: Duration,
 }
 
@@ -363,6 +368,7 @@ fn first_reordering(expected: &[String], actual: &[String]) -> Option<String> {
     ))
 }
 
+/// `lines`, sorted: a multiset to compare.
 fn sorted(lines: &[String]) -> Vec<String> {
     let mut lines = lines.to_vec();
     lines.sort();

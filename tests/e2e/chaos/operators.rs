@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::{Case, Step, trap_modulus};
 use crate::oracle::Lcg;
 
+/// 2026-01-01T00:00:00Z, the first record's time.
 const BASE: i64 = 1_767_225_600_000;
 
 /// One `key timestamp text` record.
@@ -37,6 +38,7 @@ fn join_input(count: i64, seed: u64) -> Vec<Rec> {
         .collect()
 }
 
+/// The records as the input file's lines.
 fn lines(records: &[Rec]) -> String {
     records
         .iter()
@@ -54,6 +56,7 @@ fn by_key(records: &[Rec]) -> BTreeMap<&str, [Vec<&Rec>; 2]> {
     keys
 }
 
+/// testkit's `pair` of `l` and `r`, stamped `ts`.
 fn pair(key: &str, l: &Rec, r: &Rec, ts: i64) -> String {
     format!("{key},{},{},{},{},{ts}", l.ts, l.text, r.ts, r.text)
 }

@@ -135,6 +135,7 @@ pub fn cloned_plates() -> Case {
     )
 }
 
+/// The watermark's bound on out-of-orderness, ms.
 const BOUND_MS: i64 = 5_000;
 
 /// Q1's passings, from the built-in generator: 50 cameras, 10 passings a
@@ -230,6 +231,7 @@ pub fn flow_per_camera() -> Case {
     case
 }
 
+/// A camera is silent after this long without passings, ms.
 const SILENCE_MS: i64 = 30 * 60_000;
 
 /// Q3 input (`event_time.rs`): passings of 40 cameras over about two
