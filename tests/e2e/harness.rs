@@ -250,3 +250,30 @@ pub fn wait_success(child: std::process::Child) -> String {
     assert!(output.status.success(), "weir run failed:\n{stderr}");
     stderr
 }
+
+/// The lines a `files` sink has committed into `folder`, part file after
+/// part file in commit order (a sink has one subtask, whose part files are
+/// numbered in the order it commits them); empty when nothing is committed.
+/// Pending and in-progress part files (in dot-folders) are left out.
+pub fn committed_in_order(folder: &Path) -> Vec<String> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort();
+    parts
+        .iter()
+        .flat_map(|part| {
+            std::fs::read_to_string(part)
+                .unwrap_or_else(|e| panic!("read {}: {e}", part.display()))
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod broadcast;
+mod chaos;
 mod checkpoint_faults;
 mod diagnostics;
 mod event_time;

@@ -1,0 +1,329 @@
+//! The chaos cases of word count and the traffic queries, with their
+//! inputs and oracles (those of `oracle.rs`, and copies of
+//! `event_time.rs`'s, there private to their tests).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{Case, trap_modulus};
+use crate::harness::Workdir;
+use crate::oracle::{self, Lcg};
+
+/// A file source of passings.
+const FILE: &str = "type = \"file\"\npath = \"passings.csv\"";
+
+/// Source (`SOURCE`), traps and `parse` (with a watermark after every
+/// batch) of the traffic queries; then the query (`KEYED`).
+const TRAFFIC: &str = r#"
+[[source]]
+uid = "passings"
+SOURCE
+
+[[operator]]
+uid = "traps"
+input = "passings"
+module = "testkit.wasm"
+function = "trap_on_first_attempt"
+parallelism = 1
+params = { modulus = "MODULUS" }
+
+[[operator]]
+uid = "parse"
+input = "traps"
+module = "traffic.wasm"
+function = "parse"
+parallelism = 1
+watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 5000, interval_ms = 0 }
+
+[[operator]]
+uid = "query"
+input = "parse"
+module = "traffic.wasm"
+KEYED
+
+[[sink]]
+uid = "out"
+input = "query"
+type = "files"
+path = "out"
+"#;
+
+/// A traffic query over passings `csv` (read from `source`) in batches of
+/// `batch` passings, checkpointed every 20 ms.
+fn traffic(name: &'static str, source: &str, csv: String, batch: usize, keyed: &str, oracle: Vec<String>) -> Case {
+    Case {
+        name,
+        modulus: trap_modulus(csv.lines()),
+        files: vec![("passings.csv", csv)],
+        settings: format!("batch_size = {batch}"),
+        checkpoint_ms: 20,
+        body: TRAFFIC.replace("SOURCE", source).replace("KEYED", keyed),
+        outputs: &["out"],
+        ordered: false,
+        steps: Vec::new(),
+        compared: |_| true,
+        oracle: vec![oracle],
+    }
+}
+
+/// Word count, all at parallelism 1: the sink's input is one channel, so
+/// the order of the counts is compared too.
+pub fn word_count() -> Case {
+    let input = oracle::text(30_000, 7);
+    let expected = oracle::word_count_lines(&oracle::word_counts(&input));
+    Case {
+        name: "wordcount",
+        modulus: trap_modulus(input.lines()),
+        files: vec![("input.txt", input)],
+        settings: "batch_size = 16".to_string(),
+        checkpoint_ms: 20,
+        body: r#"
+[[source]]
+uid = "lines"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "traps"
+input = "lines"
+module = "testkit.wasm"
+function = "trap_on_first_attempt"
+parallelism = 1
+params = { modulus = "MODULUS" }
+
+[[operator]]
+uid = "tokenize"
+input = "traps"
+module = "wordcount.wasm"
+function = "tokenize"
+parallelism = 1
+
+[[operator]]
+uid = "count"
+input = "tokenize"
+module = "wordcount.wasm"
+function = "count"
+parallelism = 1
+key_by = { module = "wordcount.wasm", function = "word" }
+
+[[sink]]
+uid = "out"
+input = "count"
+type = "files"
+path = "out"
+"#
+        .to_string(),
+        outputs: &["out"],
+        ordered: true,
+        steps: Vec::new(),
+        compared: |_| true,
+        oracle: vec![expected],
+    }
+}
+
+/// Q2, cloned plates (keyed value state), at parallelism 2.
+pub fn cloned_plates() -> Case {
+    let csv = oracle::passings(60_000, 11);
+    let expected = oracle::cloned_plates(&csv);
+    assert!(expected.len() > 100, "{} alerts", expected.len());
+    traffic(
+        "q2",
+        FILE,
+        csv,
+        50,
+        "function = \"cloned_plates\"\nkey_by = { module = \"traffic.wasm\", function = \"plate\" }",
+        expected,
+    )
+}
+
+/// The watermark's bound on out-of-orderness, ms.
+const BOUND_MS: i64 = 5_000;
+
+/// Q1's passings, from the built-in generator: 50 cameras, 10 passings a
+/// second of event time (each up to 4 s late), and after the first 11
+/// minutes 1 % dirty passings, 5 to 10 minutes old.
+const Q1_GENERATOR: &str = "type = \"generator\"\nevents = 40000\nseed = 7\nrate = 10\ncameras = 50\n\
+                            plates = 1000\ndirty = 0.01\nparallelism = 1";
+
+/// The passings `generator` (source settings) generates, as CSV: what a
+/// job reading them sees.
+fn generated(generator: &str) -> String {
+    let work = Workdir::new();
+    work.run_ok(
+        &format!(
+            "[job]\nname = \"passings\"\n\n[[source]]\nuid = \"passings\"\n{generator}\n\n\
+             [[sink]]\nuid = \"csv\"\ninput = \"passings\"\ntype = \"file\"\npath = \"passings.csv\"\n"
+        ),
+        &[],
+    );
+    work.read("passings.csv")
+}
+
+/// Q1 as Flink defines it: a passing is late when the watermark (the
+/// largest timestamp of the passings before it - 5 s - 1, but for the last
+/// `lag` of them, which may share its batch) has reached the end of its
+/// window; the other passings are counted in their window. Returns the
+/// windows and the number of late passings.
+fn q1_oracle(csv: &str, lag: usize) -> (Vec<String>, u64) {
+    let passings: Vec<(i64, &str, u64)> = csv
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (
+                fields[0].parse().expect("ts"),
+                fields[1],
+                fields[3].parse().expect("speed"),
+            )
+        })
+        .collect();
+    let mut windows: BTreeMap<(&str, i64), (u64, u64, u64)> = BTreeMap::new();
+    let mut late = 0;
+    let mut max_ts = i64::MIN;
+    for (i, &(ts, camera, speed)) in passings.iter().enumerate() {
+        if i >= lag {
+            max_ts = max_ts.max(passings[i - lag].0);
+        }
+        let start = ts - ts.rem_euclid(60_000);
+        if start + 60_000 - 1 <= max_ts.saturating_sub(BOUND_MS + 1) {
+            late += 1;
+            continue;
+        }
+        let entry = windows.entry((camera, start)).or_insert((0, 0, 0));
+        entry.0 += 1;
+        entry.1 += speed;
+        entry.2 = entry.2.max(speed);
+    }
+    let mut lines: Vec<String> = windows
+        .into_iter()
+        .map(|((camera, start), (count, sum, max))| format!("{camera},{start},{count},{sum},{max}"))
+        .collect();
+    lines.sort();
+    (lines, late)
+}
+
+/// Q1, flow per camera (tumbling windows, an incremental aggregate), over
+/// generated passings some of which are late, at parallelism 2, with
+/// checkpoints every 100 ms. The generator is throttled so that a run lasts
+/// about two seconds; it then cuts its batches by the wall clock, but no
+/// passing's lateness depends on where a batch ends (the oracle finds the
+/// same late passings with a watermark from all passings before each and
+/// with one lagging a whole batch behind), so the output is deterministic.
+pub fn flow_per_camera() -> Case {
+    const BATCH: usize = 200;
+    let csv = generated(Q1_GENERATOR);
+    let (expected, late) = q1_oracle(&csv, 1);
+    assert!(late > 100, "the input must have late passings: {late}");
+    assert_eq!(
+        q1_oracle(&csv, BATCH),
+        (expected.clone(), late),
+        "lateness must not depend on batches"
+    );
+    let mut case = traffic(
+        "q1",
+        &format!("{Q1_GENERATOR}\nevents_per_second = 20000"),
+        csv,
+        BATCH,
+        "function = \"flow\"\nkey_by = { module = \"traffic.wasm\", function = \"camera_number\" }\n\
+         window = { type = \"tumbling\", size_ms = 60000 }",
+        expected,
+    );
+    case.files.clear();
+    case.checkpoint_ms = 100;
+    case
+}
+
+/// A camera is silent after this long without passings, ms.
+const SILENCE_MS: i64 = 30 * 60_000;
+
+/// Q3 input (`event_time.rs`): passings of 40 cameras over about two
+/// hours; cameras 7 and 13 fall silent for a while; some passings are dirty
+/// (10 minutes old); one is stamped 40 minutes in the future.
+fn q3_input() -> String {
+    let mut rng = Lcg::new(99);
+    let start = 1_767_225_600_000i64;
+    let mut out = String::new();
+    for i in 0..20_000i64 {
+        let mut ts = start + i * 400 - rng.below(3_000) as i64;
+        let mut camera = rng.below(40);
+        let minute = (i * 400) / 60_000;
+        if (camera == 7 && (30..75).contains(&minute)) || (camera == 13 && minute >= 90) {
+            camera = 8;
+        }
+        if rng.below(500) == 0 {
+            ts -= 10 * 60_000;
+        }
+        if i == 12_000 {
+            ts += 40 * 60_000;
+        }
+        out.push_str(&format!(
+            "{ts},CAM{camera:04},P{:07},{}\n",
+            rng.below(1000),
+            20 + rng.below(120)
+        ));
+    }
+    out
+}
+
+/// Q3 as the job computes it, batch by batch (`event_time.rs`): a timer
+/// fires once the watermark (largest timestamp seen - 5 s - 1, after each
+/// batch) reaches it; at the end of the input every timer fires.
+fn q3_oracle(csv: &str, batch: usize) -> Vec<String> {
+    let mut last_seen: HashMap<String, i64> = HashMap::new();
+    let mut timers: BTreeMap<(i64, String), ()> = BTreeMap::new();
+    let mut alerts = Vec::new();
+    let mut max_ts = i64::MIN;
+    let mut emitted = i64::MIN;
+    let fire = |timers: &mut BTreeMap<(i64, String), ()>,
+                last_seen: &HashMap<String, i64>,
+                upto: i64,
+                alerts: &mut Vec<String>| {
+        while let Some(((ts, camera), ())) = timers.pop_first() {
+            if ts > upto {
+                timers.insert((ts, camera), ());
+                break;
+            }
+            alerts.push(format!("{camera},{},{ts}", last_seen[&camera]));
+        }
+    };
+    let lines: Vec<&str> = csv.lines().collect();
+    for chunk in lines.chunks(batch) {
+        for line in chunk {
+            let fields: Vec<&str> = line.split(',').collect();
+            let ts: i64 = fields[0].parse().expect("ts");
+            let camera = fields[1].to_string();
+            max_ts = max_ts.max(ts);
+            let previous = last_seen.get(&camera).copied();
+            if previous.is_none_or(|seen| ts > seen) {
+                if let Some(seen) = previous {
+                    timers.remove(&(seen + SILENCE_MS, camera.clone()));
+                }
+                last_seen.insert(camera.clone(), ts);
+                timers.insert((ts + SILENCE_MS, camera), ());
+            }
+        }
+        let watermark = max_ts - BOUND_MS - 1;
+        if watermark > emitted {
+            emitted = watermark;
+            fire(&mut timers, &last_seen, watermark, &mut alerts);
+        }
+    }
+    fire(&mut timers, &last_seen, i64::MAX, &mut alerts);
+    alerts.sort();
+    alerts
+}
+
+/// Q3, silent cameras (keyed event-time timers), with a passing from the
+/// future and dirty passings, at parallelism 2.
+pub fn silent_cameras() -> Case {
+    const BATCH: usize = 10;
+    let csv = q3_input();
+    let expected = q3_oracle(&csv, BATCH);
+    assert!(expected.len() > 45, "{} alerts", expected.len());
+    traffic(
+        "q3",
+        FILE,
+        csv,
+        BATCH,
+        "function = \"silent_cameras\"\nkey_by = { module = \"traffic.wasm\", function = \"camera_number\" }",
+        expected,
+    )
+}
