@@ -484,6 +484,11 @@ fn flow_per_camera_with_late_passings_is_exact_through_kills_and_traps() {
 }
 
 #[test]
+fn sliding_flow_per_camera_with_late_passings_is_exact_through_kills_and_traps() {
+    chaos(&traffic::sliding_flow_per_camera());
+}
+
+#[test]
 fn cloned_plates_are_exact_through_kills_and_traps() {
     chaos(&traffic::cloned_plates());
 }

@@ -164,6 +164,13 @@ fn generated(generator: &str) -> String {
 /// window; the other passings are counted in their window. Returns the
 /// windows and the number of late passings.
 fn q1_oracle(csv: &str, lag: usize) -> (Vec<String>, u64) {
+    windows_oracle(csv, lag, 60_000, 60_000)
+}
+
+/// [`q1_oracle`] over sliding windows of `size` ms every `slide` ms: a
+/// passing goes into each of its windows that has not fired (whose end - 1
+/// the watermark has not reached); it is late when all of them have.
+fn windows_oracle(csv: &str, lag: usize, size: i64, slide: i64) -> (Vec<String>, u64) {
     let passings: Vec<(i64, &str, u64)> = csv
         .lines()
         .map(|line| {
@@ -182,15 +189,25 @@ fn q1_oracle(csv: &str, lag: usize) -> (Vec<String>, u64) {
         if i >= lag {
             max_ts = max_ts.max(passings[i - lag].0);
         }
-        let start = ts - ts.rem_euclid(60_000);
-        if start + 60_000 - 1 <= max_ts.saturating_sub(BOUND_MS + 1) {
-            late += 1;
-            continue;
+        let watermark = max_ts.saturating_sub(BOUND_MS + 1);
+        let last_start = ts - ts.rem_euclid(slide);
+        let starts = (0..)
+            .map(|k| last_start - k * slide)
+            .take_while(|start| start + size > ts);
+        let mut placed = false;
+        for start in starts {
+            if start + size - 1 <= watermark {
+                continue;
+            }
+            placed = true;
+            let entry = windows.entry((camera, start)).or_insert((0, 0, 0));
+            entry.0 += 1;
+            entry.1 += speed;
+            entry.2 = entry.2.max(speed);
         }
-        let entry = windows.entry((camera, start)).or_insert((0, 0, 0));
-        entry.0 += 1;
-        entry.1 += speed;
-        entry.2 = entry.2.max(speed);
+        if !placed {
+            late += 1;
+        }
     }
     let mut lines: Vec<String> = windows
         .into_iter()
@@ -224,6 +241,33 @@ pub fn flow_per_camera() -> Case {
         BATCH,
         "function = \"flow\"\nkey_by = { module = \"traffic.wasm\", function = \"camera_number\" }\n\
          window = { type = \"tumbling\", size_ms = 60000 }",
+        expected,
+    );
+    case.files.clear();
+    case.checkpoint_ms = 100;
+    case
+}
+
+/// Q1 over sliding windows (1 minute every 20 s): a passing goes into
+/// three windows, and a late one into those that have not fired yet.
+/// Otherwise as [`flow_per_camera`].
+pub fn sliding_flow_per_camera() -> Case {
+    const BATCH: usize = 200;
+    let csv = generated(Q1_GENERATOR);
+    let (expected, late) = windows_oracle(&csv, 1, 60_000, 20_000);
+    assert!(late > 50, "the input must have late passings: {late}");
+    assert_eq!(
+        windows_oracle(&csv, BATCH, 60_000, 20_000),
+        (expected.clone(), late),
+        "lateness must not depend on batches"
+    );
+    let mut case = traffic(
+        "q1-sliding",
+        &format!("{Q1_GENERATOR}\nevents_per_second = 20000"),
+        csv,
+        BATCH,
+        "function = \"flow\"\nkey_by = { module = \"traffic.wasm\", function = \"camera_number\" }\n\
+         window = { type = \"sliding\", size_ms = 60000, slide_ms = 20000 }",
         expected,
     );
     case.files.clear();
