@@ -353,7 +353,7 @@ fn a_dropped_state_is_restored_without_it_when_allowed() {
     assert_eq!(committed(&work.path("out")), oracle(&lines, split, true));
 }
 
-pub(crate) const EVENTS: u64 = 4_000;
+const EVENTS: u64 = 4_000;
 
 /// The upgrade job: a throttled generator → per-camera counter (v1) →
 /// exactly-once files.
@@ -396,7 +396,7 @@ path = "out"
 
 /// v1's output for every passing (camera, its count, sum and distinct
 /// values, the value being the line's last field), in the oracle's terms.
-pub(crate) fn generator_oracle(csv: &str) -> Vec<String> {
+fn generator_oracle(csv: &str) -> Vec<String> {
     let mut per_key: BTreeMap<&str, (u64, u64, BTreeMap<u32, u64>)> = BTreeMap::new();
     let mut out = Vec::new();
     for line in csv.lines() {
@@ -413,19 +413,24 @@ pub(crate) fn generator_oracle(csv: &str) -> Vec<String> {
     out
 }
 
-#[test]
-fn weir_upgrade_swaps_a_running_operator_with_nothing_lost_or_twice() {
-    let work = Workdir::new();
-    // The generator's input, written by a job without operators.
+/// v1's output over the upgrade job's input ([`generator_oracle`]), from
+/// the generator's passings written by a job without operators.
+pub(crate) fn generator_expected(work: &Workdir) -> Vec<String> {
     work.write(
         "input.toml",
         format!(
             "[job]\nname = \"input\"\n\n[[source]]\nuid = \"passings\"\ntype = \"generator\"\nevents = {EVENTS}\ncameras = 5\nseed = 3\nparallelism = 1\n\n[[sink]]\nuid = \"csv\"\ninput = \"passings\"\ntype = \"file\"\npath = \"input.csv\"\n"
         ),
     );
-    let made = weir_in(&work, &["run", "--quiet", "input.toml"]);
+    let made = weir_in(work, &["run", "--quiet", "input.toml"]);
     assert!(made.success, "{}", made.stderr);
-    let expected = generator_oracle(&work.read("input.csv"));
+    generator_oracle(&work.read("input.csv"))
+}
+
+#[test]
+fn weir_upgrade_swaps_a_running_operator_with_nothing_lost_or_twice() {
+    let work = Workdir::new();
+    let expected = generator_expected(&work);
 
     work.write("job.toml", generator_job("events_per_second = 500"));
     let child = start(&work, &[]);

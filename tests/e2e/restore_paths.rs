@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Workdir, start, wait_success, weir_in};
-use crate::hot_swap::{EVENTS, committed, generator_job, generator_oracle, input, job, job_id, oracle};
+use crate::hot_swap::{committed, generator_expected, generator_job, input, job, job_id, oracle};
 
 /// The newest checkpoint folder of job `name`, as weir names it.
 fn latest_checkpoint(work: &Workdir, name: &str) -> String {
@@ -101,15 +101,7 @@ fn assert_v1_then_v2(out: &Path, expected: &[String]) {
 #[test]
 fn after_weir_upgrade_a_crash_and_restarts_keep_the_upgraded_module() {
     let work = Workdir::new();
-    work.write(
-        "input.toml",
-        format!(
-            "[job]\nname = \"input\"\n\n[[source]]\nuid = \"passings\"\ntype = \"generator\"\nevents = {EVENTS}\ncameras = 5\nseed = 3\nparallelism = 1\n\n[[sink]]\nuid = \"csv\"\ninput = \"passings\"\ntype = \"file\"\npath = \"input.csv\"\n"
-        ),
-    );
-    let made = weir_in(&work, &["run", "--quiet", "input.toml"]);
-    assert!(made.success, "{}", made.stderr);
-    let expected = generator_oracle(&work.read("input.csv"));
+    let expected = generator_expected(&work);
 
     // A map (one subtask: the order per camera stays the generator's) that
     // traps on the first attempt of every run: the job restarts in-process

@@ -2,11 +2,11 @@
 //! inputs and oracles (those of `oracle.rs`, and copies of
 //! `event_time.rs`'s, there private to their tests).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::{Case, trap_modulus};
 use crate::harness::Workdir;
-use crate::oracle::{self, Lcg};
+use crate::oracle;
 
 /// A file source of passings.
 const FILE: &str = "type = \"file\"\npath = \"passings.csv\"";
@@ -275,92 +275,12 @@ pub fn sliding_flow_per_camera() -> Case {
     case
 }
 
-/// A camera is silent after this long without passings, ms.
-const SILENCE_MS: i64 = 30 * 60_000;
-
-/// Q3 input (`event_time.rs`): passings of 40 cameras over about two
-/// hours; cameras 7 and 13 fall silent for a while; some passings are dirty
-/// (10 minutes old); one is stamped 40 minutes in the future.
-fn q3_input() -> String {
-    let mut rng = Lcg::new(99);
-    let start = 1_767_225_600_000i64;
-    let mut out = String::new();
-    for i in 0..20_000i64 {
-        let mut ts = start + i * 400 - rng.below(3_000) as i64;
-        let mut camera = rng.below(40);
-        let minute = (i * 400) / 60_000;
-        if (camera == 7 && (30..75).contains(&minute)) || (camera == 13 && minute >= 90) {
-            camera = 8;
-        }
-        if rng.below(500) == 0 {
-            ts -= 10 * 60_000;
-        }
-        if i == 12_000 {
-            ts += 40 * 60_000;
-        }
-        out.push_str(&format!(
-            "{ts},CAM{camera:04},P{:07},{}\n",
-            rng.below(1000),
-            20 + rng.below(120)
-        ));
-    }
-    out
-}
-
-/// Q3 as the job computes it, batch by batch (`event_time.rs`): a timer
-/// fires once the watermark (largest timestamp seen - 5 s - 1, after each
-/// batch) reaches it; at the end of the input every timer fires.
-fn q3_oracle(csv: &str, batch: usize) -> Vec<String> {
-    let mut last_seen: HashMap<String, i64> = HashMap::new();
-    let mut timers: BTreeMap<(i64, String), ()> = BTreeMap::new();
-    let mut alerts = Vec::new();
-    let mut max_ts = i64::MIN;
-    let mut emitted = i64::MIN;
-    let fire = |timers: &mut BTreeMap<(i64, String), ()>,
-                last_seen: &HashMap<String, i64>,
-                upto: i64,
-                alerts: &mut Vec<String>| {
-        while let Some(((ts, camera), ())) = timers.pop_first() {
-            if ts > upto {
-                timers.insert((ts, camera), ());
-                break;
-            }
-            alerts.push(format!("{camera},{},{ts}", last_seen[&camera]));
-        }
-    };
-    let lines: Vec<&str> = csv.lines().collect();
-    for chunk in lines.chunks(batch) {
-        for line in chunk {
-            let fields: Vec<&str> = line.split(',').collect();
-            let ts: i64 = fields[0].parse().expect("ts");
-            let camera = fields[1].to_string();
-            max_ts = max_ts.max(ts);
-            let previous = last_seen.get(&camera).copied();
-            if previous.is_none_or(|seen| ts > seen) {
-                if let Some(seen) = previous {
-                    timers.remove(&(seen + SILENCE_MS, camera.clone()));
-                }
-                last_seen.insert(camera.clone(), ts);
-                timers.insert((ts + SILENCE_MS, camera), ());
-            }
-        }
-        let watermark = max_ts - BOUND_MS - 1;
-        if watermark > emitted {
-            emitted = watermark;
-            fire(&mut timers, &last_seen, watermark, &mut alerts);
-        }
-    }
-    fire(&mut timers, &last_seen, i64::MAX, &mut alerts);
-    alerts.sort();
-    alerts
-}
-
 /// Q3, silent cameras (keyed event-time timers), with a passing from the
 /// future and dirty passings, at parallelism 2.
 pub fn silent_cameras() -> Case {
     const BATCH: usize = 10;
-    let csv = q3_input();
-    let expected = q3_oracle(&csv, BATCH);
+    let csv = crate::event_time::input();
+    let expected = crate::event_time::oracle(&csv, BATCH);
     assert!(expected.len() > 45, "{} alerts", expected.len());
     traffic(
         "q3",
