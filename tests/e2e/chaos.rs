@@ -514,6 +514,11 @@ fn a_buffered_window_with_an_evictor_is_exact_through_kills_and_traps() {
 }
 
 #[test]
+fn session_windows_are_exact_through_kills_and_traps() {
+    chaos(&operators::session_windows());
+}
+
+#[test]
 fn broadcast_state_is_exact_through_kills_and_traps() {
     chaos(&operators::speed_limits());
 }

@@ -332,7 +332,7 @@ fn window_misconfigurations_are_refused_with_the_field() {
 /// to 50 ms, with a watermark bound of 100 ms so that no record is late and
 /// no session fires before the records that extend or bridge it arrive:
 /// sessions then merge exactly as the sorted timestamps say.
-const SESSIONS: &str = r#"
+pub(crate) const SESSIONS: &str = r#"
 [job]
 batch_size = 7
 
@@ -364,15 +364,17 @@ type = "file"
 path = "out.txt"
 "#;
 
-#[test]
-fn session_windows_merge_out_of_order_records_like_the_sorted_oracle() {
+/// Records of keys `k1`..`k3` (`key ts text`), `per_key` each, with gaps
+/// below and above a 30 ms session gap, arriving up to 50 ms out of order;
+/// and the oracle: per key, sorted by timestamp, a new session whenever the
+/// next record starts after the current session's end (touching merges).
+pub(crate) fn sessions(seed: u64, per_key: usize) -> (String, Vec<String>) {
     const GAP: i64 = 30;
-    let mut rng = Lcg::new(31);
-    // Per key, timestamps with gaps below and above the session gap.
+    let mut rng = Lcg::new(seed);
     let mut events: Vec<(String, i64, String)> = Vec::new();
     for key in ["k1", "k2", "k3"] {
         let mut ts = 1_000;
-        for n in 0..150 {
+        for n in 0..per_key {
             ts += if rng.below(4) == 0 {
                 35 + rng.below(40) as i64
             } else {
@@ -392,9 +394,6 @@ fn session_windows_merge_out_of_order_records_like_the_sorted_oracle() {
         .iter()
         .map(|(_, i)| format!("{} {} {}\n", events[*i].0, events[*i].1, events[*i].2))
         .collect();
-
-    // Oracle: per key, sorted by timestamp, a new session whenever the next
-    // record starts after the current session's end (touching merges).
     let mut expected = Vec::new();
     for key in ["k1", "k2", "k3"] {
         let mut mine: Vec<&(String, i64, String)> = events.iter().filter(|e| e.0 == key).collect();
@@ -416,6 +415,12 @@ fn session_windows_merge_out_of_order_records_like_the_sorted_oracle() {
         expected.push(session_line(key, &session, end));
     }
     expected.sort();
+    (input, expected)
+}
+
+#[test]
+fn session_windows_merge_out_of_order_records_like_the_sorted_oracle() {
+    let (input, expected) = sessions(31, 150);
     assert!(expected.len() > 60, "{} sessions", expected.len());
 
     for parallelism in ["1", "2"] {

@@ -293,6 +293,38 @@ fn evicting_oracle(events: &[Event]) -> (Vec<String>, Vec<String>) {
     (output, late)
 }
 
+/// Merging session windows (`event_time.rs`): records up to 50 ms out of
+/// order against a 100 ms bound, so none is late; sessions merge across
+/// batches and checkpoints, keyed at parallelism 2.
+pub fn session_windows() -> Case {
+    let (text, expected) = crate::event_time::sessions(47, 1_500);
+    let body = crate::event_time::SESSIONS
+        .replace("[job]\nbatch_size = 7\n", "")
+        .replace(
+            "[[operator]]\nuid = \"stamp\"\ninput = \"lines\"",
+            "[[operator]]\nuid = \"traps\"\ninput = \"lines\"\nmodule = \"testkit.wasm\"\nfunction = \"trap_on_first_attempt\"\nparallelism = 1\nparams = { modulus = \"MODULUS\" }\n\n[[operator]]\nuid = \"stamp\"\ninput = \"traps\"",
+        )
+        .replace("window = { type = \"session\", gap_ms = 30 }", "window = { type = \"session\", gap_ms = 30 }\nparallelism = 2")
+        .replace("type = \"file\"\npath = \"out.txt\"", "type = \"files\"\npath = \"out\"");
+    assert!(
+        body.contains("uid = \"traps\"") && body.contains("path = \"out\""),
+        "{body}"
+    );
+    Case {
+        name: "sessions",
+        modulus: trap_modulus(text.lines()),
+        files: vec![("input.txt", text)],
+        settings: "batch_size = 7".to_string(),
+        checkpoint_ms: 20,
+        body,
+        outputs: &["out"],
+        ordered: false,
+        steps: Vec::new(),
+        compared: |_| true,
+        oracle: vec![expected],
+    }
+}
+
 /// A process-window function over tumbling windows with allowed lateness,
 /// a count evictor and a late side output (`windows_buffered.rs`), at
 /// parallelism 1 with batches of one record: the order of both outputs is
