@@ -91,6 +91,11 @@ impl TimerService {
         due
     }
 
+    /// The earliest event-time timer.
+    pub fn next_event_time(&self) -> Option<i64> {
+        self.event_time.get_min().map(|(timestamp, _)| *timestamp)
+    }
+
     /// The earliest processing-time timer.
     pub fn next_processing_time(&self) -> Option<i64> {
         self.processing_time.get_min().map(|(timestamp, _)| *timestamp)
