@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use weir::job::load::{DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_PARALLELISM, DEFAULT_MEMORY_MB};
 use weir::job::plan::Limits;
-use weir::runtime::batch::RecordBatch;
+use weir::record::batch::RecordBatch;
 use weir::state::heap::HeapBackend;
 use weir::wasm::host_state::KeyedScope;
 use weir::wasm::instance::InstanceSpec;

@@ -26,6 +26,7 @@ pub mod control;
 pub mod job;
 pub mod metrics;
 pub mod operators;
+pub mod record;
 pub mod runtime;
 pub mod state;
 pub mod time;

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{ConnectorError, Sink};
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 
 /// A file sink: every record's payload followed by `\n`.
 #[derive(Debug)]

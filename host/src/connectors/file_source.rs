@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{ConnectorError, Source, SourceStatus};
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 
 /// Bits of a position that hold the byte offset.
 const OFFSET_BITS: u32 = 40;

@@ -19,7 +19,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{ConnectorError, TransactionalSink};
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 
 /// A transactional sink writing part files into a folder.
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 //! carries a timestamp 5 to 10 minutes old.
 
 use super::{ConnectorError, Source, SourceStatus};
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 
 /// 2026-01-01T00:00:00Z.
 pub const DEFAULT_START_MS: i64 = 1_767_225_600_000;

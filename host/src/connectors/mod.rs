@@ -11,7 +11,7 @@ pub mod generator;
 pub mod postgres_sink;
 pub mod stdout_sink;
 
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 
 /// Errors of connectors: always about an external system (a file, a broker).
 #[derive(Debug, thiserror::Error)]

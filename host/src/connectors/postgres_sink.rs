@@ -60,7 +60,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
 
 use super::{ConnectorError, TransactionalSink};
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 
 /// The column written when the configuration names none.
 pub const DEFAULT_COLUMN: &str = "line";

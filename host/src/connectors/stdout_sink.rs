@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::{ConnectorError, Sink};
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 
 /// A sink that prints every record's payload on its own line.
 #[derive(Debug, Default)]

@@ -41,7 +41,7 @@ use crate::checkpoint::CheckpointId;
 use crate::job::plan::{Trigger, WindowConfig};
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::time::window_set::WindowSet;
@@ -671,7 +671,7 @@ impl Operator for BufferedWindowOperator {
             }
             let mut fired = Vec::new();
             for i in 0..due.len() {
-                let key = &due.keys[crate::runtime::batch::span(&due.key_ends, i)];
+                let key = &due.keys[crate::record::batch::span(&due.key_ends, i)];
                 let time = due.timestamps[i];
                 self.parts.backend.set_current_key(key);
                 for (user_key, value) in self

@@ -22,7 +22,7 @@ use super::{Operator, OperatorSnapshot};
 use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch, span};
+use crate::record::batch::{EventTime, RecordBatch, span};
 use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::time::{TimeDomain, TimerService};

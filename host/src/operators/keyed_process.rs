@@ -11,7 +11,7 @@ use super::{Operator, OperatorSnapshot, route_call_output, snapshot_instance_sta
 use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
 use crate::state::KeyGroupRange;
 use crate::time::TimeDomain;

@@ -32,7 +32,7 @@ pub mod window_join;
 
 use crate::checkpoint::CheckpointId;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
 
 /// A stream operator. Only [`Operator::process_batch`] is required.

@@ -6,7 +6,7 @@ use super::Operator;
 use crate::connectors::Sink;
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 use crate::runtime::output::Output;
 
 /// Writes every batch to a [`Sink`].

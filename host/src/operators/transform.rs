@@ -8,7 +8,7 @@ use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
 use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, StateId};
 use crate::wasm::UdfInstance;

@@ -16,7 +16,7 @@ use crate::checkpoint::CheckpointId;
 use crate::connectors::{ConnectorError, TransactionalSink};
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 use crate::runtime::output::Output;
 
 /// Drives a [`TransactionalSink`] through checkpoints.

@@ -25,7 +25,7 @@ use crate::checkpoint::CheckpointId;
 use crate::job::plan::{Trigger, WindowConfig};
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
 use crate::state::cache::MapStateCache;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
@@ -747,7 +747,7 @@ impl Operator for WindowOperator {
             }
             let mut fired = Vec::new();
             for i in 0..due.len() {
-                let key = &due.keys[crate::runtime::batch::span(&due.key_ends, i)];
+                let key = &due.keys[crate::record::batch::span(&due.key_ends, i)];
                 let time = due.timestamps[i];
                 self.backend.set_current_key(key);
                 for (user_key, accumulator) in self.backend.entries(self.contents).map_err(|e| self.state_error(e))? {

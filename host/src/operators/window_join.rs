@@ -18,7 +18,7 @@ use super::{Operator, OperatorSnapshot};
 use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::time::windows::{Window, WindowAssigner};
@@ -171,7 +171,7 @@ impl Operator for WindowJoinOperator {
                 break;
             }
             for (i, &time) in due.timestamps.iter().enumerate() {
-                let key = &due.keys[crate::runtime::batch::span(&due.key_ends, i)];
+                let key = &due.keys[crate::record::batch::span(&due.key_ends, i)];
                 self.fire(key, time, out)?;
             }
         }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::TaskError;
-use super::batch::RecordRef;
+use crate::record::batch::RecordRef;
 
 /// The shared dead-letter file of a job.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! What travels on a channel between two subtasks.
 
-use super::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::checkpoint::Barrier;
 
 /// A message from one subtask to another.

@@ -7,14 +7,13 @@
 //! producer, so a slow consumer slows its producers (backpressure) and memory
 //! stays bounded by `channel_capacity × batch_size` per channel.
 //!
-//! - [`batch`]: record batches as flat columns.
+//! - batches themselves live in [`crate::record`].
 //! - [`message`]: what travels on a channel.
 //! - [`output`]: partitioning a subtask's output over its consumers.
 //! - [`dead_letter`]: where rejected records go.
 //! - [`task`]: the loops of source, operator and sink subtasks.
 //! - [`executor`]: wiring the plan into threads and channels, and running it.
 
-pub mod batch;
 pub mod control;
 pub mod dead_letter;
 pub mod executor;

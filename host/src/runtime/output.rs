@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::TaskError;
-use super::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use super::dead_letter::DeadLetters;
 use super::message::Message;
 use crate::metrics::VertexMetrics;

@@ -30,7 +30,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::TaskError;
-use super::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use super::control::TaskControl;
 use super::message::Message;
 use super::output::Output;

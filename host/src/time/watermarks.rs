@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::checkpoint::manifest::GeneratorState;
 
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 
 /// How a vertex generates watermarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

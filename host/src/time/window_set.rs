@@ -1,7 +1,7 @@
 //! Windows that fire together, with their buffered elements, as flat
 //! columns: what a process-window function or an evictor gets in one call.
 
-use crate::runtime::batch::{EventTime, RecordBatch, span};
+use crate::record::batch::{EventTime, RecordBatch, span};
 use crate::time::windows::Window;
 
 /// Windows, their keys and their elements. Window `i` belongs to key

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::batch::EventTime;
+use crate::record::batch::EventTime;
 
 /// A time window, `start` inclusive, `end` exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

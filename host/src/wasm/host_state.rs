@@ -18,7 +18,7 @@ use super::bindings::weir::udf::keyed_state::{
 use super::bindings::weir::udf::{host, key_scope, timers, types};
 use super::guest_output::{GuestOutput, Stream};
 use crate::job::plan::Limits;
-use crate::runtime::batch::span;
+use crate::record::batch::span;
 use crate::state::{KeyedStateBackend, StateDescriptor, StateId, StateKind, ttl};
 use crate::time::{TimeDomain, TimerService};
 

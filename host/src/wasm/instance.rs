@@ -19,7 +19,7 @@ use super::engine::EPOCH_TICK;
 use super::host_state::{HostState, KeyedScope};
 use super::module::{FunctionKind, UdfModule};
 use crate::job::plan::Limits;
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 use crate::time::TimeDomain;
 
 mod two_input;
@@ -119,7 +119,7 @@ enum Exports {
     WindowTrigger(window_trigger::Guest),
 }
 
-/// Accumulators as a flat column (see [`crate::runtime::batch::span`]).
+/// Accumulators as a flat column (see [`crate::record::batch::span`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Accumulators {
     /// All accumulators, back to back.
@@ -137,7 +137,7 @@ impl Accumulators {
 
     /// Accumulator `i`.
     pub fn get(&self, i: usize) -> &[u8] {
-        &self.data[crate::runtime::batch::span(&self.ends, i)]
+        &self.data[crate::record::batch::span(&self.ends, i)]
     }
 
     /// Number of accumulators.

@@ -5,7 +5,7 @@
 //! Appending a batch's elements to a window reads and writes the value once
 //! per batch; merging windows (sessions) concatenates values.
 
-use crate::runtime::batch::EventTime;
+use crate::record::batch::EventTime;
 
 const HEADER: usize = 12;
 

@@ -26,7 +26,7 @@ use super::trigger_state::TriggerRecord;
 use super::{BufferedWindowOperator, Evictor, Fired, elements, evict};
 use crate::job::plan::Trigger;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch, span};
+use crate::record::batch::{EventTime, RecordBatch, span};
 use crate::runtime::output::Output;
 use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;

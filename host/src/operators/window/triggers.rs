@@ -42,7 +42,7 @@
 use super::{Slots, WindowOperator};
 use crate::job::plan::Trigger;
 use crate::runtime::TaskError;
-use crate::runtime::batch::{EventTime, RecordBatch, span};
+use crate::record::batch::{EventTime, RecordBatch, span};
 use crate::runtime::output::Output;
 use crate::state::{StateDescriptor, StateKind};
 use crate::time::TimeDomain;

@@ -3,7 +3,7 @@
 //! input).
 
 use super::{CallOutput, Exports, UdfError, UdfInstance, into_output, restore_batch, take_batch, wit};
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::wasm::bindings::exports::weir::udf::join;
 
 /// Matching pairs of records as flat columns, built by a join operator:

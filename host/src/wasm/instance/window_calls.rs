@@ -4,7 +4,7 @@
 
 use super::super::bindings::exports::weir::udf::window_trigger;
 use super::{CallOutput, Exports, UdfError, UdfInstance, into_output, restore_batch, take_batch, wit};
-use crate::runtime::batch::RecordBatch;
+use crate::record::batch::RecordBatch;
 use crate::time::window_set::WindowSet;
 
 impl UdfInstance {
@@ -163,7 +163,7 @@ impl TriggerDecisions {
     /// The new state of window `i`.
     pub fn state(&self, i: usize) -> &[u8] {
         self.state_ends.get(i).map_or(&[][..], |_| {
-            &self.states[crate::runtime::batch::span(&self.state_ends, i)]
+            &self.states[crate::record::batch::span(&self.state_ends, i)]
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::job::plan::{Limits, Trigger, WindowConfig};
 use crate::metrics::{VertexMetrics, VertexRole};
 use crate::operators::Operator;
 use crate::operators::window::WindowOperator;
-use crate::runtime::batch::{EventTime, RecordBatch};
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::dead_letter::DeadLetters;
 use crate::runtime::message::Message;
 use crate::runtime::output::{Output, OutputEdge, Route};
