@@ -24,25 +24,15 @@
 //! subtask's key groups, and sinks commit the transactions the checkpoint
 //! recorded and abort any others.
 
+pub use crate::storage::{CheckpointId, TaskId, files as storage, manifest};
+
 pub mod coordinator;
 pub mod dump;
 pub mod hot_swap;
-pub mod manifest;
 pub mod resolve;
 pub mod savepoint;
-pub mod storage;
 
-use serde::{Deserialize, Serialize};
-
-/// Identifies a checkpoint; increases by one with every trigger of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CheckpointId(pub u64);
-
-impl std::fmt::Display for CheckpointId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+use serde::Deserialize;
 
 /// The marker that separates the records before a checkpoint from those after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,19 +72,4 @@ pub struct CheckpointSettings {
     pub retain: usize,
     /// Aligned or not.
     pub mode: CheckpointMode,
-}
-
-/// Identifies one subtask of a job: vertex uid and subtask index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TaskId {
-    /// The vertex's uid.
-    pub uid: String,
-    /// The subtask's index.
-    pub subtask: u32,
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}#{}", self.uid, self.subtask)
-    }
 }

@@ -55,14 +55,8 @@ pub enum StateBackendConfig {
     },
 }
 
-/// Resource limits of a Wasm instance.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Longest one call may run, in milliseconds.
-    pub call_timeout_ms: u64,
-    /// Largest linear memory, in bytes.
-    pub memory_bytes: usize,
-}
+/// Resource limits of a Wasm instance (defined by the Wasm layer).
+pub use crate::wasm::Limits;
 
 /// One vertex of the dataflow graph.
 #[derive(Debug, Clone)]

@@ -37,13 +37,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
-use crate::checkpoint::CheckpointId;
 use crate::job::plan::{Trigger, WindowConfig};
 use crate::metrics::VertexMetrics;
-use crate::runtime::TaskError;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
+use crate::storage::CheckpointId;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
 use crate::time::{TimeDomain, TimerService};

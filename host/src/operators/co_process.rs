@@ -15,12 +15,12 @@
 use std::sync::Arc;
 
 use super::{Operator, OperatorSnapshot, route_call_output, snapshot_instance_state};
-use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
-use crate::runtime::TaskError;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
 use crate::state::KeyGroupRange;
+use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
 use crate::wasm::UdfInstance;
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::{KeyedView, OperatorSnapshot, route_call_output};
 use crate::metrics::VertexMetrics;
-use crate::runtime::TaskError;
 use crate::record::batch::EventTime;
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::time::TimerService;

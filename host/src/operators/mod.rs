@@ -30,10 +30,10 @@ pub mod two_phase_commit;
 pub mod window;
 pub mod window_join;
 
-use crate::checkpoint::CheckpointId;
-use crate::runtime::TaskError;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
+use crate::storage::CheckpointId;
 
 /// A stream operator. Only [`Operator::process_batch`] is required.
 pub trait Operator: Send {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::Operator;
 use crate::connectors::Sink;
 use crate::metrics::VertexMetrics;
-use crate::runtime::TaskError;
 use crate::record::batch::RecordBatch;
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
 
 /// Writes every batch to a [`Sink`].

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
-use crate::checkpoint::CheckpointId;
 use crate::metrics::VertexMetrics;
-use crate::runtime::TaskError;
 use crate::record::batch::RecordBatch;
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, StateId};
+use crate::storage::CheckpointId;
 use crate::wasm::UdfInstance;
 
 /// Runs a stateless Wasm function over each batch.

@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Operator, OperatorSnapshot};
-use crate::checkpoint::CheckpointId;
 use crate::connectors::{ConnectorError, TransactionalSink};
 use crate::metrics::VertexMetrics;
-use crate::runtime::TaskError;
 use crate::record::batch::RecordBatch;
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
+use crate::storage::CheckpointId;
 
 /// Drives a [`TransactionalSink`] through checkpoints.
 pub struct TwoPhaseCommitOperator {

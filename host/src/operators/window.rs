@@ -21,14 +21,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot};
-use crate::checkpoint::CheckpointId;
 use crate::job::plan::{Trigger, WindowConfig};
 use crate::metrics::VertexMetrics;
-use crate::runtime::TaskError;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
 use crate::state::cache::MapStateCache;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
+use crate::storage::CheckpointId;
 use crate::time::windows::Window;
 use crate::time::{TimeDomain, TimerService};
 use crate::wasm::UdfInstance;

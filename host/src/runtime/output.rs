@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::TaskError;
-use crate::record::batch::{EventTime, RecordBatch};
 use super::dead_letter::DeadLetters;
 use super::message::Message;
 use crate::metrics::VertexMetrics;
+use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::KeyGroup;
 use crate::time::watermarks::{GeneratorState, WatermarkEvent, WatermarkGenerator, WatermarkStrategy};
 use crate::wasm::UdfInstance;

@@ -30,7 +30,6 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::TaskError;
-use crate::record::batch::{EventTime, RecordBatch};
 use super::control::TaskControl;
 use super::message::Message;
 use super::output::Output;
@@ -39,6 +38,7 @@ use crate::checkpoint::manifest::WatermarkSnapshot;
 use crate::checkpoint::{Barrier, CheckpointId, CheckpointMode};
 use crate::connectors::{Source, SourceStatus};
 use crate::operators::Operator;
+use crate::record::batch::{EventTime, RecordBatch};
 
 /// Runs a source subtask until its input ends or the job is cancelled.
 /// (Its output is counted by `out`.) `restored` is the event-time progress

@@ -11,8 +11,8 @@ use imbl::{HashMap, OrdMap};
 
 use super::snapshot::CanonicalFile;
 use super::{KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateResult, StateView};
-use crate::checkpoint::manifest::KeyedStateHandle;
-use crate::checkpoint::storage::{FileStore, StorageError};
+use crate::storage::files::{FileStore, StorageError};
+use crate::storage::manifest::KeyedStateHandle;
 use crate::time::TimerService;
 
 /// The entries of one key in one state. Value-like states (value, list,

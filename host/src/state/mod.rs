@@ -166,10 +166,10 @@ pub trait StateView: Send {
     /// with `name`, and returns the handle a manifest records.
     fn persist(
         self: Box<Self>,
-        files: &crate::checkpoint::storage::FileStore,
+        files: &crate::storage::files::FileStore,
         name: &str,
         timers: &crate::time::TimerService,
         key_groups: KeyGroupRange,
         max_parallelism: u32,
-    ) -> Result<crate::checkpoint::manifest::KeyedStateHandle, crate::checkpoint::storage::StorageError>;
+    ) -> Result<crate::storage::manifest::KeyedStateHandle, crate::storage::files::StorageError>;
 }

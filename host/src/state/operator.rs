@@ -19,8 +19,8 @@ use std::io::BufReader;
 
 use super::snapshot::{SnapshotItem, SnapshotReader};
 use super::{KeyedStateBackend, StateDescriptor, StateKind};
-use crate::checkpoint::manifest::KeyedStateHandle;
-use crate::checkpoint::storage::FileStore;
+use crate::storage::files::FileStore;
+use crate::storage::manifest::KeyedStateHandle;
 
 /// The name prefix of `split` operator list states.
 pub const SPLIT: &str = "operator-split/";
@@ -122,9 +122,9 @@ pub fn restore_operator_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::storage::CheckpointStorage;
     use crate::state::heap::HeapBackend;
     use crate::state::{KeyGroupRange, StateId};
+    use crate::storage::files::CheckpointStorage;
     use crate::time::TimerService;
 
     /// A heap snapshot holding `items` in `name`.

@@ -24,8 +24,8 @@ use std::path::Path;
 
 use super::snapshot::{SnapshotItem, SnapshotReader};
 use super::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, TtlConfig};
-use crate::checkpoint::manifest::KeyedStateHandle;
-use crate::checkpoint::storage::{FileRef, FileStore};
+use crate::storage::files::{FileRef, FileStore};
+use crate::storage::manifest::KeyedStateHandle;
 use crate::time::{TimeDomain, TimerService};
 
 /// Loads the entries and timers of `range` from `handles` into `backend`

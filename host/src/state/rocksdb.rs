@@ -73,8 +73,8 @@ use super::{
     KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateKind, StateResult,
     StateView, TtlConfig,
 };
-use crate::checkpoint::manifest::KeyedStateHandle;
-use crate::checkpoint::storage::{FileRef, FileStore, StorageError};
+use crate::storage::files::{FileRef, FileStore, StorageError};
+use crate::storage::manifest::KeyedStateHandle;
 use crate::time::TimerService;
 
 type Db = DBWithThreadMode<MultiThreaded>;
@@ -980,13 +980,13 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::checkpoint::manifest::{Manifest, TaskState};
-    use crate::checkpoint::storage::CheckpointStorage;
-    use crate::checkpoint::{CheckpointId, TaskId};
     use crate::state::heap::HeapBackend;
     use crate::state::restore::restore_keyed;
     use crate::state::snapshot::SnapshotItem;
     use crate::state::snapshot::SnapshotReader;
+    use crate::storage::files::CheckpointStorage;
+    use crate::storage::manifest::{Manifest, TaskState};
+    use crate::storage::{CheckpointId, TaskId};
     use crate::time::TimeDomain;
 
     const ALL: KeyGroupRange = KeyGroupRange { start: 0, end: 128 };

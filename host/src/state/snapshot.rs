@@ -11,8 +11,8 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use super::{KeyGroupRange, StateDescriptor, StateKind, TtlConfig};
-use crate::checkpoint::manifest::KeyedStateHandle;
-use crate::checkpoint::storage::{FileStore, FileWriter, StorageError};
+use crate::storage::files::{FileStore, FileWriter, StorageError};
+use crate::storage::manifest::KeyedStateHandle;
 use crate::time::TimerService;
 
 const MAGIC: &[u8; 8] = b"WEIRKS01";

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-pub use crate::checkpoint::manifest::GeneratorState;
+pub use crate::storage::manifest::GeneratorState;
 
 use crate::record::batch::{EventTime, RecordBatch};
 

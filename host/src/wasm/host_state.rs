@@ -11,13 +11,13 @@ use wasmtime::format_err as anyhow;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::Limits;
 use super::bindings::AnyModule;
 use super::bindings::weir::udf::keyed_state::{
     self, AggregatingState, ListState, MapState, ReducingState, TtlConfig, ValueState,
 };
 use super::bindings::weir::udf::{host, key_scope, timers, types};
 use super::guest_output::{GuestOutput, Stream};
-use crate::job::plan::Limits;
 use crate::record::batch::span;
 use crate::state::{KeyedStateBackend, StateDescriptor, StateId, StateKind, ttl};
 use crate::time::{TimeDomain, TimerService};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
+use super::Limits;
 use super::bindings::exports::weir::udf::{
     join, key_selector, keyed_co_process, keyed_process, library, process_window, transform, watermark_generator,
     window_aggregate, window_evictor, window_trigger,
@@ -18,7 +19,6 @@ use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
 use super::host_state::{HostState, KeyedScope};
 use super::module::{FunctionKind, UdfModule};
-use crate::job::plan::Limits;
 use crate::record::batch::RecordBatch;
 use crate::time::TimeDomain;
 
@@ -365,15 +365,16 @@ impl UdfInstance {
     }
 
     /// Fires the timers of `domain` due at `time`, batch by batch, until none
-    /// is due (timers registered while firing fire too if they are due).
-    pub fn fire_timers(
+    /// is due (timers registered while firing fire too if they are due);
+    /// `sink` takes each call's output (its error type is the caller's).
+    pub fn fire_timers<E: From<UdfError>>(
         &mut self,
         domain: TimeDomain,
         time: i64,
         watermark: i64,
         max_batch: usize,
-        mut sink: impl FnMut(CallOutput) -> Result<(), crate::runtime::TaskError>,
-    ) -> Result<(), crate::runtime::TaskError> {
+        mut sink: impl FnMut(CallOutput) -> Result<(), E>,
+    ) -> Result<(), E> {
         let guest = match &self.exports {
             Exports::KeyedProcess(guest) => TimerGuest::Keyed(guest.clone()),
             Exports::KeyedCoProcess(guest) => TimerGuest::CoProcess(guest.clone()),

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
+use super::Limits;
 use super::bindings::exports::weir::udf::state_migration;
 use super::bindings::weir::udf::state_schema;
 use super::host_state::HostState;
 use super::instance::new_store;
 use super::module::UdfModule;
 use super::probe::ProbeSpec;
-use crate::job::plan::Limits;
 
 impl state_schema::Host for HostState {
     fn declare(&mut self, name: String, schema: String) -> wasmtime::Result<()> {

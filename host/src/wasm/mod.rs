@@ -40,3 +40,12 @@ pub use module::{FunctionInfo, FunctionKind, ModuleError, ModuleInfo, UdfModule}
 pub const WIT_PACKAGE: &str = "weir:udf";
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
+
+/// Resource limits of a Wasm instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest one call may run, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: usize,
+}

@@ -41,8 +41,8 @@
 
 use wasmtime::Trap;
 
+use super::Limits;
 use super::host_state::PanicReport;
-use crate::job::plan::Limits;
 
 /// Faulting addresses at or above this are a wrapped-around stack pointer.
 const WRAPPED: u64 = 1 << 31;

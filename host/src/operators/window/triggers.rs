@@ -41,8 +41,8 @@
 
 use super::{Slots, WindowOperator};
 use crate::job::plan::Trigger;
-use crate::runtime::TaskError;
 use crate::record::batch::{EventTime, RecordBatch, span};
+use crate::runtime::TaskError;
 use crate::runtime::output::Output;
 use crate::state::{StateDescriptor, StateKind};
 use crate::time::TimeDomain;

@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 
 use super::*;
-use crate::checkpoint::TaskId;
-use crate::checkpoint::manifest::{KeyedStateHandle, TaskState};
+use crate::storage::TaskId;
+use crate::storage::manifest::{KeyedStateHandle, TaskState};
 
 fn storage() -> (tempfile::TempDir, CheckpointStorage) {
     let dir = tempfile::tempdir().expect("a temporary folder");

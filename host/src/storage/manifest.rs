@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::storage::{FileRef, StorageError};
+use super::files::{FileRef, StorageError};
 use super::{CheckpointId, TaskId};
 
 // Version 2: watermarks and modules in every task state.
@@ -100,7 +100,7 @@ pub struct WatermarkSnapshot {
 }
 
 /// What a checkpoint keeps of a subtask's watermark generator
-/// ([`crate::time::watermarks::WatermarkGenerator`]).
+/// (the time layer's `WatermarkGenerator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratorState {
     /// The largest timestamp seen.
