@@ -29,8 +29,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("operators", "runtime"),
     // Window and join operators read their configuration from the plan.
     ("operators", "job"),
-    // Progress reads the dead-letter counter.
-    ("metrics", "runtime"),
     // The executor and the restore path run a `JobPlan`.
     ("runtime", "job"),
     ("checkpoint", "job"),

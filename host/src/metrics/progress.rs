@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{VertexMetrics, VertexRole, thousands};
-use crate::runtime::dead_letter::DeadLetters;
 
 /// Sums of the job's counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,10 +29,11 @@ pub fn totals(vertices: &[Arc<VertexMetrics>]) -> Totals {
     totals
 }
 
-/// Prints progress every `interval` until `stop` is set.
+/// Prints progress every `interval` until `stop` is set; `dead_letters`
+/// tells how many records were rejected so far.
 pub fn report(
     vertices: Vec<Arc<VertexMetrics>>,
-    dead_letters: Arc<DeadLetters>,
+    dead_letters: impl Fn() -> u64 + Send + 'static,
     stop: Arc<AtomicBool>,
     interval: Duration,
 ) -> std::thread::JoinHandle<()> {
@@ -61,7 +61,7 @@ pub fn report(
                 rate(current.records_in, last.records_in),
                 thousands(current.records_out),
                 rate(current.records_out, last.records_out),
-                thousands(dead_letters.count()),
+                thousands(dead_letters()),
             );
             last = current;
             last_at = now;

@@ -196,9 +196,10 @@ pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Resu
     };
     let stop_progress = Arc::new(AtomicBool::new(false));
     let reporter = options.progress.map(|interval| {
+        let dead_letters = Arc::clone(&shared.dead_letters);
         progress::report(
             shared.metrics.clone(),
-            Arc::clone(&shared.dead_letters),
+            move || dead_letters.count(),
             Arc::clone(&stop_progress),
             interval,
         )
