@@ -27,8 +27,6 @@ const LAYERS: &[(&str, u8)] = &[
 const KNOWN: &[(&str, &str)] = &[
     // The operator API takes the runtime's `Output` and `TaskError`.
     ("operators", "runtime"),
-    // Window and join operators read their configuration from the plan.
-    ("operators", "job"),
     // The executor and the restore path run a `JobPlan`.
     ("runtime", "job"),
     ("checkpoint", "job"),

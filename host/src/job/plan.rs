@@ -5,9 +5,6 @@
 //! `${param}`: every path is expanded and every module is loaded and checked.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use crate::wasm::UdfModule;
 
 /// A validated, executable job.
 #[derive(Debug, Clone)]
@@ -114,64 +111,7 @@ pub struct Watermarks {
     pub punctuation: Option<FunctionRef>,
 }
 
-/// How a window operator groups and fires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WindowConfig {
-    /// Which windows a record belongs to.
-    pub assigner: crate::time::windows::WindowAssigner,
-    /// How long after its end a window still takes late records, ms.
-    pub allowed_lateness_ms: i64,
-    /// Side output for records too late for every window (else dropped).
-    pub late_output: Option<String>,
-    /// When windows fire.
-    pub trigger: Trigger,
-    /// The clock that places records in windows: event time (records'
-    /// timestamps) or processing time (the wall clock).
-    pub time: crate::time::TimeDomain,
-    /// A process-window function on the aggregate's result, and an evictor.
-    pub functions: super::window_functions::WindowFunctions,
-}
-
-/// When a window fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// When the watermark reaches the window's end (the default).
-    EventTime,
-    /// Every `count` records of a window; with `purge`, the window is emptied
-    /// each time it fires (Flink's `PurgingTrigger.of(CountTrigger.of(n))`).
-    Count {
-        /// Records per firing.
-        count: u64,
-        /// Empty the window after each firing.
-        purge: bool,
-    },
-    /// The event-time trigger emptying the window at each firing (Flink's
-    /// `PurgingTrigger.of(EventTimeTrigger.create())`).
-    PurgingEventTime,
-    /// When the wall clock reaches the window's end (Flink's `ProcessingTimeTrigger`).
-    ProcessingTime {
-        /// Empty the window after each firing.
-        purge: bool,
-    },
-    /// Every `interval_ms` of event time, aligned to the epoch, and at the
-    /// window's end (Flink's `ContinuousEventTimeTrigger`).
-    ContinuousEventTime {
-        /// Event time between firings, ms.
-        interval_ms: i64,
-        /// Empty the window after each firing.
-        purge: bool,
-    },
-    /// Every `interval_ms` of wall-clock time, aligned to the epoch (Flink's
-    /// `ContinuousProcessingTimeTrigger`).
-    ContinuousProcessingTime {
-        /// Wall-clock time between firings, ms.
-        interval_ms: i64,
-        /// Empty the window after each firing.
-        purge: bool,
-    },
-    /// A window-trigger function in Wasm (in [`WindowConfig::functions`]).
-    Wasm,
-}
+pub use crate::operators::window_config::{Trigger, WindowConfig};
 
 /// What a vertex does.
 #[derive(Debug, Clone)]
@@ -217,22 +157,8 @@ pub enum SinkConfig {
     Postgres(crate::connectors::postgres_sink::PostgresSinkConfig),
 }
 
-/// A function of a loaded module.
-#[derive(Debug, Clone)]
-pub struct FunctionRef {
-    /// The module.
-    pub module: Arc<UdfModule>,
-    /// The function's name.
-    pub function: String,
-    /// The function's kind, as the module describes it.
-    pub kind: crate::wasm::FunctionKind,
-    /// Parameters handed to the function at start.
-    pub params: Vec<(String, String)>,
-    /// The digest of the module the job file names. `module` differs from
-    /// it after `weir upgrade`, or when a restore runs the module a
-    /// checkpoint was taken with.
-    pub declared: String,
-}
+/// A function of a loaded module (defined by the Wasm layer).
+pub use crate::wasm::FunctionRef;
 
 /// How records move from one vertex to the next.
 #[derive(Debug, Clone)]

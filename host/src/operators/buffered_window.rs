@@ -37,8 +37,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
-use crate::job::plan::{Trigger, WindowConfig};
 use crate::metrics::VertexMetrics;
+use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::TaskError;
 use crate::runtime::output::Output;

@@ -28,6 +28,7 @@ pub mod sink;
 pub mod transform;
 pub mod two_phase_commit;
 pub mod window;
+pub mod window_config;
 pub mod window_join;
 
 use crate::record::batch::{EventTime, RecordBatch};

@@ -23,6 +23,7 @@ pub mod bindings;
 mod broadcast;
 pub mod codec;
 pub mod engine;
+pub mod function;
 mod guest_output;
 pub mod host_state;
 pub mod instance;
@@ -33,6 +34,7 @@ pub mod probe;
 mod trap;
 
 pub use engine::{EngineOptions, WasmRuntime};
+pub use function::FunctionRef;
 pub use instance::{UdfError, UdfInstance};
 pub use module::{FunctionInfo, FunctionKind, ModuleError, ModuleInfo, UdfModule};
 

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 
 use super::trigger_state::TriggerRecord;
 use super::{BufferedWindowOperator, Evictor, Fired, elements, evict};
-use crate::job::plan::Trigger;
+use crate::operators::window_config::Trigger;
 use crate::record::batch::{EventTime, RecordBatch, span};
 use crate::runtime::TaskError;
 use crate::runtime::output::Output;

@@ -40,7 +40,7 @@
 //! the guest) until its cleanup, so that later records still merge with it.
 
 use super::{Slots, WindowOperator};
-use crate::job::plan::Trigger;
+use crate::operators::window_config::Trigger;
 use crate::record::batch::{EventTime, RecordBatch, span};
 use crate::runtime::TaskError;
 use crate::runtime::output::Output;

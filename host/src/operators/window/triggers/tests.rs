@@ -8,10 +8,10 @@ use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::Receiver;
 
-use crate::job::plan::{Limits, Trigger, WindowConfig};
 use crate::metrics::{VertexMetrics, VertexRole};
 use crate::operators::Operator;
 use crate::operators::window::WindowOperator;
+use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
 use crate::runtime::dead_letter::DeadLetters;
 use crate::runtime::message::Message;
@@ -21,6 +21,7 @@ use crate::state::heap::HeapBackend;
 use crate::time::clock::ManualClock;
 use crate::time::windows::WindowAssigner;
 use crate::time::{TimeDomain, TimerService};
+use crate::wasm::Limits;
 use crate::wasm::instance::InstanceSpec;
 use crate::wasm::{EngineOptions, FunctionKind, UdfInstance, WasmRuntime};
 
