@@ -16,20 +16,18 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("operators", 2),
     ("connectors", 2),
-    ("runtime", 3),
-    ("checkpoint", 3),
-    ("job", 4),
-    ("control", 4),
-    ("cli", 4),
+    ("plan", 3),
+    ("runtime", 4),
+    ("checkpoint", 4),
+    ("job", 5),
+    ("control", 5),
+    ("cli", 5),
 ];
 
 /// Imports that point up today: (module, the higher module it uses).
 const KNOWN: &[(&str, &str)] = &[
     // The operator API takes the runtime's `Output` and `TaskError`.
     ("operators", "runtime"),
-    // The executor and the restore path run a `JobPlan`.
-    ("runtime", "job"),
-    ("checkpoint", "job"),
 ];
 
 fn layer(module: &str) -> Option<u8> {

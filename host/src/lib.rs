@@ -29,9 +29,10 @@
 //!    files, manifests, ids);
 //! 2. [`state`], [`time`], [`wasm`], [`metrics`];
 //! 3. [`operators`], [`connectors`];
-//! 4. [`runtime`] (tasks, executor) and [`checkpoint`] (coordination,
+//! 4. [`plan`]: the validated job (what each vertex runs, settings);
+//! 5. [`runtime`] (tasks, executor) and [`checkpoint`] (coordination,
 //!    savepoints, hot swap, the restore path);
-//! 5. [`job`], [`control`], [`cli`].
+//! 6. [`job`] (loading the job file into a plan), [`control`], [`cli`].
 
 pub mod checkpoint;
 pub mod cli;
@@ -42,6 +43,7 @@ pub mod job;
 mod layers;
 pub mod metrics;
 pub mod operators;
+pub mod plan;
 pub mod record;
 pub mod runtime;
 pub mod state;

@@ -33,7 +33,7 @@ use std::path::Path;
 use super::manifest::{Manifest, ModuleMeta};
 use super::savepoint::SavepointManifest;
 use super::storage::{FileRef, FileStore, StorageError};
-use crate::job::plan::{JobPlan, VertexKind};
+use crate::plan::{JobPlan, VertexKind};
 use crate::state::StateKind;
 use crate::state::snapshot::{SnapshotItem, SnapshotReader, SnapshotWriter};
 use crate::wasm::FunctionKind;
@@ -110,7 +110,7 @@ pub enum HotSwapError {
 }
 
 /// Whether a vertex runs a keyed function whose states the module opens.
-pub(crate) fn keyed_function(kind: &VertexKind) -> Option<&crate::job::plan::FunctionRef> {
+pub(crate) fn keyed_function(kind: &VertexKind) -> Option<&crate::plan::FunctionRef> {
     match kind {
         VertexKind::Operator(f) if matches!(f.kind, FunctionKind::KeyedProcess | FunctionKind::KeyedCoProcess) => {
             Some(f)

@@ -24,6 +24,7 @@
 //! subtask's key groups, and sinks commit the transactions the checkpoint
 //! recorded and abort any others.
 
+pub use crate::plan::{CheckpointMode, CheckpointSettings};
 pub use crate::storage::{CheckpointId, TaskId, files as storage, manifest};
 
 pub mod coordinator;
@@ -32,8 +33,6 @@ pub mod hot_swap;
 pub mod resolve;
 pub mod savepoint;
 
-use serde::Deserialize;
-
 /// The marker that separates the records before a checkpoint from those after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Barrier {
@@ -41,35 +40,4 @@ pub struct Barrier {
     pub id: CheckpointId,
     /// When it was triggered (wall clock, ms).
     pub timestamp_ms: i64,
-}
-
-/// Whether operators align barriers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckpointMode {
-    /// Align barriers: state and outputs are exactly once.
-    ExactlyOnce,
-    /// Do not align: after a recovery some records may count twice.
-    AtLeastOnce,
-}
-
-/// Checkpoint settings of a job, with their defaults applied.
-#[derive(Debug, Clone)]
-pub struct CheckpointSettings {
-    /// Folder of the job's checkpoints.
-    pub dir: std::path::PathBuf,
-    /// Time between two triggers, ms.
-    pub interval_ms: u64,
-    /// A checkpoint not complete after this long is aborted, ms.
-    pub timeout_ms: u64,
-    /// Least time between the end of one checkpoint and the next trigger, ms.
-    pub min_pause_ms: u64,
-    /// Most checkpoints in progress at once.
-    pub max_concurrent: usize,
-    /// Failed checkpoints in a row that the job tolerates.
-    pub tolerable_failures: u32,
-    /// Completed checkpoints kept on disk.
-    pub retain: usize,
-    /// Aligned or not.
-    pub mode: CheckpointMode,
 }

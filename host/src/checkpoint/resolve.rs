@@ -31,7 +31,7 @@ use super::hot_swap::{HotSwapError, keyed_function, prepare_restore};
 use super::manifest::{Manifest, ModuleMeta, OperatorModule};
 use super::savepoint::{SavepointError, SavepointManifest};
 use super::storage::{CheckpointStorage, FileStore, StorageError};
-use crate::job::plan::{JobPlan, VertexKind};
+use crate::plan::{JobPlan, VertexKind};
 use crate::wasm::WasmRuntime;
 
 /// Which checkpoint a run starts from.

@@ -19,7 +19,7 @@ use super::spec::{
 };
 use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::connectors::generator::GeneratorConfig;
-use crate::runtime::restart::RestartStrategy;
+use crate::plan::restart::RestartStrategy;
 use crate::time::watermarks::WatermarkStrategy;
 use crate::time::windows::WindowAssigner;
 use crate::wasm::{FunctionKind, UdfModule, WasmRuntime};

@@ -19,7 +19,6 @@ pub mod dead_letter;
 pub mod executor;
 pub mod message;
 pub mod output;
-pub mod restart;
 pub mod task;
 
 pub use message::Message;

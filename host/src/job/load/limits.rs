@@ -23,7 +23,7 @@ use super::{
 };
 use crate::job::plan::{Limits, Settings, StateBackendConfig};
 use crate::job::spec::JobSpec;
-use crate::runtime::restart::RestartStrategy;
+use crate::plan::restart::RestartStrategy;
 
 impl Builder<'_> {
     /// The `[job]` settings with their defaults, checked against their limits.
