@@ -25,19 +25,10 @@
 //! recorded and abort any others.
 
 pub use crate::plan::{CheckpointMode, CheckpointSettings};
-pub use crate::storage::{CheckpointId, TaskId, files as storage, manifest};
+pub use crate::storage::{Barrier, CheckpointId, TaskId, files as storage, manifest};
 
 pub mod coordinator;
 pub mod dump;
 pub mod hot_swap;
 pub mod resolve;
 pub mod savepoint;
-
-/// The marker that separates the records before a checkpoint from those after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Barrier {
-    /// The checkpoint.
-    pub id: CheckpointId,
-    /// When it was triggered (wall clock, ms).
-    pub timestamp_ms: i64,
-}

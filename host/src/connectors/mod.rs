@@ -79,7 +79,7 @@ pub trait Sink: Send {
 
 /// A sink that writes in transactions, for exactly-once output with
 /// checkpoints (two-phase commit). The runtime drives it through
-/// [`crate::operators::two_phase_commit`]:
+/// the two-phase-commit operator (`operators::two_phase_commit`):
 ///
 /// 1. records go into the open transaction ([`TransactionalSink::write`]);
 /// 2. at a checkpoint barrier the transaction is made durable but invisible

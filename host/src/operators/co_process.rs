@@ -15,10 +15,10 @@
 use std::sync::Arc;
 
 use super::{Operator, OperatorSnapshot, route_call_output, snapshot_instance_state};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::state::KeyGroupRange;
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;

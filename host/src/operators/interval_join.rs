@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use super::join_state::{JoinCore, decode_records, encode_record, from_time_key, time_key};
 use super::{Operator, OperatorSnapshot};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch, span};
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
 use crate::time::{TimeDomain, TimerService};

@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use super::{KeyedView, OperatorSnapshot, route_call_output};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::EventTime;
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::time::TimerService;
 use crate::wasm::UdfInstance;

@@ -1,6 +1,6 @@
 //! Operators: what a non-source subtask does with its input.
 //!
-//! Every operator implements [`Operator`]. The runtime ([`crate::runtime::task`])
+//! Every operator implements [`Operator`]. The runtime (`runtime::task`)
 //! owns the loop: it receives messages, tracks watermarks across input
 //! channels and calls the hooks below; an operator only reacts. One operator
 //! kind a file:
@@ -31,9 +31,9 @@ pub mod window;
 pub mod window_config;
 pub mod window_join;
 
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::storage::CheckpointId;
 
 /// A stream operator. Only [`Operator::process_batch`] is required.

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use super::Operator;
 use crate::connectors::Sink;
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::RecordBatch;
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 
 /// Writes every batch to a [`Sink`].
 pub struct SinkOperator {

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::RecordBatch;
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, StateId};
 use crate::storage::CheckpointId;
 use crate::wasm::UdfInstance;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use super::{Operator, OperatorSnapshot};
 use crate::connectors::{ConnectorError, TransactionalSink};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::RecordBatch;
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::storage::CheckpointId;
 
 /// Drives a [`TransactionalSink`] through checkpoints.

@@ -21,11 +21,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{KeyedView, Operator, OperatorSnapshot};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::state::cache::MapStateCache;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::storage::CheckpointId;

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use super::join_state::{JoinCore, decode_records, encode_record};
 use super::{Operator, OperatorSnapshot};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
 use crate::time::windows::{Window, WindowAssigner};

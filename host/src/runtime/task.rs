@@ -525,7 +525,7 @@ mod tests {
                 .collect();
             let mut out = Output::new(
                 Vec::new(),
-                std::sync::Arc::new(crate::runtime::dead_letter::DeadLetters::new(&dir.path().join("dead"))),
+                std::sync::Arc::new(crate::exchange::dead_letter::DeadLetters::new(&dir.path().join("dead"))),
                 std::sync::Arc::new(crate::metrics::VertexMetrics::new(
                     "t",
                     crate::metrics::VertexRole::Operator,

@@ -33,3 +33,12 @@ impl std::fmt::Display for TaskId {
         write!(f, "{}#{}", self.uid, self.subtask)
     }
 }
+
+/// The marker that separates the records before a checkpoint from those after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    /// The checkpoint.
+    pub id: CheckpointId,
+    /// When it was triggered (wall clock, ms).
+    pub timestamp_ms: i64,
+}

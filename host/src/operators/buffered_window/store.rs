@@ -11,7 +11,7 @@
 //! Every method works on the backend's current key.
 
 use super::BufferedWindowOperator;
-use crate::runtime::TaskError;
+use crate::exchange::TaskError;
 use crate::state::{KeyedStateBackend, StateId, StateResult};
 use crate::time::windows::Window;
 

@@ -24,10 +24,10 @@ use std::collections::HashSet;
 
 use super::trigger_state::TriggerRecord;
 use super::{BufferedWindowOperator, Evictor, Fired, elements, evict};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::operators::window_config::Trigger;
 use crate::record::batch::{EventTime, RecordBatch, span};
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;

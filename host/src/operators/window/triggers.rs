@@ -40,10 +40,10 @@
 //! the guest) until its cleanup, so that later records still merge with it.
 
 use super::{Slots, WindowOperator};
+use crate::exchange::TaskError;
+use crate::exchange::output::Output;
 use crate::operators::window_config::Trigger;
 use crate::record::batch::{EventTime, RecordBatch, span};
-use crate::runtime::TaskError;
-use crate::runtime::output::Output;
 use crate::state::{StateDescriptor, StateKind};
 use crate::time::TimeDomain;
 use crate::time::windows::Window;

@@ -8,14 +8,14 @@ use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::Receiver;
 
+use crate::exchange::dead_letter::DeadLetters;
+use crate::exchange::message::Message;
+use crate::exchange::output::{Output, OutputEdge, Route};
 use crate::metrics::{VertexMetrics, VertexRole};
 use crate::operators::Operator;
 use crate::operators::window::WindowOperator;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::runtime::dead_letter::DeadLetters;
-use crate::runtime::message::Message;
-use crate::runtime::output::{Output, OutputEdge, Route};
 use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
 use crate::time::clock::ManualClock;

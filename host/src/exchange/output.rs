@@ -335,7 +335,7 @@ impl Output {
     }
 
     /// Forwards a checkpoint barrier to every consumer subtask.
-    pub fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<(), TaskError> {
+    pub fn barrier(&mut self, barrier: crate::storage::Barrier) -> Result<(), TaskError> {
         let message = Message::Barrier(barrier);
         self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
     }

@@ -1,7 +1,7 @@
 //! What travels on a channel between two subtasks.
 
-use crate::checkpoint::Barrier;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::storage::Barrier;
 
 /// A message from one subtask to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
