@@ -21,14 +21,15 @@ use crate::oracle::Lcg;
 
 /// One input record.
 #[derive(Debug, Clone)]
-struct Event {
-    key: String,
-    ts: i64,
-    value: i64,
+pub(crate) struct Event {
+    pub(crate) key: String,
+    pub(crate) ts: i64,
+    pub(crate) value: i64,
 }
 
 impl Event {
-    fn line(&self) -> String {
+    /// The record as the job reads it: `key timestamp value`.
+    pub(crate) fn line(&self) -> String {
         format!("{} {} {}", self.key, self.ts, self.value)
     }
 }
@@ -37,11 +38,16 @@ impl Event {
 /// disorder, and one record in 25 from 60 to 160 ms in the past (late, or
 /// within the lateness).
 fn events(seed: u64, count: i64) -> Vec<Event> {
+    events_late_one_in(seed, count, 25)
+}
+
+/// [`events`] with one record in `late_one_in` from the past.
+pub(crate) fn events_late_one_in(seed: u64, count: i64, late_one_in: u64) -> Vec<Event> {
     let mut rng = Lcg::new(seed);
     (0..count)
         .map(|i| {
             let mut ts = 1_000 + i * 4 - rng.below(30) as i64;
-            if rng.below(25) == 0 {
+            if rng.below(late_one_in) == 0 {
                 ts -= 60 + rng.below(100) as i64;
             }
             Event {

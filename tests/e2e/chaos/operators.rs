@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::{Case, Step, trap_modulus};
 use crate::oracle::Lcg;
+use crate::windows_buffered::Event;
 
 /// 2026-01-01T00:00:00Z, the first record's time.
 const BASE: i64 = 1_767_225_600_000;
@@ -188,38 +189,10 @@ const SIZE_MS: i64 = 40;
 const LATENESS_MS: i64 = 50;
 const KEEP: usize = 3;
 
-/// One `key timestamp value` record of the buffered window.
-#[derive(Clone)]
-struct Event {
-    key: String,
-    ts: i64,
-    value: i64,
-}
-
-impl Event {
-    fn line(&self) -> String {
-        format!("{} {} {}", self.key, self.ts, self.value)
-    }
-}
-
-/// Three keys, timestamps rising about 4 ms a record with up to 30 ms of
-/// disorder, and one record in 8 from 60 to 160 ms in the past (late, or
-/// within the lateness) (`windows_buffered.rs` has one in 25).
+/// The buffered window's input (`windows_buffered.rs`), with one record in
+/// 8 from 60 to 160 ms in the past (late, or within the lateness).
 fn events(seed: u64, count: i64) -> Vec<Event> {
-    let mut rng = Lcg::new(seed);
-    (0..count)
-        .map(|i| {
-            let mut ts = 1_000 + i * 4 - rng.below(30) as i64;
-            if rng.below(8) == 0 {
-                ts -= 60 + rng.below(100) as i64;
-            }
-            Event {
-                key: format!("k{}", rng.below(3)),
-                ts,
-                value: rng.below(1000) as i64,
-            }
-        })
-        .collect()
+    crate::windows_buffered::events_late_one_in(seed, count, 8)
 }
 
 /// testkit's `sorted_values` over `elements`.
