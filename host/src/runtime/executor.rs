@@ -209,19 +209,24 @@ pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Resu
     // checkpoint completes.
     let initial = current.clone();
     let mut restarts = 0u32;
+    let mut schemas: Option<(Vec<String>, Schemas)> = None;
     let result = loop {
         if let Some((manifest, _)) = &current.restore {
             tracing::info!("restoring job `{}` from checkpoint {}", plan.name, manifest.id);
         }
-        let schemas = match &shared.storage {
-            Some(_) => plan_schemas(&current.plan, engine),
-            None => Default::default(),
-        };
+        // Probing the schemas starts every keyed function once: only when
+        // the modules changed (a restart usually runs the same ones).
+        let digests = module_digests(&current.plan);
+        if shared.storage.is_some() && schemas.as_ref().is_none_or(|(of, _)| *of != digests) {
+            schemas = Some((digests, plan_schemas(&current.plan, engine)));
+        }
+        let empty = Schemas::default();
+        let schemas = schemas.as_ref().map_or(&empty, |(_, schemas)| schemas);
         let restore = current.restore.as_ref();
         match run_attempt(
             &shared,
             &current.plan,
-            &schemas,
+            schemas,
             restore.map(|(m, _)| m),
             restore.map(|(_, f)| f),
             restarts,
@@ -281,6 +286,17 @@ pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Resu
         dead_letter_path: plan.settings.dead_letter.clone(),
         restarts,
     })
+}
+
+/// The digest of every operator's module, in plan order.
+fn module_digests(plan: &JobPlan) -> Vec<String> {
+    plan.vertices
+        .iter()
+        .filter_map(|v| match &v.kind {
+            VertexKind::Operator(function) => Some(function.module.digest.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Refuses, before anything starts, a restore that changes the parallelism
