@@ -17,8 +17,10 @@
 //!   file.
 //! - [`connectors`]: sources (traffic generator, files) and sinks (files,
 //!   stdout, PostgreSQL).
-//! - [`state`]: keyed state backends behind one trait, key groups, TTL.
-//! - [`time`]: timers, watermarks, windows and the processing-time clock.
+//! - [`state`]: keyed state backends behind one trait, key groups, TTL,
+//!   timers (kept by key group and snapshotted with the keyed state).
+//! - [`time`]: time domains, watermarks, windows and the processing-time
+//!   clock.
 //! - [`storage`]: checkpoint files and manifests; [`checkpoint`]: the
 //!   coordinator, savepoints, hot swap and the one restore path.
 //! - [`metrics`]: counters and the progress line.
@@ -28,8 +30,7 @@
 //!
 //! Modules use their own layer and the ones below, never above, and two
 //! modules of one layer do not use each other (checked by a unit test in
-//! `layers.rs`; `state` and `time` still do: timers live in keyed
-//! snapshots):
+//! `layers.rs`):
 //!
 //! 1. [`record`] (record batches, event time) and [`storage`] (checkpoint
 //!    files, manifests, ids);

@@ -352,7 +352,7 @@ fn self_contained(
         end: handle.key_groups.1,
     };
     let mut backend = crate::state::heap::HeapBackend::new();
-    let mut timers = crate::time::TimerService::new();
+    let mut timers = crate::state::TimerService::new();
     // Every key group: the handle holds its own, plus broadcast states
     // (stored under one key whose key group may lie outside its range).
     let every = KeyGroupRange {

@@ -46,7 +46,8 @@ use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, S
 use crate::storage::CheckpointId;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
-use crate::time::{TimeDomain, TimerService};
+use crate::state::TimerService;
+use crate::time::TimeDomain;
 use crate::wasm::instance::Accumulators;
 use crate::wasm::{FunctionKind, UdfInstance};
 

@@ -25,7 +25,8 @@ use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch, span};
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
-use crate::time::{TimeDomain, TimerService};
+use crate::state::TimerService;
+use crate::time::TimeDomain;
 use crate::wasm::UdfInstance;
 
 /// The names of the buffers of the left and the right input.

@@ -13,7 +13,7 @@ use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::EventTime;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
-use crate::time::TimerService;
+use crate::state::TimerService;
 use crate::wasm::UdfInstance;
 use crate::wasm::instance::JoinPairs;
 

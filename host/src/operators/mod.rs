@@ -120,7 +120,7 @@ pub struct KeyedView {
     /// The state backend's view.
     pub state: Box<dyn crate::state::StateView>,
     /// The timers at the barrier.
-    pub timers: crate::time::TimerService,
+    pub timers: crate::state::TimerService,
     /// The key groups the subtask owns.
     pub key_groups: crate::state::KeyGroupRange,
 }

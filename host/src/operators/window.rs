@@ -30,7 +30,8 @@ use crate::state::cache::MapStateCache;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::storage::CheckpointId;
 use crate::time::windows::Window;
-use crate::time::{TimeDomain, TimerService};
+use crate::state::TimerService;
+use crate::time::TimeDomain;
 use crate::wasm::UdfInstance;
 use crate::wasm::instance::Accumulators;
 

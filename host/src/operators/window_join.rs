@@ -22,7 +22,8 @@ use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
 use crate::time::windows::{Window, WindowAssigner};
-use crate::time::{TimeDomain, TimerService};
+use crate::state::TimerService;
+use crate::time::TimeDomain;
 use crate::wasm::UdfInstance;
 
 /// The names of the buffers of the left and the right input.

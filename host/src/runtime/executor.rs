@@ -790,7 +790,7 @@ impl Subtask<'_> {
             (None, None, false) => return Err(restore_error("no checkpoint storage".into())),
         };
         let max_parallelism = self.plan().settings.max_parallelism;
-        let mut timers = crate::time::TimerService::new();
+        let mut timers = crate::state::TimerService::new();
         let backend: Box<dyn crate::state::KeyedStateBackend> = match &self.plan().settings.state_backend {
             StateBackendConfig::Heap => {
                 let mut backend = HeapBackend::new();

@@ -13,7 +13,7 @@ use super::snapshot::CanonicalFile;
 use super::{KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateResult, StateView};
 use crate::storage::files::{FileStore, StorageError};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::time::TimerService;
+use crate::state::TimerService;
 
 /// The entries of one key in one state. Value-like states (value, list,
 /// reducing, aggregating) only ever use the empty user key, so they get a

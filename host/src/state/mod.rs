@@ -18,9 +18,11 @@ pub mod operator;
 pub mod restore;
 pub mod rocksdb;
 pub mod snapshot;
+pub mod timers;
 pub mod ttl;
 
 pub use key_group::{KeyGroup, KeyGroupRange};
+pub use timers::TimerService;
 
 /// The kinds of keyed state, as the WIT contract names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -168,7 +170,7 @@ pub trait StateView: Send {
         self: Box<Self>,
         files: &crate::storage::files::FileStore,
         name: &str,
-        timers: &crate::time::TimerService,
+        timers: &crate::state::TimerService,
         key_groups: KeyGroupRange,
         max_parallelism: u32,
     ) -> Result<crate::storage::manifest::KeyedStateHandle, crate::storage::files::StorageError>;

@@ -125,7 +125,7 @@ mod tests {
     use crate::state::heap::HeapBackend;
     use crate::state::{KeyGroupRange, StateId};
     use crate::storage::files::CheckpointStorage;
-    use crate::time::TimerService;
+    use crate::state::TimerService;
 
     /// A heap snapshot holding `items` in `name`.
     fn snapshot(storage: &CheckpointStorage, file: &str, name: &str, items: &[&str]) -> KeyedStateHandle {

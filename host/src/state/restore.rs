@@ -26,7 +26,8 @@ use super::snapshot::{SnapshotItem, SnapshotReader};
 use super::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, TtlConfig};
 use crate::storage::files::{FileRef, FileStore};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::time::{TimeDomain, TimerService};
+use crate::state::TimerService;
+use crate::time::TimeDomain;
 
 /// Loads the entries and timers of `range` from `handles` into `backend`
 /// and `timers`. Returns the number of entries restored. Native snapshots

@@ -75,7 +75,7 @@ use super::{
 };
 use crate::storage::files::{FileRef, FileStore, StorageError};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::time::TimerService;
+use crate::state::TimerService;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{KeyGroupRange, StateDescriptor, StateKind, TtlConfig};
 use crate::storage::files::{FileStore, FileWriter, StorageError};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::time::TimerService;
+use crate::state::TimerService;
 
 const MAGIC: &[u8; 8] = b"WEIRKS01";
 

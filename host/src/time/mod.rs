@@ -1,12 +1,20 @@
-//! Time: the processing-time clock, timers, watermarks and windows.
+//! Time: the processing-time clock, time domains, watermarks and windows.
+//! (Timers are keyed state: they live in the state module.)
 
 pub mod clock;
-pub mod timers;
 pub mod watermarks;
 pub mod window_set;
 pub mod windows;
 
-pub use timers::{TimeDomain, TimerService};
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeDomain {
+    /// Fires on the watermark.
+    EventTime,
+    /// Fires on the wall clock.
+    ProcessingTime,
+}
+
 
 /// The wall clock in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -25,7 +25,7 @@
 //!
 //! Trigger state (the next continuous firing of each window) is a keyed map
 //! state `window-trigger`, and every firing goes through the
-//! [`crate::time::TimerService`], so all of it is checkpointed. Timers are
+//! [`crate::state::TimerService`], so all of it is checkpointed. Timers are
 //! never deleted: a timer whose window is gone fires on nothing.
 //!
 //! At the end of a bounded input (the final watermark), every window with a

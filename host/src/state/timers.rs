@@ -9,15 +9,7 @@ use imbl::OrdSet;
 
 use crate::state::KeyGroup;
 use crate::state::snapshot::{SnapshotItem, SnapshotWriter};
-
-/// Which clock a timer follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TimeDomain {
-    /// Fires on the watermark.
-    EventTime,
-    /// Fires on the wall clock.
-    ProcessingTime,
-}
+use crate::time::TimeDomain;
 
 /// Registered timers of one subtask.
 #[derive(Debug, Default, Clone)]
