@@ -67,7 +67,7 @@ use weir::state::heap::HeapBackend;
 use weir::state::restore::restore_keyed;
 use weir::state::rocksdb::{RocksDbBackend, RocksDbOptions};
 use weir::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
-use weir::time::TimerService;
+use weir::state::TimerService;
 
 /// The job's number of key groups.
 const MAX_PARALLELISM: u32 = 128;
