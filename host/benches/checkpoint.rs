@@ -63,11 +63,11 @@ use serde::{Deserialize, Serialize};
 use weir::checkpoint::manifest::{KeyedStateHandle, Manifest, TaskState};
 use weir::checkpoint::storage::CheckpointStorage;
 use weir::checkpoint::{CheckpointId, TaskId};
+use weir::state::TimerService;
 use weir::state::heap::HeapBackend;
 use weir::state::restore::restore_keyed;
 use weir::state::rocksdb::{RocksDbBackend, RocksDbOptions};
 use weir::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
-use weir::state::TimerService;
 
 /// The job's number of key groups.
 const MAX_PARALLELISM: u32 = 128;

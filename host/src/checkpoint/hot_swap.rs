@@ -33,10 +33,9 @@ use std::path::Path;
 use super::manifest::{Manifest, ModuleMeta};
 use super::savepoint::SavepointManifest;
 use super::storage::{FileRef, FileStore, StorageError};
-use crate::plan::{JobPlan, VertexKind};
+use crate::plan::{JobPlan, OperatorPlan, VertexKind};
 use crate::state::StateKind;
 use crate::state::snapshot::{SnapshotItem, SnapshotReader, SnapshotWriter};
-use crate::wasm::FunctionKind;
 use crate::wasm::migration::{Migrator, declared_schemas};
 
 /// Values migrated per guest call.
@@ -112,9 +111,7 @@ pub enum HotSwapError {
 /// Whether a vertex runs a keyed function whose states the module opens.
 pub(crate) fn keyed_function(kind: &VertexKind) -> Option<&crate::plan::FunctionRef> {
     match kind {
-        VertexKind::Operator(f) if matches!(f.kind, FunctionKind::KeyedProcess | FunctionKind::KeyedCoProcess) => {
-            Some(f)
-        }
+        VertexKind::Operator(OperatorPlan::KeyedProcess(f) | OperatorPlan::CoProcess { function: f, .. }) => Some(f),
         _ => None,
     }
 }

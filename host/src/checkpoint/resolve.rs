@@ -25,7 +25,6 @@
 //! how an operator chooses a version: hot swap, or rolling back).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::hot_swap::{HotSwapError, keyed_function, prepare_restore};
 use super::manifest::{Manifest, ModuleMeta, OperatorModule};
@@ -238,12 +237,13 @@ fn run_recorded_modules(
     from: &str,
 ) -> Result<(), ResolveError> {
     for vertex in &mut plan.vertices {
-        let VertexKind::Operator(function) = &mut vertex.kind else {
+        let VertexKind::Operator(operator) = &mut vertex.kind else {
             continue;
         };
         let Some(recorded) = manifest.module_of(&vertex.uid) else {
             continue;
         };
+        let function = operator.function();
         if recorded.module.digest == function.module.digest || recorded.declared != function.declared {
             continue;
         }
@@ -257,26 +257,16 @@ fn run_recorded_modules(
         let module = wasm
             .load(&files.path(file))
             .map_err(|e| failed(format!("cannot be loaded: {e}")))?;
-        match module.info.function(&function.function) {
-            Some(info) if info.kind == function.kind => {}
-            Some(info) => {
-                return Err(failed(format!(
-                    "has `{}` as a {} function, not a {} function",
-                    function.function, info.kind, function.kind
-                )));
-            }
-            None => return Err(failed(format!("has no function `{}`", function.function))),
-        }
+        let named = format!("{} {}", function.module.info.name, function.module.info.version);
+        operator.swap_module(&module).map_err(|e| failed(e.to_string()))?;
         eprintln!(
-            "weir: operator `{}` runs {} (sha256 {}), the module {} was taken with after `weir upgrade`; the job file names {} {}",
+            "weir: operator `{}` runs {} (sha256 {}), the module {} was taken with after `weir upgrade`; the job file names {}",
             vertex.uid,
             recorded.module,
             short(&recorded.module.digest),
             from,
-            function.module.info.name,
-            function.module.info.version,
+            named,
         );
-        function.module = Arc::clone(&module);
     }
     Ok(())
 }
@@ -296,9 +286,10 @@ pub fn operator_modules(
     plan.vertices
         .iter()
         .filter_map(|vertex| {
-            let VertexKind::Operator(function) = &vertex.kind else {
+            let VertexKind::Operator(operator) = &vertex.kind else {
                 return None;
             };
+            let function = operator.function();
             let module = &function.module;
             let file = files.and_then(|files| {
                 let name = format!("module-{}.wasm", module.digest);

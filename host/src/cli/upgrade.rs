@@ -124,21 +124,13 @@ fn with_module(plan: &JobPlan, wasm: &WasmRuntime, uid: &str, path: &Path) -> Re
         .iter_mut()
         .find(|v| v.uid == uid)
         .ok_or_else(|| format!("job `{}` has no operator `{uid}`", plan.name))?;
-    let VertexKind::Operator(function) = &mut vertex.kind else {
+    let VertexKind::Operator(operator) = &mut vertex.kind else {
         return Err(format!("`{uid}` is not an operator: it runs no module"));
     };
     let name = format!("{} {}", module.info.name, module.info.version);
-    let info = module
-        .info
-        .function(&function.function)
-        .ok_or_else(|| format!("module {name} has no function `{}`", function.function))?;
-    if info.kind != function.kind {
-        return Err(format!(
-            "function `{}` of module {name} is a {} function, not a {} function",
-            function.function, info.kind, function.kind
-        ));
-    }
-    function.module = Arc::clone(&module);
+    operator
+        .swap_module(&module)
+        .map_err(|e| format!("module {name} {e}"))?;
     Ok((next, name))
 }
 

@@ -42,12 +42,12 @@ use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::state::TimerService;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::storage::CheckpointId;
+use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
-use crate::state::TimerService;
-use crate::time::TimeDomain;
 use crate::wasm::instance::Accumulators;
 use crate::wasm::{FunctionKind, UdfInstance};
 

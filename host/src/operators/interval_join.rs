@@ -23,9 +23,9 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch, span};
+use crate::state::TimerService;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
-use crate::state::TimerService;
 use crate::time::TimeDomain;
 use crate::wasm::UdfInstance;
 

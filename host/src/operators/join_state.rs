@@ -12,8 +12,8 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::EventTime;
-use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::state::TimerService;
+use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::wasm::UdfInstance;
 use crate::wasm::instance::JoinPairs;
 

@@ -26,12 +26,12 @@ use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::state::TimerService;
 use crate::state::cache::MapStateCache;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::storage::CheckpointId;
-use crate::time::windows::Window;
-use crate::state::TimerService;
 use crate::time::TimeDomain;
+use crate::time::windows::Window;
 use crate::wasm::UdfInstance;
 use crate::wasm::instance::Accumulators;
 

@@ -18,7 +18,7 @@ pub struct WindowConfig {
     /// The clock that places records in windows: event time (records'
     /// timestamps) or processing time (the wall clock).
     pub time: crate::time::TimeDomain,
-    /// A process-window function on the aggregate's result, and an evictor.
+    /// The evictor and the Wasm trigger of a buffering window operator.
     pub functions: WindowFunctions,
 }
 
@@ -63,11 +63,10 @@ pub enum Trigger {
     Wasm,
 }
 
-/// The process-window function and evictor of a window operator.
+/// The evictor and Wasm trigger of a window operator (its process function
+/// is part of the operator's plan).
 #[derive(Debug, Clone, Default)]
 pub struct WindowFunctions {
-    /// Runs on the result of the operator's aggregate when a window fires.
-    pub process: Option<FunctionRef>,
     /// Evicts elements of firing windows.
     pub evictor: Option<EvictorConfig>,
     /// The window-trigger function of a `trigger = { type = "wasm" }`.
@@ -77,7 +76,7 @@ pub struct WindowFunctions {
 impl WindowFunctions {
     /// Whether neither is set.
     pub fn is_empty(&self) -> bool {
-        self.process.is_none() && self.evictor.is_none() && self.trigger.is_none()
+        self.evictor.is_none() && self.trigger.is_none()
     }
 }
 
@@ -112,7 +111,7 @@ impl PartialEq for WindowFunctions {
             (Some(a), Some(b)) => same_function(a, b),
             (a, b) => a.is_none() && b.is_none(),
         };
-        same(&self.process, &other.process) && same(&self.trigger, &other.trigger) && self.evictor == other.evictor
+        same(&self.trigger, &other.trigger) && self.evictor == other.evictor
     }
 }
 

@@ -19,11 +19,11 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::state::TimerService;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
-use crate::time::windows::{Window, WindowAssigner};
-use crate::state::TimerService;
 use crate::time::TimeDomain;
+use crate::time::windows::{Window, WindowAssigner};
 use crate::wasm::UdfInstance;
 
 /// The names of the buffers of the left and the right input.

@@ -9,6 +9,7 @@
 pub mod restart;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -76,37 +77,229 @@ pub struct Vertex {
     pub input: Option<Edge>,
     /// Watermarks this vertex generates for its output, if any.
     pub watermarks: Option<Watermarks>,
-    /// Windows, for a window-aggregate operator.
-    pub window: Option<WindowConfig>,
-    /// The second input of a two-input operator (join, co-process).
-    pub second_input: Option<Edge>,
-    /// How a join operator matches the records of its two inputs.
-    pub join: Option<JoinConfig>,
 }
 
 impl Vertex {
-    /// The edges this vertex reads from, with their input index (0: `input`,
-    /// 1: `second_input`).
-    pub fn inputs(&self) -> impl Iterator<Item = (usize, &Edge)> + '_ {
-        self.input.iter().chain(self.second_input.iter()).enumerate()
+    /// The edges this vertex reads from, with their side: the first input
+    /// (`input`) and, for a two-input operator, its second.
+    pub fn inputs(&self) -> impl Iterator<Item = (InputSide, &Edge)> + '_ {
+        let second = match &self.kind {
+            VertexKind::Operator(operator) => operator.second_input(),
+            _ => None,
+        };
+        let first = self.input.as_ref().map(|edge| (InputSide::First, edge));
+        first.into_iter().chain(second.map(|edge| (InputSide::Second, edge)))
+    }
+
+    /// The edge of `side`, if the vertex reads one there.
+    pub fn input_of(&self, side: InputSide) -> Option<&Edge> {
+        self.inputs().find(|(s, _)| *s == side).map(|(_, edge)| edge)
     }
 }
 
-/// How a join pairs the records of its two inputs (both keyed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinConfig {
-    /// Every pair of records of a key in the same event-time window
-    /// (tumbling or sliding), when the window fires.
-    Window(crate::time::windows::WindowAssigner),
-    /// Every pair with `left + lower_ms <= right <= left + upper_ms`, as
-    /// soon as both have arrived.
-    Interval {
+/// Which input of a vertex an edge feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputSide {
+    /// The only input of a one-input operator, or the first (left) input of
+    /// a two-input one.
+    First,
+    /// The second (right, or broadcast) input of a two-input operator.
+    Second,
+}
+
+impl InputSide {
+    /// 0 for the first input, 1 for the second (for per-input arrays).
+    pub fn index(self) -> usize {
+        match self {
+            Self::First => 0,
+            Self::Second => 1,
+        }
+    }
+}
+
+/// What an operator vertex runs: decided once by the job loader, so that
+/// building the operator is one `match` that meets no impossible shape.
+#[derive(Debug, Clone)]
+pub enum OperatorPlan {
+    /// A map, filter or flat-map function (operator state only).
+    Transform(FunctionRef),
+    /// A keyed process function: keyed state and timers.
+    KeyedProcess(FunctionRef),
+    /// Windows with an incremental aggregate (one accumulator per window).
+    Window {
+        /// The window-aggregate function.
+        aggregate: FunctionRef,
+        /// Assigner, trigger, lateness.
+        window: WindowConfig,
+    },
+    /// Windows that buffer their elements: a process-window function, or an
+    /// aggregate with a process function, an evictor or a Wasm trigger.
+    BufferedWindow {
+        /// What runs when a window fires.
+        function: BufferedWindowFunction,
+        /// Assigner, trigger, lateness, evictor, Wasm trigger.
+        window: WindowConfig,
+    },
+    /// Pairs of records of a key in the same window, from two keyed inputs.
+    WindowJoin {
+        /// The join function.
+        function: FunctionRef,
+        /// The windows (tumbling or sliding).
+        assigner: WindowAssigner,
+        /// The second (right) input.
+        second: Edge,
+    },
+    /// Pairs with `left + lower_ms <= right <= left + upper_ms`, from two
+    /// keyed inputs.
+    IntervalJoin {
+        /// The join function.
+        function: FunctionRef,
         /// Lower bound of the right record's time relative to the left's, ms.
         lower_ms: i64,
         /// Upper bound of the right record's time relative to the left's, ms.
         upper_ms: i64,
+        /// The second (right) input.
+        second: Edge,
+    },
+    /// A keyed co-process function: two inputs, shared keyed state and
+    /// timers; the second input keyed or broadcast.
+    CoProcess {
+        /// The co-process function.
+        function: FunctionRef,
+        /// The second input (keyed, or broadcast: see its partitioning).
+        second: Edge,
     },
 }
+
+/// What a buffering window operator runs when a window fires.
+#[derive(Debug, Clone)]
+pub enum BufferedWindowFunction {
+    /// A process-window function over all the window's elements.
+    Process(FunctionRef),
+    /// A window aggregate, and the process-window function that gets its
+    /// result (Flink's `aggregate(aggFn, processWindowFn)`), if any.
+    Aggregate {
+        /// The aggregate.
+        aggregate: FunctionRef,
+        /// The process-window function.
+        process: Option<FunctionRef>,
+    },
+}
+
+impl OperatorPlan {
+    /// The operator's main function (the one named by `function` in the job
+    /// file): its module is the operator's module.
+    pub fn function(&self) -> &FunctionRef {
+        match self {
+            Self::Transform(f) | Self::KeyedProcess(f) => f,
+            Self::Window { aggregate, .. } => aggregate,
+            Self::BufferedWindow { function, .. } => match function {
+                BufferedWindowFunction::Process(f) => f,
+                BufferedWindowFunction::Aggregate { aggregate, .. } => aggregate,
+            },
+            Self::WindowJoin { function, .. }
+            | Self::IntervalJoin { function, .. }
+            | Self::CoProcess { function, .. } => function,
+        }
+    }
+
+    /// Every function the operator runs from its module: the main one and a
+    /// buffering window's process function, evictor and trigger.
+    pub fn functions_mut(&mut self) -> Vec<&mut FunctionRef> {
+        match self {
+            Self::Transform(f) | Self::KeyedProcess(f) => vec![f],
+            Self::Window { aggregate, .. } => vec![aggregate],
+            Self::BufferedWindow { function, window } => {
+                let mut all = match function {
+                    BufferedWindowFunction::Process(f) => vec![f],
+                    BufferedWindowFunction::Aggregate { aggregate, process } => {
+                        std::iter::once(aggregate).chain(process.as_mut()).collect()
+                    }
+                };
+                if let Some(crate::operators::window_config::EvictorConfig::Wasm(f)) = &mut window.functions.evictor {
+                    all.push(f);
+                }
+                all.extend(window.functions.trigger.as_mut());
+                all
+            }
+            Self::WindowJoin { function, .. }
+            | Self::IntervalJoin { function, .. }
+            | Self::CoProcess { function, .. } => vec![function],
+        }
+    }
+
+    /// The second input of a two-input operator.
+    pub fn second_input(&self) -> Option<&Edge> {
+        match self {
+            Self::WindowJoin { second, .. } | Self::IntervalJoin { second, .. } | Self::CoProcess { second, .. } => {
+                Some(second)
+            }
+            _ => None,
+        }
+    }
+
+    /// The second input of a two-input operator, to wire it.
+    pub fn second_input_mut(&mut self) -> Option<&mut Edge> {
+        match self {
+            Self::WindowJoin { second, .. } | Self::IntervalJoin { second, .. } | Self::CoProcess { second, .. } => {
+                Some(second)
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs every function of the operator from `module` instead (an
+    /// upgrade), after checking that `module` exports each of them with the
+    /// same kind; on a mismatch nothing changes.
+    pub fn swap_module(&mut self, module: &Arc<UdfModule>) -> Result<(), ModuleMismatch> {
+        for function in self.functions_mut() {
+            match module.info.function(&function.function) {
+                Some(info) if info.kind == function.kind => {}
+                Some(info) => {
+                    return Err(ModuleMismatch::Kind {
+                        function: function.function.clone(),
+                        found: info.kind,
+                        expected: function.kind,
+                    });
+                }
+                None => {
+                    return Err(ModuleMismatch::Missing {
+                        function: function.function.clone(),
+                    });
+                }
+            }
+        }
+        for function in self.functions_mut() {
+            function.module = Arc::clone(module);
+        }
+        Ok(())
+    }
+}
+
+/// Why a module cannot replace an operator's (the message follows the
+/// module's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModuleMismatch {
+    /// It does not export one of the operator's functions.
+    #[error("has no function `{function}`")]
+    Missing {
+        /// The function.
+        function: String,
+    },
+    /// It exports one as another kind.
+    #[error("has `{function}` as a {found} function, not a {expected} function")]
+    Kind {
+        /// The function.
+        function: String,
+        /// Its kind in the module.
+        found: FunctionKind,
+        /// Its kind in the operator.
+        expected: FunctionKind,
+    },
+}
+
+use crate::time::windows::WindowAssigner;
+use crate::wasm::{FunctionKind, UdfModule};
 
 /// How a vertex generates the watermarks of its output.
 #[derive(Debug, Clone)]
@@ -121,11 +314,12 @@ pub use crate::operators::window_config::{Trigger, WindowConfig};
 
 /// What a vertex does.
 #[derive(Debug, Clone)]
+#[expect(clippy::large_enum_variant, reason = "one per vertex, built once by the loader")]
 pub enum VertexKind {
     /// Reads records from outside.
     Source(SourceConfig),
-    /// Runs a user function.
-    Operator(FunctionRef),
+    /// Runs user functions.
+    Operator(OperatorPlan),
     /// Writes records outside.
     Sink(SinkConfig),
 }

@@ -14,8 +14,10 @@
 //! - [`task`]: the loops of source, operator and sink subtasks.
 //! - [`executor`]: wiring the plan into threads and channels, and running it.
 
+mod build;
 pub mod control;
 pub mod executor;
+mod subtask;
 pub mod task;
 
 pub use crate::exchange::{Message, TaskError, dead_letter, message, output};

@@ -11,9 +11,9 @@ use imbl::{HashMap, OrdMap};
 
 use super::snapshot::CanonicalFile;
 use super::{KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateResult, StateView};
+use crate::state::TimerService;
 use crate::storage::files::{FileStore, StorageError};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::state::TimerService;
 
 /// The entries of one key in one state. Value-like states (value, list,
 /// reducing, aggregating) only ever use the empty user key, so they get a

@@ -122,10 +122,10 @@ pub fn restore_operator_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::TimerService;
     use crate::state::heap::HeapBackend;
     use crate::state::{KeyGroupRange, StateId};
     use crate::storage::files::CheckpointStorage;
-    use crate::state::TimerService;
 
     /// A heap snapshot holding `items` in `name`.
     fn snapshot(storage: &CheckpointStorage, file: &str, name: &str, items: &[&str]) -> KeyedStateHandle {

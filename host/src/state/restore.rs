@@ -24,9 +24,9 @@ use std::path::Path;
 
 use super::snapshot::{SnapshotItem, SnapshotReader};
 use super::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, TtlConfig};
+use crate::state::TimerService;
 use crate::storage::files::{FileRef, FileStore};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::state::TimerService;
 use crate::time::TimeDomain;
 
 /// Loads the entries and timers of `range` from `handles` into `backend`

@@ -73,9 +73,9 @@ use super::{
     KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateKind, StateResult,
     StateView, TtlConfig,
 };
+use crate::state::TimerService;
 use crate::storage::files::{FileRef, FileStore, StorageError};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::state::TimerService;
 
 type Db = DBWithThreadMode<MultiThreaded>;
 

@@ -11,9 +11,9 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use super::{KeyGroupRange, StateDescriptor, StateKind, TtlConfig};
+use crate::state::TimerService;
 use crate::storage::files::{FileStore, FileWriter, StorageError};
 use crate::storage::manifest::KeyedStateHandle;
-use crate::state::TimerService;
 
 const MAGIC: &[u8; 8] = b"WEIRKS01";
 

@@ -15,7 +15,6 @@ pub enum TimeDomain {
     ProcessingTime,
 }
 
-
 /// The wall clock in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -4,10 +4,24 @@
 use toml::Spanned;
 
 use super::{Builder, DraftInput, DraftPartitioning};
-use crate::job::plan::{FunctionRef, JoinConfig, Trigger, WindowConfig};
+use crate::job::plan::{FunctionRef, Trigger, WindowConfig};
 use crate::job::spec::{JoinKind, JoinSpec, OperatorSpec, PartitionSpec};
 use crate::time::windows::WindowAssigner;
 use crate::wasm::FunctionKind;
+
+/// How a join pairs the records of its two inputs (both keyed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum JoinChoice {
+    /// Every pair of records of a key in the same event-time window.
+    Window(WindowAssigner),
+    /// Every pair with `left + lower_ms <= right <= left + upper_ms`.
+    Interval {
+        /// Lower bound of the right record's time relative to the left's, ms.
+        lower_ms: i64,
+        /// Upper bound of the right record's time relative to the left's, ms.
+        upper_ms: i64,
+    },
+}
 
 impl Builder<'_> {
     /// The second input and the join settings of `operator`, checked against
@@ -18,7 +32,7 @@ impl Builder<'_> {
         uid: &str,
         function: Option<&FunctionRef>,
         window: Option<&WindowConfig>,
-    ) -> (Option<DraftInput>, Option<JoinConfig>) {
+    ) -> (Option<DraftInput>, Option<JoinChoice>) {
         let field = |name: &str| format!("operator `{uid}` → {name}");
         let kind = function.map(|f| f.kind);
         let two_inputs = matches!(kind, Some(FunctionKind::Join | FunctionKind::KeyedCoProcess));
@@ -149,7 +163,7 @@ impl Builder<'_> {
         operator: &OperatorSpec,
         uid: &str,
         window: Option<&WindowConfig>,
-    ) -> Option<JoinConfig> {
+    ) -> Option<JoinChoice> {
         let spec = spanned.get_ref();
         let field = |name: &str| format!("operator `{uid}` → {name}");
         let error = |this: &mut Self, name: &str, message: String| {
@@ -173,7 +187,7 @@ impl Builder<'_> {
                     );
                     return None;
                 }
-                Some(JoinConfig::Interval {
+                Some(JoinChoice::Interval {
                     lower_ms: lower,
                     upper_ms: upper,
                 })
@@ -219,7 +233,7 @@ impl Builder<'_> {
                     );
                     return None;
                 }
-                Some(JoinConfig::Window(window.assigner))
+                Some(JoinChoice::Window(window.assigner))
             }
         }
     }

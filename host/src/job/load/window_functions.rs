@@ -8,15 +8,16 @@ use crate::job::window_functions::{EvictorConfig, EvictorKind};
 use crate::wasm::FunctionKind;
 
 impl Builder<'_> {
-    /// Fills `window.functions` from `process` and `evictor`, reporting what
-    /// is wrong with them. `kind` is the kind of the operator's function.
+    /// Fills `window.functions` from `evictor` and a wasm `trigger`, and
+    /// returns the `process` function, reporting what is wrong with them.
+    /// `kind` is the kind of the operator's function.
     pub(super) fn window_functions(
         &mut self,
         operator: &OperatorSpec,
         uid: &str,
         kind: Option<FunctionKind>,
         window: Option<&mut WindowConfig>,
-    ) {
+    ) -> Option<FunctionRef> {
         let field = |name: &str| format!("operator `{uid}` → {name}");
         if operator.window.is_none() {
             for (name, span) in [
@@ -31,7 +32,7 @@ impl Builder<'_> {
                     ));
                 }
             }
-            return;
+            return None;
         }
         let params: Vec<(String, String)> = operator.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut process = None;
@@ -137,17 +138,14 @@ impl Builder<'_> {
                 }
             }
         });
-        let Some(window) = window else {
-            return;
-        };
-        window.functions.process = process;
+        let window = window?;
         window.functions.evictor = evictor;
         if window.trigger == Trigger::Wasm {
             window.functions.trigger = self.wasm_trigger(operator, uid, &params);
         }
         // The buffering operator runs event-time windows with the
         // event-time, count or wasm trigger.
-        let buffers = kind == Some(FunctionKind::ProcessWindow) || !window.functions.is_empty();
+        let buffers = kind == Some(FunctionKind::ProcessWindow) || process.is_some() || !window.functions.is_empty();
         if buffers
             && (window.time != crate::time::TimeDomain::EventTime
                 || !matches!(
@@ -172,6 +170,7 @@ impl Builder<'_> {
                 "a wasm evictor works with the event-time trigger only, for now",
             ));
         }
+        process
     }
 
     /// The window-trigger function of `trigger = { type = "wasm", function = ... }`.

@@ -1,0 +1,340 @@
+//! Operators of the job file: the checks of each function kind against
+//! the operator's settings, and the one [`OperatorPlan`] the runtime builds.
+
+use toml::Spanned;
+
+use super::two_input::JoinChoice;
+use super::{Builder, Draft, DraftInput, DraftPartitioning};
+use crate::job::plan::{
+    BufferedWindowFunction, Edge, FunctionRef, OperatorPlan, Partitioning, SinkConfig, VertexKind, WindowConfig,
+};
+use crate::job::spec::{KeyBySpec, OperatorSpec, WindowKind};
+use crate::time::windows::WindowAssigner;
+use crate::wasm::FunctionKind;
+
+impl Builder<'_> {
+    /// The draft vertex of `[[operator]]` `spanned`; problems are recorded.
+    pub(super) fn operator(&mut self, spanned: &Spanned<OperatorSpec>, default_parallelism: u32) -> Draft {
+        let errors_at_start = self.errors.len();
+        let operator = spanned.get_ref();
+        let uid = operator.uid.get_ref().clone();
+        let field = |name: &str| format!("operator `{uid}` → {name}");
+        let parallelism = operator
+            .parallelism
+            .as_ref()
+            .map_or(default_parallelism, |p| self.positive(p, &field("parallelism")));
+        let params = operator
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>();
+        let function = self.function(
+            &operator.module,
+            &operator.function,
+            &field("module"),
+            &field("function"),
+            params,
+        );
+        let mut partitioning = operator.partition.clone().map(DraftPartitioning::Explicit);
+        if let Some(key_by) = &operator.key_by
+            && let Some(selector) = self.key_selector(key_by, &uid)
+        {
+            partitioning = Some(DraftPartitioning::KeyBy(selector));
+        }
+        if let Some(function) = &function {
+            self.check_kind(operator, &uid, function, parallelism);
+        }
+        let mut window = self.window(operator, &uid);
+        let main_kind = function.as_ref().map(|f| f.kind);
+        let process = self.window_functions(operator, &uid, main_kind, window.as_mut());
+        let (second_input, join) = self.two_input(operator, &uid, function.as_ref(), window.as_ref());
+        let watermarks = operator
+            .watermarks
+            .as_ref()
+            .map(|w| self.watermarks(w, &uid, Some(&operator.module)));
+        let plan = function.and_then(|function| operator_plan(function, window, process, join));
+        let kind = match plan {
+            Some(plan) => VertexKind::Operator(plan),
+            None => {
+                // Every check that fails records why; this is the net
+                // under them, for a shape no check anticipated.
+                if self.errors.len() == errors_at_start {
+                    self.errors.push(self.locator.error(
+                        operator.function.span(),
+                        field("function"),
+                        "this function cannot run as an operator with these settings",
+                    ));
+                }
+                VertexKind::Sink(SinkConfig::Stdout) // placeholder; errors were recorded
+            }
+        };
+        Draft {
+            uid,
+            line: self.locator.line_of(spanned.span().start),
+            parallelism,
+            kind,
+            input: Some(DraftInput {
+                uid: operator.input.clone(),
+                partitioning,
+                side_output: operator.side_output.clone(),
+            }),
+            second_input,
+            is_sink: false,
+            watermarks,
+        }
+    }
+
+    /// Checks that a function of this kind can be the operator's function
+    /// with these settings (windows, `key_by`, parallelism).
+    fn check_kind(&mut self, operator: &OperatorSpec, uid: &str, function: &FunctionRef, parallelism: u32) {
+        let field = |name: &str| format!("operator `{uid}` → {name}");
+        match function.kind {
+        FunctionKind::KeySelector => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("function"),
+                format!(
+                    "`{}` is a key selector; use it in `key_by`, not as an operator",
+                    function.function
+                ),
+            )),
+            FunctionKind::WatermarkGenerator => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("function"),
+                format!(
+                    "`{}` is a watermark generator; use it in `watermarks = {{ strategy = \"punctuated\", function = ... }}`, not as an operator",
+                    function.function
+                ),
+            )),
+            FunctionKind::ProcessWindow if operator.window.is_none() => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("window"),
+                format!(
+                    "`{}` is a process-window function: the operator needs `window`",
+                    function.function
+                ),
+            )),
+            FunctionKind::WindowTrigger => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("function"),
+                format!(
+                    "`{}` is a window trigger; use it in `trigger = {{ type = \"wasm\", function = ... }}`, not as an operator",
+                    function.function
+                ),
+            )),
+            FunctionKind::WindowEvictor => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("function"),
+                format!(
+                    "`{}` is a window evictor; use it in `evictor = {{ type = \"wasm\", function = ... }}`, not as an operator",
+                    function.function
+                ),
+            )),
+            FunctionKind::WindowAggregate if operator.window.is_none() => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("window"),
+                format!(
+                    "`{}` is a window aggregate: the operator needs `window` (tumbling, sliding or session)",
+                    function.function
+                ),
+            )),
+            // Without `key_by`, windows are over the whole stream
+            // (Flink's `windowAll`): one subtask sees every record.
+            FunctionKind::WindowAggregate | FunctionKind::ProcessWindow
+                if operator.key_by.is_none() && parallelism != 1 =>
+            {
+                self.errors.push(self.locator.error(
+                    operator.function.span(),
+                    field("parallelism"),
+                    format!(
+                        "`{}` windows the whole stream (no `key_by`), which runs as one subtask: set `parallelism = 1` or add `key_by`",
+                        function.function
+                    ),
+                ))
+            }
+            kind if !matches!(
+                kind,
+                FunctionKind::WindowAggregate | FunctionKind::ProcessWindow | FunctionKind::Join
+            )
+                && operator.window.is_some() =>
+            {
+                self.errors.push(self.locator.error(
+                    operator.function.span(),
+                    field("window"),
+                    format!(
+                        "`{}` is a {kind} function; windows need a window-aggregate or process-window function",
+                        function.function
+                    ),
+                ))
+            }
+            FunctionKind::KeyedProcess if operator.key_by.is_none() => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("key_by"),
+                format!(
+                    "`{}` is a keyed process function: the operator needs `key_by`",
+                    function.function
+                ),
+            )),
+            _ => {}
+        }
+    }
+
+    fn key_selector(&mut self, key_by: &Spanned<KeyBySpec>, uid: &str) -> Option<FunctionRef> {
+        self.key_selector_at(key_by, &format!("operator `{uid}` → key_by"))
+    }
+
+    /// Loads the key selector of `key_by`; errors name fields under `at`.
+    pub(super) fn key_selector_at(&mut self, key_by: &Spanned<KeyBySpec>, at: &str) -> Option<FunctionRef> {
+        let spec = key_by.get_ref();
+        let field = |name: &str| format!("{at} → {name}");
+        let selector = self.function(
+            &spec.module,
+            &spec.function,
+            &field("module"),
+            &field("function"),
+            Vec::new(),
+        )?;
+        if selector.kind != FunctionKind::KeySelector {
+            self.errors.push(self.locator.error(
+                spec.function.span(),
+                field("function"),
+                format!(
+                    "expected a key selector, found `{}`, a {} function",
+                    selector.function, selector.kind
+                ),
+            ));
+            return None;
+        }
+        Some(selector)
+    }
+
+    /// The window of `operator`, checked.
+    fn window(&mut self, operator: &OperatorSpec, uid: &str) -> Option<WindowConfig> {
+        let spanned = operator.window.as_ref()?;
+        let spec = spanned.get_ref();
+        let field = |name: &str| format!("operator `{uid}` → window → {name}");
+        let positive = |value: u64| i64::try_from(value).ok().filter(|v| *v > 0);
+        let offset = spec.offset_ms.unwrap_or(0);
+        let assigner = match spec.kind {
+            WindowKind::Global => WindowAssigner::Global,
+            WindowKind::Session => match spec.gap_ms.and_then(positive) {
+                Some(gap) => WindowAssigner::Session { gap },
+                None => {
+                    self.errors.push(self.locator.error(
+                        spanned.span(),
+                        field("gap_ms"),
+                        "a session window needs `gap_ms` of at least 1",
+                    ));
+                    return None;
+                }
+            },
+            WindowKind::Tumbling | WindowKind::Sliding => {
+                let Some(size) = spec.size_ms.and_then(positive) else {
+                    self.errors.push(
+                        self.locator
+                            .error(spanned.span(), field("size_ms"), "must be at least 1"),
+                    );
+                    return None;
+                };
+                if spec.kind == WindowKind::Tumbling {
+                    WindowAssigner::Tumbling { size, offset }
+                } else {
+                    match spec.slide_ms.and_then(positive) {
+                        Some(slide) if slide <= size => {
+                            if !self.sliding_windows(size, slide, spanned.span(), &field("slide_ms")) {
+                                return None;
+                            }
+                            WindowAssigner::Sliding { size, slide, offset }
+                        }
+                        _ => {
+                            self.errors.push(self.locator.error(
+                                spanned.span(),
+                                field("slide_ms"),
+                                format!("a sliding window needs `slide_ms` between 1 and its size ({size})"),
+                            ));
+                            return None;
+                        }
+                    }
+                }
+            }
+        };
+        let time = crate::job::triggers::window_time(spec);
+        let lateness = operator.allowed_lateness_ms.unwrap_or(0);
+        let trigger = crate::job::triggers::trigger(operator.trigger.as_ref().map(|t| t.get_ref()), time)
+            .and_then(|trigger| crate::job::triggers::check(assigner, time, trigger, lateness).map(|()| trigger));
+        let trigger = match trigger {
+            Ok(trigger) => trigger,
+            Err(problem) => {
+                let span = match (problem.field.starts_with("trigger"), operator.trigger.as_ref()) {
+                    (true, Some(trigger)) => trigger.span(),
+                    _ => spanned.span(),
+                };
+                self.errors.push(self.locator.error(
+                    span,
+                    format!("operator `{uid}` → {}", problem.field),
+                    problem.message,
+                ));
+                return None;
+            }
+        };
+        Some(WindowConfig {
+            assigner,
+            allowed_lateness_ms: i64::try_from(lateness).unwrap_or(i64::MAX),
+            late_output: operator.late_output.clone(),
+            trigger,
+            time,
+            functions: Default::default(),
+        })
+    }
+}
+
+/// What the operator runs, from its checked parts; `None` where a check
+/// failed (and reported why).
+fn operator_plan(
+    function: FunctionRef,
+    window: Option<WindowConfig>,
+    process: Option<FunctionRef>,
+    join: Option<JoinChoice>,
+) -> Option<OperatorPlan> {
+    // The second edge is wired when the graph is ordered.
+    let second = Edge {
+        from: usize::MAX,
+        partitioning: Partitioning::Forward,
+        side_output: None,
+    };
+    Some(match (function.kind, window, join) {
+        (FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap, None, None) => {
+            OperatorPlan::Transform(function)
+        }
+        (FunctionKind::KeyedProcess, None, None) => OperatorPlan::KeyedProcess(function),
+        (FunctionKind::WindowAggregate, Some(window), None) if process.is_none() && window.functions.is_empty() => {
+            OperatorPlan::Window {
+                aggregate: function,
+                window,
+            }
+        }
+        (FunctionKind::WindowAggregate, Some(window), None) => OperatorPlan::BufferedWindow {
+            function: BufferedWindowFunction::Aggregate {
+                aggregate: function,
+                process,
+            },
+            window,
+        },
+        (FunctionKind::ProcessWindow, Some(window), None) => OperatorPlan::BufferedWindow {
+            function: BufferedWindowFunction::Process(function),
+            window,
+        },
+        (FunctionKind::Join, _, Some(JoinChoice::Window(assigner))) => OperatorPlan::WindowJoin {
+            function,
+            assigner,
+            second,
+        },
+        (FunctionKind::Join, _, Some(JoinChoice::Interval { lower_ms, upper_ms })) => OperatorPlan::IntervalJoin {
+            function,
+            lower_ms,
+            upper_ms,
+            second,
+        },
+        (FunctionKind::KeyedCoProcess, None, None) => OperatorPlan::CoProcess { function, second },
+        _ => return None,
+    })
+}
