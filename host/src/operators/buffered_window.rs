@@ -42,14 +42,15 @@ use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::state::TimerService;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::storage::CheckpointId;
+use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
-use crate::state::TimerService;
-use crate::time::TimeDomain;
+use crate::wasm::FunctionKind;
 use crate::wasm::instance::Accumulators;
-use crate::wasm::{FunctionKind, UdfInstance};
+use crate::wasm::instance::{EvictorUdf, ProcessWindowUdf, TriggerUdf, WindowAggregateUdf};
 
 /// The name of the state that holds each window's accumulator, or the
 /// number of chunks of its elements.
@@ -68,14 +69,14 @@ pub fn runs_buffered(kind: FunctionKind, config: &WindowConfig) -> bool {
 /// What a window runs when it fires.
 pub enum WindowFunction {
     /// A process-window function over all the window's elements.
-    Process(UdfInstance),
+    Process(ProcessWindowUdf),
     /// A window aggregate (or reduce), and the process-window function that
     /// gets its result, if any.
     Aggregate {
         /// The aggregate.
-        aggregate: UdfInstance,
+        aggregate: WindowAggregateUdf,
         /// The process-window function.
-        process: Option<UdfInstance>,
+        process: Option<ProcessWindowUdf>,
     },
 }
 
@@ -96,7 +97,7 @@ pub enum Evictor {
         after: bool,
     },
     /// A window-evictor function, called before and after.
-    Wasm(UdfInstance),
+    Wasm(EvictorUdf),
 }
 
 /// Everything the executor builds for a buffered window operator.
@@ -122,7 +123,7 @@ pub struct BufferedWindowParts {
     /// The evictor.
     pub evictor: Option<Evictor>,
     /// The Wasm trigger (else the event-time trigger).
-    pub trigger: Option<UdfInstance>,
+    pub trigger: Option<TriggerUdf>,
 }
 
 /// A keyed window operator that buffers whole windows.

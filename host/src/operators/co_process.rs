@@ -22,13 +22,13 @@ use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::KeyGroupRange;
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::CoProcessUdf;
 
 /// Runs a keyed co-process function.
 pub struct CoProcessOperator {
     uid: String,
     module: String,
-    instance: UdfInstance,
+    instance: CoProcessUdf,
     metrics: Arc<VertexMetrics>,
     watermark: EventTime,
     timer_batch: usize,
@@ -41,7 +41,7 @@ impl CoProcessOperator {
     pub fn new(
         uid: &str,
         module: String,
-        instance: UdfInstance,
+        instance: CoProcessUdf,
         metrics: Arc<VertexMetrics>,
         timer_batch: usize,
         key_groups: KeyGroupRange,
@@ -90,7 +90,7 @@ impl Operator for CoProcessOperator {
         if let Some(scope) = self.instance.keyed() {
             scope.broadcast_side = broadcast_side;
         }
-        let output = self.instance.process_co(input, &mut batch, self.watermark);
+        let output = self.instance.process_co(input == 1, &mut batch, self.watermark);
         if let Some(scope) = self.instance.keyed() {
             scope.broadcast_side = false;
         }
@@ -116,6 +116,6 @@ impl Operator for CoProcessOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        snapshot_instance_state(&mut self.instance, &self.uid, self.key_groups)
+        snapshot_instance_state(self.instance.keyed(), &self.uid, self.key_groups)
     }
 }

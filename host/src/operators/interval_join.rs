@@ -23,11 +23,11 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch, span};
+use crate::state::TimerService;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
-use crate::state::TimerService;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::JoinUdf;
 
 /// The names of the buffers of the left and the right input.
 pub const INTERVAL_JOIN_STATES: [&str; 2] = ["interval-join-left", "interval-join-right"];
@@ -49,7 +49,7 @@ impl IntervalJoinOperator {
     pub fn new(
         uid: &str,
         module: String,
-        instance: UdfInstance,
+        instance: JoinUdf,
         metrics: Arc<VertexMetrics>,
         backend: Box<dyn KeyedStateBackend>,
         timers: TimerService,

@@ -12,10 +12,10 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::EventTime;
-use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::state::TimerService;
-use crate::wasm::UdfInstance;
+use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::wasm::instance::JoinPairs;
+use crate::wasm::instance::JoinUdf;
 
 /// Appends one record to a buffer entry.
 pub fn encode_record(entry: &mut Vec<u8>, timestamp: EventTime, payload: &[u8]) {
@@ -54,7 +54,7 @@ pub struct JoinCore {
     /// The module, for messages.
     pub module: String,
     /// The join function.
-    pub instance: UdfInstance,
+    pub instance: JoinUdf,
     /// Counters.
     pub metrics: Arc<VertexMetrics>,
     /// Keyed state: one map state per input.
@@ -83,7 +83,7 @@ impl JoinCore {
     pub fn new(
         uid: &str,
         module: String,
-        instance: UdfInstance,
+        instance: JoinUdf,
         metrics: Arc<VertexMetrics>,
         mut backend: Box<dyn KeyedStateBackend>,
         timers: TimerService,

@@ -15,13 +15,13 @@ use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::KeyGroupRange;
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::KeyedProcessUdf;
 
 /// Runs a keyed process function.
 pub struct KeyedProcessOperator {
     uid: String,
     module: String,
-    instance: UdfInstance,
+    instance: KeyedProcessUdf,
     metrics: Arc<VertexMetrics>,
     watermark: EventTime,
     timer_batch: usize,
@@ -33,7 +33,7 @@ impl KeyedProcessOperator {
     pub fn new(
         uid: &str,
         module: String,
-        instance: UdfInstance,
+        instance: KeyedProcessUdf,
         metrics: Arc<VertexMetrics>,
         timer_batch: usize,
         key_groups: KeyGroupRange,
@@ -84,6 +84,6 @@ impl Operator for KeyedProcessOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        snapshot_instance_state(&mut self.instance, &self.uid, self.key_groups)
+        snapshot_instance_state(self.instance.keyed(), &self.uid, self.key_groups)
     }
 }

@@ -150,11 +150,11 @@ pub(crate) fn route_call_output(
 /// The snapshot of an operator whose Wasm instance holds its keyed state and
 /// timers (keyed process and co-process functions).
 pub(crate) fn snapshot_instance_state(
-    instance: &mut crate::wasm::UdfInstance,
+    scope: Option<&mut crate::wasm::host_state::KeyedScope>,
     operator: &str,
     key_groups: crate::state::KeyGroupRange,
 ) -> Result<OperatorSnapshot, TaskError> {
-    let Some(scope) = instance.keyed() else {
+    let Some(scope) = scope else {
         return Ok(OperatorSnapshot::default());
     };
     let state = scope.backend.snapshot().map_err(|source| TaskError::State {

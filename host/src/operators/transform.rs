@@ -11,13 +11,13 @@ use crate::metrics::VertexMetrics;
 use crate::record::batch::RecordBatch;
 use crate::state::{KeyGroupRange, StateId};
 use crate::storage::CheckpointId;
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::TransformUdf;
 
 /// Runs a stateless Wasm function over each batch.
 pub struct TransformOperator {
     uid: String,
     module: String,
-    instance: UdfInstance,
+    instance: TransformUdf,
     metrics: Arc<VertexMetrics>,
     /// The subtask's key groups, recorded with its operator state.
     key_groups: Option<KeyGroupRange>,
@@ -25,7 +25,7 @@ pub struct TransformOperator {
 
 impl TransformOperator {
     /// An operator running `instance`.
-    pub fn new(uid: &str, module: String, instance: UdfInstance, metrics: Arc<VertexMetrics>) -> Self {
+    pub fn new(uid: &str, module: String, instance: TransformUdf, metrics: Arc<VertexMetrics>) -> Self {
         Self {
             uid: uid.to_string(),
             module,

@@ -26,14 +26,13 @@ use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::state::TimerService;
 use crate::state::cache::MapStateCache;
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
 use crate::storage::CheckpointId;
-use crate::time::windows::Window;
-use crate::state::TimerService;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
-use crate::wasm::instance::Accumulators;
+use crate::time::windows::Window;
+use crate::wasm::instance::{Accumulators, WindowAggregateUdf};
 
 mod triggers;
 
@@ -48,7 +47,7 @@ pub const WINDOW_COUNTS: &str = "window-counts";
 pub struct WindowOperator {
     uid: String,
     module: String,
-    instance: UdfInstance,
+    instance: WindowAggregateUdf,
     metrics: Arc<VertexMetrics>,
     backend: Box<dyn KeyedStateBackend>,
     timers: TimerService,
@@ -109,7 +108,7 @@ impl WindowOperator {
     pub fn new(
         uid: &str,
         module: String,
-        instance: UdfInstance,
+        instance: WindowAggregateUdf,
         metrics: Arc<VertexMetrics>,
         mut backend: Box<dyn KeyedStateBackend>,
         timers: TimerService,

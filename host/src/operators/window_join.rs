@@ -19,12 +19,12 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::state::TimerService;
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
-use crate::time::windows::{Window, WindowAssigner};
-use crate::state::TimerService;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
+use crate::time::windows::{Window, WindowAssigner};
+use crate::wasm::instance::JoinUdf;
 
 /// The names of the buffers of the left and the right input.
 pub const WINDOW_JOIN_STATES: [&str; 2] = ["window-join-left", "window-join-right"];
@@ -46,7 +46,7 @@ impl WindowJoinOperator {
     pub fn new(
         uid: &str,
         module: String,
-        instance: UdfInstance,
+        instance: JoinUdf,
         metrics: Arc<VertexMetrics>,
         backend: Box<dyn KeyedStateBackend>,
         timers: TimerService,

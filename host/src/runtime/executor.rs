@@ -64,7 +64,7 @@ use crate::state::rocksdb::{RocksDbBackend, RocksDbOptions};
 use crate::wasm::FunctionKind;
 use crate::wasm::WasmRuntime;
 use crate::wasm::host_state::KeyedScope;
-use crate::wasm::instance::{InstanceSpec, UdfInstance};
+use crate::wasm::instance::{Export, InstanceSpec, Udf};
 
 pub use crate::checkpoint::resolve::RestoreFrom;
 
@@ -743,27 +743,27 @@ impl Subtask<'_> {
         )?))
     }
 
-    fn instance(
+    /// Starts `function` as the typed handle `G` of its kind.
+    fn instance<G: Export>(
         &self,
         uid: &str,
         function: &FunctionRef,
         parallelism: u32,
         keyed: Option<KeyedScope>,
-    ) -> Result<UdfInstance, TaskError> {
+    ) -> Result<Udf<G>, TaskError> {
         let mut params = function.params.clone();
         params.push(("weir.attempt".into(), self.attempt.to_string()));
         let spec = InstanceSpec {
             operator: uid,
             module: &function.module,
             function: &function.function,
-            kind: function.kind,
             params: &params,
             subtask: self.subtask,
             parallelism,
             max_parallelism: self.plan().settings.max_parallelism,
             limits: self.plan().settings.limits,
         };
-        Ok(UdfInstance::start(self.shared.engine, &spec, keyed)?)
+        Ok(Udf::start(self.shared.engine, &spec, keyed)?)
     }
 
     fn key_groups(&self) -> KeyGroupRange {
@@ -895,7 +895,11 @@ impl Subtask<'_> {
             {
                 self.buffered_window(function)?
             }
-            FunctionKind::ProcessWindow | FunctionKind::WindowEvictor | FunctionKind::WindowTrigger => {
+            FunctionKind::ProcessWindow
+            | FunctionKind::WindowEvictor
+            | FunctionKind::WindowTrigger
+            | FunctionKind::KeySelector
+            | FunctionKind::WatermarkGenerator => {
                 return Err(TaskError::StateRestore {
                     operator: uid.clone(),
                     reason: format!("internal error: a {} function as an operator", function.kind),
@@ -977,10 +981,6 @@ impl Subtask<'_> {
                         .with_operator_state(self.key_groups()),
                 )
             }
-            FunctionKind::KeySelector | FunctionKind::WatermarkGenerator => {
-                let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
-                Box::new(TransformOperator::new(uid, module, instance, self.metrics()))
-            }
         })
     }
 
@@ -993,11 +993,12 @@ impl Subtask<'_> {
             reason: "internal error: a window function without a window".into(),
         })?;
         let parallelism = self.vertex.parallelism;
-        let main = self.instance(uid, function, parallelism, None)?;
         let window_function = match (function.kind, &config.functions.process) {
-            (FunctionKind::ProcessWindow, _) => WindowFunction::Process(main),
+            (FunctionKind::ProcessWindow, _) => {
+                WindowFunction::Process(self.instance(uid, function, parallelism, None)?)
+            }
             (_, process) => WindowFunction::Aggregate {
-                aggregate: main,
+                aggregate: self.instance(uid, function, parallelism, None)?,
                 process: match process {
                     Some(process) => Some(self.instance(uid, process, parallelism, None)?),
                     None => None,

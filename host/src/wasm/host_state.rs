@@ -19,8 +19,8 @@ use super::bindings::weir::udf::keyed_state::{
 use super::bindings::weir::udf::{host, key_scope, timers, types};
 use super::guest_output::{GuestOutput, Stream};
 use crate::record::batch::span;
-use crate::state::{KeyedStateBackend, StateDescriptor, StateId, StateKind, ttl};
 use crate::state::TimerService;
+use crate::state::{KeyedStateBackend, StateDescriptor, StateId, StateKind, ttl};
 use crate::time::TimeDomain;
 
 /// Why the guest last said it would trap.

@@ -32,7 +32,7 @@ use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
 use crate::wasm::UdfError;
-use crate::wasm::instance::{TriggerAction, TriggerDecisions, TriggerWindows};
+use crate::wasm::instance::{TriggerAction, TriggerDecisions, TriggerUdf, TriggerWindows};
 
 /// Flink's `CountTrigger` (purging or not) as trigger decisions: a
 /// window's state is its count since it last fired (8 bytes,
@@ -157,10 +157,7 @@ impl BufferedWindowOperator {
         }
     }
 
-    fn trigger_call<T>(
-        &mut self,
-        call: impl FnOnce(&mut crate::wasm::UdfInstance) -> Result<T, UdfError>,
-    ) -> Result<T, TaskError> {
+    fn trigger_call<T>(&mut self, call: impl FnOnce(&mut TriggerUdf) -> Result<T, UdfError>) -> Result<T, TaskError> {
         let Some(trigger) = self.parts.trigger.as_mut() else {
             return Err(TaskError::StateRestore {
                 operator: self.parts.uid.clone(),

@@ -17,14 +17,15 @@ use crate::operators::window::WindowOperator;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::KeyGroupRange;
+use crate::state::TimerService;
 use crate::state::heap::HeapBackend;
+use crate::time::TimeDomain;
 use crate::time::clock::ManualClock;
 use crate::time::windows::WindowAssigner;
-use crate::state::TimerService;
-use crate::time::TimeDomain;
 use crate::wasm::Limits;
 use crate::wasm::instance::InstanceSpec;
-use crate::wasm::{EngineOptions, FunctionKind, UdfInstance, WasmRuntime};
+use crate::wasm::instance::WindowAggregateUdf;
+use crate::wasm::{EngineOptions, WasmRuntime};
 
 /// The testkit component, built once (into this test binary's target folder).
 fn testkit() -> &'static PathBuf {
@@ -76,14 +77,13 @@ impl Harness {
             operator: "win",
             module: &module,
             function: "concat",
-            kind: FunctionKind::WindowAggregate,
             params: &[],
             subtask: 0,
             parallelism: 1,
             max_parallelism: 128,
             limits,
         };
-        let instance = UdfInstance::start(runtime.engine(), &spec, None).expect("concat starts");
+        let instance = WindowAggregateUdf::start(runtime.engine(), &spec, None).expect("concat starts");
         let metrics = Arc::new(VertexMetrics::new("win", VertexRole::Operator));
         let config = WindowConfig {
             assigner,
