@@ -42,7 +42,6 @@ use crate::connectors::postgres_sink::PostgresSink;
 use crate::connectors::stdout_sink::StdoutSink;
 use crate::connectors::{Source, TransactionalSink};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
-use crate::operators::Operator;
 use crate::operators::buffered_window::{
     BufferedWindowOperator, BufferedWindowParts, Evictor, WindowFunction, runs_buffered,
 };
@@ -55,6 +54,7 @@ use crate::operators::two_phase_commit::TwoPhaseCommitOperator;
 use crate::operators::window::WindowOperator;
 use crate::operators::window_config::EvictorConfig;
 use crate::operators::window_join::WindowJoinOperator;
+use crate::operators::{KeyedContext, Operator, OperatorContext};
 use crate::plan::StateBackendConfig;
 use crate::plan::{FunctionRef, JobPlan, JoinConfig, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
 use crate::state::KeyGroupRange;
@@ -766,6 +766,25 @@ impl Subtask<'_> {
         Ok(Udf::start(self.shared.engine, &spec, keyed)?)
     }
 
+    /// The context of this subtask's operator, running a function of `module`.
+    fn context(&self, module: String) -> OperatorContext {
+        let settings = &self.plan().settings;
+        OperatorContext::new(
+            &self.vertex.uid,
+            module,
+            self.metrics(),
+            self.key_groups(),
+            settings.batch_size,
+        )
+    }
+
+    /// The context of a keyed operator whose state lives on the host, its
+    /// backend and timers restored.
+    fn keyed_context(&self, module: String) -> Result<KeyedContext, TaskError> {
+        let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+        Ok(KeyedContext::new(self.context(module), backend, timers))
+    }
+
     fn key_groups(&self) -> KeyGroupRange {
         KeyGroupRange::for_subtask(
             self.subtask,
@@ -877,14 +896,7 @@ impl Subtask<'_> {
         Ok(match function.kind {
             FunctionKind::KeyedProcess => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, Some(self.keyed_scope()?))?;
-                Box::new(KeyedProcessOperator::new(
-                    uid,
-                    module,
-                    instance,
-                    self.metrics(),
-                    self.plan().settings.batch_size,
-                    self.key_groups(),
-                ))
+                Box::new(KeyedProcessOperator::new(self.context(module), instance))
             }
             FunctionKind::WindowAggregate | FunctionKind::ProcessWindow
                 if self
@@ -910,30 +922,13 @@ impl Subtask<'_> {
                     operator: uid.clone(),
                     reason: "internal error: a window aggregate without a window".into(),
                 })?;
-                let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+                let context = self.keyed_context(module)?;
                 let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
-                Box::new(WindowOperator::new(
-                    uid,
-                    module,
-                    instance,
-                    self.metrics(),
-                    backend,
-                    timers,
-                    config,
-                    self.key_groups(),
-                    self.plan().settings.batch_size,
-                )?)
+                Box::new(WindowOperator::new(context, instance, config)?)
             }
             FunctionKind::KeyedCoProcess => {
                 let instance = self.instance(uid, function, self.vertex.parallelism, Some(self.keyed_scope()?))?;
-                let operator = CoProcessOperator::new(
-                    uid,
-                    module,
-                    instance,
-                    self.metrics(),
-                    self.plan().settings.batch_size,
-                    self.key_groups(),
-                );
+                let operator = CoProcessOperator::new(self.context(module), instance);
                 let second = self.vertex.second_input.as_ref();
                 match second.map(|edge| &edge.partitioning) {
                     Some(Partitioning::Broadcast) => Box::new(operator.with_broadcast_input()),
@@ -945,41 +940,19 @@ impl Subtask<'_> {
                     operator: uid.clone(),
                     reason: "internal error: a join without its join settings".into(),
                 })?;
-                let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+                let context = self.keyed_context(module)?;
                 let instance = self.instance(uid, function, self.vertex.parallelism, None)?;
-                let batch_size = self.plan().settings.batch_size;
                 match config {
-                    JoinConfig::Window(assigner) => Box::new(WindowJoinOperator::new(
-                        uid,
-                        module,
-                        instance,
-                        self.metrics(),
-                        backend,
-                        timers,
-                        assigner,
-                        self.key_groups(),
-                        batch_size,
-                    )?),
-                    JoinConfig::Interval { lower_ms, upper_ms } => Box::new(IntervalJoinOperator::new(
-                        uid,
-                        module,
-                        instance,
-                        self.metrics(),
-                        backend,
-                        timers,
-                        (lower_ms, upper_ms),
-                        self.key_groups(),
-                        batch_size,
-                    )?),
+                    JoinConfig::Window(assigner) => Box::new(WindowJoinOperator::new(context, instance, assigner)?),
+                    JoinConfig::Interval { lower_ms, upper_ms } => {
+                        Box::new(IntervalJoinOperator::new(context, instance, (lower_ms, upper_ms))?)
+                    }
                 }
             }
             FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => {
                 let scope = self.operator_scope()?;
                 let instance = self.instance(uid, function, self.vertex.parallelism, Some(scope))?;
-                Box::new(
-                    TransformOperator::new(uid, module, instance, self.metrics())
-                        .with_operator_state(self.key_groups()),
-                )
+                Box::new(TransformOperator::new(self.context(module), instance))
             }
         })
     }
@@ -1020,23 +993,19 @@ impl Subtask<'_> {
             }
         };
         let config_trigger = config.functions.trigger.clone();
-        let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
-        Ok(Box::new(BufferedWindowOperator::new(BufferedWindowParts {
-            uid: uid.clone(),
-            module: function.module.display_name(),
-            metrics: self.metrics(),
-            backend,
-            timers,
-            config,
-            key_groups: self.key_groups(),
-            timer_batch: self.plan().settings.batch_size,
-            function: window_function,
-            evictor,
-            trigger: match &config_trigger {
-                Some(trigger) => Some(self.instance(uid, trigger, parallelism, None)?),
-                None => None,
+        let context = self.keyed_context(function.module.display_name())?;
+        Ok(Box::new(BufferedWindowOperator::new(
+            context,
+            BufferedWindowParts {
+                config,
+                function: window_function,
+                evictor,
+                trigger: match &config_trigger {
+                    Some(trigger) => Some(self.instance(uid, trigger, parallelism, None)?),
+                    None => None,
+                },
             },
-        })?))
+        )?))
     }
 
     /// Builds the routes of this subtask's outgoing edges (key selectors are

@@ -37,7 +37,7 @@ use crate::checkpoint::coordinator::ToTask;
 use crate::checkpoint::manifest::WatermarkSnapshot;
 use crate::checkpoint::{Barrier, CheckpointId, CheckpointMode};
 use crate::connectors::{Source, SourceStatus};
-use crate::operators::Operator;
+use crate::operators::{Operator, Side};
 use crate::record::batch::{EventTime, RecordBatch};
 
 /// Runs a source subtask until its input ends or the job is cancelled.
@@ -275,8 +275,8 @@ pub fn run_operator_inputs(
             Event::Control(message) => on_control(operator, &mut state, message)?,
             Event::Input(channel, Message::Data(batch)) => {
                 state.idle[channel] = false;
-                let input = input_of.get(channel).copied().unwrap_or(0);
-                operator.process_input(input, batch, out)?;
+                let side = Side::of_input(input_of.get(channel).copied().unwrap_or(0));
+                operator.process_input(side, batch, out)?;
                 // Due processing-time timers fire between batches too, so
                 // that a busy input does not hold them back.
                 if operator
