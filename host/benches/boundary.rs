@@ -2,16 +2,16 @@
 //!
 //! Every user function runs inside a WebAssembly component, and every call
 //! moves a whole [`RecordBatch`] in and out of guest memory. This benchmark
-//! measures that price on real UDFs, through the same [`UdfInstance`] calls
+//! measures that price on real UDFs, through the same typed handles
 //! the operators make:
 //!
 //! - `map (identity)`: the testkit module's `identity` map function through
-//!   [`UdfInstance::transform`], on batches of 64 to 4096 traffic CSV lines of
+//!   [`TransformUdf::transform`], on batches of 64 to 4096 traffic CSV lines of
 //!   33 bytes each (`1767225600123,CAM0042,P0012345,87`). The guest copies
 //!   each record, so the figure is almost all boundary: lowering the input
 //!   columns, the guest's loop, lifting the output columns.
 //! - `keyed ValueState counter`: the wordcount module's `count` keyed process
-//!   function through [`UdfInstance::process_keyed`], with the heap state
+//!   function through [`KeyedProcessUdf::process_keyed`], with the heap state
 //!   backend. Keys are the payloads, 10,000 distinct words cycling; for every
 //!   record the guest selects the key, reads and writes a `ValueState<u64>`
 //!   (three guest→host calls) and emits `word,count`.
@@ -54,7 +54,8 @@ use weir::record::batch::RecordBatch;
 use weir::state::heap::HeapBackend;
 use weir::wasm::host_state::KeyedScope;
 use weir::wasm::instance::InstanceSpec;
-use weir::wasm::{EngineOptions, FunctionKind, UdfInstance, UdfModule, WasmRuntime};
+use weir::wasm::instance::{Export, KeyedProcessUdf, TransformUdf, Udf};
+use weir::wasm::{EngineOptions, FunctionKind, UdfModule, WasmRuntime};
 
 /// Batch sizes of the map case (and of the plain Rust copy).
 const MAP_SIZES: [usize; 4] = [64, 256, 1024, 4096];
@@ -212,13 +213,13 @@ fn udf_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// Loads a module and starts one instance of `function`, which must be of
-/// `kind`.
-fn start(
+/// `kind` (whose handle is `G`).
+fn start<G: Export>(
     runtime: &WasmRuntime,
     path: &Path,
     function: &str,
     kind: FunctionKind,
-) -> anyhow::Result<(Arc<UdfModule>, UdfInstance)> {
+) -> anyhow::Result<(Arc<UdfModule>, Udf<G>)> {
     let module = runtime.load(path)?;
     let info = module
         .info
@@ -237,7 +238,6 @@ fn start(
         operator: function,
         module: &module,
         function,
-        kind,
         params: &[],
         subtask: 0,
         parallelism: 1,
@@ -245,7 +245,7 @@ fn start(
         limits,
     };
     let keyed = (kind == FunctionKind::KeyedProcess).then(|| KeyedScope::new(Box::new(HeapBackend::new())));
-    let instance = UdfInstance::start(runtime.engine(), &spec, keyed)?;
+    let instance = Udf::start(runtime.engine(), &spec, keyed)?;
     Ok((module, instance))
 }
 
@@ -338,7 +338,7 @@ fn bench_plain(n: usize) -> anyhow::Result<Measurement> {
 }
 
 /// The identity map function over one batch of `n` traffic lines.
-fn bench_map(identity: &mut UdfInstance, n: usize) -> anyhow::Result<Measurement> {
+fn bench_map(identity: &mut TransformUdf, n: usize) -> anyhow::Result<Measurement> {
     eprintln!("measuring {MAP}, {n} records per batch");
     let mut input = traffic_batch(n);
     let output = identity.transform(&mut input)?;
@@ -354,7 +354,7 @@ fn bench_map(identity: &mut UdfInstance, n: usize) -> anyhow::Result<Measurement
 
 /// The keyed counter over keyed batches of `n` words, cycling through
 /// [`DISTINCT_WORDS`] keys.
-fn bench_keyed(count: &mut UdfInstance, n: usize) -> anyhow::Result<Measurement> {
+fn bench_keyed(count: &mut KeyedProcessUdf, n: usize) -> anyhow::Result<Measurement> {
     eprintln!("measuring {KEYED}, {n} records per batch");
     let mut inputs = word_batches(n);
     let first = count.process_keyed(&mut inputs[0], i64::MIN)?;

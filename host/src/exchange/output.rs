@@ -20,7 +20,7 @@ use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::KeyGroup;
 use crate::time::watermarks::{GeneratorState, WatermarkEvent, WatermarkGenerator, WatermarkStrategy};
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::{KeySelectorUdf, WatermarkGeneratorUdf};
 
 /// How an edge distributes records over its consumer's subtasks.
 pub enum Route {
@@ -33,7 +33,7 @@ pub enum Route {
     /// By the key group of each record's key.
     KeyBy {
         /// The consumer's key selector.
-        selector: Box<UdfInstance>,
+        selector: Box<KeySelectorUdf>,
         /// Number of key groups.
         max_parallelism: u32,
         /// The consumer's uid (for dead letters).
@@ -154,7 +154,7 @@ pub struct Output {
     metrics: Arc<VertexMetrics>,
     generator: Option<WatermarkGenerator>,
     /// The Wasm function of a punctuated watermark strategy.
-    punctuation: Option<crate::wasm::UdfInstance>,
+    punctuation: Option<WatermarkGeneratorUdf>,
 }
 
 impl Output {
@@ -171,7 +171,7 @@ impl Output {
 
     /// Asks `generator` (a watermark-generator function) for the watermarks
     /// of the records this output emits (a punctuated strategy).
-    pub fn with_punctuation(mut self, generator: Option<crate::wasm::UdfInstance>) -> Self {
+    pub fn with_punctuation(mut self, generator: Option<WatermarkGeneratorUdf>) -> Self {
         self.punctuation = generator;
         self
     }

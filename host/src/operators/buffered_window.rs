@@ -12,8 +12,8 @@
 //!   the aggregate's result is the single element the process-window
 //!   function sees.
 //!
-//! Assignment, merging (sessions: element lists concatenate, accumulators
-//! merge through the guest), the event-time trigger, allowed lateness
+//! Assignment, merging ([`merging`]: element lists concatenate,
+//! accumulators merge through the guest), the event-time trigger, allowed lateness
 //! (a late record within it fires the window again with all its elements)
 //! and the late side output follow the incremental window operator
 //! ([`super::window`]). All windows that fire together go to the guest in
@@ -29,27 +29,24 @@
 
 mod elements;
 mod evict;
+mod merging;
 mod store;
 mod trigger_state;
 mod triggered;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::{KeyedView, Operator, OperatorSnapshot, route_call_output};
+use super::{KeyedContext, Operator, OperatorSnapshot};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::state::TimerService;
-use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
+use crate::state::StateId;
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
-use crate::wasm::instance::Accumulators;
-use crate::wasm::{FunctionKind, UdfInstance};
+use crate::wasm::instance::{Accumulators, EvictorUdf, ProcessWindowUdf, TriggerUdf, WindowAggregateUdf};
 
 /// The name of the state that holds each window's accumulator, or the
 /// number of chunks of its elements.
@@ -59,23 +56,17 @@ pub const CHUNK_STATE: &str = "window-chunks";
 /// The name of the state that holds each window's Wasm trigger state.
 pub const TRIGGER_STATE: &str = "window-trigger";
 
-/// Whether a window operator whose function is of `kind` runs here (rather
-/// than in the incremental [`super::window::WindowOperator`]).
-pub fn runs_buffered(kind: FunctionKind, config: &WindowConfig) -> bool {
-    kind == FunctionKind::ProcessWindow || !config.functions.is_empty()
-}
-
 /// What a window runs when it fires.
 pub enum WindowFunction {
     /// A process-window function over all the window's elements.
-    Process(UdfInstance),
+    Process(ProcessWindowUdf),
     /// A window aggregate (or reduce), and the process-window function that
     /// gets its result, if any.
     Aggregate {
         /// The aggregate.
-        aggregate: UdfInstance,
+        aggregate: WindowAggregateUdf,
         /// The process-window function.
-        process: Option<UdfInstance>,
+        process: Option<ProcessWindowUdf>,
     },
 }
 
@@ -96,37 +87,25 @@ pub enum Evictor {
         after: bool,
     },
     /// A window-evictor function, called before and after.
-    Wasm(UdfInstance),
+    Wasm(EvictorUdf),
 }
 
-/// Everything the executor builds for a buffered window operator.
+/// The functions and settings the executor builds for a buffered window
+/// operator (its state and timers come in its [`KeyedContext`]).
 pub struct BufferedWindowParts {
-    /// The operator's uid.
-    pub uid: String,
-    /// The module, for dead letters.
-    pub module: String,
-    /// The vertex's metrics.
-    pub metrics: Arc<VertexMetrics>,
-    /// The keyed state backend (restored already).
-    pub backend: Box<dyn KeyedStateBackend>,
-    /// The timers (restored already).
-    pub timers: TimerService,
     /// Windows and trigger.
     pub config: WindowConfig,
-    /// The key groups of the subtask.
-    pub key_groups: KeyGroupRange,
-    /// Most timers fired in one go.
-    pub timer_batch: usize,
     /// The window function.
     pub function: WindowFunction,
     /// The evictor.
     pub evictor: Option<Evictor>,
     /// The Wasm trigger (else the event-time trigger).
-    pub trigger: Option<UdfInstance>,
+    pub trigger: Option<TriggerUdf>,
 }
 
 /// A keyed window operator that buffers whole windows.
 pub struct BufferedWindowOperator {
+    context: KeyedContext,
     parts: BufferedWindowParts,
     buffer: StateId,
     store: store::Store,
@@ -136,7 +115,6 @@ pub struct BufferedWindowOperator {
     triggered: bool,
     /// Windows keep an accumulator, not their elements.
     accumulating: bool,
-    watermark: EventTime,
 }
 
 /// A window a batch adds records to.
@@ -154,10 +132,6 @@ struct Target {
     replaced: Vec<Window>,
 }
 
-/// A window of a key's merge: (window, its contents in state, or the
-/// record of the batch that opens it).
-type Member = (Window, Option<Vec<u8>>, Option<usize>);
-
 /// A window that fires.
 struct Fired {
     key: Vec<u8>,
@@ -166,35 +140,18 @@ struct Fired {
 }
 
 impl BufferedWindowOperator {
-    /// A buffered window operator over `parts`.
-    pub fn new(mut parts: BufferedWindowParts) -> Result<Self, TaskError> {
-        let descriptor = StateDescriptor {
-            name: BUFFER_STATE.into(),
-            kind: StateKind::Map,
-            ttl: None,
-        };
-        let state_error = |source| TaskError::State {
-            operator: parts.uid.clone(),
-            source,
-        };
-        let buffer = parts.backend.register(&descriptor).map_err(state_error)?;
-        let chunk_descriptor = StateDescriptor {
-            name: CHUNK_STATE.into(),
-            kind: StateKind::Map,
-            ttl: None,
-        };
-        let chunks = parts.backend.register(&chunk_descriptor).map_err(state_error)?;
-        let trigger_descriptor = StateDescriptor {
-            name: TRIGGER_STATE.into(),
-            kind: StateKind::Map,
-            ttl: None,
-        };
-        let trigger_state = parts.backend.register(&trigger_descriptor).map_err(state_error)?;
+    /// A buffered window operator in `context` (restored already) running
+    /// `parts`.
+    pub fn new(mut context: KeyedContext, parts: BufferedWindowParts) -> Result<Self, TaskError> {
+        let buffer = context.register(BUFFER_STATE)?;
+        let chunks = context.register(CHUNK_STATE)?;
+        let trigger_state = context.register(TRIGGER_STATE)?;
         let triggered = parts.trigger.is_some() || matches!(parts.config.trigger, Trigger::Count { .. });
         // A custom or count trigger, or an evictor, needs the elements.
         let accumulating =
             matches!(parts.function, WindowFunction::Aggregate { .. }) && parts.evictor.is_none() && !triggered;
         Ok(Self {
+            context,
             parts,
             buffer,
             store: store::Store {
@@ -205,23 +162,12 @@ impl BufferedWindowOperator {
             trigger_state,
             triggered,
             accumulating,
-            watermark: EventTime::MIN,
         })
-    }
-
-    fn state_error(&self, source: crate::state::StateError) -> TaskError {
-        TaskError::State {
-            operator: self.parts.uid.clone(),
-            source,
-        }
     }
 
     /// A window is late once the watermark has passed its end plus lateness.
     fn is_late(&self, window: Window) -> bool {
-        window
-            .max_timestamp()
-            .saturating_add(self.parts.config.allowed_lateness_ms)
-            <= self.watermark
+        self.context.is_late(window, self.parts.config.allowed_lateness_ms)
     }
 
     /// The windows of non-merging assigners the records of `batch` go to.
@@ -257,160 +203,12 @@ impl BufferedWindowOperator {
         // Accumulators are folded whole; elements are appended.
         if self.accumulating {
             for target in &mut targets {
-                self.parts.backend.set_current_key(&target.key);
+                self.context.backend.set_current_key(&target.key);
                 target.contents = self.load(target.window)?;
                 target.whole = true;
             }
         }
         Ok(targets)
-    }
-
-    /// Session windows: the windows of the batch's records and the windows
-    /// in state that overlap or touch merge, as Flink's merging assigners do.
-    /// A record whose session would be late and merges with nothing in
-    /// state is late.
-    fn merged_targets(&mut self, batch: &RecordBatch, late: &mut RecordBatch) -> Result<Vec<Target>, TaskError> {
-        let mut keys: Vec<(&[u8], Vec<usize>)> = Vec::new();
-        let mut key_index: HashMap<&[u8], usize> = HashMap::new();
-        for i in 0..batch.len() {
-            let key = batch.key(i).unwrap_or_default();
-            let slot = *key_index.entry(key).or_insert_with(|| {
-                keys.push((key, Vec::new()));
-                keys.len() - 1
-            });
-            keys[slot].1.push(i);
-        }
-        let mut targets = Vec::new();
-        // (target, the contents of the stored windows it merges)
-        let mut merges: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
-        for (key, records) in keys {
-            self.parts.backend.set_current_key(key);
-            let mut items: Vec<Member> = Vec::new();
-            for (user_key, contents) in self
-                .parts
-                .backend
-                .entries(self.buffer)
-                .map_err(|e| self.state_error(e))?
-            {
-                if let Some(window) = Window::from_key(&user_key) {
-                    items.push((window, Some(contents), None));
-                }
-            }
-            if self.triggered {
-                // A window its trigger purged still exists (empty) while
-                // it has trigger state.
-                for (user_key, _) in self
-                    .parts
-                    .backend
-                    .entries(self.trigger_state)
-                    .map_err(|e| self.state_error(e))?
-                {
-                    if let Some(window) = Window::from_key(&user_key)
-                        && !items.iter().any(|(w, _, _)| *w == window)
-                    {
-                        items.push((window, Some(Vec::new()), None));
-                    }
-                }
-            }
-            for &i in &records {
-                self.parts
-                    .config
-                    .assigner
-                    .assign(batch.timestamps[i], |window| items.push((window, None, Some(i))));
-            }
-            // Stored windows first on equal windows, so their elements come
-            // before the batch's.
-            items.sort_by_key(|(window, contents, _)| (window.start, window.end, contents.is_none()));
-            let mut groups: Vec<(Window, Vec<Member>)> = Vec::new();
-            for item in items {
-                match groups.last_mut() {
-                    Some((window, members)) if window.intersects(item.0) => {
-                        *window = window.cover(item.0);
-                        members.push(item);
-                    }
-                    _ => groups.push((item.0, vec![item])),
-                }
-            }
-            for (window, members) in groups {
-                let mut target = Target {
-                    key: key.to_vec(),
-                    window,
-                    contents: Vec::new(),
-                    whole: self.accumulating,
-                    records: Vec::new(),
-                    replaced: Vec::new(),
-                };
-                let mut stored = Vec::new();
-                for (member, contents, record) in members {
-                    if let Some(contents) = contents {
-                        target.replaced.push(member);
-                        stored.push(contents);
-                    }
-                    target.records.extend(record);
-                }
-                if target.records.is_empty() {
-                    continue; // a stored window the batch does not touch
-                }
-                if stored.is_empty() && self.is_late(window) {
-                    for i in target.records {
-                        late.push_record(batch.get(i));
-                    }
-                    continue;
-                }
-                if target.replaced == [window] {
-                    // The batch only adds to a stored window.
-                    target.replaced.clear();
-                    if self.accumulating {
-                        target.contents = stored.pop().unwrap_or_default();
-                    }
-                } else if !stored.is_empty() {
-                    if !self.accumulating {
-                        stored.clear();
-                        for old in target.replaced.clone() {
-                            stored.push(self.load(old)?);
-                        }
-                    }
-                    target.whole = true;
-                    merges.push((targets.len(), stored));
-                }
-                targets.push(target);
-            }
-        }
-        let (slots, lists): (Vec<usize>, Vec<Vec<Vec<u8>>>) = merges.into_iter().unzip();
-        let merged = self.merge_contents(lists)?;
-        for (t, contents) in slots.into_iter().zip(merged) {
-            targets[t].contents = contents;
-        }
-        Ok(targets)
-    }
-
-    /// Merges the contents of windows: element lists concatenate;
-    /// accumulators merge pairwise through the guest, one call per round.
-    fn merge_contents(&mut self, lists: Vec<Vec<Vec<u8>>>) -> Result<Vec<Vec<u8>>, TaskError> {
-        if !self.accumulating {
-            return Ok(lists.into_iter().map(|list| list.concat()).collect());
-        }
-        let WindowFunction::Aggregate { aggregate, .. } = &mut self.parts.function else {
-            return Ok(lists.into_iter().map(|list| list.concat()).collect());
-        };
-        let mut merged: Vec<Vec<u8>> = lists.iter().map(|l| l.first().cloned().unwrap_or_default()).collect();
-        let mut next = vec![1usize; lists.len()];
-        loop {
-            let pending: Vec<usize> = (0..lists.len()).filter(|&t| next[t] < lists[t].len()).collect();
-            if pending.is_empty() {
-                return Ok(merged);
-            }
-            let (mut a, mut b) = (Accumulators::default(), Accumulators::default());
-            for &t in &pending {
-                a.push(&merged[t]);
-                b.push(&lists[t][next[t]]);
-                next[t] += 1;
-            }
-            let result = aggregate.aggregate_merge(a, b)?;
-            for (i, &t) in pending.iter().enumerate() {
-                merged[t] = result.get(i).to_vec();
-            }
-        }
     }
 
     /// Adds the records of each target to its contents: appended to its
@@ -446,8 +244,7 @@ impl BufferedWindowOperator {
         let (accumulators, errors) = aggregate.aggregate_add(accumulators, slots, &mut input)?;
         for (index, reason) in &errors {
             if let Some(&i) = origin.get(*index as usize) {
-                out.dead_letters()
-                    .write(&self.parts.uid, &self.parts.module, batch.get(i), reason)?;
+                self.context.base.dead_letter(out, batch.get(i), reason)?;
             }
         }
         for (t, target) in targets.iter_mut().enumerate() {
@@ -462,7 +259,7 @@ impl BufferedWindowOperator {
         if fired.is_empty() {
             return Ok(());
         }
-        let watermark = self.watermark;
+        let watermark = self.context.watermark;
         let mut set = WindowSet::default();
         if self.accumulating {
             let mut accumulators = Accumulators::default();
@@ -485,7 +282,7 @@ impl BufferedWindowOperator {
         match &mut self.parts.function {
             WindowFunction::Process(process) => {
                 let output = process.process_windows(&mut set, watermark)?;
-                route_call_output(output, &set.elements, &self.parts.uid, &self.parts.module, out)?;
+                self.context.base.route(output, &set.elements, out)?;
             }
             WindowFunction::Aggregate { aggregate, .. } => {
                 let mut accumulators = Accumulators::default();
@@ -502,8 +299,7 @@ impl BufferedWindowOperator {
                     for (index, reason) in &errors {
                         let index = *index as usize;
                         if index < input.len() {
-                            out.dead_letters()
-                                .write(&self.parts.uid, &self.parts.module, input.get(index), reason)?;
+                            self.context.base.dead_letter(out, input.get(index), reason)?;
                         }
                     }
                     accumulators
@@ -530,7 +326,7 @@ impl BufferedWindowOperator {
             for i in set.range(w) {
                 elements::append(&mut contents, set.elements.payload(i), set.elements.timestamps[i]);
             }
-            self.parts.backend.set_current_key(&f.key);
+            self.context.backend.set_current_key(&f.key);
             self.replace(f.window, &contents)?;
         }
         Ok(())
@@ -550,8 +346,8 @@ impl BufferedWindowOperator {
         // The result of window `i` is its single element.
         set.window_ends = (1..=results.len()).map(|end| end as u32).collect();
         set.elements = results;
-        let output = process.process_windows(&mut set, self.watermark)?;
-        route_call_output(output, &set.elements, &self.parts.uid, &self.parts.module, out)
+        let output = process.process_windows(&mut set, self.context.watermark)?;
+        self.context.base.route(output, &set.elements, out)
     }
 
     /// Runs the evictor's `before` (or after) pass over `set`.
@@ -563,7 +359,7 @@ impl BufferedWindowOperator {
             Some(Evictor::Count { .. } | Evictor::Time { .. }) => return Ok(()),
             Some(Evictor::Wasm(instance)) => {
                 let mut evict = vec![false; set.elements.len()];
-                for index in instance.evict(set, before, self.watermark)? {
+                for index in instance.evict(set, before, self.context.watermark)? {
                     if let Some(flag) = evict.get_mut(index as usize) {
                         *flag = true;
                     }
@@ -576,22 +372,11 @@ impl BufferedWindowOperator {
         }
         Ok(())
     }
-
-    fn side_output_late(&mut self, late: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        if late.is_empty() {
-            return Ok(());
-        }
-        self.parts.metrics.add_late(late.len() as u64);
-        match self.parts.config.late_output.clone() {
-            Some(tag) => out.emit_side(&tag, late),
-            None => Ok(()),
-        }
-    }
 }
 
 impl Operator for BufferedWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.parts.metrics.add_in(batch.len() as u64);
+        self.context.base.metrics.add_in(batch.len() as u64);
         if self.triggered {
             return self.process_triggered(batch, out);
         }
@@ -606,13 +391,13 @@ impl Operator for BufferedWindowOperator {
         let mut refire = Vec::new();
         for target in targets {
             let key = &target.key;
-            self.parts.backend.set_current_key(key);
+            self.context.backend.set_current_key(key);
             for old in &target.replaced {
                 self.remove(*old)?;
-                self.parts
+                self.context
                     .timers
                     .delete(TimeDomain::EventTime, key, old.max_timestamp());
-                self.parts
+                self.context
                     .timers
                     .delete(TimeDomain::EventTime, key, old.max_timestamp().saturating_add(lateness));
             }
@@ -627,9 +412,9 @@ impl Operator for BufferedWindowOperator {
             }
             if lateness > 0 && window != Window::GLOBAL {
                 let cleanup = window.max_timestamp().saturating_add(lateness);
-                self.parts.timers.register(TimeDomain::EventTime, key, cleanup);
+                self.context.timers.register(TimeDomain::EventTime, key, cleanup);
             }
-            if window.max_timestamp() <= self.watermark {
+            if window.max_timestamp() <= self.context.watermark {
                 // Late but within the allowed lateness: fire again now, with
                 // all the window's elements (Flink's event-time trigger).
                 let contents = if target.whole {
@@ -643,30 +428,31 @@ impl Operator for BufferedWindowOperator {
                     contents,
                 });
             } else {
-                self.parts
+                self.context
                     .timers
                     .register(TimeDomain::EventTime, key, window.max_timestamp());
             }
         }
         self.fire(refire, out)?;
-        self.side_output_late(late, out)
+        self.context
+            .emit_late(late, self.parts.config.late_output.as_deref(), out)
     }
 
     fn restore_watermark(&mut self, watermark: EventTime) {
-        self.watermark = watermark;
+        self.context.watermark = watermark;
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
-        self.watermark = watermark;
+        self.context.watermark = watermark;
         if self.triggered {
             return self.fire_trigger_timers(TimeDomain::EventTime, watermark, out);
         }
         let lateness = self.parts.config.allowed_lateness_ms;
         loop {
             let due = self
-                .parts
+                .context
                 .timers
-                .take_due(TimeDomain::EventTime, watermark, self.parts.timer_batch);
+                .take_due(TimeDomain::EventTime, watermark, self.context.base.batch_size);
             if due.is_empty() {
                 return Ok(());
             }
@@ -674,12 +460,12 @@ impl Operator for BufferedWindowOperator {
             for i in 0..due.len() {
                 let key = &due.keys[crate::record::batch::span(&due.key_ends, i)];
                 let time = due.timestamps[i];
-                self.parts.backend.set_current_key(key);
+                self.context.backend.set_current_key(key);
                 for (user_key, value) in self
-                    .parts
+                    .context
                     .backend
                     .entries(self.buffer)
-                    .map_err(|e| self.state_error(e))?
+                    .map_err(|e| self.context.state_error(e))?
                 {
                     let Some(window) = Window::from_key(&user_key) else {
                         continue;
@@ -703,7 +489,7 @@ impl Operator for BufferedWindowOperator {
 
     fn next_processing_time(&self) -> Option<i64> {
         self.parts.trigger.as_ref()?;
-        self.parts.timers.next_processing_time()
+        self.context.timers.next_processing_time()
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output) -> Result<(), TaskError> {
@@ -714,14 +500,6 @@ impl Operator for BufferedWindowOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        let state = self.parts.backend.snapshot().map_err(|e| self.state_error(e))?;
-        Ok(OperatorSnapshot {
-            keyed: Some(KeyedView {
-                state,
-                timers: self.parts.timers.clone(),
-                key_groups: self.parts.key_groups,
-            }),
-            transactions: Vec::new(),
-        })
+        self.context.snapshot()
     }
 }

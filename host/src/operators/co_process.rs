@@ -12,48 +12,30 @@
 //! keys, and only while processing them may the guest write broadcast state
 //! (and not use keyed state).
 
-use std::sync::Arc;
-
-use super::{Operator, OperatorSnapshot, route_call_output, snapshot_instance_state};
+use super::{Operator, OperatorContext, OperatorSnapshot, Side};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::state::KeyGroupRange;
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::CoProcessUdf;
 
 /// Runs a keyed co-process function.
 pub struct CoProcessOperator {
-    uid: String,
-    module: String,
-    instance: UdfInstance,
-    metrics: Arc<VertexMetrics>,
+    context: OperatorContext,
+    instance: CoProcessUdf,
     watermark: EventTime,
-    timer_batch: usize,
-    key_groups: KeyGroupRange,
     broadcast: bool,
 }
 
 impl CoProcessOperator {
-    /// An operator running `instance`, which holds the subtask's state.
-    pub fn new(
-        uid: &str,
-        module: String,
-        instance: UdfInstance,
-        metrics: Arc<VertexMetrics>,
-        timer_batch: usize,
-        key_groups: KeyGroupRange,
-    ) -> Self {
+    /// An operator running `instance`, which holds the subtask's state (as
+    /// a keyed process function does: see [`super::keyed_process`]).
+    pub fn new(context: OperatorContext, instance: CoProcessUdf) -> Self {
         Self {
-            uid: uid.to_string(),
-            module,
+            context,
             instance,
-            metrics,
             watermark: EventTime::MIN,
-            timer_batch,
-            key_groups,
             broadcast: false,
         }
     }
@@ -65,23 +47,23 @@ impl CoProcessOperator {
     }
 
     fn fire(&mut self, domain: TimeDomain, time: i64, out: &mut Output) -> Result<(), TaskError> {
-        let (uid, module) = (&self.uid, &self.module);
+        let context = &self.context;
         let empty = RecordBatch::default();
         self.instance
-            .fire_timers(domain, time, self.watermark, self.timer_batch, |output| {
-                route_call_output(output, &empty, uid, module, out)
+            .fire_timers(domain, time, self.watermark, context.batch_size, |output| {
+                context.route(output, &empty, out)
             })
     }
 }
 
 impl Operator for CoProcessOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.process_input(0, batch, out)
+        self.process_input(Side::First, batch, out)
     }
 
-    fn process_input(&mut self, input: usize, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.metrics.add_in(batch.len() as u64);
-        let broadcast_side = self.broadcast && input == 1;
+    fn process_input(&mut self, side: Side, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        self.context.metrics.add_in(batch.len() as u64);
+        let broadcast_side = self.broadcast && side == Side::Second;
         if broadcast_side {
             batch.keys.clear();
             batch.key_ends.clear();
@@ -90,12 +72,14 @@ impl Operator for CoProcessOperator {
         if let Some(scope) = self.instance.keyed() {
             scope.broadcast_side = broadcast_side;
         }
-        let output = self.instance.process_co(input, &mut batch, self.watermark);
+        let output = self
+            .instance
+            .process_co(side == Side::Second, &mut batch, self.watermark);
         if let Some(scope) = self.instance.keyed() {
             scope.broadcast_side = false;
         }
         let output = output?;
-        route_call_output(output, &batch, &self.uid, &self.module, out)
+        self.context.route(output, &batch, out)
     }
 
     fn restore_watermark(&mut self, watermark: EventTime) {
@@ -116,6 +100,9 @@ impl Operator for CoProcessOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        snapshot_instance_state(&mut self.instance, &self.uid, self.key_groups)
+        match self.instance.keyed() {
+            Some(scope) => self.context.snapshot_keyed(scope.backend.as_mut(), &scope.timers),
+            None => Ok(OperatorSnapshot::default()),
+        }
     }
 }

@@ -15,19 +15,15 @@
 //! per key and time cleans both inputs' buffers that are due then).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::join_state::{JoinCore, decode_records, encode_record, from_time_key, time_key};
-use super::{Operator, OperatorSnapshot};
+use super::{KeyedContext, Operator, OperatorSnapshot, Side};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch, span};
-use crate::state::TimerService;
-use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::JoinUdf;
 
 /// The names of the buffers of the left and the right input.
 pub const INTERVAL_JOIN_STATES: [&str; 2] = ["interval-join-left", "interval-join-right"];
@@ -40,70 +36,42 @@ pub struct IntervalJoinOperator {
 }
 
 impl IntervalJoinOperator {
-    /// An interval join over `backend` and `timers` (restored already), with
+    /// An interval join in `context` (restored already), with
     /// `lower <= upper`.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one constructor wiring the parts built by the executor"
-    )]
-    pub fn new(
-        uid: &str,
-        module: String,
-        instance: UdfInstance,
-        metrics: Arc<VertexMetrics>,
-        backend: Box<dyn KeyedStateBackend>,
-        timers: TimerService,
-        (lower, upper): (i64, i64),
-        key_groups: KeyGroupRange,
-        batch_size: usize,
-    ) -> Result<Self, TaskError> {
-        let core = JoinCore::new(
-            uid,
-            module,
-            instance,
-            metrics,
-            backend,
-            timers,
-            INTERVAL_JOIN_STATES,
-            key_groups,
-            batch_size,
-        )?;
+    pub fn new(context: KeyedContext, instance: JoinUdf, (lower, upper): (i64, i64)) -> Result<Self, TaskError> {
+        let core = JoinCore::new(context, instance, INTERVAL_JOIN_STATES)?;
         Ok(Self { core, lower, upper })
     }
 
-    /// When the buffer of a record of `input` at `timestamp` can go: once
-    /// the watermark passes its last matching time.
-    fn cleanup_time(&self, input: usize, timestamp: EventTime) -> EventTime {
-        let last = if input == 0 {
-            timestamp.saturating_add(self.upper)
-        } else {
-            timestamp.saturating_sub(self.lower)
+    /// When the buffer of a record of input `side` at `timestamp` can go:
+    /// once the watermark passes its last matching time.
+    fn cleanup_time(&self, side: Side, timestamp: EventTime) -> EventTime {
+        let last = match side {
+            Side::First => timestamp.saturating_add(self.upper),
+            Side::Second => timestamp.saturating_sub(self.lower),
         };
         last.saturating_add(1)
     }
 
-    /// The buffered records of input `input` whose time is
-    /// `timestamp` of the cleanup timer at `time`.
-    fn buffered_at(&self, input: usize, time: EventTime) -> EventTime {
+    /// The time of the buffered records of input `side` that the cleanup
+    /// timer at `time` drops.
+    fn buffered_at(&self, side: Side, time: EventTime) -> EventTime {
         let last = time.saturating_sub(1);
-        if input == 0 {
-            last.saturating_sub(self.upper)
-        } else {
-            last.saturating_add(self.lower)
+        match side {
+            Side::First => last.saturating_sub(self.upper),
+            Side::Second => last.saturating_add(self.lower),
         }
     }
 }
 
 impl Operator for IntervalJoinOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.process_input(0, batch, out)
+        self.process_input(Side::First, batch, out)
     }
 
-    fn process_input(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        let input = input.min(1);
-        let other = 1 - input;
-        self.core.metrics.add_in(batch.len() as u64);
-        let watermark = self.core.watermark;
+    fn process_input(&mut self, side: Side, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        self.core.context.base.metrics.add_in(batch.len() as u64);
+        let watermark = self.core.context.watermark;
         // The batch's on-time records by key (records of one batch come from
         // one input, so they never pair with each other).
         let mut keys: Vec<(&[u8], Vec<usize>)> = Vec::new();
@@ -122,23 +90,24 @@ impl Operator for IntervalJoinOperator {
             keys[slot].1.push(i);
         }
         if late > 0 {
-            self.core.metrics.add_late(late);
+            self.core.context.base.metrics.add_late(late);
         }
         let (lower, upper) = (self.lower, self.upper);
         for (key, records) in keys {
-            self.core.backend.set_current_key(key);
+            self.core.context.backend.set_current_key(key);
+            let other = self.core.buffer(side.other());
             let buffered = self
                 .core
+                .context
                 .backend
-                .entries(self.core.buffers[other])
+                .entries(other)
                 .map_err(|e| self.core.state_error(e))?;
             for &i in &records {
                 let (payload, timestamp) = (batch.payload(i), batch.timestamps[i]);
                 // The other input's times this record matches.
-                let (from, to) = if input == 0 {
-                    (timestamp.saturating_add(lower), timestamp.saturating_add(upper))
-                } else {
-                    (timestamp.saturating_sub(upper), timestamp.saturating_sub(lower))
+                let (from, to) = match side {
+                    Side::First => (timestamp.saturating_add(lower), timestamp.saturating_add(upper)),
+                    Side::Second => (timestamp.saturating_sub(upper), timestamp.saturating_sub(lower)),
                 };
                 for (time, entry) in &buffered {
                     if !from_time_key(time).is_some_and(|t| from <= t && t <= to) {
@@ -146,15 +115,12 @@ impl Operator for IntervalJoinOperator {
                     }
                     for (other_time, other_payload) in decode_records(entry) {
                         let pair_time = timestamp.max(other_time);
-                        if input == 0 {
-                            self.core
-                                .pairs
-                                .push(key, (payload, timestamp), (other_payload, other_time), pair_time);
-                        } else {
-                            self.core
-                                .pairs
-                                .push(key, (other_payload, other_time), (payload, timestamp), pair_time);
-                        }
+                        let (this, other) = ((payload, timestamp), (other_payload, other_time));
+                        let (left, right) = match side {
+                            Side::First => (this, other),
+                            Side::Second => (other, this),
+                        };
+                        self.core.pairs.push(key, left, right, pair_time);
                         self.core.flush_if_full(out)?;
                     }
                 }
@@ -173,36 +139,34 @@ impl Operator for IntervalJoinOperator {
                 }
             }
             for (timestamp, entry) in by_time {
-                self.core.backend.set_current_key(key);
-                self.core.append(input, &time_key(timestamp), &entry)?;
-                let cleanup = self.cleanup_time(input, timestamp);
-                self.core.timers.register(TimeDomain::EventTime, key, cleanup);
+                self.core.context.backend.set_current_key(key);
+                self.core.append(side, &time_key(timestamp), &entry)?;
+                let cleanup = self.cleanup_time(side, timestamp);
+                self.core.context.timers.register(TimeDomain::EventTime, key, cleanup);
             }
         }
         self.core.flush(out)
     }
 
     fn restore_watermark(&mut self, watermark: EventTime) {
-        self.core.watermark = watermark;
+        self.core.context.watermark = watermark;
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
-        self.core.watermark = watermark;
+        self.core.context.watermark = watermark;
         loop {
-            let due = self
-                .core
-                .timers
-                .take_due(TimeDomain::EventTime, watermark, self.core.batch_size);
+            let due = self.core.take_due(watermark);
             if due.is_empty() {
                 break;
             }
             for (i, &time) in due.timestamps.iter().enumerate() {
                 let key = &due.keys[span(&due.key_ends, i)];
-                self.core.backend.set_current_key(key);
-                for input in 0..2 {
-                    let state = self.core.buffers[input];
-                    let user_key = time_key(self.buffered_at(input, time));
+                self.core.context.backend.set_current_key(key);
+                for side in Side::BOTH {
+                    let state = self.core.buffer(side);
+                    let user_key = time_key(self.buffered_at(side, time));
                     self.core
+                        .context
                         .backend
                         .delete(state, &user_key)
                         .map_err(|e| self.core.state_error(e))?;
@@ -213,6 +177,6 @@ impl Operator for IntervalJoinOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        self.core.snapshot()
+        self.core.context.snapshot()
     }
 }

@@ -1,21 +1,17 @@
 //! What the two join operators share: buffered records in keyed state, the
-//! batch of pairs they send to the guest, and their checkpoint view.
+//! batch of pairs they send to the guest (their context keeps the rest).
 //!
 //! A buffer entry (a map-state value) holds records back to back, each as
 //! its timestamp (8 bytes), its payload length (4 bytes) and its payload, so
 //! appending a batch's records to an entry is a byte copy, with no decoding.
 
-use std::sync::Arc;
-
-use super::{KeyedView, OperatorSnapshot, route_call_output};
+use super::{KeyedContext, Side};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
 use crate::record::batch::EventTime;
-use crate::state::TimerService;
-use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
-use crate::wasm::UdfInstance;
-use crate::wasm::instance::JoinPairs;
+use crate::state::StateId;
+use crate::time::TimeDomain;
+use crate::wasm::instance::{JoinPairs, JoinUdf};
 
 /// Appends one record to a buffer entry.
 pub fn encode_record(entry: &mut Vec<u8>, timestamp: EventTime, payload: &[u8]) {
@@ -49,101 +45,64 @@ pub fn from_time_key(key: &[u8]) -> Option<EventTime> {
 
 /// The state, timers and guest of a join subtask.
 pub struct JoinCore {
-    /// The operator's uid.
-    pub uid: String,
-    /// The module, for messages.
-    pub module: String,
+    /// The operator's context: its backend holds one map state per input.
+    pub context: KeyedContext,
     /// The join function.
-    pub instance: UdfInstance,
-    /// Counters.
-    pub metrics: Arc<VertexMetrics>,
-    /// Keyed state: one map state per input.
-    pub backend: Box<dyn KeyedStateBackend>,
-    /// Event-time timers (firing windows, or cleaning up buffers).
-    pub timers: TimerService,
-    /// The buffer of each input (0: left, 1: right).
-    pub buffers: [StateId; 2],
-    /// The operator's watermark.
-    pub watermark: EventTime,
-    /// The key groups of this subtask.
-    pub key_groups: KeyGroupRange,
-    /// Most pairs (and timers) handled in one go.
-    pub batch_size: usize,
+    pub instance: JoinUdf,
+    /// The buffer of the first (left) input.
+    left: StateId,
+    /// The buffer of the second (right) input.
+    right: StateId,
     /// Pairs waiting to be joined.
     pub pairs: JoinPairs,
 }
 
 impl JoinCore {
-    /// Registers the buffers `names` (left, right) in `backend`, restored
-    /// already with `timers`.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one constructor wiring the parts built by the executor"
-    )]
-    pub fn new(
-        uid: &str,
-        module: String,
-        instance: UdfInstance,
-        metrics: Arc<VertexMetrics>,
-        mut backend: Box<dyn KeyedStateBackend>,
-        timers: TimerService,
-        names: [&str; 2],
-        key_groups: KeyGroupRange,
-        batch_size: usize,
-    ) -> Result<Self, TaskError> {
-        let mut buffers = [StateId(0); 2];
-        for (buffer, name) in buffers.iter_mut().zip(names) {
-            let descriptor = StateDescriptor {
-                name: name.into(),
-                kind: StateKind::Map,
-                ttl: None,
-            };
-            *buffer = backend.register(&descriptor).map_err(|source| TaskError::State {
-                operator: uid.to_string(),
-                source,
-            })?;
-        }
+    /// Registers the buffers `names` (left, right) in the context's
+    /// backend, restored already with its timers.
+    pub fn new(mut context: KeyedContext, instance: JoinUdf, names: [&str; 2]) -> Result<Self, TaskError> {
+        let left = context.register(names[0])?;
+        let right = context.register(names[1])?;
         Ok(Self {
-            uid: uid.to_string(),
-            module,
+            context,
             instance,
-            metrics,
-            backend,
-            timers,
-            buffers,
-            watermark: EventTime::MIN,
-            key_groups,
-            batch_size: batch_size.max(1),
+            left,
+            right,
             pairs: JoinPairs::default(),
         })
     }
 
-    /// A state error of this operator.
-    pub fn state_error(&self, source: crate::state::StateError) -> TaskError {
-        TaskError::State {
-            operator: self.uid.clone(),
-            source,
+    /// The buffer of input `side`.
+    pub fn buffer(&self, side: Side) -> StateId {
+        match side {
+            Side::First => self.left,
+            Side::Second => self.right,
         }
     }
 
-    /// Appends `records` (already encoded) to the buffer of `input` under
+    /// A state error of this operator.
+    pub fn state_error(&self, source: crate::state::StateError) -> TaskError {
+        self.context.state_error(source)
+    }
+
+    /// Appends `records` (already encoded) to the buffer of `side` under
     /// `user_key` for the current key.
-    pub fn append(&mut self, input: usize, user_key: &[u8], records: &[u8]) -> Result<(), TaskError> {
-        let state = self.buffers[input];
-        let mut entry = self
-            .backend
+    pub fn append(&mut self, side: Side, user_key: &[u8], records: &[u8]) -> Result<(), TaskError> {
+        let state = self.buffer(side);
+        let backend = &mut self.context.backend;
+        let mut entry = backend
             .get(state, user_key)
-            .map_err(|e| self.state_error(e))?
+            .map_err(|e| self.context.base.state_error(e))?
             .unwrap_or_default();
         entry.extend_from_slice(records);
-        self.backend
+        backend
             .put(state, user_key, &entry)
-            .map_err(|e| self.state_error(e))
+            .map_err(|e| self.context.base.state_error(e))
     }
 
     /// Joins the pairs collected so far once there are `batch_size` of them.
     pub fn flush_if_full(&mut self, out: &mut Output) -> Result<(), TaskError> {
-        if self.pairs.len() >= self.batch_size {
+        if self.pairs.len() >= self.context.base.batch_size {
             self.flush(out)?;
         }
         Ok(())
@@ -155,22 +114,16 @@ impl JoinCore {
             return Ok(());
         }
         let output = self.instance.join(&mut self.pairs)?;
-        let result = route_call_output(output, &self.pairs.left, &self.uid, &self.module, out);
+        let result = self.context.base.route(output, &self.pairs.left, out);
         self.pairs.clear();
         result
     }
 
-    /// The checkpoint view of the buffers and timers.
-    pub fn snapshot(&mut self) -> Result<OperatorSnapshot, TaskError> {
-        let state = self.backend.snapshot().map_err(|e| self.state_error(e))?;
-        Ok(OperatorSnapshot {
-            keyed: Some(KeyedView {
-                state,
-                timers: self.timers.clone(),
-                key_groups: self.key_groups,
-            }),
-            transactions: Vec::new(),
-        })
+    /// Takes the event-time timers due at `watermark`, a batch at a time.
+    pub fn take_due(&mut self, watermark: EventTime) -> crate::state::timers::DueTimers {
+        self.context
+            .timers
+            .take_due(TimeDomain::EventTime, watermark, self.context.base.batch_size)
     }
 }
 

@@ -4,66 +4,51 @@
 //! Event-time timers fire when the operator's watermark passes them; at the
 //! end of a bounded input the watermark becomes the maximum, so every timer
 //! fires. Processing-time timers fire when the wall clock passes them.
+//!
+//! The state backend and timers live in the instance's store (the guest's
+//! state calls reach them there), so the operator carries an
+//! [`OperatorContext`], not a keyed one.
 
-use std::sync::Arc;
-
-use super::{Operator, OperatorSnapshot, route_call_output, snapshot_instance_state};
+use super::{Operator, OperatorContext, OperatorSnapshot};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::state::KeyGroupRange;
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::KeyedProcessUdf;
 
 /// Runs a keyed process function.
 pub struct KeyedProcessOperator {
-    uid: String,
-    module: String,
-    instance: UdfInstance,
-    metrics: Arc<VertexMetrics>,
+    context: OperatorContext,
+    instance: KeyedProcessUdf,
     watermark: EventTime,
-    timer_batch: usize,
-    key_groups: KeyGroupRange,
 }
 
 impl KeyedProcessOperator {
     /// An operator running `instance`, which holds the subtask's state.
-    pub fn new(
-        uid: &str,
-        module: String,
-        instance: UdfInstance,
-        metrics: Arc<VertexMetrics>,
-        timer_batch: usize,
-        key_groups: KeyGroupRange,
-    ) -> Self {
+    pub fn new(context: OperatorContext, instance: KeyedProcessUdf) -> Self {
         Self {
-            uid: uid.to_string(),
-            module,
+            context,
             instance,
-            metrics,
             watermark: EventTime::MIN,
-            timer_batch,
-            key_groups,
         }
     }
 
     fn fire(&mut self, domain: TimeDomain, time: i64, out: &mut Output) -> Result<(), TaskError> {
-        let (uid, module) = (&self.uid, &self.module);
+        let context = &self.context;
         let empty = RecordBatch::default();
         self.instance
-            .fire_timers(domain, time, self.watermark, self.timer_batch, |output| {
-                route_call_output(output, &empty, uid, module, out)
+            .fire_timers(domain, time, self.watermark, context.batch_size, |output| {
+                context.route(output, &empty, out)
             })
     }
 }
 
 impl Operator for KeyedProcessOperator {
     fn process_batch(&mut self, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.metrics.add_in(batch.len() as u64);
+        self.context.metrics.add_in(batch.len() as u64);
         let output = self.instance.process_keyed(&mut batch, self.watermark)?;
-        route_call_output(output, &batch, &self.uid, &self.module, out)
+        self.context.route(output, &batch, out)
     }
 
     fn restore_watermark(&mut self, watermark: EventTime) {
@@ -84,6 +69,9 @@ impl Operator for KeyedProcessOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        snapshot_instance_state(&mut self.instance, &self.uid, self.key_groups)
+        match self.instance.keyed() {
+            Some(scope) => self.context.snapshot_keyed(scope.backend.as_mut(), &scope.timers),
+            None => Ok(OperatorSnapshot::default()),
+        }
     }
 }

@@ -14,6 +14,8 @@
 //!   at each barrier and commits when the checkpoint completes.
 //! - [`window_join`], [`interval_join`], [`co_process`]: two-input operators
 //!   over two keyed inputs (see [`Operator::process_input`]).
+//! - [`context`]: what every operator running a user function carries
+//!   ([`OperatorContext`], [`KeyedContext`]) and [`Side`].
 //!
 //! State is declared by the operator and handled around it: the runtime
 //! restores it before the first record and calls [`Operator::snapshot_state`]
@@ -21,6 +23,7 @@
 
 pub mod buffered_window;
 pub mod co_process;
+pub mod context;
 pub mod interval_join;
 pub mod join_state;
 pub mod keyed_process;
@@ -30,6 +33,8 @@ pub mod two_phase_commit;
 pub mod window;
 pub mod window_config;
 pub mod window_join;
+
+pub use context::{KeyedContext, OperatorContext, Side};
 
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
@@ -46,11 +51,10 @@ pub trait Operator: Send {
     /// Handles a batch of records.
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError>;
 
-    /// Handles a batch of records of logical input `input` (0: the first,
-    /// 1: the second input of a two-input operator). One-input operators
-    /// keep the default, [`Operator::process_batch`].
-    fn process_input(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        let _ = input;
+    /// Handles a batch of records of input `side` of a two-input operator.
+    /// One-input operators keep the default, [`Operator::process_batch`].
+    fn process_input(&mut self, side: Side, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+        let _ = side;
         self.process_batch(batch, out)
     }
 
@@ -123,50 +127,4 @@ pub struct KeyedView {
     pub timers: crate::state::TimerService,
     /// The key groups the subtask owns.
     pub key_groups: crate::state::KeyGroupRange,
-}
-
-/// Sends a function's output on: main records, side outputs and dead letters
-/// for the input records it rejected.
-pub(crate) fn route_call_output(
-    output: crate::wasm::instance::CallOutput,
-    input: &RecordBatch,
-    operator: &str,
-    module: &str,
-    out: &mut Output,
-) -> Result<(), TaskError> {
-    for (index, reason) in &output.errors {
-        let index = *index as usize;
-        if index < input.len() {
-            out.dead_letters().write(operator, module, input.get(index), reason)?;
-        }
-    }
-    out.emit(output.main)?;
-    for (tag, batch) in output.side {
-        out.emit_side(&tag, batch)?;
-    }
-    Ok(())
-}
-
-/// The snapshot of an operator whose Wasm instance holds its keyed state and
-/// timers (keyed process and co-process functions).
-pub(crate) fn snapshot_instance_state(
-    instance: &mut crate::wasm::UdfInstance,
-    operator: &str,
-    key_groups: crate::state::KeyGroupRange,
-) -> Result<OperatorSnapshot, TaskError> {
-    let Some(scope) = instance.keyed() else {
-        return Ok(OperatorSnapshot::default());
-    };
-    let state = scope.backend.snapshot().map_err(|source| TaskError::State {
-        operator: operator.to_string(),
-        source,
-    })?;
-    Ok(OperatorSnapshot {
-        keyed: Some(KeyedView {
-            state,
-            timers: scope.timers.clone(),
-            key_groups,
-        }),
-        transactions: Vec::new(),
-    })
 }

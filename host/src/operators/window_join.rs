@@ -11,20 +11,16 @@
 //! windows have all fired is late: it is dropped and counted, as in Flink.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::join_state::{JoinCore, decode_records, encode_record};
-use super::{Operator, OperatorSnapshot};
+use super::{KeyedContext, Operator, OperatorSnapshot, Side};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
-use crate::state::TimerService;
-use crate::state::{KeyGroupRange, KeyedStateBackend};
 use crate::storage::CheckpointId;
 use crate::time::TimeDomain;
 use crate::time::windows::{Window, WindowAssigner};
-use crate::wasm::UdfInstance;
+use crate::wasm::instance::JoinUdf;
 
 /// The names of the buffers of the left and the right input.
 pub const WINDOW_JOIN_STATES: [&str; 2] = ["window-join-left", "window-join-right"];
@@ -37,43 +33,19 @@ pub struct WindowJoinOperator {
 }
 
 impl WindowJoinOperator {
-    /// A window join over `backend` and `timers` (restored already); the
-    /// assigner is tumbling or sliding.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one constructor wiring the parts built by the executor"
-    )]
-    pub fn new(
-        uid: &str,
-        module: String,
-        instance: UdfInstance,
-        metrics: Arc<VertexMetrics>,
-        backend: Box<dyn KeyedStateBackend>,
-        timers: TimerService,
-        assigner: WindowAssigner,
-        key_groups: KeyGroupRange,
-        batch_size: usize,
-    ) -> Result<Self, TaskError> {
+    /// A window join in `context` (restored already); the assigner is
+    /// tumbling or sliding.
+    pub fn new(context: KeyedContext, instance: JoinUdf, assigner: WindowAssigner) -> Result<Self, TaskError> {
         let size = match assigner {
             WindowAssigner::Tumbling { size, .. } | WindowAssigner::Sliding { size, .. } => size,
             WindowAssigner::Session { .. } | WindowAssigner::Global => {
                 return Err(TaskError::StateRestore {
-                    operator: uid.to_string(),
+                    operator: context.base.uid.clone(),
                     reason: "internal error: a window join needs tumbling or sliding windows".into(),
                 });
             }
         };
-        let core = JoinCore::new(
-            uid,
-            module,
-            instance,
-            metrics,
-            backend,
-            timers,
-            WINDOW_JOIN_STATES,
-            key_groups,
-            batch_size,
-        )?;
+        let core = JoinCore::new(context, instance, WINDOW_JOIN_STATES)?;
         Ok(Self { core, assigner, size })
     }
 
@@ -85,22 +57,14 @@ impl WindowJoinOperator {
         };
         let user_key = window.to_key();
         let core = &mut self.core;
-        core.backend.set_current_key(key);
-        let [left_state, right_state] = core.buffers;
-        let left = core
-            .backend
-            .get(left_state, &user_key)
-            .map_err(|e| core.state_error(e))?;
-        let right = core
-            .backend
-            .get(right_state, &user_key)
-            .map_err(|e| core.state_error(e))?;
-        core.backend
-            .delete(left_state, &user_key)
-            .map_err(|e| core.state_error(e))?;
-        core.backend
-            .delete(right_state, &user_key)
-            .map_err(|e| core.state_error(e))?;
+        let (left_state, right_state) = (core.buffer(Side::First), core.buffer(Side::Second));
+        let backend = &mut core.context.backend;
+        backend.set_current_key(key);
+        let state_error = |e| core.context.base.state_error(e);
+        let left = backend.get(left_state, &user_key).map_err(state_error)?;
+        let right = backend.get(right_state, &user_key).map_err(state_error)?;
+        backend.delete(left_state, &user_key).map_err(state_error)?;
+        backend.delete(right_state, &user_key).map_err(state_error)?;
         let (Some(left), Some(right)) = (left, right) else {
             return Ok(());
         };
@@ -116,13 +80,12 @@ impl WindowJoinOperator {
 
 impl Operator for WindowJoinOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.process_input(0, batch, out)
+        self.process_input(Side::First, batch, out)
     }
 
-    fn process_input(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<(), TaskError> {
-        let input = input.min(1);
-        self.core.metrics.add_in(batch.len() as u64);
-        let watermark = self.core.watermark;
+    fn process_input(&mut self, side: Side, batch: RecordBatch, _out: &mut Output) -> Result<(), TaskError> {
+        self.core.context.base.metrics.add_in(batch.len() as u64);
+        let watermark = self.core.context.watermark;
         // The batch's records by key and window, encoded: one state access a group.
         let mut groups: HashMap<(&[u8], Window), Vec<u8>> = HashMap::new();
         let mut late = 0u64;
@@ -145,29 +108,27 @@ impl Operator for WindowJoinOperator {
             }
         }
         for ((key, window), records) in groups {
-            self.core.backend.set_current_key(key);
-            self.core.append(input, &window.to_key(), &records)?;
+            self.core.context.backend.set_current_key(key);
+            self.core.append(side, &window.to_key(), &records)?;
             self.core
+                .context
                 .timers
                 .register(TimeDomain::EventTime, key, window.max_timestamp());
         }
         if late > 0 {
-            self.core.metrics.add_late(late);
+            self.core.context.base.metrics.add_late(late);
         }
         Ok(())
     }
 
     fn restore_watermark(&mut self, watermark: EventTime) {
-        self.core.watermark = watermark;
+        self.core.context.watermark = watermark;
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
-        self.core.watermark = watermark;
+        self.core.context.watermark = watermark;
         loop {
-            let due = self
-                .core
-                .timers
-                .take_due(TimeDomain::EventTime, watermark, self.core.batch_size);
+            let due = self.core.take_due(watermark);
             if due.is_empty() {
                 break;
             }
@@ -180,6 +141,6 @@ impl Operator for WindowJoinOperator {
     }
 
     fn snapshot_state(&mut self, _id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
-        self.core.snapshot()
+        self.core.context.snapshot()
     }
 }

@@ -82,38 +82,18 @@ pub struct Vertex {
 impl Vertex {
     /// The edges this vertex reads from, with their side: the first input
     /// (`input`) and, for a two-input operator, its second.
-    pub fn inputs(&self) -> impl Iterator<Item = (InputSide, &Edge)> + '_ {
+    pub fn inputs(&self) -> impl Iterator<Item = (Side, &Edge)> + '_ {
         let second = match &self.kind {
             VertexKind::Operator(operator) => operator.second_input(),
             _ => None,
         };
-        let first = self.input.as_ref().map(|edge| (InputSide::First, edge));
-        first.into_iter().chain(second.map(|edge| (InputSide::Second, edge)))
+        let first = self.input.as_ref().map(|edge| (Side::First, edge));
+        first.into_iter().chain(second.map(|edge| (Side::Second, edge)))
     }
 
     /// The edge of `side`, if the vertex reads one there.
-    pub fn input_of(&self, side: InputSide) -> Option<&Edge> {
+    pub fn input_of(&self, side: Side) -> Option<&Edge> {
         self.inputs().find(|(s, _)| *s == side).map(|(_, edge)| edge)
-    }
-}
-
-/// Which input of a vertex an edge feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InputSide {
-    /// The only input of a one-input operator, or the first (left) input of
-    /// a two-input one.
-    First,
-    /// The second (right, or broadcast) input of a two-input operator.
-    Second,
-}
-
-impl InputSide {
-    /// 0 for the first input, 1 for the second (for per-input arrays).
-    pub fn index(self) -> usize {
-        match self {
-            Self::First => 0,
-            Self::Second => 1,
-        }
     }
 }
 
@@ -298,6 +278,7 @@ pub enum ModuleMismatch {
     },
 }
 
+pub use crate::operators::Side;
 use crate::time::windows::WindowAssigner;
 use crate::wasm::{FunctionKind, UdfModule};
 

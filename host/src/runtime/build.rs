@@ -4,7 +4,6 @@
 
 use super::subtask::Subtask;
 use crate::exchange::TaskError;
-use crate::operators::Operator;
 use crate::operators::buffered_window::{BufferedWindowOperator, BufferedWindowParts, Evictor, WindowFunction};
 use crate::operators::co_process::CoProcessOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
@@ -13,65 +12,35 @@ use crate::operators::transform::TransformOperator;
 use crate::operators::window::WindowOperator;
 use crate::operators::window_config::{EvictorConfig, WindowConfig};
 use crate::operators::window_join::WindowJoinOperator;
+use crate::operators::{KeyedContext, Operator, OperatorContext};
 use crate::plan::{BufferedWindowFunction, FunctionRef, OperatorPlan, Partitioning};
 use crate::wasm::host_state::KeyedScope;
-use crate::wasm::instance::{InstanceSpec, UdfInstance};
+use crate::wasm::instance::{Export, InstanceSpec, Udf};
 
 impl Subtask<'_> {
     /// The operator of this subtask, with its state restored.
     pub(super) fn operator(&self, plan: &OperatorPlan) -> Result<Box<dyn Operator>, TaskError> {
         let uid = &self.vertex.uid;
         let module = plan.function().module.display_name();
-        let batch_size = self.plan().settings.batch_size;
         Ok(match plan {
             OperatorPlan::Transform(function) => {
                 let instance = self.instance(uid, function, Some(self.operator_scope()?))?;
-                Box::new(
-                    TransformOperator::new(uid, module, instance, self.metrics())
-                        .with_operator_state(self.key_groups()),
-                )
+                Box::new(TransformOperator::new(self.context(module), instance))
             }
             OperatorPlan::KeyedProcess(function) => {
                 let instance = self.instance(uid, function, Some(self.keyed_scope()?))?;
-                Box::new(KeyedProcessOperator::new(
-                    uid,
-                    module,
-                    instance,
-                    self.metrics(),
-                    batch_size,
-                    self.key_groups(),
-                ))
+                Box::new(KeyedProcessOperator::new(self.context(module), instance))
             }
             OperatorPlan::Window { aggregate, window } => {
-                let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+                let context = self.keyed_context(module)?;
                 let instance = self.instance(uid, aggregate, None)?;
-                Box::new(WindowOperator::new(
-                    uid,
-                    module,
-                    instance,
-                    self.metrics(),
-                    backend,
-                    timers,
-                    window.clone(),
-                    self.key_groups(),
-                    batch_size,
-                )?)
+                Box::new(WindowOperator::new(context, instance, window.clone())?)
             }
-            OperatorPlan::BufferedWindow { function, window } => self.buffered_window(function, window)?,
+            OperatorPlan::BufferedWindow { function, window } => self.buffered_window(function, window, module)?,
             OperatorPlan::WindowJoin { function, assigner, .. } => {
-                let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+                let context = self.keyed_context(module)?;
                 let instance = self.instance(uid, function, None)?;
-                Box::new(WindowJoinOperator::new(
-                    uid,
-                    module,
-                    instance,
-                    self.metrics(),
-                    backend,
-                    timers,
-                    *assigner,
-                    self.key_groups(),
-                    batch_size,
-                )?)
+                Box::new(WindowJoinOperator::new(context, instance, *assigner)?)
             }
             OperatorPlan::IntervalJoin {
                 function,
@@ -79,24 +48,13 @@ impl Subtask<'_> {
                 upper_ms,
                 ..
             } => {
-                let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+                let context = self.keyed_context(module)?;
                 let instance = self.instance(uid, function, None)?;
-                Box::new(IntervalJoinOperator::new(
-                    uid,
-                    module,
-                    instance,
-                    self.metrics(),
-                    backend,
-                    timers,
-                    (*lower_ms, *upper_ms),
-                    self.key_groups(),
-                    batch_size,
-                )?)
+                Box::new(IntervalJoinOperator::new(context, instance, (*lower_ms, *upper_ms))?)
             }
             OperatorPlan::CoProcess { function, second } => {
                 let instance = self.instance(uid, function, Some(self.keyed_scope()?))?;
-                let operator =
-                    CoProcessOperator::new(uid, module, instance, self.metrics(), batch_size, self.key_groups());
+                let operator = CoProcessOperator::new(self.context(module), instance);
                 match second.partitioning {
                     Partitioning::Broadcast => Box::new(operator.with_broadcast_input()),
                     _ => Box::new(operator),
@@ -112,23 +70,18 @@ impl Subtask<'_> {
         &self,
         function: &BufferedWindowFunction,
         window: &WindowConfig,
+        module: String,
     ) -> Result<Box<dyn Operator>, TaskError> {
         let uid = &self.vertex.uid;
-        let (window_function, module) = match function {
-            BufferedWindowFunction::Process(process) => (
-                WindowFunction::Process(self.instance(uid, process, None)?),
-                process.module.display_name(),
-            ),
-            BufferedWindowFunction::Aggregate { aggregate, process } => (
-                WindowFunction::Aggregate {
-                    aggregate: self.instance(uid, aggregate, None)?,
-                    process: match process {
-                        Some(process) => Some(self.instance(uid, process, None)?),
-                        None => None,
-                    },
+        let window_function = match function {
+            BufferedWindowFunction::Process(process) => WindowFunction::Process(self.instance(uid, process, None)?),
+            BufferedWindowFunction::Aggregate { aggregate, process } => WindowFunction::Aggregate {
+                aggregate: self.instance(uid, aggregate, None)?,
+                process: match process {
+                    Some(process) => Some(self.instance(uid, process, None)?),
+                    None => None,
                 },
-                aggregate.module.display_name(),
-            ),
+            },
         };
         let evictor = match &window.functions.evictor {
             None => None,
@@ -146,49 +99,69 @@ impl Subtask<'_> {
             Some(trigger) => Some(self.instance(uid, trigger, None)?),
             None => None,
         };
-        let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
-        Ok(Box::new(BufferedWindowOperator::new(BufferedWindowParts {
-            uid: uid.clone(),
-            module,
-            metrics: self.metrics(),
-            backend,
-            timers,
-            config: window.clone(),
-            key_groups: self.key_groups(),
-            timer_batch: self.plan().settings.batch_size,
-            function: window_function,
-            evictor,
-            trigger,
-        })?))
+        let context = self.keyed_context(module)?;
+        Ok(Box::new(BufferedWindowOperator::new(
+            context,
+            BufferedWindowParts {
+                config: window.clone(),
+                function: window_function,
+                evictor,
+                trigger,
+            },
+        )?))
     }
 
-    /// Starts `function` for this subtask as part of vertex `uid` (this
-    /// vertex, or the consumer whose key selector runs here).
-    pub(super) fn instance_of(
+    /// Starts `function` for this subtask as the typed handle `G` of its
+    /// kind, as part of vertex `uid` (this vertex, or the consumer whose key
+    /// selector runs here) of `parallelism` subtasks.
+    pub(super) fn instance_of<G: Export>(
         &self,
         uid: &str,
         function: &FunctionRef,
         parallelism: u32,
         keyed: Option<KeyedScope>,
-    ) -> Result<UdfInstance, TaskError> {
+    ) -> Result<Udf<G>, TaskError> {
         let mut params = function.params.clone();
         params.push(("weir.attempt".into(), self.attempt.to_string()));
         let spec = InstanceSpec {
             operator: uid,
             module: &function.module,
             function: &function.function,
-            kind: function.kind,
             params: &params,
             subtask: self.subtask,
             parallelism,
             max_parallelism: self.plan().settings.max_parallelism,
             limits: self.plan().settings.limits,
         };
-        Ok(UdfInstance::start(self.shared.engine, &spec, keyed)?)
+        Ok(Udf::start(self.shared.engine, &spec, keyed)?)
     }
 
     /// Starts `function` as part of this subtask's vertex.
-    fn instance(&self, uid: &str, function: &FunctionRef, keyed: Option<KeyedScope>) -> Result<UdfInstance, TaskError> {
+    fn instance<G: Export>(
+        &self,
+        uid: &str,
+        function: &FunctionRef,
+        keyed: Option<KeyedScope>,
+    ) -> Result<Udf<G>, TaskError> {
         self.instance_of(uid, function, self.vertex.parallelism, keyed)
+    }
+
+    /// The context of this subtask's operator, running a function of `module`.
+    fn context(&self, module: String) -> OperatorContext {
+        let settings = &self.plan().settings;
+        OperatorContext::new(
+            &self.vertex.uid,
+            module,
+            self.metrics(),
+            self.key_groups(),
+            settings.batch_size,
+        )
+    }
+
+    /// The context of a keyed operator whose state lives on the host, its
+    /// backend and timers restored.
+    fn keyed_context(&self, module: String) -> Result<KeyedContext, TaskError> {
+        let KeyedScope { backend, timers, .. } = self.keyed_scope()?;
+        Ok(KeyedContext::new(self.context(module), backend, timers))
     }
 }

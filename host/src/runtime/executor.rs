@@ -33,7 +33,7 @@ use crate::checkpoint::savepoint::SavepointSettings;
 use crate::checkpoint::storage::{CheckpointStorage, FileStore};
 use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
-use crate::plan::{InputSide, JobPlan, Partitioning, VertexKind};
+use crate::plan::{JobPlan, Partitioning, Side, VertexKind};
 use crate::wasm::WasmRuntime;
 
 use super::subtask::Subtask;
@@ -292,16 +292,15 @@ fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), T
     Ok(())
 }
 
-/// An incoming channel, with the consumer's logical input it belongs to
-/// (its [`InputSide::index`]).
-pub(super) type InputChannel = (Receiver<Message>, usize);
+/// An incoming channel, with the consumer's logical input it belongs to.
+pub(super) type InputChannel = (Receiver<Message>, Side);
 
 /// An outgoing edge before its subtask thread builds the route.
 pub(super) struct EdgeWiring {
     /// The consuming vertex.
     pub(super) consumer: usize,
     /// Which input of the consumer the edge is.
-    pub(super) input: InputSide,
+    pub(super) input: Side,
     /// One channel per consumer subtask it reaches.
     pub(super) targets: Vec<Sender<Message>>,
 }
@@ -347,7 +346,7 @@ fn run_attempt(
                     }
                     let (tx, rx) = bounded(capacity);
                     targets.push(tx);
-                    consumer.push((rx, input.index()));
+                    consumer.push((rx, input));
                 }
                 producer.push(EdgeWiring {
                     consumer: vertex.index,

@@ -26,7 +26,7 @@ use crate::operators::Operator;
 use crate::operators::sink::SinkOperator;
 use crate::operators::two_phase_commit::TwoPhaseCommitOperator;
 use crate::plan::StateBackendConfig;
-use crate::plan::{JobPlan, Partitioning, SinkConfig, SourceConfig, Vertex, VertexKind};
+use crate::plan::{JobPlan, Partitioning, Side, SinkConfig, SourceConfig, Vertex, VertexKind};
 use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
 use crate::state::restore::restore_keyed;
@@ -58,7 +58,7 @@ impl Subtask<'_> {
     }
 
     pub(super) fn run(&self, wiring: Vec<EdgeWiring>, channels: Vec<InputChannel>) -> Result<(), TaskError> {
-        let (receivers, input_of): (Vec<Receiver<Message>>, Vec<usize>) = channels.into_iter().unzip();
+        let (receivers, sides): (Vec<Receiver<Message>>, Vec<Side>) = channels.into_iter().unzip();
         let mut out = self.output(wiring)?;
         let control = self.control.as_ref();
         match &self.vertex.kind {
@@ -77,7 +77,7 @@ impl Subtask<'_> {
             VertexKind::Operator(plan) => {
                 let mut operator = self.operator(plan)?;
                 let restored = self.restored_watermarks();
-                run_operator_inputs(operator.as_mut(), &receivers, &input_of, &mut out, control, restored)
+                run_operator_inputs(operator.as_mut(), &receivers, &sides, &mut out, control, restored)
             }
             VertexKind::Sink(config) => {
                 let mut operator = self.sink(config)?;

@@ -37,7 +37,7 @@ use crate::checkpoint::coordinator::ToTask;
 use crate::checkpoint::manifest::WatermarkSnapshot;
 use crate::checkpoint::{Barrier, CheckpointId, CheckpointMode};
 use crate::connectors::{Source, SourceStatus};
-use crate::operators::Operator;
+use crate::operators::{Operator, Side};
 use crate::record::batch::{EventTime, RecordBatch};
 
 /// Runs a source subtask until its input ends or the job is cancelled.
@@ -235,9 +235,9 @@ pub fn run_operator(
     run_operator_inputs(operator, inputs, &[], out, control, WatermarkSnapshot::default())
 }
 
-/// Runs an operator subtask whose channel `c` belongs to its logical input
-/// `input_of[c]` (0 when not given; 1 for the second input of a two-input
-/// operator) until all its inputs end.
+/// Runs an operator subtask whose channel `c` belongs to its input
+/// `sides[c]` (the first when not given; the second only for two-input
+/// operators) until all its inputs end.
 ///
 /// `restored` is the event-time progress of the checkpoint the subtask
 /// starts from: the operator's watermark starts there (never below it), and
@@ -245,7 +245,7 @@ pub fn run_operator(
 pub fn run_operator_inputs(
     operator: &mut dyn Operator,
     inputs: &[Receiver<Message>],
-    input_of: &[usize],
+    sides: &[Side],
     out: &mut Output,
     control: Option<&TaskControl>,
     restored: WatermarkSnapshot,
@@ -275,8 +275,8 @@ pub fn run_operator_inputs(
             Event::Control(message) => on_control(operator, &mut state, message)?,
             Event::Input(channel, Message::Data(batch)) => {
                 state.idle[channel] = false;
-                let input = input_of.get(channel).copied().unwrap_or(0);
-                operator.process_input(input, batch, out)?;
+                let side = sides.get(channel).copied().unwrap_or(Side::First);
+                operator.process_input(side, batch, out)?;
                 // Due processing-time timers fire between batches too, so
                 // that a busy input does not hold them back.
                 if operator

@@ -1,32 +1,56 @@
-//! One instance of a module, running one function for one subtask.
+//! Typed handles on user functions: one instance of a module, running one
+//! function for one subtask.
+//!
+//! Each WIT world has its own handle type ([`TransformUdf`],
+//! [`KeyedProcessUdf`], [`WindowAggregateUdf`]…), all of them a [`Udf`] over
+//! one shared [`core::UdfCore`] (the store, the limits, the position in the
+//! input, the call wrapper) and the one export its kind runs. A handle is
+//! obtained by kind (`TransformUdf::start(engine, &spec, None)`) and offers
+//! only the calls of its kind, so calling a function through the wrong kind
+//! does not compile.
 //!
 //! Every call moves a whole [`RecordBatch`] across the boundary: the batch's
 //! columns are moved (not copied) into the WIT record, lowered into guest
 //! memory in one copy per column, and moved back afterwards. Before each call
 //! the store's epoch deadline is armed, so a guest that loops traps after its
 //! time limit; its memory is capped by the store's limiter.
+//!
+//! Failures are [`UdfError`]s, the wasm layer's own error; the runtime wraps
+//! them in its task error.
+//!
+//! - `core`: the shared core, [`Udf`] and how a handle starts;
+//! - `one_input`: transforms, key selectors, watermark generators;
+//! - `keyed`: keyed process and co-process functions, and their timers;
+//! - `aggregate`: window aggregates;
+//! - `two_input`: join functions and their batches of pairs;
+//! - `window_calls`: process-window functions, evictors and triggers.
 
 use std::sync::Arc;
 
 use wasmtime::Store;
 
 use super::Limits;
-use super::bindings::exports::weir::udf::{
-    join, key_selector, keyed_co_process, keyed_process, library, process_window, transform, watermark_generator,
-    window_aggregate, window_evictor, window_trigger,
-};
 use super::bindings::weir::udf::types as wit;
 use super::engine::EPOCH_TICK;
-use super::host_state::{HostState, KeyedScope};
-use super::module::{FunctionKind, UdfModule};
+use super::host_state::HostState;
+use super::module::UdfModule;
 use crate::record::batch::RecordBatch;
-use crate::time::TimeDomain;
 
+mod aggregate;
+mod core;
+mod keyed;
+mod one_input;
 mod two_input;
 mod window_calls;
 
-pub use two_input::JoinPairs;
-pub use window_calls::{TimerChange, TriggerAction, TriggerDecisions, TriggerWindows};
+pub use self::core::{Export, Udf};
+pub use aggregate::WindowAggregateUdf;
+pub use keyed::{CoProcessUdf, KeyedProcessUdf, TimerExport};
+pub use one_input::{KeySelectorUdf, TransformUdf, WatermarkGeneratorUdf};
+pub use two_input::{JoinPairs, JoinUdf};
+pub use window_calls::{
+    EvictorUdf, ProcessWindowUdf, TimerChange, TriggerAction, TriggerDecisions, TriggerUdf, TriggerWindows,
+};
 
 /// Limits used while a module describes itself.
 pub const DESCRIBE_LIMITS: Limits = Limits {
@@ -106,19 +130,6 @@ pub enum UdfError {
     },
 }
 
-enum Exports {
-    Transform(transform::Guest),
-    KeySelector(key_selector::Guest),
-    KeyedProcess(keyed_process::Guest),
-    WindowAggregate(window_aggregate::Guest),
-    Join(join::Guest),
-    KeyedCoProcess(keyed_co_process::Guest),
-    WatermarkGenerator(watermark_generator::Guest),
-    ProcessWindow(process_window::Guest),
-    WindowEvictor(window_evictor::Guest),
-    WindowTrigger(window_trigger::Guest),
-}
-
 /// Accumulators as a flat column (see [`crate::record::batch::span`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Accumulators {
@@ -151,17 +162,6 @@ impl Accumulators {
     }
 }
 
-/// A store and an instance running one function.
-pub struct UdfInstance {
-    store: Store<HostState>,
-    exports: Exports,
-    operator: String,
-    module: Arc<UdfModule>,
-    function: String,
-    limits: Limits,
-    records_before: u64,
-}
-
 /// Creates a store whose calls trap at their epoch deadline and whose memory
 /// is capped by the state's limits. The deadline is armed for instantiation.
 pub fn new_store(engine: &wasmtime::Engine, state: HostState, timeout_ms: u64) -> Store<HostState> {
@@ -187,8 +187,6 @@ pub struct InstanceSpec<'a> {
     pub module: &'a Arc<UdfModule>,
     /// The function to run.
     pub function: &'a str,
-    /// Its kind.
-    pub kind: FunctionKind,
     /// Parameters from the job file.
     pub params: &'a [(String, String)],
     /// This subtask's index.
@@ -199,360 +197,6 @@ pub struct InstanceSpec<'a> {
     pub max_parallelism: u32,
     /// Limits of the instance.
     pub limits: Limits,
-}
-
-impl UdfInstance {
-    /// Instantiates the module and starts the function. A keyed process
-    /// function gets `keyed`: its state backend and timers, already restored.
-    pub fn start(
-        engine: &wasmtime::Engine,
-        spec: &InstanceSpec<'_>,
-        keyed: Option<KeyedScope>,
-    ) -> Result<Self, UdfError> {
-        let start_error = |reason: String| UdfError::Start {
-            operator: spec.operator.to_string(),
-            module: spec.module.display_name(),
-            function: spec.function.to_string(),
-            reason,
-        };
-        let mut state = HostState::for_subtask(spec.operator, spec.subtask, spec.limits);
-        state.keyed = keyed;
-        let mut store = new_store(engine, state, spec.limits.call_timeout_ms);
-        let pre = &spec.module.pre;
-        let instance = pre.instantiate(&mut store).map_err(|e| start_error(format!("{e:#}")))?;
-        let library = library::GuestIndices::new(pre)
-            .and_then(|i| i.load(&mut store, &instance))
-            .map_err(|e| start_error(format!("{e:#}")))?;
-        let exports = match spec.kind {
-            FunctionKind::Map | FunctionKind::Filter | FunctionKind::FlatMap => transform::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::Transform),
-            FunctionKind::KeySelector => key_selector::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::KeySelector),
-            FunctionKind::KeyedProcess => keyed_process::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::KeyedProcess),
-            FunctionKind::WindowAggregate => window_aggregate::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::WindowAggregate),
-            FunctionKind::Join => join::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::Join),
-            FunctionKind::KeyedCoProcess => keyed_co_process::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::KeyedCoProcess),
-            FunctionKind::WatermarkGenerator => watermark_generator::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::WatermarkGenerator),
-            FunctionKind::ProcessWindow => process_window::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::ProcessWindow),
-            FunctionKind::WindowEvictor => window_evictor::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::WindowEvictor),
-            FunctionKind::WindowTrigger => window_trigger::GuestIndices::new(pre)
-                .and_then(|i| i.load(&mut store, &instance))
-                .map(Exports::WindowTrigger),
-        }
-        .map_err(|e| start_error(format!("{e:#}")))?;
-        let task = wit::TaskInfo {
-            function: spec.function.to_string(),
-            operator_uid: spec.operator.to_string(),
-            subtask_index: spec.subtask,
-            parallelism: spec.parallelism,
-            max_parallelism: spec.max_parallelism,
-            params: spec.params.to_vec(),
-        };
-        arm_deadline(&mut store, spec.limits.call_timeout_ms);
-        let init = library.call_init(&mut store, &task);
-        let this = Self {
-            store,
-            exports,
-            operator: spec.operator.to_string(),
-            module: Arc::clone(spec.module),
-            function: spec.function.to_string(),
-            limits: spec.limits,
-            records_before: 0,
-        };
-        match init {
-            Ok(Ok(())) => Ok(this),
-            Ok(Err(reason)) => Err(start_error(reason)),
-            Err(e) => Err(start_error(this.cause(&e))),
-        }
-    }
-
-    /// The keyed scope (state and timers) of a keyed process function.
-    pub fn keyed(&mut self) -> Option<&mut KeyedScope> {
-        self.store.data_mut().keyed.as_mut()
-    }
-
-    /// The earliest registered processing-time timer.
-    pub fn next_processing_time(&self) -> Option<i64> {
-        self.store.data().keyed.as_ref()?.timers.next_processing_time()
-    }
-
-    /// Runs a map, filter or flat-map function over `input`.
-    pub fn transform(&mut self, input: &mut RecordBatch) -> Result<CallOutput, UdfError> {
-        let Exports::Transform(guest) = &self.exports else {
-            return Err(self.misuse("transform", input.len()));
-        };
-        let guest = guest.clone();
-        let batch = take_batch(input);
-        self.before_call();
-        let result = guest.call_process(&mut self.store, &batch);
-        restore_batch(input, batch);
-        self.after_call(result, input.len()).map(into_output)
-    }
-
-    /// The watermarks a punctuated watermark generator declares after
-    /// records of `input`: (record index, watermark), in record order.
-    pub fn punctuations(&mut self, input: &mut RecordBatch) -> Result<Vec<(u32, i64)>, UdfError> {
-        let Exports::WatermarkGenerator(guest) = &self.exports else {
-            return Err(self.misuse("watermark-generator", input.len()));
-        };
-        let guest = guest.clone();
-        let batch = take_batch(input);
-        self.before_call();
-        let result = guest.call_on_events(&mut self.store, &batch);
-        restore_batch(input, batch);
-        let punctuations = self.after_call(result, input.len())?;
-        Ok(punctuations.into_iter().map(|p| (p.index, p.watermark)).collect())
-    }
-
-    /// Computes the key of every record of `input` into its key column.
-    pub fn select_keys(&mut self, input: &mut RecordBatch) -> Result<Vec<(u32, String)>, UdfError> {
-        let Exports::KeySelector(guest) = &self.exports else {
-            return Err(self.misuse("key-selector", input.len()));
-        };
-        let guest = guest.clone();
-        let batch = take_batch(input);
-        self.before_call();
-        let result = guest.call_select_keys(&mut self.store, &batch);
-        restore_batch(input, batch);
-        let output = self.after_call(result, input.len())?;
-        input.keys = output.keys;
-        input.key_ends = output.key_ends;
-        Ok(output.errors.into_iter().map(|e| (e.index, e.reason)).collect())
-    }
-
-    /// Runs a keyed process function over the keyed records of `input`.
-    pub fn process_keyed(&mut self, input: &mut RecordBatch, watermark: i64) -> Result<CallOutput, UdfError> {
-        let Exports::KeyedProcess(guest) = &self.exports else {
-            return Err(self.misuse("keyed-process", input.len()));
-        };
-        let guest = guest.clone();
-        let now = crate::time::now_ms();
-        if let Some(scope) = self.keyed() {
-            scope.set_batch_keys(&input.keys, &input.key_ends);
-            scope.now_ms = now;
-        }
-        let batch = wit::KeyedBatch {
-            records: take_batch(input),
-            keys: std::mem::take(&mut input.keys),
-            key_ends: std::mem::take(&mut input.key_ends),
-        };
-        self.before_call();
-        let context = wit::BatchContext {
-            watermark,
-            processing_time: now,
-        };
-        let result = guest.call_process(&mut self.store, context, &batch);
-        input.keys = batch.keys;
-        input.key_ends = batch.key_ends;
-        restore_batch(input, batch.records);
-        self.after_call(result, input.len()).map(into_output)
-    }
-
-    /// Fires the timers of `domain` due at `time`, batch by batch, until none
-    /// is due (timers registered while firing fire too if they are due);
-    /// `sink` takes each call's output (its error type is the caller's).
-    pub fn fire_timers<E: From<UdfError>>(
-        &mut self,
-        domain: TimeDomain,
-        time: i64,
-        watermark: i64,
-        max_batch: usize,
-        mut sink: impl FnMut(CallOutput) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let guest = match &self.exports {
-            Exports::KeyedProcess(guest) => TimerGuest::Keyed(guest.clone()),
-            Exports::KeyedCoProcess(guest) => TimerGuest::CoProcess(guest.clone()),
-            _ => return Ok(()),
-        };
-        loop {
-            let now = crate::time::now_ms();
-            let Some(scope) = self.keyed() else {
-                return Ok(());
-            };
-            let due = scope.timers.take_due(domain, time, max_batch);
-            if due.is_empty() {
-                return Ok(());
-            }
-            scope.set_batch_keys(&due.keys, &due.key_ends);
-            scope.now_ms = now;
-            let count = due.len();
-            let timers = wit::TimerBatch {
-                domain: match domain {
-                    TimeDomain::EventTime => wit::TimeDomain::EventTime,
-                    TimeDomain::ProcessingTime => wit::TimeDomain::ProcessingTime,
-                },
-                keys: due.keys,
-                key_ends: due.key_ends,
-                timestamps: due.timestamps,
-            };
-            self.before_call();
-            let context = wit::BatchContext {
-                watermark,
-                processing_time: now,
-            };
-            let result = match &guest {
-                TimerGuest::Keyed(guest) => guest.call_on_timers(&mut self.store, context, &timers),
-                TimerGuest::CoProcess(guest) => guest.call_on_timers(&mut self.store, context, &timers),
-            };
-            let output = self.after_call(result, count)?;
-            sink(into_output(output))?;
-        }
-    }
-
-    /// Folds record `i` of `input` into accumulator `slots[i]`; returns the
-    /// accumulators and the rejected records (index in `input`, reason).
-    pub fn aggregate_add(
-        &mut self,
-        accumulators: Accumulators,
-        slots: Vec<u32>,
-        input: &mut RecordBatch,
-    ) -> Result<(Accumulators, Vec<(u32, String)>), UdfError> {
-        let Exports::WindowAggregate(guest) = &self.exports else {
-            return Err(self.misuse("window-aggregate", input.len()));
-        };
-        let guest = guest.clone();
-        let batch = take_batch(input);
-        let state = wit::Accumulators {
-            data: accumulators.data,
-            ends: accumulators.ends,
-        };
-        self.before_call();
-        let result = guest.call_add(&mut self.store, &state, &slots, &batch);
-        restore_batch(input, batch);
-        let output = self.after_call(result, input.len())?;
-        Ok((
-            Accumulators {
-                data: output.accumulators.data,
-                ends: output.accumulators.ends,
-            },
-            output.errors.into_iter().map(|e| (e.index, e.reason)).collect(),
-        ))
-    }
-
-    /// Merges accumulators pairwise: `a[i]` with `b[i]` (merging windows).
-    pub fn aggregate_merge(&mut self, a: Accumulators, b: Accumulators) -> Result<Accumulators, UdfError> {
-        let Exports::WindowAggregate(guest) = &self.exports else {
-            return Err(self.misuse("window-aggregate", a.len()));
-        };
-        let guest = guest.clone();
-        let a = wit::Accumulators {
-            data: a.data,
-            ends: a.ends,
-        };
-        let b = wit::Accumulators {
-            data: b.data,
-            ends: b.ends,
-        };
-        self.before_call();
-        let result = guest.call_merge(&mut self.store, &a, &b);
-        let records_before = self.records_before;
-        let merged = self.after_call(result, 0)?;
-        self.records_before = records_before;
-        Ok(Accumulators {
-            data: merged.data,
-            ends: merged.ends,
-        })
-    }
-
-    /// One result record per accumulator, for `keys[i]` and `windows[i]`.
-    pub fn aggregate_results(
-        &mut self,
-        accumulators: Accumulators,
-        keys: (Vec<u8>, Vec<u32>),
-        windows: &[crate::time::windows::Window],
-    ) -> Result<RecordBatch, UdfError> {
-        let Exports::WindowAggregate(guest) = &self.exports else {
-            return Err(self.misuse("window-aggregate", windows.len()));
-        };
-        let guest = guest.clone();
-        let state = wit::Accumulators {
-            data: accumulators.data,
-            ends: accumulators.ends,
-        };
-        let windows: Vec<wit::Window> = windows
-            .iter()
-            .map(|w| wit::Window {
-                start: w.start,
-                end: w.end,
-            })
-            .collect();
-        self.before_call();
-        let result = guest.call_results(&mut self.store, &state, &keys.0, &keys.1, &windows);
-        let records_before = self.records_before;
-        let batch = self.after_call(result, 0)?;
-        self.records_before = records_before;
-        Ok(into_batch(batch))
-    }
-
-    fn before_call(&mut self) {
-        self.store.data_mut().panic = None;
-        arm_deadline(&mut self.store, self.limits.call_timeout_ms);
-    }
-
-    fn after_call<T>(&mut self, result: wasmtime::Result<T>, batch_len: usize) -> Result<T, UdfError> {
-        match result {
-            Ok(value) => {
-                self.records_before += batch_len as u64;
-                Ok(value)
-            }
-            Err(error) => {
-                let record_index = self.store.data().panic.as_ref().and_then(|p| p.record_index);
-                let cause = self.cause(&error);
-                Err(UdfError::Trap {
-                    operator: self.operator.clone(),
-                    module: self.module.display_name(),
-                    function: self.function.clone(),
-                    position: Position {
-                        records_before: self.records_before,
-                        batch_len,
-                        record_index,
-                    },
-                    cause,
-                })
-            }
-        }
-    }
-
-    /// Explains a failed call (see [`super::trap`]).
-    fn cause(&self, error: &wasmtime::Error) -> String {
-        super::trap::explain(error, &self.limits, self.store.data().panic.as_ref())
-    }
-
-    fn misuse(&self, interface: &str, batch_len: usize) -> UdfError {
-        UdfError::Trap {
-            operator: self.operator.clone(),
-            module: self.module.display_name(),
-            function: self.function.clone(),
-            position: Position {
-                records_before: self.records_before,
-                batch_len,
-                record_index: None,
-            },
-            cause: format!("internal error: the function was called through `{interface}`, which is not its kind"),
-        }
-    }
-}
-
-/// The export that handles timers, by kind.
-enum TimerGuest {
-    Keyed(keyed_process::Guest),
-    CoProcess(keyed_co_process::Guest),
 }
 
 fn take_batch(input: &mut RecordBatch) -> wit::Batch {
@@ -588,5 +232,13 @@ fn into_output(output: wit::Output) -> CallOutput {
             .map(|s| (s.tag, into_batch(s.records)))
             .collect(),
         errors: output.errors.into_iter().map(|e| (e.index, e.reason)).collect(),
+    }
+}
+
+/// What a call tells the guest about time.
+fn batch_context(watermark: i64, processing_time: i64) -> wit::BatchContext {
+    wit::BatchContext {
+        watermark,
+        processing_time,
     }
 }

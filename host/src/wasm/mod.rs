@@ -7,7 +7,7 @@
 //!   checks that refuse a wrong module before a job starts.
 //! - [`host_state`]: the store's data and the host side of every WIT import
 //!   (log, key scope, keyed state, timers).
-//! - [`instance`]: one instance per subtask, with typed calls that move
+//! - [`instance`]: one typed handle per function kind and subtask, whose calls move
 //!   record batches across the boundary as flat columns.
 //! - [`migration`]: state schemas a module declares, and its state
 //!   migrations (hot swap on savepoint restore).
@@ -35,7 +35,7 @@ mod trap;
 
 pub use engine::{EngineOptions, WasmRuntime};
 pub use function::FunctionRef;
-pub use instance::{UdfError, UdfInstance};
+pub use instance::UdfError;
 pub use module::{FunctionInfo, FunctionKind, ModuleError, ModuleInfo, UdfModule};
 
 /// The WIT package version this host implements.

@@ -93,29 +93,29 @@ impl BufferedWindowOperator {
     /// [`Store::load`] for the current key.
     pub(super) fn load(&mut self, window: Window) -> Result<Vec<u8>, TaskError> {
         self.store
-            .load(self.parts.backend.as_mut(), window)
-            .map_err(|e| self.state_error(e))
+            .load(self.context.backend.as_mut(), window)
+            .map_err(|e| self.context.state_error(e))
     }
 
     /// [`Store::append`] for the current key.
     pub(super) fn append(&mut self, window: Window, elements: &[u8]) -> Result<(), TaskError> {
         self.store
-            .append(self.parts.backend.as_mut(), window, elements)
-            .map_err(|e| self.state_error(e))
+            .append(self.context.backend.as_mut(), window, elements)
+            .map_err(|e| self.context.state_error(e))
     }
 
     /// [`Store::replace`] for the current key.
     pub(super) fn replace(&mut self, window: Window, contents: &[u8]) -> Result<(), TaskError> {
         self.store
-            .replace(self.parts.backend.as_mut(), window, contents)
-            .map_err(|e| self.state_error(e))
+            .replace(self.context.backend.as_mut(), window, contents)
+            .map_err(|e| self.context.state_error(e))
     }
 
     /// [`Store::remove`] for the current key.
     pub(super) fn remove(&mut self, window: Window) -> Result<(), TaskError> {
         self.store
-            .remove(self.parts.backend.as_mut(), window)
-            .map_err(|e| self.state_error(e))
+            .remove(self.context.backend.as_mut(), window)
+            .map_err(|e| self.context.state_error(e))
     }
 }
 

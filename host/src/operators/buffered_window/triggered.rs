@@ -32,7 +32,7 @@ use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
 use crate::wasm::UdfError;
-use crate::wasm::instance::{TriggerAction, TriggerDecisions, TriggerWindows};
+use crate::wasm::instance::{TriggerAction, TriggerDecisions, TriggerUdf, TriggerWindows};
 
 /// Flink's `CountTrigger` (purging or not) as trigger decisions: a
 /// window's state is its count since it last fired (8 bytes,
@@ -109,18 +109,18 @@ struct Hit {
 impl BufferedWindowOperator {
     /// The trigger record of `window` of `key` (a new one if none).
     fn trigger_record(&mut self, key: &[u8], window: Window) -> Result<Option<TriggerRecord>, TaskError> {
-        self.parts.backend.set_current_key(key);
+        self.context.backend.set_current_key(key);
         let stored = self
-            .parts
+            .context
             .backend
             .get(self.trigger_state, &window.to_key())
-            .map_err(|e| self.state_error(e))?;
+            .map_err(|e| self.context.state_error(e))?;
         match stored {
             None => Ok(None),
             Some(bytes) => TriggerRecord::decode(&bytes)
                 .map(Some)
                 .ok_or_else(|| TaskError::StateRestore {
-                    operator: self.parts.uid.clone(),
+                    operator: self.context.base.uid.clone(),
                     reason: format!(
                         "the trigger state of window [{}, {}) is corrupt",
                         window.start, window.end
@@ -152,18 +152,15 @@ impl BufferedWindowOperator {
             if change.delete {
                 record.remove(change.domain, change.timestamp);
             } else if record.register(change.domain, change.timestamp) {
-                self.parts.timers.register(change.domain, key, change.timestamp);
+                self.context.timers.register(change.domain, key, change.timestamp);
             }
         }
     }
 
-    fn trigger_call<T>(
-        &mut self,
-        call: impl FnOnce(&mut crate::wasm::UdfInstance) -> Result<T, UdfError>,
-    ) -> Result<T, TaskError> {
+    fn trigger_call<T>(&mut self, call: impl FnOnce(&mut TriggerUdf) -> Result<T, UdfError>) -> Result<T, TaskError> {
         let Some(trigger) = self.parts.trigger.as_mut() else {
             return Err(TaskError::StateRestore {
-                operator: self.parts.uid.clone(),
+                operator: self.context.base.uid.clone(),
                 reason: "internal error: a triggered window without its trigger".into(),
             });
         };
@@ -197,7 +194,7 @@ impl BufferedWindowOperator {
         if merging.is_empty() {
             return Ok(records);
         }
-        let watermark = self.watermark;
+        let watermark = self.context.watermark;
         let decisions =
             self.trigger_call(|t| t.trigger_merge(windows, (states, state_ends), &merged_ends, watermark))?;
         let keys: Vec<&[u8]> = merging.iter().map(|&t| targets[t].key.as_slice()).collect();
@@ -236,7 +233,7 @@ impl BufferedWindowOperator {
             for &(i, _) in &pairs {
                 input.push(batch.payload(i), batch.timestamps[i]);
             }
-            let watermark = self.watermark;
+            let watermark = self.context.watermark;
             let decisions = match self.parts.config.trigger {
                 Trigger::Count { count, purge } if self.parts.trigger.is_none() => {
                     count_decisions(&records, &slots, count, purge)
@@ -254,7 +251,7 @@ impl BufferedWindowOperator {
                 if action.fires() && !target.whole {
                     // The window as it stands: what state holds, then the
                     // batch's elements so far.
-                    self.parts.backend.set_current_key(&target.key);
+                    self.context.backend.set_current_key(&target.key);
                     let mut whole = self.load(target.window)?;
                     whole.extend_from_slice(&target.contents);
                     target.contents = whole;
@@ -276,30 +273,33 @@ impl BufferedWindowOperator {
             }
             for (target, record) in targets.iter().zip(&records) {
                 let window_key = target.window.to_key();
-                self.parts.backend.set_current_key(&target.key);
+                self.context.backend.set_current_key(&target.key);
                 for old in &target.replaced {
                     self.remove(*old)?;
-                    self.parts
+                    self.context
                         .backend
                         .delete(self.trigger_state, &old.to_key())
-                        .map_err(|e| self.state_error(e))?;
+                        .map_err(|e| self.context.state_error(e))?;
                 }
                 if target.whole {
                     self.replace(target.window, &target.contents)?;
                 } else {
                     self.append(target.window, &target.contents)?;
                 }
-                self.parts
+                self.context
                     .backend
                     .put(self.trigger_state, &window_key, &record.encode())
-                    .map_err(|e| self.state_error(e))?;
+                    .map_err(|e| self.context.state_error(e))?;
                 if let Some(cleanup) = self.cleanup_time(target.window) {
-                    self.parts.timers.register(TimeDomain::EventTime, &target.key, cleanup);
+                    self.context
+                        .timers
+                        .register(TimeDomain::EventTime, &target.key, cleanup);
                 }
             }
             self.fire(fired, out)?;
         }
-        self.side_output_late(late, out)
+        self.context
+            .emit_late(late, self.parts.config.late_output.as_deref(), out)
     }
 
     /// Fires the trigger timers of `domain` due at `time` (the watermark or
@@ -311,7 +311,7 @@ impl BufferedWindowOperator {
         out: &mut Output,
     ) -> Result<(), TaskError> {
         loop {
-            let due = self.parts.timers.take_due(domain, time, self.parts.timer_batch);
+            let due = self.context.timers.take_due(domain, time, self.context.base.batch_size);
             if due.is_empty() {
                 return Ok(());
             }
@@ -320,12 +320,12 @@ impl BufferedWindowOperator {
             for i in 0..due.len() {
                 let key = &due.keys[span(&due.key_ends, i)];
                 let timestamp = due.timestamps[i];
-                self.parts.backend.set_current_key(key);
+                self.context.backend.set_current_key(key);
                 let triggers = self
-                    .parts
+                    .context
                     .backend
                     .entries(self.trigger_state)
-                    .map_err(|e| self.state_error(e))?;
+                    .map_err(|e| self.context.state_error(e))?;
                 for (user_key, bytes) in &triggers {
                     let (Some(window), Some(mut record)) = (Window::from_key(user_key), TriggerRecord::decode(bytes))
                     else {
@@ -347,10 +347,10 @@ impl BufferedWindowOperator {
                 }
                 if domain == TimeDomain::EventTime {
                     for (user_key, _) in self
-                        .parts
+                        .context
                         .backend
                         .entries(self.buffer)
-                        .map_err(|e| self.state_error(e))?
+                        .map_err(|e| self.context.state_error(e))?
                     {
                         if let Some(window) = Window::from_key(&user_key)
                             && self.cleanup_time(window) == Some(timestamp)
@@ -363,12 +363,12 @@ impl BufferedWindowOperator {
             }
             self.run_hits(domain, hits, out)?;
             for (key, window) in cleanups {
-                self.parts.backend.set_current_key(&key);
+                self.context.backend.set_current_key(&key);
                 self.remove(window)?;
-                self.parts
+                self.context
                     .backend
                     .delete(self.trigger_state, &window.to_key())
-                    .map_err(|e| self.state_error(e))?;
+                    .map_err(|e| self.context.state_error(e))?;
             }
         }
     }
@@ -401,14 +401,14 @@ impl BufferedWindowOperator {
             if called.is_empty() {
                 continue;
             }
-            let watermark = self.watermark;
+            let watermark = self.context.watermark;
             let decisions = self.trigger_call(|t| t.trigger_timers(domain, windows, &timestamps, watermark))?;
             let keys: Vec<&[u8]> = called.iter().map(|hit| hit.key.as_slice()).collect();
             self.apply_decisions(&keys, &mut records, &decisions);
             let mut fired = Vec::new();
             for ((hit, record), action) in called.iter().zip(&records).zip(&decisions.actions) {
                 let window_key = hit.window.to_key();
-                self.parts.backend.set_current_key(&hit.key);
+                self.context.backend.set_current_key(&hit.key);
                 if action.fires() {
                     let mut contents = self.load(hit.window)?;
                     evict_inline(self.parts.evictor.as_ref(), &mut contents, true);
@@ -425,10 +425,10 @@ impl BufferedWindowOperator {
                 if action.purges() {
                     self.remove(hit.window)?;
                 }
-                self.parts
+                self.context
                     .backend
                     .put(self.trigger_state, &window_key, &record.encode())
-                    .map_err(|e| self.state_error(e))?;
+                    .map_err(|e| self.context.state_error(e))?;
             }
             self.fire(fired, out)?;
         }

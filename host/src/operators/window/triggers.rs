@@ -44,22 +44,12 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::operators::window_config::Trigger;
 use crate::record::batch::{EventTime, RecordBatch, span};
-use crate::state::{StateDescriptor, StateKind};
 use crate::time::TimeDomain;
 use crate::time::windows::Window;
 use crate::wasm::instance::Accumulators;
 
 /// The name of the state that holds each window's next continuous firing.
 pub const WINDOW_TRIGGER: &str = "window-trigger";
-
-/// The state of [`WINDOW_TRIGGER`].
-pub(super) fn descriptor() -> StateDescriptor {
-    StateDescriptor {
-        name: WINDOW_TRIGGER.into(),
-        kind: StateKind::Map,
-        ttl: None,
-    }
-}
 
 /// (key, window, accumulator) of the windows to emit.
 type Fired = Vec<(Vec<u8>, Window, Vec<u8>)>;
@@ -168,11 +158,12 @@ impl WindowOperator {
         let slots = slots.into_owned();
         let mut accumulators = Accumulators::default();
         for (key, window) in &slots {
-            self.backend.set_current_key(key);
+            self.context.backend.set_current_key(key);
             let stored = self
+                .context
                 .backend
                 .get(self.contents, &window.to_key())
-                .map_err(|e| self.state_error(e))?;
+                .map_err(|e| self.context.state_error(e))?;
             accumulators.push(stored.as_deref().unwrap_or_default());
         }
         let accumulators = self.add(accumulators, record_slots, &mut input, Some((&batch, &origin)), out)?;
@@ -182,14 +173,15 @@ impl WindowOperator {
             if accumulator.is_empty() {
                 continue; // every record of this window was rejected
             }
-            self.backend.set_current_key(&key);
-            self.backend
+            self.context.backend.set_current_key(&key);
+            self.context
+                .backend
                 .put(self.contents, &window.to_key(), accumulator)
-                .map_err(|e| self.state_error(e))?;
+                .map_err(|e| self.context.state_error(e))?;
             self.on_element(&key, window, accumulator, (first[slot], now), &mut fired)?;
         }
         self.fire(fired, out)?;
-        self.side_output_late(late, out)
+        self.context.emit_late(late, self.config.late_output.as_deref(), out)
     }
 
     /// The trigger's `onElement` for a window that just took records (the
@@ -206,7 +198,7 @@ impl WindowOperator {
         let max = window.max_timestamp();
         let fire = match self.config.trigger {
             Trigger::ProcessingTime { .. } => {
-                self.timers.register(TimeDomain::ProcessingTime, key, max);
+                self.context.timers.register(TimeDomain::ProcessingTime, key, max);
                 false
             }
             Trigger::ContinuousProcessingTime { interval_ms, .. } => {
@@ -217,10 +209,10 @@ impl WindowOperator {
                 false
             }
             Trigger::ContinuousEventTime { interval_ms, .. } => {
-                if max <= self.watermark {
+                if max <= self.context.watermark {
                     true
                 } else {
-                    self.timers.register(TimeDomain::EventTime, key, max);
+                    self.context.timers.register(TimeDomain::EventTime, key, max);
                     if self.next_fire(window)?.is_none() {
                         let next = aligned_next(timestamp, interval_ms).min(max);
                         self.schedule(TimeDomain::EventTime, key, window, next)?;
@@ -230,16 +222,16 @@ impl WindowOperator {
             }
             // The event-time trigger, purging or not.
             _ => {
-                if max <= self.watermark {
+                if max <= self.context.watermark {
                     true
                 } else {
-                    self.timers.register(TimeDomain::EventTime, key, max);
+                    self.context.timers.register(TimeDomain::EventTime, key, max);
                     false
                 }
             }
         };
         let (domain, cleanup) = self.cleanup(window);
-        self.timers.register(domain, key, cleanup);
+        self.context.timers.register(domain, key, cleanup);
         if fire {
             fired.push((key.to_vec(), window, accumulator.to_vec()));
             if self.config.trigger.purges() {
@@ -255,11 +247,11 @@ impl WindowOperator {
     fn purge(&mut self, window: Window) -> Result<(), TaskError> {
         let key = window.to_key();
         let result = if self.config.assigner.is_merging() {
-            self.backend.put(self.contents, &key, &[])
+            self.context.backend.put(self.contents, &key, &[])
         } else {
-            self.backend.delete(self.contents, &key)
+            self.context.backend.delete(self.contents, &key)
         };
-        result.map_err(|e| self.state_error(e))
+        result.map_err(|e| self.context.state_error(e))
     }
 
     /// Stores the session `window` of `key` that replaced the `merged`
@@ -279,24 +271,26 @@ impl WindowOperator {
         if first.is_none() && merged == [window] {
             return Ok(()); // untouched by this batch
         }
-        self.backend.set_current_key(key);
+        self.context.backend.set_current_key(key);
         let mut next: Option<i64> = None;
         for old in merged {
             if let Some(time) = self.next_fire(*old)? {
                 next = Some(next.map_or(time, |n| n.min(time)));
             }
             for state in [self.contents, self.triggers] {
-                self.backend
+                self.context
+                    .backend
                     .delete(state, &old.to_key())
-                    .map_err(|e| self.state_error(e))?;
+                    .map_err(|e| self.context.state_error(e))?;
             }
         }
         if accumulator.is_empty() {
             return Ok(());
         }
-        self.backend
+        self.context
+            .backend
             .put(self.contents, &window.to_key(), accumulator)
-            .map_err(|e| self.state_error(e))?;
+            .map_err(|e| self.context.state_error(e))?;
         if let (Some(next), Some(domain)) = (next, self.continuous_domain()) {
             self.schedule(domain, key, window, next)?;
         }
@@ -306,7 +300,7 @@ impl WindowOperator {
     /// The watermark advanced: event-time firings and cleanups; the final
     /// watermark first fires what waits for the clock.
     pub(super) fn on_watermark_triggered(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
-        self.watermark = watermark;
+        self.context.watermark = watermark;
         if watermark == EventTime::MAX {
             self.flush_processing_time(out)?;
         }
@@ -323,7 +317,7 @@ impl WindowOperator {
     /// firings register (continuous triggers catching up).
     fn fire_timers(&mut self, domain: TimeDomain, time: i64, out: &mut Output) -> Result<(), TaskError> {
         loop {
-            let due = self.timers.take_due(domain, time, self.timer_batch);
+            let due = self.context.timers.take_due(domain, time, self.context.base.batch_size);
             if due.is_empty() {
                 return Ok(());
             }
@@ -339,7 +333,7 @@ impl WindowOperator {
     /// The trigger's `onEventTime`/`onProcessingTime` for every window of
     /// `key`, then the cleanup of the windows whose time has come.
     fn on_timer(&mut self, domain: TimeDomain, key: &[u8], time: i64, fired: &mut Fired) -> Result<(), TaskError> {
-        self.backend.set_current_key(key);
+        self.context.backend.set_current_key(key);
         let purge = self.config.trigger.purges();
         for (window, contents) in self.windows_of_current_key()? {
             let max = window.max_timestamp();
@@ -393,8 +387,9 @@ impl WindowOperator {
     fn flush_processing_time(&mut self, out: &mut Output) -> Result<(), TaskError> {
         loop {
             let due = self
+                .context
                 .timers
-                .take_due(TimeDomain::ProcessingTime, i64::MAX, self.timer_batch);
+                .take_due(TimeDomain::ProcessingTime, i64::MAX, self.context.base.batch_size);
             if due.is_empty() {
                 return Ok(());
             }
@@ -402,7 +397,7 @@ impl WindowOperator {
             for i in 0..due.len() {
                 let key = &due.keys[span(&due.key_ends, i)];
                 let time = due.timestamps[i];
-                self.backend.set_current_key(key);
+                self.context.backend.set_current_key(key);
                 for (window, contents) in self.windows_of_current_key()? {
                     let pending = match self.config.trigger {
                         Trigger::ProcessingTime { .. } => time == window.max_timestamp(),
@@ -426,13 +421,23 @@ impl WindowOperator {
     /// triggers) those with only a next firing, left by a purge.
     fn windows_of_current_key(&mut self) -> Result<KeyWindows, TaskError> {
         let mut windows: KeyWindows = Vec::new();
-        for (user_key, accumulator) in self.backend.entries(self.contents).map_err(|e| self.state_error(e))? {
+        for (user_key, accumulator) in self
+            .context
+            .backend
+            .entries(self.contents)
+            .map_err(|e| self.context.state_error(e))?
+        {
             if let Some(window) = Window::from_key(&user_key) {
                 windows.push((window, Some(accumulator)));
             }
         }
         if self.continuous_domain().is_some() {
-            for (user_key, _) in self.backend.entries(self.triggers).map_err(|e| self.state_error(e))? {
+            for (user_key, _) in self
+                .context
+                .backend
+                .entries(self.triggers)
+                .map_err(|e| self.context.state_error(e))?
+            {
                 if let Some(window) = Window::from_key(&user_key)
                     && !windows.iter().any(|(w, _)| *w == window)
                 {
@@ -447,28 +452,31 @@ impl WindowOperator {
     /// The next continuous firing of `window` (current key).
     fn next_fire(&mut self, window: Window) -> Result<Option<i64>, TaskError> {
         let stored = self
+            .context
             .backend
             .get(self.triggers, &window.to_key())
-            .map_err(|e| self.state_error(e))?;
+            .map_err(|e| self.context.state_error(e))?;
         Ok(stored.and_then(|bytes| bytes.try_into().ok().map(i64::from_le_bytes)))
     }
 
     /// Records `time` as the next continuous firing of `window` (current
     /// key) and registers its timer.
     fn schedule(&mut self, domain: TimeDomain, key: &[u8], window: Window, time: i64) -> Result<(), TaskError> {
-        self.backend
+        self.context
+            .backend
             .put(self.triggers, &window.to_key(), &time.to_le_bytes())
-            .map_err(|e| self.state_error(e))?;
-        self.timers.register(domain, key, time);
+            .map_err(|e| self.context.state_error(e))?;
+        self.context.timers.register(domain, key, time);
         Ok(())
     }
 
     /// Drops all state of `window` (current key).
     fn clear_window(&mut self, window: Window) -> Result<(), TaskError> {
         for state in [self.contents, self.counts, self.triggers] {
-            self.backend
+            self.context
+                .backend
                 .delete(state, &window.to_key())
-                .map_err(|e| self.state_error(e))?;
+                .map_err(|e| self.context.state_error(e))?;
         }
         Ok(())
     }

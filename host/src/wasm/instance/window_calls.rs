@@ -2,28 +2,34 @@
 //! evictors and triggers. Each call takes every window that fires together
 //! (or every element and timer of a batch, for triggers).
 
-use super::super::bindings::exports::weir::udf::window_trigger;
-use super::{CallOutput, Exports, UdfError, UdfInstance, into_output, restore_batch, take_batch, wit};
+use super::super::bindings::exports::weir::udf::{process_window, window_evictor, window_trigger};
+use super::{CallOutput, Udf, UdfError, batch_context, into_output, restore_batch, take_batch, wit};
 use crate::record::batch::RecordBatch;
 use crate::time::window_set::WindowSet;
 
-impl UdfInstance {
-    /// Runs a process-window function over the windows of `set`; record
-    /// errors name positions in `set.elements`.
+/// A running process-window function.
+pub type ProcessWindowUdf = Udf<process_window::Guest>;
+/// A running window evictor.
+pub type EvictorUdf = Udf<window_evictor::Guest>;
+/// A running window trigger.
+pub type TriggerUdf = Udf<window_trigger::Guest>;
+
+/// What a window call tells the guest about time: the operator's watermark
+/// and the wall clock now.
+fn context(watermark: i64) -> wit::BatchContext {
+    batch_context(watermark, crate::time::now_ms())
+}
+
+impl ProcessWindowUdf {
+    /// Runs the function over the windows of `set`; record errors name
+    /// positions in `set.elements`.
     pub fn process_windows(&mut self, set: &mut WindowSet, watermark: i64) -> Result<CallOutput, UdfError> {
-        let Exports::ProcessWindow(guest) = &self.exports else {
-            return Err(self.misuse("process-window", set.elements.len()));
-        };
-        let guest = guest.clone();
-        let context = wit::BatchContext {
-            watermark,
-            processing_time: crate::time::now_ms(),
-        };
+        let context = context(watermark);
         let windows = wit_windows(set);
         let elements = take_batch(&mut set.elements);
-        self.before_call();
-        let result = guest.call_process_windows(
-            &mut self.store,
+        self.core.before_call();
+        let result = self.guest.call_process_windows(
+            &mut self.core.store,
             context,
             &set.keys,
             &set.key_ends,
@@ -32,32 +38,28 @@ impl UdfInstance {
             &set.window_ends,
         );
         restore_batch(&mut set.elements, elements);
-        let records_before = self.records_before;
-        let output = self.after_call(result, set.elements.len());
-        self.records_before = records_before;
-        output.map(into_output)
+        self.core.checked(result, set.elements.len()).map(into_output)
     }
+}
 
-    /// Asks an evictor which elements of `set` to evict (positions in
+impl EvictorUdf {
+    /// Asks the evictor which elements of `set` to evict (positions in
     /// `set.elements`), before the window function or after it.
     pub fn evict(&mut self, set: &mut WindowSet, before: bool, watermark: i64) -> Result<Vec<u32>, UdfError> {
-        let Exports::WindowEvictor(guest) = &self.exports else {
-            return Err(self.misuse("window-evictor", set.elements.len()));
-        };
-        let guest = guest.clone();
-        let context = wit::BatchContext {
-            watermark,
-            processing_time: crate::time::now_ms(),
-        };
+        let context = context(watermark);
         let windows = wit_windows(set);
         let elements = take_batch(&mut set.elements);
-        self.before_call();
-        let result = guest.call_evict(&mut self.store, context, before, &windows, &elements, &set.window_ends);
+        self.core.before_call();
+        let result = self.guest.call_evict(
+            &mut self.core.store,
+            context,
+            before,
+            &windows,
+            &elements,
+            &set.window_ends,
+        );
         restore_batch(&mut set.elements, elements);
-        let records_before = self.records_before;
-        let evicted = self.after_call(result, set.elements.len());
-        self.records_before = records_before;
-        evicted
+        self.core.checked(result, set.elements.len())
     }
 }
 
@@ -240,7 +242,7 @@ fn decisions(
     })
 }
 
-impl UdfInstance {
+impl TriggerUdf {
     /// Offers elements to their windows' triggers: element `i` of `elements`
     /// was added to window `slots[i]` of `windows`.
     pub fn trigger_elements(
@@ -250,24 +252,17 @@ impl UdfInstance {
         elements: &mut RecordBatch,
         watermark: i64,
     ) -> Result<TriggerDecisions, UdfError> {
-        let Exports::WindowTrigger(guest) = &self.exports else {
-            return Err(self.misuse("window-trigger", elements.len()));
-        };
-        let guest = guest.clone();
-        let context = wit::BatchContext {
-            watermark,
-            processing_time: crate::time::now_ms(),
-        };
+        let context = context(watermark);
         let count = windows.len();
         let windows = wit_trigger_windows(windows);
         let batch = take_batch(elements);
-        self.before_call();
-        let result = guest.call_on_elements(&mut self.store, context, &windows, slots, &batch);
+        self.core.before_call();
+        let result = self
+            .guest
+            .call_on_elements(&mut self.core.store, context, &windows, slots, &batch);
         restore_batch(elements, batch);
-        let records_before = self.records_before;
-        let output = self.after_call(result, elements.len());
-        self.records_before = records_before;
-        decisions(output?, elements.len(), count).map_err(|cause| self.protocol_error(cause))
+        let output = self.core.checked(result, elements.len())?;
+        decisions(output, elements.len(), count).map_err(|cause| self.core.protocol_error(cause))
     }
 
     /// Fires trigger timers of `domain`: timer `i` at `timestamps[i]` for
@@ -279,39 +274,21 @@ impl UdfInstance {
         timestamps: &[i64],
         watermark: i64,
     ) -> Result<TriggerDecisions, UdfError> {
-        let Exports::WindowTrigger(guest) = &self.exports else {
-            return Err(self.misuse("window-trigger", timestamps.len()));
-        };
-        let guest = guest.clone();
-        let context = wit::BatchContext {
-            watermark,
-            processing_time: crate::time::now_ms(),
-        };
+        let context = context(watermark);
         let domain = match domain {
             crate::time::TimeDomain::EventTime => wit::TimeDomain::EventTime,
             crate::time::TimeDomain::ProcessingTime => wit::TimeDomain::ProcessingTime,
         };
         let count = windows.len();
         let windows = wit_trigger_windows(windows);
-        self.before_call();
-        let result = guest.call_on_timers(&mut self.store, context, domain, &windows, timestamps);
-        let records_before = self.records_before;
-        let output = self.after_call(result, 0);
-        self.records_before = records_before;
-        decisions(output?, timestamps.len(), count).map_err(|cause| self.protocol_error(cause))
+        self.core.before_call();
+        let result = self
+            .guest
+            .call_on_timers(&mut self.core.store, context, domain, &windows, timestamps);
+        let output = self.core.checked(result, 0)?;
+        decisions(output, timestamps.len(), count).map_err(|cause| self.core.protocol_error(cause))
     }
 
-    /// The guest answered a call in a shape the contract does not allow.
-    fn protocol_error(&self, cause: String) -> UdfError {
-        let mut error = self.misuse("window-trigger", 0);
-        if let UdfError::Trap { cause: c, .. } = &mut error {
-            *c = cause;
-        }
-        error
-    }
-}
-
-impl UdfInstance {
     /// Tells a trigger that windows merged: window `i` of `windows`
     /// replaces the windows whose states are items
     /// `span(merged_ends, i)` of `merged_states`.
@@ -322,28 +299,19 @@ impl UdfInstance {
         merged_ends: &[u32],
         watermark: i64,
     ) -> Result<TriggerDecisions, UdfError> {
-        let Exports::WindowTrigger(guest) = &self.exports else {
-            return Err(self.misuse("window-trigger", 0));
-        };
-        let guest = guest.clone();
-        let context = wit::BatchContext {
-            watermark,
-            processing_time: crate::time::now_ms(),
-        };
+        let context = context(watermark);
         let count = windows.len();
         let windows = wit_trigger_windows(windows);
-        self.before_call();
-        let result = guest.call_on_merge(
-            &mut self.store,
+        self.core.before_call();
+        let result = self.guest.call_on_merge(
+            &mut self.core.store,
             context,
             &windows,
             &merged_states.0,
             &merged_states.1,
             merged_ends,
         );
-        let records_before = self.records_before;
-        let output = self.after_call(result, 0);
-        self.records_before = records_before;
-        decisions(output?, 0, count).map_err(|cause| self.protocol_error(cause))
+        let output = self.core.checked(result, 0)?;
+        decisions(output, 0, count).map_err(|cause| self.core.protocol_error(cause))
     }
 }

@@ -12,9 +12,9 @@ use crate::exchange::dead_letter::DeadLetters;
 use crate::exchange::message::Message;
 use crate::exchange::output::{Output, OutputEdge, Route};
 use crate::metrics::{VertexMetrics, VertexRole};
-use crate::operators::Operator;
 use crate::operators::window::WindowOperator;
 use crate::operators::window_config::{Trigger, WindowConfig};
+use crate::operators::{KeyedContext, Operator, OperatorContext};
 use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::KeyGroupRange;
 use crate::state::TimerService;
@@ -24,7 +24,8 @@ use crate::time::clock::ManualClock;
 use crate::time::windows::WindowAssigner;
 use crate::wasm::Limits;
 use crate::wasm::instance::InstanceSpec;
-use crate::wasm::{EngineOptions, FunctionKind, UdfInstance, WasmRuntime};
+use crate::wasm::instance::WindowAggregateUdf;
+use crate::wasm::{EngineOptions, WasmRuntime};
 
 /// The testkit component, built once (into this test binary's target folder).
 fn testkit() -> &'static PathBuf {
@@ -76,14 +77,13 @@ impl Harness {
             operator: "win",
             module: &module,
             function: "concat",
-            kind: FunctionKind::WindowAggregate,
             params: &[],
             subtask: 0,
             parallelism: 1,
             max_parallelism: 128,
             limits,
         };
-        let instance = UdfInstance::start(runtime.engine(), &spec, None).expect("concat starts");
+        let instance = WindowAggregateUdf::start(runtime.engine(), &spec, None).expect("concat starts");
         let metrics = Arc::new(VertexMetrics::new("win", VertexRole::Operator));
         let config = WindowConfig {
             assigner,
@@ -94,19 +94,17 @@ impl Harness {
             functions: Default::default(),
         };
         let clock = ManualClock::new(start);
-        let operator = WindowOperator::new(
+        let context = OperatorContext::new(
             "win",
             "testkit.wasm".into(),
-            instance,
             Arc::clone(&metrics),
-            Box::new(HeapBackend::new()),
-            TimerService::new(),
-            config,
             KeyGroupRange::for_subtask(0, 1, 128),
             1024,
-        )
-        .expect("operator")
-        .with_clock(clock.clone());
+        );
+        let context = KeyedContext::new(context, Box::new(HeapBackend::new()), TimerService::new());
+        let operator = WindowOperator::new(context, instance, config)
+            .expect("operator")
+            .with_clock(clock.clone());
         let (sender, results) = crossbeam_channel::unbounded();
         let dead = std::env::temp_dir().join(format!("weir-window-triggers-{}.jsonl", std::process::id()));
         let out = Output::new(
