@@ -421,7 +421,7 @@ impl Coordinator {
     /// savepoint sends [`ToTask::Stop`], after which nothing is triggered.
     fn savepoint_requests(&mut self, progress: &mut Progress) {
         let Some(settings) = &self.savepoints else { return };
-        while let Ok(request) = settings.control.requests.try_recv() {
+        while let Ok(request) = settings.api.requests.try_recv() {
             let live: Vec<&TaskId> = self
                 .sources
                 .iter()
@@ -501,7 +501,7 @@ impl Coordinator {
         tracing::info!("checkpoint {} complete", manifest.id);
         if let Some(settings) = &self.savepoints {
             settings
-                .control
+                .api
                 .last_completed
                 .store(manifest.id.0, std::sync::atomic::Ordering::Relaxed);
             if let Some(request) = &pending.savepoint {

@@ -224,7 +224,7 @@ pub struct SavepointRequest {
 
 /// The link between a running job and its control API.
 #[derive(Debug, Clone)]
-pub struct JobControl {
+pub struct ApiHandle {
     /// Savepoint requests.
     pub requests: Receiver<SavepointRequest>,
     /// The id of the last completed checkpoint (0: none yet).
@@ -237,7 +237,7 @@ pub struct JobControl {
 #[derive(Debug, Clone)]
 pub struct SavepointSettings {
     /// Requests and status.
-    pub control: JobControl,
+    pub api: ApiHandle,
     /// Folder for savepoints asked for without one.
     pub default_dir: PathBuf,
 }

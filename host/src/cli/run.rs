@@ -68,8 +68,8 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The control API (`weir list`, `weir savepoint`, `weir stop`); a job
     // that cannot register still runs.
-    let (server, control) = match ControlServer::start(&plan.name, plan.settings.checkpoint.is_some()) {
-        Ok((server, control)) => (Some(server), Some(control)),
+    let (server, api) = match ControlServer::start(&plan.name, plan.settings.checkpoint.is_some()) {
+        Ok((server, api)) => (Some(server), Some(api)),
         Err(error) => {
             eprintln!("warning: job `{}` cannot serve its control API: {error}", plan.name);
             (None, None)
@@ -81,7 +81,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut options = RunOptions {
         progress: (!args.quiet).then_some(Duration::from_secs(1)),
         restore,
-        control,
+        api,
     };
     let mut plan = plan;
     // The summary covers every part of the run: the attempts before and

@@ -62,7 +62,7 @@ pub(super) fn resume(plan: JobPlan, wasm: &WasmRuntime, request: UpgradeRequest,
         })
     };
     options.restore = restore_from(request.savepoint.clone());
-    let resumed = options.control.as_ref().map(|c| Arc::clone(&c.resumed));
+    let resumed = options.api.as_ref().map(|c| Arc::clone(&c.resumed));
     if let Some(resumed) = &resumed
         && let Ok(mut resumed) = resumed.lock()
     {

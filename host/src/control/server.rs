@@ -15,7 +15,7 @@ use crossbeam_channel::{Sender, bounded, unbounded};
 use super::ControlError;
 use super::registry::{self, JobEntry};
 use super::upgrade::{UpgradeRequest, Upgrades};
-use crate::checkpoint::savepoint::{JobControl, SavepointRequest};
+use crate::checkpoint::savepoint::{ApiHandle, SavepointRequest};
 
 /// A job's control endpoint and registry entry; both go away when dropped.
 pub struct ControlServer {
@@ -40,7 +40,7 @@ impl ControlServer {
     /// Registers job `name` in the registry folder and serves its socket.
     /// Savepoints can be taken only if the job `checkpointing`. Returns the
     /// server and the job's side of the link, for [`crate::runtime::executor::RunOptions`].
-    pub fn start(name: &str, checkpointing: bool) -> Result<(Self, JobControl), ControlError> {
+    pub fn start(name: &str, checkpointing: bool) -> Result<(Self, ApiHandle), ControlError> {
         let folder = registry::folder();
         std::fs::create_dir_all(&folder).map_err(|source| ControlError::Io {
             what: "cannot create",
@@ -99,7 +99,7 @@ impl ControlServer {
         };
         Ok((
             server,
-            JobControl {
+            ApiHandle {
                 requests: receiver,
                 last_completed,
                 resumed: Arc::default(),

@@ -22,7 +22,7 @@ mod operator;
 mod recovery;
 mod two_input;
 mod watermarks;
-mod window_functions;
+mod window;
 
 /// Default number of key groups.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;

@@ -7,7 +7,6 @@ pub mod params;
 pub mod plan;
 pub mod spec;
 pub mod triggers;
-pub mod window_functions;
 
 pub use error::{JobFileError, JobFileErrors};
 pub use load::{LoadOptions, load_job, load_job_text};

@@ -286,9 +286,9 @@ pub struct OperatorSpec {
     /// How a join function pairs its inputs' records.
     pub join: Option<Spanned<JoinSpec>>,
     /// A process-window function run on the window aggregate's result.
-    pub process: Option<Spanned<super::window_functions::ProcessSpec>>,
+    pub process: Option<Spanned<ProcessSpec>>,
     /// Evicts elements of firing windows (the window buffers its elements).
-    pub evictor: Option<Spanned<super::window_functions::EvictorSpec>>,
+    pub evictor: Option<Spanned<EvictorSpec>>,
 }
 
 /// `second_input = { input = "right", key_by = { module = "m.wasm", function = "key" } }`.
@@ -470,4 +470,43 @@ pub enum SinkKind {
     Files,
     /// Exactly-once: rows in a PostgreSQL table, by two-phase commit.
     Postgres,
+}
+
+/// `process = { function = "describe_window" }`: a process-window function of
+/// the operator's module, run on the result of its window aggregate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSpec {
+    /// Name of the exported process-window function.
+    pub function: Spanned<String>,
+}
+
+/// `evictor = { type = "count", count = 3, after = false }`,
+/// `{ type = "time", size_ms = 500 }` or `{ type = "wasm", function = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvictorSpec {
+    /// `count`, `time` or `wasm`.
+    #[serde(rename = "type")]
+    pub kind: EvictorKind,
+    /// Elements to keep (`count`).
+    pub count: Option<u64>,
+    /// Keep the elements younger than the newest one by less than this, ms (`time`).
+    pub size_ms: Option<u64>,
+    /// Evict after the window function instead of before (`count`, `time`; default false).
+    pub after: Option<bool>,
+    /// The exported window-evictor function of the operator's module (`wasm`).
+    pub function: Option<Spanned<String>>,
+}
+
+/// Evictors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvictorKind {
+    /// Keep the last `count` elements (Flink's `CountEvictor`).
+    Count,
+    /// Keep the elements within `size_ms` of the newest (Flink's `TimeEvictor`).
+    Time,
+    /// A window-evictor function in Wasm.
+    Wasm,
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use super::TaskError;
-use super::control::TaskControl;
+use super::coordinator_link::CoordinatorLink;
 use super::dead_letter::DeadLetters;
 use super::message::Message;
 use crate::checkpoint::coordinator::{Coordinator, ToCoordinator, ToTask};
@@ -48,7 +48,7 @@ pub struct RunOptions {
     /// Start from a checkpoint.
     pub restore: Option<RestoreFrom>,
     /// Savepoint requests from the control API (needs checkpointing).
-    pub control: Option<crate::checkpoint::savepoint::JobControl>,
+    pub api: Option<crate::checkpoint::savepoint::ApiHandle>,
 }
 
 /// What a finished job did.
@@ -157,9 +157,9 @@ pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Resu
             &plan.settings.dead_letter,
             options.restore.is_some(),
         )),
-        savepoints: match (&options.control, &plan.settings.checkpoint) {
-            (Some(control), Some(settings)) => Some(SavepointSettings {
-                control: control.clone(),
+        savepoints: match (&options.api, &plan.settings.checkpoint) {
+            (Some(api), Some(settings)) => Some(SavepointSettings {
+                api: api.clone(),
                 default_dir: settings.dir.join(&plan.name).join("savepoints"),
             }),
             _ => None,
@@ -305,8 +305,8 @@ pub(super) struct EdgeWiring {
     pub(super) targets: Vec<Sender<Message>>,
 }
 
-/// The control channels of one attempt, when checkpointing is on.
-struct ControlPlane {
+/// The checkpoint channels of one attempt, when checkpointing is on.
+struct CheckpointChannels {
     settings: CheckpointSettings,
     storage: CheckpointStorage,
     inbox: Receiver<ToCoordinator>,
@@ -367,7 +367,7 @@ fn run_attempt(
             })
         })
         .collect();
-    let mut control = match (&plan.settings.checkpoint, &shared.storage) {
+    let mut channels = match (&plan.settings.checkpoint, &shared.storage) {
         (Some(settings), Some(storage)) => {
             let (to_coordinator, inbox) = unbounded();
             let mut to_tasks = HashMap::new();
@@ -377,7 +377,7 @@ fn run_attempt(
                 to_tasks.insert(task.clone(), tx);
                 from_coordinator.insert(task.clone(), rx);
             }
-            Some(ControlPlane {
+            Some(CheckpointChannels {
                 settings: settings.clone(),
                 storage: storage.clone(),
                 inbox,
@@ -402,12 +402,12 @@ fn run_attempt(
     };
 
     if let Some(settings) = &shared.savepoints
-        && let Ok(mut resumed) = settings.control.resumed.lock()
+        && let Ok(mut resumed) = settings.api.resumed.lock()
     {
         *resumed = Some(Instant::now());
     }
     std::thread::scope(|scope| {
-        if let Some(plane) = &mut control {
+        if let Some(plane) = &mut channels {
             // Nothing is in flight between attempts: drop what failed checkpoints left.
             if let Err(error) = plane.storage.sweep_orphans() {
                 tracing::warn!("cannot clean the checkpoint folder: {error}");
@@ -460,8 +460,8 @@ fn run_attempt(
                     uid: vertex.uid.clone(),
                     subtask: subtask as u32,
                 };
-                let task_control = control.as_mut().and_then(|plane| {
-                    Some(TaskControl {
+                let task_link = channels.as_mut().and_then(|plane| {
+                    Some(CoordinatorLink {
                         task: task_id.clone(),
                         parallelism: vertex.parallelism,
                         to_coordinator: plane.to_coordinator.clone(),
@@ -481,7 +481,7 @@ fn run_attempt(
                     attempt,
                     restore,
                     restore_files,
-                    control: task_control,
+                    link: task_link,
                     cancel: &cancel,
                 };
                 let fail = &fail;
@@ -505,7 +505,7 @@ fn run_attempt(
         }
         // Only subtasks (and their snapshot threads) hold the coordinator's
         // inbox from here on: it stops when they are all gone.
-        drop(control.take());
+        drop(channels.take());
     });
 
     let mut failures = failures.into_inner().unwrap_or_default();

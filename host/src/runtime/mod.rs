@@ -15,7 +15,7 @@
 //! - [`executor`]: wiring the plan into threads and channels, and running it.
 
 mod build;
-pub mod control;
+pub mod coordinator_link;
 pub mod executor;
 mod subtask;
 pub mod task;

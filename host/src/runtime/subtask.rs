@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use crossbeam_channel::Receiver;
 
 use super::TaskError;
-use super::control::TaskControl;
+use super::coordinator_link::CoordinatorLink;
 use super::message::Message;
 use super::output::{Output, OutputEdge, Route};
 use super::task::{run_operator, run_operator_inputs, run_source};
@@ -44,7 +44,7 @@ pub(super) struct Subtask<'a> {
     pub(super) attempt: u32,
     pub(super) restore: Option<&'a Manifest>,
     pub(super) restore_files: Option<&'a FileStore>,
-    pub(super) control: Option<TaskControl>,
+    pub(super) link: Option<CoordinatorLink>,
     pub(super) cancel: &'a AtomicBool,
 }
 
@@ -60,7 +60,7 @@ impl Subtask<'_> {
     pub(super) fn run(&self, wiring: Vec<EdgeWiring>, channels: Vec<InputChannel>) -> Result<(), TaskError> {
         let (receivers, sides): (Vec<Receiver<Message>>, Vec<Side>) = channels.into_iter().unzip();
         let mut out = self.output(wiring)?;
-        let control = self.control.as_ref();
+        let link = self.link.as_ref();
         match &self.vertex.kind {
             VertexKind::Source(config) => {
                 let mut source = self.source(config)?;
@@ -70,18 +70,18 @@ impl Subtask<'_> {
                     &mut out,
                     self.plan().settings.batch_size,
                     self.cancel,
-                    control,
+                    link,
                     self.restored_watermarks(),
                 )
             }
             VertexKind::Operator(plan) => {
                 let mut operator = self.operator(plan)?;
                 let restored = self.restored_watermarks();
-                run_operator_inputs(operator.as_mut(), &receivers, &sides, &mut out, control, restored)
+                run_operator_inputs(operator.as_mut(), &receivers, &sides, &mut out, link, restored)
             }
             VertexKind::Sink(config) => {
                 let mut operator = self.sink(config)?;
-                run_operator(operator.as_mut(), &receivers, &mut out, control)
+                run_operator(operator.as_mut(), &receivers, &mut out, link)
             }
         }
     }
@@ -200,7 +200,7 @@ impl Subtask<'_> {
             sink,
             &transactions,
             self.metrics(),
-            self.control.is_some(),
+            self.link.is_some(),
         )?))
     }
 

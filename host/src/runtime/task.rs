@@ -1,6 +1,6 @@
 //! The loops that subtasks run.
 //!
-//! An operator subtask selects over its input channels (and its control
+//! An operator subtask selects over its input channels (and its link
 //! channel from the checkpoint coordinator), hands batches to its operator,
 //! and tracks one watermark per channel: the operator's watermark is the
 //! minimum over channels that have not ended, and it only moves forward.
@@ -30,7 +30,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::TaskError;
-use super::control::TaskControl;
+use super::coordinator_link::CoordinatorLink;
 use super::message::Message;
 use super::output::Output;
 use crate::checkpoint::coordinator::ToTask;
@@ -49,7 +49,7 @@ pub fn run_source(
     out: &mut Output,
     batch_size: usize,
     cancel: &AtomicBool,
-    control: Option<&TaskControl>,
+    link: Option<&CoordinatorLink>,
     restored: WatermarkSnapshot,
 ) -> Result<(), TaskError> {
     out.resume_watermarks(restored.output, None)?;
@@ -61,20 +61,20 @@ pub fn run_source(
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
         }
-        if let Some(control) = control {
-            while let Ok(message) = control.from_coordinator.try_recv() {
+        if let Some(link) = link {
+            while let Ok(message) = link.from_coordinator.try_recv() {
                 match message {
                     ToTask::Trigger(barrier) => {
-                        control.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
+                        link.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
                         out.barrier(barrier)?;
                     }
                     ToTask::Stop(barrier) => {
                         // Stop with a savepoint: no final watermark, and the
                         // position is one to resume from, not an end.
-                        control.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
+                        link.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
                         out.barrier(barrier)?;
                         out.stop()?;
-                        control.finished();
+                        link.finished();
                         return Ok(());
                     }
                     ToTask::Complete(_) | ToTask::Abort(_) => {}
@@ -98,20 +98,20 @@ pub fn run_source(
         }
     }
     out.watermark(EventTime::MAX)?;
-    if let Some(control) = control {
+    if let Some(link) = link {
         // Wait for one last checkpoint, so that it covers the whole input.
-        let _ = control
+        let _ = link
             .to_coordinator
             .send(crate::checkpoint::coordinator::ToCoordinator::SourceAtEnd(
-                control.task.clone(),
+                link.task.clone(),
             ));
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TaskError::Cancelled);
             }
-            match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
+            match link.from_coordinator.recv_timeout(Duration::from_millis(50)) {
                 Ok(ToTask::Trigger(barrier) | ToTask::Stop(barrier)) => {
-                    control.ack_source(barrier.id, (source.position(), source.splits()), progress(out), true);
+                    link.ack_source(barrier.id, (source.position(), source.splits()), progress(out), true);
                     out.barrier(barrier)?;
                     break;
                 }
@@ -122,8 +122,8 @@ pub fn run_source(
         }
     }
     out.end()?;
-    if let Some(control) = control {
-        control.finished();
+    if let Some(link) = link {
+        link.finished();
     }
     Ok(())
 }
@@ -230,9 +230,9 @@ pub fn run_operator(
     operator: &mut dyn Operator,
     inputs: &[Receiver<Message>],
     out: &mut Output,
-    control: Option<&TaskControl>,
+    link: Option<&CoordinatorLink>,
 ) -> Result<(), TaskError> {
-    run_operator_inputs(operator, inputs, &[], out, control, WatermarkSnapshot::default())
+    run_operator_inputs(operator, inputs, &[], out, link, WatermarkSnapshot::default())
 }
 
 /// Runs an operator subtask whose channel `c` belongs to its input
@@ -247,11 +247,11 @@ pub fn run_operator_inputs(
     inputs: &[Receiver<Message>],
     sides: &[Side],
     out: &mut Output,
-    control: Option<&TaskControl>,
+    link: Option<&CoordinatorLink>,
     restored: WatermarkSnapshot,
 ) -> Result<(), TaskError> {
     operator.open()?;
-    let mode = control.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
+    let mode = link.map_or(CheckpointMode::ExactlyOnce, |c| c.mode);
     let mut state = InputState::new(inputs.len());
     if let Some(watermark) = restored.input.filter(|w| *w > EventTime::MIN) {
         // Only what is late: timers wait for the next advance, as they would have.
@@ -262,7 +262,7 @@ pub fn run_operator_inputs(
     // An input stopped with a savepoint: the watermark stays where it is.
     let mut stopped = false;
     while state.open_channels() > 0 {
-        match next_event(operator, out, inputs, &state, mode, control)? {
+        match next_event(operator, out, inputs, &state, mode, link)? {
             Event::Timer => {
                 if operator
                     .next_processing_time()
@@ -307,14 +307,14 @@ pub fn run_operator_inputs(
             }
             Event::Input(channel, Message::Barrier(barrier)) => {
                 if let Some(barrier) = state.on_barrier(channel, barrier) {
-                    checkpoint(operator, barrier, state.current, out, control)?;
+                    checkpoint(operator, barrier, state.current, out, link)?;
                 }
             }
             Event::Input(channel, Message::Stop) => {
                 state.ended[channel] = true;
                 stopped = true;
                 if let Some(barrier) = state.aligned() {
-                    checkpoint(operator, barrier, state.current, out, control)?;
+                    checkpoint(operator, barrier, state.current, out, link)?;
                 }
             }
             Event::Input(channel, Message::End) => {
@@ -324,13 +324,13 @@ pub fn run_operator_inputs(
                     out.watermark(watermark)?;
                 }
                 if let Some(barrier) = state.aligned() {
-                    checkpoint(operator, barrier, state.current, out, control)?;
+                    checkpoint(operator, barrier, state.current, out, link)?;
                 }
             }
         }
     }
-    if let (Some(control), Some(last)) = (control, operator.pending_commit()) {
-        await_commit(operator, control, last)?;
+    if let (Some(link), Some(last)) = (link, operator.pending_commit()) {
+        await_commit(operator, link, last)?;
     }
     operator.close(out)?;
     if stopped {
@@ -338,8 +338,8 @@ pub fn run_operator_inputs(
     } else {
         out.end()?
     }
-    if let Some(control) = control {
-        control.finished();
+    if let Some(link) = link {
+        link.finished();
     }
     Ok(())
 }
@@ -351,15 +351,15 @@ fn checkpoint(
     barrier: Barrier,
     watermark: EventTime,
     out: &mut Output,
-    control: Option<&TaskControl>,
+    link: Option<&CoordinatorLink>,
 ) -> Result<(), TaskError> {
     let snapshot = operator.snapshot_state(barrier.id)?;
-    if let Some(control) = control {
+    if let Some(link) = link {
         let progress = WatermarkSnapshot {
             input: Some(watermark),
             output: out.generator_state(),
         };
-        control.ack_operator(barrier.id, snapshot, progress);
+        link.ack_operator(barrier.id, snapshot, progress);
     }
     out.barrier(barrier)
 }
@@ -380,22 +380,22 @@ fn on_control(operator: &mut dyn Operator, state: &mut InputState, message: ToTa
 /// The coordinator is told first: whether `last` failed before or after
 /// this wait began (its abort may have been read already), it then knows
 /// that nothing can commit this output and fails the attempt, closing the
-/// control channel. So an abort here is no reason to stop waiting, and the
+/// link channel. So an abort here is no reason to stop waiting, and the
 /// attempt's error is the coordinator's, which says why the checkpoint failed.
-fn await_commit(operator: &mut dyn Operator, control: &TaskControl, last: CheckpointId) -> Result<(), TaskError> {
-    let _ = control
+fn await_commit(operator: &mut dyn Operator, link: &CoordinatorLink, last: CheckpointId) -> Result<(), TaskError> {
+    let _ = link
         .to_coordinator
         .send(crate::checkpoint::coordinator::ToCoordinator::AwaitsCommit {
-            task: control.task.clone(),
+            task: link.task.clone(),
             id: last,
         });
     while operator.pending_commit().is_some_and(|pending| pending <= last) {
         // Reads no channel another subtask could close: a failure elsewhere
         // shows only in the cancel flag.
-        if control.cancel.load(Ordering::Relaxed) {
+        if link.cancel.load(Ordering::Relaxed) {
             return Err(TaskError::Cancelled);
         }
-        match control.from_coordinator.recv_timeout(Duration::from_millis(50)) {
+        match link.from_coordinator.recv_timeout(Duration::from_millis(50)) {
             Ok(ToTask::Complete(id)) => operator.notify_checkpoint_complete(id)?,
             Ok(_) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Err(TaskError::Cancelled),
@@ -404,14 +404,14 @@ fn await_commit(operator: &mut dyn Operator, control: &TaskControl, last: Checkp
     Ok(())
 }
 
-/// Waits for the next input message, control message or timer.
+/// Waits for the next input message, link message or timer.
 fn next_event(
     operator: &dyn Operator,
     out: &Output,
     inputs: &[Receiver<Message>],
     state: &InputState,
     mode: CheckpointMode,
-    control: Option<&TaskControl>,
+    link: Option<&CoordinatorLink>,
 ) -> Result<Event, TaskError> {
     let mut select = Select::new();
     let mut channel_of = Vec::with_capacity(inputs.len());
@@ -421,7 +421,7 @@ fn next_event(
             channel_of.push(channel);
         }
     }
-    let control_index = control.map(|c| select.recv(&c.from_coordinator));
+    let control_index = link.map(|c| select.recv(&c.from_coordinator));
     let timer = operator
         .next_processing_time()
         .map(|deadline| Duration::from_millis(deadline.saturating_sub(crate::time::now_ms()).max(0) as u64));
@@ -438,10 +438,10 @@ fn next_event(
     };
     let index = ready.index();
     if Some(index) == control_index
-        && let Some(control) = control
+        && let Some(link) = link
     {
         return ready
-            .recv(&control.from_coordinator)
+            .recv(&link.from_coordinator)
             .map(Event::Control)
             .map_err(|_| TaskError::Cancelled);
     }

@@ -8,8 +8,7 @@ use super::{Builder, Draft, DraftInput, DraftPartitioning};
 use crate::job::plan::{
     BufferedWindowFunction, Edge, FunctionRef, OperatorPlan, Partitioning, SinkConfig, VertexKind, WindowConfig,
 };
-use crate::job::spec::{KeyBySpec, OperatorSpec, WindowKind};
-use crate::time::windows::WindowAssigner;
+use crate::job::spec::{KeyBySpec, OperatorSpec};
 use crate::wasm::FunctionKind;
 
 impl Builder<'_> {
@@ -205,85 +204,6 @@ impl Builder<'_> {
             return None;
         }
         Some(selector)
-    }
-
-    /// The window of `operator`, checked.
-    fn window(&mut self, operator: &OperatorSpec, uid: &str) -> Option<WindowConfig> {
-        let spanned = operator.window.as_ref()?;
-        let spec = spanned.get_ref();
-        let field = |name: &str| format!("operator `{uid}` → window → {name}");
-        let positive = |value: u64| i64::try_from(value).ok().filter(|v| *v > 0);
-        let offset = spec.offset_ms.unwrap_or(0);
-        let assigner = match spec.kind {
-            WindowKind::Global => WindowAssigner::Global,
-            WindowKind::Session => match spec.gap_ms.and_then(positive) {
-                Some(gap) => WindowAssigner::Session { gap },
-                None => {
-                    self.errors.push(self.locator.error(
-                        spanned.span(),
-                        field("gap_ms"),
-                        "a session window needs `gap_ms` of at least 1",
-                    ));
-                    return None;
-                }
-            },
-            WindowKind::Tumbling | WindowKind::Sliding => {
-                let Some(size) = spec.size_ms.and_then(positive) else {
-                    self.errors.push(
-                        self.locator
-                            .error(spanned.span(), field("size_ms"), "must be at least 1"),
-                    );
-                    return None;
-                };
-                if spec.kind == WindowKind::Tumbling {
-                    WindowAssigner::Tumbling { size, offset }
-                } else {
-                    match spec.slide_ms.and_then(positive) {
-                        Some(slide) if slide <= size => {
-                            if !self.sliding_windows(size, slide, spanned.span(), &field("slide_ms")) {
-                                return None;
-                            }
-                            WindowAssigner::Sliding { size, slide, offset }
-                        }
-                        _ => {
-                            self.errors.push(self.locator.error(
-                                spanned.span(),
-                                field("slide_ms"),
-                                format!("a sliding window needs `slide_ms` between 1 and its size ({size})"),
-                            ));
-                            return None;
-                        }
-                    }
-                }
-            }
-        };
-        let time = crate::job::triggers::window_time(spec);
-        let lateness = operator.allowed_lateness_ms.unwrap_or(0);
-        let trigger = crate::job::triggers::trigger(operator.trigger.as_ref().map(|t| t.get_ref()), time)
-            .and_then(|trigger| crate::job::triggers::check(assigner, time, trigger, lateness).map(|()| trigger));
-        let trigger = match trigger {
-            Ok(trigger) => trigger,
-            Err(problem) => {
-                let span = match (problem.field.starts_with("trigger"), operator.trigger.as_ref()) {
-                    (true, Some(trigger)) => trigger.span(),
-                    _ => spanned.span(),
-                };
-                self.errors.push(self.locator.error(
-                    span,
-                    format!("operator `{uid}` → {}", problem.field),
-                    problem.message,
-                ));
-                return None;
-            }
-        };
-        Some(WindowConfig {
-            assigner,
-            allowed_lateness_ms: i64::try_from(lateness).unwrap_or(i64::MAX),
-            late_output: operator.late_output.clone(),
-            trigger,
-            time,
-            functions: Default::default(),
-        })
     }
 }
 

@@ -18,7 +18,7 @@ use crate::operators::OperatorSnapshot;
 /// It keeps the threads that write its snapshots: before the subtask reports
 /// that it has finished, every acknowledgement must have gone out, or the
 /// coordinator could complete a checkpoint with the subtask's older state.
-pub struct TaskControl {
+pub struct CoordinatorLink {
     /// Who this subtask is.
     pub task: TaskId,
     /// Its vertex's parallelism.
@@ -40,7 +40,7 @@ pub struct TaskControl {
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl TaskControl {
+impl CoordinatorLink {
     fn state(&self, finished: bool, watermarks: WatermarkSnapshot) -> TaskState {
         TaskState {
             task: self.task.clone(),
@@ -131,7 +131,7 @@ impl TaskControl {
     }
 }
 
-impl Drop for TaskControl {
+impl Drop for CoordinatorLink {
     /// A subtask that failed leaves no snapshot writer behind: the next
     /// attempt may reuse its checkpoint ids, and so its file names.
     fn drop(&mut self) {
