@@ -1,6 +1,8 @@
 //! The layering of the crate, checked: a module may use modules of its own
 //! layer or below, never above (see the list in the crate docs), and two
-//! modules of one layer do not use each other.
+//! modules of one layer do not use each other. Also checked here: no source
+//! file is longer than [`MAX_LINES`] (tests beside the code excluded), so
+//! every file can be read in one sitting.
 //!
 //! The test reads every `crate::<module>` path in the sources (code and doc
 //! links alike). Loops inside a layer would be listed in [`KNOWN_LOOPS`]
@@ -31,6 +33,9 @@ const LAYERS: &[(&str, u8)] = &[
 /// Modules of one layer that use each other today (none: the list only
 /// shrinks, and an entry needs a reason).
 const KNOWN_LOOPS: &[(&str, &str)] = &[];
+
+/// Most lines of a source file, not counting its tests.
+const MAX_LINES: usize = 700;
 
 fn layer(module: &str) -> Option<u8> {
     LAYERS.iter().find(|(name, _)| *name == module).map(|(_, layer)| *layer)
@@ -107,6 +112,42 @@ fn no_module_uses_a_higher_layer_and_no_new_loop_appears() {
     assert_eq!(loops(&found), known, "modules that use each other");
 }
 
+/// Every source file under `src` (not test files) longer than
+/// [`MAX_LINES`] before its `#[cfg(test)]` module, with its length.
+fn long_files(src: &Path) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let is_test = path.file_name().is_some_and(|n| n == "tests.rs")
+                || path.components().any(|c| c.as_os_str() == "tests");
+            if path.extension().is_none_or(|e| e != "rs") || is_test {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines = text.lines().take_while(|line| *line != "#[cfg(test)]").count();
+            if lines > MAX_LINES {
+                let name = path.strip_prefix(src).unwrap_or(&path).display().to_string();
+                found.push((name, lines));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn no_source_file_is_longer_than_the_limit() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    assert_eq!(long_files(&src), Vec::<(String, usize)>::new(), "files over {MAX_LINES} lines");
+}
+
 #[test]
 fn upward_imports_and_loops_are_found() {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -121,6 +162,9 @@ fn upward_imports_and_loops_are_found() {
     );
     write("wasm/y.rs", "/// See [`crate::metrics`].\n");
     write("metrics.rs", "use crate::wasm::UdfInstance;\n");
+    write("long.rs", &"// line\n".repeat(MAX_LINES + 1));
+    write("short.rs", &format!("{}#[cfg(test)]\n{}", "// line\n".repeat(MAX_LINES), "// test\n".repeat(50)));
+    assert_eq!(long_files(dir.path()), vec![("long.rs".to_string(), MAX_LINES + 1)]);
     let found = imports(dir.path());
     assert_eq!(upward(&found), vec![("state".to_string(), "exchange".to_string())]);
     assert_eq!(loops(&found), vec![("metrics".to_string(), "wasm".to_string())]);
