@@ -145,7 +145,11 @@ fn long_files(src: &Path) -> Vec<(String, usize)> {
 #[test]
 fn no_source_file_is_longer_than_the_limit() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    assert_eq!(long_files(&src), Vec::<(String, usize)>::new(), "files over {MAX_LINES} lines");
+    assert_eq!(
+        long_files(&src),
+        Vec::<(String, usize)>::new(),
+        "files over {MAX_LINES} lines"
+    );
 }
 
 #[test]
@@ -163,7 +167,14 @@ fn upward_imports_and_loops_are_found() {
     write("wasm/y.rs", "/// See [`crate::metrics`].\n");
     write("metrics.rs", "use crate::wasm::UdfInstance;\n");
     write("long.rs", &"// line\n".repeat(MAX_LINES + 1));
-    write("short.rs", &format!("{}#[cfg(test)]\n{}", "// line\n".repeat(MAX_LINES), "// test\n".repeat(50)));
+    write(
+        "short.rs",
+        &format!(
+            "{}#[cfg(test)]\n{}",
+            "// line\n".repeat(MAX_LINES),
+            "// test\n".repeat(50)
+        ),
+    );
     assert_eq!(long_files(dir.path()), vec![("long.rs".to_string(), MAX_LINES + 1)]);
     let found = imports(dir.path());
     assert_eq!(upward(&found), vec![("state".to_string(), "exchange".to_string())]);

@@ -12,6 +12,8 @@
 
 pub mod broadcast;
 pub mod cache;
+#[cfg(test)]
+mod conformance;
 pub mod heap;
 pub mod key_group;
 pub mod operator;
