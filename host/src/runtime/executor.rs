@@ -2,12 +2,12 @@
 //! restarting it from its latest checkpoint after a failure, as its restart
 //! strategy allows — and reports what it did.
 //!
-//! Wiring: for an edge from vertex `u` (parallelism `p`) to vertex `v`
-//! (parallelism `q`), forward edges get `p` channels (`i → i`); every other
-//! edge gets `p × q` channels, so each consumer subtask can tell its input
-//! channels apart (for watermarks and barrier alignment). A two-input
-//! vertex (join, co-process) gets the channels of both its edges; each
-//! channel is tagged with the logical input (first or second) it belongs to.
+//! An attempt wires the graph ([`super::wiring`]), starts the checkpoint
+//! coordinator when checkpointing is on, and runs one thread per subtask
+//! ([`super::subtask`]), which builds its operator ([`super::build`]),
+//! source or sink ([`super::connectors`]) and restored state
+//! ([`super::state_backends`]). Every start from saved state goes through
+//! [`crate::checkpoint::resolve`].
 //!
 //! Failure: when a subtask fails, the attempt is cancelled: sources stop,
 //! and every other subtask stops as soon as a channel it uses is closed. The
@@ -19,24 +19,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::unbounded;
 
 use super::TaskError;
 use super::coordinator_link::CoordinatorLink;
 use super::dead_letter::DeadLetters;
-use super::message::Message;
-use crate::checkpoint::coordinator::{Coordinator, ToCoordinator, ToTask};
+use crate::checkpoint::TaskId;
+use crate::checkpoint::coordinator::Coordinator;
 use crate::checkpoint::hot_swap::{Schemas, plan_schemas};
 use crate::checkpoint::manifest::Manifest;
 use crate::checkpoint::resolve::{ResolveError, Resolved, find, operator_modules, resolve};
 use crate::checkpoint::savepoint::SavepointSettings;
 use crate::checkpoint::storage::{CheckpointStorage, FileStore};
-use crate::checkpoint::{CheckpointSettings, TaskId};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
-use crate::plan::{JobPlan, Partitioning, Side, VertexKind};
+use crate::plan::{JobPlan, VertexKind};
 use crate::wasm::WasmRuntime;
 
 use super::subtask::Subtask;
+use super::wiring::{CheckpointChannels, all_tasks, wire};
 
 pub use crate::checkpoint::resolve::RestoreFrom;
 
@@ -292,29 +292,6 @@ fn check_source_parallelism(plan: &JobPlan, manifest: &Manifest) -> Result<(), T
     Ok(())
 }
 
-/// An incoming channel, with the consumer's logical input it belongs to.
-pub(super) type InputChannel = (Receiver<Message>, Side);
-
-/// An outgoing edge before its subtask thread builds the route.
-pub(super) struct EdgeWiring {
-    /// The consuming vertex.
-    pub(super) consumer: usize,
-    /// Which input of the consumer the edge is.
-    pub(super) input: Side,
-    /// One channel per consumer subtask it reaches.
-    pub(super) targets: Vec<Sender<Message>>,
-}
-
-/// The checkpoint channels of one attempt, when checkpointing is on.
-struct CheckpointChannels {
-    settings: CheckpointSettings,
-    storage: CheckpointStorage,
-    inbox: Receiver<ToCoordinator>,
-    to_coordinator: Sender<ToCoordinator>,
-    to_tasks: HashMap<TaskId, Sender<ToTask>>,
-    from_coordinator: HashMap<TaskId, Receiver<ToTask>>,
-}
-
 /// Runs every subtask once, from `restore` if given.
 fn run_attempt(
     shared: &Shared<'_>,
@@ -324,68 +301,10 @@ fn run_attempt(
     restore_files: Option<&FileStore>,
     attempt: u32,
 ) -> Result<(), TaskError> {
-    let capacity = plan.settings.channel_capacity;
-    let mut outputs: Vec<Vec<Vec<EdgeWiring>>> = plan
-        .vertices
-        .iter()
-        .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
-        .collect();
-    let mut inputs: Vec<Vec<Vec<InputChannel>>> = plan
-        .vertices
-        .iter()
-        .map(|v| (0..v.parallelism).map(|_| Vec::new()).collect())
-        .collect();
-    for vertex in &plan.vertices {
-        for (input, edge) in vertex.inputs() {
-            let forward = matches!(edge.partitioning, Partitioning::Forward);
-            for (s, producer) in outputs[edge.from].iter_mut().enumerate() {
-                let mut targets = Vec::new();
-                for (d, consumer) in inputs[vertex.index].iter_mut().enumerate() {
-                    if forward && s != d {
-                        continue;
-                    }
-                    let (tx, rx) = bounded(capacity);
-                    targets.push(tx);
-                    consumer.push((rx, input));
-                }
-                producer.push(EdgeWiring {
-                    consumer: vertex.index,
-                    input,
-                    targets,
-                });
-            }
-        }
-    }
-
-    let all_tasks: Vec<TaskId> = plan
-        .vertices
-        .iter()
-        .flat_map(|v| {
-            (0..v.parallelism).map(move |subtask| TaskId {
-                uid: v.uid.clone(),
-                subtask,
-            })
-        })
-        .collect();
+    let (mut outputs, mut inputs) = wire(plan);
+    let all_tasks = all_tasks(plan);
     let mut channels = match (&plan.settings.checkpoint, &shared.storage) {
-        (Some(settings), Some(storage)) => {
-            let (to_coordinator, inbox) = unbounded();
-            let mut to_tasks = HashMap::new();
-            let mut from_coordinator = HashMap::new();
-            for task in &all_tasks {
-                let (tx, rx) = unbounded();
-                to_tasks.insert(task.clone(), tx);
-                from_coordinator.insert(task.clone(), rx);
-            }
-            Some(CheckpointChannels {
-                settings: settings.clone(),
-                storage: storage.clone(),
-                inbox,
-                to_coordinator,
-                to_tasks,
-                from_coordinator,
-            })
-        }
+        (Some(settings), Some(storage)) => Some(CheckpointChannels::new(settings, storage, &all_tasks)),
         _ => None,
     };
 

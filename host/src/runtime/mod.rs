@@ -15,9 +15,12 @@
 //! - [`executor`]: wiring the plan into threads and channels, and running it.
 
 mod build;
+mod connectors;
 pub mod coordinator_link;
 pub mod executor;
+mod state_backends;
 mod subtask;
 pub mod task;
+mod wiring;
 
 pub use crate::exchange::{Message, TaskError, dead_letter, message, output};

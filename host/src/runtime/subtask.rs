@@ -12,28 +12,14 @@ use super::coordinator_link::CoordinatorLink;
 use super::message::Message;
 use super::output::{Output, OutputEdge, Route};
 use super::task::{run_operator, run_operator_inputs, run_source};
-use crate::checkpoint::manifest::{GeneratorState, KeyedStateHandle, Manifest, TaskState, WatermarkSnapshot};
+use crate::checkpoint::manifest::{GeneratorState, Manifest, TaskState, WatermarkSnapshot};
 use crate::checkpoint::storage::FileStore;
-use crate::connectors::file_sink::FileSink;
-use crate::connectors::file_source::{FileSource, assigned_files};
-use crate::connectors::files_sink::FilesSink;
-use crate::connectors::generator::{GeneratorSource, redistribute};
-use crate::connectors::postgres_sink::PostgresSink;
-use crate::connectors::stdout_sink::StdoutSink;
-use crate::connectors::{Source, TransactionalSink};
 use crate::metrics::VertexMetrics;
-use crate::operators::Operator;
-use crate::operators::sink::SinkOperator;
-use crate::operators::two_phase_commit::TwoPhaseCommitOperator;
-use crate::plan::StateBackendConfig;
-use crate::plan::{JobPlan, Partitioning, Side, SinkConfig, SourceConfig, Vertex, VertexKind};
+use crate::plan::{JobPlan, Partitioning, Side, Vertex, VertexKind};
 use crate::state::KeyGroupRange;
-use crate::state::heap::HeapBackend;
-use crate::state::restore::restore_keyed;
-use crate::state::rocksdb::{RocksDbBackend, RocksDbOptions};
-use crate::wasm::host_state::KeyedScope;
 
-use super::executor::{EdgeWiring, InputChannel, Shared};
+use super::executor::Shared;
+use super::wiring::{EdgeWiring, InputChannel};
 
 /// One subtask of one vertex, before it starts.
 pub(super) struct Subtask<'a> {
@@ -87,7 +73,7 @@ impl Subtask<'_> {
     }
 
     /// The restored states of this vertex's subtasks.
-    fn restored(&self) -> impl Iterator<Item = &TaskState> + '_ {
+    pub(super) fn restored(&self) -> impl Iterator<Item = &TaskState> + '_ {
         self.restore.into_iter().flat_map(|m| m.tasks_of(&self.vertex.uid))
     }
 
@@ -105,208 +91,6 @@ impl Subtask<'_> {
             self.vertex.parallelism,
             keyed.then_some(self.plan().settings.max_parallelism),
         )
-    }
-
-    fn connector_error(&self, source: crate::connectors::ConnectorError) -> TaskError {
-        let role = match self.vertex.kind {
-            VertexKind::Source(_) => "source",
-            _ => "sink",
-        };
-        TaskError::Connector {
-            vertex: format!("{role} `{}`", self.vertex.uid),
-            source,
-        }
-    }
-
-    fn source(&self, config: &SourceConfig) -> Result<Box<dyn Source>, TaskError> {
-        let mut source: Box<dyn Source> = match config {
-            SourceConfig::File { path, follow } => {
-                let files =
-                    assigned_files(path, self.subtask, self.vertex.parallelism).map_err(|e| self.connector_error(e))?;
-                Box::new(FileSource::open(files, *follow).map_err(|e| self.connector_error(e))?)
-            }
-            SourceConfig::Generator(config) => Box::new(GeneratorSource::new(
-                config.clone(),
-                self.subtask,
-                self.vertex.parallelism,
-            )),
-        };
-        let old: Vec<(u32, &[Vec<u8>])> = self
-            .restored()
-            .map(|t| (t.task.subtask, t.source_splits.as_slice()))
-            .collect();
-        let old_parallelism = self.restored().next().map(|t| t.parallelism);
-        if let (SourceConfig::Generator(config), Some(old_parallelism), true) = (
-            config,
-            old_parallelism,
-            old.iter().all(|(_, splits)| !splits.is_empty()),
-        ) {
-            // Rescalable: a share of every old subtask's splits.
-            let mine = redistribute(&old, old_parallelism, self.subtask, self.vertex.parallelism);
-            let source = GeneratorSource::with_splits(config.clone(), &mine).map_err(|e| self.connector_error(e))?;
-            return Ok(Box::new(source));
-        }
-        if let Some(state) = self.restored().find(|t| t.task.subtask == self.subtask) {
-            if state.parallelism != self.vertex.parallelism {
-                return Err(TaskError::Restore {
-                    vertex: self.vertex.uid.clone(),
-                    reason: format!(
-                        "it was checkpointed with parallelism {} and now has {}; a file source cannot be rescaled (its positions are per subtask): keep its parallelism at {} and rescale the operators behind it",
-                        state.parallelism, self.vertex.parallelism, state.parallelism
-                    ),
-                });
-            }
-            if let Some(position) = state.source_position {
-                source.seek(position).map_err(|e| self.connector_error(e))?;
-            }
-        }
-        Ok(source)
-    }
-
-    fn sink(&self, config: &SinkConfig) -> Result<Box<dyn Operator>, TaskError> {
-        let uid = &self.vertex.uid;
-        Ok(match config {
-            SinkConfig::Stdout => Box::new(SinkOperator::new(uid, Box::new(StdoutSink), self.metrics())),
-            SinkConfig::File { path } => Box::new(SinkOperator::new(
-                uid,
-                Box::new(FileSink::create(path).map_err(|e| self.connector_error(e))?),
-                self.metrics(),
-            )),
-            SinkConfig::Files { path } => {
-                let sink = FilesSink::open(path, self.subtask).map_err(|e| self.connector_error(e))?;
-                self.two_phase_commit(Box::new(sink))?
-            }
-            SinkConfig::Postgres(config) => {
-                let sink = PostgresSink::connect(config, &self.plan().name, uid, self.subtask)
-                    .map_err(|e| self.connector_error(e))?;
-                self.two_phase_commit(Box::new(sink))?
-            }
-        })
-    }
-
-    /// Wraps a transactional sink in the two-phase-commit protocol, after
-    /// committing the transactions of the restored checkpoint. Those of old
-    /// subtasks beyond today's parallelism go to subtask 0.
-    fn two_phase_commit(&self, sink: Box<dyn TransactionalSink>) -> Result<Box<dyn Operator>, TaskError> {
-        let transactions: Vec<Vec<u8>> = self
-            .restored()
-            .filter(|t| {
-                t.task.subtask == self.subtask || (self.subtask == 0 && t.task.subtask >= self.vertex.parallelism)
-            })
-            .flat_map(|t| t.transactions.iter().cloned())
-            .collect();
-        Ok(Box::new(TwoPhaseCommitOperator::new(
-            &self.vertex.uid,
-            sink,
-            &transactions,
-            self.metrics(),
-            self.link.is_some(),
-        )?))
-    }
-
-    pub(super) fn key_groups(&self) -> KeyGroupRange {
-        KeyGroupRange::for_subtask(
-            self.subtask,
-            self.vertex.parallelism,
-            self.plan().settings.max_parallelism,
-        )
-    }
-
-    /// The keyed scope of this subtask: its state backend and timers, with
-    /// the state of the restored checkpoint loaded for its key groups.
-    pub(super) fn keyed_scope(&self) -> Result<KeyedScope, TaskError> {
-        let uid = &self.vertex.uid;
-        let restore_error = |reason: String| TaskError::StateRestore {
-            operator: uid.clone(),
-            reason,
-        };
-        let handles: Vec<&KeyedStateHandle> = self.restored().filter_map(|t| t.keyed.as_ref()).collect();
-        let files = match (self.restore_files, &self.shared.storage, handles.is_empty()) {
-            (Some(files), _, _) => Some(files),
-            (None, Some(storage), _) => Some(storage.files()),
-            (None, None, true) => None,
-            (None, None, false) => return Err(restore_error("no checkpoint storage".into())),
-        };
-        let max_parallelism = self.plan().settings.max_parallelism;
-        let mut timers = crate::state::TimerService::new();
-        let backend: Box<dyn crate::state::KeyedStateBackend> = match &self.plan().settings.state_backend {
-            StateBackendConfig::Heap => {
-                let mut backend = HeapBackend::new();
-                if let Some(files) = files.filter(|_| !handles.is_empty()) {
-                    restore_keyed(&mut backend, &mut timers, files, &handles, self.key_groups())
-                        .map_err(restore_error)?;
-                }
-                Box::new(backend)
-            }
-            StateBackendConfig::RocksDb { dir, incremental } => {
-                // A folder of its own for every subtask of every attempt of every run.
-                let dir = dir.join(&self.plan().name).join(format!(
-                    "{}-{}-{}-{}-{}",
-                    uid.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
-                    self.subtask,
-                    std::process::id(),
-                    self.attempt,
-                    crate::time::now_ms()
-                ));
-                let options = RocksDbOptions {
-                    incremental: *incremental,
-                };
-                match files.filter(|_| !handles.is_empty()) {
-                    Some(files) => {
-                        let (backend, _) = RocksDbBackend::restore(
-                            &dir,
-                            max_parallelism,
-                            options,
-                            files,
-                            &handles,
-                            self.key_groups(),
-                            &mut timers,
-                        )
-                        .map_err(restore_error)?;
-                        Box::new(backend)
-                    }
-                    None => Box::new(RocksDbBackend::open(&dir, max_parallelism, options).map_err(|source| {
-                        TaskError::State {
-                            operator: uid.clone(),
-                            source,
-                        }
-                    })?),
-                }
-            }
-        };
-        let mut scope = KeyedScope::new(backend);
-        scope.timers = timers;
-        Ok(scope)
-    }
-
-    /// The operator-state scope of a map, filter or flat-map subtask: a heap
-    /// backend with its share of the restored operator list states.
-    pub(super) fn operator_scope(&self) -> Result<KeyedScope, TaskError> {
-        let mut backend = HeapBackend::new();
-        let old: Vec<(u32, &KeyedStateHandle)> = self
-            .restored()
-            .filter_map(|t| t.keyed.as_ref().map(|k| (t.task.subtask, k)))
-            .collect();
-        let old_parallelism = self
-            .restored()
-            .next()
-            .map_or(self.vertex.parallelism, |t| t.parallelism);
-        let files = self.restore_files.or(self.shared.storage.as_ref().map(|s| s.files()));
-        if let (Some(files), false) = (files, old.is_empty()) {
-            crate::state::operator::restore_operator_state(
-                &mut backend,
-                files,
-                &old,
-                old_parallelism,
-                self.subtask,
-                self.vertex.parallelism,
-            )
-            .map_err(|reason| TaskError::StateRestore {
-                operator: self.vertex.uid.clone(),
-                reason,
-            })?;
-        }
-        Ok(KeyedScope::new(Box::new(backend)))
     }
 
     /// Builds the routes of this subtask's outgoing edges (key selectors are
