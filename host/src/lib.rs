@@ -4,17 +4,21 @@
 //!
 //! - [`job`]: the job file (TOML), its parameters, validation with file/line
 //!   errors, building the executable [`plan::JobPlan`].
-//! - [`plan`]: what each vertex runs, its edges and the job's settings.
+//! - [`plan`]: what each vertex runs (one [`plan::OperatorPlan`] per
+//!   operator), its edges and the job's settings.
 //! - [`wasm`]: the wasmtime engine, module loading and checking, the host side
 //!   of the WIT contract (`wit/`), and typed calls that move record batches
 //!   across the boundary as flat columns.
 //! - [`record`]: record batches as flat columns, and event time.
 //! - [`exchange`]: what a subtask emits (messages, outputs partitioned
 //!   forward, rebalance, broadcast or by key group), dead letters, task errors.
-//! - [`runtime`]: subtasks on threads, bounded channels (backpressure),
-//!   barrier alignment, and the executor that runs a plan.
-//! - [`operators`]: the [`operators::Operator`] trait and one operator kind a
-//!   file.
+//! - [`runtime`]: the executor that runs a plan (restarts), the channels
+//!   between subtasks (bounded: backpressure), one thread per subtask that
+//!   builds its operator from the plan in one `match`, and the task loops
+//!   with barrier alignment.
+//! - [`operators`]: the [`operators::Operator`] trait, the context every
+//!   operator gets ([`operators::OperatorContext`], [`operators::KeyedContext`])
+//!   and one operator kind a file.
 //! - [`connectors`]: sources (traffic generator, files) and sinks (files,
 //!   stdout, PostgreSQL).
 //! - [`state`]: keyed state backends behind one trait, key groups, TTL,
@@ -25,6 +29,10 @@
 //!   coordinator, savepoints, hot swap and the one restore path.
 //! - [`metrics`]: counters and the progress line.
 //! - [`control`], [`cli`]: the control API and the `weir` command line.
+//!
+//! The README's "Reading the code" follows a job file to a running graph, a
+//! record batch through it, and a checkpoint from barrier to manifest to
+//! commit, naming the functions.
 //!
 //! ## Layers
 //!

@@ -3,8 +3,8 @@
 //! process-window function (`aggregate(aggFn, processWindowFn)`), and
 //! evictors (Flink's `EvictingWindowOperator`).
 //!
-//! What a window keeps in keyed state ([`store`]) depends on its functions:
-//! - its elements ([`elements`] encoding, appended in one chunk per batch),
+//! What a window keeps in keyed state (`store`) depends on its functions:
+//! - its elements (`elements` encoding, appended in one chunk per batch),
 //!   when the function is a process-window function or the window has an
 //!   evictor or a per-element trigger (even for an aggregate: at firing, the
 //!   remaining elements are folded into a fresh accumulator, as in Flink);
@@ -12,7 +12,7 @@
 //!   the aggregate's result is the single element the process-window
 //!   function sees.
 //!
-//! Assignment, merging ([`merging`]: element lists concatenate,
+//! Assignment, merging (`merging`: element lists concatenate,
 //! accumulators merge through the guest), the event-time trigger, allowed lateness
 //! (a late record within it fires the window again with all its elements)
 //! and the late side output follow the incremental window operator
@@ -23,7 +23,7 @@
 //! what remains (the elements survive evictions for the next firing within
 //! the allowed lateness).
 //!
-//! With a Wasm trigger ([`triggered`]), windows buffer their elements (even
+//! With a Wasm trigger (`triggered`), windows buffer their elements (even
 //! for an aggregate) and fire, purge or both when the trigger says so; the
 //! trigger's state and timers live in a map state `window-trigger`.
 

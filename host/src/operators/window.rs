@@ -16,7 +16,7 @@
 //!
 //! Session windows live in `sessions`, count triggers in `counted`;
 //! processing-time windows and the other built-in time triggers
-//! (processing-time, continuous, purging) in [`triggers`].
+//! (processing-time, continuous, purging) in `triggers`.
 
 use std::collections::HashMap;
 

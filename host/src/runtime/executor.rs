@@ -2,11 +2,11 @@
 //! restarting it from its latest checkpoint after a failure, as its restart
 //! strategy allows — and reports what it did.
 //!
-//! An attempt wires the graph ([`super::wiring`]), starts the checkpoint
+//! An attempt wires the graph (`super::wiring`), starts the checkpoint
 //! coordinator when checkpointing is on, and runs one thread per subtask
-//! ([`super::subtask`]), which builds its operator ([`super::build`]),
-//! source or sink ([`super::connectors`]) and restored state
-//! ([`super::state_backends`]). Every start from saved state goes through
+//! (`super::subtask`), which builds its operator (`super::build`),
+//! source or sink (`super::connectors`) and restored state
+//! (`super::state_backends`). Every start from saved state goes through
 //! [`crate::checkpoint::resolve`].
 //!
 //! Failure: when a subtask fails, the attempt is cancelled: sources stop,

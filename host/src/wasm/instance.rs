@@ -3,7 +3,7 @@
 //!
 //! Each WIT world has its own handle type ([`TransformUdf`],
 //! [`KeyedProcessUdf`], [`WindowAggregateUdf`]…), all of them a [`Udf`] over
-//! one shared [`core::UdfCore`] (the store, the limits, the position in the
+//! one shared `core::UdfCore` (the store, the limits, the position in the
 //! input, the call wrapper) and the one export its kind runs. A handle is
 //! obtained by kind (`TransformUdf::start(engine, &spec, None)`) and offers
 //! only the calls of its kind, so calling a function through the wrong kind
