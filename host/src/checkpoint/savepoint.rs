@@ -220,7 +220,35 @@ pub struct SavepointRequest {
     /// Stop the job with this savepoint.
     pub stop: bool,
     /// Where the savepoint's path (or why it failed) goes.
-    pub reply: Sender<Result<PathBuf, String>>,
+    pub reply: Sender<Result<PathBuf, SavepointFailure>>,
+}
+
+/// Why a savepoint asked for through the control API was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SavepointFailure {
+    /// The job is already stopping.
+    #[error("the job is stopping")]
+    Stopping,
+    /// No source is left to take a barrier.
+    #[error("every source has finished; the job is about to end")]
+    SourcesFinished,
+    /// Its checkpoint did not complete in time.
+    #[error("the savepoint expired before completing")]
+    Expired,
+    /// A subtask declined its checkpoint.
+    #[error("the savepoint was declined by {task}: {reason}")]
+    Declined {
+        /// The subtask.
+        task: super::TaskId,
+        /// The subtask's reason, as it sent it.
+        reason: String,
+    },
+    /// A later checkpoint completed while its own was pending.
+    #[error("a later checkpoint completed first")]
+    Superseded,
+    /// Its checkpoint completed but the savepoint could not be written.
+    #[error(transparent)]
+    Write(#[from] StorageError),
 }
 
 /// The link between a running job and its control API.
