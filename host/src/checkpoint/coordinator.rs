@@ -438,9 +438,7 @@ impl Coordinator {
                 continue;
             }
             if live.is_empty() {
-                let _ = request
-                    .reply
-                    .send(Err(SavepointFailure::SourcesFinished));
+                let _ = request.reply.send(Err(SavepointFailure::SourcesFinished));
                 continue;
             }
             let barrier = Barrier {

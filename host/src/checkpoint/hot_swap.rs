@@ -95,7 +95,7 @@ pub enum HotSwapError {
         modules: String,
         /// Why the migration failed.
         #[source]
-        reason: GuestCallError,
+        reason: Box<GuestCallError>,
     },
     /// The module could not be started to learn its states.
     #[error("cannot restore operator `{uid}`: its module could not be probed for its states: {reason}")]
@@ -356,7 +356,7 @@ pub fn prepare_restore(
                     from: from.to_string(),
                     state,
                     modules: format!("{} to {}", rewrite.old_name, rewrite.new_name),
-                    reason,
+                    reason: Box::new(reason),
                 },
             })?,
             None => out.adopt(&files.path(file), &file.name)?,

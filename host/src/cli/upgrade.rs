@@ -116,7 +116,12 @@ pub(super) fn precheck(plan: &JobPlan, wasm: &Arc<WasmRuntime>) -> crate::contro
 }
 
 /// `plan` with the module of operator `uid` swapped for the one in `path`.
-fn with_module(plan: &JobPlan, wasm: &WasmRuntime, uid: &str, path: &Path) -> Result<(JobPlan, String), UpgradeRefused> {
+fn with_module(
+    plan: &JobPlan,
+    wasm: &WasmRuntime,
+    uid: &str,
+    path: &Path,
+) -> Result<(JobPlan, String), UpgradeRefused> {
     let module = wasm.load(path)?;
     let mut next = plan.clone();
     let vertex = next

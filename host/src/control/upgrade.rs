@@ -67,10 +67,16 @@ pub enum UpgradeRefused {
     Savepoint(#[from] crate::checkpoint::savepoint::SavepointError),
     /// The savepoint's state does not fit the new module.
     #[error(transparent)]
-    HotSwap(#[from] crate::checkpoint::hot_swap::HotSwapError),
+    HotSwap(Box<crate::checkpoint::hot_swap::HotSwapError>),
     /// The migrated savepoint cannot be written.
     #[error(transparent)]
     Storage(#[from] crate::storage::files::StorageError),
+}
+
+impl From<crate::checkpoint::hot_swap::HotSwapError> for UpgradeRefused {
+    fn from(error: crate::checkpoint::hot_swap::HotSwapError) -> Self {
+        Self::HotSwap(Box::new(error))
+    }
 }
 
 /// Checks an upgrade (operator uid, module file) before the job stops for it.

@@ -234,9 +234,7 @@ fn restore_canonical_with(
                 user_key,
                 value,
             } => {
-                let &(id, is_broadcast) = states
-                    .get(&state)
-                    .ok_or(RestoreError::UndeclaredState(state))?;
+                let &(id, is_broadcast) = states.get(&state).ok_or(RestoreError::UndeclaredState(state))?;
                 let wanted = match (is_broadcast, broadcast) {
                     (true, Broadcast::Skip) | (false, Broadcast::Only) => false,
                     (true, _) => true,

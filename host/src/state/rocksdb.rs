@@ -232,8 +232,8 @@ impl RocksDbBackend {
         timers: &mut TimerService,
     ) -> Result<(Self, u64), RestoreError> {
         if let Some(handle) = native_match(handles, range) {
-            let mut backend = Self::restore_native(dir, max_parallelism, options, files, handle)
-                .map_err(RestoreError::OpenNative)?;
+            let mut backend =
+                Self::restore_native(dir, max_parallelism, options, files, handle).map_err(RestoreError::OpenNative)?;
             if let Some(file) = &handle.canonical {
                 super::restore::restore_canonical(&mut backend, timers, files, file, range)?;
             }

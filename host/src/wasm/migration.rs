@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::{GuestCallError, Limits};
 use super::bindings::exports::weir::udf::state_migration;
 use super::bindings::weir::udf::state_schema;
 use super::host_state::HostState;
 use super::instance::new_store;
 use super::module::UdfModule;
 use super::probe::ProbeSpec;
+use super::{GuestCallError, Limits};
 
 impl state_schema::Host for HostState {
     fn declare(&mut self, name: String, schema: String) -> wasmtime::Result<()> {
@@ -97,7 +97,9 @@ impl Migrator {
             return Ok(Vec::new());
         };
         super::instance::arm_deadline(&mut self.store, self.limits.call_timeout_ms);
-        let infos = exports.call_migrations(&mut self.store).map_err(GuestCallError::Wasmtime)?;
+        let infos = exports
+            .call_migrations(&mut self.store)
+            .map_err(GuestCallError::Wasmtime)?;
         Ok(infos
             .into_iter()
             .map(|i| MigrationInfo {

@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 
-use super::{GuestCallError, Limits};
 use super::bindings::exports::weir::udf::library;
 use super::bindings::weir::udf::types as wit;
 use super::host_state::{HostState, KeyedScope};
 use super::instance::new_store;
 use super::module::UdfModule;
+use super::{GuestCallError, Limits};
 use crate::state::{StateDescriptor, StateId};
 
 /// A state a function opened, with the schema it declared.
