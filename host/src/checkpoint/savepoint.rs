@@ -388,7 +388,9 @@ fn self_contained(
         start: 0,
         end: max_parallelism,
     };
-    crate::state::restore::restore_keyed(&mut backend, &mut timers, source, &[handle], every)?;
+    // Storage sits below state, so the restore's error is kept as text here.
+    crate::state::restore::restore_keyed(&mut backend, &mut timers, source, &[handle], every)
+        .map_err(|e| StorageError::Format(e.to_string()))?;
     let name = handle
         .canonical
         .as_ref()

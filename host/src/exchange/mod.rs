@@ -10,8 +10,6 @@ pub mod output;
 
 pub use message::Message;
 
-use crate::checkpoint::coordinator::CheckpointError;
-use crate::checkpoint::resolve::ResolveError;
 use crate::connectors::ConnectorError;
 use crate::state::restore::RestoreError;
 use crate::storage::files::StorageError;
@@ -76,12 +74,13 @@ pub enum TaskError {
     /// Checkpoint storage failed (opening it, or reading a checkpoint).
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The restore point does not fit the job.
+    /// The restore point does not fit the job, or the checkpoint
+    /// coordinator gave up. The cause is a `checkpoint` error (a higher
+    /// layer than this one, hence boxed: downcast to
+    /// `checkpoint::resolve::ResolveError` or
+    /// `checkpoint::coordinator::CheckpointError`).
     #[error(transparent)]
-    Resolve(#[from] ResolveError),
-    /// The checkpoint coordinator gave up, failing the job.
-    #[error(transparent)]
-    Coordinator(#[from] CheckpointError),
+    Checkpoint(Box<dyn std::error::Error + Send + Sync>),
     /// A restore from a checkpoint was asked for, but the job keeps none.
     #[error("the job has no [checkpoint] table, so there is nothing to restore from")]
     NoCheckpointTable,

@@ -92,6 +92,13 @@ pub(super) struct Shared<'a> {
     pub(super) savepoints: Option<SavepointSettings>,
 }
 
+/// A restore point that does not fit the job fails it, cause kept.
+impl From<crate::checkpoint::resolve::ResolveError> for TaskError {
+    fn from(error: crate::checkpoint::resolve::ResolveError) -> Self {
+        Self::Checkpoint(Box::new(error))
+    }
+}
+
 /// Runs `plan` to completion, restarting after failures as its restart
 /// strategy allows. Every start from saved state — the first, from
 /// `options.restore`, and every restart — goes through
@@ -444,7 +451,7 @@ fn run_attempt(
             let fail = &fail;
             scope.spawn(move || {
                 if let Err(error) = coordinator.run(inbox) {
-                    fail(TaskError::Coordinator(error));
+                    fail(TaskError::Checkpoint(Box::new(error)));
                 }
             });
         }

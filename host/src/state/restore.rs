@@ -31,7 +31,7 @@ use crate::time::TimeDomain;
 
 /// Why keyed or operator state could not be restored from a snapshot:
 /// the snapshot is missing, unreadable or does not fit (each variant says
-/// which). The operator is named by the caller ([`crate::exchange::TaskError::StateRestore`]).
+/// which). The caller names the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     /// The job has state to restore but no checkpoint storage to read it from.

@@ -60,10 +60,6 @@ pub enum StorageError {
     /// A state file could not be encoded or decoded.
     #[error("{0}")]
     Format(String),
-    /// A snapshot could not be read back to be rewritten (a savepoint
-    /// stores native snapshots canonically).
-    #[error(transparent)]
-    Restore(#[from] crate::state::restore::RestoreError),
     /// The job has complete checkpoints, but none passes its checks.
     #[error(
         "cannot restore the latest checkpoint: no checkpoint in {} is intact ({}); run without --restore to start from the beginning",
