@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::manifest::{Manifest, TaskState};
-use super::savepoint::{SavepointRequest, SavepointSettings};
+use super::savepoint::{SavepointFailure, SavepointRequest, SavepointSettings};
 use super::storage::{CheckpointStorage, StorageError};
 use super::{Barrier, CheckpointId, CheckpointSettings, TaskId};
 
@@ -293,7 +293,7 @@ impl Coordinator {
                 let Some(p) = progress.pending.remove(&id) else {
                     continue;
                 };
-                let p = fail_savepoint(p, "the savepoint expired before completing");
+                let p = fail_savepoint(p, SavepointFailure::Expired);
                 self.abandon(progress, p, format!("checkpoint {id} expired before completing"))?;
             }
 
@@ -309,7 +309,13 @@ impl Coordinator {
                 ToCoordinator::Ack { id, state } => self.on_ack(progress, id, state),
                 ToCoordinator::Decline { id, task, reason } => {
                     if let Some(p) = progress.pending.remove(&id) {
-                        let p = fail_savepoint(p, &format!("the savepoint was declined by {task}: {reason}"));
+                        let p = fail_savepoint(
+                            p,
+                            SavepointFailure::Declined {
+                                task: task.clone(),
+                                reason: reason.clone(),
+                            },
+                        );
                         self.abandon(progress, p, format!("checkpoint {id} declined by {task}: {reason}"))?;
                     } else {
                         // A late writer of an abandoned checkpoint: its temporaries.
@@ -356,7 +362,7 @@ impl Coordinator {
                             let Some(p) = progress.pending.remove(&old) else {
                                 continue;
                             };
-                            let p = fail_savepoint(p, "a later checkpoint completed first");
+                            let p = fail_savepoint(p, SavepointFailure::Superseded);
                             progress.abandoned.insert(old);
                             self.discard(progress, old, &state_files(p.acks.values()));
                             self.broadcast(ToTask::Abort(old));
@@ -428,13 +434,11 @@ impl Coordinator {
                 .filter(|s| !progress.finished.contains(*s))
                 .collect();
             if progress.stopping {
-                let _ = request.reply.send(Err("the job is stopping".into()));
+                let _ = request.reply.send(Err(SavepointFailure::Stopping));
                 continue;
             }
             if live.is_empty() {
-                let _ = request
-                    .reply
-                    .send(Err("every source has finished; the job is about to end".into()));
+                let _ = request.reply.send(Err(SavepointFailure::SourcesFinished));
                 continue;
             }
             let barrier = Barrier {
@@ -510,7 +514,7 @@ impl Coordinator {
                 if let Ok(path) = &written {
                     tracing::info!("savepoint written to {}", path.display());
                 }
-                let _ = request.reply.send(written.map_err(|e| e.to_string()));
+                let _ = request.reply.send(written.map_err(SavepointFailure::Write));
             }
         }
         // Retention runs after the savepoint has its own copy of the files.
@@ -575,9 +579,9 @@ fn check_awaiting(progress: &Progress) -> Result<(), CheckpointError> {
 }
 
 /// Tells whoever asked for the savepoint of an abandoned checkpoint why.
-fn fail_savepoint(mut pending: Pending, reason: &str) -> Pending {
+fn fail_savepoint(mut pending: Pending, reason: SavepointFailure) -> Pending {
     if let Some(request) = pending.savepoint.take() {
-        let _ = request.reply.send(Err(reason.to_string()));
+        let _ = request.reply.send(Err(reason));
     }
     pending
 }

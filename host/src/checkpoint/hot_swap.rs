@@ -36,6 +36,7 @@ use super::storage::{FileRef, FileStore, StorageError};
 use crate::plan::{JobPlan, OperatorPlan, VertexKind};
 use crate::state::StateKind;
 use crate::state::snapshot::{SnapshotItem, SnapshotReader, SnapshotWriter};
+use crate::wasm::GuestCallError;
 use crate::wasm::migration::{Migrator, declared_schemas};
 
 /// Values migrated per guest call.
@@ -92,8 +93,9 @@ pub enum HotSwapError {
         state: String,
         /// The modules, `old to new`.
         modules: String,
-        /// The migration's message.
-        reason: String,
+        /// Why the migration failed.
+        #[source]
+        reason: Box<GuestCallError>,
     },
     /// The module could not be started to learn its states.
     #[error("cannot restore operator `{uid}`: its module could not be probed for its states: {reason}")]
@@ -101,7 +103,8 @@ pub enum HotSwapError {
         /// The operator.
         uid: String,
         /// Why.
-        reason: String,
+        #[source]
+        reason: GuestCallError,
     },
     /// Storage failed.
     #[error(transparent)]
@@ -353,7 +356,7 @@ pub fn prepare_restore(
                     from: from.to_string(),
                     state,
                     modules: format!("{} to {}", rewrite.old_name, rewrite.new_name),
-                    reason,
+                    reason: Box::new(reason),
                 },
             })?,
             None => out.adopt(&files.path(file), &file.name)?,
@@ -378,7 +381,7 @@ pub fn prepare_restore(
 
 enum RewriteError {
     Storage(StorageError),
-    Migration { state: String, reason: String },
+    Migration { state: String, reason: GuestCallError },
 }
 
 impl From<StorageError> for RewriteError {
@@ -420,7 +423,7 @@ struct StatesPlan<'a> {
 }
 
 /// Migrates a chunk of values of a state: (state, old schema, values).
-type MigrateFn<'a> = dyn FnMut(&str, &str, &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> + 'a;
+type MigrateFn<'a> = dyn FnMut(&str, &str, &[Vec<u8>]) -> Result<Vec<Vec<u8>>, GuestCallError> + 'a;
 
 /// Copies the canonical snapshot `file` into `out`, migrating and dropping
 /// states as `states` says.
@@ -738,14 +741,14 @@ mod tests {
         std::fs::create_dir_all(&out_dir).expect("out");
         let migrate: HashMap<String, String> = [("values".to_string(), "v1".to_string())].into();
         let drop = BTreeSet::new();
-        let mut failing = |_: &str, _: &str, _: &[Vec<u8>]| Err("no way".to_string());
+        let mut failing = |_: &str, _: &str, _: &[Vec<u8>]| Err(GuestCallError::Refused("no way".to_string()));
         let plan = StatesPlan {
             migrate: &migrate,
             drop: &drop,
         };
         match rewrite_file(&files, &file, &FileStore::at(&out_dir), &plan, &mut failing) {
             Err(RewriteError::Migration { state, reason }) => {
-                assert_eq!((state.as_str(), reason.as_str()), ("values", "no way"))
+                assert_eq!((state.as_str(), reason.to_string().as_str()), ("values", "no way"))
             }
             _ => panic!("the migration error should be reported"),
         }

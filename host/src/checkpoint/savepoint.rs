@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 pub use super::manifest::ModuleMeta;
 use super::manifest::{KeyedStateHandle, Manifest};
-use super::storage::{FileStore, StorageError};
+use super::storage::{FileStore, IntegrityError, StorageError};
 use crate::state::snapshot::{SnapshotItem, SnapshotReader};
 use crate::state::{KeyGroupRange, KeyedStateBackend};
 
@@ -57,7 +57,8 @@ pub enum SavepointError {
         /// The savepoint folder.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        reason: IntegrityError,
     },
     /// The savepoint was taken against another WIT package version.
     #[error("savepoint {path} was taken with {found}, but this weir implements {expected}")]
@@ -149,15 +150,15 @@ impl SavepointManifest {
         if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
             return Err(SavepointError::NotASavepoint(path.to_path_buf()));
         }
-        let corrupt = |reason: String| SavepointError::Corrupt {
+        let corrupt = |reason: IntegrityError| SavepointError::Corrupt {
             path: path.to_path_buf(),
             reason,
         };
         let (body, digest) = bytes.split_at(bytes.len() - 32);
         if Sha256::digest(body).as_slice() != digest {
-            return Err(corrupt("checksum mismatch in the manifest".into()));
+            return Err(corrupt(IntegrityError::ManifestChecksum));
         }
-        postcard::from_bytes(&body[MAGIC.len()..]).map_err(|e| corrupt(format!("the manifest cannot be decoded: {e}")))
+        postcard::from_bytes(&body[MAGIC.len()..]).map_err(|e| corrupt(IntegrityError::Undecodable(e)))
     }
 
     /// Refuses a savepoint taken with another number of key groups.
@@ -219,7 +220,35 @@ pub struct SavepointRequest {
     /// Stop the job with this savepoint.
     pub stop: bool,
     /// Where the savepoint's path (or why it failed) goes.
-    pub reply: Sender<Result<PathBuf, String>>,
+    pub reply: Sender<Result<PathBuf, SavepointFailure>>,
+}
+
+/// Why a savepoint asked for through the control API was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SavepointFailure {
+    /// The job is already stopping.
+    #[error("the job is stopping")]
+    Stopping,
+    /// No source is left to take a barrier.
+    #[error("every source has finished; the job is about to end")]
+    SourcesFinished,
+    /// Its checkpoint did not complete in time.
+    #[error("the savepoint expired before completing")]
+    Expired,
+    /// A subtask declined its checkpoint.
+    #[error("the savepoint was declined by {task}: {reason}")]
+    Declined {
+        /// The subtask.
+        task: super::TaskId,
+        /// The subtask's reason, as it sent it.
+        reason: String,
+    },
+    /// A later checkpoint completed while its own was pending.
+    #[error("a later checkpoint completed first")]
+    Superseded,
+    /// Its checkpoint completed but the savepoint could not be written.
+    #[error(transparent)]
+    Write(#[from] StorageError),
 }
 
 /// The link between a running job and its control API.
@@ -359,8 +388,9 @@ fn self_contained(
         start: 0,
         end: max_parallelism,
     };
+    // Storage sits below state, so the restore's error is kept as text here.
     crate::state::restore::restore_keyed(&mut backend, &mut timers, source, &[handle], every)
-        .map_err(StorageError::Format)?;
+        .map_err(|e| StorageError::Format(e.to_string()))?;
     let name = handle
         .canonical
         .as_ref()

@@ -107,7 +107,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // `{error}`, not `{error:#}`: the library's errors already name
+            // their cause in their message, so printing the chain repeats it.
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

@@ -24,7 +24,7 @@ use super::savepoint::absolute;
 
 use crate::checkpoint::hot_swap::{plan_schemas, prepare_restore};
 use crate::checkpoint::resolve::operator_modules;
-use crate::control::upgrade::UpgradeRequest;
+use crate::control::upgrade::{UpgradeRefused, UpgradeRequest};
 use crate::control::{client, registry};
 use crate::job::plan::{JobPlan, VertexKind};
 use crate::runtime::executor::{RestoreFrom, RunOptions};
@@ -116,32 +116,47 @@ pub(super) fn precheck(plan: &JobPlan, wasm: &Arc<WasmRuntime>) -> crate::contro
 }
 
 /// `plan` with the module of operator `uid` swapped for the one in `path`.
-fn with_module(plan: &JobPlan, wasm: &WasmRuntime, uid: &str, path: &Path) -> Result<(JobPlan, String), String> {
-    let module = wasm.load(path).map_err(|e| e.to_string())?;
+fn with_module(
+    plan: &JobPlan,
+    wasm: &WasmRuntime,
+    uid: &str,
+    path: &Path,
+) -> Result<(JobPlan, String), UpgradeRefused> {
+    let module = wasm.load(path)?;
     let mut next = plan.clone();
     let vertex = next
         .vertices
         .iter_mut()
         .find(|v| v.uid == uid)
-        .ok_or_else(|| format!("job `{}` has no operator `{uid}`", plan.name))?;
+        .ok_or_else(|| UpgradeRefused::NoOperator {
+            job: plan.name.clone(),
+            uid: uid.to_string(),
+        })?;
     let VertexKind::Operator(operator) = &mut vertex.kind else {
-        return Err(format!("`{uid}` is not an operator: it runs no module"));
+        return Err(UpgradeRefused::NotAnOperator { uid: uid.to_string() });
     };
     let name = format!("{} {}", module.info.name, module.info.version);
     operator
         .swap_module(&module)
-        .map_err(|e| format!("module {name} {e}"))?;
+        .map_err(|source| UpgradeRefused::Mismatch {
+            module: name.clone(),
+            source,
+        })?;
     Ok((next, name))
 }
 
 /// `plan` with the module of operator `request.uid` swapped, after the
 /// checks of a restore from the savepoint; also says what the module is and
 /// which savepoint to restore (the upgrade's, or its migrated copy).
-fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Result<(JobPlan, String, PathBuf), String> {
+fn swapped(
+    plan: &JobPlan,
+    wasm: &WasmRuntime,
+    request: &UpgradeRequest,
+) -> Result<(JobPlan, String, PathBuf), UpgradeRefused> {
     let (next, module) = with_module(plan, wasm, &request.uid, &request.module)?;
     // The checks (and migrations) of the restore, before the job stops for
     // good: a refusal keeps the old module.
-    let (savepoint, files) = crate::checkpoint::savepoint::load(&request.savepoint).map_err(|e| e.to_string())?;
+    let (savepoint, files) = crate::checkpoint::savepoint::load(&request.savepoint)?;
     let scratch = next.settings.checkpoint.as_ref().map_or_else(
         || std::env::temp_dir().join("weir-migrated"),
         |c| c.dir.join(&next.name).join("migrated"),
@@ -154,8 +169,7 @@ fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Resu
         files,
         false,
         &scratch,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if checkpoint == savepoint.checkpoint {
         return Ok((next, module, request.savepoint.clone()));
     }
@@ -172,5 +186,5 @@ fn swapped(plan: &JobPlan, wasm: &WasmRuntime, request: &UpgradeRequest) -> Resu
     {
         let _ = std::fs::remove_dir_all(dir);
     }
-    Ok((next, module, written.map_err(|e| e.to_string())?))
+    Ok((next, module, written?))
 }

@@ -36,6 +36,14 @@ pub enum ConnectorError {
         /// The database's (or the driver's) explanation.
         message: String,
     },
+    /// A record cannot be written as a row of a database table.
+    #[error("{what}: {source}")]
+    Row {
+        /// What was being done (`cannot write into ...`).
+        what: String,
+        /// What is wrong with the record.
+        source: postgres_sink::RowError,
+    },
 }
 
 /// Whether a source has more to give.

@@ -288,8 +288,10 @@ impl TransactionalSink for PostgresSink {
         if let Some(why) = &self.failed {
             return Err(invalid(format!("cannot write into {}", self.target), why.clone()));
         }
-        encode_rows(batch, &mut self.buffer)
-            .map_err(|why| invalid(format!("cannot write into {}", self.target), why))?;
+        encode_rows(batch, &mut self.buffer).map_err(|source| ConnectorError::Row {
+            what: format!("cannot write into {}", self.target),
+            source,
+        })?;
         if !self.open {
             self.data
                 .batch_execute("BEGIN")
@@ -386,14 +388,33 @@ impl TransactionalSink for PostgresSink {
     }
 }
 
+/// Why a record cannot be a row of `COPY` text (the user's record is at
+/// fault); records are numbered from 1 in their batch.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// The payload is not UTF-8.
+    #[error("record {record} of the batch is not UTF-8 text ({source})")]
+    NotUtf8 {
+        /// The record's number in its batch.
+        record: usize,
+        /// Where the bytes stop being UTF-8.
+        source: std::str::Utf8Error,
+    },
+    /// The payload holds a NUL character, which `COPY` text cannot carry.
+    #[error("record {record} of the batch holds a NUL character")]
+    Nul {
+        /// The record's number in its batch.
+        record: usize,
+    },
+}
+
 /// Appends the records of `batch` to `out` (cleared first) as rows in
 /// `COPY` text format, or says why a record cannot be a row.
-fn encode_rows(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
+fn encode_rows(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), RowError> {
     out.clear();
     out.reserve(batch.payload_bytes() + batch.len());
     for (i, record) in batch.iter().enumerate() {
-        let text = std::str::from_utf8(record.payload)
-            .map_err(|e| format!("record {} of the batch is not UTF-8 text ({e})", i + 1))?;
+        let text = std::str::from_utf8(record.payload).map_err(|source| RowError::NotUtf8 { record: i + 1, source })?;
         let bytes = text.as_bytes();
         let mut start = 0;
         for (at, &byte) in bytes.iter().enumerate() {
@@ -402,7 +423,7 @@ fn encode_rows(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
                 b'\n' => b"\\n",
                 b'\r' => b"\\r",
                 b'\t' => b"\\t",
-                0 => return Err(format!("record {} of the batch holds a NUL character", i + 1)),
+                0 => return Err(RowError::Nul { record: i + 1 }),
                 _ => continue,
             };
             out.extend_from_slice(&bytes[start..at]);

@@ -165,7 +165,8 @@ fn serve(listener: &UnixListener, handler: &Handler, stop: &AtomicBool) {
 
 impl Handler {
     /// `upgrade UID MODULE`: stop with a savepoint, then wait for `weir run`
-    /// to restore the job with the new module.
+    /// to restore the job with the new module. The error is the text of the
+    /// socket's `error` reply (a wire payload), so it stays a string.
     fn upgrade(&self, argument: &str) -> Result<String, String> {
         let Some((uid, module)) = argument.split_once(' ') else {
             return Err("usage: upgrade UID MODULE".into());
@@ -229,6 +230,9 @@ impl Handler {
         let _ = (&stream).write_all(answer.as_bytes());
     }
 
+    /// Answers one request line: the text of the socket's `ok` or `error`
+    /// reply. Both are wire payloads for the CLI, so they stay strings; the
+    /// typed errors behind them are rendered here.
     fn handle(&self, request: &str) -> Result<String, String> {
         let (command, argument) = request.split_once(' ').unwrap_or((request, ""));
         match command {

@@ -27,12 +27,60 @@ pub struct UpgradeRequest {
     pub savepoint: PathBuf,
     /// When the upgrade was asked for.
     pub requested: Instant,
-    /// Where the outcome goes (the text after `ok`, or the refusal).
+    /// Where the outcome goes (the text after `ok`, or the refusal). Both
+    /// are the control socket's text reply to `weir upgrade` (a wire
+    /// payload, not an error to handle), so they stay strings.
     pub reply: Sender<Result<String, String>>,
 }
 
+/// Why an upgrade of operator `uid` to a new module is refused before the
+/// job stops for it or while its savepoint is prepared for the new module.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeRefused {
+    /// The new module does not load.
+    #[error(transparent)]
+    Module(#[from] crate::wasm::ModuleError),
+    /// The job has no operator with this uid.
+    #[error("job `{job}` has no operator `{uid}`")]
+    NoOperator {
+        /// The job's name.
+        job: String,
+        /// The uid asked for.
+        uid: String,
+    },
+    /// The uid names a source or a sink.
+    #[error("`{uid}` is not an operator: it runs no module")]
+    NotAnOperator {
+        /// The uid asked for.
+        uid: String,
+    },
+    /// The new module lacks the operator's function, or has it with another kind.
+    #[error("module {module} {source}")]
+    Mismatch {
+        /// The new module's name and version.
+        module: String,
+        /// What does not match.
+        source: crate::plan::ModuleMismatch,
+    },
+    /// The savepoint cannot be read.
+    #[error(transparent)]
+    Savepoint(#[from] crate::checkpoint::savepoint::SavepointError),
+    /// The savepoint's state does not fit the new module.
+    #[error(transparent)]
+    HotSwap(Box<crate::checkpoint::hot_swap::HotSwapError>),
+    /// The migrated savepoint cannot be written.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::files::StorageError),
+}
+
+impl From<crate::checkpoint::hot_swap::HotSwapError> for UpgradeRefused {
+    fn from(error: crate::checkpoint::hot_swap::HotSwapError) -> Self {
+        Self::HotSwap(Box::new(error))
+    }
+}
+
 /// Checks an upgrade (operator uid, module file) before the job stops for it.
-pub type Precheck = Box<dyn Fn(&str, &Path) -> Result<(), String> + Send>;
+pub type Precheck = Box<dyn Fn(&str, &Path) -> Result<(), UpgradeRefused> + Send>;
 
 /// Upgrades asked for through the control API.
 #[derive(Clone)]
@@ -74,7 +122,7 @@ impl Upgrades {
     }
 
     /// Runs the checks of [`Self::set_precheck`].
-    pub fn precheck(&self, uid: &str, module: &Path) -> Result<(), String> {
+    pub fn precheck(&self, uid: &str, module: &Path) -> Result<(), UpgradeRefused> {
         match self.precheck.lock() {
             Ok(slot) => slot.as_ref().map_or(Ok(()), |check| check(uid, module)),
             Err(_) => Ok(()),

@@ -11,6 +11,8 @@ pub mod output;
 pub use message::Message;
 
 use crate::connectors::ConnectorError;
+use crate::state::restore::RestoreError;
+use crate::storage::files::StorageError;
 use crate::wasm::UdfError;
 
 /// Why a subtask stopped with an error.
@@ -51,17 +53,37 @@ pub enum TaskError {
         /// The cause.
         source: crate::state::StateError,
     },
-    /// Restoring state from a checkpoint failed.
-    #[error("operator `{operator}` cannot restore its state: {reason}")]
+    /// The operator's state could not be restored from a checkpoint or
+    /// savepoint (missing, unreadable or not fitting the job).
+    #[error("operator `{operator}` cannot restore its state: {source}")]
     StateRestore {
         /// The operator's uid.
         operator: String,
         /// Why.
-        reason: String,
+        source: RestoreError,
     },
-    /// A checkpoint this subtask depends on was abandoned.
-    #[error("{0}")]
-    Checkpoint(String),
+    /// A bug in Weir: an operator was built or driven in a way the plan
+    /// rules out. Neither the user's input nor their state is at fault.
+    #[error("operator `{operator}`: internal error: {what}")]
+    Internal {
+        /// The operator's uid.
+        operator: String,
+        /// What should not have happened.
+        what: &'static str,
+    },
+    /// Checkpoint storage failed (opening it, or reading a checkpoint).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The restore point does not fit the job, or the checkpoint
+    /// coordinator gave up. The cause is a `checkpoint` error (a higher
+    /// layer than this one, hence boxed: downcast to
+    /// `checkpoint::resolve::ResolveError` or
+    /// `checkpoint::coordinator::CheckpointError`).
+    #[error(transparent)]
+    Checkpoint(Box<dyn std::error::Error + Send + Sync>),
+    /// A restore from a checkpoint was asked for, but the job keeps none.
+    #[error("the job has no [checkpoint] table, so there is nothing to restore from")]
+    NoCheckpointTable,
     /// Another subtask failed, and this one was stopped because of it.
     #[error("cancelled because another subtask failed")]
     Cancelled,

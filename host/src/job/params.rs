@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-/// Why a `${name}` reference could not be expanded.
+/// Why a parameter could not be set or a `${name}` reference expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {
     /// The parameter has neither a `--param` value nor a default.
@@ -17,6 +17,12 @@ pub enum ParamError {
     Unset {
         /// The parameter's name.
         name: String,
+    },
+    /// A `--param` argument that is not `NAME=VALUE`.
+    #[error("expected NAME=VALUE, found \"{text}\"")]
+    NotAnAssignment {
+        /// The argument, as given.
+        text: String,
     },
     /// A `${` without its `}`.
     #[error("unterminated parameter reference in \"{text}\"")]
@@ -90,10 +96,10 @@ impl Params {
 }
 
 /// Parses `name=value` from the command line.
-pub fn parse_assignment(text: &str) -> Result<(String, String), String> {
+pub fn parse_assignment(text: &str) -> Result<(String, String), ParamError> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
-        _ => Err(format!("expected NAME=VALUE, found \"{text}\"")),
+        _ => Err(ParamError::NotAnAssignment { text: text.to_string() }),
     }
 }
 
@@ -141,7 +147,10 @@ mod tests {
             params.expand("a${b").unwrap_err().to_string(),
             "unterminated parameter reference in \"a${b\""
         );
-        assert!(parse_assignment("=x").is_err());
+        assert_eq!(
+            parse_assignment("=x").unwrap_err().to_string(),
+            "expected NAME=VALUE, found \"=x\""
+        );
         assert_eq!(parse_assignment("k=v=w").unwrap(), ("k".into(), "v=w".into()));
     }
 }

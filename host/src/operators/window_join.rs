@@ -39,9 +39,9 @@ impl WindowJoinOperator {
         let size = match assigner {
             WindowAssigner::Tumbling { size, .. } | WindowAssigner::Sliding { size, .. } => size,
             WindowAssigner::Session { .. } | WindowAssigner::Global => {
-                return Err(TaskError::StateRestore {
+                return Err(TaskError::Internal {
                     operator: context.base.uid.clone(),
-                    reason: "internal error: a window join needs tumbling or sliding windows".into(),
+                    what: "a window join needs tumbling or sliding windows",
                 });
             }
         };

@@ -28,7 +28,7 @@ use crate::checkpoint::TaskId;
 use crate::checkpoint::coordinator::Coordinator;
 use crate::checkpoint::hot_swap::{Schemas, plan_schemas};
 use crate::checkpoint::manifest::Manifest;
-use crate::checkpoint::resolve::{ResolveError, Resolved, find, operator_modules, resolve};
+use crate::checkpoint::resolve::{Resolved, find, operator_modules, resolve};
 use crate::checkpoint::savepoint::SavepointSettings;
 use crate::checkpoint::storage::{CheckpointStorage, FileStore};
 use crate::metrics::{VertexMetrics, VertexRole, progress};
@@ -92,6 +92,13 @@ pub(super) struct Shared<'a> {
     pub(super) savepoints: Option<SavepointSettings>,
 }
 
+/// A restore point that does not fit the job fails it, cause kept.
+impl From<crate::checkpoint::resolve::ResolveError> for TaskError {
+    fn from(error: crate::checkpoint::resolve::ResolveError) -> Self {
+        Self::Checkpoint(Box::new(error))
+    }
+}
+
 /// Runs `plan` to completion, restarting after failures as its restart
 /// strategy allows. Every start from saved state — the first, from
 /// `options.restore`, and every restart — goes through
@@ -99,10 +106,8 @@ pub(super) struct Shared<'a> {
 pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Result<JobSummary, TaskError> {
     let started = Instant::now();
     let engine = wasm.engine();
-    let storage_error = |e: crate::checkpoint::storage::StorageError| TaskError::Checkpoint(e.to_string());
-    let resolve_error = |e: ResolveError| TaskError::Checkpoint(e.to_string());
     let storage = match &plan.settings.checkpoint {
-        Some(settings) => Some(CheckpointStorage::open(&settings.dir, &plan.name).map_err(storage_error)?),
+        Some(settings) => Some(CheckpointStorage::open(&settings.dir, &plan.name)?),
         None => None,
     };
     let scratch = plan.settings.checkpoint.as_ref().map_or_else(
@@ -112,12 +117,10 @@ pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Resu
     let point = match (&options.restore, &storage) {
         (None, _) => None,
         (Some(RestoreFrom::Latest | RestoreFrom::Checkpoint(_)), None) => {
-            return Err(TaskError::Checkpoint(
-                "the job has no [checkpoint] table, so there is nothing to restore from".into(),
-            ));
+            return Err(TaskError::NoCheckpointTable);
         }
         (Some(from), storage) => {
-            let point = find(from, storage.as_ref()).map_err(resolve_error)?;
+            let point = find(from, storage.as_ref())?;
             if let (None, Some(storage)) = (&point, storage) {
                 tracing::warn!(
                     "no complete checkpoint in {}; starting from the beginning",
@@ -132,7 +135,7 @@ pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Resu
         restore: None,
     };
     let mut current = match point {
-        Some(point) => resolve(plan, wasm, point, &scratch).map_err(resolve_error)?,
+        Some(point) => resolve(plan, wasm, point, &scratch)?,
         None => fresh(),
     };
     if let Some((manifest, _)) = &current.restore {
@@ -210,13 +213,13 @@ pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Resu
                     break Err(error);
                 };
                 let latest = match &shared.storage {
-                    Some(storage) => find(&RestoreFrom::Latest, Some(storage)).map_err(resolve_error)?,
+                    Some(storage) => find(&RestoreFrom::Latest, Some(storage))?,
                     None => None,
                 };
                 let initial_id = initial.restore.as_ref().map(|(m, _)| m.id);
                 current = match latest {
                     Some(point) if initial_id.is_none_or(|id| point.manifest.id > id) => {
-                        resolve(plan, wasm, point, &scratch).map_err(resolve_error)?
+                        resolve(plan, wasm, point, &scratch)?
                     }
                     _ => initial.clone(),
                 };
@@ -367,7 +370,7 @@ fn run_attempt(
             let fail = &fail;
             scope.spawn(move || {
                 if let Err(error) = coordinator.run(inbox) {
-                    fail(TaskError::Checkpoint(error.to_string()));
+                    fail(TaskError::Checkpoint(Box::new(error)));
                 }
             });
         }

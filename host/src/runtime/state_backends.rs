@@ -7,7 +7,7 @@ use crate::checkpoint::manifest::KeyedStateHandle;
 use crate::plan::StateBackendConfig;
 use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
-use crate::state::restore::restore_keyed;
+use crate::state::restore::{RestoreError, restore_keyed};
 use crate::state::rocksdb::{RocksDbBackend, RocksDbOptions};
 use crate::wasm::host_state::KeyedScope;
 
@@ -26,16 +26,16 @@ impl Subtask<'_> {
     /// the state of the restored checkpoint loaded for its key groups.
     pub(super) fn keyed_scope(&self) -> Result<KeyedScope, TaskError> {
         let uid = &self.vertex.uid;
-        let restore_error = |reason: String| TaskError::StateRestore {
+        let restore_error = |source: RestoreError| TaskError::StateRestore {
             operator: uid.clone(),
-            reason,
+            source,
         };
         let handles: Vec<&KeyedStateHandle> = self.restored().filter_map(|t| t.keyed.as_ref()).collect();
         let files = match (self.restore_files, &self.shared.storage, handles.is_empty()) {
             (Some(files), _, _) => Some(files),
             (None, Some(storage), _) => Some(storage.files()),
             (None, None, true) => None,
-            (None, None, false) => return Err(restore_error("no checkpoint storage".into())),
+            (None, None, false) => return Err(restore_error(RestoreError::NoStorage)),
         };
         let max_parallelism = self.plan().settings.max_parallelism;
         let mut timers = crate::state::TimerService::new();
@@ -111,9 +111,9 @@ impl Subtask<'_> {
                 self.subtask,
                 self.vertex.parallelism,
             )
-            .map_err(|reason| TaskError::StateRestore {
+            .map_err(|source| TaskError::StateRestore {
                 operator: self.vertex.uid.clone(),
-                reason,
+                source,
             })?;
         }
         Ok(KeyedScope::new(Box::new(backend)))

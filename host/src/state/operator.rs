@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufReader;
 
+use super::restore::RestoreError;
 use super::snapshot::{SnapshotItem, SnapshotReader};
 use super::{KeyedStateBackend, StateDescriptor, StateKind};
 use crate::storage::files::FileStore;
@@ -48,19 +49,24 @@ pub fn restore_operator_state(
     old_parallelism: u32,
     subtask: u32,
     parallelism: u32,
-) -> Result<u64, String> {
+) -> Result<u64, RestoreError> {
     let mut lists: BTreeMap<String, Vec<Element>> = BTreeMap::new();
     for (old_subtask, handle) in old {
         let Some(file) = &handle.canonical else {
-            return Err(format!(
-                "the operator state of subtask {old_subtask} is not in a canonical snapshot"
-            ));
+            return Err(RestoreError::NotCanonical { subtask: *old_subtask });
         };
         let path = files.path(file);
-        let input = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let mut reader = SnapshotReader::new(BufReader::new(input)).map_err(|e| format!("{}: {e}", path.display()))?;
+        let input = std::fs::File::open(&path).map_err(|source| RestoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let read_error = |source| RestoreError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mut reader = SnapshotReader::new(BufReader::new(input)).map_err(read_error)?;
         let mut names: HashMap<u32, String> = HashMap::new();
-        while let Some(item) = reader.next_item().map_err(|e| format!("{}: {e}", path.display()))? {
+        while let Some(item) = reader.next_item().map_err(read_error)? {
             match item {
                 SnapshotItem::State { index, name, .. } if name.starts_with(SPLIT) || name.starts_with(UNION) => {
                     lists.entry(name.clone()).or_default();
@@ -108,11 +114,9 @@ pub fn restore_operator_state(
             kind: StateKind::Map,
             ttl: None,
         };
-        let id = backend.register(&descriptor).map_err(|e| e.to_string())?;
+        let id = backend.register(&descriptor)?;
         for (index, value) in share.iter().enumerate() {
-            backend
-                .restore_entry(id, KEY, &element_key(index), value)
-                .map_err(|e| e.to_string())?;
+            backend.restore_entry(id, KEY, &element_key(index), value)?;
             restored += 1;
         }
     }

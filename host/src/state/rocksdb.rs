@@ -65,6 +65,7 @@ use super::{
     KeyGroup, KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateKind, StateResult, StateView,
 };
 use crate::state::TimerService;
+use crate::state::restore::RestoreError;
 use crate::storage::files::{FileRef, FileStore};
 use crate::storage::manifest::KeyedStateHandle;
 
@@ -229,17 +230,17 @@ impl RocksDbBackend {
         handles: &[&KeyedStateHandle],
         range: KeyGroupRange,
         timers: &mut TimerService,
-    ) -> Result<(Self, u64), String> {
+    ) -> Result<(Self, u64), RestoreError> {
         if let Some(handle) = native_match(handles, range) {
-            let mut backend = Self::restore_native(dir, max_parallelism, options, files, handle)
-                .map_err(|e| format!("cannot open the RocksDB snapshot: {e}"))?;
+            let mut backend =
+                Self::restore_native(dir, max_parallelism, options, files, handle).map_err(RestoreError::OpenNative)?;
             if let Some(file) = &handle.canonical {
                 super::restore::restore_canonical(&mut backend, timers, files, file, range)?;
             }
             let restored = backend.estimated_entries();
             return Ok((backend, restored));
         }
-        let mut backend = Self::open(dir, max_parallelism, options).map_err(|e| e.to_string())?;
+        let mut backend = Self::open(dir, max_parallelism, options)?;
         let scratch = backend.dir.join("restore");
         let restored = super::restore::restore_keyed_in(&mut backend, timers, files, handles, range, &scratch)?;
         let _ = std::fs::remove_dir_all(&scratch);

@@ -54,7 +54,8 @@ pub enum StorageError {
         /// The checkpoint.
         id: CheckpointId,
         /// What is wrong.
-        reason: String,
+        #[source]
+        reason: IntegrityError,
     },
     /// A state file could not be encoded or decoded.
     #[error("{0}")]
@@ -71,6 +72,26 @@ pub enum StorageError {
         /// Why each checkpoint was refused, newest first.
         refused: Vec<StorageError>,
     },
+}
+
+/// Why a manifest or a stored file fails its integrity check.
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrityError {
+    /// The bytes do not start like a manifest, or are too short for one.
+    #[error("the manifest is not a Weir checkpoint manifest (bad magic or truncated)")]
+    NotAManifest,
+    /// The manifest's own checksum does not match.
+    #[error("checksum mismatch in the manifest")]
+    ManifestChecksum,
+    /// The manifest's checksum matches but its body does not decode.
+    #[error("the manifest cannot be decoded: {0}")]
+    Undecodable(#[source] postcard::Error),
+    /// A stored file's size or SHA-256 differs from its reference.
+    #[error("checksum mismatch in {0}")]
+    FileChecksum(String),
+    /// A stored file could not be read to be checked.
+    #[error(transparent)]
+    Unreadable(Box<StorageError>),
 }
 
 /// `errors`, separated by semicolons.
@@ -153,11 +174,11 @@ impl FileStore {
     }
 
     /// Checks a stored file against its reference.
-    pub fn verify(&self, file: &FileRef) -> Result<(), String> {
+    pub fn verify(&self, file: &FileRef) -> Result<(), IntegrityError> {
         let path = self.path(file);
-        let (size, sha256) = digest_file(&path).map_err(|e| e.to_string())?;
+        let (size, sha256) = digest_file(&path).map_err(|e| IntegrityError::Unreadable(Box::new(e)))?;
         if size != file.size || sha256 != file.sha256 {
-            return Err(format!("checksum mismatch in {}", file.name));
+            return Err(IntegrityError::FileChecksum(file.name.clone()));
         }
         Ok(())
     }

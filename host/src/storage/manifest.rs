@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::files::{FileRef, StorageError};
+use super::files::{FileRef, IntegrityError, StorageError};
 use super::{CheckpointId, TaskId};
 
 // Version 2: watermarks and modules in every task state.
@@ -167,15 +167,15 @@ impl Manifest {
     }
 
     /// Decodes and checks a manifest.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, IntegrityError> {
         if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
-            return Err("the manifest is not a Weir checkpoint manifest (bad magic or truncated)".into());
+            return Err(IntegrityError::NotAManifest);
         }
         let (body, digest) = bytes.split_at(bytes.len() - 32);
         if Sha256::digest(body).as_slice() != digest {
-            return Err("checksum mismatch in the manifest".into());
+            return Err(IntegrityError::ManifestChecksum);
         }
-        postcard::from_bytes(&body[MAGIC.len()..]).map_err(|e| format!("the manifest cannot be decoded: {e}"))
+        postcard::from_bytes(&body[MAGIC.len()..]).map_err(IntegrityError::Undecodable)
     }
 }
 
@@ -216,7 +216,7 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[10] ^= 1;
         assert_eq!(
-            Manifest::decode(&flipped).unwrap_err(),
+            Manifest::decode(&flipped).unwrap_err().to_string(),
             "checksum mismatch in the manifest"
         );
         assert!(Manifest::decode(&bytes[..bytes.len() - 1]).is_err());

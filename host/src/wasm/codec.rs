@@ -9,6 +9,7 @@
 //! has the state's type decodes it. A type that refuses zeros (`char`,
 //! `NonZero*`, custom validation) reads as "no codec".
 
+use super::GuestCallError;
 use super::bindings::exports::weir::udf::state_codec::{self, StatePart};
 use super::engine::WasmRuntime;
 use super::host_state::HostState;
@@ -34,7 +35,7 @@ pub fn decode(
     state: &str,
     part: Part,
     items: &[Vec<u8>],
-) -> Result<Vec<Option<String>>, String> {
+) -> Result<Vec<Option<String>>, GuestCallError> {
     let Some((mut store, codec)) = instantiate(runtime, module)? else {
         return Ok(vec![None; items.len()]);
     };
@@ -46,13 +47,12 @@ pub fn decode(
     super::instance::arm_deadline(&mut store, super::instance::DESCRIBE_LIMITS.call_timeout_ms);
     let decoded = codec
         .call_decode(&mut store, state, part, items)
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(GuestCallError::Wasmtime)?;
     if decoded.len() != items.len() {
-        return Err(format!(
-            "state-codec.decode returned {} results for {} items",
-            decoded.len(),
-            items.len()
-        ));
+        return Err(GuestCallError::DecodeCount {
+            returned: decoded.len(),
+            expected: items.len(),
+        });
     }
     Ok(decoded)
 }
@@ -62,7 +62,7 @@ pub const PROBE_LEN: usize = 4096;
 
 /// Whether `module`'s codec decodes the values of each of `states` (all
 /// `false` if it exports no codec); see the module docs for how it is asked.
-pub fn decodes(runtime: &WasmRuntime, module: &UdfModule, states: &[&str]) -> Result<Vec<bool>, String> {
+pub fn decodes(runtime: &WasmRuntime, module: &UdfModule, states: &[&str]) -> Result<Vec<bool>, GuestCallError> {
     let Some((mut store, codec)) = instantiate(runtime, module)? else {
         return Ok(vec![false; states.len()]);
     };
@@ -72,7 +72,7 @@ pub fn decodes(runtime: &WasmRuntime, module: &UdfModule, states: &[&str]) -> Re
         super::instance::arm_deadline(&mut store, super::instance::DESCRIBE_LIMITS.call_timeout_ms);
         let decoded = codec
             .call_decode(&mut store, state, StatePart::Value, &zeros)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(GuestCallError::Wasmtime)?;
         known.push(matches!(decoded.first(), Some(Some(_))));
     }
     Ok(known)
@@ -82,7 +82,7 @@ pub fn decodes(runtime: &WasmRuntime, module: &UdfModule, states: &[&str]) -> Re
 fn instantiate(
     runtime: &WasmRuntime,
     module: &UdfModule,
-) -> Result<Option<(wasmtime::Store<HostState>, state_codec::Guest)>, String> {
+) -> Result<Option<(wasmtime::Store<HostState>, state_codec::Guest)>, GuestCallError> {
     let Ok(indices) = state_codec::GuestIndices::new(&module.pre) else {
         return Ok(None);
     };
@@ -92,7 +92,7 @@ fn instantiate(
         HostState::new("state-codec", limits),
         limits.call_timeout_ms,
     );
-    let instance = module.pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
-    let codec = indices.load(&mut store, &instance).map_err(|e| format!("{e:#}"))?;
+    let instance = module.pre.instantiate(&mut store).map_err(GuestCallError::Wasmtime)?;
+    let codec = indices.load(&mut store, &instance).map_err(GuestCallError::Wasmtime)?;
     Ok(Some((store, codec)))
 }

@@ -102,7 +102,7 @@ impl WasmRuntime {
     }
 
     /// Compiles `bytes` (whose SHA-256 is `digest`), through the disk cache.
-    pub(crate) fn compile(&self, bytes: &[u8], digest: &str) -> Result<wasmtime::component::Component, String> {
+    pub(crate) fn compile(&self, bytes: &[u8], digest: &str) -> wasmtime::Result<wasmtime::component::Component> {
         let cached = self
             .cache_dir
             .as_ref()
@@ -113,7 +113,7 @@ impl WasmRuntime {
                 Err(e) => tracing::warn!("ignoring unusable compiled module {}: {e:#}", path.display()),
             }
         }
-        let component = wasmtime::component::Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let component = wasmtime::component::Component::new(&self.engine, bytes)?;
         if let Some(path) = cached
             && let Err(e) = store_compiled(&component, &path)
         {

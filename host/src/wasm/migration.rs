@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::Limits;
 use super::bindings::exports::weir::udf::state_migration;
 use super::bindings::weir::udf::state_schema;
 use super::host_state::HostState;
 use super::instance::new_store;
 use super::module::UdfModule;
 use super::probe::ProbeSpec;
+use super::{GuestCallError, Limits};
 
 impl state_schema::Host for HostState {
     fn declare(&mut self, name: String, schema: String) -> wasmtime::Result<()> {
@@ -49,7 +49,7 @@ pub fn declared_schemas(
     params: &[(String, String)],
     max_parallelism: u32,
     limits: Limits,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, GuestCallError> {
     let spec = ProbeSpec {
         function,
         operator,
@@ -81,10 +81,10 @@ impl Migrator {
         module: &Arc<UdfModule>,
         operator: &str,
         limits: Limits,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, GuestCallError> {
         let mut store = new_store(engine, HostState::new(operator, limits), limits.call_timeout_ms);
         let pre = &module.pre;
-        let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+        let instance = pre.instantiate(&mut store).map_err(GuestCallError::Wasmtime)?;
         let exports = state_migration::GuestIndices::new(pre)
             .and_then(|i| i.load(&mut store, &instance))
             .ok();
@@ -92,12 +92,14 @@ impl Migrator {
     }
 
     /// The migrations the module offers.
-    pub fn migrations(&mut self) -> Result<Vec<MigrationInfo>, String> {
+    pub fn migrations(&mut self) -> Result<Vec<MigrationInfo>, GuestCallError> {
         let Some(exports) = &self.exports else {
             return Ok(Vec::new());
         };
         super::instance::arm_deadline(&mut self.store, self.limits.call_timeout_ms);
-        let infos = exports.call_migrations(&mut self.store).map_err(|e| format!("{e:#}"))?;
+        let infos = exports
+            .call_migrations(&mut self.store)
+            .map_err(GuestCallError::Wasmtime)?;
         Ok(infos
             .into_iter()
             .map(|i| MigrationInfo {
@@ -117,23 +119,24 @@ impl Migrator {
         state: &str,
         old_schema: &str,
         values: &[Vec<u8>],
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> Result<Vec<Vec<u8>>, GuestCallError> {
         let Some(exports) = &self.exports else {
-            return Err("the module exports no state migrations".into());
+            return Err(GuestCallError::NoMigrations);
         };
         super::instance::arm_deadline(&mut self.store, self.limits.call_timeout_ms);
         let migrated = exports
             .call_migrate(&mut self.store, function, old_version, state, old_schema, values)
-            .map_err(|e| {
-                let panic = self.store.data().panic.as_ref().map(|p| p.message.clone());
-                panic.unwrap_or_else(|| format!("{e:#}"))
-            })??;
+            .map_err(|e| match &self.store.data().panic {
+                Some(panic) => GuestCallError::Panic(panic.message.clone()),
+                None => GuestCallError::Wasmtime(e),
+            })?
+            .map_err(GuestCallError::Refused)?;
         if migrated.len() != values.len() {
-            return Err(format!(
-                "the migration of state `{state}` returned {} values for {}",
-                migrated.len(),
-                values.len()
-            ));
+            return Err(GuestCallError::MigrationCount {
+                state: state.to_string(),
+                returned: migrated.len(),
+                expected: values.len(),
+            });
         }
         Ok(migrated)
     }

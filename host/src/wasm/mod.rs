@@ -21,6 +21,7 @@
 
 pub mod bindings;
 mod broadcast;
+pub mod call_error;
 pub mod codec;
 pub mod engine;
 pub mod function;
@@ -33,6 +34,7 @@ mod operator_state;
 pub mod probe;
 mod trap;
 
+pub use call_error::GuestCallError;
 pub use engine::{EngineOptions, WasmRuntime};
 pub use function::FunctionRef;
 pub use instance::UdfError;

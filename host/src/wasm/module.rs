@@ -155,12 +155,12 @@ pub enum ModuleError {
         found: String,
     },
     /// The component failed to compile.
-    #[error("cannot compile module {path}: {reason}")]
+    #[error("cannot compile module {path}: {source:#}")]
     Compile {
         /// The module file.
         path: PathBuf,
-        /// The compiler's message.
-        reason: String,
+        /// The compiler's error (shown with its whole chain).
+        source: wasmtime::Error,
     },
     /// Built against another version of the WIT package.
     #[error(
@@ -252,9 +252,9 @@ impl UdfModule {
         let digest = hex(&Sha256::digest(&bytes));
         let component = runtime
             .compile(&bytes, &digest)
-            .map_err(|reason| ModuleError::Compile {
+            .map_err(|source| ModuleError::Compile {
                 path: path.to_path_buf(),
-                reason,
+                source,
             })?;
         let engine = runtime.engine();
         let ty = component.component_type();

@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 
-use super::Limits;
 use super::bindings::exports::weir::udf::library;
 use super::bindings::weir::udf::types as wit;
 use super::host_state::{HostState, KeyedScope};
 use super::instance::new_store;
 use super::module::UdfModule;
+use super::{GuestCallError, Limits};
 use crate::state::{StateDescriptor, StateId};
 
 /// A state a function opened, with the schema it declared.
@@ -55,15 +55,15 @@ pub struct ProbeSpec<'a> {
 /// Starts `spec.function` of `module` in a throwaway instance (an empty heap
 /// backend, no records) and returns the states it opens and the schemas it
 /// declares.
-pub fn probe(engine: &wasmtime::Engine, module: &Arc<UdfModule>, spec: ProbeSpec<'_>) -> Result<Probe, String> {
+pub fn probe(engine: &wasmtime::Engine, module: &Arc<UdfModule>, spec: ProbeSpec<'_>) -> Result<Probe, GuestCallError> {
     let mut state = HostState::new(spec.operator, spec.limits);
     state.keyed = Some(KeyedScope::new(Box::new(crate::state::heap::HeapBackend::new())));
     let mut store = new_store(engine, state, spec.limits.call_timeout_ms);
     let pre = &module.pre;
-    let instance = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+    let instance = pre.instantiate(&mut store).map_err(GuestCallError::Wasmtime)?;
     let library = library::GuestIndices::new(pre)
         .and_then(|i| i.load(&mut store, &instance))
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(GuestCallError::Wasmtime)?;
     let task = wit::TaskInfo {
         function: spec.function.to_string(),
         operator_uid: spec.operator.to_string(),
@@ -74,15 +74,15 @@ pub fn probe(engine: &wasmtime::Engine, module: &Arc<UdfModule>, spec: ProbeSpec
     };
     library
         .call_init(&mut store, &task)
-        .map_err(|e| format!("{e:#}"))?
+        .map_err(GuestCallError::Wasmtime)?
         .map_err(|reason| {
             // The SDK already says which function could not start.
             let prefix = format!("function `{}` could not start: ", spec.function);
-            if reason.starts_with(&prefix) {
+            GuestCallError::Refused(if reason.starts_with(&prefix) {
                 reason
             } else {
                 format!("{prefix}{reason}")
-            }
+            })
         })?;
     let data = store.data_mut();
     let declared = std::mem::take(&mut data.schemas);

@@ -28,6 +28,7 @@ use crate::exchange::TaskError;
 use crate::exchange::output::Output;
 use crate::operators::window_config::Trigger;
 use crate::record::batch::{EventTime, RecordBatch, span};
+use crate::state::restore::RestoreError;
 use crate::time::TimeDomain;
 use crate::time::window_set::WindowSet;
 use crate::time::windows::Window;
@@ -121,10 +122,10 @@ impl BufferedWindowOperator {
                 .map(Some)
                 .ok_or_else(|| TaskError::StateRestore {
                     operator: self.context.base.uid.clone(),
-                    reason: format!(
-                        "the trigger state of window [{}, {}) is corrupt",
-                        window.start, window.end
-                    ),
+                    source: RestoreError::CorruptTrigger {
+                        start: window.start,
+                        end: window.end,
+                    },
                 }),
         }
     }
@@ -159,9 +160,9 @@ impl BufferedWindowOperator {
 
     fn trigger_call<T>(&mut self, call: impl FnOnce(&mut TriggerUdf) -> Result<T, UdfError>) -> Result<T, TaskError> {
         let Some(trigger) = self.parts.trigger.as_mut() else {
-            return Err(TaskError::StateRestore {
+            return Err(TaskError::Internal {
                 operator: self.context.base.uid.clone(),
-                reason: "internal error: a triggered window without its trigger".into(),
+                what: "a triggered window without its trigger",
             });
         };
         Ok(call(trigger)?)

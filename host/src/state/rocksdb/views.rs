@@ -10,6 +10,7 @@ use rocksdb::SnapshotWithThreadMode;
 use rocksdb::checkpoint::Checkpoint;
 
 use crate::state::TimerService;
+use crate::state::restore::RestoreError;
 use crate::state::snapshot::{CanonicalFile, SnapshotWriter};
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateError, StateResult, StateView};
 use crate::storage::files::{FileRef, FileStore, StorageError};
@@ -193,35 +194,36 @@ pub(crate) fn restore_native_entries(
     handle: &KeyedStateHandle,
     range: KeyGroupRange,
     scratch: &Path,
-) -> Result<u64, String> {
+) -> Result<u64, RestoreError> {
     let folder = scratch.join(format!("weir-native-{}", unique_id(scratch)));
-    std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    std::fs::create_dir_all(&folder).map_err(|source| RestoreError::Scratch {
+        path: folder.clone(),
+        source,
+    })?;
     // Declared before the database, so deleted after it is closed.
     let _folder = OwnedDir(folder.clone());
-    materialise(files, &handle.native, &folder).map_err(|e| e.to_string())?;
-    let db = open_db(&folder, true).map_err(|e| format!("cannot open a RocksDB snapshot: {e}"))?;
+    materialise(files, &handle.native, &folder)?;
+    let db = open_db(&folder, true).map_err(RestoreError::OpenScratch)?;
     let mut restored = 0;
     let Ok(first) = u16::try_from(range.start) else {
         return Ok(0);
     };
-    for state in load_states(&db).map_err(|e| e.to_string())? {
-        let id = backend.register(&state.descriptor).map_err(|e| e.to_string())?;
-        let cf = column_family(&db, &state).map_err(|e| e.to_string())?;
+    for state in load_states(&db)? {
+        let id = backend.register(&state.descriptor)?;
+        let cf = column_family(&db, &state)?;
         let mut iter = db.raw_iterator_cf_opt(&cf, scan_options());
         iter.seek(first.to_be_bytes());
         while let Some((raw, value)) = iter.item() {
             let (key_group, key, user_key) =
-                decode_key(raw).ok_or_else(|| format!("a malformed key in the state `{}`", state.descriptor.name))?;
+                decode_key(raw).ok_or_else(|| RestoreError::MalformedKey(state.descriptor.name.clone()))?;
             if key_group >= range.end {
                 break;
             }
-            backend
-                .restore_entry(id, key, user_key, value)
-                .map_err(|e| e.to_string())?;
+            backend.restore_entry(id, key, user_key, value)?;
             restored += 1;
             iter.next();
         }
-        iter.status().map_err(|e| e.to_string())?;
+        iter.status()?;
     }
     Ok(restored)
 }

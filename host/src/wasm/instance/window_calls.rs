@@ -187,17 +187,38 @@ fn wit_trigger_windows(windows: TriggerWindows) -> window_trigger::TriggerWindow
     }
 }
 
+/// How a trigger's output breaks the call's contract (the module is at
+/// fault; the call fails like a trap).
+#[derive(Debug, thiserror::Error)]
+enum TriggerOutputError {
+    /// Not one result per input and one state per window.
+    #[error("the trigger returned {results} results and {states} states for {expected} inputs and {windows} windows")]
+    Counts {
+        results: usize,
+        states: usize,
+        expected: usize,
+        windows: usize,
+    },
+    /// State offsets out of order or past the end of the states.
+    #[error("the trigger returned malformed state offsets")]
+    Offsets,
+    /// A timer change of a window the call did not have.
+    #[error("the trigger changed a timer of window {window} of {windows}")]
+    TimerWindow { window: u32, windows: usize },
+}
+
 fn decisions(
     output: window_trigger::TriggerOutput,
     expected: usize,
     windows: usize,
-) -> Result<TriggerDecisions, String> {
+) -> Result<TriggerDecisions, TriggerOutputError> {
     if output.results.len() != expected || output.state_ends.len() != windows {
-        return Err(format!(
-            "the trigger returned {} results and {} states for {expected} inputs and {windows} windows",
-            output.results.len(),
-            output.state_ends.len()
-        ));
+        return Err(TriggerOutputError::Counts {
+            results: output.results.len(),
+            states: output.state_ends.len(),
+            expected,
+            windows,
+        });
     }
     if output
         .state_ends
@@ -205,15 +226,15 @@ fn decisions(
         .is_some_and(|&end| end as usize > output.states.len())
         || output.state_ends.windows(2).any(|w| w[0] > w[1])
     {
-        return Err("the trigger returned malformed state offsets".into());
+        return Err(TriggerOutputError::Offsets);
     }
     let mut timers = Vec::with_capacity(output.timers.len());
     for change in output.timers {
         if change.window as usize >= windows {
-            return Err(format!(
-                "the trigger changed a timer of window {} of {windows}",
-                change.window
-            ));
+            return Err(TriggerOutputError::TimerWindow {
+                window: change.window,
+                windows,
+            });
         }
         timers.push(TimerChange {
             window: change.window,
@@ -262,7 +283,7 @@ impl TriggerUdf {
             .call_on_elements(&mut self.core.store, context, &windows, slots, &batch);
         restore_batch(elements, batch);
         let output = self.core.checked(result, elements.len())?;
-        decisions(output, elements.len(), count).map_err(|cause| self.core.protocol_error(cause))
+        decisions(output, elements.len(), count).map_err(|cause| self.core.protocol_error(cause.to_string()))
     }
 
     /// Fires trigger timers of `domain`: timer `i` at `timestamps[i]` for
@@ -286,7 +307,7 @@ impl TriggerUdf {
             .guest
             .call_on_timers(&mut self.core.store, context, domain, &windows, timestamps);
         let output = self.core.checked(result, 0)?;
-        decisions(output, timestamps.len(), count).map_err(|cause| self.core.protocol_error(cause))
+        decisions(output, timestamps.len(), count).map_err(|cause| self.core.protocol_error(cause.to_string()))
     }
 
     /// Tells a trigger that windows merged: window `i` of `windows`
@@ -312,6 +333,6 @@ impl TriggerUdf {
             merged_ends,
         );
         let output = self.core.checked(result, 0)?;
-        decisions(output, 0, count).map_err(|cause| self.core.protocol_error(cause))
+        decisions(output, 0, count).map_err(|cause| self.core.protocol_error(cause.to_string()))
     }
 }
