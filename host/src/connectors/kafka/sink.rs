@@ -18,8 +18,12 @@ use super::{ClientScope, Logged, kafka_error};
 use crate::connectors::{ConnectorError, TransactionalSink};
 use crate::record::batch::RecordBatch;
 
-/// How long a flush, a metadata request or a transaction call may take.
+/// How long a flush or a transaction call may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the metadata request at start may take (an unreachable
+/// broker fails the sink after this long).
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Transactional producers a subtask keeps: one with the open transaction,
 /// the others holding pre-committed transactions until their checkpoints
@@ -206,7 +210,7 @@ fn begin(member: &Member) -> Result<(), ConnectorError> {
 fn check_topic(producer: &KafkaProducer, topic: &str, servers: &str) -> Result<(), ConnectorError> {
     let metadata = producer
         .client()
-        .fetch_metadata(Some(topic), TIMEOUT)
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|e| kafka_error(format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"), e))?;
     let error = match metadata.topics().iter().find(|t| t.name() == topic) {
         Some(found) => found.error().map(RDKafkaErrorCode::from),
