@@ -118,7 +118,9 @@ impl Broker {
             .create()
             .expect("a producer");
         for (partition, value) in messages {
-            let mut record = BaseRecord::<(), str>::to(topic).partition(*partition).payload(value.as_str());
+            let mut record = BaseRecord::<(), str>::to(topic)
+                .partition(*partition)
+                .payload(value.as_str());
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -354,7 +356,10 @@ fn kafka_source_offsets_are_exact_through_kills() {
     broker.produce(&input, &messages(&text, 3, 9));
     let work = Workdir::new();
     let sink = "type = \"files\"\npath = \"out\"\n";
-    work.write("job.toml", wordcount_job("kill-src", &broker.servers, &input, CHECKPOINTS, sink));
+    work.write(
+        "job.toml",
+        wordcount_job("kill-src", &broker.servers, &input, CHECKPOINTS, sink),
+    );
     let stderr = kill_and_resume(&work, 4, 17, || {
         std::fs::remove_dir_all(work.path("out")).ok();
     });
@@ -389,7 +394,10 @@ fn kafka_to_kafka_loses_nothing_through_kills() {
         let output = topic(&format!("kill-out-{attempt}"));
         broker.create_topic(&output, 1);
         let sink = kafka_sink(&broker.servers, &output);
-        work.write("job.toml", wordcount_job("kill-kafka", &broker.servers, &input, CHECKPOINTS, &sink));
+        work.write(
+            "job.toml",
+            wordcount_job("kill-kafka", &broker.servers, &input, CHECKPOINTS, &sink),
+        );
         output
     };
     write_job(0);
@@ -398,7 +406,11 @@ fn kafka_to_kafka_loses_nothing_through_kills() {
         attempt.set(attempt.get() + 1);
         write_job(attempt.get());
     });
-    let committed = sorted_lines(&broker.read_committed(&topic(&format!("kill-out-{}", attempt.get()))).join("\n"));
+    let committed = sorted_lines(
+        &broker
+            .read_committed(&topic(&format!("kill-out-{}", attempt.get())))
+            .join("\n"),
+    );
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for line in &committed {
         *seen.entry(line.as_str()).or_default() += 1;
@@ -412,7 +424,11 @@ fn kafka_to_kafka_loses_nothing_through_kills() {
         .filter(|(line, n)| seen.get(*line).copied().unwrap_or(0) < **n)
         .map(|(line, _)| line)
         .collect();
-    assert!(lost.is_empty(), "records lost through kills: {:?}...\n{stderr}", &lost[..lost.len().min(10)]);
+    assert!(
+        lost.is_empty(),
+        "records lost through kills: {:?}...\n{stderr}",
+        &lost[..lost.len().min(10)]
+    );
     let invented: Vec<&&str> = seen.keys().filter(|line| !wanted.contains_key(*line)).collect();
     assert!(invented.is_empty(), "records not in the oracle: {invented:?}");
 }
@@ -444,7 +460,11 @@ type = "stdout"
         )
     };
     let work = Workdir::new();
-    let refused = work.weir("run", &job("127.0.0.1:9", "t", "properties = { \"group.id\" = \"g\" }"), &[]);
+    let refused = work.weir(
+        "run",
+        &job("127.0.0.1:9", "t", "properties = { \"group.id\" = \"g\" }"),
+        &[],
+    );
     assert!(!refused.success);
     assert!(
         refused
@@ -453,10 +473,16 @@ type = "stdout"
         "{}",
         refused.stderr
     );
-    let unknown_property = work.weir("run", &job("127.0.0.1:9", "t", "properties = { \"no.such.setting\" = 1 }"), &[]);
+    let unknown_property = work.weir(
+        "run",
+        &job("127.0.0.1:9", "t", "properties = { \"no.such.setting\" = 1 }"),
+        &[],
+    );
     assert!(!unknown_property.success);
     assert!(
-        unknown_property.stderr.contains("source `orders`: cannot create the Kafka consumer")
+        unknown_property
+            .stderr
+            .contains("source `orders`: cannot create the Kafka consumer")
             && unknown_property.stderr.contains("no.such.setting"),
         "{}",
         unknown_property.stderr

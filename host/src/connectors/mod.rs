@@ -46,8 +46,9 @@ pub enum ConnectorError {
         /// What was being done (`cannot reach Kafka at ...`, `topic ... does
         /// not exist on ...`...).
         what: String,
-        /// librdkafka's error.
-        source: rdkafka::error::KafkaError,
+        /// librdkafka's error (boxed: it is large, and errors travel in
+        /// every `Result` of the runtime).
+        source: Box<rdkafka::error::KafkaError>,
     },
     /// Checkpointed connector state cannot be used.
     #[error("{what}: {reason}")]

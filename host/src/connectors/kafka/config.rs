@@ -118,8 +118,14 @@ pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
     ("group.id", "use `group_id`"),
     ("isolation.level", "use `isolation`"),
     ("enable.auto.commit", "offsets are committed when checkpoints complete"),
-    ("enable.auto.offset.store", "offsets are committed when checkpoints complete"),
-    ("transactional.id", "Weir derives it from the job, the sink uid and the subtask"),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed when checkpoints complete",
+    ),
+    (
+        "transactional.id",
+        "Weir derives it from the job, the sink uid and the subtask",
+    ),
     ("enable.idempotence", "Weir sets it from `delivery`"),
 ];
 

@@ -82,10 +82,10 @@ pub mod source;
 pub mod split;
 
 use rdkafka::ClientContext;
+use rdkafka::TopicPartitionList;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::TopicPartitionList;
 
 pub use config::{Delivery, Format, Isolation, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
 pub use sink::KafkaSink;
@@ -156,6 +156,6 @@ impl ConsumerContext for Logged {
 fn kafka_error(what: impl Into<String>, source: KafkaError) -> ConnectorError {
     ConnectorError::Kafka {
         what: what.into(),
-        source,
+        source: Box::new(source),
     }
 }

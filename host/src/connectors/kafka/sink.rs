@@ -168,9 +168,9 @@ impl KafkaSink {
                 for index in 0..POOL_SIZE {
                     let id = format!("{base}-{index}");
                     let producer = create(Some(&id))?;
-                    producer
-                        .init_transactions(TIMEOUT)
-                        .map_err(|e| kafka_error(format!("cannot initialise transactions of `{id}` on {servers}"), e))?;
+                    producer.init_transactions(TIMEOUT).map_err(|e| {
+                        kafka_error(format!("cannot initialise transactions of `{id}` on {servers}"), e)
+                    })?;
                     pool.push(Member {
                         id,
                         producer,
@@ -211,7 +211,12 @@ fn check_topic(producer: &KafkaProducer, topic: &str, servers: &str) -> Result<(
     let metadata = producer
         .client()
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| kafka_error(format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"), e))?;
+        .map_err(|e| {
+            kafka_error(
+                format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"),
+                e,
+            )
+        })?;
     let error = match metadata.topics().iter().find(|t| t.name() == topic) {
         Some(found) => found.error().map(RDKafkaErrorCode::from),
         None => Some(RDKafkaErrorCode::UnknownTopicOrPartition),
@@ -229,7 +234,10 @@ fn check_topic(producer: &KafkaProducer, topic: &str, servers: &str) -> Result<(
 fn check_deliveries(producer: &KafkaProducer, topic: &str) -> Result<(), ConnectorError> {
     let failed = producer.context().failed.lock().ok().and_then(|mut f| f.take());
     match failed {
-        Some(error) => Err(kafka_error(format!("a record could not be delivered to topic `{topic}`"), error)),
+        Some(error) => Err(kafka_error(
+            format!("a record could not be delivered to topic `{topic}`"),
+            error,
+        )),
         None => Ok(()),
     }
 }
@@ -261,7 +269,10 @@ impl TransactionalSink for KafkaSink {
                         check_deliveries(producer, &self.topic)?;
                     }
                     Err((error, _)) => {
-                        return Err(kafka_error(format!("cannot send a record to topic `{}`", self.topic), error));
+                        return Err(kafka_error(
+                            format!("cannot send a record to topic `{}`", self.topic),
+                            error,
+                        ));
                     }
                 }
             }
@@ -284,7 +295,9 @@ impl TransactionalSink for KafkaSink {
                     producer_id: None,
                     producer_epoch: None,
                 };
-                let Some(next) = (0..pool.len()).map(|i| (*open + 1 + i) % pool.len()).find(|i| !pool[*i].pre_committed)
+                let Some(next) = (0..pool.len())
+                    .map(|i| (*open + 1 + i) % pool.len())
+                    .find(|i| !pool[*i].pre_committed)
                 else {
                     return Err(ConnectorError::Checkpoint {
                         what: format!("cannot open a Kafka transaction for topic `{}`", self.topic),

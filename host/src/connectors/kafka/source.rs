@@ -67,7 +67,10 @@ impl KafkaSource {
         client
             .set("bootstrap.servers", servers)
             .set("group.id", &group)
-            .set("client.id", format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask))
+            .set(
+                "client.id",
+                format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", config.isolation.property())
@@ -147,7 +150,6 @@ impl KafkaSource {
         self.bounded && self.partitions.iter().all(is_done)
     }
 
-
     /// After an end-of-partition event: moves bounded partitions whose
     /// consumer position passed their end (past transaction markers, which
     /// are never delivered as messages) to done.
@@ -168,7 +170,6 @@ impl KafkaSource {
         }
         Ok(())
     }
-
 }
 
 /// The index of `partition` of `topic` in `partitions`, looked for at
@@ -184,19 +185,19 @@ fn find(partitions: &[PartitionSplit], last: &mut usize, topic: &str, partition:
 
 /// Appends the records of one message's value to `batch`.
 fn push(format: Format, batch: &mut RecordBatch, value: &[u8], timestamp: i64) {
-        match format {
-            Format::Raw => batch.push(value, timestamp),
-            Format::Json => batch.push(value.trim_ascii(), timestamp),
-            Format::Lines => {
-                let value = value.strip_suffix(b"\n").unwrap_or(value);
-                if value.is_empty() {
-                    return;
-                }
-                for line in value.split(|b| *b == b'\n') {
-                    batch.push(line, timestamp);
-                }
+    match format {
+        Format::Raw => batch.push(value, timestamp),
+        Format::Json => batch.push(value.trim_ascii(), timestamp),
+        Format::Lines => {
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            if value.is_empty() {
+                return;
+            }
+            for line in value.split(|b| *b == b'\n') {
+                batch.push(line, timestamp);
             }
         }
+    }
 }
 
 /// Whether a bounded partition is read to its end.
@@ -206,9 +207,12 @@ fn is_done(split: &PartitionSplit) -> bool {
 
 /// The number of partitions of `topic`, which must exist.
 fn partition_count(consumer: &BaseConsumer<Logged>, topic: &str, servers: &str) -> Result<i32, ConnectorError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|e| kafka_error(format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"), e))?;
+    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| {
+        kafka_error(
+            format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"),
+            e,
+        )
+    })?;
     let missing = |code| kafka_error(format!("topic `{topic}` does not exist on {servers}"), code);
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(missing(KafkaError::MetadataFetch(

@@ -157,11 +157,10 @@ impl Builder<'_> {
             }
             Some(topic) => self.text(topic).unwrap_or_default(),
             None => {
-                self.errors.push(self.locator.error(
-                    spanned.span(),
-                    field("topic"),
-                    "a kafka sink needs `topic`",
-                ));
+                self.errors.push(
+                    self.locator
+                        .error(spanned.span(), field("topic"), "a kafka sink needs `topic`"),
+                );
                 String::new()
             }
         };
