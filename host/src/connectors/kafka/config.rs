@@ -82,9 +82,13 @@ pub struct KafkaSourceConfig {
     pub group_id: Option<String>,
     /// Where partitions without a checkpointed offset start.
     pub start: StartFrom,
-    /// Whether the source ends at the end offsets its partitions had when
-    /// the job first started (kept in checkpoints), like Flink's
-    /// `setBounded(OffsetsInitializer.latest())`.
+    /// Whether the source ends once it has read each partition to its end:
+    /// a partition's end is where the reader first catches up with it (the
+    /// fetch's high watermark, or the last stable offset under
+    /// read-committed), kept in checkpoints from then on. (Flink's
+    /// `setBounded(OffsetsInitializer.latest())` asks for the end offsets at
+    /// start instead; nisshi 0.6.0, the test broker, answers that request
+    /// wrongly, with the last record batch's base offset plus one.)
     pub bounded: bool,
     /// How messages become records.
     pub format: Format,

@@ -93,19 +93,16 @@ impl KafkaSource {
                     continue;
                 }
                 let split = match restored_splits.remove(&(topic.clone(), partition)) {
-                    Some(mut split) => {
-                        if config.bounded && split.end.is_none() {
-                            split.end = Some(watermarks(&consumer, topic, partition)?.1);
-                        }
-                        split
-                    }
+                    Some(split) => split,
                     None => {
                         let (low, high) = watermarks(&consumer, topic, partition)?;
                         PartitionSplit {
                             topic: topic.clone(),
                             partition,
                             next: start_offset(&consumer, config.start, topic, partition, (low, high))?,
-                            end: config.bounded.then_some(high),
+                            // A bounded partition's end is where the reader
+                            // first reaches the end of the partition.
+                            end: None,
                         }
                     }
                 };
@@ -129,7 +126,7 @@ impl KafkaSource {
             partitions.len(),
             partitions
                 .iter()
-                .map(|s| format!("{}/{}@{}", s.topic, s.partition, s.next))
+                .map(|s| format!("{}/{}@{}..{:?}", s.topic, s.partition, s.next, s.end))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -150,22 +147,28 @@ impl KafkaSource {
         self.bounded && self.partitions.iter().all(is_done)
     }
 
-    /// After an end-of-partition event: moves bounded partitions whose
-    /// consumer position passed their end (past transaction markers, which
-    /// are never delivered as messages) to done.
-    fn sync_positions(&mut self) -> Result<(), ConnectorError> {
-        let positions = self
-            .consumer
-            .position()
-            .map_err(|e| kafka_error("cannot read the consumer's positions", e))?;
-        for split in &mut self.partitions {
-            let Some(end) = split.end else { continue };
-            if let Some(Offset::Offset(position)) = positions
-                .find_partition(&split.topic, split.partition)
-                .map(|e| e.offset())
-                && position >= end
-            {
-                split.next = split.next.max(end);
+    /// After an end-of-partition event for `partition`: a bounded split of
+    /// that partition whose end is not known yet ends where it is. With
+    /// several topics, the event does not say which topic reached its end
+    /// (rdkafka drops it): then each candidate asks the broker for its end
+    /// offset instead.
+    fn reached_end(&mut self, partition: i32) -> Result<(), ConnectorError> {
+        if !self.bounded {
+            return Ok(());
+        }
+        let candidates: Vec<usize> = (0..self.partitions.len())
+            .filter(|i| self.partitions[*i].partition == partition && self.partitions[*i].end.is_none())
+            .collect();
+        if let [only] = candidates[..] {
+            let split = &mut self.partitions[only];
+            split.end = Some(split.next);
+            return Ok(());
+        }
+        for index in candidates {
+            let split = &self.partitions[index];
+            let (_, high) = watermarks(&self.consumer, &split.topic, split.partition)?;
+            if split.next >= high {
+                self.partitions[index].end = Some(self.partitions[index].next);
             }
         }
         Ok(())
@@ -292,8 +295,8 @@ impl Source for KafkaSource {
             };
             let message = match polled {
                 Ok(message) => message,
-                Err(KafkaError::PartitionEOF(_)) => {
-                    self.sync_positions()?;
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.reached_end(partition)?;
                     if self.finished() {
                         break;
                     }
@@ -307,10 +310,6 @@ impl Source for KafkaSource {
             };
             let split = &mut self.partitions[index];
             if offset < split.next || is_done(split) {
-                continue;
-            }
-            if split.end.is_some_and(|end| offset >= end) {
-                split.next = split.end.unwrap_or(offset);
                 continue;
             }
             split.next = offset + 1;

@@ -34,7 +34,8 @@ pub struct PartitionSplit {
     pub partition: i32,
     /// The offset of the next record to read.
     pub next: i64,
-    /// A bounded source's end offset (exclusive): it stops there.
+    /// A bounded source's end offset (exclusive), once known: it stops
+    /// there.
     pub end: Option<i64>,
 }
 
