@@ -300,9 +300,22 @@ fn kafka_to_kafka_exactly_once_matches_the_oracle() {
     }
 }
 
+/// Whether `root` (a checkpoint folder) holds a completed checkpoint.
+fn has_checkpoint(root: &std::path::Path) -> bool {
+    let Ok(jobs) = std::fs::read_dir(root) else { return false };
+    jobs.flatten().any(|job| {
+        std::fs::read_dir(job.path()).is_ok_and(|checkpoints| {
+            checkpoints
+                .flatten()
+                .any(|c| c.file_name().to_string_lossy().starts_with("chk-") && c.path().join("_manifest").exists())
+        })
+    })
+}
+
 /// Runs `job.toml` in `work` with `--restore latest`, killing it with
 /// SIGKILL at random moments `kills` times (starting over with `reset`
-/// when a run ends before its kill), then runs it to the end.
+/// when a run ends before its kill), then runs it to the end, which must
+/// restore a checkpoint; returns that run's log.
 fn kill_and_resume(work: &Workdir, kills: u32, seed: u64, mut reset: impl FnMut()) -> String {
     let mut rng = Lcg::new(seed);
     let (mut killed, mut runs) = (0, 0);
@@ -316,7 +329,16 @@ fn kill_and_resume(work: &Workdir, kills: u32, seed: u64, mut reset: impl FnMut(
             .stderr(Stdio::null())
             .spawn()
             .expect("weir starts");
-        std::thread::sleep(Duration::from_millis(300 + rng.below(900)));
+        // Kill only once a checkpoint is complete, so that every restore
+        // starts from one: wait for a manifest, then a random moment.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !has_checkpoint(&work.path("checkpoints")) && Instant::now() < deadline {
+            if child.try_wait().expect("poll weir").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
         match child.try_wait().expect("poll weir") {
             Some(status) => {
                 assert!(status.success(), "weir failed on its own");
@@ -332,11 +354,16 @@ fn kill_and_resume(work: &Workdir, kills: u32, seed: u64, mut reset: impl FnMut(
     }
     let output = weir()
         .current_dir(work.dir.path())
+        .env("WEIR_LOG", "info")
         .args(["run", "--quiet", "job.toml", "--restore", "latest"])
         .output()
         .expect("weir runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "the last run failed:\n{stderr}");
+    assert!(
+        stderr.contains("from checkpoint"),
+        "the last run did not restore a checkpoint:\n{stderr}"
+    );
     stderr
 }
 

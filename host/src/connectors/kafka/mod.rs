@@ -136,7 +136,14 @@ impl ClientContext for Logged {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // librdkafka retries on its own (a broker down, a connection
-        // refused); what cannot be retried surfaces where it matters.
+        // refused); what cannot be retried surfaces where it matters. The
+        // end of a partition is news, not an error.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!(uid = self.uid, "librdkafka: {reason}");
+            return;
+        }
         tracing::warn!(uid = self.uid, "librdkafka: {error}: {reason}");
     }
 }
