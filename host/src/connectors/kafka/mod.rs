@@ -75,6 +75,17 @@
 //! broker has. A failed delivery fails the task (the job restarts from its
 //! checkpoint): nothing is dropped silently.
 
+//! ## Testing against nisshi 0.6.0
+//!
+//! The end-to-end tests (`tests/e2e/kafka.rs`) run against nisshi 0.6.0,
+//! the Kafka-compatible broker that builds here. Found while writing them:
+//! transactions work through librdkafka (`init_transactions`, commit,
+//! fencing) and read-committed fetches stop at open transactions, but
+//! aborted records are visible to read-committed consumers, and ListOffsets
+//! `latest` answers the last record batch's base offset plus one (not the
+//! end of the partition), so the bounded source takes its ends from the
+//! fetches (end-of-partition events) instead.
+
 pub mod assign;
 pub mod config;
 pub mod sink;
