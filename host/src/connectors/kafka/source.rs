@@ -250,13 +250,10 @@ fn start_offset(
     partition: i32,
     (low, high): (i64, i64),
 ) -> Result<i64, ConnectorError> {
-    let lookup = |list: TopicPartitionList, what: &str| -> Result<Option<i64>, ConnectorError> {
-        let found = match what {
-            "committed" => consumer.committed_offsets(list, REQUEST_TIMEOUT),
-            _ => consumer.offsets_for_times(list, REQUEST_TIMEOUT),
-        }
-        .map_err(|e| kafka_error(format!("cannot look up the {what} offset of {topic}/{partition}"), e))?;
-        Ok(match found.find_partition(topic, partition).map(|e| e.offset()) {
+    let found = |list: rdkafka::error::KafkaResult<TopicPartitionList>, what: &str| {
+        let list =
+            list.map_err(|e| kafka_error(format!("cannot look up the {what} offset of {topic}/{partition}"), e))?;
+        Ok::<_, ConnectorError>(match list.find_partition(topic, partition).map(|e| e.offset()) {
             Some(Offset::Offset(offset)) => Some(offset),
             _ => None,
         })
@@ -267,12 +264,15 @@ fn start_offset(
         StartFrom::Latest => high,
         StartFrom::Committed => {
             list.add_partition(topic, partition);
-            lookup(list, "committed")?.unwrap_or(low).clamp(low, high)
+            // A committed offset below the log's start (deleted by
+            // retention) starts at the log's start.
+            found(consumer.committed_offsets(list, REQUEST_TIMEOUT), "committed")?.map_or(low, |offset| offset.max(low))
         }
         StartFrom::Timestamp(ms) => {
             list.add_partition_offset(topic, partition, Offset::Offset(ms))
                 .map_err(|e| kafka_error(format!("cannot look up offsets by time in {topic}/{partition}"), e))?;
-            lookup(list, "timestamp")?.unwrap_or(high)
+            // No record at or after the time: the end.
+            found(consumer.offsets_for_times(list, REQUEST_TIMEOUT), "timestamp")?.unwrap_or(high)
         }
     })
 }
@@ -378,6 +378,24 @@ impl Source for KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_turn_a_message_into_records() {
+        let records = |format, value: &[u8]| {
+            let mut batch = RecordBatch::default();
+            push(format, &mut batch, value, 7);
+            assert!(batch.iter().all(|r| r.timestamp == 7));
+            batch
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.payload).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(records(Format::Raw, b" a\nb\n"), [" a\nb\n"]);
+        assert_eq!(records(Format::Lines, b"a\n\nb\n"), ["a", "", "b"]);
+        assert_eq!(records(Format::Lines, b"one"), ["one"]);
+        assert!(records(Format::Lines, b"").is_empty());
+        assert_eq!(records(Format::Json, b" {\"a\": 1}\n"), ["{\"a\": 1}"]);
+    }
 
     #[test]
     fn bounded_partitions_are_done_at_their_end() {
