@@ -137,10 +137,16 @@ impl Broker {
     /// Every record of `topic` a read-committed consumer reads, partition
     /// after partition in offset order.
     fn read_committed(&self, topic: &str) -> Vec<String> {
+        self.read(topic, "read_committed")
+    }
+
+    /// Every record of `topic` a consumer with `isolation` reads to the end
+    /// of each partition, partition after partition in offset order.
+    fn read(&self, topic: &str, isolation: &str) -> Vec<String> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.servers)
             .set("group.id", format!("reader-{topic}"))
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .create()
@@ -322,6 +328,67 @@ fn has_checkpoint(root: &std::path::Path) -> bool {
                 .any(|c| c.file_name().to_string_lossy().starts_with("chk-") && c.path().join("_manifest").exists())
         })
     })
+}
+
+/// Proves that nothing uncommitted is read: a job whose checkpoint never
+/// comes (its interval is an hour) writes the word counts into an open
+/// transaction; once a read-uncommitted consumer sees every one of them in
+/// the log, a read-committed consumer still reads none. (nisshi bounds
+/// read-committed fetches by the last stable offset, so this can fail: a
+/// sink writing outside a transaction would be read.)
+#[test]
+fn kafka_sink_output_is_invisible_until_its_checkpoint_completes() {
+    let Some(broker) = Broker::get() else { return };
+    let text = oracle::text(300, 31);
+    let expected = oracle::word_count_lines(&oracle::word_counts(&text));
+    let input = topic("open-in");
+    let output = topic("open-out");
+    broker.create_topic(&input, 3);
+    broker.create_topic(&output, 1);
+    broker.produce(&input, &messages(&text, 3, 32));
+    let work = Workdir::new();
+    let job = wordcount_job(
+        "open-txn",
+        &broker.servers,
+        &input,
+        "[checkpoint]\ndir = \"checkpoints\"\ninterval_ms = 3600000\n",
+        &kafka_sink(&broker.servers, &output),
+    )
+    .replace("bounded = true", "bounded = false");
+    work.write("job.toml", job);
+    let mut child = weir()
+        .current_dir(work.dir.path())
+        .args(["run", "--quiet", "job.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut written = Vec::new();
+    while written.len() < expected.len() {
+        assert!(
+            child.try_wait().expect("poll weir").is_none(),
+            "weir ended before writing its output"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the open transaction holds {} of {} records after a minute",
+            written.len(),
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        written = broker.read(&output, "read_uncommitted");
+    }
+    let committed = broker.read_committed(&output);
+    child.kill().expect("SIGKILL weir");
+    child.wait().expect("reap weir");
+    written.sort();
+    assert_eq!(written, expected, "the open transaction holds the word counts");
+    assert_eq!(
+        committed,
+        Vec::<String>::new(),
+        "read-committed reads an open transaction"
+    );
 }
 
 /// Runs `job.toml` in `work` with `--restore latest`, killing it with
