@@ -395,7 +395,15 @@ fn kafka_sink_output_is_invisible_until_its_checkpoint_completes() {
 /// SIGKILL at random moments `kills` times (starting over with `reset`
 /// when a run ends before its kill), then runs it to the end, which must
 /// restore a checkpoint; returns that run's log.
-fn kill_and_resume(work: &Workdir, kills: u32, seed: u64, mut reset: impl FnMut()) -> String {
+fn kill_and_resume(work: &Workdir, kills: u32, seed: u64, reset: impl FnMut()) -> String {
+    kill_times(work, kills, seed, reset);
+    run_restored(work)
+}
+
+/// Runs `job.toml` in `work` with `--restore latest`, killing it with
+/// SIGKILL `kills` times, each at a random moment after a checkpoint is
+/// complete (starting over with `reset` when a run ends before its kill).
+fn kill_times(work: &Workdir, kills: u32, seed: u64, mut reset: impl FnMut()) {
     let mut rng = Lcg::new(seed);
     let (mut killed, mut runs) = (0, 0);
     while killed < kills {
@@ -431,6 +439,11 @@ fn kill_and_resume(work: &Workdir, kills: u32, seed: u64, mut reset: impl FnMut(
             }
         }
     }
+}
+
+/// Runs `job.toml` in `work` to the end from its latest checkpoint, which
+/// must exist; returns the run's log.
+fn run_restored(work: &Workdir) -> String {
     let output = weir()
         .current_dir(work.dir.path())
         .env("WEIR_LOG", "info")
@@ -473,6 +486,40 @@ fn kafka_source_offsets_are_exact_through_kills() {
     committed.sort();
     assert_eq!(committed.len(), expected.len(), "lost or doubled counts:\n{stderr}");
     assert_eq!(committed, expected, "output after kills differs from the oracle");
+}
+
+/// Proves the source's splits are redistributed exactly on rescale: a job
+/// reading three partitions with two subtasks is killed twice after a
+/// checkpoint, then restored with three source subtasks (each partition
+/// goes to the subtask Flink's rule names, with its checkpointed offset);
+/// the output through the exactly-once `files` sink equals the oracle.
+#[test]
+fn kafka_source_rescales_from_two_to_three_subtasks_exactly() {
+    let Some(broker) = Broker::get() else { return };
+    let text = oracle::text(40_000, 41);
+    let expected = oracle::word_count_lines(&oracle::word_counts(&text));
+    let input = topic("rescale-in");
+    broker.create_topic(&input, 3);
+    broker.produce(&input, &messages(&text, 3, 42));
+    let work = Workdir::new();
+    let sink = "type = \"files\"\npath = \"out\"\n";
+    let job = wordcount_job("rescale", &broker.servers, &input, CHECKPOINTS, sink);
+    work.write("job.toml", &job);
+    kill_times(&work, 2, 43, || {
+        std::fs::remove_dir_all(work.path("out")).ok();
+    });
+    let source_at_three = job.replacen("parallelism = 2", "parallelism = 3", 1);
+    assert_ne!(source_at_three, job);
+    work.write("job.toml", source_at_three);
+    let stderr = run_restored(&work);
+    assert!(
+        stderr.contains("reading 1 Kafka partition(s)"),
+        "three subtasks read one partition each:\n{stderr}"
+    );
+    let mut committed = committed_in_order(&work.path("out"));
+    committed.sort();
+    assert_eq!(committed.len(), expected.len(), "lost or doubled counts:\n{stderr}");
+    assert_eq!(committed, expected, "output after the rescale differs from the oracle");
 }
 
 /// Kafka to Kafka through four SIGKILLs and restores. What nisshi 0.6.0 can
