@@ -52,6 +52,12 @@
 //! and the next producer of the pool begins a transaction; when the
 //! checkpoint completes, the pre-committed transaction is committed.
 //!
+//! A transaction stays open from one barrier until the next checkpoint
+//! completes, so librdkafka's `transaction.timeout.ms` (60 s by default,
+//! settable in `properties`; the broker caps it) must exceed the checkpoint
+//! interval plus the time a checkpoint takes; without checkpoints the whole
+//! run is one transaction, committed at the end of the input.
+//!
 //! **The open gap**: a crash after a checkpoint completes and before its
 //! transaction is committed loses that transaction. After the restore the
 //! checkpoint names it, but librdkafka cannot resume another producer's
