@@ -6,7 +6,13 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 weir_setup
 weir_build_udfs
-source scripts/postgres.sh; trap weir_postgres_stop EXIT; weir_postgres_start
+source scripts/postgres.sh
+source scripts/kafka-broker.sh
+trap 'weir_postgres_stop; weir_kafka_stop' EXIT
+weir_postgres_start
+# The Kafka tests need the broker: install it (once) so that CI runs them.
+weir_kafka_install
+weir_kafka_start
 cargo test --release --workspace --exclude wordcount --exclude traffic --exclude testkit --exclude not-a-udf --exclude counter-v1 --exclude counter-v1b --exclude counter-v2 --exclude counter-v2b
 # The UDFs' own unit tests (pure Rust, run on the host).
 cargo test --release -p traffic --lib

@@ -14,6 +14,7 @@ mod exactly_once;
 mod harness;
 mod hot_swap;
 mod joins;
+mod kafka;
 mod operator_state;
 mod oracle;
 mod partitioning;

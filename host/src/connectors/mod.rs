@@ -1,5 +1,6 @@
 //! Connectors: where records come from ([`Source`]) and where they go
-//! ([`Sink`]).
+//! ([`Sink`]): files, the traffic generator, stdout, PostgreSQL and Kafka
+//! ([`kafka`]).
 //!
 //! A source fills batches; a sink writes them. Both run on their own subtask
 //! threads, so blocking I/O here never stalls another operator.
@@ -8,10 +9,12 @@ pub mod file_sink;
 pub mod file_source;
 pub mod files_sink;
 pub mod generator;
+pub mod kafka;
 pub mod postgres_sink;
 pub mod stdout_sink;
 
 use crate::record::batch::RecordBatch;
+use crate::storage::CheckpointId;
 
 /// Errors of connectors: always about an external system (a file, a broker).
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,25 @@ pub enum ConnectorError {
         /// What is wrong with the record.
         source: postgres_sink::RowError,
     },
+    /// A Kafka client operation failed, or Kafka lacks what the job names
+    /// (a topic).
+    #[error("{what}: {source}")]
+    Kafka {
+        /// What was being done (`cannot reach Kafka at ...`, `topic ... does
+        /// not exist on ...`...).
+        what: String,
+        /// librdkafka's error (boxed: it is large, and errors travel in
+        /// every `Result` of the runtime).
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// Checkpointed connector state cannot be used.
+    #[error("{what}: {reason}")]
+    Checkpoint {
+        /// What was being restored.
+        what: String,
+        /// Why it cannot be.
+        reason: String,
+    },
 }
 
 /// Whether a source has more to give.
@@ -73,6 +95,21 @@ pub trait Source: Send {
     /// subtasks' splits. Empty: the source cannot be rescaled.
     fn splits(&self) -> Vec<Vec<u8>> {
         Vec::new()
+    }
+
+    /// At the barrier of checkpoint `checkpoint`: the position and the
+    /// splits to acknowledge. A source that acts when a checkpoint completes
+    /// (the Kafka source commits its offsets to the consumer group) notes
+    /// here what the checkpoint holds.
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> (u64, Vec<Vec<u8>>) {
+        let _ = checkpoint;
+        (self.position(), self.splits())
+    }
+
+    /// Checkpoint `checkpoint` completed. Best effort: what a source does
+    /// here is never needed for correctness.
+    fn checkpoint_complete(&mut self, checkpoint: CheckpointId) {
+        let _ = checkpoint;
     }
 }
 

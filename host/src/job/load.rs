@@ -17,6 +17,7 @@ mod coerce;
 mod connectors;
 mod document;
 mod graph;
+mod kafka;
 mod limits;
 mod operator;
 mod recovery;

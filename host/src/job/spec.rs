@@ -203,6 +203,24 @@ pub struct SourceSpec {
     pub events_per_second: Option<Spanned<u64>>,
     /// Generate watermarks from the records' event time.
     pub watermarks: Option<Spanned<WatermarksSpec>>,
+    /// `host:port,...` of the Kafka brokers (`kafka`).
+    pub bootstrap_servers: Option<Spanned<String>>,
+    /// Topics read (`kafka`).
+    pub topics: Option<Spanned<Vec<String>>>,
+    /// Consumer group (`kafka`, default `weir-{job}-{uid}`).
+    pub group_id: Option<Spanned<String>>,
+    /// `earliest`, `latest`, `committed` or `{ timestamp = ms }` (`kafka`).
+    pub start: Option<Spanned<StartSpec>>,
+    /// End at the end offsets of the start (`kafka`).
+    pub bounded: Option<bool>,
+    /// `raw`, `lines` or `json` (`kafka`).
+    pub format: Option<crate::connectors::kafka::Format>,
+    /// `read-committed` (default) or `read-uncommitted` (`kafka`).
+    pub isolation: Option<crate::connectors::kafka::Isolation>,
+    /// Longest wait before a batch goes downstream, ms (`kafka`, default 100).
+    pub linger_ms: Option<Spanned<u64>>,
+    /// librdkafka settings (`kafka`).
+    pub properties: Option<Spanned<BTreeMap<String, PropertyValue>>>,
 }
 
 /// A watermark strategy: `watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 5000 }`.
@@ -245,6 +263,8 @@ pub enum SourceKind {
     File,
     /// The built-in traffic generator.
     Generator,
+    /// Kafka topics.
+    Kafka,
 }
 
 /// A `[[operator]]` table: a user function.
@@ -456,6 +476,14 @@ pub struct SinkSpec {
     pub table: Option<Spanned<String>>,
     /// Text column that receives each record (`postgres`, default `line`).
     pub column: Option<String>,
+    /// `host:port,...` of the Kafka brokers (`kafka`).
+    pub bootstrap_servers: Option<Spanned<String>>,
+    /// Topic written (`kafka`).
+    pub topic: Option<Spanned<String>>,
+    /// `exactly-once` (default) or `at-least-once` (`kafka`).
+    pub delivery: Option<crate::connectors::kafka::Delivery>,
+    /// librdkafka settings (`kafka`).
+    pub properties: Option<Spanned<BTreeMap<String, PropertyValue>>>,
 }
 
 /// Sink connectors.
@@ -470,6 +498,8 @@ pub enum SinkKind {
     Files,
     /// Exactly-once: rows in a PostgreSQL table, by two-phase commit.
     Postgres,
+    /// A Kafka topic, at least once or exactly once (transactions).
+    Kafka,
 }
 
 /// `process = { function = "describe_window" }`: a process-window function of
@@ -509,4 +539,47 @@ pub enum EvictorKind {
     Time,
     /// A window-evictor function in Wasm.
     Wasm,
+}
+
+/// The `start` of a Kafka source: a name or `{ timestamp = ms }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StartSpec {
+    /// `earliest`, `latest` or `committed`.
+    Name(String),
+    /// `{ timestamp = ms }`.
+    At(StartAt),
+}
+
+/// `start = { timestamp = ms }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartAt {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+/// A value of `properties`: librdkafka takes every setting as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    /// A string.
+    Text(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean (`true`/`false`, as librdkafka spells them).
+    Bool(bool),
+}
+
+impl std::fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(text) => f.write_str(text),
+            Self::Integer(n) => write!(f, "{n}"),
+            Self::Float(x) => write!(f, "{x}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
 }

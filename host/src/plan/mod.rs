@@ -317,6 +317,8 @@ pub enum SourceConfig {
     },
     /// The built-in traffic generator.
     Generator(crate::connectors::generator::GeneratorConfig),
+    /// Kafka topics.
+    Kafka(crate::connectors::kafka::KafkaSourceConfig),
 }
 
 /// A sink connector and its settings.
@@ -336,6 +338,8 @@ pub enum SinkConfig {
     },
     /// Exactly-once rows in a PostgreSQL table.
     Postgres(crate::connectors::postgres_sink::PostgresSinkConfig),
+    /// A Kafka topic, at least once or exactly once.
+    Kafka(crate::connectors::kafka::KafkaSinkConfig),
 }
 
 /// A function of a loaded module (defined by the Wasm layer).

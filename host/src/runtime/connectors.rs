@@ -40,6 +40,13 @@ impl Subtask<'_> {
                 self.subtask,
                 self.vertex.parallelism,
             )),
+            // Restored from every old subtask's splits, at any parallelism.
+            SourceConfig::Kafka(config) => {
+                let restored: Vec<Vec<u8>> = self.restored().flat_map(|t| t.source_splits.clone()).collect();
+                let source = crate::connectors::kafka::KafkaSource::open(config, &self.kafka_scope(), &restored)
+                    .map_err(|e| self.connector_error(e))?;
+                return Ok(Box::new(source));
+            }
         };
         let old: Vec<(u32, &[Vec<u8>])> = self
             .restored()
@@ -86,12 +93,27 @@ impl Subtask<'_> {
                 let sink = FilesSink::open(path, self.subtask).map_err(|e| self.connector_error(e))?;
                 self.two_phase_commit(Box::new(sink))?
             }
+            SinkConfig::Kafka(config) => {
+                let sink = crate::connectors::kafka::KafkaSink::open(config, &self.kafka_scope())
+                    .map_err(|e| self.connector_error(e))?;
+                self.two_phase_commit(Box::new(sink))?
+            }
             SinkConfig::Postgres(config) => {
                 let sink = PostgresSink::connect(config, &self.plan().name, uid, self.subtask)
                     .map_err(|e| self.connector_error(e))?;
                 self.two_phase_commit(Box::new(sink))?
             }
         })
+    }
+
+    /// Who a Kafka client of this subtask works for.
+    fn kafka_scope(&self) -> crate::connectors::kafka::ClientScope {
+        crate::connectors::kafka::ClientScope {
+            job: self.plan().name.clone(),
+            uid: self.vertex.uid.clone(),
+            subtask: self.subtask,
+            parallelism: self.vertex.parallelism,
+        }
     }
 
     /// Wraps a transactional sink in the two-phase-commit protocol, after

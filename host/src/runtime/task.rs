@@ -65,19 +65,20 @@ pub fn run_source(
             while let Ok(message) = link.from_coordinator.try_recv() {
                 match message {
                     ToTask::Trigger(barrier) => {
-                        link.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
+                        link.ack_source(barrier.id, source.snapshot(barrier.id), progress(out), false);
                         out.barrier(barrier)?;
                     }
                     ToTask::Stop(barrier) => {
                         // Stop with a savepoint: no final watermark, and the
                         // position is one to resume from, not an end.
-                        link.ack_source(barrier.id, (source.position(), source.splits()), progress(out), false);
+                        link.ack_source(barrier.id, source.snapshot(barrier.id), progress(out), false);
                         out.barrier(barrier)?;
                         out.stop()?;
                         link.finished();
                         return Ok(());
                     }
-                    ToTask::Complete(_) | ToTask::Abort(_) => {}
+                    ToTask::Complete(id) => source.checkpoint_complete(id),
+                    ToTask::Abort(_) => {}
                 }
             }
         }
@@ -111,7 +112,7 @@ pub fn run_source(
             }
             match link.from_coordinator.recv_timeout(Duration::from_millis(50)) {
                 Ok(ToTask::Trigger(barrier) | ToTask::Stop(barrier)) => {
-                    link.ack_source(barrier.id, (source.position(), source.splits()), progress(out), true);
+                    link.ack_source(barrier.id, source.snapshot(barrier.id), progress(out), true);
                     out.barrier(barrier)?;
                     break;
                 }

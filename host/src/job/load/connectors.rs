@@ -68,6 +68,7 @@ impl Builder<'_> {
                 };
                 SourceConfig::Generator(config)
             }
+            SourceKind::Kafka => SourceConfig::Kafka(self.kafka_source(spanned, &uid)),
         };
         let watermarks = source.watermarks.as_ref().map(|w| self.watermarks(w, &uid, None));
         Draft {
@@ -88,6 +89,7 @@ impl Builder<'_> {
         let uid = sink.uid.get_ref().clone();
         let kind = match sink.kind.get_ref() {
             SinkKind::Stdout => SinkConfig::Stdout,
+            SinkKind::Kafka => SinkConfig::Kafka(self.kafka_sink(spanned, &uid)),
             SinkKind::Postgres => {
                 let field = |name: &str| format!("sink `{uid}` → {name}");
                 let mut required = |value: &Option<Spanned<String>>, name: &str| match value {

@@ -1,0 +1,412 @@
+//! The Kafka source: a consumer per subtask, polled on the subtask's own
+//! thread, reading the partitions [`super::assign`] gives it from the
+//! offsets in its splits (see the module docs of [`super`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::{Format, KafkaSourceConfig, StartFrom};
+use super::split::{PartitionSplit, Split};
+use super::{ClientScope, Logged, assign, kafka_error};
+use crate::connectors::{ConnectorError, Source, SourceStatus};
+use crate::record::batch::RecordBatch;
+use crate::storage::CheckpointId;
+
+/// How long a metadata or offset request at start may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Snapshots kept for committing offsets when their checkpoint completes
+/// (older ones, of checkpoints that never complete, are dropped).
+const MAX_SNAPSHOTS: usize = 16;
+
+/// Reads this subtask's partitions of the configured topics.
+pub struct KafkaSource {
+    uid: String,
+    consumer: BaseConsumer<Logged>,
+    format: Format,
+    linger: Duration,
+    bounded: bool,
+    /// The partitions read, with the next offset of each.
+    partitions: Vec<PartitionSplit>,
+    /// The index in `partitions` of the last message's partition.
+    last: usize,
+    /// The offsets acknowledged at barriers whose checkpoints have not
+    /// completed yet.
+    snapshots: VecDeque<(CheckpointId, TopicPartitionList)>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("uid", &self.uid)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Connects, finds this subtask's partitions and where each starts: at
+    /// its offset in `restored` (the encoded splits of every subtask of the
+    /// restored checkpoint), or else by `config.start`.
+    pub fn open(config: &KafkaSourceConfig, scope: &ClientScope, restored: &[Vec<u8>]) -> Result<Self, ConnectorError> {
+        let servers = &config.bootstrap_servers;
+        let mut client = ClientConfig::new();
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        let group = config
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("weir-{}-{}", scope.job, scope.uid));
+        client
+            .set("bootstrap.servers", servers)
+            .set("group.id", &group)
+            .set(
+                "client.id",
+                format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", config.isolation.property())
+            .set("enable.partition.eof", if config.bounded { "true" } else { "false" });
+        let consumer: BaseConsumer<Logged> = client
+            .create_with_context(Logged::new(&scope.uid))
+            .map_err(|e| kafka_error("cannot create the Kafka consumer", e))?;
+
+        let mut restored_splits = HashMap::new();
+        for bytes in restored {
+            if let Split::Partition(split) = Split::decode(bytes)? {
+                restored_splits.insert((split.topic.clone(), split.partition), split);
+            }
+        }
+
+        let mut partitions = Vec::new();
+        for topic in &config.topics {
+            for partition in 0..partition_count(&consumer, topic, servers)? {
+                if assign::owner(topic, partition, scope.parallelism) != scope.subtask {
+                    continue;
+                }
+                let split = match restored_splits.remove(&(topic.clone(), partition)) {
+                    Some(split) => split,
+                    None => {
+                        let (low, high) = watermarks(&consumer, topic, partition)?;
+                        PartitionSplit {
+                            topic: topic.clone(),
+                            partition,
+                            next: start_offset(&consumer, config.start, topic, partition, (low, high))?,
+                            // A bounded partition's end is where the reader
+                            // first reaches the end of the partition.
+                            end: None,
+                        }
+                    }
+                };
+                partitions.push(split);
+            }
+        }
+
+        let mut assignment = TopicPartitionList::new();
+        for split in partitions.iter().filter(|s| !is_done(s)) {
+            assignment
+                .add_partition_offset(&split.topic, split.partition, Offset::Offset(split.next))
+                .map_err(|e| kafka_error(format!("cannot assign {}/{}", split.topic, split.partition), e))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| kafka_error("cannot assign the partitions", e))?;
+        tracing::info!(
+            uid = scope.uid,
+            subtask = scope.subtask,
+            "reading {} Kafka partition(s) from {servers}: {}",
+            partitions.len(),
+            partitions
+                .iter()
+                .map(|s| format!("{}/{}@{}..{:?}", s.topic, s.partition, s.next, s.end))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Self {
+            uid: scope.uid.clone(),
+            consumer,
+            format: config.format,
+            linger: config.linger,
+            bounded: config.bounded,
+            partitions,
+            last: 0,
+            snapshots: VecDeque::new(),
+        })
+    }
+
+    /// Whether a bounded source has read every partition to its end.
+    fn finished(&self) -> bool {
+        self.bounded && self.partitions.iter().all(is_done)
+    }
+
+    /// After an end-of-partition event for `partition`: a bounded split of
+    /// that partition whose end is not known yet ends where it is. With
+    /// several topics, the event does not say which topic reached its end
+    /// (rdkafka drops it): then each candidate asks the broker for its end
+    /// offset instead.
+    fn reached_end(&mut self, partition: i32) -> Result<(), ConnectorError> {
+        if !self.bounded {
+            return Ok(());
+        }
+        let candidates: Vec<usize> = (0..self.partitions.len())
+            .filter(|i| self.partitions[*i].partition == partition && self.partitions[*i].end.is_none())
+            .collect();
+        if let [only] = candidates[..] {
+            let split = &mut self.partitions[only];
+            split.end = Some(split.next);
+            return Ok(());
+        }
+        for index in candidates {
+            let split = &self.partitions[index];
+            let (_, high) = watermarks(&self.consumer, &split.topic, split.partition)?;
+            if split.next >= high {
+                self.partitions[index].end = Some(self.partitions[index].next);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The index of `partition` of `topic` in `partitions`, looked for at
+/// `last` (the previous message's) first.
+fn find(partitions: &[PartitionSplit], last: &mut usize, topic: &str, partition: i32) -> Option<usize> {
+    let hit = |s: &PartitionSplit| s.partition == partition && s.topic == topic;
+    if partitions.get(*last).is_some_and(hit) {
+        return Some(*last);
+    }
+    *last = partitions.iter().position(hit)?;
+    Some(*last)
+}
+
+/// Appends the records of one message's value to `batch`.
+fn push(format: Format, batch: &mut RecordBatch, value: &[u8], timestamp: i64) {
+    match format {
+        Format::Raw => batch.push(value, timestamp),
+        Format::Json => batch.push(value.trim_ascii(), timestamp),
+        Format::Lines => {
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            if value.is_empty() {
+                return;
+            }
+            for line in value.split(|b| *b == b'\n') {
+                batch.push(line, timestamp);
+            }
+        }
+    }
+}
+
+/// Whether a bounded partition is read to its end.
+fn is_done(split: &PartitionSplit) -> bool {
+    split.end.is_some_and(|end| split.next >= end)
+}
+
+/// The number of partitions of `topic`, which must exist.
+fn partition_count(consumer: &BaseConsumer<Logged>, topic: &str, servers: &str) -> Result<i32, ConnectorError> {
+    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| {
+        kafka_error(
+            format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"),
+            e,
+        )
+    })?;
+    let missing = |code| kafka_error(format!("topic `{topic}` does not exist on {servers}"), code);
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(missing(KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        )));
+    };
+    if let Some(error) = found.error() {
+        return Err(missing(KafkaError::MetadataFetch(error.into())));
+    }
+    if found.partitions().is_empty() {
+        return Err(missing(KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        )));
+    }
+    Ok(i32::try_from(found.partitions().len()).unwrap_or(i32::MAX))
+}
+
+/// The low and high watermarks (first offset, end offset) of a partition.
+fn watermarks(consumer: &BaseConsumer<Logged>, topic: &str, partition: i32) -> Result<(i64, i64), ConnectorError> {
+    consumer
+        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        .map_err(|e| kafka_error(format!("cannot read the offsets of {topic}/{partition}"), e))
+}
+
+/// Where a partition with no checkpointed offset starts, as a concrete
+/// offset (so that the first checkpoint, taken before any record arrives,
+/// already pins it).
+fn start_offset(
+    consumer: &BaseConsumer<Logged>,
+    start: StartFrom,
+    topic: &str,
+    partition: i32,
+    (low, high): (i64, i64),
+) -> Result<i64, ConnectorError> {
+    let found = |list: rdkafka::error::KafkaResult<TopicPartitionList>, what: &str| {
+        let list =
+            list.map_err(|e| kafka_error(format!("cannot look up the {what} offset of {topic}/{partition}"), e))?;
+        Ok::<_, ConnectorError>(match list.find_partition(topic, partition).map(|e| e.offset()) {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        })
+    };
+    let mut list = TopicPartitionList::new();
+    Ok(match start {
+        StartFrom::Earliest => low,
+        StartFrom::Latest => high,
+        StartFrom::Committed => {
+            list.add_partition(topic, partition);
+            // A committed offset below the log's start (deleted by
+            // retention) starts at the log's start.
+            found(consumer.committed_offsets(list, REQUEST_TIMEOUT), "committed")?.map_or(low, |offset| offset.max(low))
+        }
+        StartFrom::Timestamp(ms) => {
+            list.add_partition_offset(topic, partition, Offset::Offset(ms))
+                .map_err(|e| kafka_error(format!("cannot look up offsets by time in {topic}/{partition}"), e))?;
+            // No record at or after the time: the end.
+            found(consumer.offsets_for_times(list, REQUEST_TIMEOUT), "timestamp")?.unwrap_or(high)
+        }
+    })
+}
+
+impl Source for KafkaSource {
+    fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError> {
+        if self.finished() {
+            return Ok(SourceStatus::End);
+        }
+        if self.partitions.is_empty() {
+            // Nothing to read (more subtasks than partitions): quiet.
+            std::thread::sleep(self.linger);
+            return Ok(SourceStatus::More);
+        }
+        let now = crate::time::now_ms();
+        let deadline = Instant::now() + self.linger;
+        while batch.len() < max {
+            let Some(polled) = self.consumer.poll(deadline.saturating_duration_since(Instant::now())) else {
+                break;
+            };
+            let message = match polled {
+                Ok(message) => message,
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.reached_end(partition)?;
+                    if self.finished() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(error) => return Err(kafka_error("cannot read from Kafka", error)),
+            };
+            let (offset, timestamp) = (message.offset(), message.timestamp().to_millis().unwrap_or(now));
+            let Some(index) = find(&self.partitions, &mut self.last, message.topic(), message.partition()) else {
+                continue;
+            };
+            let split = &mut self.partitions[index];
+            if offset < split.next || is_done(split) {
+                continue;
+            }
+            split.next = offset + 1;
+            push(self.format, batch, message.payload().unwrap_or_default(), timestamp);
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(if self.finished() {
+            SourceStatus::End
+        } else {
+            SourceStatus::More
+        })
+    }
+
+    /// Kafka positions are per partition: see [`Source::splits`].
+    fn position(&self) -> u64 {
+        0
+    }
+
+    /// Positions are restored from splits when the source opens.
+    fn seek(&mut self, _position: u64) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    fn splits(&self) -> Vec<Vec<u8>> {
+        if self.partitions.is_empty() {
+            return vec![Split::Empty.encode()];
+        }
+        self.partitions
+            .iter()
+            .map(|split| Split::Partition(split.clone()).encode())
+            .collect()
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> (u64, Vec<Vec<u8>>) {
+        let mut offsets = TopicPartitionList::new();
+        for split in &self.partitions {
+            // Only fails for negative offsets, which a split never holds.
+            let _ = offsets.add_partition_offset(&split.topic, split.partition, Offset::Offset(split.next));
+        }
+        if self.snapshots.len() >= MAX_SNAPSHOTS {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back((checkpoint, offsets));
+        (self.position(), self.splits())
+    }
+
+    fn checkpoint_complete(&mut self, checkpoint: CheckpointId) {
+        let mut latest = None;
+        while self.snapshots.front().is_some_and(|(id, _)| *id <= checkpoint) {
+            latest = self.snapshots.pop_front();
+        }
+        if let Some((_, offsets)) = latest
+            && offsets.count() > 0
+            && let Err(error) = self.consumer.commit(&offsets, CommitMode::Async)
+        {
+            tracing::warn!(
+                uid = self.uid,
+                "cannot commit offsets to the consumer group (they serve monitoring only): {error}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_turn_a_message_into_records() {
+        let records = |format, value: &[u8]| {
+            let mut batch = RecordBatch::default();
+            push(format, &mut batch, value, 7);
+            assert!(batch.iter().all(|r| r.timestamp == 7));
+            batch
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.payload).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(records(Format::Raw, b" a\nb\n"), [" a\nb\n"]);
+        assert_eq!(records(Format::Lines, b"a\n\nb\n"), ["a", "", "b"]);
+        assert_eq!(records(Format::Lines, b"one"), ["one"]);
+        assert!(records(Format::Lines, b"").is_empty());
+        assert_eq!(records(Format::Json, b" {\"a\": 1}\n"), ["{\"a\": 1}"]);
+    }
+
+    #[test]
+    fn bounded_partitions_are_done_at_their_end() {
+        let split = |next, end| PartitionSplit {
+            topic: "t".into(),
+            partition: 0,
+            next,
+            end,
+        };
+        assert!(is_done(&split(10, Some(10))));
+        assert!(!is_done(&split(9, Some(10))));
+        assert!(!is_done(&split(1_000, None)));
+    }
+}
