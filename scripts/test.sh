@@ -16,3 +16,5 @@ weir_kafka_start
 cargo test --release --workspace --exclude wordcount --exclude traffic --exclude testkit --exclude not-a-udf --exclude counter-v1 --exclude counter-v1b --exclude counter-v2 --exclude counter-v2b
 # The UDFs' own unit tests (pure Rust, run on the host).
 cargo test --release -p traffic --lib
+# The crate docs are the engineers' map: no broken links.
+RUSTDOCFLAGS="-D warnings" cargo doc --release -p weir --no-deps --document-private-items

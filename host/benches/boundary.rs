@@ -48,14 +48,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use weir::job::load::{DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_PARALLELISM, DEFAULT_MEMORY_MB};
-use weir::job::plan::Limits;
 use weir::record::batch::RecordBatch;
 use weir::state::heap::HeapBackend;
+use weir::wasm::Limits;
 use weir::wasm::host_state::KeyedScope;
 use weir::wasm::instance::InstanceSpec;
 use weir::wasm::instance::{Export, KeyedProcessUdf, TransformUdf, Udf};
 use weir::wasm::{EngineOptions, FunctionKind, UdfModule, WasmRuntime};
+use weir::{DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_PARALLELISM, DEFAULT_MEMORY_MB};
 
 /// Batch sizes of the map case (and of the plain Rust copy).
 const MAP_SIZES: [usize; 4] = [64, 256, 1024, 4096];

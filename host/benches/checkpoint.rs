@@ -60,14 +60,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use serde::{Deserialize, Serialize};
-use weir::checkpoint::manifest::{KeyedStateHandle, Manifest, TaskState};
-use weir::checkpoint::storage::CheckpointStorage;
-use weir::checkpoint::{CheckpointId, TaskId};
 use weir::state::TimerService;
 use weir::state::heap::HeapBackend;
 use weir::state::restore::restore_keyed;
 use weir::state::rocksdb::{RocksDbBackend, RocksDbOptions};
 use weir::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateId, StateKind};
+use weir::storage::files::CheckpointStorage;
+use weir::storage::manifest::{KeyedStateHandle, Manifest, TaskState};
+use weir::storage::{CheckpointId, TaskId};
 
 /// The job's number of key groups.
 const MAX_PARALLELISM: u32 = 128;
@@ -490,7 +490,7 @@ fn checkpoint_with(
     Ok((figures, handle))
 }
 
-fn files_of(handle: &KeyedStateHandle) -> impl Iterator<Item = &weir::checkpoint::storage::FileRef> {
+fn files_of(handle: &KeyedStateHandle) -> impl Iterator<Item = &weir::storage::files::FileRef> {
     handle
         .canonical
         .iter()

@@ -50,20 +50,31 @@
 //!    savepoints, hot swap, the restore path);
 //! 6. [`job`] (loading the job file into a plan), [`control`], [`cli`].
 
-pub mod checkpoint;
+// Only the command line and what the benchmarks drive are public; the rest
+// is `pub(crate)`, checked by `unreachable_pub`. The docs are the
+// engineers' map (`cargo doc --document-private-items`), so they link
+// crate-private items.
+#![warn(unreachable_pub)]
+#![allow(rustdoc::private_intra_doc_links)]
+
+pub(crate) mod checkpoint;
 pub mod cli;
-pub mod connectors;
-pub mod control;
-pub mod exchange;
-pub mod job;
+pub(crate) mod connectors;
+pub(crate) mod control;
+pub(crate) mod exchange;
+pub(crate) mod job;
 #[cfg(test)]
 mod layers;
-pub mod metrics;
-pub mod operators;
-pub mod plan;
+pub(crate) mod metrics;
+pub(crate) mod operators;
+pub(crate) mod plan;
 pub mod record;
-pub mod runtime;
+pub(crate) mod runtime;
 pub mod state;
 pub mod storage;
 pub mod time;
 pub mod wasm;
+
+/// The job file's defaults for a Wasm instance's limits and key groups
+/// (for benchmarks that start functions the way a job does).
+pub use job::load::{DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_PARALLELISM, DEFAULT_MEMORY_MB};

@@ -32,14 +32,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::manifest::{Manifest, TaskState};
 use super::savepoint::{SavepointFailure, SavepointRequest, SavepointSettings};
-use super::storage::{CheckpointStorage, StorageError};
-use super::{Barrier, CheckpointId, CheckpointSettings, TaskId};
+use crate::plan::CheckpointSettings;
+use crate::storage::files::{CheckpointStorage, StorageError};
+use crate::storage::manifest::{Manifest, TaskState};
+use crate::storage::{Barrier, CheckpointId, TaskId};
 
 /// From a subtask to the coordinator.
 #[derive(Debug)]
-pub enum ToCoordinator {
+pub(crate) enum ToCoordinator {
     /// The subtask's state for a checkpoint is written.
     Ack {
         /// The checkpoint.
@@ -73,7 +74,7 @@ pub enum ToCoordinator {
 
 /// From the coordinator to a subtask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToTask {
+pub(crate) enum ToTask {
     /// (Sources) take a snapshot and emit this barrier.
     Trigger(Barrier),
     /// (Sources) take a snapshot, emit this barrier and stop: the savepoint
@@ -88,7 +89,7 @@ pub enum ToTask {
 /// Why the coordinator gave up: the job must fail. (It fails the job before
 /// telling subtasks, so the job's error is this one, not a consequence.)
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub(crate) enum CheckpointError {
     /// More checkpoints failed in a row than the job tolerates.
     #[error("{failures} checkpoints failed in a row, more than the {tolerable} tolerated; the last: {last}")]
     TooManyFailures {
@@ -173,7 +174,7 @@ fn state_files<'a>(states: impl Iterator<Item = &'a TaskState>) -> HashSet<Strin
 }
 
 /// Everything the coordinator needs for one attempt of a job.
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     /// Settings.
     pub settings: CheckpointSettings,
     /// Where checkpoints go.
@@ -195,7 +196,7 @@ pub struct Coordinator {
     /// Savepoints asked for through the control API (`None`: none can be).
     pub savepoints: Option<SavepointSettings>,
     /// The module of every operator, recorded in every checkpoint.
-    pub modules: Vec<super::manifest::OperatorModule>,
+    pub modules: Vec<crate::storage::manifest::OperatorModule>,
 }
 
 impl Coordinator {
@@ -203,7 +204,7 @@ impl Coordinator {
     /// in a row, or if a subtask waits to commit output that no checkpoint
     /// can commit any more. Checkpoints still pending at the end are
     /// abandoned and their files deleted.
-    pub fn run(mut self, inbox: Receiver<ToCoordinator>) -> Result<(), CheckpointError> {
+    pub(crate) fn run(mut self, inbox: Receiver<ToCoordinator>) -> Result<(), CheckpointError> {
         let restored = CheckpointId(self.next_id.saturating_sub(1));
         let mut progress = Progress {
             latest: self

@@ -12,7 +12,7 @@ use crate::state::snapshot::{SnapshotItem, SnapshotReader};
 
 /// Why a state cannot be dumped.
 #[derive(Debug, thiserror::Error)]
-pub enum DumpError {
+pub(crate) enum DumpError {
     /// The savepoint cannot be read.
     #[error(transparent)]
     Savepoint(#[from] SavepointError),
@@ -52,7 +52,7 @@ pub enum DumpError {
 
 /// One entry of a state, as stored (without its TTL header).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct StateEntry {
+pub(crate) struct StateEntry {
     /// The key group of `key`.
     pub key_group: u32,
     /// The key.
@@ -65,7 +65,7 @@ pub struct StateEntry {
 
 /// A dumped state: its operator's module, its kind and its entries.
 #[derive(Debug, Clone)]
-pub struct StateDump {
+pub(crate) struct StateDump {
     /// The module the operator ran, if it ran one.
     pub module: Option<ModuleMeta>,
     /// The state's name and kind.
@@ -75,7 +75,7 @@ pub struct StateDump {
 }
 
 /// The entries of state `state` of operator `uid` in the savepoint `path`.
-pub fn dump(path: &Path, uid: &str, state: &str) -> Result<StateDump, DumpError> {
+pub(crate) fn dump(path: &Path, uid: &str, state: &str) -> Result<StateDump, DumpError> {
     let (savepoint, files) = super::savepoint::load(path)?;
     let keyed: Vec<_> = savepoint.operators.iter().filter(|o| !o.states.is_empty()).collect();
     let Some(operator) = keyed.iter().find(|o| o.uid == uid) else {

@@ -5,7 +5,7 @@
 //!
 //! Every state a function opens declares a *schema* (`state-schema` in the
 //! WIT contract); every checkpoint and savepoint records them in its
-//! manifest (per operator uid, per state: [`super::manifest::OperatorModule`]). On restore,
+//! manifest (per operator uid, per state: [`crate::storage::manifest::OperatorModule`]). On restore,
 //! for each keyed
 //! operator whose module changed (another content digest):
 //! - a state of the savepoint that the new function no longer opens is
@@ -30,12 +30,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
-use super::manifest::{Manifest, ModuleMeta};
 use super::savepoint::SavepointManifest;
-use super::storage::{FileRef, FileStore, StorageError};
 use crate::plan::{JobPlan, OperatorPlan, VertexKind};
 use crate::state::StateKind;
 use crate::state::snapshot::{SnapshotItem, SnapshotReader, SnapshotWriter};
+use crate::storage::files::{FileRef, FileStore, StorageError};
+use crate::storage::manifest::{Manifest, ModuleMeta};
 use crate::wasm::GuestCallError;
 use crate::wasm::migration::{Migrator, declared_schemas};
 
@@ -43,11 +43,11 @@ use crate::wasm::migration::{Migrator, declared_schemas};
 const CHUNK: usize = 1024;
 
 /// State schemas: operator uid → state name → schema.
-pub type Schemas = BTreeMap<String, BTreeMap<String, String>>;
+pub(crate) type Schemas = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Why a savepoint cannot be restored into the job's modules.
 #[derive(Debug, thiserror::Error)]
-pub enum HotSwapError {
+pub(crate) enum HotSwapError {
     /// Shapes changed and the new module has no migration for them.
     #[error(
         "cannot restore operator `{uid}` from {from}: module {new} reads state of {old} in another shape and exports no migration for it: {states}"
@@ -122,7 +122,7 @@ pub(crate) fn keyed_function(kind: &VertexKind) -> Option<&crate::plan::Function
 /// The state schemas of every keyed function of `plan`, learned by starting
 /// each function once in a throwaway instance. A function that cannot start
 /// so is left out (with a warning): savepoints then record no schemas for it.
-pub fn plan_schemas(plan: &JobPlan, engine: &wasmtime::Engine) -> Schemas {
+pub(crate) fn plan_schemas(plan: &JobPlan, engine: &wasmtime::Engine) -> Schemas {
     let mut schemas = Schemas::new();
     for vertex in &plan.vertices {
         let Some(function) = keyed_function(&vertex.kind) else {
@@ -175,7 +175,7 @@ fn describe(module: &ModuleMeta) -> String {
 /// messages) and migrates it where shapes changed. Returns the checkpoint
 /// to restore and the store of its files: the savepoint's own, or a
 /// migrated copy in `scratch`.
-pub fn prepare_restore(
+pub(crate) fn prepare_restore(
     plan: &JobPlan,
     engine: &wasmtime::Engine,
     from: &str,

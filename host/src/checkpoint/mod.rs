@@ -4,7 +4,7 @@
 //!
 //! How a checkpoint is taken:
 //! 1. The [`coordinator`] triggers checkpoint *n*: every source subtask
-//!    records its replay position and emits a [`Barrier`] into its outputs,
+//!    records its replay position and emits a [`Barrier`](crate::storage::Barrier) into its outputs,
 //!    between two batches.
 //! 2. An operator subtask with several input channels *aligns*: once a
 //!    channel has delivered barrier *n*, the subtask stops reading that
@@ -15,7 +15,7 @@
 //!    copy-on-write clone or a RocksDB checkpoint), forwards the barrier, and
 //!    goes on with records; writing the view out happens on another thread.
 //! 4. When every subtask has acknowledged, the coordinator writes the
-//!    checkpoint's manifest ([`manifest`]) — the checkpoint is then
+//!    checkpoint's manifest ([`crate::storage::manifest`]) — the checkpoint is then
 //!    complete — and notifies every subtask, which is when two-phase-commit
 //!    sinks commit what they pre-committed at the barrier.
 //!
@@ -24,11 +24,8 @@
 //! subtask's key groups, and sinks commit the transactions the checkpoint
 //! recorded and abort any others.
 
-pub use crate::plan::{CheckpointMode, CheckpointSettings};
-pub use crate::storage::{Barrier, CheckpointId, TaskId, files as storage, manifest};
-
-pub mod coordinator;
-pub mod dump;
-pub mod hot_swap;
-pub mod resolve;
-pub mod savepoint;
+pub(crate) mod coordinator;
+pub(crate) mod dump;
+pub(crate) mod hot_swap;
+pub(crate) mod resolve;
+pub(crate) mod savepoint;

@@ -27,15 +27,15 @@
 use std::path::{Path, PathBuf};
 
 use super::hot_swap::{HotSwapError, keyed_function, prepare_restore};
-use super::manifest::{Manifest, ModuleMeta, OperatorModule};
 use super::savepoint::{SavepointError, SavepointManifest};
-use super::storage::{CheckpointStorage, FileStore, StorageError};
 use crate::plan::{JobPlan, VertexKind};
+use crate::storage::files::{CheckpointStorage, FileStore, StorageError};
+use crate::storage::manifest::{Manifest, ModuleMeta, OperatorModule};
 use crate::wasm::WasmRuntime;
 
 /// Which checkpoint a run starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreFrom {
+pub(crate) enum RestoreFrom {
     /// The latest complete checkpoint of the job, if there is one.
     Latest,
     /// A checkpoint folder (`…/chk-000042`).
@@ -51,7 +51,7 @@ pub enum RestoreFrom {
 
 /// A checkpoint or savepoint found on disk, not yet checked against the job.
 #[derive(Debug, Clone)]
-pub struct RestorePoint {
+pub(crate) struct RestorePoint {
     /// Its manifest.
     pub manifest: Manifest,
     /// The store its files are in.
@@ -67,7 +67,7 @@ pub struct RestorePoint {
 
 /// The plan to run and the state to load.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The job, with the modules that run it.
     pub plan: JobPlan,
     /// The checkpoint to restore and the store of its files.
@@ -76,7 +76,7 @@ pub struct Resolved {
 
 /// Why a restore point cannot be restored into a job.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// The state does not fit the job's modules.
     #[error(transparent)]
     HotSwap(Box<HotSwapError>),
@@ -108,7 +108,10 @@ impl From<HotSwapError> for ResolveError {
 
 /// Finds the restore point `from` names, in the job's checkpoint `storage`
 /// for checkpoints. `None`: `latest` found no checkpoint at all.
-pub fn find(from: &RestoreFrom, storage: Option<&CheckpointStorage>) -> Result<Option<RestorePoint>, ResolveError> {
+pub(crate) fn find(
+    from: &RestoreFrom,
+    storage: Option<&CheckpointStorage>,
+) -> Result<Option<RestorePoint>, ResolveError> {
     match from {
         RestoreFrom::Savepoint {
             dir,
@@ -141,7 +144,7 @@ pub fn find(from: &RestoreFrom, storage: Option<&CheckpointStorage>) -> Result<O
 }
 
 /// The restore point of checkpoint `manifest` of `storage`.
-pub fn checkpoint_point(storage: &CheckpointStorage, manifest: Manifest) -> RestorePoint {
+pub(crate) fn checkpoint_point(storage: &CheckpointStorage, manifest: Manifest) -> RestorePoint {
     let path = storage.root().join(format!("chk-{:06}", manifest.id.0));
     RestorePoint {
         manifest,
@@ -155,7 +158,7 @@ pub fn checkpoint_point(storage: &CheckpointStorage, manifest: Manifest) -> Rest
 /// Resolves `point` against `plan`: the plan to run (after an upgrade, with
 /// the modules the checkpoint was taken with) and the state to load
 /// (migrated into `scratch` where shapes changed).
-pub fn resolve(
+pub(crate) fn resolve(
     plan: &JobPlan,
     wasm: &WasmRuntime,
     point: RestorePoint,
@@ -278,7 +281,7 @@ fn short(digest: &str) -> &str {
 /// What a checkpoint records of every operator of `plan`: its module, the
 /// module its job file named, its state `schemas` (by uid) and a copy of
 /// the module adopted into `files` (`None`: no copy is kept).
-pub fn operator_modules(
+pub(crate) fn operator_modules(
     plan: &JobPlan,
     schemas: &super::hot_swap::Schemas,
     files: Option<&FileStore>,

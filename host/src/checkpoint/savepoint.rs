@@ -28,26 +28,26 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use super::manifest::ModuleMeta;
-use super::manifest::{KeyedStateHandle, Manifest};
-use super::storage::{FileStore, IntegrityError, StorageError};
 use crate::state::snapshot::{SnapshotItem, SnapshotReader};
 use crate::state::{KeyGroupRange, KeyedStateBackend};
+use crate::storage::files::{FileStore, IntegrityError, StorageError};
+pub(crate) use crate::storage::manifest::ModuleMeta;
+use crate::storage::manifest::{KeyedStateHandle, Manifest};
 
 // Version 2: watermarks and modules in every task state.
 const MAGIC: &[u8; 8] = b"WEIRSVP2";
 /// The manifest's file name inside a savepoint folder.
-pub const MANIFEST: &str = "_savepoint";
+pub(crate) const MANIFEST: &str = "_savepoint";
 const FILES: &str = "files";
 
 /// The WIT package a savepoint is compatible with (`weir:udf@0.1.0`).
-pub fn wit_package() -> String {
+pub(crate) fn wit_package() -> String {
     format!("{}@{}", crate::wasm::WIT_PACKAGE, crate::wasm::WIT_VERSION)
 }
 
 /// Why a savepoint cannot be written, read or deleted.
 #[derive(Debug, thiserror::Error)]
-pub enum SavepointError {
+pub(crate) enum SavepointError {
     /// The folder holds no savepoint.
     #[error("{0} is not a savepoint (it has no readable `_savepoint` manifest)")]
     NotASavepoint(PathBuf),
@@ -104,7 +104,7 @@ pub enum SavepointError {
 
 /// A keyed state of an operator.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct StateMeta {
+pub(crate) struct StateMeta {
     /// The state's name.
     pub name: String,
     /// Its kind (`value`, `map`, …).
@@ -113,7 +113,7 @@ pub struct StateMeta {
 
 /// What a savepoint holds for one operator uid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorMeta {
+pub(crate) struct OperatorMeta {
     /// The operator's uid.
     pub uid: String,
     /// Its module, for operators that run one.
@@ -128,7 +128,7 @@ pub struct OperatorMeta {
 
 /// The manifest of a savepoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavepointManifest {
+pub(crate) struct SavepointManifest {
     /// The WIT package the job ran against (`weir:udf@0.1.0`).
     pub wit: String,
     /// Every operator uid with state.
@@ -162,7 +162,7 @@ impl SavepointManifest {
     }
 
     /// Refuses a savepoint taken with another number of key groups.
-    pub fn check_max_parallelism(&self, path: &Path, max_parallelism: u32) -> Result<(), SavepointError> {
+    pub(crate) fn check_max_parallelism(&self, path: &Path, max_parallelism: u32) -> Result<(), SavepointError> {
         if self.checkpoint.max_parallelism == max_parallelism {
             return Ok(());
         }
@@ -174,7 +174,7 @@ impl SavepointManifest {
     }
 
     /// Uids with state (keyed state, a source position or transactions).
-    pub fn stateful_uids(&self) -> BTreeSet<&str> {
+    pub(crate) fn stateful_uids(&self) -> BTreeSet<&str> {
         self.checkpoint
             .tasks
             .iter()
@@ -185,7 +185,7 @@ impl SavepointManifest {
 
     /// Refuses a savepoint with state for uids missing from `job_uids`,
     /// unless `allow_non_restored`.
-    pub fn check_uids<'a>(
+    pub(crate) fn check_uids<'a>(
         &self,
         path: &Path,
         job_uids: impl IntoIterator<Item = &'a str>,
@@ -214,7 +214,7 @@ impl SavepointManifest {
 
 /// A savepoint asked for through the control API.
 #[derive(Debug)]
-pub struct SavepointRequest {
+pub(crate) struct SavepointRequest {
     /// The folder to create the savepoint in (`None`: the job's default).
     pub target: Option<PathBuf>,
     /// Stop the job with this savepoint.
@@ -225,7 +225,7 @@ pub struct SavepointRequest {
 
 /// Why a savepoint asked for through the control API was not taken.
 #[derive(Debug, thiserror::Error)]
-pub enum SavepointFailure {
+pub(crate) enum SavepointFailure {
     /// The job is already stopping.
     #[error("the job is stopping")]
     Stopping,
@@ -239,7 +239,7 @@ pub enum SavepointFailure {
     #[error("the savepoint was declined by {task}: {reason}")]
     Declined {
         /// The subtask.
-        task: super::TaskId,
+        task: crate::storage::TaskId,
         /// The subtask's reason, as it sent it.
         reason: String,
     },
@@ -253,7 +253,7 @@ pub enum SavepointFailure {
 
 /// The link between a running job and its control API.
 #[derive(Debug, Clone)]
-pub struct ApiHandle {
+pub(crate) struct ApiHandle {
     /// Savepoint requests.
     pub requests: Receiver<SavepointRequest>,
     /// The id of the last completed checkpoint (0: none yet).
@@ -264,7 +264,7 @@ pub struct ApiHandle {
 
 /// What the coordinator needs to take savepoints.
 #[derive(Debug, Clone)]
-pub struct SavepointSettings {
+pub(crate) struct SavepointSettings {
     /// Requests and status.
     pub api: ApiHandle,
     /// Folder for savepoints asked for without one.
@@ -275,7 +275,7 @@ pub struct SavepointSettings {
 /// in `source`) into a new folder under `target`, and returns its path.
 /// Canonical snapshot files and module copies are hard-linked (or copied);
 /// native RocksDB snapshots are rewritten in the canonical format.
-pub fn write(manifest: &Manifest, source: &FileStore, target: &Path) -> Result<PathBuf, StorageError> {
+pub(crate) fn write(manifest: &Manifest, source: &FileStore, target: &Path) -> Result<PathBuf, StorageError> {
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| StorageError::Io { what, path, source }
@@ -343,7 +343,10 @@ pub fn write(manifest: &Manifest, source: &FileStore, target: &Path) -> Result<P
 /// `--drain`): every source had read its whole input and the maximum
 /// watermark had fired every timer. Refuses when the latest checkpoint of
 /// `storage` is not such a checkpoint.
-pub fn write_final(storage: &super::storage::CheckpointStorage, target: &Path) -> Result<PathBuf, SavepointError> {
+pub(crate) fn write_final(
+    storage: &crate::storage::files::CheckpointStorage,
+    target: &Path,
+) -> Result<PathBuf, SavepointError> {
     let (latest, _) = storage.latest_valid()?;
     let not_final = || SavepointError::NoFinalCheckpoint(storage.root().to_path_buf());
     let manifest = latest.ok_or_else(not_final)?;
@@ -424,7 +427,7 @@ fn declared_states(path: &Path) -> Result<Vec<StateMeta>, StorageError> {
 /// Reads and checks the savepoint in folder `path`: its manifest's checksum,
 /// its WIT version and every state file's checksum. Returns the manifest and
 /// the store of its files.
-pub fn load(path: &Path) -> Result<(SavepointManifest, FileStore), SavepointError> {
+pub(crate) fn load(path: &Path) -> Result<(SavepointManifest, FileStore), SavepointError> {
     let bytes = std::fs::read(path.join(MANIFEST)).map_err(|_| SavepointError::NotASavepoint(path.to_path_buf()))?;
     let savepoint = SavepointManifest::decode(path, &bytes)?;
     if savepoint.wit != wit_package() {
@@ -445,7 +448,7 @@ pub fn load(path: &Path) -> Result<(SavepointManifest, FileStore), SavepointErro
 }
 
 /// Deletes the savepoint folder `path`, after checking that it is one.
-pub fn dispose(path: &Path) -> Result<(), SavepointError> {
+pub(crate) fn dispose(path: &Path) -> Result<(), SavepointError> {
     let bytes = std::fs::read(path.join(MANIFEST)).map_err(|_| SavepointError::NotASavepoint(path.to_path_buf()))?;
     if !bytes.starts_with(MAGIC) {
         return Err(SavepointError::NotASavepoint(path.to_path_buf()));
@@ -462,8 +465,8 @@ pub fn dispose(path: &Path) -> Result<(), SavepointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::manifest::TaskState;
-    use crate::checkpoint::{CheckpointId, TaskId};
+    use crate::storage::manifest::TaskState;
+    use crate::storage::{CheckpointId, TaskId};
 
     fn task(uid: &str, position: Option<u64>) -> TaskState {
         TaskState {

@@ -25,7 +25,7 @@ use crate::wasm::{FunctionInfo, UdfModule, WIT_PACKAGE, WIT_VERSION, WasmRuntime
 
 /// Arguments of `weir inspect`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(super) struct InspectArgs {
     /// The module (a Wasm component).
     module: PathBuf,
     /// A parameter the functions are started with to learn their states:

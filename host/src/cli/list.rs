@@ -9,7 +9,7 @@ use crate::control::{client, registry};
 
 /// Arguments of `weir list`.
 #[derive(Debug, Args)]
-pub struct ListArgs {}
+pub(super) struct ListArgs {}
 
 pub(super) fn list(_args: ListArgs) -> anyhow::Result<ExitCode> {
     let jobs = registry::running(&registry::folder(), true)?;

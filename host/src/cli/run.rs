@@ -13,7 +13,7 @@ use crate::runtime::executor::{JobSummary, RestoreFrom, RunOptions, execute};
 
 /// Arguments of `weir run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     #[command(flatten)]
     job: JobArgs,
     /// Print no progress line.
@@ -113,7 +113,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             summary.elapsed = started.elapsed();
             print_summary(&summary, upgrades);
             if let (Some(dir), Some(settings)) = (&args.savepoint_at_end, &plan.settings.checkpoint) {
-                let written = crate::checkpoint::storage::CheckpointStorage::open(&settings.dir, &plan.name)
+                let written = crate::storage::files::CheckpointStorage::open(&settings.dir, &plan.name)
                     .map_err(crate::checkpoint::savepoint::SavepointError::from)
                     .and_then(|storage| crate::checkpoint::savepoint::write_final(&storage, dir));
                 match written {

@@ -12,7 +12,7 @@ use crate::control::{client, registry};
 
 /// Arguments of `weir savepoint`.
 #[derive(Debug, Args)]
-pub struct SavepointArgs {
+pub(super) struct SavepointArgs {
     /// `JOB_ID [DIR]`: the job (as `weir list` shows it) and the folder to
     /// create the savepoint in (default: `<checkpoint dir>/<job>/savepoints`);
     /// or `dispose DIR`: the savepoint folder to delete.

@@ -22,7 +22,7 @@ use crate::wasm::{UdfModule, WasmRuntime};
 
 /// Arguments of `weir state`.
 #[derive(Debug, Args)]
-pub struct StateArgs {
+pub(super) struct StateArgs {
     #[command(subcommand)]
     command: StateCommand,
 }

@@ -12,7 +12,7 @@ use crate::control::{client, registry};
 
 /// Arguments of `weir stop`.
 #[derive(Debug, Args)]
-pub struct StopArgs {
+pub(super) struct StopArgs {
     /// Folder to create the savepoint in (default:
     /// `<checkpoint dir>/<job>/savepoints`).
     #[arg(long, value_name = "DIR")]

@@ -26,13 +26,13 @@ use crate::checkpoint::hot_swap::{plan_schemas, prepare_restore};
 use crate::checkpoint::resolve::operator_modules;
 use crate::control::upgrade::{UpgradeRefused, UpgradeRequest};
 use crate::control::{client, registry};
-use crate::job::plan::{JobPlan, VertexKind};
+use crate::plan::{JobPlan, VertexKind};
 use crate::runtime::executor::{RestoreFrom, RunOptions};
 use crate::wasm::WasmRuntime;
 
 /// Arguments of `weir upgrade`.
 #[derive(Debug, Args)]
-pub struct UpgradeArgs {
+pub(super) struct UpgradeArgs {
     /// The job, as `weir list` shows it.
     job_id: String,
     /// The uid of the operator whose module changes.

@@ -6,11 +6,11 @@ use clap::Args;
 
 use super::{JobArgs, wasm_runtime};
 use crate::job::load_job;
-use crate::job::plan::VertexKind;
+use crate::plan::VertexKind;
 
 /// Arguments of `weir validate`.
 #[derive(Debug, Args)]
-pub struct ValidateArgs {
+pub(super) struct ValidateArgs {
     #[command(flatten)]
     job: JobArgs,
 }

@@ -9,14 +9,14 @@ use crate::record::batch::RecordBatch;
 
 /// A file sink: every record's payload followed by `\n`.
 #[derive(Debug)]
-pub struct FileSink {
+pub(crate) struct FileSink {
     path: PathBuf,
     writer: BufWriter<File>,
 }
 
 impl FileSink {
     /// Creates (or truncates) `path`, creating its folder if needed.
-    pub fn create(path: &Path) -> Result<Self, ConnectorError> {
+    pub(crate) fn create(path: &Path) -> Result<Self, ConnectorError> {
         let io_error = |what, source| ConnectorError::Io {
             what,
             path: path.display().to_string(),

@@ -34,7 +34,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(20);
 
 /// Reads lines from its share of the files.
 #[derive(Debug)]
-pub struct FileSource {
+pub(crate) struct FileSource {
     files: Vec<PathBuf>,
     /// Index into `files` of the file being read.
     current: usize,
@@ -47,7 +47,7 @@ pub struct FileSource {
 /// The files of `path` that subtask `subtask` of `parallelism` reads: `path`
 /// itself if it is a file (subtask 0 only), else every `parallelism`-th file
 /// of the folder, by name.
-pub fn assigned_files(path: &Path, subtask: u32, parallelism: u32) -> Result<Vec<PathBuf>, ConnectorError> {
+pub(crate) fn assigned_files(path: &Path, subtask: u32, parallelism: u32) -> Result<Vec<PathBuf>, ConnectorError> {
     let io_error = |source| ConnectorError::Io {
         what: "cannot list input folder",
         path: path.display().to_string(),
@@ -79,7 +79,7 @@ pub fn assigned_files(path: &Path, subtask: u32, parallelism: u32) -> Result<Vec
 impl FileSource {
     /// Reads `files` in order; with `follow`, waits at the end of the last
     /// one for more lines.
-    pub fn open(files: Vec<PathBuf>, follow: bool) -> Result<Self, ConnectorError> {
+    pub(crate) fn open(files: Vec<PathBuf>, follow: bool) -> Result<Self, ConnectorError> {
         let mut source = Self {
             files,
             current: 0,

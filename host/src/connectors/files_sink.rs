@@ -23,7 +23,7 @@ use crate::record::batch::RecordBatch;
 
 /// A transactional sink writing part files into a folder.
 #[derive(Debug)]
-pub struct FilesSink {
+pub(crate) struct FilesSink {
     dir: PathBuf,
     subtask: u32,
     sequence: u64,
@@ -36,7 +36,7 @@ const IN_PROGRESS: &str = ".in-progress";
 
 impl FilesSink {
     /// A sink for subtask `subtask` writing into `dir`.
-    pub fn open(dir: &Path, subtask: u32) -> Result<Self, ConnectorError> {
+    pub(crate) fn open(dir: &Path, subtask: u32) -> Result<Self, ConnectorError> {
         for sub in [PENDING, IN_PROGRESS] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|e| io_error("cannot create", &path, e))?;

@@ -14,11 +14,11 @@ use super::{ConnectorError, Source, SourceStatus};
 use crate::record::batch::RecordBatch;
 
 /// 2026-01-01T00:00:00Z.
-pub const DEFAULT_START_MS: i64 = 1_767_225_600_000;
+pub(crate) const DEFAULT_START_MS: i64 = 1_767_225_600_000;
 
 /// Settings of the generator.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GeneratorConfig {
+pub(crate) struct GeneratorConfig {
     /// Number of events; endless when `None`.
     pub events: Option<u64>,
     /// Seed of the random generator.
@@ -55,7 +55,7 @@ impl Default for GeneratorConfig {
 
 /// One generated passing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Passing {
+pub(crate) struct Passing {
     /// Event time, ms.
     pub ts_ms: i64,
     /// Camera number.
@@ -68,7 +68,7 @@ pub struct Passing {
 
 impl GeneratorConfig {
     /// Event number `index`.
-    pub fn passing(&self, index: u64) -> Passing {
+    pub(crate) fn passing(&self, index: u64) -> Passing {
         let mut rng = SplitMix64::new(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let offset = (index.saturating_mul(1000) / self.rate.max(1)) as i64;
         let base = self.start_ms + offset;
@@ -92,7 +92,7 @@ impl GeneratorConfig {
 
 impl Passing {
     /// Appends the CSV line (without newline) to `out`.
-    pub fn write_csv(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_csv(&self, out: &mut Vec<u8>) {
         push_int(out, self.ts_ms);
         out.extend_from_slice(b",CAM");
         push_padded(out, u64::from(self.camera), 4);
@@ -111,7 +111,7 @@ impl Passing {
 /// splits after a rescale (see [`redistribute`]); it emits the event with
 /// the smallest index among them first.
 #[derive(Debug)]
-pub struct GeneratorSource {
+pub(crate) struct GeneratorSource {
     config: GeneratorConfig,
     /// The splits: (next event, stride).
     splits: Vec<(u64, u64)>,
@@ -121,7 +121,7 @@ pub struct GeneratorSource {
 
 impl GeneratorSource {
     /// The generator for subtask `subtask` of `parallelism`.
-    pub fn new(config: GeneratorConfig, subtask: u32, parallelism: u32) -> Self {
+    pub(crate) fn new(config: GeneratorConfig, subtask: u32, parallelism: u32) -> Self {
         Self {
             config,
             splits: vec![(u64::from(subtask), u64::from(parallelism.max(1)))],
@@ -130,7 +130,7 @@ impl GeneratorSource {
     }
 
     /// The generator continuing `splits` (as [`Source::splits`] encodes them).
-    pub fn with_splits(config: GeneratorConfig, splits: &[Vec<u8>]) -> Result<Self, ConnectorError> {
+    pub(crate) fn with_splits(config: GeneratorConfig, splits: &[Vec<u8>]) -> Result<Self, ConnectorError> {
         let splits = splits
             .iter()
             .map(|bytes| decode_split(bytes))
@@ -168,7 +168,12 @@ fn decode_split(bytes: &[u8]) -> Option<(u64, u64)> {
 /// subtasks (`old`: each old subtask's index and splits; they ran at
 /// `old_parallelism`): its own splits at the same parallelism, otherwise
 /// every `parallelism`-th split of all of them in old-subtask order.
-pub fn redistribute(old: &[(u32, &[Vec<u8>])], old_parallelism: u32, subtask: u32, parallelism: u32) -> Vec<Vec<u8>> {
+pub(crate) fn redistribute(
+    old: &[(u32, &[Vec<u8>])],
+    old_parallelism: u32,
+    subtask: u32,
+    parallelism: u32,
+) -> Vec<Vec<u8>> {
     let mut old: Vec<&(u32, &[Vec<u8>])> = old.iter().collect();
     old.sort_by_key(|(s, _)| *s);
     if old_parallelism == parallelism {

@@ -5,20 +5,20 @@
 //! A source fills batches; a sink writes them. Both run on their own subtask
 //! threads, so blocking I/O here never stalls another operator.
 
-pub mod file_sink;
-pub mod file_source;
-pub mod files_sink;
-pub mod generator;
-pub mod kafka;
-pub mod postgres_sink;
-pub mod stdout_sink;
+pub(crate) mod file_sink;
+pub(crate) mod file_source;
+pub(crate) mod files_sink;
+pub(crate) mod generator;
+pub(crate) mod kafka;
+pub(crate) mod postgres_sink;
+pub(crate) mod stdout_sink;
 
 use crate::record::batch::RecordBatch;
 use crate::storage::CheckpointId;
 
 /// Errors of connectors: always about an external system (a file, a broker).
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectorError {
+pub(crate) enum ConnectorError {
     /// An I/O operation on a named resource failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -70,7 +70,7 @@ pub enum ConnectorError {
 
 /// Whether a source has more to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceStatus {
+pub(crate) enum SourceStatus {
     /// The batch holds records (or the source is waiting for more).
     More,
     /// The input is exhausted; the batch holds the last records, if any.
@@ -79,7 +79,7 @@ pub enum SourceStatus {
 
 /// Reads records from outside the job. Sources are replayable: a position
 /// taken between two batches can be sought back to after a failure.
-pub trait Source: Send {
+pub(crate) trait Source: Send {
     /// Appends up to `max` records to `batch`.
     fn next_batch(&mut self, batch: &mut RecordBatch, max: usize) -> Result<SourceStatus, ConnectorError>;
 
@@ -114,7 +114,7 @@ pub trait Source: Send {
 }
 
 /// Writes records outside the job.
-pub trait Sink: Send {
+pub(crate) trait Sink: Send {
     /// Writes every record of `batch`.
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
 
@@ -135,7 +135,7 @@ pub trait Sink: Send {
 /// 4. after a failure, the handles saved in the restored checkpoint are
 ///    committed (their checkpoint completed) and every other transaction the
 ///    subtask left behind is aborted ([`TransactionalSink::recover`]).
-pub trait TransactionalSink: Send {
+pub(crate) trait TransactionalSink: Send {
     /// Writes records into the open transaction.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
 

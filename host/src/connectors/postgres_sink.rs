@@ -63,7 +63,7 @@ use super::{ConnectorError, TransactionalSink};
 use crate::record::batch::RecordBatch;
 
 /// The column written when the configuration names none.
-pub const DEFAULT_COLUMN: &str = "line";
+pub(crate) const DEFAULT_COLUMN: &str = "line";
 
 /// The longest transaction name PostgreSQL accepts, in bytes.
 const MAX_GID_BYTES: usize = 199;
@@ -73,7 +73,7 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// Where a PostgreSQL sink writes.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct PostgresSinkConfig {
+pub(crate) struct PostgresSinkConfig {
     /// A libpq-style connection string:
     /// `host=127.0.0.1 port=5432 user=postgres dbname=postgres`.
     pub connection: String,
@@ -92,7 +92,7 @@ fn default_column() -> String {
 
 impl PostgresSinkConfig {
     /// A configuration writing into `table`'s default column.
-    pub fn new(connection: &str, table: &str) -> Self {
+    pub(crate) fn new(connection: &str, table: &str) -> Self {
         Self {
             connection: connection.to_string(),
             table: table.to_string(),
@@ -113,7 +113,7 @@ impl std::fmt::Debug for PostgresSinkConfig {
 
 /// A transactional sink inserting each record as a row of a PostgreSQL table
 /// (see the module documentation for the protocol).
-pub struct PostgresSink {
+pub(crate) struct PostgresSink {
     /// Holds the open transaction.
     data: Client,
     /// Commits and rolls back prepared transactions; never in a transaction.
@@ -151,7 +151,7 @@ impl PostgresSink {
     /// Connects subtask `subtask` of sink `sink_uid` of job `job`: opens its
     /// two connections, checks that the server allows prepared transactions
     /// and that the table and column exist.
-    pub fn connect(
+    pub(crate) fn connect(
         config: &PostgresSinkConfig,
         job: &str,
         sink_uid: &str,
@@ -391,7 +391,7 @@ impl TransactionalSink for PostgresSink {
 /// Why a record cannot be a row of `COPY` text (the user's record is at
 /// fault); records are numbered from 1 in their batch.
 #[derive(Debug, thiserror::Error)]
-pub enum RowError {
+pub(crate) enum RowError {
     /// The payload is not UTF-8.
     #[error("record {record} of the batch is not UTF-8 text ({source})")]
     NotUtf8 {

@@ -7,7 +7,7 @@ use crate::record::batch::RecordBatch;
 
 /// A sink that prints every record's payload on its own line.
 #[derive(Debug, Default)]
-pub struct StdoutSink;
+pub(crate) struct StdoutSink;
 
 impl Sink for StdoutSink {
     fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {

@@ -7,7 +7,7 @@ use super::ControlError;
 use super::registry::JobEntry;
 
 /// Sends `request` (one line) to `job` and returns the text after `ok`.
-pub fn call(job: &JobEntry, request: &str) -> Result<String, ControlError> {
+pub(crate) fn call(job: &JobEntry, request: &str) -> Result<String, ControlError> {
     let io = |what| {
         let path = job.endpoint.clone();
         move |source| ControlError::Io { what, path, source }

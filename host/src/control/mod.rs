@@ -19,14 +19,14 @@
 //! socket no longer answers (the process died) is stale: it is ignored, and
 //! removed by `weir list`.
 
-pub mod client;
-pub mod registry;
-pub mod server;
-pub mod upgrade;
+pub(crate) mod client;
+pub(crate) mod registry;
+pub(crate) mod server;
+pub(crate) mod upgrade;
 
 /// Errors of the control API.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     /// An I/O operation failed.
     #[error("{what} {path}: {source}")]
     Io {

@@ -8,7 +8,7 @@ use super::ControlError;
 
 /// A running job, as registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobEntry {
+pub(crate) struct JobEntry {
     /// The job id (16 hex digits).
     pub id: String,
     /// The job's name.
@@ -22,7 +22,7 @@ pub struct JobEntry {
 }
 
 /// The registry folder: `$WEIR_HOME/jobs`, `WEIR_HOME` defaulting to `~/.weir`.
-pub fn folder() -> PathBuf {
+pub(crate) fn folder() -> PathBuf {
     let home = std::env::var_os("WEIR_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".weir")))
@@ -39,18 +39,18 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 }
 
 /// A new job id: 16 hex digits from the name, the process and the clock.
-pub fn new_id(name: &str) -> String {
+pub(crate) fn new_id(name: &str) -> String {
     use sha2::Digest;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let digest = sha2::Sha256::digest(format!("{name}/{}/{nanos}", std::process::id()));
-    crate::checkpoint::storage::hex(&digest[..8])
+    crate::storage::files::hex(&digest[..8])
 }
 
 impl JobEntry {
     /// Writes the entry into the registry `folder` (atomically).
-    pub fn register(&self, folder: &Path) -> Result<(), ControlError> {
+    pub(crate) fn register(&self, folder: &Path) -> Result<(), ControlError> {
         std::fs::create_dir_all(folder).map_err(io("cannot create", folder))?;
         let path = folder.join(format!("{}.json", self.id));
         let temporary = folder.join(format!(".{}.json.tmp", self.id));
@@ -60,20 +60,20 @@ impl JobEntry {
     }
 
     /// Removes the entry and its socket.
-    pub fn unregister(&self, folder: &Path) {
+    pub(crate) fn unregister(&self, folder: &Path) {
         let _ = std::fs::remove_file(folder.join(format!("{}.json", self.id)));
         let _ = std::fs::remove_file(&self.endpoint);
     }
 
     /// Whether the job still answers on its socket.
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         std::os::unix::net::UnixStream::connect(&self.endpoint).is_ok()
     }
 }
 
 /// The registered jobs that are alive, oldest first. With `clean`, the
 /// entries of jobs that are gone are deleted.
-pub fn running(folder: &Path, clean: bool) -> Result<Vec<JobEntry>, ControlError> {
+pub(crate) fn running(folder: &Path, clean: bool) -> Result<Vec<JobEntry>, ControlError> {
     let mut jobs = Vec::new();
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
@@ -102,7 +102,7 @@ pub fn running(folder: &Path, clean: bool) -> Result<Vec<JobEntry>, ControlError
 }
 
 /// The running job whose id is `id` or starts with it.
-pub fn find(folder: &Path, id: &str) -> Result<JobEntry, ControlError> {
+pub(crate) fn find(folder: &Path, id: &str) -> Result<JobEntry, ControlError> {
     let jobs = running(folder, false)?;
     if let Some(job) = jobs.iter().find(|j| j.id == id) {
         return Ok(job.clone());

@@ -18,7 +18,7 @@ use super::upgrade::{UpgradeRequest, Upgrades};
 use crate::checkpoint::savepoint::{ApiHandle, SavepointRequest};
 
 /// A job's control endpoint and registry entry; both go away when dropped.
-pub struct ControlServer {
+pub(crate) struct ControlServer {
     entry: JobEntry,
     folder: PathBuf,
     stop: Arc<AtomicBool>,
@@ -40,7 +40,7 @@ impl ControlServer {
     /// Registers job `name` in the registry folder and serves its socket.
     /// Savepoints can be taken only if the job `checkpointing`. Returns the
     /// server and the job's side of the link, for [`crate::runtime::executor::RunOptions`].
-    pub fn start(name: &str, checkpointing: bool) -> Result<(Self, ApiHandle), ControlError> {
+    pub(crate) fn start(name: &str, checkpointing: bool) -> Result<(Self, ApiHandle), ControlError> {
         let folder = registry::folder();
         std::fs::create_dir_all(&folder).map_err(|source| ControlError::Io {
             what: "cannot create",
@@ -108,12 +108,12 @@ impl ControlServer {
     }
 
     /// The job's registry entry.
-    pub fn entry(&self) -> &JobEntry {
+    pub(crate) fn entry(&self) -> &JobEntry {
         &self.entry
     }
 
     /// Upgrades asked for through the API.
-    pub fn upgrades(&self) -> &Upgrades {
+    pub(crate) fn upgrades(&self) -> &Upgrades {
         &self.upgrades
     }
 }

@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
 /// An upgrade whose savepoint is taken: what `weir run` has to do.
 #[derive(Debug)]
-pub struct UpgradeRequest {
+pub(crate) struct UpgradeRequest {
     /// The operator's uid.
     pub uid: String,
     /// The new module's file.
@@ -36,7 +36,7 @@ pub struct UpgradeRequest {
 /// Why an upgrade of operator `uid` to a new module is refused before the
 /// job stops for it or while its savepoint is prepared for the new module.
 #[derive(Debug, thiserror::Error)]
-pub enum UpgradeRefused {
+pub(crate) enum UpgradeRefused {
     /// The new module does not load.
     #[error(transparent)]
     Module(#[from] crate::wasm::ModuleError),
@@ -80,11 +80,11 @@ impl From<crate::checkpoint::hot_swap::HotSwapError> for UpgradeRefused {
 }
 
 /// Checks an upgrade (operator uid, module file) before the job stops for it.
-pub type Precheck = Box<dyn Fn(&str, &Path) -> Result<(), UpgradeRefused> + Send>;
+pub(crate) type Precheck = Box<dyn Fn(&str, &Path) -> Result<(), UpgradeRefused> + Send>;
 
 /// Upgrades asked for through the control API.
 #[derive(Clone)]
-pub struct Upgrades {
+pub(crate) struct Upgrades {
     pending: Arc<AtomicBool>,
     sender: Sender<UpgradeRequest>,
     receiver: Receiver<UpgradeRequest>,
@@ -115,14 +115,14 @@ impl Upgrades {
     /// Sets the checks an upgrade of the running job must pass before the
     /// job stops for it (the operator exists, the module loads and has the
     /// operator's function).
-    pub fn set_precheck(&self, precheck: Precheck) {
+    pub(crate) fn set_precheck(&self, precheck: Precheck) {
         if let Ok(mut slot) = self.precheck.lock() {
             *slot = Some(precheck);
         }
     }
 
     /// Runs the checks of [`Self::set_precheck`].
-    pub fn precheck(&self, uid: &str, module: &Path) -> Result<(), UpgradeRefused> {
+    pub(crate) fn precheck(&self, uid: &str, module: &Path) -> Result<(), UpgradeRefused> {
         match self.precheck.lock() {
             Ok(slot) => slot.as_ref().map_or(Ok(()), |check| check(uid, module)),
             Err(_) => Ok(()),
@@ -130,22 +130,22 @@ impl Upgrades {
     }
 
     /// Marks an upgrade as under way; `false` if one already is.
-    pub fn begin(&self) -> bool {
+    pub(crate) fn begin(&self) -> bool {
         !self.pending.swap(true, Ordering::SeqCst)
     }
 
     /// Abandons the upgrade under way (its savepoint failed).
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         self.pending.store(false, Ordering::SeqCst);
     }
 
     /// Hands the upgrade, its savepoint taken, to `weir run`.
-    pub fn submit(&self, request: UpgradeRequest) {
+    pub(crate) fn submit(&self, request: UpgradeRequest) {
         let _ = self.sender.send(request);
     }
 
     /// After the job ended: the upgrade it ended for, if any.
-    pub fn next(&self) -> Option<UpgradeRequest> {
+    pub(crate) fn next(&self) -> Option<UpgradeRequest> {
         loop {
             match self.receiver.recv_timeout(Duration::from_millis(20)) {
                 Ok(request) => {

@@ -20,7 +20,7 @@ use crate::record::batch::RecordRef;
 
 /// The shared dead-letter file of a job.
 #[derive(Debug)]
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     path: PathBuf,
     append: bool,
     writer: Mutex<Option<BufWriter<File>>>,
@@ -41,12 +41,13 @@ struct Entry<'a> {
 
 impl DeadLetters {
     /// Dead letters go to `path`, replacing what it holds.
-    pub fn new(path: &Path) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(path: &Path) -> Self {
         Self::appending(path, false)
     }
 
     /// Dead letters go to `path`, after what it holds if `append`.
-    pub fn appending(path: &Path, append: bool) -> Self {
+    pub(crate) fn appending(path: &Path, append: bool) -> Self {
         Self {
             path: path.to_path_buf(),
             append,
@@ -56,17 +57,18 @@ impl DeadLetters {
     }
 
     /// Number of dead letters so far.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Writes one rejected record.
-    pub fn write(&self, operator: &str, module: &str, record: RecordRef<'_>, reason: &str) -> Result<(), TaskError> {
+    pub(crate) fn write(
+        &self,
+        operator: &str,
+        module: &str,
+        record: RecordRef<'_>,
+        reason: &str,
+    ) -> Result<(), TaskError> {
         let text = std::str::from_utf8(record.payload).ok();
         let entry = Entry {
             operator,
@@ -109,7 +111,7 @@ impl DeadLetters {
     }
 
     /// Flushes the file, if one was created.
-    pub fn flush(&self) -> Result<(), TaskError> {
+    pub(crate) fn flush(&self) -> Result<(), TaskError> {
         let io_error = |source| TaskError::DeadLetter {
             path: self.path.display().to_string(),
             source,

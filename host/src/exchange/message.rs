@@ -5,7 +5,7 @@ use crate::storage::Barrier;
 
 /// A message from one subtask to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
+pub(crate) enum Message {
     /// Records.
     Data(RecordBatch),
     /// No record with an earlier event time will follow on this channel.

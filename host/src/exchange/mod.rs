@@ -4,11 +4,11 @@
 //! Operators and connectors work against these; the runtime wires them
 //! into threads and channels.
 
-pub mod dead_letter;
-pub mod message;
-pub mod output;
+pub(crate) mod dead_letter;
+pub(crate) mod message;
+pub(crate) mod output;
 
-pub use message::Message;
+pub(crate) use message::Message;
 
 use crate::connectors::ConnectorError;
 use crate::state::restore::RestoreError;
@@ -17,7 +17,7 @@ use crate::wasm::UdfError;
 
 /// Why a subtask stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum TaskError {
+pub(crate) enum TaskError {
     /// A user function failed (trap, time or memory limit, refused to start).
     #[error(transparent)]
     Udf(#[from] UdfError),

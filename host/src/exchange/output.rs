@@ -23,7 +23,7 @@ use crate::time::watermarks::{GeneratorState, WatermarkEvent, WatermarkGenerator
 use crate::wasm::instance::{KeySelectorUdf, WatermarkGeneratorUdf};
 
 /// How an edge distributes records over its consumer's subtasks.
-pub enum Route {
+pub(crate) enum Route {
     /// To the single target (the consumer subtask with this subtask's index).
     Forward,
     /// Whole batches, round-robin.
@@ -44,7 +44,7 @@ pub enum Route {
 }
 
 /// One outgoing edge of a subtask.
-pub struct OutputEdge {
+pub(crate) struct OutputEdge {
     /// Records of which side output travel on this edge (`None`: main output).
     pub side_output: Option<String>,
     /// One sender per consumer subtask (one in total for forward).
@@ -56,7 +56,7 @@ pub struct OutputEdge {
 
 impl OutputEdge {
     /// An edge to `targets` along `route`.
-    pub fn new(side_output: Option<String>, targets: Vec<Sender<Message>>, route: Route) -> Self {
+    pub(crate) fn new(side_output: Option<String>, targets: Vec<Sender<Message>>, route: Route) -> Self {
         Self {
             side_output,
             targets,
@@ -148,7 +148,7 @@ impl OutputEdge {
 /// If the vertex has a watermark strategy, the output generates its
 /// watermarks from the records it emits and replaces the watermarks that
 /// came from upstream (only the final, maximum one still passes).
-pub struct Output {
+pub(crate) struct Output {
     edges: Vec<OutputEdge>,
     dead_letters: Arc<DeadLetters>,
     metrics: Arc<VertexMetrics>,
@@ -159,7 +159,7 @@ pub struct Output {
 
 impl Output {
     /// An output over `edges`, counting into `metrics`.
-    pub fn new(edges: Vec<OutputEdge>, dead_letters: Arc<DeadLetters>, metrics: Arc<VertexMetrics>) -> Self {
+    pub(crate) fn new(edges: Vec<OutputEdge>, dead_letters: Arc<DeadLetters>, metrics: Arc<VertexMetrics>) -> Self {
         Self {
             edges,
             dead_letters,
@@ -171,19 +171,19 @@ impl Output {
 
     /// Asks `generator` (a watermark-generator function) for the watermarks
     /// of the records this output emits (a punctuated strategy).
-    pub fn with_punctuation(mut self, generator: Option<WatermarkGeneratorUdf>) -> Self {
+    pub(crate) fn with_punctuation(mut self, generator: Option<WatermarkGeneratorUdf>) -> Self {
         self.punctuation = generator;
         self
     }
 
     /// Generates watermarks with `strategy` from now on.
-    pub fn with_watermarks(mut self, strategy: Option<WatermarkStrategy>) -> Self {
+    pub(crate) fn with_watermarks(mut self, strategy: Option<WatermarkStrategy>) -> Self {
         self.generator = strategy.map(WatermarkGenerator::new);
         self
     }
 
     /// The progress of this output's watermark generator, for a checkpoint.
-    pub fn generator_state(&self) -> Option<GeneratorState> {
+    pub(crate) fn generator_state(&self) -> Option<GeneratorState> {
         self.generator.as_ref().map(WatermarkGenerator::state)
     }
 
@@ -193,7 +193,7 @@ impl Output {
     /// last watermark and idleness, or `forwarded` (the operator's restored
     /// watermark) when this output only forwards watermarks. A consumer's
     /// channel then holds what it held before the crash.
-    pub fn resume_watermarks(
+    pub(crate) fn resume_watermarks(
         &mut self,
         generator: Option<GeneratorState>,
         forwarded: Option<EventTime>,
@@ -216,7 +216,7 @@ impl Output {
     }
 
     /// Emits what the watermark generator has to say now, if anything.
-    pub fn tick(&mut self) -> Result<(), TaskError> {
+    pub(crate) fn tick(&mut self) -> Result<(), TaskError> {
         let Some(generator) = &mut self.generator else {
             return Ok(());
         };
@@ -228,7 +228,7 @@ impl Output {
     }
 
     /// How long until [`Output::tick`] may have something to emit.
-    pub fn next_tick(&self) -> Option<Duration> {
+    pub(crate) fn next_tick(&self) -> Option<Duration> {
         self.generator.as_ref().map(|g| g.next_poll(Instant::now()))
     }
 
@@ -237,17 +237,17 @@ impl Output {
     }
 
     /// The job's dead-letter output.
-    pub fn dead_letters(&self) -> &DeadLetters {
+    pub(crate) fn dead_letters(&self) -> &DeadLetters {
         &self.dead_letters
     }
 
     /// Emits records to the main output.
-    pub fn emit(&mut self, batch: RecordBatch) -> Result<(), TaskError> {
+    pub(crate) fn emit(&mut self, batch: RecordBatch) -> Result<(), TaskError> {
         self.emit_to(None, batch)
     }
 
     /// Emits records to the side output `tag` (dropped if nothing reads it).
-    pub fn emit_side(&mut self, tag: &str, batch: RecordBatch) -> Result<(), TaskError> {
+    pub(crate) fn emit_side(&mut self, tag: &str, batch: RecordBatch) -> Result<(), TaskError> {
         self.emit_to(Some(tag), batch)
     }
 
@@ -318,7 +318,7 @@ impl Output {
 
     /// Forwards a watermark from upstream to every consumer subtask — unless
     /// this output generates its own (then only the final one passes).
-    pub fn watermark(&mut self, watermark: EventTime) -> Result<(), TaskError> {
+    pub(crate) fn watermark(&mut self, watermark: EventTime) -> Result<(), TaskError> {
         if self.generator.is_some() && watermark < EventTime::MAX {
             return Ok(());
         }
@@ -327,7 +327,7 @@ impl Output {
 
     /// Tells every consumer subtask that this one is idle (all its inputs
     /// are), unless this output generates its own watermarks.
-    pub fn idle(&mut self) -> Result<(), TaskError> {
+    pub(crate) fn idle(&mut self) -> Result<(), TaskError> {
         if self.generator.is_some() {
             return Ok(());
         }
@@ -335,18 +335,18 @@ impl Output {
     }
 
     /// Forwards a checkpoint barrier to every consumer subtask.
-    pub fn barrier(&mut self, barrier: crate::storage::Barrier) -> Result<(), TaskError> {
+    pub(crate) fn barrier(&mut self, barrier: crate::storage::Barrier) -> Result<(), TaskError> {
         let message = Message::Barrier(barrier);
         self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
     }
 
     /// Tells every consumer subtask that the job stops with a savepoint.
-    pub fn stop(&mut self) -> Result<(), TaskError> {
+    pub(crate) fn stop(&mut self) -> Result<(), TaskError> {
         self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::Stop))
     }
 
     /// Tells every consumer subtask that this subtask has finished.
-    pub fn end(&mut self) -> Result<(), TaskError> {
+    pub(crate) fn end(&mut self) -> Result<(), TaskError> {
         self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::End))
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// An error found in a job file: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFileError {
+pub(crate) struct JobFileError {
     /// The job file.
     pub file: PathBuf,
     /// 1-based line, if the error has a location.
@@ -35,7 +35,7 @@ impl std::error::Error for JobFileError {}
 
 /// Every error found in one job file (validation reports them all at once).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFileErrors(pub Vec<JobFileError>);
+pub(crate) struct JobFileErrors(pub Vec<JobFileError>);
 
 impl fmt::Display for JobFileErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,14 +53,14 @@ impl std::error::Error for JobFileErrors {}
 
 /// Turns byte offsets of a job file into line numbers.
 #[derive(Debug, Clone)]
-pub struct Locator {
+pub(crate) struct Locator {
     file: PathBuf,
     line_starts: Vec<usize>,
 }
 
 impl Locator {
     /// Indexes the lines of `text`, the contents of `file`.
-    pub fn new(file: &Path, text: &str) -> Self {
+    pub(crate) fn new(file: &Path, text: &str) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -71,17 +71,22 @@ impl Locator {
     }
 
     /// The job file.
-    pub fn file(&self) -> &Path {
+    pub(crate) fn file(&self) -> &Path {
         &self.file
     }
 
     /// The 1-based line of byte `offset`.
-    pub fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         self.line_starts.partition_point(|&start| start <= offset)
     }
 
     /// An error at `span`, about `field`.
-    pub fn error(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> JobFileError {
+    pub(crate) fn error(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> JobFileError {
         JobFileError {
             file: self.file.clone(),
             line: Some(self.line_of(span.start)),
@@ -91,7 +96,7 @@ impl Locator {
     }
 
     /// An error about the whole file.
-    pub fn file_error(&self, message: impl Into<String>) -> JobFileError {
+    pub(crate) fn file_error(&self, message: impl Into<String>) -> JobFileError {
         JobFileError {
             file: self.file.clone(),
             line: None,

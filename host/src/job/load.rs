@@ -9,8 +9,8 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::error::{JobFileError, JobFileErrors, Locator};
-use super::plan::{FunctionRef, JobPlan, StateBackendConfig, VertexKind, Watermarks};
 use super::spec::{BackendKind, JobSpec, PartitionSpec};
+use crate::plan::{FunctionRef, JobPlan, StateBackendConfig, VertexKind, Watermarks};
 use crate::wasm::{UdfModule, WasmRuntime};
 
 mod coerce;
@@ -28,29 +28,29 @@ mod window;
 /// Default number of key groups.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
 /// Default most records in one batch.
-pub const DEFAULT_BATCH_SIZE: u32 = 1024;
+pub(crate) const DEFAULT_BATCH_SIZE: u32 = 1024;
 /// Default batches a channel holds.
-pub const DEFAULT_CHANNEL_CAPACITY: u32 = 16;
+pub(crate) const DEFAULT_CHANNEL_CAPACITY: u32 = 16;
 /// Default longest call into a function.
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 10_000;
 /// Default largest memory of one instance.
 pub const DEFAULT_MEMORY_MB: u64 = 512;
 /// Most key groups: Flink's upper bound of `maxParallelism` (2^15).
-pub const MAX_MAX_PARALLELISM: u32 = 1 << 15;
+pub(crate) const MAX_MAX_PARALLELISM: u32 = 1 << 15;
 /// Most records in one batch (2^20): batches are allocated whole.
-pub const MAX_BATCH_SIZE: u32 = 1 << 20;
+pub(crate) const MAX_BATCH_SIZE: u32 = 1 << 20;
 /// Most batches a channel holds.
-pub const MAX_CHANNEL_CAPACITY: u32 = 1024;
+pub(crate) const MAX_CHANNEL_CAPACITY: u32 = 1024;
 /// Most records waiting in one channel (`batch_size × channel_capacity`, 2^24).
-pub const MAX_RECORDS_PER_CHANNEL: u64 = 1 << 24;
+pub(crate) const MAX_RECORDS_PER_CHANNEL: u64 = 1 << 24;
 /// Largest memory of one instance: all a 32-bit Wasm memory can address.
-pub const MAX_MEMORY_MB: u64 = 4096;
+pub(crate) const MAX_MEMORY_MB: u64 = 4096;
 /// Most sliding windows one record belongs to (`size_ms / slide_ms`).
-pub const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
+pub(crate) const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
 
 /// How to load a job.
 #[derive(Debug, Clone, Default)]
-pub struct LoadOptions {
+pub(crate) struct LoadOptions {
     /// `--param name=value` overrides.
     pub params: Vec<(String, String)>,
     /// Folders searched for modules after the job file's own folder.
@@ -60,7 +60,7 @@ pub struct LoadOptions {
 }
 
 /// Reads, checks and plans the job in `file`.
-pub fn load_job(file: &Path, options: &LoadOptions, wasm: &WasmRuntime) -> Result<JobPlan, JobFileErrors> {
+pub(crate) fn load_job(file: &Path, options: &LoadOptions, wasm: &WasmRuntime) -> Result<JobPlan, JobFileErrors> {
     let locator = Locator::new(file, "");
     let text = std::fs::read_to_string(file)
         .map_err(|e| JobFileErrors(vec![locator.file_error(format!("cannot read the job file: {e}"))]))?;
@@ -69,7 +69,7 @@ pub fn load_job(file: &Path, options: &LoadOptions, wasm: &WasmRuntime) -> Resul
 
 /// Checks and plans a job given as text (`file` is used in messages and to
 /// resolve relative module paths).
-pub fn load_job_text(
+pub(crate) fn load_job_text(
     file: &Path,
     text: &str,
     options: &LoadOptions,

@@ -1,13 +1,10 @@
 //! Jobs: the job file ([`spec`]), its parameters ([`params`]), loading and
-//! validation ([`load`]) and the executable plan ([`plan`]).
+//! validation ([`load`]) and the executable plan ([`crate::plan`]).
 
-pub mod error;
-pub mod load;
-pub mod params;
-pub mod plan;
-pub mod spec;
-pub mod triggers;
+pub(crate) mod error;
+pub(crate) mod load;
+pub(crate) mod params;
+pub(crate) mod spec;
+pub(crate) mod triggers;
 
-pub use error::{JobFileError, JobFileErrors};
-pub use load::{LoadOptions, load_job, load_job_text};
-pub use plan::JobPlan;
+pub(crate) use load::{LoadOptions, load_job};

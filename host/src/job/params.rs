@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 /// Why a parameter could not be set or a `${name}` reference expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParamError {
+pub(crate) enum ParamError {
     /// The parameter has neither a `--param` value nor a default.
     #[error("parameter `{name}` is not set: pass --param {name}=VALUE or give it a default in [params]")]
     Unset {
@@ -35,11 +35,11 @@ pub enum ParamError {
 /// Parameter values: the job file's `[params]` defaults overridden by the
 /// command line's `--param name=value`.
 #[derive(Debug, Clone, Default)]
-pub struct Params(BTreeMap<String, String>);
+pub(crate) struct Params(BTreeMap<String, String>);
 
 /// The text of a value after expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expanded {
+pub(crate) struct Expanded {
     /// The text with every reference replaced.
     pub text: String,
     /// Whether the value held at least one `${name}` reference (`$$` alone
@@ -49,7 +49,7 @@ pub struct Expanded {
 
 impl Params {
     /// Defaults from the job file, then overrides from the command line.
-    pub fn new(defaults: &BTreeMap<String, String>, overrides: &[(String, String)]) -> Self {
+    pub(crate) fn new(defaults: &BTreeMap<String, String>, overrides: &[(String, String)]) -> Self {
         let mut values = defaults.clone();
         values.extend(overrides.iter().cloned());
         Self(values)
@@ -57,13 +57,14 @@ impl Params {
 
     /// Replaces every `${name}` in `text`; `$$` stands for a literal `$`.
     /// Fails naming the first parameter that is not set.
-    pub fn expand(&self, text: &str) -> Result<String, ParamError> {
+    #[cfg(test)]
+    pub(crate) fn expand(&self, text: &str) -> Result<String, ParamError> {
         self.expand_value(text).map(|expanded| expanded.text)
     }
 
-    /// Like [`Params::expand`], and tells whether `text` referred to a
+    /// Replaces every `${name}` in `text` (`$$` is a literal `$`), and tells whether `text` referred to a
     /// parameter.
-    pub fn expand_value(&self, text: &str) -> Result<Expanded, ParamError> {
+    pub(crate) fn expand_value(&self, text: &str) -> Result<Expanded, ParamError> {
         let mut out = String::with_capacity(text.len());
         let mut referenced = false;
         let mut rest = text;
@@ -96,7 +97,7 @@ impl Params {
 }
 
 /// Parses `name=value` from the command line.
-pub fn parse_assignment(text: &str) -> Result<(String, String), ParamError> {
+pub(crate) fn parse_assignment(text: &str) -> Result<(String, String), ParamError> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
         _ => Err(ParamError::NotAnAssignment { text: text.to_string() }),

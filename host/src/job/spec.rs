@@ -44,7 +44,7 @@ use toml::Spanned;
 /// A whole job file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JobSpec {
+pub(crate) struct JobSpec {
     /// Job-wide settings.
     #[serde(default)]
     pub job: JobSettings,
@@ -52,6 +52,13 @@ pub struct JobSpec {
     /// strings, or integers, floats and booleans taken as their text. They
     /// are not expanded themselves.
     #[serde(default)]
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "expanded by the document layer before the spec is read; declared so `[params]` is accepted"
+        )
+    )]
     pub params: BTreeMap<String, String>,
     /// Where records come from.
     #[serde(default, rename = "source")]
@@ -71,7 +78,7 @@ pub struct JobSpec {
 /// The `[checkpoint]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckpointSpec {
+pub(crate) struct CheckpointSpec {
     /// Folder of checkpoints (default `checkpoints`); a folder per job inside.
     pub dir: Option<Spanned<String>>,
     /// Time between checkpoints, ms (default 10 000).
@@ -87,7 +94,7 @@ pub struct CheckpointSpec {
     /// Completed checkpoints kept (default 3).
     pub retain: Option<Spanned<u32>>,
     /// `exactly-once` (default) or `at-least-once`.
-    pub mode: Option<crate::checkpoint::CheckpointMode>,
+    pub mode: Option<crate::plan::CheckpointMode>,
     /// RocksDB: checkpoints share unchanged files with earlier ones (default true).
     pub incremental: Option<bool>,
 }
@@ -95,7 +102,7 @@ pub struct CheckpointSpec {
 /// The `[restart]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RestartSpec {
+pub(crate) struct RestartSpec {
     /// `none`, `fixed-delay` or `exponential-backoff`.
     pub strategy: Spanned<RestartKind>,
     /// Restarts allowed before the job fails (default 3).
@@ -113,7 +120,7 @@ pub struct RestartSpec {
 /// Restart strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RestartKind {
+pub(crate) enum RestartKind {
     /// Fail the job at the first failure.
     None,
     /// Restart after a fixed delay.
@@ -125,7 +132,7 @@ pub enum RestartKind {
 /// The `[job]` table.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JobSettings {
+pub(crate) struct JobSettings {
     /// The job's name (defaults to the file name).
     pub name: Option<String>,
     /// Default parallelism of every vertex (defaults to the number of
@@ -154,7 +161,7 @@ pub struct JobSettings {
 /// Keyed state backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum BackendKind {
+pub(crate) enum BackendKind {
     /// In memory; full snapshots.
     Heap,
     /// RocksDB on local disk; incremental snapshots when checkpoints ask.
@@ -164,7 +171,7 @@ pub enum BackendKind {
 /// Resource limits of user functions.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitsSpec {
+pub(crate) struct LimitsSpec {
     /// Longest one call into a function may run, in milliseconds.
     pub call_timeout_ms: Option<Spanned<u64>>,
     /// Largest linear memory of one instance, in MiB: 1 to 4096, all that
@@ -175,7 +182,7 @@ pub struct LimitsSpec {
 /// A `[[source]]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceSpec {
+pub(crate) struct SourceSpec {
     /// Stable identifier of the source (its state is saved under it).
     pub uid: Spanned<String>,
     /// Which connector.
@@ -226,7 +233,7 @@ pub struct SourceSpec {
 /// A watermark strategy: `watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 5000 }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WatermarksSpec {
+pub(crate) struct WatermarksSpec {
     /// `bounded-out-of-orderness`, `monotonous` or `punctuated`.
     pub strategy: WatermarkKind,
     /// How late a record may be and still be on time (bounded), ms.
@@ -246,7 +253,7 @@ pub struct WatermarksSpec {
 /// Watermark strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum WatermarkKind {
+pub(crate) enum WatermarkKind {
     /// The largest timestamp seen minus a bound.
     BoundedOutOfOrderness,
     /// Timestamps never decrease: the largest timestamp seen.
@@ -258,7 +265,7 @@ pub enum WatermarkKind {
 /// Source connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// Lines of a text file (CSV, JSON lines, plain text).
     File,
     /// The built-in traffic generator.
@@ -270,7 +277,7 @@ pub enum SourceKind {
 /// A `[[operator]]` table: a user function.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OperatorSpec {
+pub(crate) struct OperatorSpec {
     /// Stable identifier of the operator (its state is saved under it).
     pub uid: Spanned<String>,
     /// The uid of the vertex this operator reads from.
@@ -314,7 +321,7 @@ pub struct OperatorSpec {
 /// `second_input = { input = "right", key_by = { module = "m.wasm", function = "key" } }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SecondInputSpec {
+pub(crate) struct SecondInputSpec {
     /// The uid of the vertex the second input reads from.
     pub input: Spanned<String>,
     /// Read that vertex's side output of this name instead of its main output.
@@ -330,7 +337,7 @@ pub struct SecondInputSpec {
 /// `join = { type = "window" }` (with the operator's `window`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JoinSpec {
+pub(crate) struct JoinSpec {
     /// `window` or `interval`.
     #[serde(rename = "type")]
     pub kind: JoinKind,
@@ -343,7 +350,7 @@ pub struct JoinSpec {
 /// Joins of two keyed streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum JoinKind {
+pub(crate) enum JoinKind {
     /// Pairs of records of a key in the same window.
     Window,
     /// Pairs of records of a key within a time interval of each other.
@@ -353,7 +360,7 @@ pub enum JoinKind {
 /// `window = { type = "tumbling", size_ms = 60000, time = "processing" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WindowSpec {
+pub(crate) struct WindowSpec {
     /// `tumbling`, `sliding` or `session`.
     #[serde(rename = "type")]
     pub kind: WindowKind,
@@ -374,7 +381,7 @@ pub struct WindowSpec {
 /// The clock of a window assigner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum WindowTimeSpec {
+pub(crate) enum WindowTimeSpec {
     /// By the records' timestamps, fired by watermarks.
     Event,
     /// By the wall clock when the operator processes a record.
@@ -384,7 +391,7 @@ pub enum WindowTimeSpec {
 /// Window assigners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum WindowKind {
+pub(crate) enum WindowKind {
     /// Fixed-size, non-overlapping windows.
     Tumbling,
     /// Fixed-size windows starting every `slide_ms`.
@@ -398,7 +405,7 @@ pub enum WindowKind {
 /// `trigger = { type = "count", count = 100, purge = true }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TriggerSpec {
+pub(crate) struct TriggerSpec {
     /// `event-time` (default), `count`, `processing-time`,
     /// `continuous-event-time` or `continuous-processing-time`.
     #[serde(rename = "type")]
@@ -418,7 +425,7 @@ pub struct TriggerSpec {
 /// Triggers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum TriggerKind {
+pub(crate) enum TriggerKind {
     /// Fire when the watermark passes the window's end.
     EventTime,
     /// Fire every `count` records.
@@ -436,7 +443,7 @@ pub enum TriggerKind {
 /// A key selector: a function of a module.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyBySpec {
+pub(crate) struct KeyBySpec {
     /// Path of the Wasm component.
     pub module: Spanned<String>,
     /// Name of the exported key selector.
@@ -446,7 +453,7 @@ pub struct KeyBySpec {
 /// Partitioning of a non-keyed edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum PartitionSpec {
+pub(crate) enum PartitionSpec {
     /// Subtask `i` sends to subtask `i` (same parallelism only).
     Forward,
     /// Round-robin over the downstream subtasks.
@@ -458,7 +465,7 @@ pub enum PartitionSpec {
 /// A `[[sink]]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SinkSpec {
+pub(crate) struct SinkSpec {
     /// Stable identifier of the sink.
     pub uid: Spanned<String>,
     /// The uid of the vertex this sink reads from.
@@ -489,7 +496,7 @@ pub struct SinkSpec {
 /// Sink connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     /// One record a line on standard output.
     Stdout,
     /// One record a line in a file.
@@ -506,7 +513,7 @@ pub enum SinkKind {
 /// the operator's module, run on the result of its window aggregate.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProcessSpec {
+pub(crate) struct ProcessSpec {
     /// Name of the exported process-window function.
     pub function: Spanned<String>,
 }
@@ -515,7 +522,7 @@ pub struct ProcessSpec {
 /// `{ type = "time", size_ms = 500 }` or `{ type = "wasm", function = "..." }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EvictorSpec {
+pub(crate) struct EvictorSpec {
     /// `count`, `time` or `wasm`.
     #[serde(rename = "type")]
     pub kind: EvictorKind,
@@ -532,7 +539,7 @@ pub struct EvictorSpec {
 /// Evictors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum EvictorKind {
+pub(crate) enum EvictorKind {
     /// Keep the last `count` elements (Flink's `CountEvictor`).
     Count,
     /// Keep the elements within `size_ms` of the newest (Flink's `TimeEvictor`).
@@ -544,7 +551,7 @@ pub enum EvictorKind {
 /// The `start` of a Kafka source: a name or `{ timestamp = ms }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum StartSpec {
+pub(crate) enum StartSpec {
     /// `earliest`, `latest` or `committed`.
     Name(String),
     /// `{ timestamp = ms }`.
@@ -554,7 +561,7 @@ pub enum StartSpec {
 /// `start = { timestamp = ms }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StartAt {
+pub(crate) struct StartAt {
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
 }
@@ -562,7 +569,7 @@ pub struct StartAt {
 /// A value of `properties`: librdkafka takes every setting as text.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum PropertyValue {
+pub(crate) enum PropertyValue {
     /// A string.
     Text(String),
     /// An integer.

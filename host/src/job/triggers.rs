@@ -9,15 +9,15 @@
 //! event-time windows, any time trigger on a global window); Weir refuses
 //! them with a message that names the field.
 
-use super::plan::Trigger;
 use super::spec::{TriggerKind, TriggerSpec, WindowSpec, WindowTimeSpec};
+use crate::plan::Trigger;
 use crate::time::TimeDomain;
 use crate::time::windows::WindowAssigner;
 
 /// A problem with a window's configuration: the field (below `operator
 /// `uid``) and the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerProblem {
+pub(crate) struct TriggerProblem {
     /// The field, e.g. `trigger → interval_ms`.
     pub field: &'static str,
     /// What is wrong.
@@ -32,7 +32,7 @@ fn problem(field: &'static str, message: impl Into<String>) -> TriggerProblem {
 }
 
 /// The clock of a window spec (`time`, default event time).
-pub fn window_time(spec: &WindowSpec) -> TimeDomain {
+pub(crate) fn window_time(spec: &WindowSpec) -> TimeDomain {
     match spec.time {
         Some(WindowTimeSpec::Processing) => TimeDomain::ProcessingTime,
         Some(WindowTimeSpec::Event) | None => TimeDomain::EventTime,
@@ -42,7 +42,7 @@ pub fn window_time(spec: &WindowSpec) -> TimeDomain {
 /// The trigger a spec asks for; without a spec, the window's default (Flink's
 /// `getDefaultTrigger`: event time, or processing time for processing-time
 /// windows).
-pub fn trigger(spec: Option<&TriggerSpec>, time: TimeDomain) -> Result<Trigger, TriggerProblem> {
+pub(crate) fn trigger(spec: Option<&TriggerSpec>, time: TimeDomain) -> Result<Trigger, TriggerProblem> {
     let Some(spec) = spec else {
         return Ok(match time {
             TimeDomain::EventTime => Trigger::EventTime,
@@ -106,7 +106,7 @@ pub fn trigger(spec: Option<&TriggerSpec>, time: TimeDomain) -> Result<Trigger, 
 }
 
 /// Checks that `trigger` can fire `assigner`'s windows in `time`.
-pub fn check(
+pub(crate) fn check(
     assigner: WindowAssigner,
     time: TimeDomain,
     trigger: Trigger,
@@ -174,7 +174,7 @@ pub fn check(
 
 impl Trigger {
     /// Whether the trigger fires by a clock (the built-in time triggers).
-    pub fn is_time_based(self) -> bool {
+    pub(crate) fn is_time_based(self) -> bool {
         matches!(
             self,
             Trigger::EventTime
@@ -186,7 +186,7 @@ impl Trigger {
     }
 
     /// Whether each firing empties the window (Flink's `PurgingTrigger`).
-    pub fn purges(self) -> bool {
+    pub(crate) fn purges(self) -> bool {
         match self {
             Trigger::EventTime | Trigger::Wasm => false,
             Trigger::PurgingEventTime => true,

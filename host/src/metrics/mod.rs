@@ -2,13 +2,13 @@
 //!
 //! Counters are relaxed atomics bumped once per batch, never per record.
 
-pub mod progress;
+pub(crate) mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What kind of vertex a counter set belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VertexRole {
+pub(crate) enum VertexRole {
     /// A source: its output is the job's input.
     Source,
     /// A user function.
@@ -19,7 +19,7 @@ pub enum VertexRole {
 
 /// Records into and out of one vertex (all its subtasks).
 #[derive(Debug)]
-pub struct VertexMetrics {
+pub(crate) struct VertexMetrics {
     /// The vertex's uid.
     pub uid: String,
     /// Its role.
@@ -31,7 +31,7 @@ pub struct VertexMetrics {
 
 impl VertexMetrics {
     /// Zeroed counters.
-    pub fn new(uid: &str, role: VertexRole) -> Self {
+    pub(crate) fn new(uid: &str, role: VertexRole) -> Self {
         Self {
             uid: uid.to_string(),
             role,
@@ -42,38 +42,38 @@ impl VertexMetrics {
     }
 
     /// Counts records received.
-    pub fn add_in(&self, records: u64) {
+    pub(crate) fn add_in(&self, records: u64) {
         self.records_in.fetch_add(records, Ordering::Relaxed);
     }
 
     /// Counts records emitted.
-    pub fn add_out(&self, records: u64) {
+    pub(crate) fn add_out(&self, records: u64) {
         self.records_out.fetch_add(records, Ordering::Relaxed);
     }
 
     /// Counts records that came too late for every window.
-    pub fn add_late(&self, records: u64) {
+    pub(crate) fn add_late(&self, records: u64) {
         self.late.fetch_add(records, Ordering::Relaxed);
     }
 
     /// Records too late for every window so far.
-    pub fn late(&self) -> u64 {
+    pub(crate) fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
     }
 
     /// Records received so far.
-    pub fn records_in(&self) -> u64 {
+    pub(crate) fn records_in(&self) -> u64 {
         self.records_in.load(Ordering::Relaxed)
     }
 
     /// Records emitted so far.
-    pub fn records_out(&self) -> u64 {
+    pub(crate) fn records_out(&self) -> u64 {
         self.records_out.load(Ordering::Relaxed)
     }
 }
 
 /// Formats `n` with thousands separators.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

@@ -9,7 +9,7 @@ use super::{VertexMetrics, VertexRole, thousands};
 
 /// Sums of the job's counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Records the sources produced.
     pub records_in: u64,
     /// Records the sinks received.
@@ -17,7 +17,7 @@ pub struct Totals {
 }
 
 /// Adds up the sources' output and the sinks' input.
-pub fn totals(vertices: &[Arc<VertexMetrics>]) -> Totals {
+pub(crate) fn totals(vertices: &[Arc<VertexMetrics>]) -> Totals {
     let mut totals = Totals::default();
     for vertex in vertices {
         match vertex.role {
@@ -31,7 +31,7 @@ pub fn totals(vertices: &[Arc<VertexMetrics>]) -> Totals {
 
 /// Prints progress every `interval` until `stop` is set; `dead_letters`
 /// tells how many records were rejected so far.
-pub fn report(
+pub(crate) fn report(
     vertices: Vec<Arc<VertexMetrics>>,
     dead_letters: impl Fn() -> u64 + Send + 'static,
     stop: Arc<AtomicBool>,

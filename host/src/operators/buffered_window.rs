@@ -50,14 +50,14 @@ use crate::wasm::instance::{Accumulators, EvictorUdf, ProcessWindowUdf, TriggerU
 
 /// The name of the state that holds each window's accumulator, or the
 /// number of chunks of its elements.
-pub const BUFFER_STATE: &str = "window-buffer";
+pub(crate) const BUFFER_STATE: &str = "window-buffer";
 /// The name of the state that holds the chunks of each window's elements.
-pub const CHUNK_STATE: &str = "window-chunks";
+pub(crate) const CHUNK_STATE: &str = "window-chunks";
 /// The name of the state that holds each window's Wasm trigger state.
-pub const TRIGGER_STATE: &str = "window-trigger";
+pub(crate) const TRIGGER_STATE: &str = "window-trigger";
 
 /// What a window runs when it fires.
-pub enum WindowFunction {
+pub(crate) enum WindowFunction {
     /// A process-window function over all the window's elements.
     Process(ProcessWindowUdf),
     /// A window aggregate (or reduce), and the process-window function that
@@ -71,7 +71,7 @@ pub enum WindowFunction {
 }
 
 /// An evictor, ready to run.
-pub enum Evictor {
+pub(crate) enum Evictor {
     /// Keep the last `count` elements.
     Count {
         /// Elements kept.
@@ -92,7 +92,7 @@ pub enum Evictor {
 
 /// The functions and settings the executor builds for a buffered window
 /// operator (its state and timers come in its [`KeyedContext`]).
-pub struct BufferedWindowParts {
+pub(crate) struct BufferedWindowParts {
     /// Windows and trigger.
     pub config: WindowConfig,
     /// The window function.
@@ -104,7 +104,7 @@ pub struct BufferedWindowParts {
 }
 
 /// A keyed window operator that buffers whole windows.
-pub struct BufferedWindowOperator {
+pub(crate) struct BufferedWindowOperator {
     context: KeyedContext,
     parts: BufferedWindowParts,
     buffer: StateId,
@@ -142,7 +142,7 @@ struct Fired {
 impl BufferedWindowOperator {
     /// A buffered window operator in `context` (restored already) running
     /// `parts`.
-    pub fn new(mut context: KeyedContext, parts: BufferedWindowParts) -> Result<Self, TaskError> {
+    pub(crate) fn new(mut context: KeyedContext, parts: BufferedWindowParts) -> Result<Self, TaskError> {
         let buffer = context.register(BUFFER_STATE)?;
         let chunks = context.register(CHUNK_STATE)?;
         let trigger_state = context.register(TRIGGER_STATE)?;

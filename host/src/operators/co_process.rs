@@ -21,7 +21,7 @@ use crate::time::TimeDomain;
 use crate::wasm::instance::CoProcessUdf;
 
 /// Runs a keyed co-process function.
-pub struct CoProcessOperator {
+pub(crate) struct CoProcessOperator {
     context: OperatorContext,
     instance: CoProcessUdf,
     watermark: EventTime,
@@ -31,7 +31,7 @@ pub struct CoProcessOperator {
 impl CoProcessOperator {
     /// An operator running `instance`, which holds the subtask's state (as
     /// a keyed process function does: see [`super::keyed_process`]).
-    pub fn new(context: OperatorContext, instance: CoProcessUdf) -> Self {
+    pub(crate) fn new(context: OperatorContext, instance: CoProcessUdf) -> Self {
         Self {
             context,
             instance,
@@ -41,7 +41,7 @@ impl CoProcessOperator {
     }
 
     /// The same operator, its second input broadcast (and unkeyed).
-    pub fn with_broadcast_input(mut self) -> Self {
+    pub(crate) fn with_broadcast_input(mut self) -> Self {
         self.broadcast = true;
         self
     }

@@ -30,7 +30,7 @@ use crate::wasm::instance::CallOutput;
 
 /// Which input of a two-input operator a batch came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
+pub(crate) enum Side {
     /// The first (left) input.
     First,
     /// The second (right, or broadcast) input.
@@ -39,10 +39,10 @@ pub enum Side {
 
 impl Side {
     /// Both sides, first first.
-    pub const BOTH: [Side; 2] = [Side::First, Side::Second];
+    pub(crate) const BOTH: [Side; 2] = [Side::First, Side::Second];
 
     /// The other side.
-    pub fn other(self) -> Self {
+    pub(crate) fn other(self) -> Self {
         match self {
             Side::First => Side::Second,
             Side::Second => Side::First,
@@ -51,7 +51,7 @@ impl Side {
 }
 
 /// Who an operator is, what it counts, and what it owns.
-pub struct OperatorContext {
+pub(crate) struct OperatorContext {
     /// The operator's uid.
     pub uid: String,
     /// The module running its function, for messages and dead letters.
@@ -66,7 +66,7 @@ pub struct OperatorContext {
 
 impl OperatorContext {
     /// The context of operator `uid` running a function of `module`.
-    pub fn new(
+    pub(crate) fn new(
         uid: &str,
         module: String,
         metrics: Arc<VertexMetrics>,
@@ -83,7 +83,7 @@ impl OperatorContext {
     }
 
     /// A state error of this operator.
-    pub fn state_error(&self, source: StateError) -> TaskError {
+    pub(crate) fn state_error(&self, source: StateError) -> TaskError {
         TaskError::State {
             operator: self.uid.clone(),
             source,
@@ -92,13 +92,13 @@ impl OperatorContext {
 
     /// Sends `record`, which the function rejected for `reason`, to the dead
     /// letters.
-    pub fn dead_letter(&self, out: &Output, record: RecordRef<'_>, reason: &str) -> Result<(), TaskError> {
+    pub(crate) fn dead_letter(&self, out: &Output, record: RecordRef<'_>, reason: &str) -> Result<(), TaskError> {
         out.dead_letters().write(&self.uid, &self.module, record, reason)
     }
 
     /// Sends a function's output on: main records, side outputs, and dead
     /// letters for the records of `input` it rejected.
-    pub fn route(&self, output: CallOutput, input: &RecordBatch, out: &mut Output) -> Result<(), TaskError> {
+    pub(crate) fn route(&self, output: CallOutput, input: &RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         for (index, reason) in &output.errors {
             let index = *index as usize;
             if index < input.len() {
@@ -114,7 +114,7 @@ impl OperatorContext {
 
     /// The checkpoint view of `backend` and `timers` under this subtask's
     /// key groups.
-    pub fn snapshot_keyed(
+    pub(crate) fn snapshot_keyed(
         &self,
         backend: &mut dyn KeyedStateBackend,
         timers: &TimerService,
@@ -132,7 +132,7 @@ impl OperatorContext {
 }
 
 /// The context of an operator whose keyed state and timers live on the host.
-pub struct KeyedContext {
+pub(crate) struct KeyedContext {
     /// Who the operator is.
     pub base: OperatorContext,
     /// The keyed state backend (restored already).
@@ -145,7 +145,7 @@ pub struct KeyedContext {
 
 impl KeyedContext {
     /// The context over `backend` and `timers`, before any watermark.
-    pub fn new(base: OperatorContext, backend: Box<dyn KeyedStateBackend>, timers: TimerService) -> Self {
+    pub(crate) fn new(base: OperatorContext, backend: Box<dyn KeyedStateBackend>, timers: TimerService) -> Self {
         Self {
             base,
             backend,
@@ -155,13 +155,13 @@ impl KeyedContext {
     }
 
     /// A state error of this operator.
-    pub fn state_error(&self, source: StateError) -> TaskError {
+    pub(crate) fn state_error(&self, source: StateError) -> TaskError {
         self.base.state_error(source)
     }
 
     /// Registers the map state `name` (the kind every host-side operator
     /// state is).
-    pub fn register(&mut self, name: &str) -> Result<StateId, TaskError> {
+    pub(crate) fn register(&mut self, name: &str) -> Result<StateId, TaskError> {
         let descriptor = StateDescriptor {
             name: name.into(),
             kind: StateKind::Map,
@@ -172,13 +172,13 @@ impl KeyedContext {
 
     /// Whether `window` is late: the watermark has passed its end plus
     /// `lateness`.
-    pub fn is_late(&self, window: Window, lateness: i64) -> bool {
+    pub(crate) fn is_late(&self, window: Window, lateness: i64) -> bool {
         window.max_timestamp().saturating_add(lateness) <= self.watermark
     }
 
     /// Counts the records of `late` and sends them to the late side output
     /// `tag`, if there is one.
-    pub fn emit_late(&self, late: RecordBatch, tag: Option<&str>, out: &mut Output) -> Result<(), TaskError> {
+    pub(crate) fn emit_late(&self, late: RecordBatch, tag: Option<&str>, out: &mut Output) -> Result<(), TaskError> {
         if late.is_empty() {
             return Ok(());
         }
@@ -190,7 +190,7 @@ impl KeyedContext {
     }
 
     /// The checkpoint view of the backend and the timers.
-    pub fn snapshot(&mut self) -> Result<OperatorSnapshot, TaskError> {
+    pub(crate) fn snapshot(&mut self) -> Result<OperatorSnapshot, TaskError> {
         self.base.snapshot_keyed(self.backend.as_mut(), &self.timers)
     }
 }

@@ -26,10 +26,10 @@ use crate::time::TimeDomain;
 use crate::wasm::instance::JoinUdf;
 
 /// The names of the buffers of the left and the right input.
-pub const INTERVAL_JOIN_STATES: [&str; 2] = ["interval-join-left", "interval-join-right"];
+pub(crate) const INTERVAL_JOIN_STATES: [&str; 2] = ["interval-join-left", "interval-join-right"];
 
 /// An interval join subtask.
-pub struct IntervalJoinOperator {
+pub(crate) struct IntervalJoinOperator {
     core: JoinCore,
     lower: i64,
     upper: i64,
@@ -38,7 +38,7 @@ pub struct IntervalJoinOperator {
 impl IntervalJoinOperator {
     /// An interval join in `context` (restored already), with
     /// `lower <= upper`.
-    pub fn new(context: KeyedContext, instance: JoinUdf, (lower, upper): (i64, i64)) -> Result<Self, TaskError> {
+    pub(crate) fn new(context: KeyedContext, instance: JoinUdf, (lower, upper): (i64, i64)) -> Result<Self, TaskError> {
         let core = JoinCore::new(context, instance, INTERVAL_JOIN_STATES)?;
         Ok(Self { core, lower, upper })
     }

@@ -14,7 +14,7 @@ use crate::time::TimeDomain;
 use crate::wasm::instance::{JoinPairs, JoinUdf};
 
 /// Appends one record to a buffer entry.
-pub fn encode_record(entry: &mut Vec<u8>, timestamp: EventTime, payload: &[u8]) {
+pub(crate) fn encode_record(entry: &mut Vec<u8>, timestamp: EventTime, payload: &[u8]) {
     entry.extend_from_slice(&timestamp.to_le_bytes());
     entry.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
     entry.extend_from_slice(payload);
@@ -22,7 +22,7 @@ pub fn encode_record(entry: &mut Vec<u8>, timestamp: EventTime, payload: &[u8]) 
 
 /// The records of a buffer entry: (timestamp, payload). A truncated entry
 /// (which only a corrupt state could hold) ends the iteration.
-pub fn decode_records(entry: &[u8]) -> impl Iterator<Item = (EventTime, &[u8])> + '_ {
+pub(crate) fn decode_records(entry: &[u8]) -> impl Iterator<Item = (EventTime, &[u8])> + '_ {
     let mut rest = entry;
     std::iter::from_fn(move || {
         let timestamp = EventTime::from_le_bytes(rest.get(..8)?.try_into().ok()?);
@@ -34,17 +34,17 @@ pub fn decode_records(entry: &[u8]) -> impl Iterator<Item = (EventTime, &[u8])> 
 }
 
 /// Encodes a timestamp so that byte order is time order (a map-state key).
-pub fn time_key(timestamp: EventTime) -> [u8; 8] {
+pub(crate) fn time_key(timestamp: EventTime) -> [u8; 8] {
     ((timestamp as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// Decodes [`time_key`].
-pub fn from_time_key(key: &[u8]) -> Option<EventTime> {
+pub(crate) fn from_time_key(key: &[u8]) -> Option<EventTime> {
     Some((u64::from_be_bytes(key.try_into().ok()?) ^ (1 << 63)) as EventTime)
 }
 
 /// The state, timers and guest of a join subtask.
-pub struct JoinCore {
+pub(crate) struct JoinCore {
     /// The operator's context: its backend holds one map state per input.
     pub context: KeyedContext,
     /// The join function.
@@ -60,7 +60,7 @@ pub struct JoinCore {
 impl JoinCore {
     /// Registers the buffers `names` (left, right) in the context's
     /// backend, restored already with its timers.
-    pub fn new(mut context: KeyedContext, instance: JoinUdf, names: [&str; 2]) -> Result<Self, TaskError> {
+    pub(crate) fn new(mut context: KeyedContext, instance: JoinUdf, names: [&str; 2]) -> Result<Self, TaskError> {
         let left = context.register(names[0])?;
         let right = context.register(names[1])?;
         Ok(Self {
@@ -73,7 +73,7 @@ impl JoinCore {
     }
 
     /// The buffer of input `side`.
-    pub fn buffer(&self, side: Side) -> StateId {
+    pub(crate) fn buffer(&self, side: Side) -> StateId {
         match side {
             Side::First => self.left,
             Side::Second => self.right,
@@ -81,13 +81,13 @@ impl JoinCore {
     }
 
     /// A state error of this operator.
-    pub fn state_error(&self, source: crate::state::StateError) -> TaskError {
+    pub(crate) fn state_error(&self, source: crate::state::StateError) -> TaskError {
         self.context.state_error(source)
     }
 
     /// Appends `records` (already encoded) to the buffer of `side` under
     /// `user_key` for the current key.
-    pub fn append(&mut self, side: Side, user_key: &[u8], records: &[u8]) -> Result<(), TaskError> {
+    pub(crate) fn append(&mut self, side: Side, user_key: &[u8], records: &[u8]) -> Result<(), TaskError> {
         let state = self.buffer(side);
         let backend = &mut self.context.backend;
         let mut entry = backend
@@ -101,7 +101,7 @@ impl JoinCore {
     }
 
     /// Joins the pairs collected so far once there are `batch_size` of them.
-    pub fn flush_if_full(&mut self, out: &mut Output) -> Result<(), TaskError> {
+    pub(crate) fn flush_if_full(&mut self, out: &mut Output) -> Result<(), TaskError> {
         if self.pairs.len() >= self.context.base.batch_size {
             self.flush(out)?;
         }
@@ -109,7 +109,7 @@ impl JoinCore {
     }
 
     /// Joins the pairs collected so far (one guest call) and emits the results.
-    pub fn flush(&mut self, out: &mut Output) -> Result<(), TaskError> {
+    pub(crate) fn flush(&mut self, out: &mut Output) -> Result<(), TaskError> {
         if self.pairs.is_empty() {
             return Ok(());
         }
@@ -120,7 +120,7 @@ impl JoinCore {
     }
 
     /// Takes the event-time timers due at `watermark`, a batch at a time.
-    pub fn take_due(&mut self, watermark: EventTime) -> crate::state::timers::DueTimers {
+    pub(crate) fn take_due(&mut self, watermark: EventTime) -> crate::state::timers::DueTimers {
         self.context
             .timers
             .take_due(TimeDomain::EventTime, watermark, self.context.base.batch_size)

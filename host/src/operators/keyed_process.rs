@@ -18,7 +18,7 @@ use crate::time::TimeDomain;
 use crate::wasm::instance::KeyedProcessUdf;
 
 /// Runs a keyed process function.
-pub struct KeyedProcessOperator {
+pub(crate) struct KeyedProcessOperator {
     context: OperatorContext,
     instance: KeyedProcessUdf,
     watermark: EventTime,
@@ -26,7 +26,7 @@ pub struct KeyedProcessOperator {
 
 impl KeyedProcessOperator {
     /// An operator running `instance`, which holds the subtask's state.
-    pub fn new(context: OperatorContext, instance: KeyedProcessUdf) -> Self {
+    pub(crate) fn new(context: OperatorContext, instance: KeyedProcessUdf) -> Self {
         Self {
             context,
             instance,

@@ -21,20 +21,20 @@
 //! restores it before the first record and calls [`Operator::snapshot_state`]
 //! when the barriers of a checkpoint are aligned.
 
-pub mod buffered_window;
-pub mod co_process;
-pub mod context;
-pub mod interval_join;
-pub mod join_state;
-pub mod keyed_process;
-pub mod sink;
-pub mod transform;
-pub mod two_phase_commit;
-pub mod window;
-pub mod window_config;
-pub mod window_join;
+pub(crate) mod buffered_window;
+pub(crate) mod co_process;
+pub(crate) mod context;
+pub(crate) mod interval_join;
+pub(crate) mod join_state;
+pub(crate) mod keyed_process;
+pub(crate) mod sink;
+pub(crate) mod transform;
+pub(crate) mod two_phase_commit;
+pub(crate) mod window;
+pub(crate) mod window_config;
+pub(crate) mod window_join;
 
-pub use context::{KeyedContext, OperatorContext, Side};
+pub(crate) use context::{KeyedContext, OperatorContext, Side};
 
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
@@ -42,7 +42,7 @@ use crate::record::batch::{EventTime, RecordBatch};
 use crate::storage::CheckpointId;
 
 /// A stream operator. Only [`Operator::process_batch`] is required.
-pub trait Operator: Send {
+pub(crate) trait Operator: Send {
     /// Called once on the subtask's thread before the first record.
     fn open(&mut self) -> Result<(), TaskError> {
         Ok(())
@@ -112,7 +112,7 @@ pub trait Operator: Send {
 
 /// An operator's contribution to a checkpoint.
 #[derive(Default)]
-pub struct OperatorSnapshot {
+pub(crate) struct OperatorSnapshot {
     /// A view of keyed state and timers, written out off the record path.
     pub keyed: Option<KeyedView>,
     /// Pre-committed transactions of a sink, encoded.
@@ -120,7 +120,7 @@ pub struct OperatorSnapshot {
 }
 
 /// A consistent view of a keyed operator's state.
-pub struct KeyedView {
+pub(crate) struct KeyedView {
     /// The state backend's view.
     pub state: Box<dyn crate::state::StateView>,
     /// The timers at the barrier.

@@ -10,7 +10,7 @@ use crate::metrics::VertexMetrics;
 use crate::record::batch::RecordBatch;
 
 /// Writes every batch to a [`Sink`].
-pub struct SinkOperator {
+pub(crate) struct SinkOperator {
     uid: String,
     sink: Box<dyn Sink>,
     metrics: Arc<VertexMetrics>,
@@ -18,7 +18,7 @@ pub struct SinkOperator {
 
 impl SinkOperator {
     /// An operator writing to `sink`.
-    pub fn new(uid: &str, sink: Box<dyn Sink>, metrics: Arc<VertexMetrics>) -> Self {
+    pub(crate) fn new(uid: &str, sink: Box<dyn Sink>, metrics: Arc<VertexMetrics>) -> Self {
         Self {
             uid: uid.to_string(),
             sink,

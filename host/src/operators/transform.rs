@@ -11,7 +11,7 @@ use crate::storage::CheckpointId;
 use crate::wasm::instance::TransformUdf;
 
 /// Runs a stateless Wasm function over each batch.
-pub struct TransformOperator {
+pub(crate) struct TransformOperator {
     context: OperatorContext,
     instance: TransformUdf,
 }
@@ -19,7 +19,7 @@ pub struct TransformOperator {
 impl TransformOperator {
     /// An operator running `instance`; its operator state, if its scope
     /// holds any, is recorded under the context's key groups.
-    pub fn new(context: OperatorContext, instance: TransformUdf) -> Self {
+    pub(crate) fn new(context: OperatorContext, instance: TransformUdf) -> Self {
         Self { context, instance }
     }
 }

@@ -20,7 +20,7 @@ use crate::record::batch::RecordBatch;
 use crate::storage::CheckpointId;
 
 /// Drives a [`TransactionalSink`] through checkpoints.
-pub struct TwoPhaseCommitOperator {
+pub(crate) struct TwoPhaseCommitOperator {
     uid: String,
     sink: Box<dyn TransactionalSink>,
     metrics: Arc<VertexMetrics>,
@@ -31,7 +31,7 @@ pub struct TwoPhaseCommitOperator {
 impl TwoPhaseCommitOperator {
     /// Recovers `sink` from the restored checkpoint's `transactions` and
     /// wraps it.
-    pub fn new(
+    pub(crate) fn new(
         uid: &str,
         mut sink: Box<dyn TransactionalSink>,
         transactions: &[Vec<u8>],

@@ -36,15 +36,13 @@ mod counted;
 mod sessions;
 mod triggers;
 
-pub use triggers::WINDOW_TRIGGER;
-
 /// The name of the state that holds the accumulators.
-pub const WINDOW_STATE: &str = "window-contents";
+pub(crate) const WINDOW_STATE: &str = "window-contents";
 /// The name of the state that counts records per window (count triggers).
-pub const WINDOW_COUNTS: &str = "window-counts";
+pub(crate) const WINDOW_COUNTS: &str = "window-counts";
 
 /// A keyed window operator.
-pub struct WindowOperator {
+pub(crate) struct WindowOperator {
     context: KeyedContext,
     instance: WindowAggregateUdf,
     contents: StateId,
@@ -94,7 +92,7 @@ impl<'a> Slots<'a> {
 
 impl WindowOperator {
     /// A window operator in `context` (restored already).
-    pub fn new(
+    pub(crate) fn new(
         mut context: KeyedContext,
         instance: WindowAggregateUdf,
         config: WindowConfig,
@@ -117,7 +115,8 @@ impl WindowOperator {
     }
 
     /// Reads processing time from `clock` instead of the wall clock.
-    pub fn with_clock(mut self, clock: impl crate::time::clock::Clock + 'static) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: impl crate::time::clock::Clock + 'static) -> Self {
         self.clock = Box::new(clock);
         self
     }

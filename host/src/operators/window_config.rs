@@ -6,7 +6,7 @@ use crate::wasm::FunctionRef;
 
 /// How a window operator groups and fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WindowConfig {
+pub(crate) struct WindowConfig {
     /// Which windows a record belongs to.
     pub assigner: crate::time::windows::WindowAssigner,
     /// How long after its end a window still takes late records, ms.
@@ -24,7 +24,7 @@ pub struct WindowConfig {
 
 /// When a window fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// When the watermark reaches the window's end (the default).
     EventTime,
     /// Every `count` records of a window; with `purge`, the window is emptied
@@ -66,7 +66,7 @@ pub enum Trigger {
 /// The evictor and Wasm trigger of a window operator (its process function
 /// is part of the operator's plan).
 #[derive(Debug, Clone, Default)]
-pub struct WindowFunctions {
+pub(crate) struct WindowFunctions {
     /// Evicts elements of firing windows.
     pub evictor: Option<EvictorConfig>,
     /// The window-trigger function of a `trigger = { type = "wasm" }`.
@@ -75,14 +75,14 @@ pub struct WindowFunctions {
 
 impl WindowFunctions {
     /// Whether neither is set.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.evictor.is_none() && self.trigger.is_none()
     }
 }
 
 /// A checked evictor.
 #[derive(Debug, Clone)]
-pub enum EvictorConfig {
+pub(crate) enum EvictorConfig {
     /// Keep the last `count` elements (in arrival order).
     Count {
         /// Elements kept.

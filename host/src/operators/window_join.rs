@@ -23,10 +23,10 @@ use crate::time::windows::{Window, WindowAssigner};
 use crate::wasm::instance::JoinUdf;
 
 /// The names of the buffers of the left and the right input.
-pub const WINDOW_JOIN_STATES: [&str; 2] = ["window-join-left", "window-join-right"];
+pub(crate) const WINDOW_JOIN_STATES: [&str; 2] = ["window-join-left", "window-join-right"];
 
 /// A window join subtask.
-pub struct WindowJoinOperator {
+pub(crate) struct WindowJoinOperator {
     core: JoinCore,
     assigner: WindowAssigner,
     size: i64,
@@ -35,7 +35,7 @@ pub struct WindowJoinOperator {
 impl WindowJoinOperator {
     /// A window join in `context` (restored already); the assigner is
     /// tumbling or sliding.
-    pub fn new(context: KeyedContext, instance: JoinUdf, assigner: WindowAssigner) -> Result<Self, TaskError> {
+    pub(crate) fn new(context: KeyedContext, instance: JoinUdf, assigner: WindowAssigner) -> Result<Self, TaskError> {
         let size = match assigner {
             WindowAssigner::Tumbling { size, .. } | WindowAssigner::Sliding { size, .. } => size,
             WindowAssigner::Session { .. } | WindowAssigner::Global => {

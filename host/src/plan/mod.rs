@@ -6,7 +6,7 @@
 //! The job loader (`job`) builds it; the runtime and the checkpoint
 //! layer run it, so it sits below both.
 
-pub mod restart;
+pub(crate) mod restart;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 /// A validated, executable job.
 #[derive(Debug, Clone)]
-pub struct JobPlan {
+pub(crate) struct JobPlan {
     /// The job's name.
     pub name: String,
     /// Job-wide settings.
@@ -26,7 +26,7 @@ pub struct JobPlan {
 
 /// Job-wide settings with their defaults applied.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Number of key groups.
     pub max_parallelism: u32,
     /// Most records in one batch.
@@ -47,7 +47,7 @@ pub struct Settings {
 
 /// The keyed state backend of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateBackendConfig {
+pub(crate) enum StateBackendConfig {
     /// In memory.
     Heap,
     /// RocksDB in a local working folder.
@@ -60,11 +60,11 @@ pub enum StateBackendConfig {
 }
 
 /// Resource limits of a Wasm instance (defined by the Wasm layer).
-pub use crate::wasm::Limits;
+pub(crate) use crate::wasm::Limits;
 
 /// One vertex of the dataflow graph.
 #[derive(Debug, Clone)]
-pub struct Vertex {
+pub(crate) struct Vertex {
     /// Position in [`JobPlan::vertices`].
     pub index: usize,
     /// The uid from the job file.
@@ -82,7 +82,7 @@ pub struct Vertex {
 impl Vertex {
     /// The edges this vertex reads from, with their side: the first input
     /// (`input`) and, for a two-input operator, its second.
-    pub fn inputs(&self) -> impl Iterator<Item = (Side, &Edge)> + '_ {
+    pub(crate) fn inputs(&self) -> impl Iterator<Item = (Side, &Edge)> + '_ {
         let second = match &self.kind {
             VertexKind::Operator(operator) => operator.second_input(),
             _ => None,
@@ -92,7 +92,7 @@ impl Vertex {
     }
 
     /// The edge of `side`, if the vertex reads one there.
-    pub fn input_of(&self, side: Side) -> Option<&Edge> {
+    pub(crate) fn input_of(&self, side: Side) -> Option<&Edge> {
         self.inputs().find(|(s, _)| *s == side).map(|(_, edge)| edge)
     }
 }
@@ -100,7 +100,7 @@ impl Vertex {
 /// What an operator vertex runs: decided once by the job loader, so that
 /// building the operator is one `match` that meets no impossible shape.
 #[derive(Debug, Clone)]
-pub enum OperatorPlan {
+pub(crate) enum OperatorPlan {
     /// A map, filter or flat-map function (operator state only).
     Transform(FunctionRef),
     /// A keyed process function: keyed state and timers.
@@ -153,7 +153,7 @@ pub enum OperatorPlan {
 
 /// What a buffering window operator runs when a window fires.
 #[derive(Debug, Clone)]
-pub enum BufferedWindowFunction {
+pub(crate) enum BufferedWindowFunction {
     /// A process-window function over all the window's elements.
     Process(FunctionRef),
     /// A window aggregate, and the process-window function that gets its
@@ -169,7 +169,7 @@ pub enum BufferedWindowFunction {
 impl OperatorPlan {
     /// The operator's main function (the one named by `function` in the job
     /// file): its module is the operator's module.
-    pub fn function(&self) -> &FunctionRef {
+    pub(crate) fn function(&self) -> &FunctionRef {
         match self {
             Self::Transform(f) | Self::KeyedProcess(f) => f,
             Self::Window { aggregate, .. } => aggregate,
@@ -185,7 +185,7 @@ impl OperatorPlan {
 
     /// Every function the operator runs from its module: the main one and a
     /// buffering window's process function, evictor and trigger.
-    pub fn functions_mut(&mut self) -> Vec<&mut FunctionRef> {
+    pub(crate) fn functions_mut(&mut self) -> Vec<&mut FunctionRef> {
         match self {
             Self::Transform(f) | Self::KeyedProcess(f) => vec![f],
             Self::Window { aggregate, .. } => vec![aggregate],
@@ -209,7 +209,7 @@ impl OperatorPlan {
     }
 
     /// The second input of a two-input operator.
-    pub fn second_input(&self) -> Option<&Edge> {
+    pub(crate) fn second_input(&self) -> Option<&Edge> {
         match self {
             Self::WindowJoin { second, .. } | Self::IntervalJoin { second, .. } | Self::CoProcess { second, .. } => {
                 Some(second)
@@ -219,7 +219,7 @@ impl OperatorPlan {
     }
 
     /// The second input of a two-input operator, to wire it.
-    pub fn second_input_mut(&mut self) -> Option<&mut Edge> {
+    pub(crate) fn second_input_mut(&mut self) -> Option<&mut Edge> {
         match self {
             Self::WindowJoin { second, .. } | Self::IntervalJoin { second, .. } | Self::CoProcess { second, .. } => {
                 Some(second)
@@ -231,7 +231,7 @@ impl OperatorPlan {
     /// Runs every function of the operator from `module` instead (an
     /// upgrade), after checking that `module` exports each of them with the
     /// same kind; on a mismatch nothing changes.
-    pub fn swap_module(&mut self, module: &Arc<UdfModule>) -> Result<(), ModuleMismatch> {
+    pub(crate) fn swap_module(&mut self, module: &Arc<UdfModule>) -> Result<(), ModuleMismatch> {
         for function in self.functions_mut() {
             match module.info.function(&function.function) {
                 Some(info) if info.kind == function.kind => {}
@@ -259,7 +259,7 @@ impl OperatorPlan {
 /// Why a module cannot replace an operator's (the message follows the
 /// module's name).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ModuleMismatch {
+pub(crate) enum ModuleMismatch {
     /// It does not export one of the operator's functions.
     #[error("has no function `{function}`")]
     Missing {
@@ -278,25 +278,25 @@ pub enum ModuleMismatch {
     },
 }
 
-pub use crate::operators::Side;
+pub(crate) use crate::operators::Side;
 use crate::time::windows::WindowAssigner;
 use crate::wasm::{FunctionKind, UdfModule};
 
 /// How a vertex generates the watermarks of its output.
 #[derive(Debug, Clone)]
-pub struct Watermarks {
+pub(crate) struct Watermarks {
     /// Bound, emission interval and idleness.
     pub strategy: crate::time::watermarks::WatermarkStrategy,
     /// The Wasm watermark generator of a punctuated strategy.
     pub punctuation: Option<FunctionRef>,
 }
 
-pub use crate::operators::window_config::{Trigger, WindowConfig};
+pub(crate) use crate::operators::window_config::{Trigger, WindowConfig};
 
 /// What a vertex does.
 #[derive(Debug, Clone)]
 #[expect(clippy::large_enum_variant, reason = "one per vertex, built once by the loader")]
-pub enum VertexKind {
+pub(crate) enum VertexKind {
     /// Reads records from outside.
     Source(SourceConfig),
     /// Runs user functions.
@@ -307,7 +307,7 @@ pub enum VertexKind {
 
 /// A source connector and its settings.
 #[derive(Debug, Clone)]
-pub enum SourceConfig {
+pub(crate) enum SourceConfig {
     /// Lines of a file.
     File {
         /// The file, or a folder whose files are split over the subtasks.
@@ -323,7 +323,7 @@ pub enum SourceConfig {
 
 /// A sink connector and its settings.
 #[derive(Debug, Clone)]
-pub enum SinkConfig {
+pub(crate) enum SinkConfig {
     /// Standard output.
     Stdout,
     /// A file.
@@ -343,11 +343,11 @@ pub enum SinkConfig {
 }
 
 /// A function of a loaded module (defined by the Wasm layer).
-pub use crate::wasm::FunctionRef;
+pub(crate) use crate::wasm::FunctionRef;
 
 /// How records move from one vertex to the next.
 #[derive(Debug, Clone)]
-pub struct Edge {
+pub(crate) struct Edge {
     /// The upstream vertex.
     pub from: usize,
     /// How records are distributed over the downstream subtasks.
@@ -358,7 +358,7 @@ pub struct Edge {
 
 /// Distribution of records over downstream subtasks.
 #[derive(Debug, Clone)]
-pub enum Partitioning {
+pub(crate) enum Partitioning {
     /// Subtask `i` to subtask `i`.
     Forward,
     /// Round-robin, batch by batch.
@@ -369,19 +369,10 @@ pub enum Partitioning {
     KeyBy(FunctionRef),
 }
 
-impl JobPlan {
-    /// The vertices that read from vertex `index`.
-    pub fn consumers(&self, index: usize) -> impl Iterator<Item = &Vertex> + '_ {
-        self.vertices
-            .iter()
-            .filter(move |v| v.inputs().any(|(_, edge)| edge.from == index))
-    }
-}
-
 /// Whether operators align barriers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CheckpointMode {
+pub(crate) enum CheckpointMode {
     /// Align barriers: state and outputs are exactly once.
     ExactlyOnce,
     /// Do not align: after a recovery some records may count twice.
@@ -390,7 +381,7 @@ pub enum CheckpointMode {
 
 /// Checkpoint settings of a job, with their defaults applied.
 #[derive(Debug, Clone)]
-pub struct CheckpointSettings {
+pub(crate) struct CheckpointSettings {
     /// Folder of the job's checkpoints.
     pub dir: std::path::PathBuf,
     /// Time between two triggers, ms.

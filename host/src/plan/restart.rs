@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// What to do when a task fails.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RestartStrategy {
+pub(crate) enum RestartStrategy {
     /// Fail the job.
     None,
     /// Restart up to `attempts` times, waiting `delay` each time.
@@ -32,7 +32,7 @@ pub enum RestartStrategy {
 impl RestartStrategy {
     /// The wait before restart number `restart` (1 for the first), or `None`
     /// if the job must fail instead.
-    pub fn delay_before(&self, restart: u32) -> Option<Duration> {
+    pub(crate) fn delay_before(&self, restart: u32) -> Option<Duration> {
         match *self {
             Self::None => None,
             Self::FixedDelay { attempts, delay } => (restart <= attempts).then_some(delay),
@@ -52,7 +52,7 @@ impl RestartStrategy {
     }
 
     /// The number of restarts allowed.
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         match *self {
             Self::None => 0,
             Self::FixedDelay { attempts, .. } | Self::ExponentialBackoff { attempts, .. } => attempts,

@@ -1,7 +1,6 @@
 //! The sources and sinks of a subtask, built from the plan's connector
 //! settings; transactional sinks run behind the two-phase-commit operator.
 
-use super::TaskError;
 use crate::connectors::file_sink::FileSink;
 use crate::connectors::file_source::{FileSource, assigned_files};
 use crate::connectors::files_sink::FilesSink;
@@ -9,6 +8,7 @@ use crate::connectors::generator::{GeneratorSource, redistribute};
 use crate::connectors::postgres_sink::PostgresSink;
 use crate::connectors::stdout_sink::StdoutSink;
 use crate::connectors::{Source, TransactionalSink};
+use crate::exchange::TaskError;
 use crate::operators::Operator;
 use crate::operators::sink::SinkOperator;
 use crate::operators::two_phase_commit::TwoPhaseCommitOperator;

@@ -8,17 +8,18 @@
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::checkpoint::coordinator::{ToCoordinator, ToTask};
-use crate::checkpoint::manifest::{TaskState, WatermarkSnapshot};
-use crate::checkpoint::storage::FileStore;
-use crate::checkpoint::{CheckpointId, CheckpointMode, TaskId};
 use crate::operators::OperatorSnapshot;
+use crate::plan::CheckpointMode;
+use crate::storage::files::FileStore;
+use crate::storage::manifest::{TaskState, WatermarkSnapshot};
+use crate::storage::{CheckpointId, TaskId};
 
 /// The checkpointing side of one subtask.
 ///
 /// It keeps the threads that write its snapshots: before the subtask reports
 /// that it has finished, every acknowledgement must have gone out, or the
 /// coordinator could complete a checkpoint with the subtask's older state.
-pub struct CoordinatorLink {
+pub(crate) struct CoordinatorLink {
     /// Who this subtask is.
     pub task: TaskId,
     /// Its vertex's parallelism.
@@ -56,7 +57,7 @@ impl CoordinatorLink {
 
     /// A source acknowledges checkpoint `id` at `position` (and `splits`),
     /// with the progress of its watermark generator.
-    pub fn ack_source(
+    pub(crate) fn ack_source(
         &self,
         id: CheckpointId,
         (position, splits): (u64, Vec<Vec<u8>>),
@@ -74,7 +75,7 @@ impl CoordinatorLink {
     /// An operator acknowledges checkpoint `id` with its event-time
     /// progress; its keyed state is written on another thread, and the
     /// acknowledgement follows when it is.
-    pub fn ack_operator(&self, id: CheckpointId, snapshot: OperatorSnapshot, watermarks: WatermarkSnapshot) {
+    pub(crate) fn ack_operator(&self, id: CheckpointId, snapshot: OperatorSnapshot, watermarks: WatermarkSnapshot) {
         let mut state = self.state(false, watermarks);
         state.transactions = snapshot.transactions;
         let Some(keyed) = snapshot.keyed else {
@@ -123,7 +124,7 @@ impl CoordinatorLink {
     }
 
     /// The subtask has finished: waits for its snapshot writers, then says so.
-    pub fn finished(&self) {
+    pub(crate) fn finished(&self) {
         for writer in self.writers.borrow_mut().drain(..) {
             let _ = writer.join();
         }

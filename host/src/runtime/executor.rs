@@ -21,28 +21,28 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 
-use super::TaskError;
 use super::coordinator_link::CoordinatorLink;
-use super::dead_letter::DeadLetters;
-use crate::checkpoint::TaskId;
 use crate::checkpoint::coordinator::Coordinator;
 use crate::checkpoint::hot_swap::{Schemas, plan_schemas};
-use crate::checkpoint::manifest::Manifest;
 use crate::checkpoint::resolve::{Resolved, find, operator_modules, resolve};
 use crate::checkpoint::savepoint::SavepointSettings;
-use crate::checkpoint::storage::{CheckpointStorage, FileStore};
+use crate::exchange::TaskError;
+use crate::exchange::dead_letter::DeadLetters;
 use crate::metrics::{VertexMetrics, VertexRole, progress};
 use crate::plan::{JobPlan, VertexKind};
+use crate::storage::TaskId;
+use crate::storage::files::{CheckpointStorage, FileStore};
+use crate::storage::manifest::Manifest;
 use crate::wasm::WasmRuntime;
 
 use super::subtask::Subtask;
 use super::wiring::{CheckpointChannels, all_tasks, wire};
 
-pub use crate::checkpoint::resolve::RestoreFrom;
+pub(crate) use crate::checkpoint::resolve::RestoreFrom;
 
 /// How to run a job.
 #[derive(Debug, Clone)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Print a progress line to stderr this often (`None`: never).
     pub progress: Option<Duration>,
     /// Start from a checkpoint.
@@ -53,7 +53,7 @@ pub struct RunOptions {
 
 /// What a finished job did.
 #[derive(Debug, Clone)]
-pub struct JobSummary {
+pub(crate) struct JobSummary {
     /// The job's name.
     pub name: String,
     /// Wall-clock time of the run.
@@ -70,7 +70,7 @@ pub struct JobSummary {
 
 /// Counters of one vertex.
 #[derive(Debug, Clone)]
-pub struct VertexSummary {
+pub(crate) struct VertexSummary {
     /// The vertex's uid.
     pub uid: String,
     /// Its role.
@@ -103,7 +103,7 @@ impl From<crate::checkpoint::resolve::ResolveError> for TaskError {
 /// strategy allows. Every start from saved state — the first, from
 /// `options.restore`, and every restart — goes through
 /// [`crate::checkpoint::resolve`], which decides the modules that run.
-pub fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Result<JobSummary, TaskError> {
+pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Result<JobSummary, TaskError> {
     let started = Instant::now();
     let engine = wasm.engine();
     let storage = match &plan.settings.checkpoint {

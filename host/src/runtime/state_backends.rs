@@ -2,13 +2,13 @@
 //! RocksDB) and timers, or its operator state, with what the restored
 //! checkpoint holds for its key groups loaded.
 
-use super::TaskError;
-use crate::checkpoint::manifest::KeyedStateHandle;
+use crate::exchange::TaskError;
 use crate::plan::StateBackendConfig;
 use crate::state::KeyGroupRange;
 use crate::state::heap::HeapBackend;
 use crate::state::restore::{RestoreError, restore_keyed};
 use crate::state::rocksdb::{RocksDbBackend, RocksDbOptions};
+use crate::storage::manifest::KeyedStateHandle;
 use crate::wasm::host_state::KeyedScope;
 
 use super::subtask::Subtask;

@@ -7,16 +7,16 @@ use std::sync::atomic::AtomicBool;
 
 use crossbeam_channel::Receiver;
 
-use super::TaskError;
 use super::coordinator_link::CoordinatorLink;
-use super::message::Message;
-use super::output::{Output, OutputEdge, Route};
 use super::task::{run_operator, run_operator_inputs, run_source};
-use crate::checkpoint::manifest::{GeneratorState, Manifest, TaskState, WatermarkSnapshot};
-use crate::checkpoint::storage::FileStore;
+use crate::exchange::TaskError;
+use crate::exchange::message::Message;
+use crate::exchange::output::{Output, OutputEdge, Route};
 use crate::metrics::VertexMetrics;
 use crate::plan::{JobPlan, Partitioning, Side, Vertex, VertexKind};
 use crate::state::KeyGroupRange;
+use crate::storage::files::FileStore;
+use crate::storage::manifest::{GeneratorState, Manifest, TaskState, WatermarkSnapshot};
 
 use super::executor::Shared;
 use super::wiring::{EdgeWiring, InputChannel};

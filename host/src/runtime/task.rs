@@ -29,21 +29,22 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
-use super::TaskError;
 use super::coordinator_link::CoordinatorLink;
-use super::message::Message;
-use super::output::Output;
 use crate::checkpoint::coordinator::ToTask;
-use crate::checkpoint::manifest::WatermarkSnapshot;
-use crate::checkpoint::{Barrier, CheckpointId, CheckpointMode};
 use crate::connectors::{Source, SourceStatus};
+use crate::exchange::TaskError;
+use crate::exchange::message::Message;
+use crate::exchange::output::Output;
 use crate::operators::{Operator, Side};
+use crate::plan::CheckpointMode;
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::storage::manifest::WatermarkSnapshot;
+use crate::storage::{Barrier, CheckpointId};
 
 /// Runs a source subtask until its input ends or the job is cancelled.
 /// (Its output is counted by `out`.) `restored` is the event-time progress
 /// of the checkpoint it starts from.
-pub fn run_source(
+pub(crate) fn run_source(
     uid: &str,
     source: &mut dyn Source,
     out: &mut Output,
@@ -227,7 +228,7 @@ enum Event {
 }
 
 /// Runs an operator subtask until all its inputs end.
-pub fn run_operator(
+pub(crate) fn run_operator(
     operator: &mut dyn Operator,
     inputs: &[Receiver<Message>],
     out: &mut Output,
@@ -243,7 +244,7 @@ pub fn run_operator(
 /// `restored` is the event-time progress of the checkpoint the subtask
 /// starts from: the operator's watermark starts there (never below it), and
 /// the output tells its consumers again what it had told them.
-pub fn run_operator_inputs(
+pub(crate) fn run_operator_inputs(
     operator: &mut dyn Operator,
     inputs: &[Receiver<Message>],
     sides: &[Side],

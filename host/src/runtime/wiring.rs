@@ -7,12 +7,12 @@ use std::collections::HashMap;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
-use crate::checkpoint::CheckpointSettings;
 use crate::checkpoint::coordinator::{ToCoordinator, ToTask};
-use crate::checkpoint::storage::CheckpointStorage;
 use crate::exchange::Message;
+use crate::plan::CheckpointSettings;
 use crate::plan::{JobPlan, Partitioning, Side};
 use crate::storage::TaskId;
+use crate::storage::files::CheckpointStorage;
 
 /// An incoming channel, with the consumer's logical input it belongs to.
 pub(super) type InputChannel = (Receiver<Message>, Side);

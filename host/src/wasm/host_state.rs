@@ -430,13 +430,13 @@ pub(crate) mod list_codec {
     use wasmtime::format_err as anyhow;
 
     /// Appends one element.
-    pub fn push(stored: &mut Vec<u8>, value: &[u8]) {
+    pub(crate) fn push(stored: &mut Vec<u8>, value: &[u8]) {
         stored.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
         stored.extend_from_slice(value);
     }
 
     /// Splits a stored list into its elements.
-    pub fn decode(mut stored: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
+    pub(crate) fn decode(mut stored: &[u8]) -> wasmtime::Result<Vec<Vec<u8>>> {
         let mut values = Vec::new();
         while !stored.is_empty() {
             let header: [u8; 4] = stored

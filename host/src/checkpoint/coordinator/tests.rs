@@ -9,9 +9,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use super::*;
-use crate::checkpoint::manifest::KeyedStateHandle;
-use crate::checkpoint::storage::FileRef;
-use crate::checkpoint::{CheckpointMode, CheckpointSettings};
+use crate::plan::{CheckpointMode, CheckpointSettings};
+use crate::storage::files::FileRef;
+use crate::storage::manifest::KeyedStateHandle;
 
 /// Long enough that only a bug makes a test wait for it.
 const HANG: Duration = Duration::from_secs(60);

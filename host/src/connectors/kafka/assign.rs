@@ -18,7 +18,7 @@ fn java_hash(text: &str) -> i32 {
 }
 
 /// The subtask (of `parallelism`) that reads `partition` of `topic`.
-pub fn owner(topic: &str, partition: i32, parallelism: u32) -> u32 {
+pub(crate) fn owner(topic: &str, partition: i32, parallelism: u32) -> u32 {
     let parallelism = i64::from(parallelism.max(1));
     let start = i64::from(java_hash(topic).wrapping_mul(31) & 0x7FFF_FFFF) % parallelism;
     let owner = (start + i64::from(partition)).rem_euclid(parallelism);

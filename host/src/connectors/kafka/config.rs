@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// Where a partition that has no checkpointed offset starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartFrom {
+pub(crate) enum StartFrom {
     /// The first offset still in the log.
     Earliest,
     /// The end of the log when the source starts.
@@ -22,7 +22,7 @@ pub enum StartFrom {
 /// How a Kafka message becomes records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Format {
+pub(crate) enum Format {
     /// One record a message: its value, byte for byte.
     #[default]
     Raw,
@@ -39,7 +39,7 @@ pub enum Format {
 /// Which records a consumer reads from transactional producers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Isolation {
+pub(crate) enum Isolation {
     /// Only records of committed transactions (and non-transactional ones).
     #[default]
     ReadCommitted,
@@ -49,7 +49,7 @@ pub enum Isolation {
 
 impl Isolation {
     /// librdkafka's name of the level (`isolation.level`).
-    pub fn property(self) -> &'static str {
+    pub(crate) fn property(self) -> &'static str {
         match self {
             Self::ReadCommitted => "read_committed",
             Self::ReadUncommitted => "read_uncommitted",
@@ -60,7 +60,7 @@ impl Isolation {
 /// The delivery guarantee of the Kafka sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// Every record at least once: the producer is flushed, and every
     /// delivery awaited, at each checkpoint barrier.
     AtLeastOnce,
@@ -72,7 +72,7 @@ pub enum Delivery {
 
 /// A `type = "kafka"` source.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KafkaSourceConfig {
+pub(crate) struct KafkaSourceConfig {
     /// `bootstrap.servers`: `host:port,...`.
     pub bootstrap_servers: String,
     /// The topics read (by name).
@@ -102,7 +102,7 @@ pub struct KafkaSourceConfig {
 
 /// A `type = "kafka"` sink.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KafkaSinkConfig {
+pub(crate) struct KafkaSinkConfig {
     /// `bootstrap.servers`: `host:port,...`.
     pub bootstrap_servers: String,
     /// The topic written.
@@ -116,7 +116,7 @@ pub struct KafkaSinkConfig {
 /// librdkafka settings that Weir sets itself: a job file that sets one in
 /// `properties` is refused, with the field to use instead when there is
 /// one.
-pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
+pub(crate) const RESERVED_PROPERTIES: &[(&str, &str)] = &[
     ("bootstrap.servers", "use `bootstrap_servers`"),
     ("metadata.broker.list", "use `bootstrap_servers`"),
     ("group.id", "use `group_id`"),
@@ -134,7 +134,7 @@ pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
 ];
 
 /// Why `key` cannot be set in `properties`, if it cannot.
-pub fn reserved_property(key: &str) -> Option<&'static str> {
+pub(crate) fn reserved_property(key: &str) -> Option<&'static str> {
     RESERVED_PROPERTIES
         .iter()
         .find(|(name, _)| *name == key)

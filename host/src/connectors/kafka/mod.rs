@@ -92,11 +92,11 @@
 //! end of the partition), so the bounded source takes its ends from the
 //! fetches (end-of-partition events) instead.
 
-pub mod assign;
-pub mod config;
-pub mod sink;
-pub mod source;
-pub mod split;
+pub(crate) mod assign;
+pub(crate) mod config;
+pub(crate) mod sink;
+pub(crate) mod source;
+pub(crate) mod split;
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
@@ -104,15 +104,15 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult};
 
-pub use config::{Delivery, Format, Isolation, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
-pub use sink::KafkaSink;
-pub use source::KafkaSource;
+pub(crate) use config::{Delivery, Format, Isolation, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
+pub(crate) use sink::KafkaSink;
+pub(crate) use source::KafkaSource;
 
 use super::ConnectorError;
 
 /// Who a Kafka client works for (its logs name it), and the job it runs in.
 #[derive(Debug, Clone)]
-pub struct ClientScope {
+pub(crate) struct ClientScope {
     /// The job's name.
     pub job: String,
     /// The source or sink uid.

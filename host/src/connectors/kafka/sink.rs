@@ -29,7 +29,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// the others holding pre-committed transactions until their checkpoints
 /// complete (two are enough with one checkpoint in flight; the rest is
 /// room for a completion that arrives after the next barrier).
-pub const POOL_SIZE: usize = 4;
+pub(crate) const POOL_SIZE: usize = 4;
 
 /// The first byte of an encoded [`TransactionHandle`].
 const HANDLE_VERSION: u8 = 1;
@@ -38,7 +38,7 @@ const HANDLE_VERSION: u8 = 1;
 /// name it, and (once librdkafka or a protocol client provides them) to
 /// commit it after a restore with `EndTxn`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransactionHandle {
+pub(crate) struct TransactionHandle {
     /// The producer's `transactional.id`.
     pub transactional_id: String,
     /// The producer id the broker gave it: not exposed by librdkafka, so
@@ -117,7 +117,7 @@ enum Mode {
 }
 
 /// Writes records to one topic.
-pub struct KafkaSink {
+pub(crate) struct KafkaSink {
     uid: String,
     topic: String,
     mode: Mode,
@@ -136,7 +136,7 @@ impl KafkaSink {
     /// Connects and checks the topic; exactly once, also fences every
     /// transactional id of this subtask's pool (aborting what a crashed run
     /// left open) and begins the first transaction.
-    pub fn open(config: &KafkaSinkConfig, scope: &ClientScope) -> Result<Self, ConnectorError> {
+    pub(crate) fn open(config: &KafkaSinkConfig, scope: &ClientScope) -> Result<Self, ConnectorError> {
         let servers = &config.bootstrap_servers;
         let base = format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask);
         let create = |transactional_id: Option<&str>| -> Result<KafkaProducer, ConnectorError> {

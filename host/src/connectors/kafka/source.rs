@@ -26,7 +26,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SNAPSHOTS: usize = 16;
 
 /// Reads this subtask's partitions of the configured topics.
-pub struct KafkaSource {
+pub(crate) struct KafkaSource {
     uid: String,
     consumer: BaseConsumer<Logged>,
     format: Format,
@@ -54,7 +54,11 @@ impl KafkaSource {
     /// Connects, finds this subtask's partitions and where each starts: at
     /// its offset in `restored` (the encoded splits of every subtask of the
     /// restored checkpoint), or else by `config.start`.
-    pub fn open(config: &KafkaSourceConfig, scope: &ClientScope, restored: &[Vec<u8>]) -> Result<Self, ConnectorError> {
+    pub(crate) fn open(
+        config: &KafkaSourceConfig,
+        scope: &ClientScope,
+        restored: &[Vec<u8>],
+    ) -> Result<Self, ConnectorError> {
         let servers = &config.bootstrap_servers;
         let mut client = ClientConfig::new();
         for (key, value) in &config.properties {

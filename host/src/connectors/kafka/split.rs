@@ -18,7 +18,7 @@ const VERSION: u8 = 1;
 
 /// One checkpointed split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Split {
+pub(crate) enum Split {
     /// A partition and where to continue in it.
     Partition(PartitionSplit),
     /// The subtask read no partition.
@@ -27,7 +27,7 @@ pub enum Split {
 
 /// A partition's progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionSplit {
+pub(crate) struct PartitionSplit {
     /// The topic.
     pub topic: String,
     /// The partition.
@@ -41,13 +41,13 @@ pub struct PartitionSplit {
 
 impl Split {
     /// The split as checkpoint bytes.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         // Encoding plain data into a Vec cannot fail.
         postcard::to_extend(self, vec![VERSION]).unwrap_or_default()
     }
 
     /// A split that [`Split::encode`] wrote.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ConnectorError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, ConnectorError> {
         let invalid = |reason: String| ConnectorError::Checkpoint {
             what: "cannot restore a Kafka source split".into(),
             reason,

@@ -6,8 +6,8 @@ use toml::Spanned;
 
 use super::{Builder, Draft, DraftInput};
 use crate::connectors::generator::GeneratorConfig;
-use crate::job::plan::{SinkConfig, SourceConfig, VertexKind};
 use crate::job::spec::{SinkKind, SinkSpec, SourceKind, SourceSpec};
+use crate::plan::{SinkConfig, SourceConfig, VertexKind};
 
 impl Builder<'_> {
     /// The draft vertex of `[[source]]` `spanned`.

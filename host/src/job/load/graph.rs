@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{Builder, Draft, DraftInput, DraftPartitioning};
-use crate::job::plan::{Edge, Partitioning, Vertex, VertexKind};
 use crate::job::spec::PartitionSpec;
+use crate::plan::{Edge, Partitioning, Vertex, VertexKind};
 
 impl Builder<'_> {
     /// Checks uids and inputs and orders the vertices so that every vertex

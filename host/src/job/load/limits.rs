@@ -21,9 +21,9 @@ use super::{
     DEFAULT_MEMORY_MB, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY, MAX_MAX_PARALLELISM, MAX_MEMORY_MB,
     MAX_RECORDS_PER_CHANNEL, MAX_WINDOWS_PER_RECORD,
 };
-use crate::job::plan::{Limits, Settings, StateBackendConfig};
 use crate::job::spec::JobSpec;
 use crate::plan::restart::RestartStrategy;
+use crate::plan::{Limits, Settings, StateBackendConfig};
 
 impl Builder<'_> {
     /// The `[job]` settings with their defaults, checked against their limits.

@@ -5,10 +5,10 @@ use toml::Spanned;
 
 use super::two_input::JoinChoice;
 use super::{Builder, Draft, DraftInput, DraftPartitioning};
-use crate::job::plan::{
+use crate::job::spec::{KeyBySpec, OperatorSpec};
+use crate::plan::{
     BufferedWindowFunction, Edge, FunctionRef, OperatorPlan, Partitioning, SinkConfig, VertexKind, WindowConfig,
 };
-use crate::job::spec::{KeyBySpec, OperatorSpec};
 use crate::wasm::FunctionKind;
 
 impl Builder<'_> {

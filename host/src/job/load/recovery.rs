@@ -6,9 +6,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Builder;
-use crate::checkpoint::{CheckpointMode, CheckpointSettings};
 use crate::job::spec::{CheckpointSpec, RestartKind, RestartSpec};
 use crate::plan::restart::RestartStrategy;
+use crate::plan::{CheckpointMode, CheckpointSettings};
 
 impl Builder<'_> {
     /// The checkpoint settings, with their defaults.

@@ -4,8 +4,8 @@
 use toml::Spanned;
 
 use super::{Builder, DraftInput, DraftPartitioning};
-use crate::job::plan::{FunctionRef, Trigger, WindowConfig};
 use crate::job::spec::{JoinKind, JoinSpec, OperatorSpec, PartitionSpec};
+use crate::plan::{FunctionRef, Trigger, WindowConfig};
 use crate::time::windows::WindowAssigner;
 use crate::wasm::FunctionKind;
 

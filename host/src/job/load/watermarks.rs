@@ -6,8 +6,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Builder;
-use crate::job::plan::{FunctionRef, Watermarks};
 use crate::job::spec::{WatermarkKind, WatermarksSpec};
+use crate::plan::{FunctionRef, Watermarks};
 use crate::time::watermarks::WatermarkStrategy;
 use crate::wasm::FunctionKind;
 

@@ -3,10 +3,10 @@
 //! (with the triggers a buffering window operator can run).
 
 use super::Builder;
-use crate::job::plan::{FunctionRef, Trigger, WindowConfig};
 use crate::job::spec::OperatorSpec;
 use crate::job::spec::{EvictorKind, WindowKind};
 use crate::operators::window_config::EvictorConfig;
+use crate::plan::{FunctionRef, Trigger, WindowConfig};
 use crate::time::windows::WindowAssigner;
 use crate::wasm::FunctionKind;
 

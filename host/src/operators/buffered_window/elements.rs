@@ -10,7 +10,7 @@ use crate::record::batch::EventTime;
 const HEADER: usize = 12;
 
 /// Appends an element to an encoded window.
-pub fn append(buffer: &mut Vec<u8>, payload: &[u8], timestamp: EventTime) {
+pub(super) fn append(buffer: &mut Vec<u8>, payload: &[u8], timestamp: EventTime) {
     buffer.reserve(HEADER + payload.len());
     buffer.extend_from_slice(&timestamp.to_le_bytes());
     buffer.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -19,7 +19,7 @@ pub fn append(buffer: &mut Vec<u8>, payload: &[u8], timestamp: EventTime) {
 
 /// The elements of an encoded window: `(timestamp, payload)`. A truncated
 /// element (corrupt state) ends the iteration.
-pub fn iter(buffer: &[u8]) -> impl Iterator<Item = (EventTime, &[u8])> {
+pub(super) fn iter(buffer: &[u8]) -> impl Iterator<Item = (EventTime, &[u8])> {
     let mut rest = buffer;
     std::iter::from_fn(move || {
         let header = rest.get(..HEADER)?;

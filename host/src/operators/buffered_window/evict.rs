@@ -5,7 +5,7 @@ use crate::time::window_set::WindowSet;
 
 /// Positions in `set.elements` a count evictor removes: all but the last
 /// `count` elements of each window (in arrival order).
-pub fn by_count(set: &WindowSet, count: u64) -> Vec<bool> {
+pub(super) fn by_count(set: &WindowSet, count: u64) -> Vec<bool> {
     let mut evict = vec![false; set.elements.len()];
     for w in 0..set.len() {
         let range = set.range(w);
@@ -20,7 +20,7 @@ pub fn by_count(set: &WindowSet, count: u64) -> Vec<bool> {
 /// Positions in `set.elements` a time evictor removes: as Flink's
 /// `TimeEvictor`, the elements whose timestamp is at or below the newest
 /// timestamp of their window minus `size_ms`.
-pub fn by_time(set: &WindowSet, size_ms: i64) -> Vec<bool> {
+pub(super) fn by_time(set: &WindowSet, size_ms: i64) -> Vec<bool> {
     let mut evict = vec![false; set.elements.len()];
     for w in 0..set.len() {
         let range = set.range(w);

@@ -17,7 +17,7 @@ use crate::time::windows::Window;
 
 /// The states that hold windows' contents.
 #[derive(Debug, Clone, Copy)]
-pub struct Store {
+pub(super) struct Store {
     /// Accumulators, or chunk counts.
     pub buffer: StateId,
     /// Chunks of elements.
@@ -43,7 +43,7 @@ impl Store {
     }
 
     /// The window's whole contents (empty if none).
-    pub fn load(self, backend: &mut dyn KeyedStateBackend, window: Window) -> StateResult<Vec<u8>> {
+    pub(super) fn load(self, backend: &mut dyn KeyedStateBackend, window: Window) -> StateResult<Vec<u8>> {
         if self.accumulating {
             return Ok(backend.get(self.buffer, &window.to_key())?.unwrap_or_default());
         }
@@ -57,7 +57,12 @@ impl Store {
     }
 
     /// Appends encoded elements to the window.
-    pub fn append(self, backend: &mut dyn KeyedStateBackend, window: Window, elements: &[u8]) -> StateResult<()> {
+    pub(super) fn append(
+        self,
+        backend: &mut dyn KeyedStateBackend,
+        window: Window,
+        elements: &[u8],
+    ) -> StateResult<()> {
         if elements.is_empty() {
             return Ok(());
         }
@@ -67,7 +72,12 @@ impl Store {
     }
 
     /// Replaces the window's contents (empty: removes the window).
-    pub fn replace(self, backend: &mut dyn KeyedStateBackend, window: Window, contents: &[u8]) -> StateResult<()> {
+    pub(super) fn replace(
+        self,
+        backend: &mut dyn KeyedStateBackend,
+        window: Window,
+        contents: &[u8],
+    ) -> StateResult<()> {
         self.remove(backend, window)?;
         if contents.is_empty() {
             Ok(())
@@ -79,7 +89,7 @@ impl Store {
     }
 
     /// Removes the window's contents.
-    pub fn remove(self, backend: &mut dyn KeyedStateBackend, window: Window) -> StateResult<()> {
+    pub(super) fn remove(self, backend: &mut dyn KeyedStateBackend, window: Window) -> StateResult<()> {
         if !self.accumulating {
             for index in 0..self.chunk_count(backend, window)? {
                 backend.delete(self.chunks, &chunk_key(window, index))?;

@@ -11,7 +11,7 @@ use crate::time::TimeDomain;
 
 /// A window's trigger state and timers.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TriggerRecord {
+pub(super) struct TriggerRecord {
     /// The trigger's own state (empty: none yet).
     pub state: Vec<u8>,
     /// Registered event-time timers.
@@ -22,7 +22,7 @@ pub struct TriggerRecord {
 
 impl TriggerRecord {
     /// The timers of `domain`.
-    pub fn timers(&mut self, domain: TimeDomain) -> &mut Vec<i64> {
+    pub(super) fn timers(&mut self, domain: TimeDomain) -> &mut Vec<i64> {
         match domain {
             TimeDomain::EventTime => &mut self.event_time,
             TimeDomain::ProcessingTime => &mut self.processing_time,
@@ -30,7 +30,7 @@ impl TriggerRecord {
     }
 
     /// Records a registered timer; false if it was registered already.
-    pub fn register(&mut self, domain: TimeDomain, timestamp: i64) -> bool {
+    pub(super) fn register(&mut self, domain: TimeDomain, timestamp: i64) -> bool {
         let timers = self.timers(domain);
         if timers.contains(&timestamp) {
             return false;
@@ -40,7 +40,7 @@ impl TriggerRecord {
     }
 
     /// Forgets a timer; true if it was registered.
-    pub fn remove(&mut self, domain: TimeDomain, timestamp: i64) -> bool {
+    pub(super) fn remove(&mut self, domain: TimeDomain, timestamp: i64) -> bool {
         let timers = self.timers(domain);
         let before = timers.len();
         timers.retain(|t| *t != timestamp);
@@ -49,7 +49,7 @@ impl TriggerRecord {
 
     /// Encodes the record: state length (4 bytes), state, then each domain's
     /// timer count (4 bytes) and timers (8 bytes each), little-endian.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(12 + self.state.len() + 8 * (self.event_time.len() + self.processing_time.len()));
         out.extend_from_slice(&(self.state.len() as u32).to_le_bytes());
@@ -64,7 +64,7 @@ impl TriggerRecord {
     }
 
     /// Decodes [`TriggerRecord::encode`]; `None` if the bytes are corrupt.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
+    pub(super) fn decode(bytes: &[u8]) -> Option<Self> {
         let mut rest = bytes;
         let mut take = |n: usize| -> Option<&[u8]> {
             let (head, tail) = (rest.get(..n)?, rest.get(n..)?);

@@ -49,7 +49,7 @@ use crate::time::windows::Window;
 use crate::wasm::instance::Accumulators;
 
 /// The name of the state that holds each window's next continuous firing.
-pub const WINDOW_TRIGGER: &str = "window-trigger";
+pub(crate) const WINDOW_TRIGGER: &str = "window-trigger";
 
 /// (key, window, accumulator) of the windows to emit.
 type Fired = Vec<(Vec<u8>, Window, Vec<u8>)>;

@@ -53,7 +53,7 @@ exports!(
 
 /// The store of a running function, who it runs for, its limits, and how
 /// many input records it has processed (to place a failure).
-pub struct UdfCore {
+pub(super) struct UdfCore {
     pub(super) store: Store<HostState>,
     operator: String,
     module: Arc<UdfModule>,
