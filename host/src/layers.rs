@@ -41,9 +41,9 @@ fn layer(module: &str) -> Option<u8> {
     LAYERS.iter().find(|(name, _)| *name == module).map(|(_, layer)| *layer)
 }
 
-/// Every `(module, other module it uses)` pair of the sources under `src`.
-fn imports(src: &Path) -> BTreeSet<(String, String)> {
-    let mut found = BTreeSet::new();
+/// Every `.rs` file under `src`, with its path relative to `src`.
+fn sources(src: &Path) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+    let mut found = Vec::new();
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -51,28 +51,35 @@ fn imports(src: &Path) -> BTreeSet<(String, String)> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && let Ok(relative) = path.strip_prefix(src)
+            {
+                found.push((relative.to_path_buf(), path));
             }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let Ok(relative) = path.strip_prefix(src) else { continue };
-            let Some(first) = relative.components().next() else {
-                continue;
-            };
-            let module = first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
-            if layer(&module).is_none() {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            for (at, _) in text.match_indices("crate::") {
-                let used: String = text[at + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                    .collect();
-                if used != module && layer(&used).is_some() {
-                    found.insert((module.clone(), used));
-                }
+        }
+    }
+    found
+}
+
+/// Every `(module, other module it uses)` pair of the sources under `src`.
+fn imports(src: &Path) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    for (relative, path) in sources(src) {
+        let Some(first) = relative.components().next() else {
+            continue;
+        };
+        let module = first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
+        if layer(&module).is_none() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for (at, _) in text.match_indices("crate::") {
+            let used: String = text[at + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if used != module && layer(&used).is_some() {
+                found.insert((module.clone(), used));
             }
         }
     }
@@ -116,26 +123,16 @@ fn no_module_uses_a_higher_layer_and_no_new_loop_appears() {
 /// [`MAX_LINES`] before its `#[cfg(test)]` module, with its length.
 fn long_files(src: &Path) -> Vec<(String, usize)> {
     let mut found = Vec::new();
-    let mut stack = vec![src.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let is_test = path.file_name().is_some_and(|n| n == "tests.rs")
-                || path.components().any(|c| c.as_os_str() == "tests");
-            if path.extension().is_none_or(|e| e != "rs") || is_test {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let lines = text.lines().take_while(|line| *line != "#[cfg(test)]").count();
-            if lines > MAX_LINES {
-                let name = path.strip_prefix(src).unwrap_or(&path).display().to_string();
-                found.push((name, lines));
-            }
+    for (relative, path) in sources(src) {
+        let is_test = relative.file_name().is_some_and(|n| n == "tests.rs")
+            || relative.components().any(|c| c.as_os_str() == "tests");
+        if is_test {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines = text.lines().take_while(|line| *line != "#[cfg(test)]").count();
+        if lines > MAX_LINES {
+            found.push((relative.display().to_string(), lines));
         }
     }
     found.sort();
