@@ -77,6 +77,17 @@ pub enum SourceStatus {
     End,
 }
 
+/// Input a source could not turn into records, for the dead-letter output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The input as it came.
+    pub payload: Vec<u8>,
+    /// Its event time.
+    pub timestamp: crate::record::batch::EventTime,
+    /// Why it is not a record, and where it came from.
+    pub reason: String,
+}
+
 /// Reads records from outside the job. Sources are replayable: a position
 /// taken between two batches can be sought back to after a failure.
 pub trait Source: Send {
@@ -104,6 +115,12 @@ pub trait Source: Send {
     fn snapshot(&mut self, checkpoint: CheckpointId) -> (u64, Vec<Vec<u8>>) {
         let _ = checkpoint;
         (self.position(), self.splits())
+    }
+
+    /// What the last [`Source::next_batch`] could not turn into records
+    /// (the runtime sends it to the dead-letter output).
+    fn rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
     }
 
     /// Checkpoint `checkpoint` completed. Best effort: what a source does

@@ -215,6 +215,9 @@ pub struct SourceSpec {
     pub bounded: Option<bool>,
     /// `raw`, `lines` or `json` (`kafka`).
     pub format: Option<crate::connectors::kafka::Format>,
+    /// Hand the UDF key, value, headers and position as one JSON object
+    /// (`kafka`, `format = "json"`).
+    pub envelope: Option<Spanned<bool>>,
     /// `read-committed` (default) or `read-uncommitted` (`kafka`).
     pub isolation: Option<crate::connectors::kafka::Isolation>,
     /// Longest wait before a batch goes downstream, ms (`kafka`, default 100).

@@ -89,6 +89,14 @@ pub fn run_source(
                 vertex: format!("source `{uid}`"),
                 source,
             })?;
+        for rejected in source.rejected() {
+            let record = crate::record::batch::RecordRef {
+                payload: &rejected.payload,
+                timestamp: rejected.timestamp,
+                key: None,
+            };
+            out.dead_letters().write(uid, "", record, &rejected.reason)?;
+        }
         if batch.is_empty() {
             out.tick()?;
         } else {

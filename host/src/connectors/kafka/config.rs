@@ -28,11 +28,12 @@ pub enum Format {
     Raw,
     /// One record per line of the message's value (`\n`-separated, without
     /// the `\n`; a final empty line is dropped), as the file source reads
-    /// lines (CSV, JSON lines, plain text).
+    /// lines (CSV, JSON lines, plain text). A line that is not UTF-8 goes
+    /// to the dead-letter output.
     Lines,
     /// One record a message: a JSON document, leading and trailing white
-    /// space removed. Its validation is the parsing function's job (which
-    /// sends what it cannot parse to the dead-letter output).
+    /// space removed. A message that is not one JSON document goes to the
+    /// dead-letter output, with its topic, partition and offset.
     Json,
 }
 
@@ -92,6 +93,10 @@ pub struct KafkaSourceConfig {
     pub bounded: bool,
     /// How messages become records.
     pub format: Format,
+    /// With [`Format::Json`]: each record is a JSON object holding the
+    /// message's key, value, headers, topic, partition, offset and
+    /// timestamp (see [`super::format`]) instead of the value alone.
+    pub envelope: bool,
     /// `isolation.level`.
     pub isolation: Isolation,
     /// A batch goes downstream when it is full or after this long.

@@ -6,6 +6,7 @@
 //! - [`config`]: the settings a job file gives;
 //! - [`assign`]: which subtask reads which partition (Flink's rule);
 //! - [`split`]: the source's checkpointed state, one split a partition;
+//! - [`format`]: how a message becomes records (or a dead letter);
 //! - [`source`]: the source; [`sink`]: the sink.
 //!
 //! ## Threads
@@ -94,6 +95,7 @@
 
 pub mod assign;
 pub mod config;
+pub(crate) mod format;
 pub mod sink;
 pub mod source;
 pub mod split;

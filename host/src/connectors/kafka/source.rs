@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::config::{Format, KafkaSourceConfig, StartFrom};
+use super::config::{KafkaSourceConfig, StartFrom};
+use super::format::{Decoder, Meta, Position};
 use super::split::{PartitionSplit, Split};
 use super::{ClientScope, Logged, assign, kafka_error};
-use crate::connectors::{ConnectorError, Source, SourceStatus};
+use crate::connectors::{ConnectorError, Rejected, Source, SourceStatus};
 use crate::record::batch::RecordBatch;
 use crate::storage::CheckpointId;
 
@@ -29,7 +30,9 @@ const MAX_SNAPSHOTS: usize = 16;
 pub struct KafkaSource {
     uid: String,
     consumer: BaseConsumer<Logged>,
-    format: Format,
+    decoder: Decoder,
+    /// Messages of the last batch that are not records.
+    rejected: Vec<Rejected>,
     linger: Duration,
     bounded: bool,
     /// The partitions read, with the next offset of each.
@@ -133,7 +136,11 @@ impl KafkaSource {
         Ok(Self {
             uid: scope.uid.clone(),
             consumer,
-            format: config.format,
+            decoder: Decoder {
+                format: config.format,
+                envelope: config.envelope,
+            },
+            rejected: Vec::new(),
             linger: config.linger,
             bounded: config.bounded,
             partitions,
@@ -184,23 +191,6 @@ fn find(partitions: &[PartitionSplit], last: &mut usize, topic: &str, partition:
     }
     *last = partitions.iter().position(hit)?;
     Some(*last)
-}
-
-/// Appends the records of one message's value to `batch`.
-fn push(format: Format, batch: &mut RecordBatch, value: &[u8], timestamp: i64) {
-    match format {
-        Format::Raw => batch.push(value, timestamp),
-        Format::Json => batch.push(value.trim_ascii(), timestamp),
-        Format::Lines => {
-            let value = value.strip_suffix(b"\n").unwrap_or(value);
-            if value.is_empty() {
-                return;
-            }
-            for line in value.split(|b| *b == b'\n') {
-                batch.push(line, timestamp);
-            }
-        }
-    }
 }
 
 /// Whether a bounded partition is read to its end.
@@ -313,7 +303,21 @@ impl Source for KafkaSource {
                 continue;
             }
             split.next = offset + 1;
-            push(self.format, batch, message.payload().unwrap_or_default(), timestamp);
+            let position = Position {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset,
+            };
+            let meta = || Meta {
+                key: message.key(),
+                headers: message
+                    .headers()
+                    .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
+                    .unwrap_or_default(),
+            };
+            let payload = message.payload().unwrap_or_default();
+            self.decoder
+                .push(batch, &mut self.rejected, payload, timestamp, position, meta);
             if Instant::now() >= deadline {
                 break;
             }
@@ -323,6 +327,10 @@ impl Source for KafkaSource {
         } else {
             SourceStatus::More
         })
+    }
+
+    fn rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
     }
 
     /// Kafka positions are per partition: see [`Source::splits`].
@@ -378,24 +386,6 @@ impl Source for KafkaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_turn_a_message_into_records() {
-        let records = |format, value: &[u8]| {
-            let mut batch = RecordBatch::default();
-            push(format, &mut batch, value, 7);
-            assert!(batch.iter().all(|r| r.timestamp == 7));
-            batch
-                .iter()
-                .map(|r| String::from_utf8_lossy(r.payload).into_owned())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(records(Format::Raw, b" a\nb\n"), [" a\nb\n"]);
-        assert_eq!(records(Format::Lines, b"a\n\nb\n"), ["a", "", "b"]);
-        assert_eq!(records(Format::Lines, b"one"), ["one"]);
-        assert!(records(Format::Lines, b"").is_empty());
-        assert_eq!(records(Format::Json, b" {\"a\": 1}\n"), ["{\"a\": 1}"]);
-    }
 
     #[test]
     fn bounded_partitions_are_done_at_their_end() {

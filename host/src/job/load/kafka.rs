@@ -10,6 +10,7 @@
 //! group_id = "wordcount"          # default weir-{job}-{uid}
 //! start = "earliest"              # latest, committed, { timestamp = 1700000000000 }
 //! format = "lines"                # raw (default), json
+//! envelope = false                # json only: { key, value, headers, topic, partition, offset, timestamp }
 //! isolation = "read-committed"    # default; or read-uncommitted
 //! linger_ms = 100                 # a batch leaves when full or after this long
 //! bounded = false                 # true: end at the end offsets of the first start
@@ -31,7 +32,7 @@ use toml::Spanned;
 
 use super::Builder;
 use crate::connectors::kafka::config::reserved_property;
-use crate::connectors::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartFrom};
+use crate::connectors::kafka::{Format, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
 use crate::job::spec::{PropertyValue, SinkSpec, SourceSpec, StartSpec};
 
 /// Default `linger_ms`: Flink's default buffer timeout.
@@ -87,13 +88,27 @@ impl Builder<'_> {
             .linger_ms
             .as_ref()
             .map_or(DEFAULT_LINGER_MS, |l| self.positive_u64(l, &field("linger_ms")));
+        let format = source.format.unwrap_or_default();
+        let envelope = match &source.envelope {
+            Some(envelope) if *envelope.get_ref() && format != Format::Json => {
+                self.errors.push(self.locator.error(
+                    envelope.span(),
+                    field("envelope"),
+                    "needs `format = \"json\"` (the envelope is a JSON object holding the message's JSON value)",
+                ));
+                false
+            }
+            Some(envelope) => *envelope.get_ref(),
+            None => false,
+        };
         KafkaSourceConfig {
             bootstrap_servers,
             topics,
             group_id: source.group_id.as_ref().and_then(|g| self.text(g)),
             start,
             bounded: source.bounded.unwrap_or(false),
-            format: source.format.unwrap_or_default(),
+            format,
+            envelope,
             isolation: source.isolation.unwrap_or_default(),
             linger: Duration::from_millis(linger_ms),
             properties: self.kafka_properties(source.properties.as_ref(), &field("properties")),
