@@ -123,6 +123,19 @@ pub trait Source: Send {
         Vec::new()
     }
 
+    /// Whether this source generates its own watermarks (the Kafka
+    /// source's per-partition watermarks) through
+    /// [`Source::poll_watermark`], instead of the output's generator.
+    fn own_watermarks(&self) -> bool {
+        false
+    }
+
+    /// What this source's own watermarks say now, if anything (asked after
+    /// every batch, empty ones included).
+    fn poll_watermark(&mut self) -> Option<crate::time::watermarks::WatermarkEvent> {
+        None
+    }
+
     /// Checkpoint `checkpoint` completed. Best effort: what a source does
     /// here is never needed for correctness.
     fn checkpoint_complete(&mut self, checkpoint: CheckpointId) {

@@ -39,6 +39,7 @@ use crate::checkpoint::{Barrier, CheckpointId, CheckpointMode};
 use crate::connectors::{Source, SourceStatus};
 use crate::operators::{Operator, Side};
 use crate::record::batch::{EventTime, RecordBatch};
+use crate::time::watermarks::WatermarkEvent;
 
 /// Runs a source subtask until its input ends or the job is cancelled.
 /// (Its output is counted by `out`.) `restored` is the event-time progress
@@ -101,6 +102,11 @@ pub fn run_source(
             out.tick()?;
         } else {
             out.emit(batch)?;
+        }
+        match source.poll_watermark() {
+            Some(WatermarkEvent::Watermark(watermark)) => out.watermark(watermark)?,
+            Some(WatermarkEvent::Idle) => out.idle()?,
+            None => {}
         }
         if status == SourceStatus::End {
             break;

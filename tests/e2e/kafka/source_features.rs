@@ -142,3 +142,201 @@ fn kafka_envelope_without_json_is_refused() {
         refused.stderr
     );
 }
+
+/// Base of the event times in the watermark tests (a multiple of the
+/// 10-second windows).
+const T: i64 = 1_700_000_000_000;
+
+/// A follow-mode Kafka source `in` (consumer group `group`) -> identity
+/// map -> tumbling 10 s windows of `concat` keyed by the first word, with
+/// a late side output; `source_watermarks` or `map_watermarks` holds the
+/// watermark strategy (on the source: one generator a partition; on the
+/// map: one for the subtask's whole output, as with Flink's
+/// `assignTimestampsAndWatermarks` after the source). Checkpoints every
+/// 50 ms commit the source's offsets to the group.
+fn window_job(servers: &str, topic: &str, group: &str, source_watermarks: &str, map_watermarks: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "kafka-windows"
+
+[checkpoint]
+dir = "checkpoints"
+interval_ms = 50
+
+[[source]]
+uid = "in"
+type = "kafka"
+bootstrap_servers = "{servers}"
+topics = ["{topic}"]
+group_id = "{group}"
+linger_ms = 20
+parallelism = 1
+{source_watermarks}
+
+[[operator]]
+uid = "copy"
+input = "in"
+module = "testkit.wasm"
+function = "identity"
+parallelism = 1
+{map_watermarks}
+
+[[operator]]
+uid = "win"
+input = "copy"
+module = "testkit.wasm"
+function = "concat"
+parallelism = 1
+key_by = {{ module = "testkit.wasm", function = "first_word" }}
+window = {{ type = "tumbling", size_ms = 10000 }}
+late_output = "late"
+
+[[sink]]
+uid = "out"
+input = "win"
+type = "file"
+path = "out.txt"
+
+[[sink]]
+uid = "late"
+input = "win"
+side_output = "late"
+type = "file"
+path = "late.txt"
+"#
+    )
+}
+
+/// A record `key text` of `partition` at `timestamp`.
+fn event(partition: i32, key: &str, text: &str, timestamp: i64) -> Outgoing {
+    Outgoing {
+        partition,
+        value: format!("{key} {text}").into_bytes(),
+        timestamp: Some(timestamp),
+        ..Outgoing::default()
+    }
+}
+
+/// The oracle of `concat` over tumbling 10 s windows: one line
+/// `key,start,end,texts` per key and window, the texts sorted.
+fn window_oracle(events: &[Outgoing]) -> Vec<String> {
+    let mut windows: std::collections::BTreeMap<(String, i64), Vec<String>> = Default::default();
+    for e in events {
+        let text = String::from_utf8(e.value.clone()).expect("text");
+        let key = text.split(' ').next().unwrap_or_default().to_string();
+        let start = e.timestamp.expect("a timestamp").div_euclid(10_000) * 10_000;
+        windows.entry((key, start)).or_default().push(text);
+    }
+    let mut lines: Vec<String> = windows
+        .into_iter()
+        .map(|((key, start), mut texts)| {
+            texts.sort();
+            format!("{key},{start},{},{}", start + 10_000, texts.join("|"))
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The lines of `name` in `work`, sorted (none when it does not exist).
+fn lines_of(work: &Workdir, name: &str) -> Vec<String> {
+    std::fs::read_to_string(work.path(name))
+        .map(|text| crate::harness::sorted_lines(&text))
+        .unwrap_or_default()
+}
+
+/// Proves per-partition watermarks: partition 1 runs 1000 s ahead of
+/// partition 0 in event time. The job first reads partition 0's first 20 s
+/// and all of partition 1 (the test waits until the source has committed
+/// those offsets, so they are read), then partition 0's next 20 s arrive.
+/// With the strategy on the source, partition 0 holds the watermark back
+/// and no record is late: the windows equal the oracle and the late output
+/// is empty. The same job with the strategy on the map after the source
+/// (one watermark for the subtask) has moved its watermark past partition
+/// 0's next records, and all of them go to the late output (which shows
+/// this test fails without per-partition watermarks).
+#[test]
+fn kafka_per_partition_watermarks_keep_a_slow_partition_on_time() {
+    let Some(broker) = Broker::get() else { return };
+    let key = |i: i64| if i % 3 == 0 { "a" } else { "b" };
+    let slow: Vec<Outgoing> = (0..40)
+        .map(|i| event(0, key(i), &format!("s{i}"), T + i * 1_000))
+        .collect();
+    let fast: Vec<Outgoing> = (0..20)
+        .map(|i| event(1, key(i), &format!("f{i}"), T + 1_000_000 + i * 1_000))
+        .collect();
+    // Far ahead in both partitions: every window above fires.
+    let ends = [event(0, "z", "end0", T + 3_000_000), event(1, "z", "end1", T + 3_000_000)];
+    let expected = window_oracle(&[&slow[..], &fast[..]].concat());
+    let bounded = "watermarks = { strategy = \"bounded-out-of-orderness\", max_out_of_orderness_ms = 1000 }";
+    for (run, on_source) in [("per-partition", true), ("single", false)] {
+        let input = topic(&format!("wm-{run}"));
+        let group = format!("group-{input}");
+        broker.create_topic(&input, 2);
+        broker.produce_messages(&input, &[&slow[..20], &fast[..]].concat());
+        let work = Workdir::new();
+        let (source, map) = if on_source { (bounded, "") } else { ("", bounded) };
+        let mut running = crate::harness::Running::start(
+            &work,
+            &window_job(&broker.servers, &input, &group, source, map),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while broker.committed(&group, &input, 2) != [Some(20), Some(20)] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{run}: the source did not commit offsets 20 and 20 in a minute"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        broker.produce_messages(&input, &[&slow[20..], &ends[..]].concat());
+        if on_source {
+            running.wait_for_lines("out.txt", expected.len());
+        } else {
+            running.wait_for_lines("late.txt", 20);
+        }
+        drop(running);
+        let (out, late) = (lines_of(&work, "out.txt"), lines_of(&work, "late.txt"));
+        if on_source {
+            assert_eq!(out, expected, "{run}: windows differ from the oracle");
+            assert_eq!(late, Vec::<String>::new(), "{run}: late records");
+        } else {
+            let next: Vec<String> = slow[20..]
+                .iter()
+                .map(|e| String::from_utf8(e.value.clone()).expect("text"))
+                .collect();
+            assert!(
+                next.iter().all(|record| late.contains(record)),
+                "{run}: partition 0's next records are not all late: {late:?}"
+            );
+            assert_ne!(out, expected, "{run}: a single watermark lost nothing");
+        }
+    }
+}
+
+/// Proves idleness per partition: partition 1 stays empty, partition 0
+/// holds 30 s of records. With `idle_timeout_ms`, the empty partition stops
+/// holding the watermark back and the windows up to partition 0's
+/// watermark fire while the job runs (without it none would: the test
+/// would wait two minutes and fail); exactly those windows, as the oracle
+/// has them.
+#[test]
+fn kafka_an_empty_partition_goes_idle_and_does_not_hold_windows_back() {
+    let Some(broker) = Broker::get() else { return };
+    let input = topic("wm-idle");
+    broker.create_topic(&input, 2);
+    let events: Vec<Outgoing> = (0..30)
+        .map(|i| event(0, if i % 2 == 0 { "a" } else { "b" }, &format!("r{i}"), T + i * 1_000))
+        .collect();
+    broker.produce_messages(&input, &events);
+    // The watermark is T + 29 000 - 1 000 - 1: the windows before T + 20 000 fire.
+    let expected = window_oracle(&events[..20]);
+    let work = Workdir::new();
+    let source = "watermarks = { strategy = \"bounded-out-of-orderness\", max_out_of_orderness_ms = 1000, idle_timeout_ms = 200 }";
+    let job = window_job(&broker.servers, &input, &format!("group-{input}"), source, "");
+    let mut running = crate::harness::Running::start(&work, &job);
+    running.wait_for_lines("out.txt", expected.len());
+    drop(running);
+    assert_eq!(lines_of(&work, "out.txt"), expected);
+    assert_eq!(lines_of(&work, "late.txt"), Vec::<String>::new());
+}

@@ -7,6 +7,7 @@
 //! - [`assign`]: which subtask reads which partition (Flink's rule);
 //! - [`split`]: the source's checkpointed state, one split a partition;
 //! - [`format`]: how a message becomes records (or a dead letter);
+//! - [`watermarks`]: per-partition watermarks, merged by minimum;
 //! - [`source`]: the source; [`sink`]: the sink.
 //!
 //! ## Threads
@@ -36,9 +37,12 @@
 //! has none); operators that assign event time (a parsing function) replace
 //! it as with any other source.
 //!
+//! With a watermark strategy (periodic, not punctuated), every partition
+//! has its own watermark generator and the subtask's watermark is their
+//! minimum ([`watermarks`]).
+//!
 //! Not yet: topic patterns and partition discovery while running (the
-//! partitions are those of the topics at start), per-partition watermarks,
-//! key and headers for the UDFs.
+//! partitions are those of the topics at start).
 //!
 //! ## Sink, exactly once
 //!
@@ -99,6 +103,7 @@ pub(crate) mod format;
 pub mod sink;
 pub mod source;
 pub mod split;
+pub(crate) mod watermarks;
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;

@@ -13,11 +13,13 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{KafkaSourceConfig, StartFrom};
 use super::format::{Decoder, Meta, Position};
+use super::watermarks::SplitWatermarks;
 use super::split::{PartitionSplit, Split};
 use super::{ClientScope, Logged, assign, kafka_error};
 use crate::connectors::{ConnectorError, Rejected, Source, SourceStatus};
 use crate::record::batch::RecordBatch;
 use crate::storage::CheckpointId;
+use crate::time::watermarks::{WatermarkEvent, WatermarkStrategy};
 
 /// How long a metadata or offset request at start may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +41,8 @@ pub struct KafkaSource {
     partitions: Vec<PartitionSplit>,
     /// The index in `partitions` of the last message's partition.
     last: usize,
+    /// Per-partition watermarks, when the source has a strategy.
+    watermarks: Option<SplitWatermarks>,
     /// The offsets acknowledged at barriers whose checkpoints have not
     /// completed yet.
     snapshots: VecDeque<(CheckpointId, TopicPartitionList)>,
@@ -56,8 +60,14 @@ impl std::fmt::Debug for KafkaSource {
 impl KafkaSource {
     /// Connects, finds this subtask's partitions and where each starts: at
     /// its offset in `restored` (the encoded splits of every subtask of the
-    /// restored checkpoint), or else by `config.start`.
-    pub fn open(config: &KafkaSourceConfig, scope: &ClientScope, restored: &[Vec<u8>]) -> Result<Self, ConnectorError> {
+    /// restored checkpoint), or else by `config.start`. With `strategy`,
+    /// each partition generates its own (see [`super::watermarks`]).
+    pub fn open(
+        config: &KafkaSourceConfig,
+        scope: &ClientScope,
+        restored: &[Vec<u8>],
+        strategy: Option<WatermarkStrategy>,
+    ) -> Result<Self, ConnectorError> {
         let servers = &config.bootstrap_servers;
         let mut client = ClientConfig::new();
         for (key, value) in &config.properties {
@@ -106,6 +116,7 @@ impl KafkaSource {
                             // A bounded partition's end is where the reader
                             // first reaches the end of the partition.
                             end: None,
+                            watermark: Default::default(),
                         }
                     }
                 };
@@ -133,6 +144,7 @@ impl KafkaSource {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let watermarks = strategy.map(|strategy| SplitWatermarks::new(strategy, partitions.len()));
         Ok(Self {
             uid: scope.uid.clone(),
             consumer,
@@ -145,6 +157,7 @@ impl KafkaSource {
             bounded: config.bounded,
             partitions,
             last: 0,
+            watermarks,
             snapshots: VecDeque::new(),
         })
     }
@@ -303,6 +316,9 @@ impl Source for KafkaSource {
                 continue;
             }
             split.next = offset + 1;
+            if let Some(watermarks) = &mut self.watermarks {
+                watermarks.on_record(index, split, timestamp);
+            }
             let position = Position {
                 topic: message.topic(),
                 partition: message.partition(),
@@ -327,6 +343,15 @@ impl Source for KafkaSource {
         } else {
             SourceStatus::More
         })
+    }
+
+    fn own_watermarks(&self) -> bool {
+        self.watermarks.is_some()
+    }
+
+    fn poll_watermark(&mut self) -> Option<WatermarkEvent> {
+        let watermarks = self.watermarks.as_mut()?;
+        watermarks.poll(&mut self.partitions, is_done, Instant::now())
     }
 
     fn rejected(&mut self) -> Vec<Rejected> {
@@ -394,6 +419,7 @@ mod tests {
             partition: 0,
             next,
             end,
+            watermark: Default::default(),
         };
         assert!(is_done(&split(10, Some(10))));
         assert!(!is_done(&split(9, Some(10))));
