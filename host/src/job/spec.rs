@@ -207,6 +207,11 @@ pub struct SourceSpec {
     pub bootstrap_servers: Option<Spanned<String>>,
     /// Topics read (`kafka`).
     pub topics: Option<Spanned<Vec<String>>>,
+    /// A regular expression matching the whole names of the topics read
+    /// (`kafka`, instead of `topics`).
+    pub topic_pattern: Option<Spanned<String>>,
+    /// How often to look for new partitions and topics, ms (`kafka`).
+    pub discovery_interval_ms: Option<Spanned<u64>>,
     /// Consumer group (`kafka`, default `weir-{job}-{uid}`).
     pub group_id: Option<Spanned<String>>,
     /// `earliest`, `latest`, `committed` or `{ timestamp = ms }` (`kafka`).

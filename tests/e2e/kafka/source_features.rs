@@ -340,3 +340,105 @@ fn kafka_an_empty_partition_goes_idle_and_does_not_hold_windows_back() {
     assert_eq!(lines_of(&work, "out.txt"), expected);
     assert_eq!(lines_of(&work, "late.txt"), Vec::<String>::new());
 }
+
+/// Proves topic patterns and discovery: a follow-mode source of two
+/// subtasks reads every topic whose whole name matches `disc-[ab]-PID`,
+/// looking for new ones every 100 ms. It first reads topic `a` (two
+/// partitions); then topic `b` (three partitions) is created and written
+/// while the job runs, and its records are read too, each exactly once;
+/// topic `c`, which does not match, is never read. (nisshi 0.6.0 cannot
+/// add partitions to a topic — it has no CreatePartitions — so a new
+/// topic stands for new partitions: both go through the same path.)
+#[test]
+fn kafka_topic_pattern_discovers_new_topics_while_running() {
+    let Some(broker) = Broker::get() else { return };
+    let records = |name: &str, count: i32, partitions: i32| -> Vec<Outgoing> {
+        (0..count)
+            .map(|i| Outgoing {
+                partition: i % partitions,
+                value: format!("{name}{i}").into_bytes(),
+                ..Outgoing::default()
+            })
+            .collect()
+    };
+    let (a, b, c) = (topic("disc-a"), topic("disc-b"), topic("disc-c"));
+    broker.create_topic(&a, 2);
+    broker.create_topic(&c, 1);
+    broker.produce_messages(&a, &records("a", 10, 2));
+    broker.produce_messages(&c, &records("c", 5, 1));
+    let job = format!(
+        r#"
+[job]
+name = "discovery"
+
+[[source]]
+uid = "in"
+type = "kafka"
+bootstrap_servers = "{}"
+topic_pattern = "disc-[ab]-{}"
+discovery_interval_ms = 100
+format = "lines"
+linger_ms = 20
+parallelism = 2
+
+[[operator]]
+uid = "copy"
+input = "in"
+module = "testkit.wasm"
+function = "identity"
+
+[[sink]]
+uid = "out"
+input = "copy"
+type = "file"
+path = "out.txt"
+"#,
+        broker.servers,
+        std::process::id()
+    );
+    let work = Workdir::new();
+    let mut running = crate::harness::Running::start(&work, &job);
+    running.wait_for_lines("out.txt", 10);
+    broker.create_topic(&b, 3);
+    broker.produce_messages(&b, &records("b", 15, 3));
+    running.wait_for_lines("out.txt", 25);
+    drop(running);
+    let mut expected: Vec<String> = (0..10)
+        .map(|i| format!("a{i}"))
+        .chain((0..15).map(|i| format!("b{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(lines_of(&work, "out.txt"), expected);
+}
+
+/// `topics` and `topic_pattern` exclude each other; a pattern must be a
+/// regular expression; a bounded source does not discover.
+#[test]
+fn kafka_topic_pattern_and_discovery_mistakes_are_refused() {
+    let work = Workdir::new();
+    let cases = [
+        (
+            "topic_pattern = \"x.*\"",
+            "source `in` → topics: give either `topics` or `topic_pattern`, not both",
+        ),
+        (
+            "discovery_interval_ms = 1000",
+            "source `in` → discovery_interval_ms: a bounded source reads the partitions it finds at start",
+        ),
+    ];
+    for (setting, message) in cases {
+        let refused = work.weir("run", &identity_job("127.0.0.1:9", "t", setting), &[]);
+        assert!(!refused.success);
+        assert!(refused.stderr.contains(message), "{setting}: {}", refused.stderr);
+    }
+    let bad_pattern = identity_job("127.0.0.1:9", "t", "").replace("topics = [\"t\"]", "topic_pattern = \"(\"");
+    let refused = work.weir("run", &bad_pattern, &[]);
+    assert!(!refused.success);
+    assert!(
+        refused
+            .stderr
+            .contains("source `in` → topic_pattern: not a regular expression"),
+        "{}",
+        refused.stderr
+    );
+}

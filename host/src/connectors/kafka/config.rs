@@ -76,8 +76,14 @@ pub enum Delivery {
 pub struct KafkaSourceConfig {
     /// `bootstrap.servers`: `host:port,...`.
     pub bootstrap_servers: String,
-    /// The topics read (by name).
+    /// The topics read (by name); empty with `topic_pattern`.
     pub topics: Vec<String>,
+    /// A regular expression: every topic whose whole name matches it is
+    /// read (instead of `topics`).
+    pub topic_pattern: Option<super::discovery::TopicPattern>,
+    /// How often the source looks for new partitions (and, with
+    /// `topic_pattern`, new topics); `None`: only at start.
+    pub discovery_interval: Option<Duration>,
     /// The consumer group offsets are committed to (for monitoring) and,
     /// with [`StartFrom::Committed`], read from. Default `weir-{job}-{uid}`.
     pub group_id: Option<String>,

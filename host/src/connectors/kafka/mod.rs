@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: the settings a job file gives;
 //! - [`assign`]: which subtask reads which partition (Flink's rule);
+//! - [`discovery`]: which topics and partitions there are, at start and,
+//!   with `discovery_interval_ms`, while running;
 //! - [`split`]: the source's checkpointed state, one split a partition;
 //! - [`format`]: how a message becomes records (or a dead letter);
 //! - [`watermarks`]: per-partition watermarks, merged by minimum;
@@ -41,8 +43,9 @@
 //! has its own watermark generator and the subtask's watermark is their
 //! minimum ([`watermarks`]).
 //!
-//! Not yet: topic patterns and partition discovery while running (the
-//! partitions are those of the topics at start).
+//! Topics are named (`topics`) or matched (`topic_pattern`); with
+//! `discovery_interval_ms`, new partitions and topics are found and read
+//! while the job runs ([`discovery`]).
 //!
 //! ## Sink, exactly once
 //!
@@ -99,6 +102,7 @@
 
 pub mod assign;
 pub mod config;
+pub mod discovery;
 pub(crate) mod format;
 pub mod sink;
 pub mod source;

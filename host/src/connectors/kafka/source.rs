@@ -12,6 +12,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{KafkaSourceConfig, StartFrom};
+use super::discovery::Topics;
 use super::format::{Decoder, Meta, Position};
 use super::watermarks::SplitWatermarks;
 use super::split::{PartitionSplit, Split};
@@ -43,6 +44,12 @@ pub struct KafkaSource {
     last: usize,
     /// Per-partition watermarks, when the source has a strategy.
     watermarks: Option<SplitWatermarks>,
+    /// The topics read, this subtask and the parallelism (for discovery).
+    topics: Topics,
+    servers: String,
+    scope: ClientScope,
+    /// How often to look for new partitions, and when next.
+    discovery: Option<(Duration, Instant)>,
     /// The offsets acknowledged at barriers whose checkpoints have not
     /// completed yet.
     snapshots: VecDeque<(CheckpointId, TopicPartitionList)>,
@@ -99,26 +106,36 @@ impl KafkaSource {
             }
         }
 
+        let topics = match &config.topic_pattern {
+            Some(pattern) => Topics::Pattern(pattern.clone()),
+            None => Topics::Named(config.topics.clone()),
+        };
+        // After a restore, a partition the checkpoint does not know was
+        // created since: it starts at its earliest offset (as in Flink).
+        let start = if restored.is_empty() {
+            config.start
+        } else {
+            StartFrom::Earliest
+        };
+        let found = topics.partitions(&consumer, servers)?;
+        if found.is_empty() && config.discovery_interval.is_none() {
+            return Err(kafka_error(
+                format!(
+                    "no topic on {servers} matches topic_pattern `{}`",
+                    config.topic_pattern.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
+                KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition),
+            ));
+        }
         let mut partitions = Vec::new();
-        for topic in &config.topics {
-            for partition in 0..partition_count(&consumer, topic, servers)? {
+        for (topic, count) in &found {
+            for partition in 0..*count {
                 if assign::owner(topic, partition, scope.parallelism) != scope.subtask {
                     continue;
                 }
                 let split = match restored_splits.remove(&(topic.clone(), partition)) {
                     Some(split) => split,
-                    None => {
-                        let (low, high) = watermarks(&consumer, topic, partition)?;
-                        PartitionSplit {
-                            topic: topic.clone(),
-                            partition,
-                            next: start_offset(&consumer, config.start, topic, partition, (low, high))?,
-                            // A bounded partition's end is where the reader
-                            // first reaches the end of the partition.
-                            end: None,
-                            watermark: Default::default(),
-                        }
-                    }
+                    None => new_split(&consumer, start, topic, partition)?,
                 };
                 partitions.push(split);
             }
@@ -158,6 +175,10 @@ impl KafkaSource {
             partitions,
             last: 0,
             watermarks,
+            topics,
+            servers: servers.clone(),
+            scope: scope.clone(),
+            discovery: config.discovery_interval.map(|every| (every, Instant::now() + every)),
             snapshots: VecDeque::new(),
         })
     }
@@ -165,6 +186,57 @@ impl KafkaSource {
     /// Whether a bounded source has read every partition to its end.
     fn finished(&self) -> bool {
         self.bounded && self.partitions.iter().all(is_done)
+    }
+
+    /// Looks for partitions this subtask should read and does not yet
+    /// (see [`super::discovery`]): each is read from its earliest offset.
+    fn discover(&mut self) -> Result<(), ConnectorError> {
+        let found = self.topics.partitions(&self.consumer, &self.servers)?;
+        let mut added = TopicPartitionList::new();
+        for (topic, count) in &found {
+            for partition in 0..*count {
+                let known = self.partitions.iter().any(|s| s.partition == partition && &s.topic == topic);
+                if known || assign::owner(topic, partition, self.scope.parallelism) != self.scope.subtask {
+                    continue;
+                }
+                let split = new_split(&self.consumer, StartFrom::Earliest, topic, partition)?;
+                added
+                    .add_partition_offset(topic, partition, Offset::Offset(split.next))
+                    .map_err(|e| kafka_error(format!("cannot assign {topic}/{partition}"), e))?;
+                tracing::info!(
+                    uid = self.uid,
+                    subtask = self.scope.subtask,
+                    "discovered Kafka partition {topic}/{partition}, reading it from offset {}",
+                    split.next
+                );
+                self.partitions.push(split);
+                if let Some(watermarks) = &mut self.watermarks {
+                    watermarks.add_partition();
+                }
+            }
+        }
+        if added.count() > 0 {
+            self.consumer
+                .incremental_assign(&added)
+                .map_err(|e| kafka_error("cannot assign the discovered partitions", e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs discovery when it is due; a failure is logged and retried at
+    /// the next interval.
+    fn discover_when_due(&mut self) {
+        let Some((every, due)) = self.discovery else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        self.discovery = Some((every, now + every));
+        if let Err(error) = self.discover() {
+            tracing::warn!(uid = self.uid, "cannot look for new Kafka partitions (retried in {every:?}): {error}");
+        }
     }
 
     /// After an end-of-partition event for `partition`: a bounded split of
@@ -211,29 +283,23 @@ fn is_done(split: &PartitionSplit) -> bool {
     split.end.is_some_and(|end| split.next >= end)
 }
 
-/// The number of partitions of `topic`, which must exist.
-fn partition_count(consumer: &BaseConsumer<Logged>, topic: &str, servers: &str) -> Result<i32, ConnectorError> {
-    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| {
-        kafka_error(
-            format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"),
-            e,
-        )
-    })?;
-    let missing = |code| kafka_error(format!("topic `{topic}` does not exist on {servers}"), code);
-    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(missing(KafkaError::MetadataFetch(
-            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-        )));
-    };
-    if let Some(error) = found.error() {
-        return Err(missing(KafkaError::MetadataFetch(error.into())));
-    }
-    if found.partitions().is_empty() {
-        return Err(missing(KafkaError::MetadataFetch(
-            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-        )));
-    }
-    Ok(i32::try_from(found.partitions().len()).unwrap_or(i32::MAX))
+/// The split of a partition no checkpoint knows, starting by `start`.
+fn new_split(
+    consumer: &BaseConsumer<Logged>,
+    start: StartFrom,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionSplit, ConnectorError> {
+    let (low, high) = watermarks(consumer, topic, partition)?;
+    Ok(PartitionSplit {
+        topic: topic.to_string(),
+        partition,
+        next: start_offset(consumer, start, topic, partition, (low, high))?,
+        // A bounded partition's end is where the reader first reaches the
+        // end of the partition.
+        end: None,
+        watermark: Default::default(),
+    })
 }
 
 /// The low and high watermarks (first offset, end offset) of a partition.
@@ -285,6 +351,7 @@ impl Source for KafkaSource {
         if self.finished() {
             return Ok(SourceStatus::End);
         }
+        self.discover_when_due();
         if self.partitions.is_empty() {
             // Nothing to read (more subtasks than partitions): quiet.
             std::thread::sleep(self.linger);

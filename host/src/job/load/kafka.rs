@@ -6,7 +6,8 @@
 //! uid = "words"
 //! type = "kafka"
 //! bootstrap_servers = "127.0.0.1:9092"
-//! topics = ["words"]
+//! topics = ["words"]              # or topic_pattern = "words-.*" (whole names)
+//! discovery_interval_ms = 10000   # look for new partitions and topics (default: never)
 //! group_id = "wordcount"          # default weir-{job}-{uid}
 //! start = "earliest"              # latest, committed, { timestamp = 1700000000000 }
 //! format = "lines"                # raw (default), json
@@ -53,16 +54,48 @@ impl Builder<'_> {
                 ));
                 Vec::new()
             }
+            Some(topics) if source.topic_pattern.is_some() => {
+                self.errors.push(self.locator.error(
+                    topics.span(),
+                    field("topics"),
+                    "give either `topics` or `topic_pattern`, not both",
+                ));
+                Vec::new()
+            }
             Some(topics) => topics.get_ref().clone(),
+            None if source.topic_pattern.is_some() => Vec::new(),
             None => {
                 self.errors.push(self.locator.error(
                     spanned.span(),
                     field("topics"),
-                    "a kafka source needs `topics` (a list of topic names)",
+                    "a kafka source needs `topics` (a list of topic names) or `topic_pattern` (a regular expression)",
                 ));
                 Vec::new()
             }
         };
+        let topic_pattern = source.topic_pattern.as_ref().and_then(|pattern| {
+            match crate::connectors::kafka::discovery::TopicPattern::new(pattern.get_ref()) {
+                Ok(compiled) => Some(compiled),
+                Err(error) => {
+                    self.errors.push(self.locator.error(
+                        pattern.span(),
+                        field("topic_pattern"),
+                        format!("not a regular expression: {error}"),
+                    ));
+                    None
+                }
+            }
+        });
+        let discovery_interval = source.discovery_interval_ms.as_ref().map(|interval| {
+            if source.bounded == Some(true) {
+                self.errors.push(self.locator.error(
+                    interval.span(),
+                    field("discovery_interval_ms"),
+                    "a bounded source reads the partitions it finds at start: drop `bounded` or the discovery",
+                ));
+            }
+            Duration::from_millis(self.positive_u64(interval, &field("discovery_interval_ms")))
+        });
         let start = match source.start.as_ref() {
             None => StartFrom::Earliest,
             Some(start) => match start.get_ref() {
@@ -104,6 +137,8 @@ impl Builder<'_> {
         KafkaSourceConfig {
             bootstrap_servers,
             topics,
+            topic_pattern,
+            discovery_interval,
             group_id: source.group_id.as_ref().and_then(|g| self.text(g)),
             start,
             bounded: source.bounded.unwrap_or(false),
