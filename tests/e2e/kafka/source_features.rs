@@ -67,10 +67,7 @@ fn kafka_envelope_reaches_the_function_and_malformed_messages_are_dead_letters()
         &[
             Outgoing {
                 key: Some(b"k1".to_vec()),
-                headers: vec![
-                    ("trace".into(), Some(b"abc".to_vec())),
-                    ("flag".into(), None),
-                ],
+                headers: vec![("trace".into(), Some(b"abc".to_vec())), ("flag".into(), None)],
                 ..message(b"{\"n\": 1}", t)
             },
             message(b" [1,\"two\"]\n", t + 1),
@@ -267,7 +264,10 @@ fn kafka_per_partition_watermarks_keep_a_slow_partition_on_time() {
         .map(|i| event(1, key(i), &format!("f{i}"), T + 1_000_000 + i * 1_000))
         .collect();
     // Far ahead in both partitions: every window above fires.
-    let ends = [event(0, "z", "end0", T + 3_000_000), event(1, "z", "end1", T + 3_000_000)];
+    let ends = [
+        event(0, "z", "end0", T + 3_000_000),
+        event(1, "z", "end1", T + 3_000_000),
+    ];
     let expected = window_oracle(&[&slow[..], &fast[..]].concat());
     let bounded = "watermarks = { strategy = \"bounded-out-of-orderness\", max_out_of_orderness_ms = 1000 }";
     for (run, on_source) in [("per-partition", true), ("single", false)] {
@@ -277,10 +277,8 @@ fn kafka_per_partition_watermarks_keep_a_slow_partition_on_time() {
         broker.produce_messages(&input, &[&slow[..20], &fast[..]].concat());
         let work = Workdir::new();
         let (source, map) = if on_source { (bounded, "") } else { ("", bounded) };
-        let mut running = crate::harness::Running::start(
-            &work,
-            &window_job(&broker.servers, &input, &group, source, map),
-        );
+        let mut running =
+            crate::harness::Running::start(&work, &window_job(&broker.servers, &input, &group, source, map));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while broker.committed(&group, &input, 2) != [Some(20), Some(20)] {
             assert!(

@@ -139,7 +139,10 @@ mod tests {
         assert!(pattern.is_match("orders-eu"));
         assert!(!pattern.is_match("old-orders-eu"), "anchored at the start");
         let alternatives = TopicPattern::new("a|b").expect("a regular expression");
-        assert!(alternatives.is_match("b") && !alternatives.is_match("ab"), "anchored as a whole");
+        assert!(
+            alternatives.is_match("b") && !alternatives.is_match("ab"),
+            "anchored as a whole"
+        );
         assert!(TopicPattern::new("(").is_err());
     }
 }

@@ -212,7 +212,8 @@ mod tests {
             rejected,
             [(
                 "{\"a\": 1} x".to_string(),
-                "not a JSON message: trailing characters at line 1 column 10 (topic t, partition 2, offset 9)".to_string()
+                "not a JSON message: trailing characters at line 1 column 10 (topic t, partition 2, offset 9)"
+                    .to_string()
             )]
         );
         let (records, rejected) = decode(Format::Lines, false, b"ok\n\xff\xfe\nfine\n", Meta::default());
@@ -233,7 +234,9 @@ mod tests {
         assert!(rejected.is_empty());
         assert_eq!(
             records,
-            [r#"{"key":"k\"1","value":[1, 2],"headers":{"trace":"abc","empty":null},"topic":"t","partition":2,"offset":9,"timestamp":7}"#]
+            [
+                r#"{"key":"k\"1","value":[1, 2],"headers":{"trace":"abc","empty":null},"topic":"t","partition":2,"offset":9,"timestamp":7}"#
+            ]
         );
         let parsed: serde_json::Value = serde_json::from_str(&records[0]).expect("valid JSON");
         assert_eq!(parsed["value"][1], 2);

@@ -14,8 +14,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::config::{KafkaSourceConfig, StartFrom};
 use super::discovery::Topics;
 use super::format::{Decoder, Meta, Position};
-use super::watermarks::SplitWatermarks;
 use super::split::{PartitionSplit, Split};
+use super::watermarks::SplitWatermarks;
 use super::{ClientScope, Logged, assign, kafka_error};
 use crate::connectors::{ConnectorError, Rejected, Source, SourceStatus};
 use crate::record::batch::RecordBatch;
@@ -122,7 +122,11 @@ impl KafkaSource {
             return Err(kafka_error(
                 format!(
                     "no topic on {servers} matches topic_pattern `{}`",
-                    config.topic_pattern.as_ref().map(ToString::to_string).unwrap_or_default()
+                    config
+                        .topic_pattern
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
                 ),
                 KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition),
             ));
@@ -195,7 +199,10 @@ impl KafkaSource {
         let mut added = TopicPartitionList::new();
         for (topic, count) in &found {
             for partition in 0..*count {
-                let known = self.partitions.iter().any(|s| s.partition == partition && &s.topic == topic);
+                let known = self
+                    .partitions
+                    .iter()
+                    .any(|s| s.partition == partition && &s.topic == topic);
                 if known || assign::owner(topic, partition, self.scope.parallelism) != self.scope.subtask {
                     continue;
                 }
@@ -235,7 +242,10 @@ impl KafkaSource {
         }
         self.discovery = Some((every, now + every));
         if let Err(error) = self.discover() {
-            tracing::warn!(uid = self.uid, "cannot look for new Kafka partitions (retried in {every:?}): {error}");
+            tracing::warn!(
+                uid = self.uid,
+                "cannot look for new Kafka partitions (retried in {every:?}): {error}"
+            );
         }
     }
 

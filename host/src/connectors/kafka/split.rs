@@ -131,7 +131,10 @@ mod tests {
         let Split::Partition(old) = Split::decode(&v1).expect("decodes version 1") else {
             panic!("a partition split");
         };
-        assert_eq!((old.next, old.end, old.watermark), (42, Some(100), PartitionWatermark::default()));
+        assert_eq!(
+            (old.next, old.end, old.watermark),
+            (42, Some(100), PartitionWatermark::default())
+        );
         assert_eq!(Split::decode(&Split::Empty.encode()).expect("decodes"), Split::Empty);
         let error = Split::decode(&[9, 1]).expect_err("unknown version");
         assert_eq!(

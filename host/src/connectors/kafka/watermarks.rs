@@ -78,7 +78,8 @@ impl SplitWatermarks {
         if max == EventTime::MIN {
             return EventTime::MIN;
         }
-        max.saturating_sub(self.strategy.max_out_of_orderness_ms).saturating_sub(1)
+        max.saturating_sub(self.strategy.max_out_of_orderness_ms)
+            .saturating_sub(1)
     }
 
     /// What to tell the consumers now, if anything: a new watermark (the
@@ -158,7 +159,11 @@ mod tests {
         let mut marks = SplitWatermarks::new(strategy(None), 2);
         let now = Instant::now();
         marks.on_record(1, &mut splits[1], 50_000);
-        assert_eq!(marks.poll(&mut splits, |_| false, now), None, "partition 0 has said nothing");
+        assert_eq!(
+            marks.poll(&mut splits, |_| false, now),
+            None,
+            "partition 0 has said nothing"
+        );
         marks.on_record(0, &mut splits[0], 1_000);
         assert_eq!(
             marks.poll(&mut splits, |_| false, now),
