@@ -77,6 +77,17 @@ pub(crate) enum SourceStatus {
     End,
 }
 
+/// Input a source could not turn into records, for the dead-letter output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rejected {
+    /// The input as it came.
+    pub payload: Vec<u8>,
+    /// Its event time.
+    pub timestamp: crate::record::batch::EventTime,
+    /// Why it is not a record, and where it came from.
+    pub reason: String,
+}
+
 /// Reads records from outside the job. Sources are replayable: a position
 /// taken between two batches can be sought back to after a failure.
 pub(crate) trait Source: Send {
@@ -104,6 +115,25 @@ pub(crate) trait Source: Send {
     fn snapshot(&mut self, checkpoint: CheckpointId) -> (u64, Vec<Vec<u8>>) {
         let _ = checkpoint;
         (self.position(), self.splits())
+    }
+
+    /// What the last [`Source::next_batch`] could not turn into records
+    /// (the runtime sends it to the dead-letter output).
+    fn rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
+
+    /// Whether this source generates its own watermarks (the Kafka
+    /// source's per-partition watermarks) through
+    /// [`Source::poll_watermark`], instead of the output's generator.
+    fn own_watermarks(&self) -> bool {
+        false
+    }
+
+    /// What this source's own watermarks say now, if anything (asked after
+    /// every batch, empty ones included).
+    fn poll_watermark(&mut self) -> Option<crate::time::watermarks::WatermarkEvent> {
+        None
     }
 
     /// Checkpoint `checkpoint` completed. Best effort: what a source does

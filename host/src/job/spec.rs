@@ -214,6 +214,11 @@ pub(crate) struct SourceSpec {
     pub bootstrap_servers: Option<Spanned<String>>,
     /// Topics read (`kafka`).
     pub topics: Option<Spanned<Vec<String>>>,
+    /// A regular expression matching the whole names of the topics read
+    /// (`kafka`, instead of `topics`).
+    pub topic_pattern: Option<Spanned<String>>,
+    /// How often to look for new partitions and topics, ms (`kafka`).
+    pub discovery_interval_ms: Option<Spanned<u64>>,
     /// Consumer group (`kafka`, default `weir-{job}-{uid}`).
     pub group_id: Option<Spanned<String>>,
     /// `earliest`, `latest`, `committed` or `{ timestamp = ms }` (`kafka`).
@@ -222,6 +227,9 @@ pub(crate) struct SourceSpec {
     pub bounded: Option<bool>,
     /// `raw`, `lines` or `json` (`kafka`).
     pub format: Option<crate::connectors::kafka::Format>,
+    /// Hand the UDF key, value, headers and position as one JSON object
+    /// (`kafka`, `format = "json"`).
+    pub envelope: Option<Spanned<bool>>,
     /// `read-committed` (default) or `read-uncommitted` (`kafka`).
     pub isolation: Option<crate::connectors::kafka::Isolation>,
     /// Longest wait before a batch goes downstream, ms (`kafka`, default 100).

@@ -43,7 +43,11 @@ impl Subtask<'_> {
             // Restored from every old subtask's splits, at any parallelism.
             SourceConfig::Kafka(config) => {
                 let restored: Vec<Vec<u8>> = self.restored().flat_map(|t| t.source_splits.clone()).collect();
-                let source = crate::connectors::kafka::KafkaSource::open(config, &self.kafka_scope(), &restored)
+                // Periodic strategies become per-partition watermarks.
+                let watermarks = self.vertex.watermarks.as_ref().map(|w| w.strategy);
+                let watermarks = watermarks.filter(|s| !s.punctuated);
+                let scope = self.kafka_scope();
+                let source = crate::connectors::kafka::KafkaSource::open(config, &scope, &restored, watermarks)
                     .map_err(|e| self.connector_error(e))?;
                 return Ok(Box::new(source));
             }

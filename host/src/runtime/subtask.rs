@@ -50,6 +50,9 @@ impl Subtask<'_> {
         match &self.vertex.kind {
             VertexKind::Source(config) => {
                 let mut source = self.source(config)?;
+                if source.own_watermarks() {
+                    out = out.with_watermarks(None);
+                }
                 run_source(
                     &self.vertex.uid,
                     source.as_mut(),

@@ -40,6 +40,7 @@ use crate::plan::CheckpointMode;
 use crate::record::batch::{EventTime, RecordBatch};
 use crate::storage::manifest::WatermarkSnapshot;
 use crate::storage::{Barrier, CheckpointId};
+use crate::time::watermarks::WatermarkEvent;
 
 /// Runs a source subtask until its input ends or the job is cancelled.
 /// (Its output is counted by `out`.) `restored` is the event-time progress
@@ -90,10 +91,23 @@ pub(crate) fn run_source(
                 vertex: format!("source `{uid}`"),
                 source,
             })?;
+        for rejected in source.rejected() {
+            let record = crate::record::batch::RecordRef {
+                payload: &rejected.payload,
+                timestamp: rejected.timestamp,
+                key: None,
+            };
+            out.dead_letters().write(uid, "", record, &rejected.reason)?;
+        }
         if batch.is_empty() {
             out.tick()?;
         } else {
             out.emit(batch)?;
+        }
+        match source.poll_watermark() {
+            Some(WatermarkEvent::Watermark(watermark)) => out.watermark(watermark)?,
+            Some(WatermarkEvent::Idle) => out.idle()?,
+            None => {}
         }
         if status == SourceStatus::End {
             break;

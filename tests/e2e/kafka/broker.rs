@@ -14,9 +14,24 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+
+/// A message to produce, with everything a Kafka message can carry.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// The partition.
+    pub partition: i32,
+    /// The key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The headers (name, value).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The timestamp, ms (the producer's clock when absent).
+    pub timestamp: Option<i64>,
+}
 
 /// A broker for one test: shared (`WEIR_TEST_KAFKA`) or private (stopped
 /// when dropped).
@@ -117,6 +132,67 @@ impl Broker {
             }
         }
         producer.flush(Duration::from_secs(30)).expect("flush the input");
+    }
+
+    /// Produces `messages` to `topic`, not transactionally, in order.
+    pub fn produce_messages(&self, topic: &str, messages: &[Outgoing]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.servers)
+            .create()
+            .expect("a producer");
+        for message in messages {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &message.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: value.as_deref(),
+                });
+            }
+            let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+                .partition(message.partition)
+                .payload(message.value.as_slice())
+                .headers(headers);
+            if let Some(key) = &message.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(timestamp) = message.timestamp {
+                record = record.timestamp(timestamp);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush the input");
+    }
+
+    /// The offsets consumer group `group` has committed for `topic`'s
+    /// partitions `0..partitions` (`None` where it has none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.servers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a consumer");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(topic, partition);
+        }
+        let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(10)) else {
+            return vec![None; partitions as usize];
+        };
+        (0..partitions)
+            .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => Some(offset),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every record of `topic` a read-committed consumer reads, partition

@@ -28,11 +28,12 @@ pub(crate) enum Format {
     Raw,
     /// One record per line of the message's value (`\n`-separated, without
     /// the `\n`; a final empty line is dropped), as the file source reads
-    /// lines (CSV, JSON lines, plain text).
+    /// lines (CSV, JSON lines, plain text). A line that is not UTF-8 goes
+    /// to the dead-letter output.
     Lines,
     /// One record a message: a JSON document, leading and trailing white
-    /// space removed. Its validation is the parsing function's job (which
-    /// sends what it cannot parse to the dead-letter output).
+    /// space removed. A message that is not one JSON document goes to the
+    /// dead-letter output, with its topic, partition and offset.
     Json,
 }
 
@@ -75,8 +76,14 @@ pub(crate) enum Delivery {
 pub(crate) struct KafkaSourceConfig {
     /// `bootstrap.servers`: `host:port,...`.
     pub bootstrap_servers: String,
-    /// The topics read (by name).
+    /// The topics read (by name); empty with `topic_pattern`.
     pub topics: Vec<String>,
+    /// A regular expression: every topic whose whole name matches it is
+    /// read (instead of `topics`).
+    pub topic_pattern: Option<super::discovery::TopicPattern>,
+    /// How often the source looks for new partitions (and, with
+    /// `topic_pattern`, new topics); `None`: only at start.
+    pub discovery_interval: Option<Duration>,
     /// The consumer group offsets are committed to (for monitoring) and,
     /// with [`StartFrom::Committed`], read from. Default `weir-{job}-{uid}`.
     pub group_id: Option<String>,
@@ -92,6 +99,10 @@ pub(crate) struct KafkaSourceConfig {
     pub bounded: bool,
     /// How messages become records.
     pub format: Format,
+    /// With [`Format::Json`]: each record is a JSON object holding the
+    /// message's key, value, headers, topic, partition, offset and
+    /// timestamp (see [`super::format`]) instead of the value alone.
+    pub envelope: bool,
     /// `isolation.level`.
     pub isolation: Isolation,
     /// A batch goes downstream when it is full or after this long.

@@ -5,7 +5,11 @@
 //!
 //! - [`config`]: the settings a job file gives;
 //! - [`assign`]: which subtask reads which partition (Flink's rule);
+//! - [`discovery`]: which topics and partitions there are, at start and,
+//!   with `discovery_interval_ms`, while running;
 //! - [`split`]: the source's checkpointed state, one split a partition;
+//! - [`format`]: how a message becomes records (or a dead letter);
+//! - [`watermarks`]: per-partition watermarks, merged by minimum;
 //! - [`source`]: the source; [`sink`]: the sink.
 //!
 //! ## Threads
@@ -35,9 +39,13 @@
 //! has none); operators that assign event time (a parsing function) replace
 //! it as with any other source.
 //!
-//! Not yet: topic patterns and partition discovery while running (the
-//! partitions are those of the topics at start), per-partition watermarks,
-//! key and headers for the UDFs.
+//! With a watermark strategy (periodic, not punctuated), every partition
+//! has its own watermark generator and the subtask's watermark is their
+//! minimum ([`watermarks`]).
+//!
+//! Topics are named (`topics`) or matched (`topic_pattern`); with
+//! `discovery_interval_ms`, new partitions and topics are found and read
+//! while the job runs ([`discovery`]).
 //!
 //! ## Sink, exactly once
 //!
@@ -94,9 +102,12 @@
 
 pub(crate) mod assign;
 pub(crate) mod config;
+pub(crate) mod discovery;
+pub(crate) mod format;
 pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod split;
+pub(crate) mod watermarks;
 
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;

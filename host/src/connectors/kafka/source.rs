@@ -8,15 +8,19 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::config::{Format, KafkaSourceConfig, StartFrom};
+use super::config::{KafkaSourceConfig, StartFrom};
+use super::discovery::Topics;
+use super::format::{Decoder, Meta, Position};
 use super::split::{PartitionSplit, Split};
+use super::watermarks::SplitWatermarks;
 use super::{ClientScope, Logged, assign, kafka_error};
-use crate::connectors::{ConnectorError, Source, SourceStatus};
+use crate::connectors::{ConnectorError, Rejected, Source, SourceStatus};
 use crate::record::batch::RecordBatch;
 use crate::storage::CheckpointId;
+use crate::time::watermarks::{WatermarkEvent, WatermarkStrategy};
 
 /// How long a metadata or offset request at start may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,13 +33,23 @@ const MAX_SNAPSHOTS: usize = 16;
 pub(crate) struct KafkaSource {
     uid: String,
     consumer: BaseConsumer<Logged>,
-    format: Format,
+    decoder: Decoder,
+    /// Messages of the last batch that are not records.
+    rejected: Vec<Rejected>,
     linger: Duration,
     bounded: bool,
     /// The partitions read, with the next offset of each.
     partitions: Vec<PartitionSplit>,
     /// The index in `partitions` of the last message's partition.
     last: usize,
+    /// Per-partition watermarks, when the source has a strategy.
+    watermarks: Option<SplitWatermarks>,
+    /// The topics read, this subtask and the parallelism (for discovery).
+    topics: Topics,
+    servers: String,
+    scope: ClientScope,
+    /// How often to look for new partitions, and when next.
+    discovery: Option<(Duration, Instant)>,
     /// The offsets acknowledged at barriers whose checkpoints have not
     /// completed yet.
     snapshots: VecDeque<(CheckpointId, TopicPartitionList)>,
@@ -53,11 +67,13 @@ impl std::fmt::Debug for KafkaSource {
 impl KafkaSource {
     /// Connects, finds this subtask's partitions and where each starts: at
     /// its offset in `restored` (the encoded splits of every subtask of the
-    /// restored checkpoint), or else by `config.start`.
+    /// restored checkpoint), or else by `config.start`. With `strategy`,
+    /// each partition generates its own (see [`super::watermarks`]).
     pub(crate) fn open(
         config: &KafkaSourceConfig,
         scope: &ClientScope,
         restored: &[Vec<u8>],
+        strategy: Option<WatermarkStrategy>,
     ) -> Result<Self, ConnectorError> {
         let servers = &config.bootstrap_servers;
         let mut client = ClientConfig::new();
@@ -90,25 +106,40 @@ impl KafkaSource {
             }
         }
 
+        let topics = match &config.topic_pattern {
+            Some(pattern) => Topics::Pattern(pattern.clone()),
+            None => Topics::Named(config.topics.clone()),
+        };
+        // After a restore, a partition the checkpoint does not know was
+        // created since: it starts at its earliest offset (as in Flink).
+        let start = if restored.is_empty() {
+            config.start
+        } else {
+            StartFrom::Earliest
+        };
+        let found = topics.partitions(&consumer, servers)?;
+        if found.is_empty() && config.discovery_interval.is_none() {
+            return Err(kafka_error(
+                format!(
+                    "no topic on {servers} matches topic_pattern `{}`",
+                    config
+                        .topic_pattern
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
+                KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition),
+            ));
+        }
         let mut partitions = Vec::new();
-        for topic in &config.topics {
-            for partition in 0..partition_count(&consumer, topic, servers)? {
+        for (topic, count) in &found {
+            for partition in 0..*count {
                 if assign::owner(topic, partition, scope.parallelism) != scope.subtask {
                     continue;
                 }
                 let split = match restored_splits.remove(&(topic.clone(), partition)) {
                     Some(split) => split,
-                    None => {
-                        let (low, high) = watermarks(&consumer, topic, partition)?;
-                        PartitionSplit {
-                            topic: topic.clone(),
-                            partition,
-                            next: start_offset(&consumer, config.start, topic, partition, (low, high))?,
-                            // A bounded partition's end is where the reader
-                            // first reaches the end of the partition.
-                            end: None,
-                        }
-                    }
+                    None => new_split(&consumer, start, topic, partition)?,
                 };
                 partitions.push(split);
             }
@@ -134,14 +165,24 @@ impl KafkaSource {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let watermarks = strategy.map(|strategy| SplitWatermarks::new(strategy, partitions.len()));
         Ok(Self {
             uid: scope.uid.clone(),
             consumer,
-            format: config.format,
+            decoder: Decoder {
+                format: config.format,
+                envelope: config.envelope,
+            },
+            rejected: Vec::new(),
             linger: config.linger,
             bounded: config.bounded,
             partitions,
             last: 0,
+            watermarks,
+            topics,
+            servers: servers.clone(),
+            scope: scope.clone(),
+            discovery: config.discovery_interval.map(|every| (every, Instant::now() + every)),
             snapshots: VecDeque::new(),
         })
     }
@@ -149,6 +190,63 @@ impl KafkaSource {
     /// Whether a bounded source has read every partition to its end.
     fn finished(&self) -> bool {
         self.bounded && self.partitions.iter().all(is_done)
+    }
+
+    /// Looks for partitions this subtask should read and does not yet
+    /// (see [`super::discovery`]): each is read from its earliest offset.
+    fn discover(&mut self) -> Result<(), ConnectorError> {
+        let found = self.topics.partitions(&self.consumer, &self.servers)?;
+        let mut added = TopicPartitionList::new();
+        for (topic, count) in &found {
+            for partition in 0..*count {
+                let known = self
+                    .partitions
+                    .iter()
+                    .any(|s| s.partition == partition && &s.topic == topic);
+                if known || assign::owner(topic, partition, self.scope.parallelism) != self.scope.subtask {
+                    continue;
+                }
+                let split = new_split(&self.consumer, StartFrom::Earliest, topic, partition)?;
+                added
+                    .add_partition_offset(topic, partition, Offset::Offset(split.next))
+                    .map_err(|e| kafka_error(format!("cannot assign {topic}/{partition}"), e))?;
+                tracing::info!(
+                    uid = self.uid,
+                    subtask = self.scope.subtask,
+                    "discovered Kafka partition {topic}/{partition}, reading it from offset {}",
+                    split.next
+                );
+                self.partitions.push(split);
+                if let Some(watermarks) = &mut self.watermarks {
+                    watermarks.add_partition();
+                }
+            }
+        }
+        if added.count() > 0 {
+            self.consumer
+                .incremental_assign(&added)
+                .map_err(|e| kafka_error("cannot assign the discovered partitions", e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs discovery when it is due; a failure is logged and retried at
+    /// the next interval.
+    fn discover_when_due(&mut self) {
+        let Some((every, due)) = self.discovery else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        self.discovery = Some((every, now + every));
+        if let Err(error) = self.discover() {
+            tracing::warn!(
+                uid = self.uid,
+                "cannot look for new Kafka partitions (retried in {every:?}): {error}"
+            );
+        }
     }
 
     /// After an end-of-partition event for `partition`: a bounded split of
@@ -190,51 +288,28 @@ fn find(partitions: &[PartitionSplit], last: &mut usize, topic: &str, partition:
     Some(*last)
 }
 
-/// Appends the records of one message's value to `batch`.
-fn push(format: Format, batch: &mut RecordBatch, value: &[u8], timestamp: i64) {
-    match format {
-        Format::Raw => batch.push(value, timestamp),
-        Format::Json => batch.push(value.trim_ascii(), timestamp),
-        Format::Lines => {
-            let value = value.strip_suffix(b"\n").unwrap_or(value);
-            if value.is_empty() {
-                return;
-            }
-            for line in value.split(|b| *b == b'\n') {
-                batch.push(line, timestamp);
-            }
-        }
-    }
-}
-
 /// Whether a bounded partition is read to its end.
 fn is_done(split: &PartitionSplit) -> bool {
     split.end.is_some_and(|end| split.next >= end)
 }
 
-/// The number of partitions of `topic`, which must exist.
-fn partition_count(consumer: &BaseConsumer<Logged>, topic: &str, servers: &str) -> Result<i32, ConnectorError> {
-    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| {
-        kafka_error(
-            format!("cannot reach Kafka at {servers} (asking for topic `{topic}`)"),
-            e,
-        )
-    })?;
-    let missing = |code| kafka_error(format!("topic `{topic}` does not exist on {servers}"), code);
-    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(missing(KafkaError::MetadataFetch(
-            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-        )));
-    };
-    if let Some(error) = found.error() {
-        return Err(missing(KafkaError::MetadataFetch(error.into())));
-    }
-    if found.partitions().is_empty() {
-        return Err(missing(KafkaError::MetadataFetch(
-            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-        )));
-    }
-    Ok(i32::try_from(found.partitions().len()).unwrap_or(i32::MAX))
+/// The split of a partition no checkpoint knows, starting by `start`.
+fn new_split(
+    consumer: &BaseConsumer<Logged>,
+    start: StartFrom,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionSplit, ConnectorError> {
+    let (low, high) = watermarks(consumer, topic, partition)?;
+    Ok(PartitionSplit {
+        topic: topic.to_string(),
+        partition,
+        next: start_offset(consumer, start, topic, partition, (low, high))?,
+        // A bounded partition's end is where the reader first reaches the
+        // end of the partition.
+        end: None,
+        watermark: Default::default(),
+    })
 }
 
 /// The low and high watermarks (first offset, end offset) of a partition.
@@ -286,6 +361,7 @@ impl Source for KafkaSource {
         if self.finished() {
             return Ok(SourceStatus::End);
         }
+        self.discover_when_due();
         if self.partitions.is_empty() {
             // Nothing to read (more subtasks than partitions): quiet.
             std::thread::sleep(self.linger);
@@ -317,7 +393,24 @@ impl Source for KafkaSource {
                 continue;
             }
             split.next = offset + 1;
-            push(self.format, batch, message.payload().unwrap_or_default(), timestamp);
+            if let Some(watermarks) = &mut self.watermarks {
+                watermarks.on_record(index, split, timestamp);
+            }
+            let position = Position {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset,
+            };
+            let meta = || Meta {
+                key: message.key(),
+                headers: message
+                    .headers()
+                    .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
+                    .unwrap_or_default(),
+            };
+            let payload = message.payload().unwrap_or_default();
+            self.decoder
+                .push(batch, &mut self.rejected, payload, timestamp, position, meta);
             if Instant::now() >= deadline {
                 break;
             }
@@ -327,6 +420,19 @@ impl Source for KafkaSource {
         } else {
             SourceStatus::More
         })
+    }
+
+    fn own_watermarks(&self) -> bool {
+        self.watermarks.is_some()
+    }
+
+    fn poll_watermark(&mut self) -> Option<WatermarkEvent> {
+        let watermarks = self.watermarks.as_mut()?;
+        watermarks.poll(&mut self.partitions, is_done, Instant::now())
+    }
+
+    fn rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
     }
 
     /// Kafka positions are per partition: see [`Source::splits`].
@@ -384,30 +490,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_turn_a_message_into_records() {
-        let records = |format, value: &[u8]| {
-            let mut batch = RecordBatch::default();
-            push(format, &mut batch, value, 7);
-            assert!(batch.iter().all(|r| r.timestamp == 7));
-            batch
-                .iter()
-                .map(|r| String::from_utf8_lossy(r.payload).into_owned())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(records(Format::Raw, b" a\nb\n"), [" a\nb\n"]);
-        assert_eq!(records(Format::Lines, b"a\n\nb\n"), ["a", "", "b"]);
-        assert_eq!(records(Format::Lines, b"one"), ["one"]);
-        assert!(records(Format::Lines, b"").is_empty());
-        assert_eq!(records(Format::Json, b" {\"a\": 1}\n"), ["{\"a\": 1}"]);
-    }
-
-    #[test]
     fn bounded_partitions_are_done_at_their_end() {
         let split = |next, end| PartitionSplit {
             topic: "t".into(),
             partition: 0,
             next,
             end,
+            watermark: Default::default(),
         };
         assert!(is_done(&split(10, Some(10))));
         assert!(!is_done(&split(9, Some(10))));

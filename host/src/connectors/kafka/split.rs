@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::connectors::ConnectorError;
 
-/// The first byte of every encoded split: the encoding's version.
-const VERSION: u8 = 1;
+/// The first byte of every encoded split: the encoding's version (1: no
+/// watermark state; 2: with it).
+const VERSION: u8 = 2;
 
 /// One checkpointed split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,39 @@ pub(crate) struct PartitionSplit {
     /// A bounded source's end offset (exclusive), once known: it stops
     /// there.
     pub end: Option<i64>,
+    /// The partition's own watermark progress (per-partition watermarks).
+    pub watermark: PartitionWatermark,
+}
+
+/// What a checkpoint keeps of a partition's watermark generator: it
+/// travels with the partition to whichever subtask reads it next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PartitionWatermark {
+    /// The largest timestamp read from the partition (`i64::MIN`: none).
+    pub max_timestamp: i64,
+    /// Whether the partition had gone idle.
+    pub idle: bool,
+}
+
+impl Default for PartitionWatermark {
+    fn default() -> Self {
+        Self {
+            max_timestamp: i64::MIN,
+            idle: false,
+        }
+    }
+}
+
+/// Version 1 of [`Split`] (before per-partition watermarks).
+#[derive(Deserialize)]
+enum SplitV1 {
+    Partition {
+        topic: String,
+        partition: i32,
+        next: i64,
+        end: Option<i64>,
+    },
+    Empty,
 }
 
 impl Split {
@@ -54,6 +88,21 @@ impl Split {
         };
         match bytes.split_first() {
             Some((&VERSION, body)) => postcard::from_bytes(body).map_err(|e| invalid(e.to_string())),
+            Some((1, body)) => match postcard::from_bytes(body).map_err(|e| invalid(e.to_string()))? {
+                SplitV1::Partition {
+                    topic,
+                    partition,
+                    next,
+                    end,
+                } => Ok(Self::Partition(PartitionSplit {
+                    topic,
+                    partition,
+                    next,
+                    end,
+                    watermark: PartitionWatermark::default(),
+                })),
+                SplitV1::Empty => Ok(Self::Empty),
+            },
             Some((version, _)) => Err(invalid(format!("unknown split version {version}"))),
             None => Err(invalid("the split is empty".into())),
         }
@@ -71,8 +120,21 @@ mod tests {
             partition: 3,
             next: 42,
             end: Some(100),
+            watermark: PartitionWatermark {
+                max_timestamp: 7,
+                idle: true,
+            },
         });
         assert_eq!(Split::decode(&split.encode()).expect("decodes"), split);
+        // Version 1 (no watermark): tag 0, "words", 3, 42, Some(100).
+        let v1 = [1, 0, 5, b'w', b'o', b'r', b'd', b's', 6, 84, 1, 200, 1];
+        let Split::Partition(old) = Split::decode(&v1).expect("decodes version 1") else {
+            panic!("a partition split");
+        };
+        assert_eq!(
+            (old.next, old.end, old.watermark),
+            (42, Some(100), PartitionWatermark::default())
+        );
         assert_eq!(Split::decode(&Split::Empty.encode()).expect("decodes"), Split::Empty);
         let error = Split::decode(&[9, 1]).expect_err("unknown version");
         assert_eq!(

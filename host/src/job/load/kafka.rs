@@ -6,10 +6,12 @@
 //! uid = "words"
 //! type = "kafka"
 //! bootstrap_servers = "127.0.0.1:9092"
-//! topics = ["words"]
+//! topics = ["words"]              # or topic_pattern = "words-.*" (whole names)
+//! discovery_interval_ms = 10000   # look for new partitions and topics (default: never)
 //! group_id = "wordcount"          # default weir-{job}-{uid}
 //! start = "earliest"              # latest, committed, { timestamp = 1700000000000 }
 //! format = "lines"                # raw (default), json
+//! envelope = false                # json only: { key, value, headers, topic, partition, offset, timestamp }
 //! isolation = "read-committed"    # default; or read-uncommitted
 //! linger_ms = 100                 # a batch leaves when full or after this long
 //! bounded = false                 # true: end at the end offsets of the first start
@@ -31,7 +33,7 @@ use toml::Spanned;
 
 use super::Builder;
 use crate::connectors::kafka::config::reserved_property;
-use crate::connectors::kafka::{KafkaSinkConfig, KafkaSourceConfig, StartFrom};
+use crate::connectors::kafka::{Format, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
 use crate::job::spec::{PropertyValue, SinkSpec, SourceSpec, StartSpec};
 
 /// Default `linger_ms`: Flink's default buffer timeout.
@@ -52,16 +54,48 @@ impl Builder<'_> {
                 ));
                 Vec::new()
             }
+            Some(topics) if source.topic_pattern.is_some() => {
+                self.errors.push(self.locator.error(
+                    topics.span(),
+                    field("topics"),
+                    "give either `topics` or `topic_pattern`, not both",
+                ));
+                Vec::new()
+            }
             Some(topics) => topics.get_ref().clone(),
+            None if source.topic_pattern.is_some() => Vec::new(),
             None => {
                 self.errors.push(self.locator.error(
                     spanned.span(),
                     field("topics"),
-                    "a kafka source needs `topics` (a list of topic names)",
+                    "a kafka source needs `topics` (a list of topic names) or `topic_pattern` (a regular expression)",
                 ));
                 Vec::new()
             }
         };
+        let topic_pattern = source.topic_pattern.as_ref().and_then(|pattern| {
+            match crate::connectors::kafka::discovery::TopicPattern::new(pattern.get_ref()) {
+                Ok(compiled) => Some(compiled),
+                Err(error) => {
+                    self.errors.push(self.locator.error(
+                        pattern.span(),
+                        field("topic_pattern"),
+                        format!("not a regular expression: {error}"),
+                    ));
+                    None
+                }
+            }
+        });
+        let discovery_interval = source.discovery_interval_ms.as_ref().map(|interval| {
+            if source.bounded == Some(true) {
+                self.errors.push(self.locator.error(
+                    interval.span(),
+                    field("discovery_interval_ms"),
+                    "a bounded source reads the partitions it finds at start: drop `bounded` or the discovery",
+                ));
+            }
+            Duration::from_millis(self.positive_u64(interval, &field("discovery_interval_ms")))
+        });
         let start = match source.start.as_ref() {
             None => StartFrom::Earliest,
             Some(start) => match start.get_ref() {
@@ -87,13 +121,29 @@ impl Builder<'_> {
             .linger_ms
             .as_ref()
             .map_or(DEFAULT_LINGER_MS, |l| self.positive_u64(l, &field("linger_ms")));
+        let format = source.format.unwrap_or_default();
+        let envelope = match &source.envelope {
+            Some(envelope) if *envelope.get_ref() && format != Format::Json => {
+                self.errors.push(self.locator.error(
+                    envelope.span(),
+                    field("envelope"),
+                    "needs `format = \"json\"` (the envelope is a JSON object holding the message's JSON value)",
+                ));
+                false
+            }
+            Some(envelope) => *envelope.get_ref(),
+            None => false,
+        };
         KafkaSourceConfig {
             bootstrap_servers,
             topics,
+            topic_pattern,
+            discovery_interval,
             group_id: source.group_id.as_ref().and_then(|g| self.text(g)),
             start,
             bounded: source.bounded.unwrap_or(false),
-            format: source.format.unwrap_or_default(),
+            format,
+            envelope,
             isolation: source.isolation.unwrap_or_default(),
             linger: Duration::from_millis(linger_ms),
             properties: self.kafka_properties(source.properties.as_ref(), &field("properties")),
