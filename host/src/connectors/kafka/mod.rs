@@ -8,7 +8,7 @@
 //! - [`discovery`]: which topics and partitions there are, at start and,
 //!   with `discovery_interval_ms`, while running;
 //! - [`split`]: the source's checkpointed state, one split a partition;
-//! - [`format`]: how a message becomes records (or a dead letter);
+//! - [`mod@format`]: how a message becomes records (or a dead letter);
 //! - [`watermarks`]: per-partition watermarks, merged by minimum;
 //! - [`source`]: the source; [`sink`]: the sink.
 //!
