@@ -312,6 +312,132 @@ fn kafka_per_partition_watermarks_keep_a_slow_partition_on_time() {
     }
 }
 
+/// Starts `weir run job.toml --restore latest` in `work`, its log (at
+/// `info`) going to `log`.
+fn start_restoring(work: &Workdir, log: &str) -> std::process::Child {
+    let log = std::fs::File::create(work.path(log)).expect("log file");
+    crate::harness::weir()
+        .current_dir(work.path(""))
+        .env("WEIR_LOG", "info")
+        .args(["run", "--quiet", "job.toml", "--restore", "latest"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("weir starts")
+}
+
+/// Waits until the `files` sink folder `out` of `work` has committed at
+/// least `lines` lines (at most two minutes), then kills `child` with
+/// SIGKILL; returns the committed lines, sorted.
+fn kill_once_committed(work: &Workdir, mut child: std::process::Child, lines: usize, what: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let committed = || crate::harness::committed_in_order(&work.path("out"));
+    while committed().len() < lines {
+        assert!(
+            child.try_wait().expect("polls").is_none(),
+            "{what}: the job ended early"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {} of {lines} window lines committed in two minutes: {:?}",
+            committed().len(),
+            committed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("SIGKILL weir");
+    child.wait().expect("reap weir");
+    let mut out = committed();
+    out.sort();
+    out
+}
+
+/// Proves that each partition's watermark generator survives a SIGKILL and
+/// a restore with its split. Partition 0 is slow (event time T..T+40 s),
+/// partition 1 runs 1000 s ahead; output goes through the exactly-once
+/// `files` sink. Run 1 reads partition 0's first 20 s and all of partition
+/// 1 and is killed once the group has offsets 20 and 20 (they are committed
+/// from a completed checkpoint, so the restore starts from one taken after
+/// the fast partition ran ahead). Run 2 restores and only partition 0 gets
+/// records (its next 20 s, then one at T+2000 s): its records must not be
+/// late (a single watermark would have passed them), and the fast window
+/// [T+1000 s, T+1010 s) must fire — only partition 1's restored generator
+/// (max T+1019 s) can let it, as partition 1 reads nothing in this run. It
+/// is killed once those windows are committed. Run 3 restores and only
+/// partition 1 gets a record (T+3000 s): the window [T+1010 s, T+1020 s)
+/// fires only through partition 0's restored generator (max T+2000 s).
+/// A forgotten generator would hold its window back and the test would
+/// fail waiting; at the end the committed windows equal the oracle, none
+/// lost or doubled, and the committed late output is empty.
+#[test]
+fn kafka_per_partition_watermarks_survive_kills_and_restores() {
+    let Some(broker) = Broker::get() else { return };
+    let key = |i: i64| if i % 3 == 0 { "a" } else { "b" };
+    let slow: Vec<Outgoing> = (0..40)
+        .map(|i| event(0, key(i), &format!("s{i}"), T + i * 1_000))
+        .collect();
+    let fast: Vec<Outgoing> = (0..20)
+        .map(|i| event(1, key(i), &format!("f{i}"), T + 1_000_000 + i * 1_000))
+        .collect();
+    let ahead = event(0, "z", "ahead0", T + 2_000_000);
+    let end = event(1, "z", "end1", T + 3_000_000);
+    let input = topic("wm-kill");
+    let group = format!("group-{input}");
+    broker.create_topic(&input, 2);
+    broker.produce_messages(&input, &[&slow[..20], &fast[..]].concat());
+    let bounded = "watermarks = { strategy = \"bounded-out-of-orderness\", max_out_of_orderness_ms = 1000 }";
+    let job = window_job(&broker.servers, &input, &group, bounded, "")
+        .replace(
+            "type = \"file\"\npath = \"out.txt\"",
+            "type = \"files\"\npath = \"out\"",
+        )
+        .replace(
+            "type = \"file\"\npath = \"late.txt\"",
+            "type = \"files\"\npath = \"late\"",
+        );
+    assert!(job.contains("path = \"out\"") && job.contains("path = \"late\""));
+    let work = Workdir::new();
+    work.write("job.toml", &job);
+
+    // Run 1: killed after a checkpoint holding offsets 20 and 20.
+    let mut first = start_restoring(&work, "run1.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while broker.committed(&group, &input, 2) != [Some(20), Some(20)] {
+        assert!(first.try_wait().expect("polls").is_none(), "run 1 ended early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run 1 did not commit offsets 20 and 20 in a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    first.kill().expect("SIGKILL weir");
+    first.wait().expect("reap weir");
+
+    // Run 2: only the slow partition moves on.
+    broker.produce_messages(&input, &[&slow[20..], std::slice::from_ref(&ahead)].concat());
+    let second_expected = window_oracle(&[&slow[..], &fast[..10]].concat());
+    let second = start_restoring(&work, "run2.log");
+    let out = kill_once_committed(&work, second, second_expected.len(), "run 2");
+    assert!(
+        work.read("run2.log").contains("from checkpoint"),
+        "run 2 did not restore"
+    );
+    assert_eq!(out, second_expected, "run 2: windows differ from the oracle");
+
+    // Run 3: only the fast partition moves on.
+    broker.produce_messages(&input, std::slice::from_ref(&end));
+    let expected = window_oracle(&[&slow[..], &fast[..]].concat());
+    let third = start_restoring(&work, "run3.log");
+    let out = kill_once_committed(&work, third, expected.len(), "run 3");
+    assert!(
+        work.read("run3.log").contains("from checkpoint"),
+        "run 3 did not restore"
+    );
+    assert_eq!(out, expected, "windows after the kills differ from the oracle");
+    let late = crate::harness::committed_in_order(&work.path("late"));
+    assert_eq!(late, Vec::<String>::new(), "late records after the kills");
+}
+
 /// Proves idleness per partition: partition 1 stays empty, partition 0
 /// holds 30 s of records. With `idle_timeout_ms`, the empty partition stops
 /// holding the watermark back and the windows up to partition 0's
