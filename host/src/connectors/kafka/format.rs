@@ -17,6 +17,8 @@
 //! it removed); `timestamp` is the message's timestamp in ms (its event
 //! time). A key or header value that is not UTF-8 rejects the message.
 
+use std::io::Write as _;
+
 use serde::de::IgnoredAny;
 
 use super::config::Format;
@@ -148,11 +150,12 @@ fn envelope(value: &[u8], timestamp: i64, position: Position<'_>, meta: &Meta<'_
     }
     out.extend_from_slice(b"},\"topic\":");
     json_string(&mut out, position.topic);
-    let numbers = format!(
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
         ",\"partition\":{},\"offset\":{},\"timestamp\":{timestamp}}}",
         position.partition, position.offset
     );
-    out.extend_from_slice(numbers.as_bytes());
     Ok(out)
 }
 
