@@ -3,7 +3,8 @@
 # earlier builds).
 #
 # - the wasm32-wasip2 Rust target (UDF components);
-# - clang and libclang (RocksDB's bindings are generated with bindgen).
+# - clang and libclang (RocksDB's bindings are generated with bindgen);
+# - OpenSSL's headers and pkg-config (librdkafka's TLS and SASL).
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
 export CARGO_TERM_PROGRESS_WHEN=never
@@ -13,12 +14,13 @@ weir_setup() {
         echo "setup: adding the wasm32-wasip2 Rust target" >&2
         rustup target add wasm32-wasip2 >&2
     fi
-    if ! ldconfig -p 2>/dev/null | grep -q 'libclang' || ! command -v clang >/dev/null 2>&1; then
-        echo "setup: installing clang and libclang-dev (needed by RocksDB's bindings)" >&2
+    if ! ldconfig -p 2>/dev/null | grep -q 'libclang' || ! command -v clang >/dev/null 2>&1 \
+        || ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists openssl 2>/dev/null; then
+        echo "setup: installing clang, libclang-dev (RocksDB's bindings), libssl-dev and pkg-config (librdkafka's TLS)" >&2
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get update -qq >&2
-        $sudo apt-get install -y -qq clang libclang-dev >&2
+        $sudo apt-get install -y -qq clang libclang-dev libssl-dev pkg-config >&2
     fi
 }
 

@@ -16,14 +16,14 @@
 //! read-committed consumers, and a test cannot show that an aborted
 //! transaction's records stay invisible. Each test says what it proves.
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Workdir, committed_in_order, sorted_lines, weir};
+use crate::harness::{Workdir, committed_in_order, weir};
 use crate::oracle::{self, Lcg};
 
 mod broker;
+mod log_reader;
 mod source_features;
 
 use broker::Broker;
@@ -345,19 +345,17 @@ fn kafka_source_rescales_from_two_to_three_subtasks_exactly() {
     assert_eq!(committed, expected, "output after the rescale differs from the oracle");
 }
 
-/// Kafka to Kafka through four SIGKILLs and restores. What nisshi 0.6.0 can
-/// show, and this test asserts: nothing is lost (every oracle record is in
-/// the read-committed output at least as often as in the oracle) and
-/// nothing is invented (every output record is an oracle record). What it
-/// cannot show: that nothing is doubled. A kill leaves the open (and any
-/// pre-committed) transaction behind; the restored job fences it with
-/// `init_transactions`, which aborts it, and nisshi 0.6.0 shows aborted
-/// records to read-committed consumers, so duplicates from aborted
-/// transactions are expected here and not counted against the job. (The
-/// source's side of exactly-once is proven exactly by
-/// `kafka_source_offsets_are_exact_through_kills`.)
+/// Proves exactly-once end to end through crashes: a Kafka -> Kafka job
+/// (three input partitions, two source subtasks) killed with SIGKILL at
+/// random moments five times and restored from its latest checkpoint each
+/// time writes exactly the oracle's word counts, each once, as a correct
+/// read-committed consumer reads them. nisshi shows aborted records to
+/// read-committed consumers, so the output is read from the log with its
+/// transaction markers applied ([`log_reader`]): a transaction that a
+/// restore failed to commit would lose records, one committed twice or a
+/// replay outside a transaction would double them.
 #[test]
-fn kafka_to_kafka_loses_nothing_through_kills() {
+fn kafka_to_kafka_is_exactly_once_through_kills() {
     let Some(broker) = Broker::get() else { return };
     let text = oracle::text(40_000, 12);
     let expected = oracle::word_count_lines(&oracle::word_counts(&text));
@@ -368,7 +366,7 @@ fn kafka_to_kafka_loses_nothing_through_kills() {
     let attempt = std::cell::Cell::new(0);
     let write_job = |attempt: u32| {
         let output = topic(&format!("kill-out-{attempt}"));
-        broker.create_topic(&output, 1);
+        broker.create_topic(&output, 2);
         let sink = kafka_sink(&broker.servers, &output);
         work.write(
             "job.toml",
@@ -377,36 +375,85 @@ fn kafka_to_kafka_loses_nothing_through_kills() {
         output
     };
     write_job(0);
-    let stderr = kill_and_resume(&work, 4, 23, || {
+    let stderr = kill_and_resume(&work, 5, 23, || {
         // A run that ended before its kill: start over into a new topic.
         attempt.set(attempt.get() + 1);
         write_job(attempt.get());
     });
-    let committed = sorted_lines(
-        &broker
-            .read_committed(&topic(&format!("kill-out-{}", attempt.get())))
-            .join("\n"),
+    let output = topic(&format!("kill-out-{}", attempt.get()));
+    let logs = log_reader::read_committed_by_markers(&broker.servers, &output);
+    let open: usize = logs.iter().map(|log| log.open).sum();
+    assert_eq!(open, 0, "transactions left open after the last run");
+    let mut committed: Vec<String> = logs.into_iter().flat_map(|log| log.committed).collect();
+    committed.sort();
+    assert_eq!(committed.len(), expected.len(), "records committed\n{stderr}");
+    assert_eq!(committed, expected, "the committed output differs from the oracle");
+}
+
+/// Proves that a crash between a checkpoint's completion and the sink's
+/// commit loses nothing: with the fault-injection point
+/// `WEIR_FAULT_CRASH_BEFORE_COMMIT`, the job aborts right after its first
+/// checkpoint whose transaction holds records completes. The log then holds
+/// that transaction open and no commit. The restored run commits it
+/// through the protocol (`EndTxn` with the producer id and epoch read from
+/// the log) before fencing, and the output, read with the markers applied,
+/// is exactly the oracle: had the restore fenced first, the transaction
+/// would be aborted and its records missing.
+#[test]
+fn kafka_transaction_of_a_completed_checkpoint_is_committed_after_a_crash_before_commit() {
+    let Some(broker) = Broker::get() else { return };
+    let text = oracle::text(20_000, 41);
+    let expected = oracle::word_count_lines(&oracle::word_counts(&text));
+    let input = topic("crash-in");
+    let output = topic("crash-out");
+    broker.create_topic(&input, 3);
+    broker.create_topic(&output, 2);
+    broker.produce(&input, &messages(&text, 3, 42));
+    let work = Workdir::new();
+    work.write(
+        "job.toml",
+        wordcount_job(
+            "crash-before-commit",
+            &broker.servers,
+            &input,
+            CHECKPOINTS,
+            &kafka_sink(&broker.servers, &output),
+        ),
     );
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in &committed {
-        *seen.entry(line.as_str()).or_default() += 1;
-    }
-    let mut wanted: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in &expected {
-        *wanted.entry(line.as_str()).or_default() += 1;
-    }
-    let lost: Vec<&&str> = wanted
-        .iter()
-        .filter(|(line, n)| seen.get(*line).copied().unwrap_or(0) < **n)
-        .map(|(line, _)| line)
-        .collect();
+    let crashed = weir()
+        .current_dir(work.dir.path())
+        .env("WEIR_FAULT_CRASH_BEFORE_COMMIT", "1")
+        .args(["run", "--quiet", "job.toml"])
+        .output()
+        .expect("weir runs");
+    let crash_log = String::from_utf8_lossy(&crashed.stderr).into_owned();
     assert!(
-        lost.is_empty(),
-        "records lost through kills: {:?}...\n{stderr}",
-        &lost[..lost.len().min(10)]
+        !crashed.status.success(),
+        "the fault did not stop the run:\n{crash_log}"
     );
-    let invented: Vec<&&str> = seen.keys().filter(|line| !wanted.contains_key(*line)).collect();
-    assert!(invented.is_empty(), "records not in the oracle: {invented:?}");
+    assert!(
+        crash_log.contains("WEIR_FAULT_CRASH_BEFORE_COMMIT: aborting after checkpoint"),
+        "{crash_log}"
+    );
+    let before = log_reader::read_committed_by_markers(&broker.servers, &output);
+    assert_eq!(
+        before.iter().map(|log| log.commits).sum::<usize>(),
+        0,
+        "a transaction was committed before the crash"
+    );
+    let open_before: usize = before.iter().map(|log| log.open).sum();
+    assert!(open_before > 0, "the crash left no open transaction with records");
+    let stderr = run_restored(&work);
+    let after = log_reader::read_committed_by_markers(&broker.servers, &output);
+    assert_eq!(after.iter().map(|log| log.open).sum::<usize>(), 0, "open transactions");
+    let mut committed: Vec<String> = after.into_iter().flat_map(|log| log.committed).collect();
+    committed.sort();
+    assert_eq!(committed.len(), expected.len(), "records committed\n{stderr}");
+    assert_eq!(committed, expected, "the committed output differs from the oracle");
+    assert!(
+        stderr.contains("which the restored checkpoint recorded and the previous run left open"),
+        "the restore did not commit the recorded transaction:\n{stderr}"
+    );
 }
 
 /// Bad input, each with a message naming the source: a broker nobody

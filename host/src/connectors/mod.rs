@@ -58,6 +58,14 @@ pub(crate) enum ConnectorError {
         /// every `Result` of the runtime).
         source: Box<rdkafka::error::KafkaError>,
     },
+    /// A transaction a restored checkpoint recorded could not be committed.
+    #[error("cannot commit the restored Kafka transaction for topic `{topic}`: {source}")]
+    Resume {
+        /// The sink's topic.
+        topic: String,
+        /// Why (boxed: the protocol error is large).
+        source: Box<kafka::resume::ResumeError>,
+    },
     /// Checkpointed connector state cannot be used.
     #[error("{what}: {reason}")]
     Checkpoint {

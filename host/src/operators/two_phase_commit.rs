@@ -19,6 +19,13 @@ use crate::metrics::VertexMetrics;
 use crate::record::batch::RecordBatch;
 use crate::storage::CheckpointId;
 
+/// The environment variable of the fault-injection point for tests: with
+/// `WEIR_FAULT_CRASH_BEFORE_COMMIT=N`, the process aborts when checkpoint
+/// `N` (or a later one) has completed and before its transactions, which
+/// must hold records, are committed: the moment a crash is most expensive
+/// for a two-phase commit.
+pub(crate) const CRASH_BEFORE_COMMIT: &str = "WEIR_FAULT_CRASH_BEFORE_COMMIT";
+
 /// Drives a [`TransactionalSink`] through checkpoints.
 pub(crate) struct TwoPhaseCommitOperator {
     uid: String,
@@ -26,6 +33,12 @@ pub(crate) struct TwoPhaseCommitOperator {
     metrics: Arc<VertexMetrics>,
     pending: BTreeMap<CheckpointId, Vec<u8>>,
     checkpointing: bool,
+    /// [`CRASH_BEFORE_COMMIT`], read once.
+    crash_before_commit: Option<u64>,
+    /// Records written since the last barrier (the open transaction).
+    open_records: u64,
+    /// Records of each pre-committed transaction not yet committed.
+    pending_records: BTreeMap<CheckpointId, u64>,
 }
 
 impl TwoPhaseCommitOperator {
@@ -45,6 +58,9 @@ impl TwoPhaseCommitOperator {
             metrics,
             pending: BTreeMap::new(),
             checkpointing,
+            crash_before_commit: std::env::var(CRASH_BEFORE_COMMIT).ok().and_then(|v| v.parse().ok()),
+            open_records: 0,
+            pending_records: BTreeMap::new(),
         })
     }
 }
@@ -59,12 +75,14 @@ fn failed(uid: &str, source: ConnectorError) -> TaskError {
 impl Operator for TwoPhaseCommitOperator {
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<(), TaskError> {
         self.metrics.add_in(batch.len() as u64);
+        self.open_records += batch.len() as u64;
         self.sink.write(&batch).map_err(|e| failed(&self.uid, e))
     }
 
     fn snapshot_state(&mut self, id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {
         let transaction = self.sink.pre_commit().map_err(|e| failed(&self.uid, e))?;
         self.pending.insert(id, transaction);
+        self.pending_records.insert(id, std::mem::take(&mut self.open_records));
         Ok(OperatorSnapshot {
             keyed: None,
             transactions: self.pending.values().cloned().collect(),
@@ -72,6 +90,16 @@ impl Operator for TwoPhaseCommitOperator {
     }
 
     fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        let later = self.pending_records.split_off(&CheckpointId(id.0 + 1));
+        let committing: u64 = std::mem::replace(&mut self.pending_records, later).into_values().sum();
+        if self.crash_before_commit.is_some_and(|at| id.0 >= at) && committing > 0 {
+            tracing::error!(
+                uid = self.uid,
+                "{CRASH_BEFORE_COMMIT}: aborting after checkpoint {} completed, before committing",
+                id.0
+            );
+            std::process::abort();
+        }
         let later = self.pending.split_off(&CheckpointId(id.0 + 1));
         for transaction in std::mem::replace(&mut self.pending, later).into_values() {
             self.sink.commit(&transaction).map_err(|e| failed(&self.uid, e))?;

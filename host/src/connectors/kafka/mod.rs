@@ -10,7 +10,9 @@
 //! - [`split`]: the source's checkpointed state, one split a partition;
 //! - [`mod@format`]: how a message becomes records (or a dead letter);
 //! - [`watermarks`]: per-partition watermarks, merged by minimum;
-//! - [`source`]: the source; [`sink`]: the sink.
+//! - [`source`]: the source; [`sink`]: the sink;
+//! - [`resume`]: committing a restored transaction after a crash, through
+//!   [`protocol`], a small client of Kafka's wire protocol.
 //!
 //! ## Threads
 //!
@@ -52,35 +54,32 @@
 //! Each subtask owns a small pool of transactional producers with ids
 //! `weir-{job}-{uid}-{subtask}-{index}` (a pool because a transaction
 //! pre-committed at a barrier stays open until its checkpoint completes,
-//! while the next one already takes records). On start every id of the
-//! pool is fenced with `init_transactions`, which aborts whatever a crashed
-//! run left open under it. Records go into the open transaction; at a
-//! barrier the producer is flushed (every record acknowledged by the
-//! broker: the pre-commit), its transactional id goes into the checkpoint,
-//! and the next producer of the pool begins a transaction; when the
-//! checkpoint completes, the pre-committed transaction is committed.
+//! while the next one already takes records). Records go into the open
+//! transaction; at a barrier the producer is flushed (every record
+//! acknowledged by the broker: the pre-commit), a handle of its
+//! transaction goes into the checkpoint (its transactional id and where its
+//! first record landed), and the next producer of the pool begins a
+//! transaction; when the checkpoint completes, the pre-committed
+//! transaction is committed.
+//!
+//! On start, [`resume`] first commits every transaction the restored
+//! checkpoint recorded that the previous run left open (it crashed after
+//! the checkpoint completed and before committing): librdkafka cannot
+//! resume another producer's transaction, so Weir reads the producer id
+//! and epoch from the recorded record's batch and sends `EndTxn` itself,
+//! as Flink's `resumeTransaction` does ([`protocol`] is the small client).
+//! Only then is every id of the pool fenced with `init_transactions`,
+//! which aborts whatever a crashed run left open that no checkpoint
+//! recorded: the records of an uncompleted checkpoint, which the restored
+//! run replays. A restored transaction found aborted (a
+//! `transaction.timeout.ms` shorter than the checkpoint took) fails the
+//! restore, naming it: its records cannot be had again.
 //!
 //! A transaction stays open from one barrier until the next checkpoint
 //! completes, so librdkafka's `transaction.timeout.ms` (60 s by default,
 //! settable in `properties`; the broker caps it) must exceed the checkpoint
 //! interval plus the time a checkpoint takes; without checkpoints the whole
 //! run is one transaction, committed at the end of the input.
-//!
-//! **The open gap**: a crash after a checkpoint completes and before its
-//! transaction is committed loses that transaction. After the restore the
-//! checkpoint names it, but librdkafka cannot resume another producer's
-//! transaction: `init_transactions` on the same id aborts it. Flink commits
-//! it with the recorded producer id and epoch (`resumeTransaction`); the
-//! Kafka protocol can do the same with `EndTxn(transactional_id,
-//! producer_id, producer_epoch, commit)` sent to the transaction
-//! coordinator (found with `FindCoordinator`, key type 1), which needs a
-//! small protocol client. librdkafka does not expose a producer's id and
-//! epoch, so the handle recorded today is the transactional id alone (see
-//! [`sink::TransactionHandle`], versioned so that the id and epoch can be
-//! added); the coordinator's `DescribeTransactions` (Kafka 3.0 and later)
-//! reports them for a transactional id, which is the way to fill them in.
-//! Until then the sink logs a warning for every restored handle, naming
-//! the transaction that may have been lost.
 //!
 //! ## Sink, at least once
 //!
@@ -95,7 +94,9 @@
 //! the Kafka-compatible broker that builds here. Found while writing them:
 //! transactions work through librdkafka (`init_transactions`, commit,
 //! fencing) and read-committed fetches stop at open transactions, but
-//! aborted records are visible to read-committed consumers, and ListOffsets
+//! aborted records are visible to read-committed consumers (the tests
+//! read the log with its transaction markers applied instead), a fetch
+//! with no wait answers nothing (the protocol client waits up to 500 ms), and ListOffsets
 //! `latest` answers the last record batch's base offset plus one (not the
 //! end of the partition), so the bounded source takes its ends from the
 //! fetches (end-of-partition events) instead.
@@ -104,6 +105,8 @@ pub(crate) mod assign;
 pub(crate) mod config;
 pub(crate) mod discovery;
 pub(crate) mod format;
+pub(crate) mod protocol;
+pub(crate) mod resume;
 pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod split;

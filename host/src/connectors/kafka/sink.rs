@@ -4,16 +4,18 @@
 //! operator drives them (see the module docs of [`super`]).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Message as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Delivery, KafkaSinkConfig};
+use super::resume::{self, Outcome, Position};
 use super::{ClientScope, Logged, kafka_error};
 use crate::connectors::{ConnectorError, TransactionalSink};
 use crate::record::batch::RecordBatch;
@@ -32,20 +34,29 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const POOL_SIZE: usize = 4;
 
 /// The first byte of an encoded [`TransactionHandle`].
-const HANDLE_VERSION: u8 = 1;
+const HANDLE_VERSION: u8 = 2;
 
-/// What the checkpoint records of a pre-committed transaction: enough to
-/// name it, and (once librdkafka or a protocol client provides them) to
-/// commit it after a restore with `EndTxn`.
+/// The first byte of a handle written before positions were recorded.
+const HANDLE_VERSION_WITHOUT_POSITION: u8 = 1;
+
+/// What the checkpoint records of a pre-committed transaction: its id and
+/// where one of its records landed, which is enough to commit it after a
+/// restore ([`resume`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TransactionHandle {
     /// The producer's `transactional.id`.
     pub transactional_id: String,
-    /// The producer id the broker gave it: not exposed by librdkafka, so
-    /// `None` today.
-    pub producer_id: Option<i64>,
-    /// The producer's epoch: not exposed by librdkafka, so `None` today.
-    pub producer_epoch: Option<i16>,
+    /// Where its first acknowledged record landed; `None` for a
+    /// transaction that wrote nothing.
+    pub position: Option<Position>,
+}
+
+/// A handle of version 1 (its producer id and epoch were always `None`).
+#[derive(Deserialize)]
+struct HandleWithoutPosition {
+    transactional_id: String,
+    _producer_id: Option<i64>,
+    _producer_epoch: Option<i16>,
 }
 
 impl TransactionHandle {
@@ -61,17 +72,52 @@ impl TransactionHandle {
         };
         match bytes.split_first() {
             Some((&HANDLE_VERSION, body)) => postcard::from_bytes(body).map_err(|e| invalid(e.to_string())),
+            Some((&HANDLE_VERSION_WITHOUT_POSITION, body)) => postcard::from_bytes::<HandleWithoutPosition>(body)
+                .map(|old| Self {
+                    transactional_id: old.transactional_id,
+                    position: None,
+                })
+                .map_err(|e| invalid(e.to_string())),
             Some((version, _)) => Err(invalid(format!("unknown handle version {version}"))),
             None => Err(invalid("the handle is empty".into())),
         }
     }
 }
 
-/// A producer context that logs through [`Logged`] and keeps the first
-/// failed delivery, which fails the task at the next check.
+/// A producer context that logs through [`Logged`], keeps the first
+/// failed delivery, which fails the task at the next check, and the
+/// position of the first record acknowledged since [`Delivered::reset`].
 struct Delivered {
     logged: Logged,
     failed: Mutex<Option<KafkaError>>,
+    /// Set once `first` holds a position (checked per delivery without a
+    /// lock).
+    positioned: AtomicBool,
+    first: Mutex<Option<(i32, i64)>>,
+}
+
+impl Delivered {
+    fn new(uid: &str) -> Self {
+        Self {
+            logged: Logged::new(uid),
+            failed: Mutex::new(None),
+            positioned: AtomicBool::new(false),
+            first: Mutex::new(None),
+        }
+    }
+
+    /// Forgets the first position (a new transaction begins).
+    fn reset(&self) {
+        if let Ok(mut first) = self.first.lock() {
+            *first = None;
+        }
+        self.positioned.store(false, Ordering::Release);
+    }
+
+    /// The first position acknowledged since the last reset.
+    fn first_position(&self) -> Option<(i32, i64)> {
+        self.first.lock().ok().and_then(|first| *first)
+    }
 }
 
 impl ClientContext for Delivered {
@@ -88,11 +134,22 @@ impl ProducerContext for Delivered {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result
-            && let Ok(mut failed) = self.failed.lock()
-            && failed.is_none()
-        {
-            *failed = Some(error.clone());
+        match result {
+            Ok(message) => {
+                if !self.positioned.load(Ordering::Acquire)
+                    && let Ok(mut first) = self.first.lock()
+                {
+                    first.get_or_insert((message.partition(), message.offset()));
+                    self.positioned.store(true, Ordering::Release);
+                }
+            }
+            Err((error, _)) => {
+                if let Ok(mut failed) = self.failed.lock()
+                    && failed.is_none()
+                {
+                    *failed = Some(error.clone());
+                }
+            }
         }
     }
 }
@@ -120,6 +177,13 @@ enum Mode {
 pub(crate) struct KafkaSink {
     uid: String,
     topic: String,
+    /// `bootstrap.servers`.
+    servers: String,
+    /// The producers' `client.id`, also the prefix of their transactional
+    /// ids: `weir-{job}-{uid}-{subtask}`.
+    client_id: String,
+    /// The `security.protocol` property, if set.
+    security_protocol: Option<String>,
     mode: Mode,
 }
 
@@ -133,9 +197,9 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    /// Connects and checks the topic; exactly once, also fences every
-    /// transactional id of this subtask's pool (aborting what a crashed run
-    /// left open) and begins the first transaction.
+    /// Connects and checks the topic; exactly once, also creates the pool
+    /// of transactional producers, which [`TransactionalSink::recover`]
+    /// fences once the restored transactions are committed.
     pub(crate) fn open(config: &KafkaSinkConfig, scope: &ClientScope) -> Result<Self, ConnectorError> {
         let servers = &config.bootstrap_servers;
         let base = format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask);
@@ -152,10 +216,7 @@ impl KafkaSink {
                 client.set("transactional.id", id);
             }
             client
-                .create_with_context(Delivered {
-                    logged: Logged::new(&scope.uid),
-                    failed: Mutex::new(None),
-                })
+                .create_with_context(Delivered::new(&scope.uid))
                 .map_err(|e| kafka_error("cannot create the Kafka producer", e))
         };
         let first = create(None)?;
@@ -168,25 +229,67 @@ impl KafkaSink {
                 for index in 0..POOL_SIZE {
                     let id = format!("{base}-{index}");
                     let producer = create(Some(&id))?;
-                    producer.init_transactions(TIMEOUT).map_err(|e| {
-                        kafka_error(format!("cannot initialise transactions of `{id}` on {servers}"), e)
-                    })?;
                     pool.push(Member {
                         id,
                         producer,
                         pre_committed: false,
                     });
                 }
-                begin(&pool[0])?;
-                tracing::info!(uid = scope.uid, "Kafka transactional ids {base}-0..{POOL_SIZE} fenced");
                 Mode::ExactlyOnce { pool, open: 0 }
             }
         };
         Ok(Self {
             uid: scope.uid.clone(),
             topic: config.topic.clone(),
+            servers: servers.clone(),
+            client_id: base,
+            security_protocol: config
+                .properties
+                .iter()
+                .find(|(key, _)| key == "security.protocol")
+                .map(|(_, value)| value.clone()),
             mode,
         })
+    }
+
+    /// Commits the restored transaction `handle` if the previous run did
+    /// not ([`resume`]).
+    fn commit_restored(&self, handle: &TransactionHandle) -> Result<(), ConnectorError> {
+        let id = &handle.transactional_id;
+        let Some(position) = &handle.position else {
+            // Nothing acknowledged, or a handle of version 1, which had no
+            // position yet.
+            tracing::info!(
+                uid = self.uid,
+                "restored Kafka transaction `{id}` has no recorded record: nothing to commit"
+            );
+            return Ok(());
+        };
+        match resume::commit_recorded(
+            resume::Cluster {
+                servers: &self.servers,
+                client_id: &self.client_id,
+                security_protocol: self.security_protocol.as_deref(),
+            },
+            id,
+            position,
+        ) {
+            Ok(Outcome::AlreadyCommitted) => {
+                tracing::debug!(uid = self.uid, "restored Kafka transaction `{id}` was committed before");
+                Ok(())
+            }
+            Ok(Outcome::Committed) => {
+                tracing::info!(
+                    uid = self.uid,
+                    "committed Kafka transaction `{id}`, which the restored checkpoint recorded and the previous run left open"
+                );
+                Ok(())
+            }
+            Err(source) => Err(ConnectorError::Resume {
+                topic: self.topic.clone(),
+                source: Box::new(source),
+            }),
+        }
     }
 
     /// The producer records go to now.
@@ -200,6 +303,7 @@ impl KafkaSink {
 
 /// Begins a transaction on `member`.
 fn begin(member: &Member) -> Result<(), ConnectorError> {
+    member.producer.context().reset();
     member
         .producer
         .begin_transaction()
@@ -292,8 +396,15 @@ impl TransactionalSink for KafkaSink {
                 pool[*open].pre_committed = true;
                 let handle = TransactionHandle {
                     transactional_id: pool[*open].id.clone(),
-                    producer_id: None,
-                    producer_epoch: None,
+                    position: pool[*open]
+                        .producer
+                        .context()
+                        .first_position()
+                        .map(|(partition, offset)| Position {
+                            topic: self.topic.clone(),
+                            partition,
+                            offset,
+                        }),
                 };
                 let Some(next) = (0..pool.len())
                     .map(|i| (*open + 1 + i) % pool.len())
@@ -335,21 +446,35 @@ impl TransactionalSink for KafkaSink {
     }
 
     fn recover(&mut self, pending: &[Vec<u8>]) -> Result<(), ConnectorError> {
+        // First the restored checkpoint's transactions: the previous run
+        // committed them unless it stopped between the checkpoint's
+        // completion and the commit, and then they are still open and are
+        // committed now. Only then is the pool fenced, which aborts what
+        // no checkpoint recorded.
         if matches!(self.mode, Mode::AtLeastOnce(_)) {
             return Ok(());
         }
-        // The pool was fenced when the sink opened. A handle of the
-        // restored checkpoint was committed by the previous run unless it
-        // crashed between the checkpoint's completion and the commit; then
-        // fencing aborted it (the open gap, see the module docs).
         for bytes in pending {
-            let handle = TransactionHandle::decode(bytes)?;
-            tracing::warn!(
-                uid = self.uid,
-                "the restored checkpoint names Kafka transaction `{}`: if the previous run stopped before committing it, its records were aborted (committing it after a restore is not implemented yet)",
-                handle.transactional_id
-            );
+            self.commit_restored(&TransactionHandle::decode(bytes)?)?;
         }
+        let Mode::ExactlyOnce { pool, open } = &mut self.mode else {
+            return Ok(());
+        };
+        for member in pool.iter() {
+            member.producer.init_transactions(TIMEOUT).map_err(|e| {
+                kafka_error(
+                    format!("cannot initialise transactions of `{}` on {}", member.id, self.servers),
+                    e,
+                )
+            })?;
+        }
+        *open = 0;
+        begin(&pool[0])?;
+        tracing::info!(
+            uid = self.uid,
+            "Kafka transactional ids {}-0..{POOL_SIZE} fenced",
+            self.client_id
+        );
         Ok(())
     }
 }
@@ -362,10 +487,24 @@ mod tests {
     fn handles_round_trip_and_bad_bytes_are_refused() {
         let handle = TransactionHandle {
             transactional_id: "weir-job-out-0-1".into(),
-            producer_id: None,
-            producer_epoch: None,
+            position: Some(Position {
+                topic: "out".into(),
+                partition: 2,
+                offset: 41,
+            }),
         };
         assert_eq!(TransactionHandle::decode(&handle.encode()).expect("decodes"), handle);
+        // Version 1: the id, then two absent options.
+        let old = [
+            1, 16, b'w', b'e', b'i', b'r', b'-', b'j', b'o', b'b', b'-', b'o', b'u', b't', b'-', b'0', b'-', b'1', 0, 0,
+        ];
+        assert_eq!(
+            TransactionHandle::decode(&old).expect("decodes"),
+            TransactionHandle {
+                transactional_id: "weir-job-out-0-1".into(),
+                position: None,
+            }
+        );
         assert_eq!(
             TransactionHandle::decode(&[]).expect_err("empty").to_string(),
             "cannot read a Kafka transaction handle: the handle is empty"
