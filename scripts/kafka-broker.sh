@@ -28,6 +28,15 @@
 WEIR_NISSHI_VERSION=0.6.0
 
 weir_kafka_install() {
+    # socat terminates TLS in front of a test broker (nisshi 0.6.0 cannot
+    # serve TLS itself): the TLS test needs it.
+    if ! command -v socat >/dev/null 2>&1; then
+        echo "kafka: installing socat (the TLS test's proxy)" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq >&2 || return 1
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >&2 || return 1
+    fi
     local root="${WEIR_NISSHI_ROOT:-$HOME/.cache/weir/nisshi}"
     local bin="$root/bin/nisshi"
     if [ -x "$bin" ] && [ -f "$root/.version" ] && [ "$(cat "$root/.version")" = "$WEIR_NISSHI_VERSION" ]; then

@@ -24,6 +24,7 @@ use crate::oracle::{self, Lcg};
 
 mod broker;
 mod log_reader;
+mod security;
 mod source_features;
 
 use broker::Broker;

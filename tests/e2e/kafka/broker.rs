@@ -38,7 +38,10 @@ pub struct Outgoing {
 pub struct Broker {
     /// `host:port` of the broker.
     pub servers: String,
-    child: Option<Child>,
+    /// librdkafka settings every client of this broker needs (TLS, SASL).
+    pub client_properties: Vec<(String, String)>,
+    /// The broker, and the TLS proxy in front of it, if any.
+    children: Vec<Child>,
     _log: Option<tempfile::TempDir>,
 }
 
@@ -49,10 +52,82 @@ impl Broker {
         if let Ok(servers) = std::env::var("WEIR_TEST_KAFKA") {
             return Some(Self {
                 servers,
-                child: None,
+                client_properties: Vec::new(),
+                children: Vec::new(),
                 _log: None,
             });
         }
+        Self::start(&[], Vec::new())
+    }
+
+    /// A private broker reachable only over TLS: nisshi 0.6.0 cannot serve
+    /// TLS itself (its `--cert` and `--key` options exclude each other), so
+    /// `socat` terminates TLS in front of it with a self-signed certificate
+    /// written into `dir`, and nisshi advertises the proxy's port. `None`
+    /// as [`Broker::get`], or when `socat` is missing outside CI.
+    pub fn secure(dir: &std::path::Path) -> Option<Self> {
+        if Command::new("socat").arg("-V").stdout(Stdio::null()).status().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "socat is missing (scripts/test.sh installs it)"
+            );
+            eprintln!("SKIPPED: socat is missing (scripts/test.sh installs it)");
+            return None;
+        }
+        let (cert, key) = (dir.join("broker.pem"), dir.join("broker.key"));
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(made.success(), "openssl could not make a certificate");
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let properties = [("security.protocol", "ssl"), ("ssl.ca.location", cert.as_str())];
+        let tls_port = free_port();
+        let mut broker = Self::start_advertising(
+            Some(tls_port),
+            &[],
+            properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        )?;
+        let plain = broker.servers.clone();
+        let proxy = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,cert={cert},key={key},verify=0,fork,reuseaddr"
+            ))
+            .arg(format!("TCP:{plain}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat starts");
+        broker.children.push(proxy);
+        broker.servers = format!("127.0.0.1:{tls_port}");
+        wait_for(tls_port);
+        Some(broker)
+    }
+
+    /// Starts a private nisshi with `args`, or `None` as [`Broker::get`].
+    fn start(args: &[&str], client_properties: Vec<(String, String)>) -> Option<Self> {
+        Self::start_advertising(None, args, client_properties)
+    }
+
+    /// Starts a private nisshi with `args` that advertises `advertised`
+    /// (a port) instead of its own, or `None` as [`Broker::get`].
+    fn start_advertising(
+        advertised: Option<u16>,
+        args: &[&str],
+        client_properties: Vec<(String, String)>,
+    ) -> Option<Self> {
         let binary = std::env::var_os("WEIR_NISSHI").map(PathBuf::from).unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir/nisshi/bin/nisshi")
         });
@@ -68,39 +143,62 @@ impl Broker {
             );
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let log = tempfile::tempdir().expect("a log folder");
         let log_file = std::fs::File::create(log.path().join("broker.log")).expect("a log file");
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
         let child = Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--storage-engine", "memory://nisshi/"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("nisshi starts");
         let broker = Self {
             servers: format!("127.0.0.1:{port}"),
-            child: Some(child),
+            client_properties,
+            children: vec![child],
             _log: Some(log),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nisshi did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(port);
         Some(broker)
+    }
+
+    /// A client configuration for this broker.
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.servers);
+        for (key, value) in &self.client_properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The job-file line that gives a Kafka source or sink this broker's
+    /// client settings (empty for a plain broker).
+    pub fn properties_line(&self) -> String {
+        if self.client_properties.is_empty() {
+            return String::new();
+        }
+        let pairs: Vec<String> = self
+            .client_properties
+            .iter()
+            .map(|(key, value)| format!("\"{key}\" = \"{value}\""))
+            .collect();
+        format!("properties = {{ {} }}", pairs.join(", "))
     }
 
     /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.servers)
-            .create()
-            .expect("an admin client");
+        let admin: AdminClient<DefaultClientContext> = self.config().create().expect("an admin client");
         let results = block_on(admin.create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
@@ -113,10 +211,7 @@ impl Broker {
 
     /// Produces `messages` (partition, value) to `topic`, not transactionally.
     pub fn produce(&self, topic: &str, messages: &[(i32, String)]) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.servers)
-            .create()
-            .expect("a producer");
+        let producer: BaseProducer = self.config().create().expect("a producer");
         for (partition, value) in messages {
             let mut record = BaseRecord::<(), str>::to(topic)
                 .partition(*partition)
@@ -136,10 +231,7 @@ impl Broker {
 
     /// Produces `messages` to `topic`, not transactionally, in order.
     pub fn produce_messages(&self, topic: &str, messages: &[Outgoing]) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.servers)
-            .create()
-            .expect("a producer");
+        let producer: BaseProducer = self.config().create().expect("a producer");
         for message in messages {
             let mut headers = OwnedHeaders::new();
             for (key, value) in &message.headers {
@@ -174,8 +266,8 @@ impl Broker {
     /// The offsets consumer group `group` has committed for `topic`'s
     /// partitions `0..partitions` (`None` where it has none).
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.servers)
+        let consumer: BaseConsumer = self
+            .config()
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()
@@ -204,8 +296,8 @@ impl Broker {
     /// Every record of `topic` a consumer with `isolation` reads to the end
     /// of each partition, partition after partition in offset order.
     pub fn read(&self, topic: &str, isolation: &str) -> Vec<String> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.servers)
+        let consumer: BaseConsumer = self
+            .config()
             .set("group.id", format!("reader-{topic}"))
             .set("isolation.level", isolation)
             .set("enable.partition.eof", "true")
@@ -246,10 +338,27 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in &mut self.children {
             child.kill().ok();
             child.wait().ok();
         }
+    }
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until something listens on loopback `port` (a hang guard of 30 s).
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
