@@ -58,6 +58,10 @@ pub(crate) enum ConnectorError {
         /// every `Result` of the runtime).
         source: Box<rdkafka::error::KafkaError>,
     },
+    /// A Kafka sink's partitioner failed or chose a partition the topic
+    /// does not have.
+    #[error(transparent)]
+    Partitioner(#[from] kafka::message::PartitionError),
     /// Checkpointed connector state cannot be used.
     #[error("{what}: {reason}")]
     Checkpoint {
@@ -168,6 +172,12 @@ pub(crate) trait Sink: Send {
 pub(crate) trait TransactionalSink: Send {
     /// Writes records into the open transaction.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
+
+    /// What the last [`TransactionalSink::write`] could not write (the
+    /// runtime sends it to the dead-letter output).
+    fn rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
 
     /// Pre-commits the open transaction, opens the next one, and returns the
     /// handle that commits the pre-committed one later.

@@ -10,12 +10,13 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Delivery, KafkaSinkConfig};
+use super::message::{Messages, partition_count};
 use super::{ClientScope, Logged, kafka_error};
-use crate::connectors::{ConnectorError, TransactionalSink};
+use crate::connectors::{ConnectorError, Rejected, TransactionalSink};
 use crate::record::batch::RecordBatch;
 
 /// How long a flush or a transaction call may take.
@@ -121,6 +122,10 @@ pub(crate) struct KafkaSink {
     uid: String,
     topic: String,
     mode: Mode,
+    /// Records become messages here, with their partitions.
+    messages: Messages,
+    /// Records of the last batch that could not be messages.
+    rejected: Vec<Rejected>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -135,8 +140,13 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Connects and checks the topic; exactly once, also fences every
     /// transactional id of this subtask's pool (aborting what a crashed run
-    /// left open) and begins the first transaction.
-    pub(crate) fn open(config: &KafkaSinkConfig, scope: &ClientScope) -> Result<Self, ConnectorError> {
+    /// left open) and begins the first transaction. `partitioner` is the
+    /// started partitioner function when the config names one.
+    pub(crate) fn open(
+        config: &KafkaSinkConfig,
+        scope: &ClientScope,
+        partitioner: Option<crate::wasm::instance::PartitionerUdf>,
+    ) -> Result<Self, ConnectorError> {
         let servers = &config.bootstrap_servers;
         let base = format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask);
         let create = |transactional_id: Option<&str>| -> Result<KafkaProducer, ConnectorError> {
@@ -160,6 +170,17 @@ impl KafkaSink {
         };
         let first = create(None)?;
         check_topic(&first, &config.topic, servers)?;
+        let partitions = partition_count(first.client(), &config.topic, METADATA_TIMEOUT)
+            .map_err(|e| kafka_error(format!("cannot read the partitions of topic `{}`", config.topic), e))?;
+        let messages = Messages::new(
+            &scope.uid,
+            &config.topic,
+            config.format,
+            &config.partitioner,
+            partitioner,
+            partitions,
+            scope.subtask,
+        );
         let mode = match config.delivery {
             Delivery::AtLeastOnce => Mode::AtLeastOnce(first),
             Delivery::ExactlyOnce => {
@@ -186,6 +207,8 @@ impl KafkaSink {
             uid: scope.uid.clone(),
             topic: config.topic.clone(),
             mode,
+            messages,
+            rejected: Vec::new(),
         })
     }
 
@@ -252,12 +275,10 @@ fn flush(producer: &KafkaProducer, topic: &str) -> Result<(), ConnectorError> {
 
 impl TransactionalSink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        let messages = self.messages.build(batch, &mut self.rejected)?;
         let producer = self.producer();
-        for record in batch.iter() {
-            let mut message = BaseRecord::<(), [u8]>::to(&self.topic).payload(record.payload);
-            if record.timestamp >= 0 {
-                message = message.timestamp(record.timestamp);
-            }
+        for message in &messages {
+            let mut message = message.record(&self.topic);
             loop {
                 match producer.send(message) {
                     Ok(()) => break,
@@ -279,6 +300,10 @@ impl TransactionalSink for KafkaSink {
         }
         producer.poll(Duration::ZERO);
         check_deliveries(producer, &self.topic)
+    }
+
+    fn rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
     }
 
     fn pre_commit(&mut self) -> Result<Vec<u8>, ConnectorError> {
