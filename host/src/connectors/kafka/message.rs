@@ -633,3 +633,222 @@ pub(crate) fn partition_count<C: rdkafka::ClientContext>(
         .map_or(0, |t| t.partitions().len());
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(text: &str) -> Result<Message<'_>, String> {
+        parse_envelope(text.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    fn plain(value: &'static str) -> Message<'static> {
+        Message {
+            key: None,
+            value: value.as_bytes(),
+            headers: Vec::new(),
+            partition: None,
+            timestamp: -1,
+        }
+    }
+
+    #[test]
+    fn a_full_envelope_is_read_in_place() {
+        let text = r#" {"key":"k1", "value": {"n": [1, 2]} ,"headers":{"trace":"abc","flag":null,"trace":"x\"y"},"partition":2,"timestamp":1700000000000} "#;
+        let message = envelope(text).expect("an envelope");
+        assert_eq!(
+            message,
+            Message {
+                key: Some("k1".into()),
+                value: br#"{"n": [1, 2]}"#,
+                headers: vec![
+                    ("trace".into(), Some("abc".into())),
+                    ("flag".into(), None),
+                    ("trace".into(), Some("x\"y".into())),
+                ],
+                partition: Some(2),
+                timestamp: 1_700_000_000_000,
+            }
+        );
+        // Borrowed, except the string with an escape.
+        assert!(matches!(message.key, Some(Cow::Borrowed(_))));
+        assert!(matches!(message.headers[0].1, Some(Cow::Borrowed(_))));
+        assert!(matches!(message.headers[2].1, Some(Cow::Owned(_))));
+    }
+
+    #[test]
+    fn values_are_their_json_text_and_optional_fields_may_be_null_or_absent() {
+        assert_eq!(envelope(r#"{"value":"hi"}"#), Ok(plain(r#""hi""#)));
+        assert_eq!(envelope(r#"{"value":12.5e1}"#), Ok(plain("12.5e1")));
+        assert_eq!(envelope(r#"{"value":null,"key":null}"#), Ok(plain("null")));
+        assert_eq!(
+            envelope(r#"{"key":null,"value":[],"headers":{},"partition":null,"timestamp":null}"#),
+            Ok(plain("[]"))
+        );
+        // The source's envelope passes unchanged (its position is ignored).
+        let source = r#"{"key":"k","value":1,"headers":{},"topic":"in","partition":0,"offset":41,"timestamp":7}"#;
+        let message = envelope(source).expect("a source envelope");
+        assert_eq!((message.key.as_deref(), message.value, message.partition), (Some("k"), &b"1"[..], Some(0)));
+        assert_eq!(message.timestamp, 7);
+    }
+
+    #[test]
+    fn malformed_envelopes_say_what_is_wrong() {
+        let cases = [
+            ("hello", "expected a JSON object"),
+            ("[1]", "expected a JSON object"),
+            ("", "expected a JSON object"),
+            (r#"{"key":"k"}"#, "missing field `value`"),
+            (
+                r#"{"value":1,"colour":"red"}"#,
+                "unknown field `colour`, expected one of `key`, `value`, `headers`, `partition`, `timestamp`",
+            ),
+            (r#"{"value":1,"value":2}"#, "duplicate field `value`"),
+            (r#"{"value":1,"key":7}"#, "`key`: invalid type: integer `7`, expected a string"),
+            (r#"{"value":1,"headers":[]}"#, "`headers`: expected an object of strings or nulls"),
+            (
+                r#"{"value":1,"headers":{"h":1}}"#,
+                "`headers → h`: invalid type: integer `1`, expected a string",
+            ),
+            (
+                r#"{"value":1,"partition":"2"}"#,
+                "`partition`: invalid type: string \"2\", expected i32",
+            ),
+            (r#"{"value":1,"partition":-1}"#, "`partition` must be 0 or more, found -1"),
+            (r#"{"value":1,"timestamp":-5}"#, "`timestamp` must be 0 or more, found -5"),
+            (r#"{"value":1,"partition":1.5}"#, "`partition`: invalid type: floating point `1.5`, expected i32"),
+            (r#"{"value":}"#, "`value`: expected value"),
+            (r#"{"value":1"#, "expected `,` or `}` at byte 10"),
+            (r#"{"value":1 "key":null}"#, "expected `,` or `}` at byte 11"),
+            (r#"{"value" 1}"#, "expected `:` at byte 9"),
+            (r#"{value:1}"#, "expected a field name at byte 1"),
+            (r#"{"value":1} x"#, "expected the end of the record at byte 12"),
+            (r#"{"value":[1,}"#, "`value`: expected value"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(envelope(text), Err(expected.to_string()), "{text}");
+        }
+    }
+
+    #[test]
+    fn murmur2_matches_kafkas_published_values() {
+        // Kafka's `UtilsTest.testMurmur2` and librdkafka's `rdmurmur2.c`.
+        for (key, hash) in [
+            ("21", -973_932_308),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            ("abc", 479_470_107),
+            ("kafka", -798_503_068),
+        ] {
+            assert_eq!(murmur2(key.as_bytes()), hash, "{key}");
+        }
+        // toPositive(-973932308) = 1173551340; % 3 = 0 (and so on).
+        assert_eq!(key_hash_partition(b"21", 3), 1_173_551_340 % 3);
+        assert_eq!(key_hash_partition(b"foobar", 10), (-790_332_482_i32 & 0x7fff_ffff) as u32 % 10);
+        assert_eq!(key_hash_partition(b"abc", 4), 479_470_107 % 4);
+    }
+
+    fn batch(records: &[&str]) -> RecordBatch {
+        let mut batch = RecordBatch::default();
+        for (i, record) in records.iter().enumerate() {
+            batch.push(record.as_bytes(), 100 + i as i64);
+        }
+        batch
+    }
+
+    fn partitions_of(partitioner: Partitioner, format: SinkFormat, subtask: u32, records: &[&str]) -> Vec<Option<i32>> {
+        let mut messages = Messages::new("out", "t", format, &partitioner, None, 3, subtask);
+        let batch = batch(records);
+        let mut rejected = Vec::new();
+        let built = messages.build(&batch, &mut rejected).expect("messages");
+        assert!(rejected.is_empty(), "{rejected:?}");
+        built.iter().map(|m| m.partition).collect()
+    }
+
+    #[test]
+    fn each_partitioner_chooses_as_documented() {
+        let raw = ["a", "b", "c", "d", "e"];
+        assert_eq!(
+            partitions_of(Partitioner::Default, SinkFormat::Raw, 0, &raw),
+            [None, None, None, None, None]
+        );
+        assert_eq!(
+            partitions_of(Partitioner::RoundRobin, SinkFormat::Raw, 0, &raw),
+            [Some(0), Some(1), Some(2), Some(0), Some(1)]
+        );
+        assert_eq!(
+            partitions_of(Partitioner::RoundRobin, SinkFormat::Raw, 2, &raw),
+            [Some(2), Some(0), Some(1), Some(2), Some(0)]
+        );
+        assert_eq!(
+            partitions_of(Partitioner::Fixed, SinkFormat::Raw, 4, &raw),
+            [Some(1); 5]
+        );
+        // Key hash: Kafka's rule for keys; round robin without one; an
+        // explicit partition wins over every partitioner.
+        let keyed = [
+            r#"{"key":"21","value":1}"#,
+            r#"{"key":"abc","value":2}"#,
+            r#"{"value":3}"#,
+            r#"{"key":"21","value":4,"partition":2}"#,
+            r#"{"value":5}"#,
+        ];
+        assert_eq!(
+            partitions_of(Partitioner::KeyHash, SinkFormat::Envelope, 0, &keyed),
+            [Some(0), Some(479_470_107 % 3), Some(0), Some(2), Some(1)]
+        );
+        assert_eq!(
+            partitions_of(Partitioner::Fixed, SinkFormat::Envelope, 1, &keyed),
+            [Some(1), Some(1), Some(1), Some(2), Some(1)]
+        );
+    }
+
+    #[test]
+    fn records_that_are_not_envelopes_become_dead_letters_and_the_rest_go_on() {
+        let mut messages = Messages::new("out", "t", SinkFormat::Envelope, &Partitioner::Default, None, 3, 0);
+        let batch = batch(&[r#"{"value":1}"#, "oops", r#"{"value":2,"partition":3}"#, r#"{"value":3}"#]);
+        let mut rejected = Vec::new();
+        let built = messages.build(&batch, &mut rejected).expect("messages");
+        assert_eq!(
+            built.iter().map(|m| (m.value, m.timestamp)).collect::<Vec<_>>(),
+            [(&b"1"[..], 100), (&b"3"[..], 103)]
+        );
+        assert_eq!(
+            rejected,
+            [
+                Rejected {
+                    payload: b"oops".to_vec(),
+                    timestamp: 101,
+                    reason: "sink `out`: not a Kafka envelope: expected a JSON object".into(),
+                },
+                Rejected {
+                    payload: br#"{"value":2,"partition":3}"#.to_vec(),
+                    timestamp: 102,
+                    reason: "sink `out`: partition 3 is out of range: topic `t` has 3 partitions".into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_becomes_the_librdkafka_record_it_describes() {
+        let message = envelope(r#"{"key":"k","value":"v","headers":{"h":"1","n":null},"partition":1,"timestamp":9}"#)
+            .expect("an envelope");
+        let record = message.record("t");
+        assert_eq!(record.topic, "t");
+        assert_eq!(record.key, Some(&b"k"[..]));
+        assert_eq!(record.payload, Some(&br#""v""#[..]));
+        assert_eq!(record.partition, Some(1));
+        assert_eq!(record.timestamp, Some(9));
+        let headers = record.headers.as_ref().expect("headers");
+        use rdkafka::message::Headers as _;
+        let read: Vec<(&str, Option<&[u8]>)> = headers.iter().map(|h| (h.key, h.value)).collect();
+        assert_eq!(read, [("h", Some(&b"1"[..])), ("n", None)]);
+        let raw = plain("x");
+        let record = raw.record("t");
+        assert_eq!((record.key, record.partition, record.timestamp), (None, None, None));
+        assert!(record.headers.is_none());
+    }
+}
