@@ -59,9 +59,9 @@ pub(crate) enum ConnectorError {
         source: Box<rdkafka::error::KafkaError>,
     },
     /// A Kafka sink's partitioner failed or chose a partition the topic
-    /// does not have.
+    /// does not have (boxed: it is large).
     #[error(transparent)]
-    Partitioner(#[from] kafka::message::PartitionError),
+    Partitioner(Box<kafka::message::PartitionError>),
     /// Checkpointed connector state cannot be used.
     #[error("{what}: {reason}")]
     Checkpoint {

@@ -211,7 +211,13 @@ fn kafka_sink_envelopes_become_messages_and_bad_records_dead_letters() {
         timestamp: Some(at),
     };
     let mut expected = vec![
-        message(2, Some("k1"), &[("trace", Some("abc")), ("flag", None)], r#"{"n": 1}"#, t),
+        message(
+            2,
+            Some("k1"),
+            &[("trace", Some("abc")), ("flag", None)],
+            r#"{"n": 1}"#,
+            t,
+        ),
         message(java_partition("user-7", 3), Some("user-7"), &[], r#""text""#, t + 1),
         message(1, None, &[], "null", t + 2),
         message(2, Some("k\"q"), &[("h", Some("x"))], "[1, 2]", t + 3),
@@ -305,7 +311,11 @@ fn kafka_sink_round_robin_spreads_evenly_and_fixed_keeps_one_partition() {
         let read: Vec<(i32, String)> = read_messages(&broker.servers, &output)
             .into_iter()
             .map(|m| {
-                assert_eq!((m.key, m.headers.len()), (None, 0), "a raw record has no key or headers");
+                assert_eq!(
+                    (m.key, m.headers.len()),
+                    (None, 0),
+                    "a raw record has no key or headers"
+                );
                 (m.partition, m.value)
             })
             .collect();
@@ -339,8 +349,7 @@ fn kafka_sink_wasm_partitioner_chooses_partitions_and_out_of_range_fails() {
         })
         .collect();
     work.write("in.txt", lines.join("\n") + "\n");
-    let settings =
-        "format = \"envelope\"\npartitioner = { module = \"testkit.wasm\", function = \"by_number\" }";
+    let settings = "format = \"envelope\"\npartitioner = { module = \"testkit.wasm\", function = \"by_number\" }";
     work.run_ok(&sink_job(&broker.servers, &output, settings), &[]);
     let read: Vec<(i32, String, Option<String>)> = read_messages(&broker.servers, &output)
         .into_iter()
@@ -362,7 +371,11 @@ fn kafka_sink_wasm_partitioner_chooses_partitions_and_out_of_range_fails() {
         "sink `out`: partitioner `out_of_range` of module testkit@0.1.0 ({}) returned partition 3, but topic `{failing}` has 3 partitions (0..=2)",
         module("testkit").display()
     );
-    assert!(failed.stderr.contains(&expected), "expected `{expected}` in:\n{}", failed.stderr);
+    assert!(
+        failed.stderr.contains(&expected),
+        "expected `{expected}` in:\n{}",
+        failed.stderr
+    );
     assert_eq!(read_messages(&broker.servers, &failing), [], "nothing is written");
 }
 
@@ -406,7 +419,9 @@ fn kafka_sink_bad_partitioners_are_refused_with_field_and_line() {
     let bad_format = work.weir("run", &job("format = \"avro\""), &[]);
     assert!(!bad_format.success);
     assert!(
-        bad_format.stderr.contains("unknown variant `avro`, expected `raw` or `envelope`"),
+        bad_format
+            .stderr
+            .contains("unknown variant `avro`, expected `raw` or `envelope`"),
         "{}",
         bad_format.stderr
     );

@@ -562,7 +562,10 @@ impl Messages {
             Choice::Default => {}
             Choice::Fixed => {
                 let fixed = (self.subtask % partitions) as i32;
-                messages.iter_mut().filter(unset).for_each(|m| m.partition = Some(fixed));
+                messages
+                    .iter_mut()
+                    .filter(unset)
+                    .for_each(|m| m.partition = Some(fixed));
             }
             Choice::RoundRobin => {
                 for message in messages.iter_mut().filter(unset) {
@@ -688,7 +691,10 @@ mod tests {
         // The source's envelope passes unchanged (its position is ignored).
         let source = r#"{"key":"k","value":1,"headers":{},"topic":"in","partition":0,"offset":41,"timestamp":7}"#;
         let message = envelope(source).expect("a source envelope");
-        assert_eq!((message.key.as_deref(), message.value, message.partition), (Some("k"), &b"1"[..], Some(0)));
+        assert_eq!(
+            (message.key.as_deref(), message.value, message.partition),
+            (Some("k"), &b"1"[..], Some(0))
+        );
         assert_eq!(message.timestamp, 7);
     }
 
@@ -704,8 +710,14 @@ mod tests {
                 "unknown field `colour`, expected one of `key`, `value`, `headers`, `partition`, `timestamp`",
             ),
             (r#"{"value":1,"value":2}"#, "duplicate field `value`"),
-            (r#"{"value":1,"key":7}"#, "`key`: invalid type: integer `7`, expected a string"),
-            (r#"{"value":1,"headers":[]}"#, "`headers`: expected an object of strings or nulls"),
+            (
+                r#"{"value":1,"key":7}"#,
+                "`key`: invalid type: integer `7`, expected a string",
+            ),
+            (
+                r#"{"value":1,"headers":[]}"#,
+                "`headers`: expected an object of strings or nulls",
+            ),
             (
                 r#"{"value":1,"headers":{"h":1}}"#,
                 "`headers → h`: invalid type: integer `1`, expected a string",
@@ -714,9 +726,18 @@ mod tests {
                 r#"{"value":1,"partition":"2"}"#,
                 "`partition`: invalid type: string \"2\", expected i32",
             ),
-            (r#"{"value":1,"partition":-1}"#, "`partition` must be 0 or more, found -1"),
-            (r#"{"value":1,"timestamp":-5}"#, "`timestamp` must be 0 or more, found -5"),
-            (r#"{"value":1,"partition":1.5}"#, "`partition`: invalid type: floating point `1.5`, expected i32"),
+            (
+                r#"{"value":1,"partition":-1}"#,
+                "`partition` must be 0 or more, found -1",
+            ),
+            (
+                r#"{"value":1,"timestamp":-5}"#,
+                "`timestamp` must be 0 or more, found -5",
+            ),
+            (
+                r#"{"value":1,"partition":1.5}"#,
+                "`partition`: invalid type: floating point `1.5`, expected i32",
+            ),
             (r#"{"value":}"#, "`value`: expected value"),
             (r#"{"value":1"#, "expected `,` or `}` at byte 10"),
             (r#"{"value":1 "key":null}"#, "expected `,` or `}` at byte 11"),
@@ -746,7 +767,10 @@ mod tests {
         }
         // toPositive(-973932308) = 1173551340; % 3 = 0 (and so on).
         assert_eq!(key_hash_partition(b"21", 3), 1_173_551_340 % 3);
-        assert_eq!(key_hash_partition(b"foobar", 10), (-790_332_482_i32 & 0x7fff_ffff) as u32 % 10);
+        assert_eq!(
+            key_hash_partition(b"foobar", 10),
+            (-790_332_482_i32 & 0x7fff_ffff) as u32 % 10
+        );
         assert_eq!(key_hash_partition(b"abc", 4), 479_470_107 % 4);
     }
 
@@ -808,7 +832,12 @@ mod tests {
     #[test]
     fn records_that_are_not_envelopes_become_dead_letters_and_the_rest_go_on() {
         let mut messages = Messages::new("out", "t", SinkFormat::Envelope, &Partitioner::Default, None, 3, 0);
-        let batch = batch(&[r#"{"value":1}"#, "oops", r#"{"value":2,"partition":3}"#, r#"{"value":3}"#]);
+        let batch = batch(&[
+            r#"{"value":1}"#,
+            "oops",
+            r#"{"value":2,"partition":3}"#,
+            r#"{"value":3}"#,
+        ]);
         let mut rejected = Vec::new();
         let built = messages.build(&batch, &mut rejected).expect("messages");
         assert_eq!(

@@ -275,7 +275,10 @@ fn flush(producer: &KafkaProducer, topic: &str) -> Result<(), ConnectorError> {
 
 impl TransactionalSink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
-        let messages = self.messages.build(batch, &mut self.rejected)?;
+        let messages = self
+            .messages
+            .build(batch, &mut self.rejected)
+            .map_err(|e| ConnectorError::Partitioner(Box::new(e)))?;
         let producer = self.producer();
         for message in &messages {
             let mut message = message.record(&self.topic);

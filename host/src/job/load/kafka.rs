@@ -173,10 +173,9 @@ impl Builder<'_> {
                 String::new()
             }
         };
-        let partitioner = sink
-            .partitioner
-            .as_ref()
-            .map_or(Partitioner::Default, |p| self.kafka_partitioner(p, &field("partitioner")));
+        let partitioner = sink.partitioner.as_ref().map_or(Partitioner::Default, |p| {
+            self.kafka_partitioner(p, &field("partitioner"))
+        });
         KafkaSinkConfig {
             bootstrap_servers,
             topic,
@@ -213,7 +212,8 @@ impl Builder<'_> {
             } => {
                 let params = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 let function_field = format!("{field} → function");
-                let Some(found) = self.function(module, function, &format!("{field} → module"), &function_field, params)
+                let Some(found) =
+                    self.function(module, function, &format!("{field} → module"), &function_field, params)
                 else {
                     return Partitioner::Default;
                 };
