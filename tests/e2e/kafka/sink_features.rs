@@ -403,6 +403,12 @@ fn kafka_sink_bad_partitioners_are_refused_with_field_and_line() {
         wrong_kind.stderr.replace(&folder, ""),
         "error: job.toml:20: sink `out` → partitioner → function: expected a partitioner, found `identity`, a map function\n"
     );
+    let keyless = work.weir("run", &job("partitioner = \"key-hash\""), &[]);
+    assert!(!keyless.success);
+    assert_eq!(
+        keyless.stderr.replace(&folder, ""),
+        "error: job.toml:20: sink `out` → partitioner: key-hash needs keys, and raw records have none: use `format = \"envelope\"` (a `key` per record)\n"
+    );
     let partitioner_as_operator = format!(
         "{}\n[[operator]]\nuid = \"p\"\ninput = \"in\"\nmodule = \"testkit.wasm\"\nfunction = \"by_number\"\n",
         job("")

@@ -35,7 +35,7 @@ use toml::Spanned;
 
 use super::Builder;
 use crate::connectors::kafka::config::{Partitioner, reserved_property};
-use crate::connectors::kafka::{Format, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
+use crate::connectors::kafka::{Format, KafkaSinkConfig, KafkaSourceConfig, SinkFormat, StartFrom};
 use crate::job::spec::{PartitionerSpec, PropertyValue, SinkSpec, SourceSpec, StartSpec};
 use crate::wasm::FunctionKind;
 
@@ -176,11 +176,19 @@ impl Builder<'_> {
         let partitioner = sink.partitioner.as_ref().map_or(Partitioner::Default, |p| {
             self.kafka_partitioner(p, &field("partitioner"))
         });
+        let format = sink.format.unwrap_or_default();
+        if let (Partitioner::KeyHash, SinkFormat::Raw, Some(spec)) = (&partitioner, format, &sink.partitioner) {
+            self.errors.push(self.locator.error(
+                spec.span(),
+                field("partitioner"),
+                "key-hash needs keys, and raw records have none: use `format = \"envelope\"` (a `key` per record)",
+            ));
+        }
         KafkaSinkConfig {
             bootstrap_servers,
             topic,
             delivery: sink.delivery.unwrap_or_default(),
-            format: sink.format.unwrap_or_default(),
+            format,
             partitioner,
             properties: self.kafka_properties(sink.properties.as_ref(), &field("properties")),
         }
