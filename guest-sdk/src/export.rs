@@ -8,8 +8,9 @@
 /// `keyed_co_process`, `watermark_generator`, `reduce`
 /// ([`ReduceFunction`](crate::ReduceFunction), run as a window aggregate),
 /// `process_window` ([`ProcessWindowFunction`](crate::ProcessWindowFunction)),
-/// `evictor` ([`Evictor`](crate::Evictor)) or `trigger`
-/// ([`Trigger`](crate::Trigger)) and `Type`
+/// `evictor` ([`Evictor`](crate::Evictor)), `trigger`
+/// ([`Trigger`](crate::Trigger)) or `partitioner`
+/// ([`Partitioner`](crate::Partitioner), a Kafka sink's) and `Type`
 /// implements the matching trait ([`Map`](crate::Map),
 /// [`Filter`](crate::Filter), [`FlatMap`](crate::FlatMap),
 /// [`KeySelector`](crate::KeySelector),
@@ -113,6 +114,9 @@ macro_rules! export_functions {
     (@entry trigger $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::trigger::<$function>($name)
     };
+    (@entry partitioner $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::partitioner::<$function>($name)
+    };
     (@state value $name:literal $type:ty) => {
         $crate::__private::StateCodec::value::<$type>($name)
     };
@@ -130,7 +134,7 @@ macro_rules! export_functions {
         ::core::compile_error!(::core::concat!(
             "unknown function kind `",
             ::core::stringify!($kind),
-            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join, keyed_co_process, watermark_generator, reduce, process_window, evictor or trigger"
+            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join, keyed_co_process, watermark_generator, reduce, process_window, evictor, trigger or partitioner"
         ))
     };
 }

@@ -19,6 +19,7 @@
 //! | `process_window`   | [`ProcessWindowFunction`]| buffered; the window's elements at once |
 //! | `evictor`          | [`Evictor`]              | evicted from a firing window, or kept   |
 //! | `trigger`          | [`Trigger`]              | decides when its window fires or purges |
+//! | `partitioner`      | [`Partitioner`]          | the Kafka partition a sink writes it to |
 //!
 //! # Map of the crate
 //!
@@ -172,6 +173,7 @@ mod log;
 mod migration;
 mod operator_state;
 mod output;
+mod partitioner;
 mod record;
 mod runtime;
 mod shape;
@@ -193,6 +195,7 @@ pub use log::{LogLevel, log};
 pub use migration::{Migration, schema_of};
 pub use operator_state::OperatorListState;
 pub use output::{Emitter, KeyWriter, RecordWriter};
+pub use partitioner::Partitioner;
 pub use record::{EventTime, Record};
 pub use serde;
 pub use state::{AggregatingState, ListState, MapState, ReducingState, Ttl, ValueState};

@@ -25,6 +25,7 @@ use crate::oracle::{self, Lcg};
 mod broker;
 mod log_reader;
 mod security;
+mod sink_features;
 mod source_features;
 
 use broker::Broker;

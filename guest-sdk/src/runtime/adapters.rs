@@ -39,6 +39,8 @@ pub(crate) enum Instance {
     Evictor(Box<dyn super::window_adapters::DynEvictor>),
     /// A window trigger.
     Trigger(Box<dyn super::trigger_adapter::DynTrigger>),
+    /// A Kafka sink partitioner.
+    Partitioner(Box<dyn super::partitioner_adapter::DynPartitioner>),
 }
 
 /// A map, filter or flat-map function.

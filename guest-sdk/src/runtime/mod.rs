@@ -2,6 +2,7 @@
 //! `library.init` opened.
 
 mod adapters;
+mod partitioner_adapter;
 pub(crate) mod scope;
 mod trigger_adapter;
 mod window_adapters;
@@ -161,6 +162,15 @@ impl FunctionEntry {
             open: trigger_adapter::open_trigger::<F>,
         }
     }
+
+    /// A Kafka sink [`Partitioner`](crate::Partitioner).
+    pub const fn partitioner<F: crate::Partitioner>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::Partitioner,
+            open: partitioner_adapter::open_partitioner::<F>,
+        }
+    }
 }
 
 /// Fails the build if two functions share a name.
@@ -233,6 +243,7 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::ProcessWindow => "process-window",
         wit::FunctionKind::WindowEvictor => "window-evictor",
         wit::FunctionKind::WindowTrigger => "window-trigger",
+        wit::FunctionKind::Partitioner => "partitioner",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",

@@ -66,6 +66,10 @@ pub(crate) enum ConnectorError {
         /// Why (boxed: the protocol error is large).
         source: Box<kafka::resume::ResumeError>,
     },
+    /// A Kafka sink's partitioner failed or chose a partition the topic
+    /// does not have (boxed: it is large).
+    #[error(transparent)]
+    Partitioner(Box<kafka::message::PartitionError>),
     /// Checkpointed connector state cannot be used.
     #[error("{what}: {reason}")]
     Checkpoint {
@@ -176,6 +180,12 @@ pub(crate) trait Sink: Send {
 pub(crate) trait TransactionalSink: Send {
     /// Writes records into the open transaction.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
+
+    /// What the last [`TransactionalSink::write`] could not write (the
+    /// runtime sends it to the dead-letter output).
+    fn rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
 
     /// Pre-commits the open transaction, opens the next one, and returns the
     /// handle that commits the pre-committed one later.

@@ -497,8 +497,67 @@ pub(crate) struct SinkSpec {
     pub topic: Option<Spanned<String>>,
     /// `exactly-once` (default) or `at-least-once` (`kafka`).
     pub delivery: Option<crate::connectors::kafka::Delivery>,
+    /// `raw` (default) or `envelope` (`kafka`).
+    pub format: Option<crate::connectors::kafka::SinkFormat>,
+    /// `default`, `key-hash`, `round-robin`, `fixed` or `{ module, function }` (`kafka`).
+    pub partitioner: Option<Spanned<PartitionerSpec>>,
     /// librdkafka settings (`kafka`).
     pub properties: Option<Spanned<BTreeMap<String, PropertyValue>>>,
+}
+
+/// The `partitioner` of a Kafka sink: a name, or a partitioner function
+/// `{ module = "m.wasm", function = "f", params = { ... } }`.
+#[derive(Debug)]
+pub(crate) enum PartitionerSpec {
+    /// `default`, `key-hash`, `round-robin` or `fixed`.
+    Name(String),
+    /// A partitioner function of a module.
+    Wasm {
+        /// Path of the Wasm component.
+        module: Spanned<String>,
+        /// Name of the exported partitioner.
+        function: Spanned<String>,
+        /// Parameters handed to the function at start.
+        params: BTreeMap<String, String>,
+    },
+}
+
+impl<'de> Deserialize<'de> for PartitionerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // By hand rather than `untagged`: an untagged enum buffers its
+        // input, and the buffered table loses the spans of its fields.
+        struct Partitioner;
+        impl<'de> serde::de::Visitor<'de> for Partitioner {
+            type Value = PartitionerSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a partitioner name or a table `{ module = \"...\", function = \"...\" }`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<PartitionerSpec, E> {
+                Ok(PartitionerSpec::Name(name.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PartitionerSpec, A::Error> {
+                use serde::de::Error as _;
+                let (mut module, mut function, mut params) = (None, None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "module" => module = Some(map.next_value()?),
+                        "function" => function = Some(map.next_value()?),
+                        "params" => params = Some(map.next_value()?),
+                        other => return Err(A::Error::unknown_field(other, &["module", "function", "params"])),
+                    }
+                }
+                Ok(PartitionerSpec::Wasm {
+                    module: module.ok_or_else(|| A::Error::missing_field("module"))?,
+                    function: function.ok_or_else(|| A::Error::missing_field("function"))?,
+                    params: params.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_any(Partitioner)
+    }
 }
 
 /// Sink connectors.

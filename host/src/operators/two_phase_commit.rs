@@ -73,10 +73,19 @@ fn failed(uid: &str, source: ConnectorError) -> TaskError {
 }
 
 impl Operator for TwoPhaseCommitOperator {
-    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<(), TaskError> {
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
         self.metrics.add_in(batch.len() as u64);
         self.open_records += batch.len() as u64;
-        self.sink.write(&batch).map_err(|e| failed(&self.uid, e))
+        self.sink.write(&batch).map_err(|e| failed(&self.uid, e))?;
+        for rejected in self.sink.rejected() {
+            let record = crate::record::batch::RecordRef {
+                payload: &rejected.payload,
+                timestamp: rejected.timestamp,
+                key: None,
+            };
+            out.dead_letters().write(&self.uid, "", record, &rejected.reason)?;
+        }
+        Ok(())
     }
 
     fn snapshot_state(&mut self, id: CheckpointId) -> Result<OperatorSnapshot, TaskError> {

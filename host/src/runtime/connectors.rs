@@ -98,7 +98,14 @@ impl Subtask<'_> {
                 self.two_phase_commit(Box::new(sink))?
             }
             SinkConfig::Kafka(config) => {
-                let sink = crate::connectors::kafka::KafkaSink::open(config, &self.kafka_scope())
+                // A partitioner function runs here, on the sink's thread.
+                let partitioner = match &config.partitioner {
+                    crate::connectors::kafka::config::Partitioner::Wasm(function) => {
+                        Some(self.instance_of(uid, function, self.vertex.parallelism, None)?)
+                    }
+                    _ => None,
+                };
+                let sink = crate::connectors::kafka::KafkaSink::open(config, &self.kafka_scope(), partitioner)
                     .map_err(|e| self.connector_error(e))?;
                 self.two_phase_commit(Box::new(sink))?
             }

@@ -23,7 +23,8 @@
 //! - `keyed`: keyed process and co-process functions, and their timers;
 //! - `aggregate`: window aggregates;
 //! - `two_input`: join functions and their batches of pairs;
-//! - `window_calls`: process-window functions, evictors and triggers.
+//! - `window_calls`: process-window functions, evictors and triggers;
+//! - `partitioner`: Kafka sink partitioners.
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ mod aggregate;
 mod core;
 mod keyed;
 mod one_input;
+mod partitioner;
 mod two_input;
 mod window_calls;
 
@@ -47,6 +49,7 @@ pub use self::core::{Export, Udf};
 pub use aggregate::WindowAggregateUdf;
 pub use keyed::{CoProcessUdf, KeyedProcessUdf, TimerExport};
 pub use one_input::{KeySelectorUdf, TransformUdf, WatermarkGeneratorUdf};
+pub use partitioner::PartitionerUdf;
 pub use two_input::{JoinPairs, JoinUdf};
 pub use window_calls::{
     EvictorUdf, ProcessWindowUdf, TimerChange, TriggerAction, TriggerDecisions, TriggerUdf, TriggerWindows,

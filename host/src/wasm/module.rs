@@ -45,6 +45,8 @@ pub enum FunctionKind {
     WindowEvictor,
     /// Decides when windows fire and purge.
     WindowTrigger,
+    /// Chooses the Kafka partition of each message a sink writes.
+    Partitioner,
 }
 
 impl FunctionKind {
@@ -61,6 +63,7 @@ impl FunctionKind {
             Self::ProcessWindow => "process-window",
             Self::WindowEvictor => "window-evictor",
             Self::WindowTrigger => "window-trigger",
+            Self::Partitioner => "partitioner",
         }
     }
 }
@@ -80,6 +83,7 @@ impl fmt::Display for FunctionKind {
             Self::ProcessWindow => "process-window",
             Self::WindowEvictor => "window-evictor",
             Self::WindowTrigger => "window-trigger",
+            Self::Partitioner => "partitioner",
         })
     }
 }
@@ -99,6 +103,7 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::ProcessWindow => Self::ProcessWindow,
             wit::FunctionKind::WindowEvictor => Self::WindowEvictor,
             wit::FunctionKind::WindowTrigger => Self::WindowTrigger,
+            wit::FunctionKind::Partitioner => Self::Partitioner,
         }
     }
 }

@@ -20,11 +20,14 @@
 //! - `side` (filter), `pair` (join), `threshold_alerts` (keyed co-process):
 //!   for the tests of joins and connected streams; see [`joins`].
 //! - Window functions that see whole windows: see the `windows` module.
+//! - `by_number`, `out_of_range` (partitioners): Kafka sink partitioners;
+//!   see [`partitioners`].
 
 pub mod broadcast;
 pub mod diagnostics;
 pub mod joins;
 pub mod operator_state;
+pub mod partitioners;
 mod windows;
 
 use std::hint::black_box;
@@ -458,6 +461,8 @@ weir_sdk::export_functions! {
     trigger "fire_on_marker" => windows::FireOnMarker,
     trigger "fire_by_wall_clock" => windows::FireByWallClock,
     keyed_co_process "speed_limits" => broadcast::SpeedLimits,
+    partitioner "by_number" => partitioners::ByNumber,
+    partitioner "out_of_range" => partitioners::OutOfRange,
     flat_map "operator_state_probe" => operator_state::OperatorStateProbe;
     states {
         map "broadcast/limits" => (String, u32),

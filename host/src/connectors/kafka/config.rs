@@ -71,6 +71,49 @@ pub(crate) enum Delivery {
     ExactlyOnce,
 }
 
+/// What a record becomes in a Kafka sink (see [`super::message`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SinkFormat {
+    /// The record's bytes are the message's value; no key, no headers.
+    #[default]
+    Raw,
+    /// The record is a JSON envelope (`key`, `value`, `headers`,
+    /// `partition`, `timestamp`) that the message is made of.
+    Envelope,
+}
+
+/// How a Kafka sink chooses the partition of a message that does not name
+/// its own (see [`super::message`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Partitioner {
+    /// librdkafka's partitioner (its `partitioner` property, by default
+    /// `consistent_random`: a CRC32 hash of the key, random without one).
+    #[default]
+    Default,
+    /// Kafka's Java default: murmur2 of the key, made positive, modulo the
+    /// partition count; messages without a key go round robin.
+    KeyHash,
+    /// Every partition in turn, starting at the subtask's index.
+    RoundRobin,
+    /// Flink's `FlinkFixedPartitioner`: the subtask index modulo the
+    /// partition count.
+    Fixed,
+    /// A partitioner function of a module.
+    Wasm(crate::wasm::FunctionRef),
+}
+
+impl PartialEq for Partitioner {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Wasm(a), Self::Wasm(b)) => {
+                a.declared == b.declared && a.function == b.function && a.params == b.params
+            }
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
 /// A `type = "kafka"` source.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct KafkaSourceConfig {
@@ -120,6 +163,10 @@ pub(crate) struct KafkaSinkConfig {
     pub topic: String,
     /// At-least-once or exactly-once.
     pub delivery: Delivery,
+    /// What a record becomes.
+    pub format: SinkFormat,
+    /// How messages without a partition of their own get one.
+    pub partitioner: Partitioner,
     /// Further librdkafka settings, passed on as they are.
     pub properties: Vec<(String, String)>,
 }

@@ -10,7 +10,8 @@
 //! - [`split`]: the source's checkpointed state, one split a partition;
 //! - [`mod@format`]: how a message becomes records (or a dead letter);
 //! - [`watermarks`]: per-partition watermarks, merged by minimum;
-//! - [`source`]: the source; [`sink`]: the sink;
+//! - [`source`]: the source; [`sink`]: the sink; [`message`]: what a
+//!   record becomes in the sink (envelopes, partitioners);
 //! - [`resume`]: committing a restored transaction after a crash, through
 //!   [`protocol`], a small client of Kafka's wire protocol.
 //!
@@ -107,6 +108,7 @@ pub(crate) mod discovery;
 pub(crate) mod format;
 pub(crate) mod protocol;
 pub(crate) mod resume;
+pub(crate) mod message;
 pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod split;
@@ -118,7 +120,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult};
 
-pub(crate) use config::{Delivery, Format, Isolation, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
+pub(crate) use config::{Delivery, Format, Isolation, KafkaSinkConfig, KafkaSourceConfig, SinkFormat, StartFrom};
 pub(crate) use sink::KafkaSink;
 pub(crate) use source::KafkaSource;
 

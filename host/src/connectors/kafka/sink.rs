@@ -11,13 +11,14 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message as _};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Delivery, KafkaSinkConfig};
+use super::message::{Messages, partition_count};
 use super::resume::{self, Outcome, Position};
 use super::{ClientScope, Logged, kafka_error};
-use crate::connectors::{ConnectorError, TransactionalSink};
+use crate::connectors::{ConnectorError, Rejected, TransactionalSink};
 use crate::record::batch::RecordBatch;
 
 /// How long a flush or a transaction call may take.
@@ -185,6 +186,10 @@ pub(crate) struct KafkaSink {
     /// The `security.protocol` property, if set.
     security_protocol: Option<String>,
     mode: Mode,
+    /// Records become messages here, with their partitions.
+    messages: Messages,
+    /// Records of the last batch that could not be messages.
+    rejected: Vec<Rejected>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -199,8 +204,13 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Connects and checks the topic; exactly once, also creates the pool
     /// of transactional producers, which [`TransactionalSink::recover`]
-    /// fences once the restored transactions are committed.
-    pub(crate) fn open(config: &KafkaSinkConfig, scope: &ClientScope) -> Result<Self, ConnectorError> {
+    /// fences once the restored transactions are committed. `partitioner`
+    /// is the started partitioner function when the config names one.
+    pub(crate) fn open(
+        config: &KafkaSinkConfig,
+        scope: &ClientScope,
+        partitioner: Option<crate::wasm::instance::PartitionerUdf>,
+    ) -> Result<Self, ConnectorError> {
         let servers = &config.bootstrap_servers;
         let base = format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask);
         let create = |transactional_id: Option<&str>| -> Result<KafkaProducer, ConnectorError> {
@@ -221,6 +231,17 @@ impl KafkaSink {
         };
         let first = create(None)?;
         check_topic(&first, &config.topic, servers)?;
+        let partitions = partition_count(first.client(), &config.topic, METADATA_TIMEOUT)
+            .map_err(|e| kafka_error(format!("cannot read the partitions of topic `{}`", config.topic), e))?;
+        let messages = Messages::new(
+            &scope.uid,
+            &config.topic,
+            config.format,
+            &config.partitioner,
+            partitioner,
+            partitions,
+            scope.subtask,
+        );
         let mode = match config.delivery {
             Delivery::AtLeastOnce => Mode::AtLeastOnce(first),
             Delivery::ExactlyOnce => {
@@ -249,6 +270,8 @@ impl KafkaSink {
                 .find(|(key, _)| key == "security.protocol")
                 .map(|(_, value)| value.clone()),
             mode,
+            messages,
+            rejected: Vec::new(),
         })
     }
 
@@ -356,12 +379,13 @@ fn flush(producer: &KafkaProducer, topic: &str) -> Result<(), ConnectorError> {
 
 impl TransactionalSink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        let messages = self
+            .messages
+            .build(batch, &mut self.rejected)
+            .map_err(|e| ConnectorError::Partitioner(Box::new(e)))?;
         let producer = self.producer();
-        for record in batch.iter() {
-            let mut message = BaseRecord::<(), [u8]>::to(&self.topic).payload(record.payload);
-            if record.timestamp >= 0 {
-                message = message.timestamp(record.timestamp);
-            }
+        for message in &messages {
+            let mut message = message.record(&self.topic);
             loop {
                 match producer.send(message) {
                     Ok(()) => break,
@@ -383,6 +407,10 @@ impl TransactionalSink for KafkaSink {
         }
         producer.poll(Duration::ZERO);
         check_deliveries(producer, &self.topic)
+    }
+
+    fn rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
     }
 
     fn pre_commit(&mut self) -> Result<Vec<u8>, ConnectorError> {

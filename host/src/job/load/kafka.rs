@@ -24,6 +24,8 @@
 //! bootstrap_servers = "127.0.0.1:9092"
 //! topic = "counts"
 //! delivery = "exactly-once"       # default; or at-least-once
+//! format = "envelope"             # raw (default): the record is the value
+//! partitioner = "key-hash"        # default, round-robin, fixed, { module = "p.wasm", function = "f" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -32,9 +34,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Builder;
-use crate::connectors::kafka::config::reserved_property;
-use crate::connectors::kafka::{Format, KafkaSinkConfig, KafkaSourceConfig, StartFrom};
-use crate::job::spec::{PropertyValue, SinkSpec, SourceSpec, StartSpec};
+use crate::connectors::kafka::config::{Partitioner, reserved_property};
+use crate::connectors::kafka::{Format, KafkaSinkConfig, KafkaSourceConfig, SinkFormat, StartFrom};
+use crate::job::spec::{PartitionerSpec, PropertyValue, SinkSpec, SourceSpec, StartSpec};
+use crate::wasm::FunctionKind;
 
 /// Default `linger_ms`: Flink's default buffer timeout.
 const DEFAULT_LINGER_MS: u64 = 100;
@@ -170,11 +173,71 @@ impl Builder<'_> {
                 String::new()
             }
         };
+        let partitioner = sink.partitioner.as_ref().map_or(Partitioner::Default, |p| {
+            self.kafka_partitioner(p, &field("partitioner"))
+        });
+        let format = sink.format.unwrap_or_default();
+        if let (Partitioner::KeyHash, SinkFormat::Raw, Some(spec)) = (&partitioner, format, &sink.partitioner) {
+            self.errors.push(self.locator.error(
+                spec.span(),
+                field("partitioner"),
+                "key-hash needs keys, and raw records have none: use `format = \"envelope\"` (a `key` per record)",
+            ));
+        }
         KafkaSinkConfig {
             bootstrap_servers,
             topic,
             delivery: sink.delivery.unwrap_or_default(),
+            format,
+            partitioner,
             properties: self.kafka_properties(sink.properties.as_ref(), &field("properties")),
+        }
+    }
+
+    /// A Kafka sink's `partitioner`: a name, or a partitioner function.
+    fn kafka_partitioner(&mut self, spec: &Spanned<PartitionerSpec>, field: &str) -> Partitioner {
+        match spec.get_ref() {
+            PartitionerSpec::Name(name) => match name.as_str() {
+                "default" => Partitioner::Default,
+                "key-hash" => Partitioner::KeyHash,
+                "round-robin" => Partitioner::RoundRobin,
+                "fixed" => Partitioner::Fixed,
+                other => {
+                    self.errors.push(self.locator.error(
+                        spec.span(),
+                        field,
+                        format!(
+                            "expected `default`, `key-hash`, `round-robin`, `fixed` or `{{ module = \"...\", function = \"...\" }}`, found `{other}`"
+                        ),
+                    ));
+                    Partitioner::Default
+                }
+            },
+            PartitionerSpec::Wasm {
+                module,
+                function,
+                params,
+            } => {
+                let params = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let function_field = format!("{field} → function");
+                let Some(found) =
+                    self.function(module, function, &format!("{field} → module"), &function_field, params)
+                else {
+                    return Partitioner::Default;
+                };
+                if found.kind != FunctionKind::Partitioner {
+                    self.errors.push(self.locator.error(
+                        function.span(),
+                        function_field,
+                        format!(
+                            "expected a partitioner, found `{}`, a {} function",
+                            found.function, found.kind
+                        ),
+                    ));
+                    return Partitioner::Default;
+                }
+                Partitioner::Wasm(found)
+            }
         }
     }
 

@@ -120,6 +120,14 @@ impl Builder<'_> {
                     function.function
                 ),
             )),
+            FunctionKind::Partitioner => self.errors.push(self.locator.error(
+                operator.function.span(),
+                field("function"),
+                format!(
+                    "`{}` is a Kafka partitioner; use it in a kafka sink's `partitioner = {{ module = ..., function = ... }}`, not as an operator",
+                    function.function
+                ),
+            )),
             FunctionKind::WindowEvictor => self.errors.push(self.locator.error(
                 operator.function.span(),
                 field("function"),

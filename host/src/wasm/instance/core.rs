@@ -10,8 +10,8 @@ use wasmtime::component::{Instance, InstancePre};
 
 use super::super::Limits;
 use super::super::bindings::exports::weir::udf::{
-    join, key_selector, keyed_co_process, keyed_process, library, process_window, transform, watermark_generator,
-    window_aggregate, window_evictor, window_trigger,
+    join, key_selector, keyed_co_process, keyed_process, library, partitioner, process_window, transform,
+    watermark_generator, window_aggregate, window_evictor, window_trigger,
 };
 use super::super::host_state::{HostState, KeyedScope};
 use super::super::module::UdfModule;
@@ -49,6 +49,7 @@ exports!(
     process_window,
     window_evictor,
     window_trigger,
+    partitioner,
 );
 
 /// The store of a running function, who it runs for, its limits, and how
