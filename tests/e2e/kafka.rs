@@ -24,6 +24,7 @@ use crate::harness::{Workdir, committed_in_order, sorted_lines, weir};
 use crate::oracle::{self, Lcg};
 
 mod broker;
+mod demo;
 mod source_features;
 
 use broker::Broker;
