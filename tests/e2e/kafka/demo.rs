@@ -44,7 +44,8 @@ fn kafka_demo_jobs_commit_exactly_the_oracles_cloned_plate_alerts() {
     let (generator, _) = producer
         .split_once("[[sink]]")
         .expect("kafka-passings.toml has a [[sink]] table");
-    let direct = format!("{generator}[[sink]]\nuid = \"file\"\ninput = \"cameras\"\ntype = \"file\"\npath = \"passings.csv\"\n");
+    let direct =
+        format!("{generator}[[sink]]\nuid = \"file\"\ninput = \"cameras\"\ntype = \"file\"\npath = \"passings.csv\"\n");
     work.run_ok(&direct, &["-p", EVENTS, "-p", "out=direct"]);
     let csv = work.read("passings.csv");
     assert_eq!(csv.lines().count(), 40_000);
@@ -56,7 +57,10 @@ fn kafka_demo_jobs_commit_exactly_the_oracles_cloned_plate_alerts() {
     );
 
     let topic_param = format!("topic={passings}");
-    work.run_ok(&producer, &["-p", &servers, "-p", &topic_param, "-p", EVENTS, "-p", "out=passings"]);
+    work.run_ok(
+        &producer,
+        &["-p", &servers, "-p", &topic_param, "-p", EVENTS, "-p", "out=passings"],
+    );
     assert!(
         broker.read_committed(&passings) == csv.lines().collect::<Vec<_>>(),
         "topic {passings} does not hold exactly the generator's passings in order"
