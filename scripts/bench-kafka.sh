@@ -4,7 +4,7 @@
 # test suite: it prints figures, and asserts only that every record arrived.
 #
 #   scripts/bench-kafka.sh
-#   WEIR_KAFKA_BENCH_EVENTS=2000000 WEIR_KAFKA_BENCH_RATE=50000 WEIR_KAFKA_BENCH_SECONDS=20 scripts/bench-kafka.sh
+#   WEIR_KAFKA_BENCH_EVENTS=2000000 WEIR_KAFKA_BENCH_RATE=20000 WEIR_KAFKA_BENCH_SECONDS=20 scripts/bench-kafka.sh
 #
 # The job is a pass-through: a source, the identity map in Wasm
 # (testkit.wasm `identity`), a sink; parallelism 1, heap state, checkpoints
@@ -34,7 +34,7 @@ source scripts/setup.sh
 source scripts/kafka-broker.sh
 weir_setup
 events="${WEIR_KAFKA_BENCH_EVENTS:-2000000}"
-rate="${WEIR_KAFKA_BENCH_RATE:-50000}"
+rate="${WEIR_KAFKA_BENCH_RATE:-20000}"
 seconds="${WEIR_KAFKA_BENCH_SECONDS:-20}"
 warmup=2
 dir="${WEIR_BENCH_DIR:-${TMPDIR:-/tmp}}/weir-bench-kafka"
@@ -63,8 +63,14 @@ cleanup() {
     weir_kafka_stop
 }
 trap cleanup EXIT
-weir_kafka_start
-servers="$WEIR_TEST_KAFKA"
+# Every measurement gets a fresh broker: nisshi's in-memory storage slows
+# down as its topics grow.
+servers=""
+fresh_broker() {
+    weir_kafka_stop
+    weir_kafka_start
+    servers="$WEIR_TEST_KAFKA"
+}
 
 # The pass-through job, from Kafka to Kafka and from a file to a file.
 cat >"$dir/kafka.toml" <<'TOML'
@@ -170,24 +176,29 @@ check_count() {
 }
 
 echo "bench-kafka: (a) throughput, $events passings" >&2
-"$tool" create "$servers" passings:1 out-at-least-once:1 out-exactly-once:1
 throughput=()
-timed fill examples/kafka-passings.toml -p servers="$servers" -p events="$events" -p out="$dir/fill"
-check_count passings
-throughput+=("$(row "generator -> Kafka (exactly-once; the fill)")")
-# A plain librdkafka consumer reading the topic (no Weir): what the broker
-# serves to one reader.
-TIMEFORMAT='%R %U %S'
-times=$({ time check_count passings; } 2>&1)
-read -r wall user sys <<<"$times"
-cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
-throughput+=("$(row "Kafka -> plain consumer (kafka_tool read, no Weir; CPU is the tool's)")")
 for delivery in at-least-once exactly-once; do
+    fresh_broker
+    "$tool" create "$servers" passings:1 out:1
+    echo "bench-kafka: generator -> Kafka, $events passings" >&2
+    timed "fill-$delivery" examples/kafka-passings.toml -p servers="$servers" -p events="$events" -p out="$dir/fill-$delivery"
+    if [ "$delivery" = at-least-once ]; then
+        throughput+=("$(row "generator -> Kafka, exactly-once (examples/kafka-passings.toml)")")
+        # A plain librdkafka consumer reading the topic (no Weir): what the
+        # broker serves to one reader.
+        TIMEFORMAT='%R %U %S'
+        times=$({ time check_count passings; } 2>&1)
+        read -r wall user sys <<<"$times"
+        cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+        throughput+=("$(row "Kafka -> plain consumer (kafka_tool read, no Weir; its CPU)")")
+    else
+        check_count passings
+    fi
     echo "bench-kafka: Kafka -> identity -> Kafka, $delivery" >&2
     timed "kafka-$delivery" "$dir/kafka.toml" -p servers="$servers" -p input=passings \
-        -p output="out-$delivery" -p delivery="$delivery" -p interval=1000 -p bounded=true -p linger=100 -p fetch_wait=500 \
+        -p output=out -p delivery="$delivery" -p interval=1000 -p bounded=true -p linger=100 -p fetch_wait=500 \
         -p out="$dir/kafka-$delivery"
-    check_count "out-$delivery"
+    check_count out
     throughput+=("$(row "Kafka -> identity -> Kafka, $delivery")")
 done
 echo "bench-kafka: file -> identity -> files (exactly-once)" >&2
@@ -207,6 +218,7 @@ for config in "at-least-once 1000 500" "at-least-once 1000 5" "exactly-once 1000
     read -r delivery interval fetch_wait <<<"$config"
     run=$((run + 1))
     echo "bench-kafka: latency, $delivery, checkpoints every $interval ms, fetch.wait.max.ms $fetch_wait" >&2
+    fresh_broker
     "$tool" create "$servers" "lat-in-$run:1" "lat-out-$run:1"
     "$weir" run --quiet --parallelism 1 "$dir/kafka.toml" -p servers="$servers" -p input="lat-in-$run" \
         -p output="lat-out-$run" -p delivery="$delivery" -p interval="$interval" -p bounded=false \
@@ -223,11 +235,7 @@ for config in "at-least-once 1000 500" "at-least-once 1000 5" "exactly-once 1000
     kill "$job_pid" 2>/dev/null || true
     wait "$job_pid" 2>/dev/null || true
     job_pid=""
-    if [ "$missing" != 0 ]; then
-        echo "bench-kafka: $missing of $sent messages did not arrive" >&2
-        exit 1
-    fi
-    latency+=("| $delivery | $interval ms | $fetch_wait ms | $rate | $received | $duplicates | $p50 | $p99 | $max |")
+    latency+=("| $delivery | $interval ms | $fetch_wait ms | $rate | $received | $missing | $duplicates | $p50 | $p99 | $max |")
 done
 
 echo
@@ -239,6 +247,6 @@ printf '%s\n' "${throughput[@]}"
 echo
 echo "Latency, Kafka -> identity -> Kafka, $rate messages/s for $seconds s (first $warmup s left out), read-committed:"
 echo
-echo "| delivery | checkpoints | source fetch.wait.max.ms | messages/s | received | duplicates | p50 ms | p99 ms | max ms |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| delivery | checkpoints | source fetch.wait.max.ms | messages/s | received | missing | duplicates | p50 ms | p99 ms | max ms |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 printf '%s\n' "${latency[@]}"

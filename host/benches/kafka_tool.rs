@@ -15,7 +15,8 @@
 //! reads `OUT` (which the job under test fills from `IN`, unchanged). For
 //! every message received it takes the receive time minus the send time;
 //! the messages of the first `WARMUP_SECONDS` (the job starting) are left
-//! out. It prints a summary on stderr and one line on stdout:
+//! out. It waits for the output until 60 s after the last send at most
+//! (what has not come then is missing). It prints a summary on stderr and one line on stdout:
 //! `sent received missing duplicates p50_ms p99_ms max_ms`.
 //!
 //! It is a bench binary (`harness = false`) so that it is built only for
@@ -159,7 +160,8 @@ fn latency(servers: &str, input: &str, output: &str, rate: u64, seconds: u64, wa
     let total = rate * seconds;
     let skip = rate * warmup;
     let (consumer, _) = consumer(servers, output, false);
-    let reader = std::thread::spawn(move || receive(consumer, total, skip));
+    let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+    let reader = std::thread::spawn(move || receive(consumer, total, skip, deadline));
 
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", servers)
@@ -218,16 +220,16 @@ fn latency(servers: &str, input: &str, output: &str, rate: u64, seconds: u64, wa
     );
 }
 
-/// Reads until every one of `total` messages came or nothing came for 30 s;
-/// returns the messages received, the duplicates, and the latencies (ns) of
-/// the messages numbered `skip` and up.
-fn receive(consumer: BaseConsumer, total: u64, skip: u64) -> (u64, u64, Vec<u64>) {
+/// Reads until every one of `total` messages came, nothing came for 30 s,
+/// or `deadline` passed; returns the messages received, the duplicates, and
+/// the latencies (ns) of the messages numbered `skip` and up.
+fn receive(consumer: BaseConsumer, total: u64, skip: u64, deadline: Instant) -> (u64, u64, Vec<u64>) {
     let mut seen = vec![false; total as usize];
     let mut received = 0u64;
     let mut duplicates = 0u64;
     let mut latencies = Vec::with_capacity(total as usize);
     let mut last = Instant::now();
-    while received < total && last.elapsed() < Duration::from_secs(30) {
+    while received < total && last.elapsed() < Duration::from_secs(30) && Instant::now() < deadline {
         let Some(result) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
