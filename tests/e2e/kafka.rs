@@ -23,6 +23,7 @@ use crate::harness::{Workdir, committed_in_order, weir};
 use crate::oracle::{self, Lcg};
 
 mod broker;
+mod demo;
 mod fencing;
 mod log_reader;
 mod security;
