@@ -215,6 +215,9 @@ impl KafkaSink {
         let base = format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask);
         let create = |transactional_id: Option<&str>| -> Result<KafkaProducer, ConnectorError> {
             let mut client = ClientConfig::new();
+            // A topic that does not exist is an error (a typo should not
+            // create a topic); `properties` may allow it again.
+            client.set("allow.auto.create.topics", "false");
             for (key, value) in &config.properties {
                 client.set(key, value);
             }
