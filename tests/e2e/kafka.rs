@@ -27,6 +27,7 @@ mod demo;
 mod fencing;
 mod log_reader;
 mod rescale;
+mod sasl_proxy;
 mod security;
 mod sink_features;
 mod source_features;

@@ -18,6 +18,8 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::sasl_proxy::SaslProxy;
+
 /// A message to produce, with everything a Kafka message can carry.
 #[derive(Debug, Clone, Default)]
 pub struct Outgoing {
@@ -95,7 +97,8 @@ impl Broker {
         let (cert, key) = (cert.display().to_string(), key.display().to_string());
         let properties = [("security.protocol", "ssl"), ("ssl.ca.location", cert.as_str())];
         let tls_port = free_port();
-        let mut broker = Self::start_advertising(
+        let mut broker = Self::start_on(
+            None,
             Some(tls_port),
             &[],
             properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -116,14 +119,39 @@ impl Broker {
         Some(broker)
     }
 
-    /// Starts a private nisshi with `args`, or `None` as [`Broker::get`].
-    fn start(args: &[&str], client_properties: Vec<(String, String)>) -> Option<Self> {
-        Self::start_advertising(None, args, client_properties)
+    /// A private broker behind a SASL/PLAIN gate ([`SaslProxy`]) that
+    /// admits `user` with `password` only; nisshi advertises the gate's
+    /// port. The broker's own clients authenticate as `user`. `None` as
+    /// [`Broker::get`].
+    pub fn behind_sasl(user: &str, password: &str) -> Option<(Self, SaslProxy)> {
+        let port = free_port();
+        let proxy = SaslProxy::start(&format!("127.0.0.1:{port}"), user, password);
+        let properties = [
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", user),
+            ("sasl.password", password),
+        ];
+        let mut broker = Self::start_on(
+            Some(port),
+            Some(proxy.port),
+            &[],
+            properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        )?;
+        broker.servers = format!("127.0.0.1:{}", proxy.port);
+        Some((broker, proxy))
     }
 
-    /// Starts a private nisshi with `args` that advertises `advertised`
-    /// (a port) instead of its own, or `None` as [`Broker::get`].
-    fn start_advertising(
+    /// Starts a private nisshi with `args`, or `None` as [`Broker::get`].
+    fn start(args: &[&str], client_properties: Vec<(String, String)>) -> Option<Self> {
+        Self::start_on(None, None, args, client_properties)
+    }
+
+    /// Starts a private nisshi with `args` on `port` (a free one if
+    /// `None`) that advertises `advertised` (a port) instead of its own, or
+    /// `None` as [`Broker::get`].
+    fn start_on(
+        port: Option<u16>,
         advertised: Option<u16>,
         args: &[&str],
         client_properties: Vec<(String, String)>,
@@ -143,7 +171,7 @@ impl Broker {
             );
             return None;
         }
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let log = tempfile::tempdir().expect("a log folder");
         let log_file = std::fs::File::create(log.path().join("broker.log")).expect("a log file");
         let url = format!("tcp://127.0.0.1:{port}");
