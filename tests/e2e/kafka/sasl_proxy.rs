@@ -131,7 +131,7 @@ fn serve(mut client: TcpStream, upstream: &str, token: &Bytes, ok: &AtomicUsize,
                     return;
                 };
                 let mut answer = SaslAuthenticateResponse::default();
-                if &authenticate.auth_bytes == token {
+                if authenticate.auth_bytes == *token {
                     authenticated = true;
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
