@@ -475,41 +475,41 @@ fn kafka_bad_input_names_the_sink() {
     };
     let work = Workdir::new();
     work.write("input.txt", "a\nb\n");
-    let unknown_property = work.weir(
-        "run",
-        &job("127.0.0.1:9", "t", "properties = { \"no.such.setting\" = 1 }"),
-        &[],
+    let no_setting = "properties = { \"no.such.setting\" = 1 }";
+    refused(
+        &work,
+        &job("127.0.0.1:9", "t", no_setting),
+        &["sink `out`: cannot create the Kafka producer", "no.such.setting"],
     );
-    assert!(!unknown_property.success);
-    assert!(
-        unknown_property
-            .stderr
-            .contains("sink `out`: cannot create the Kafka producer")
-            && unknown_property.stderr.contains("no.such.setting"),
-        "{}",
-        unknown_property.stderr
-    );
-    let unreachable = work.weir("run", &job("127.0.0.1:9", "t", ""), &[]);
-    assert!(!unreachable.success);
-    assert!(
-        unreachable
-            .stderr
-            .contains("sink `out`: cannot reach Kafka at 127.0.0.1:9 (asking for topic `t`)"),
-        "{}",
-        unreachable.stderr
+    refused(
+        &work,
+        &job("127.0.0.1:9", "t", ""),
+        &["sink `out`: cannot reach Kafka at 127.0.0.1:9 (asking for topic `t`)"],
     );
     let Some(broker) = Broker::get() else { return };
     let missing = topic("no-such-output");
-    let finished = work.weir("run", &job(&broker.servers, &missing, ""), &[]);
-    assert!(!finished.success);
-    assert!(
-        finished.stderr.contains(&format!(
+    refused(
+        &work,
+        &job(&broker.servers, &missing, ""),
+        &[&format!(
             "sink `out`: topic `{missing}` does not exist on {}",
             broker.servers
-        )),
-        "{}",
-        finished.stderr
+        )],
     );
+}
+
+/// Runs `job` in `work` and asserts that it fails with every one of
+/// `needles` in its standard error.
+fn refused(work: &Workdir, job: &str, needles: &[&str]) {
+    let finished = work.weir("run", job, &[]);
+    assert!(!finished.success, "the job did not fail");
+    for needle in needles {
+        assert!(
+            finished.stderr.contains(needle),
+            "no `{needle}` in:\n{}",
+            finished.stderr
+        );
+    }
 }
 
 /// Bad input, each with a message naming the source: a broker nobody
@@ -539,53 +539,30 @@ type = "stdout"
         )
     };
     let work = Workdir::new();
-    let refused = work.weir(
-        "run",
+    refused(
+        &work,
         &job("127.0.0.1:9", "t", "properties = { \"group.id\" = \"g\" }"),
-        &[],
+        &["source `orders` → properties → group.id: `group.id` is set by Weir: use `group_id`"],
     );
-    assert!(!refused.success);
-    assert!(
-        refused
-            .stderr
-            .contains("source `orders` → properties → group.id: `group.id` is set by Weir: use `group_id`"),
-        "{}",
-        refused.stderr
-    );
-    let unknown_property = work.weir(
-        "run",
+    refused(
+        &work,
         &job("127.0.0.1:9", "t", "properties = { \"no.such.setting\" = 1 }"),
-        &[],
-    );
-    assert!(!unknown_property.success);
-    assert!(
-        unknown_property
-            .stderr
-            .contains("source `orders`: cannot create the Kafka consumer")
-            && unknown_property.stderr.contains("no.such.setting"),
-        "{}",
-        unknown_property.stderr
+        &["source `orders`: cannot create the Kafka consumer", "no.such.setting"],
     );
     // Port 9 (discard): nothing listens on loopback.
-    let unreachable = work.weir("run", &job("127.0.0.1:9", "t", ""), &[]);
-    assert!(!unreachable.success);
-    assert!(
-        unreachable
-            .stderr
-            .contains("source `orders`: cannot reach Kafka at 127.0.0.1:9 (asking for topic `t`)"),
-        "{}",
-        unreachable.stderr
+    refused(
+        &work,
+        &job("127.0.0.1:9", "t", ""),
+        &["source `orders`: cannot reach Kafka at 127.0.0.1:9 (asking for topic `t`)"],
     );
     let Some(broker) = Broker::get() else { return };
     let missing = topic("no-such-topic");
-    let finished = work.weir("run", &job(&broker.servers, &missing, ""), &[]);
-    assert!(!finished.success);
-    assert!(
-        finished.stderr.contains(&format!(
+    refused(
+        &work,
+        &job(&broker.servers, &missing, ""),
+        &[&format!(
             "source `orders`: topic `{missing}` does not exist on {}",
             broker.servers
-        )),
-        "{}",
-        finished.stderr
+        )],
     );
 }

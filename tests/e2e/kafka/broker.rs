@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -324,6 +324,19 @@ impl Broker {
     /// Every record of `topic` a consumer with `isolation` reads to the end
     /// of each partition, partition after partition in offset order.
     pub fn read(&self, topic: &str, isolation: &str) -> Vec<String> {
+        self.read_with(topic, isolation).into_iter().map(|m| m.value).collect()
+    }
+
+    /// Every message of `topic` a read-committed consumer reads, with its
+    /// partition, key, headers and timestamp, partition after partition in
+    /// offset order.
+    pub fn read_messages(&self, topic: &str) -> Vec<Read> {
+        self.read_with(topic, "read_committed")
+    }
+
+    /// Every message of `topic` a consumer with `isolation` reads to the
+    /// end of each partition, partition after partition in offset order.
+    fn read_with(&self, topic: &str, isolation: &str) -> Vec<Read> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", format!("reader-{topic}"))
@@ -343,7 +356,8 @@ impl Broker {
                 .expect("a partition");
         }
         consumer.assign(&assignment).expect("assign");
-        let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let mut by_partition: BTreeMap<i32, Vec<Read>> = BTreeMap::new();
         let mut at_end = HashSet::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while at_end.len() < partitions as usize {
@@ -351,8 +365,17 @@ impl Broker {
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Ok(message)) => {
-                    let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-                    by_partition.entry(message.partition()).or_default().push(value);
+                    let headers = message
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(text))).collect())
+                        .unwrap_or_default();
+                    by_partition.entry(message.partition()).or_default().push(Read {
+                        partition: message.partition(),
+                        key: message.key().map(text),
+                        headers,
+                        value: text(message.payload().unwrap_or_default()),
+                        timestamp: message.timestamp().to_millis(),
+                    });
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     at_end.insert(partition);
@@ -362,6 +385,21 @@ impl Broker {
         }
         by_partition.into_values().flatten().collect()
     }
+}
+
+/// A message read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// Its partition.
+    pub partition: i32,
+    /// Its key (as text), if any.
+    pub key: Option<String>,
+    /// Its headers (name, value as text).
+    pub headers: Vec<(String, Option<String>)>,
+    /// Its value, as text.
+    pub value: String,
+    /// Its timestamp, ms.
+    pub timestamp: Option<i64>,
 }
 
 impl Drop for Broker {

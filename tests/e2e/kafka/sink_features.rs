@@ -5,80 +5,11 @@
 //! Each test runs the real `weir` against the test broker and reads the
 //! messages back with their partitions, keys and headers.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
-
-use super::broker::Broker;
+use super::broker::{Broker, Read};
 use super::topic;
 use crate::harness::{Workdir, module};
-
-/// A message read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Read {
-    partition: i32,
-    key: Option<String>,
-    headers: Vec<(String, Option<String>)>,
-    value: String,
-    timestamp: Option<i64>,
-}
-
-/// Every message of `topic` a read-committed consumer reads, partition
-/// after partition in offset order.
-fn read_messages(servers: &str, topic: &str) -> Vec<Read> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("group.id", format!("reader-{topic}"))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("a partition");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    let mut by_partition: BTreeMap<i32, Vec<Read>> = BTreeMap::new();
-    let mut at_end = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while at_end.len() < partitions as usize {
-        assert!(Instant::now() < deadline, "could not read {topic} to its end");
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(message)) => {
-                let headers = message
-                    .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(text))).collect())
-                    .unwrap_or_default();
-                by_partition.entry(message.partition()).or_default().push(Read {
-                    partition: message.partition(),
-                    key: message.key().map(text),
-                    headers,
-                    value: text(message.payload().unwrap_or_default()),
-                    timestamp: message.timestamp().to_millis(),
-                });
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-        }
-    }
-    by_partition.into_values().flatten().collect()
-}
 
 /// A job that reads `in.txt` (one record a line) and writes every line to
 /// Kafka sink `out` (exactly once) with `settings`; dead letters go to
@@ -199,7 +130,7 @@ fn kafka_sink_envelopes_become_messages_and_bad_records_dead_letters() {
         ),
         &[],
     );
-    let read = read_messages(&broker.servers, &output);
+    let read = broker.read_messages(&output);
     let message = |partition, key: Option<&str>, headers: &[(&str, Option<&str>)], value: &str, at| Read {
         partition,
         key: key.map(str::to_string),
@@ -272,7 +203,7 @@ fn kafka_sink_key_hash_follows_kafkas_java_partitioner() {
         ),
         &[],
     );
-    let read = read_messages(&broker.servers, &output);
+    let read = broker.read_messages(&output);
     assert_eq!(read.len(), 60);
     for message in &read {
         let key = message.key.as_deref().expect("a key");
@@ -308,7 +239,8 @@ fn kafka_sink_round_robin_spreads_evenly_and_fixed_keeps_one_partition() {
             &sink_job(&broker.servers, &output, &format!("partitioner = \"{partitioner}\"")),
             &[],
         );
-        let read: Vec<(i32, String)> = read_messages(&broker.servers, &output)
+        let read: Vec<(i32, String)> = broker
+            .read_messages(&output)
             .into_iter()
             .map(|m| {
                 assert_eq!(
@@ -351,7 +283,8 @@ fn kafka_sink_wasm_partitioner_chooses_partitions_and_out_of_range_fails() {
     work.write("in.txt", lines.join("\n") + "\n");
     let settings = "format = \"envelope\"\npartitioner = { module = \"testkit.wasm\", function = \"by_number\" }";
     work.run_ok(&sink_job(&broker.servers, &output, settings), &[]);
-    let read: Vec<(i32, String, Option<String>)> = read_messages(&broker.servers, &output)
+    let read: Vec<(i32, String, Option<String>)> = broker
+        .read_messages(&output)
         .into_iter()
         .map(|m| (m.partition, m.value, m.key))
         .collect();
@@ -376,7 +309,7 @@ fn kafka_sink_wasm_partitioner_chooses_partitions_and_out_of_range_fails() {
         "expected `{expected}` in:\n{}",
         failed.stderr
     );
-    assert_eq!(read_messages(&broker.servers, &failing), [], "nothing is written");
+    assert_eq!(broker.read_messages(&failing), [], "nothing is written");
 }
 
 /// Job-file errors of the sink's new fields name the field and the line
