@@ -109,6 +109,8 @@ pub(crate) mod format;
 pub(crate) mod protocol;
 pub(crate) mod resume;
 pub(crate) mod message;
+#[cfg(test)]
+mod mock_tests;
 pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod split;
