@@ -35,9 +35,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Produc
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::config::Partitioner;
-use super::{
-    ClientScope, Delivery, Format, Isolation, KafkaSinkConfig, KafkaSourceConfig, SinkFormat, StartFrom,
-};
+use super::{ClientScope, Delivery, Format, Isolation, KafkaSinkConfig, KafkaSourceConfig, SinkFormat, StartFrom};
 
 /// How long a wait may last before the test fails as hung (never reached
 /// when the code works).

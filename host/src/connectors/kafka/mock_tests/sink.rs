@@ -103,7 +103,11 @@ fn an_at_least_once_sink_has_every_record_acknowledged_at_pre_commit() {
         // Right after the pre-commit, the topic holds every record.
         let contents = topic_contents(&servers, "plain", 1);
         let payloads: Vec<&String> = contents.iter().map(|(_, _, p)| p).collect();
-        assert_eq!(payloads, written.iter().collect::<Vec<_>>(), "after checkpoint {checkpoint}");
+        assert_eq!(
+            payloads,
+            written.iter().collect::<Vec<_>>(),
+            "after checkpoint {checkpoint}"
+        );
     }
 }
 

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::TopicPartitionList;
 
 use super::{Feeder, GUARD, cluster, scope, source_config};
 use crate::connectors::kafka::discovery::TopicPattern;
@@ -33,7 +33,11 @@ fn read(source: &mut KafkaSource, count: usize) -> Vec<(String, i64)> {
     let deadline = Instant::now() + GUARD;
     let mut read = Vec::new();
     while read.len() < count {
-        assert!(Instant::now() < deadline, "hung after {} of {count} records", read.len());
+        assert!(
+            Instant::now() < deadline,
+            "hung after {} of {count} records",
+            read.len()
+        );
         let mut batch = RecordBatch::default();
         source.next_batch(&mut batch, count - read.len()).expect("reads");
         read.extend(records(&batch));
@@ -79,7 +83,10 @@ fn assigned(source: &KafkaSource) -> Vec<(String, i32)> {
 
 /// The partition a test record named `topic/partition/offset` came from.
 fn partition_of(name: &str) -> i32 {
-    name.split('/').nth(1).and_then(|p| p.parse().ok()).expect("a test record")
+    name.split('/')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("a test record")
 }
 
 fn sorted(mut names: Vec<String>) -> Vec<String> {
@@ -89,19 +96,27 @@ fn sorted(mut names: Vec<String>) -> Vec<String> {
 
 #[test]
 fn subtasks_read_the_partitions_flinks_rule_gives_them_exactly_once() {
-    let cluster = cluster(&[("five", 5)]);
+    // Flink's rule starts `words` at subtask 1 of 2 and 2 of 3: a plain
+    // `partition % parallelism` would differ.
+    let cluster = cluster(&[("words", 5)]);
     let servers = cluster.bootstrap_servers();
-    let sent = Feeder::new(&servers).fill("five", 5, 0, 3);
+    let sent = Feeder::new(&servers).fill("words", 5, 0, 3);
     for parallelism in [2, 3] {
         let mut everything = Vec::new();
         for subtask in 0..parallelism {
-            let config = source_config(&servers, &["five"], true);
+            let config = source_config(&servers, &["words"], true);
             let mut source = KafkaSource::open(&config, &scope("in", subtask, parallelism), &[], None).expect("opens");
-            let mine: Vec<i32> = (0..5).filter(|p| assign::owner("five", *p, parallelism) == subtask).collect();
-            let expected: Vec<_> = mine.iter().map(|p| ("five".to_string(), *p)).collect();
+            let mine: Vec<i32> = (0..5)
+                .filter(|p| assign::owner("words", *p, parallelism) == subtask)
+                .collect();
+            let expected: Vec<_> = mine.iter().map(|p| ("words".to_string(), *p)).collect();
             assert_eq!(assigned(&source), expected, "subtask {subtask} of {parallelism}");
             let read = read_to_end(&mut source);
-            let own: Vec<String> = sent.iter().filter(|n| mine.contains(&partition_of(n))).cloned().collect();
+            let own: Vec<String> = sent
+                .iter()
+                .filter(|n| mine.contains(&partition_of(n)))
+                .cloned()
+                .collect();
             assert_eq!(sorted(read.clone()), sorted(own), "subtask {subtask} of {parallelism}");
             everything.extend(read);
         }
@@ -126,7 +141,11 @@ fn committed_when(servers: &str, group: &str, topic: &str, expected: &[(i32, Off
         let committed = consumer
             .committed_offsets(list.clone(), GUARD)
             .expect("committed offsets");
-        let found: Vec<_> = committed.elements().iter().map(|e| (e.partition(), e.offset())).collect();
+        let found: Vec<_> = committed
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
         if found == expected || Instant::now() > deadline {
             return found;
         }
@@ -162,7 +181,10 @@ fn a_source_restored_from_its_splits_loses_and_repeats_nothing_and_commits_the_s
     assert_eq!(offsets(&first), expected);
     for name in &before {
         let offset: i64 = name.rsplit('/').next().and_then(|o| o.parse().ok()).expect("an offset");
-        assert!(offset < read_of(partition_of(name)), "{name}: partitions are read in order");
+        assert!(
+            offset < read_of(partition_of(name)),
+            "{name}: partitions are read in order"
+        );
     }
 
     // Checkpoint 1 completes: its offsets, not the later snapshot's, are
@@ -268,7 +290,11 @@ fn the_watermark_is_the_minimum_over_the_partitions() {
     assert!(source.own_watermarks());
     let mut timestamps: Vec<i64> = read(&mut source, 5).into_iter().map(|(_, t)| t).collect();
     timestamps.sort_unstable();
-    assert_eq!(timestamps, [1_000, 2_000, 3_000, 10_000, 11_000], "event time is the message's");
+    assert_eq!(
+        timestamps,
+        [1_000, 2_000, 3_000, 10_000, 11_000],
+        "event time is the message's"
+    );
     // Partition 0 (largest 3000) holds partition 1 (11000) back.
     assert_eq!(source.poll_watermark(), Some(WatermarkEvent::Watermark(2_899)));
     feeder.send("events", 0, "e", 20_000);
@@ -356,9 +382,14 @@ fn an_unreachable_cluster_is_named_by_the_source() {
     let cluster = cluster(&[("t", 1)]);
     let servers = cluster.bootstrap_servers();
     cluster.broker_down(-1).expect("down");
-    let error = KafkaSource::open(&source_config(&servers, &["t"], true), &scope("orders", 0, 1), &[], None)
-        .expect_err("unreachable")
-        .to_string();
+    let error = KafkaSource::open(
+        &source_config(&servers, &["t"], true),
+        &scope("orders", 0, 1),
+        &[],
+        None,
+    )
+    .expect_err("unreachable")
+    .to_string();
     assert_eq!(
         error,
         format!(
