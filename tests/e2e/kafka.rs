@@ -23,7 +23,10 @@ use crate::harness::{Workdir, committed_in_order, weir};
 use crate::oracle::{self, Lcg};
 
 mod broker;
+mod demo;
+mod fencing;
 mod log_reader;
+mod rescale;
 mod security;
 mod sink_features;
 mod source_features;
@@ -455,6 +458,56 @@ fn kafka_transaction_of_a_completed_checkpoint_is_committed_after_a_crash_before
     assert!(
         stderr.contains("which the restored checkpoint recorded and the previous run left open"),
         "the restore did not commit the recorded transaction:\n{stderr}"
+    );
+}
+
+/// Bad input at the sink, each with a message naming it: a broker nobody
+/// listens on, a librdkafka setting that does not exist, and a topic that
+/// does not exist.
+#[test]
+fn kafka_bad_input_names_the_sink() {
+    let job = |servers: &str, topic: &str, properties: &str| {
+        format!(
+            "[job]\nname = \"bad-sink\"\n\n[[source]]\nuid = \"lines\"\ntype = \"file\"\npath = \"input.txt\"\n\n[[sink]]\nuid = \"out\"\ninput = \"lines\"\n{}{properties}\n",
+            kafka_sink(servers, topic)
+        )
+    };
+    let work = Workdir::new();
+    work.write("input.txt", "a\nb\n");
+    let unknown_property = work.weir(
+        "run",
+        &job("127.0.0.1:9", "t", "properties = { \"no.such.setting\" = 1 }"),
+        &[],
+    );
+    assert!(!unknown_property.success);
+    assert!(
+        unknown_property
+            .stderr
+            .contains("sink `out`: cannot create the Kafka producer")
+            && unknown_property.stderr.contains("no.such.setting"),
+        "{}",
+        unknown_property.stderr
+    );
+    let unreachable = work.weir("run", &job("127.0.0.1:9", "t", ""), &[]);
+    assert!(!unreachable.success);
+    assert!(
+        unreachable
+            .stderr
+            .contains("sink `out`: cannot reach Kafka at 127.0.0.1:9 (asking for topic `t`)"),
+        "{}",
+        unreachable.stderr
+    );
+    let Some(broker) = Broker::get() else { return };
+    let missing = topic("no-such-output");
+    let finished = work.weir("run", &job(&broker.servers, &missing, ""), &[]);
+    assert!(!finished.success);
+    assert!(
+        finished.stderr.contains(&format!(
+            "sink `out`: topic `{missing}` does not exist on {}",
+            broker.servers
+        )),
+        "{}",
+        finished.stderr
     );
 }
 

@@ -58,6 +58,16 @@ pub(crate) enum ConnectorError {
         /// every `Result` of the runtime).
         source: Box<rdkafka::error::KafkaError>,
     },
+    /// Another producer took over this sink's transactional id: a second
+    /// run writes with the same ids. Restarting would only fence it back,
+    /// so this failure is permanent ([`ConnectorError::is_permanent`]).
+    #[error(
+        "transactional producer `{transactional_id}` was fenced: another run writes with the same transactional ids (a second run of this job, or a job with the same name and sink uid); stop it or rename one of the jobs (nothing is restarted: the runs would fence each other in turn)"
+    )]
+    Fenced {
+        /// The fenced transactional id.
+        transactional_id: String,
+    },
     /// A transaction a restored checkpoint recorded could not be committed.
     #[error("cannot commit the restored Kafka transaction for topic `{topic}`: {source}")]
     Resume {
@@ -78,6 +88,19 @@ pub(crate) enum ConnectorError {
         /// Why it cannot be.
         reason: String,
     },
+}
+
+impl ConnectorError {
+    /// Whether restarting the job cannot help (the executor then stops
+    /// instead of restarting): a fenced producer, a restored transaction
+    /// found aborted.
+    pub(crate) fn is_permanent(&self) -> bool {
+        match self {
+            Self::Fenced { .. } => true,
+            Self::Resume { source, .. } => source.is_permanent(),
+            _ => false,
+        }
+    }
 }
 
 /// Whether a source has more to give.

@@ -88,3 +88,11 @@ pub(crate) enum TaskError {
     #[error("cancelled because another subtask failed")]
     Cancelled,
 }
+
+impl TaskError {
+    /// Whether restarting the job cannot help: the failure would only
+    /// repeat (a fenced transactional producer).
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self, Self::Connector { source, .. } if source.is_permanent())
+    }
+}

@@ -208,6 +208,9 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
         ) {
             Ok(()) => break Ok(()),
             Err(error) => {
+                if error.is_permanent() {
+                    break Err(error);
+                }
                 restarts += 1;
                 let Some(delay) = plan.settings.restart.delay_before(restarts) else {
                     break Err(error);

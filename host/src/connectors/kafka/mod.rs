@@ -106,11 +106,11 @@ pub(crate) mod assign;
 pub(crate) mod config;
 pub(crate) mod discovery;
 pub(crate) mod format;
-pub(crate) mod protocol;
-pub(crate) mod resume;
 pub(crate) mod message;
 #[cfg(test)]
 mod mock_tests;
+pub(crate) mod protocol;
+pub(crate) mod resume;
 pub(crate) mod sink;
 pub(crate) mod source;
 pub(crate) mod split;

@@ -78,12 +78,20 @@ pub(crate) enum Outcome {
     Committed,
 }
 
+impl ResumeError {
+    /// Whether a restart would meet the same failure (the transaction is
+    /// aborted for good).
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self, Self::Aborted { .. })
+    }
+}
+
 /// Why a recorded transaction could not be committed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ResumeError {
     /// It was aborted before the restore: its records are lost.
     #[error(
-        "transaction `{transactional_id}` (producer id {producer_id}) was aborted before the restore, so the records of a completed checkpoint are lost (is `transaction.timeout.ms` shorter than a checkpoint takes?)"
+        "transaction `{transactional_id}` (producer id {producer_id}) was aborted before the restore: another run fenced the same transactional ids (a second run of this job, or a job with the same name and sink uid), or `transaction.timeout.ms` is shorter than a checkpoint takes. The records of that completed checkpoint are lost; restore an earlier checkpoint or savepoint to write them again (nothing is restarted)"
     )]
     Aborted {
         /// The transactional id.

@@ -215,6 +215,9 @@ impl KafkaSink {
         let base = format!("weir-{}-{}-{}", scope.job, scope.uid, scope.subtask);
         let create = |transactional_id: Option<&str>| -> Result<KafkaProducer, ConnectorError> {
             let mut client = ClientConfig::new();
+            // A topic that does not exist is an error (a typo should not
+            // create a topic); `properties` may allow it again.
+            client.set("allow.auto.create.topics", "false");
             for (key, value) in &config.properties {
                 client.set(key, value);
             }
@@ -377,8 +380,9 @@ fn flush(producer: &KafkaProducer, topic: &str) -> Result<(), ConnectorError> {
     check_deliveries(producer, topic)
 }
 
-impl TransactionalSink for KafkaSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+impl KafkaSink {
+    /// Sends `batch`'s records into the open transaction.
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
         let messages = self
             .messages
             .build(batch, &mut self.rejected)
@@ -409,11 +413,8 @@ impl TransactionalSink for KafkaSink {
         check_deliveries(producer, &self.topic)
     }
 
-    fn rejected(&mut self) -> Vec<Rejected> {
-        std::mem::take(&mut self.rejected)
-    }
-
-    fn pre_commit(&mut self) -> Result<Vec<u8>, ConnectorError> {
+    /// Flushes the open transaction and opens the next one.
+    fn pre_commit_open(&mut self) -> Result<Vec<u8>, ConnectorError> {
         match &mut self.mode {
             Mode::AtLeastOnce(producer) => {
                 flush(producer, &self.topic)?;
@@ -452,11 +453,11 @@ impl TransactionalSink for KafkaSink {
         }
     }
 
-    fn commit(&mut self, transaction: &[u8]) -> Result<(), ConnectorError> {
+    /// Commits the pre-committed transaction `handle` names.
+    fn commit_handle(&mut self, handle: &TransactionHandle) -> Result<(), ConnectorError> {
         let Mode::ExactlyOnce { pool, .. } = &mut self.mode else {
             return Ok(());
         };
-        let handle = TransactionHandle::decode(transaction)?;
         // Not pre-committed by this run: committed already (commit is
         // idempotent), or a restored handle (see `recover`).
         let Some(member) = pool
@@ -473,6 +474,59 @@ impl TransactionalSink for KafkaSink {
         Ok(())
     }
 
+    /// The transactional id of the open transaction (exactly once).
+    fn open_id(&self) -> Option<String> {
+        match &self.mode {
+            Mode::AtLeastOnce(_) => None,
+            Mode::ExactlyOnce { pool, open } => Some(pool[*open].id.clone()),
+        }
+    }
+
+    /// `error`, or [`ConnectorError::Fenced`] when it says that the open
+    /// transaction's producer was fenced.
+    fn fenced(&self, error: ConnectorError) -> ConnectorError {
+        fenced(error, self.open_id())
+    }
+}
+
+/// `error`, or [`ConnectorError::Fenced`] naming `transactional_id` when
+/// librdkafka reports that the producer was fenced by another one.
+fn fenced(error: ConnectorError, transactional_id: Option<String>) -> ConnectorError {
+    let code = match &error {
+        ConnectorError::Kafka { source, .. } => source.rdkafka_error_code(),
+        _ => None,
+    };
+    match (code, transactional_id) {
+        (
+            Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch),
+            Some(transactional_id),
+        ) => ConnectorError::Fenced { transactional_id },
+        _ => error,
+    }
+}
+
+impl TransactionalSink for KafkaSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError> {
+        self.write_batch(batch).map_err(|e| self.fenced(e))
+    }
+
+    fn rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
+    }
+
+    fn pre_commit(&mut self) -> Result<Vec<u8>, ConnectorError> {
+        let open = self.open_id();
+        self.pre_commit_open().map_err(|e| fenced(e, open))
+    }
+
+    fn commit(&mut self, transaction: &[u8]) -> Result<(), ConnectorError> {
+        if matches!(self.mode, Mode::AtLeastOnce(_)) {
+            return Ok(());
+        }
+        let handle = TransactionHandle::decode(transaction)?;
+        self.commit_handle(&handle)
+            .map_err(|e| fenced(e, Some(handle.transactional_id.clone())))
+    }
     fn recover(&mut self, pending: &[Vec<u8>]) -> Result<(), ConnectorError> {
         // First the restored checkpoint's transactions: the previous run
         // committed them unless it stopped between the checkpoint's
