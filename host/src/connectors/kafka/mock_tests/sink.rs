@@ -216,19 +216,26 @@ fn refused_transaction_requests_fail_recover_and_commit_naming_the_transactional
     );
     drop(sink);
 
-    // EndTxn, in `commit`.
+    // EndTxn, in `commit`: refused, then fenced (which main's sink turns
+    // into an error that stops the job, naming the id).
     let mut sink = KafkaSink::open(&config, &scope("out", 0, 1), None).expect("opens");
     sink.recover(&[]).expect("recovers");
-    sink.write(&batch(&checkpoint_records(0, 2))).expect("writes");
-    let handle = sink.pre_commit().expect("pre-commits");
-    cluster.request_errors(
-        RDKafkaApiKey::EndTxn,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
-    );
-    let error = sink.commit(&handle).expect_err("refused").to_string();
+    let mut end_txn_refused = |error, records| {
+        sink.write(&batch(&checkpoint_records(records, 2))).expect("writes");
+        let handle = sink.pre_commit().expect("pre-commits");
+        cluster.request_errors(RDKafkaApiKey::EndTxn, &[error]);
+        sink.commit(&handle).expect_err("refused").to_string()
+    };
     assert_eq!(
-        error,
-        "cannot commit the transaction of `weir-mock-out-0-0`: Transaction error: Failed to end transaction: Local: This instance has been fenced by a newer instance"
+        end_txn_refused(
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            0
+        ),
+        "cannot commit the transaction of `weir-mock-out-0-0`: Transaction error: Failed to end transaction: Broker: Transactional Id authorization failed"
+    );
+    assert_eq!(
+        end_txn_refused(RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED, 1),
+        "transactional producer `weir-mock-out-0-1` was fenced: another run writes with the same transactional ids (a second run of this job, or a job with the same name and sink uid); stop it or rename one of the jobs (nothing is restarted: the runs would fence each other in turn)"
     );
 
     // AddPartitionsToTxn, when the next transaction's first record goes out.
