@@ -18,8 +18,8 @@
 //! discovery is shown with a topic pattern and a new topic.
 //!
 //! [`source`] tests the source, [`sink`] the sink; this module holds what
-//! both use. No test asserts a duration: waits loop until an exact outcome, with
-//! [`GUARD`] only as a guard against hanging.
+//! both use. No test asserts a duration: waits loop until an exact
+//! outcome, with [`GUARD`] only as a guard against hanging.
 
 mod sink;
 mod source;

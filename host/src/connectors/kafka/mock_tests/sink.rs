@@ -216,8 +216,8 @@ fn refused_transaction_requests_fail_recover_and_commit_naming_the_transactional
     );
     drop(sink);
 
-    // EndTxn, in `commit`: refused, then fenced (which main's sink turns
-    // into an error that stops the job, naming the id).
+    // EndTxn, in `commit`: refused, then fenced (reported as fencing, which
+    // stops the job, naming the id).
     let mut sink = KafkaSink::open(&config, &scope("out", 0, 1), None).expect("opens");
     sink.recover(&[]).expect("recovers");
     let mut end_txn_refused = |error, records| {
