@@ -107,6 +107,8 @@ pub(crate) mod config;
 pub(crate) mod discovery;
 pub(crate) mod format;
 pub(crate) mod message;
+#[cfg(test)]
+mod mock_tests;
 pub(crate) mod protocol;
 pub(crate) mod resume;
 pub(crate) mod sink;
