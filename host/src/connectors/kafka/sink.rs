@@ -362,6 +362,14 @@ fn check_topic(producer: &KafkaProducer, topic: &str, servers: &str) -> Result<(
 
 /// Fails with the first failed delivery of `producer`, if any.
 fn check_deliveries(producer: &KafkaProducer, topic: &str) -> Result<(), ConnectorError> {
+    // A fatal error (fenced, not authorised...) purges the queue: the
+    // delivery reports then say only "purged", the fatal error says why.
+    if let Some((code, reason)) = producer.client().fatal_error() {
+        return Err(kafka_error(
+            format!("the Kafka producer for topic `{topic}` failed for good: {reason}"),
+            KafkaError::MessageProduction(code),
+        ));
+    }
     let failed = producer.context().failed.lock().ok().and_then(|mut f| f.take());
     match failed {
         Some(error) => Err(kafka_error(

@@ -246,11 +246,11 @@ fn refused_transaction_requests_fail_recover_and_commit_naming_the_transactional
     let result = sink
         .write(&batch(&checkpoint_records(1, 2)))
         .and_then(|()| sink.pre_commit());
-    // A fatal error: librdkafka purges the queued records, which is what
-    // their delivery reports say.
+    // A fatal error: librdkafka purges the queued records (their delivery
+    // reports say only "purged"); the sink reports the fatal error's cause.
     let error = result.expect_err("refused").to_string();
     assert_eq!(
         error,
-        "a record could not be delivered to topic `out`: Message production error: PurgeQueue (Local: Purged in queue)"
+        "the Kafka producer for topic `out` failed for good: Failed to add partitions to transaction: Broker: Transactional Id authorization failed: Message production error: TransactionalIdAuthorizationFailed (Broker: Transactional Id authorization failed)"
     );
 }
