@@ -13,6 +13,7 @@ mod event_time;
 mod exactly_once;
 mod harness;
 mod hot_swap;
+mod http;
 mod joins;
 mod kafka;
 mod operator_state;

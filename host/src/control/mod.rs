@@ -18,8 +18,15 @@
 //! The entry and the socket are removed when the job ends; an entry whose
 //! socket no longer answers (the process died) is stale: it is ignored, and
 //! removed by `weir list`.
+//!
+//! With `weir run --http PORT` the job also serves Prometheus metrics and a
+//! REST API over HTTP on `127.0.0.1` ([`http`]); its address is written into
+//! the registry entry.
 
 pub(crate) mod client;
+pub(crate) mod graph;
+pub(crate) mod http;
+pub(crate) mod metrics_text;
 pub(crate) mod registry;
 pub(crate) mod server;
 pub(crate) mod upgrade;

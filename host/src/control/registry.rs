@@ -19,6 +19,9 @@ pub(crate) struct JobEntry {
     pub endpoint: PathBuf,
     /// When it started (wall clock, ms since the epoch).
     pub started_ms: i64,
+    /// The address of its HTTP endpoint (`weir run --http PORT`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// The registry folder: `$WEIR_HOME/jobs`, `WEIR_HOME` defaulting to `~/.weir`.
@@ -128,6 +131,7 @@ mod tests {
             pid: std::process::id(),
             endpoint: dir.path().join("nobody.sock"),
             started_ms: 0,
+            http: None,
         };
         assert_eq!(job.id.len(), 16);
         job.register(dir.path()).expect("registered");

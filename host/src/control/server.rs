@@ -24,6 +24,7 @@ pub(crate) struct ControlServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     upgrades: Upgrades,
+    last_completed: Arc<AtomicU64>,
 }
 
 /// What a request handler needs.
@@ -56,6 +57,7 @@ impl ControlServer {
             pid: std::process::id(),
             endpoint,
             started_ms: crate::time::now_ms(),
+            http: None,
         };
         entry.register(&folder)?;
         let (requests, receiver) = unbounded();
@@ -96,6 +98,7 @@ impl ControlServer {
             stop,
             thread: Some(thread),
             upgrades,
+            last_completed: Arc::clone(&last_completed),
         };
         Ok((
             server,
@@ -110,6 +113,18 @@ impl ControlServer {
     /// The job's registry entry.
     pub(crate) fn entry(&self) -> &JobEntry {
         &self.entry
+    }
+
+    /// Writes the address of the job's HTTP endpoint into its registry entry.
+    pub(crate) fn set_http(&mut self, address: std::net::SocketAddr) -> Result<(), ControlError> {
+        self.entry.http = Some(address);
+        self.entry.register(&self.folder)
+    }
+
+    /// The id of the job's last completed checkpoint (0: none yet), as the
+    /// checkpoint coordinator updates it.
+    pub(crate) fn last_completed(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.last_completed)
     }
 
     /// Upgrades asked for through the API.

@@ -2,6 +2,7 @@
 //!
 //! Counters are relaxed atomics bumped once per batch, never per record.
 
+pub(crate) mod live;
 pub(crate) mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -49,6 +49,8 @@ pub(crate) struct RunOptions {
     pub restore: Option<RestoreFrom>,
     /// Savepoint requests from the control API (needs checkpointing).
     pub api: Option<crate::checkpoint::savepoint::ApiHandle>,
+    /// Where to publish the counters for the HTTP endpoint, if it runs.
+    pub live: Option<Arc<crate::metrics::live::LiveMetrics>>,
 }
 
 /// What a finished job did.
@@ -169,6 +171,10 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
         },
         storage,
     };
+    if let Some(live) = &options.live {
+        let dead_letters = Arc::clone(&shared.dead_letters);
+        live.publish(&shared.metrics, Arc::new(move || dead_letters.count()));
+    }
     let stop_progress = Arc::new(AtomicBool::new(false));
     let reporter = options.progress.map(|interval| {
         let dead_letters = Arc::clone(&shared.dead_letters);
@@ -212,6 +218,9 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
                     break Err(error);
                 }
                 restarts += 1;
+                if let Some(live) = &options.live {
+                    live.add_restart();
+                }
                 let Some(delay) = plan.settings.restart.delay_before(restarts) else {
                     break Err(error);
                 };
