@@ -14,6 +14,7 @@ mod exactly_once;
 mod harness;
 mod hot_swap;
 mod http;
+mod http_control;
 mod joins;
 mod kafka;
 mod operator_state;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::control::{client, registry};
+use crate::control::client::Client;
+use crate::control::registry::{self, JobEntry};
 
 /// Arguments of `weir list`.
 #[derive(Debug, Args)]
@@ -21,14 +22,25 @@ pub(super) fn list(_args: ListArgs) -> anyhow::Result<ExitCode> {
     let now = crate::time::now_ms();
     for job in jobs {
         // A job that ends between the listing and this call shows `-`.
-        let checkpoint = match client::call(&job, "status").ok().as_deref() {
-            Some("0") | None => "-".to_string(),
+        let checkpoint = match last_checkpoint(&job) {
+            Some(0) | None => "-".to_string(),
             Some(id) => id.to_string(),
         };
         let uptime = uptime((now - job.started_ms).max(0) / 1000);
         println!("{:<16}  {:<24}  {uptime:>10}  {checkpoint}", job.id, job.name);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The id of the job's last completed checkpoint (0: none), from its
+/// `/metrics`; `None` if it does not answer.
+fn last_checkpoint(job: &JobEntry) -> Option<u64> {
+    let metrics = Client::new(job).ok()?.get("/metrics").ok()?;
+    metrics
+        .lines()
+        .find(|line| line.starts_with("weir_job_last_completed_checkpoint_id{"))
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse().ok())
 }
 
 /// `1h02m03s`, `2m03s`, `3s`.

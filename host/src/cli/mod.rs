@@ -1,6 +1,7 @@
 //! The `weir` command line: one file a subcommand. This is the only place
 //! that uses `anyhow`; the library reports typed errors.
 
+mod endpoint;
 mod inspect;
 mod list;
 mod run;

@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::endpoint::{Endpoint, HttpArgs};
 use super::{JobArgs, wasm_runtime};
-use crate::control::graph::GraphView;
-use crate::control::http::{HttpError, HttpServer, JobView};
+use crate::control::commands::JobControl;
 use crate::control::registry;
-use crate::control::server::ControlServer;
 use crate::job::load_job;
 use crate::metrics::live::LiveMetrics;
 use crate::metrics::{VertexRole, thousands};
-use crate::plan::JobPlan;
 use crate::runtime::executor::{JobSummary, RestoreFrom, RunOptions, execute};
 
 /// Arguments of `weir run`.
@@ -41,11 +39,8 @@ pub(super) struct RunArgs {
     /// this folder (Flink's stop-with-savepoint `--drain`).
     #[arg(long, value_name = "DIR")]
     savepoint_at_end: Option<std::path::PathBuf>,
-    /// Serve Prometheus metrics (`/metrics`) and the REST API (`/jobs`) on
-    /// `127.0.0.1:PORT` (0: any free port; the address is printed and
-    /// written into the job's registry entry).
-    #[arg(long, value_name = "PORT")]
-    http: Option<u16>,
+    #[command(flatten)]
+    http: HttpArgs,
 }
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -77,39 +72,31 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             allow_non_restored_state: args.allow_non_restored_state,
         });
     }
-    // The control API (`weir list`, `weir savepoint`, `weir stop`); a job
-    // that cannot register still runs.
-    let (mut server, api) = match ControlServer::start(&plan.name, plan.settings.checkpoint.is_some()) {
-        Ok((server, api)) => (Some(server), Some(api)),
-        Err(error) => {
-            eprintln!("warning: job `{}` cannot serve its control API: {error}", plan.name);
-            (None, None)
-        }
-    };
-    if let (Some(server), false) = (&server, args.quiet) {
-        eprintln!("weir: job `{}` has id {}", plan.name, server.entry().id);
-    }
+    // The HTTP endpoint: metrics, REST API and the control plane of
+    // `weir list`, `weir savepoint`, `weir stop` and `weir upgrade`.
+    let id = registry::new_id(&plan.name);
+    let (control, api) = JobControl::new(&id, &plan.name, plan.settings.checkpoint.is_some());
     let live = Arc::new(LiveMetrics::default());
-    let http = match args.http {
-        Some(port) => match start_http(port, &plan, server.as_mut(), Arc::clone(&live)) {
-            Ok(http) => {
-                if !args.quiet {
-                    eprintln!("weir: job `{}` serves HTTP on http://{}", plan.name, http.address());
-                }
-                Some(http)
-            }
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Ok(ExitCode::FAILURE);
-            }
-        },
-        None => None,
+    let last_completed = Arc::clone(&api.last_completed);
+    let endpoint = match Endpoint::start(
+        &args.http,
+        &plan,
+        &control,
+        last_completed,
+        Arc::clone(&live),
+        args.quiet,
+    ) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
     let mut options = RunOptions {
         progress: (!args.quiet).then_some(Duration::from_secs(1)),
         restore,
-        api,
-        live: http.as_ref().map(|_| live),
+        api: Some(api),
+        live: Some(live),
     };
     let mut plan = plan;
     // The summary covers every part of the run: the attempts before and
@@ -117,13 +104,11 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut total: Option<JobSummary> = None;
     let mut upgrades = 0u32;
     let result = loop {
-        if let Some(server) = &server {
-            server.upgrades().set_precheck(super::upgrade::precheck(&plan, &wasm));
-        }
+        control.upgrades().set_precheck(super::upgrade::precheck(&plan, &wasm));
         let result = execute(&plan, &wasm, &options).map(|part| merge(total.take(), part));
         // `weir upgrade` stopped the job: go on with the swapped module.
-        match (result, &server) {
-            (Ok(summary), Some(server)) => match server.upgrades().next() {
+        match result {
+            Ok(summary) => match control.upgrades().next() {
                 Some(request) => {
                     total = Some(summary);
                     upgrades += 1;
@@ -131,12 +116,11 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
                 None => break Ok(summary),
             },
-            (result, _) => break result,
+            result => break result,
         }
     };
     drop(options);
-    drop(http);
-    drop(server);
+    drop(endpoint);
     match result {
         Ok(mut summary) => {
             summary.elapsed = started.elapsed();
@@ -160,40 +144,6 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// Starts the HTTP endpoint of `plan` on `port`, under the id of its
-/// control `server` (whose registry entry gets the address) if it has one.
-fn start_http(
-    port: u16,
-    plan: &JobPlan,
-    server: Option<&mut ControlServer>,
-    live: Arc<LiveMetrics>,
-) -> Result<HttpServer, HttpError> {
-    let (id, started_ms, last_completed) = match &server {
-        Some(server) => (
-            server.entry().id.clone(),
-            server.entry().started_ms,
-            Some(server.last_completed()),
-        ),
-        None => (registry::new_id(&plan.name), crate::time::now_ms(), None),
-    };
-    let view = JobView {
-        id,
-        name: plan.name.clone(),
-        started_ms,
-        graph: GraphView::of(plan),
-        live,
-        last_completed,
-    };
-    let http = HttpServer::start(port, view)?;
-    tracing::info!("job `{}` serves HTTP on http://{}", plan.name, http.address());
-    if let Some(server) = server
-        && let Err(error) = server.set_http(http.address())
-    {
-        eprintln!("warning: cannot write the HTTP address into the job's registry entry: {error}");
-    }
-    Ok(http)
 }
 
 /// The summary of a run so far (`total`) followed by `part`: counters add up.

@@ -8,7 +8,8 @@ use anyhow::bail;
 use clap::Args;
 
 use crate::checkpoint::savepoint;
-use crate::control::{client, registry};
+use crate::control::client::{Client, segment};
+use crate::control::registry::{self, JobEntry};
 
 /// Arguments of `weir savepoint`.
 #[derive(Debug, Args)]
@@ -29,15 +30,26 @@ pub(super) fn savepoint(args: SavepointArgs) -> anyhow::Result<ExitCode> {
         [command] if command == "dispose" => bail!("`weir savepoint dispose` needs the savepoint folder"),
         [id, rest @ ..] => {
             let job = registry::find(&registry::folder(), id)?;
-            let request = match rest.first() {
-                Some(dir) => format!("savepoint {}", absolute(Path::new(dir))?.display()),
-                None => "savepoint".to_string(),
-            };
-            println!("{}", client::call(&job, &request)?);
+            let dir = rest.first().map(PathBuf::from);
+            println!("{}", take(&job, "savepoints", dir.as_deref())?);
         }
         [] => bail!("`weir savepoint` needs a job id"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks `job` for a savepoint in `dir` (`route`: `savepoints`, or `stop`
+/// to stop with it) and returns its path.
+pub(super) fn take(job: &JobEntry, route: &str, dir: Option<&Path>) -> anyhow::Result<String> {
+    let body = match dir {
+        Some(dir) => serde_json::json!({ "target_directory": absolute(dir)?.display().to_string() }),
+        None => serde_json::json!({}),
+    };
+    let answer = Client::new(job)?.post(&format!("/jobs/{}/{route}", segment(&job.id)), &body)?;
+    match answer["path"].as_str() {
+        Some(path) => Ok(path.to_string()),
+        None => Err(crate::control::ControlError::Protocol(answer.to_string()).into()),
+    }
 }
 
 /// `dir` made absolute (the job may run in another folder).

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::savepoint::absolute;
-use crate::control::{client, registry};
+use crate::control::registry;
 
 /// Arguments of `weir stop`.
 #[derive(Debug, Args)]
@@ -23,10 +22,6 @@ pub(super) struct StopArgs {
 
 pub(super) fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
     let job = registry::find(&registry::folder(), &args.job_id)?;
-    let request = match &args.savepoint {
-        Some(dir) => format!("stop {}", absolute(dir)?.display()),
-        None => "stop".to_string(),
-    };
-    println!("{}", client::call(&job, &request)?);
+    println!("{}", super::savepoint::take(&job, "stop", args.savepoint.as_deref())?);
     Ok(ExitCode::SUCCESS)
 }

@@ -24,8 +24,9 @@ use super::savepoint::absolute;
 
 use crate::checkpoint::hot_swap::{plan_schemas, prepare_restore};
 use crate::checkpoint::resolve::operator_modules;
+use crate::control::client::{Client, segment};
+use crate::control::registry;
 use crate::control::upgrade::{UpgradeRefused, UpgradeRequest};
-use crate::control::{client, registry};
 use crate::plan::{JobPlan, VertexKind};
 use crate::runtime::executor::{RestoreFrom, RunOptions};
 use crate::wasm::WasmRuntime;
@@ -46,8 +47,17 @@ pub(super) struct UpgradeArgs {
 pub(super) fn upgrade(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     let job = registry::find(&registry::folder(), &args.job_id)?;
     let module = absolute(&args.module)?;
-    let request = format!("upgrade {} {}", args.operator, module.display());
-    println!("{}", client::call(&job, &request)?);
+    let path = format!(
+        "/jobs/{}/vertices/{}/upgrade",
+        segment(&job.id),
+        segment(&args.operator)
+    );
+    let body = serde_json::json!({ "module": module.display().to_string() });
+    let answer = Client::new(&job)?.post(&path, &body)?;
+    match answer["message"].as_str() {
+        Some(message) => println!("{message}"),
+        None => return Err(crate::control::ControlError::Protocol(answer.to_string()).into()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,17 +132,21 @@ fn with_module(
     uid: &str,
     path: &Path,
 ) -> Result<(JobPlan, String), UpgradeRefused> {
-    let module = wasm.load(path)?;
-    let mut next = plan.clone();
-    let vertex = next
+    // The uid first: an unknown operator is refused whatever the module.
+    let index = plan
         .vertices
-        .iter_mut()
-        .find(|v| v.uid == uid)
+        .iter()
+        .position(|v| v.uid == uid)
         .ok_or_else(|| UpgradeRefused::NoOperator {
             job: plan.name.clone(),
             uid: uid.to_string(),
         })?;
-    let VertexKind::Operator(operator) = &mut vertex.kind else {
+    if !matches!(plan.vertices[index].kind, VertexKind::Operator(_)) {
+        return Err(UpgradeRefused::NotAnOperator { uid: uid.to_string() });
+    }
+    let module = wasm.load(path)?;
+    let mut next = plan.clone();
+    let VertexKind::Operator(operator) = &mut next.vertices[index].kind else {
         return Err(UpgradeRefused::NotAnOperator { uid: uid.to_string() });
     };
     let name = format!("{} {}", module.info.name, module.info.version);

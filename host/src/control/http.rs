@@ -1,47 +1,68 @@
-//! The job's HTTP endpoint (`weir run --http PORT`): Prometheus metrics and
-//! a REST API modelled on Flink's, bound to `127.0.0.1`.
+//! The job's HTTP endpoint, which every `weir run` serves: Prometheus
+//! metrics, a REST API modelled on Flink's, and the control routes
+//! ([`super::http_control`]) that `weir savepoint`, `weir stop` and
+//! `weir upgrade` call. It binds `127.0.0.1` on any free port unless told
+//! otherwise (`--http PORT`, `--http-bind ADDR` or the `[http]` table),
+//! serves HTTPS with `--http-cert`/`--http-key` ([`super::http_tls`]) and
+//! lets in only callers with the job's bearer token where it must
+//! ([`super::http_auth`]).
 //!
 //! ```text
 //! GET /metrics      the counters, Prometheus text format (see `metrics_text`)
 //! GET /jobs         {"jobs": [{id, name, state, start_time_ms, uptime_ms}]}
 //! GET /jobs/{id}    the job with its graph: vertices (uid, kind,
 //!                   parallelism) and edges (from, to, partitioning)
+//! POST ...          the control routes (see `http_control`)
 //! anything else     404 (405 for another method) with {"error": "..."}
 //! ```
 //!
 //! It runs on a single-threaded tokio runtime on a thread of its own, so it
 //! never runs Wasm and never takes a subtask's thread: a request only reads
 //! the relaxed atomics the runtime bumps once per batch
-//! ([`crate::metrics::live`]). The server stops when dropped, in-flight
-//! requests with it.
+//! ([`crate::metrics::live`]); control commands wait on blocking threads.
+//! When dropped, the server stops accepting and gives requests in flight
+//! (the answer to `weir stop`, say) up to [`GRACE`] to finish.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::Listener;
 use axum::{Json, Router};
 use tokio::sync::oneshot;
 
+use super::commands::JobControl;
 use super::graph::{ErrorBody, GraphView, JobDetails, JobOverview};
+use super::http_auth::{self, Access};
+use super::http_tls::{self, TlsError, TlsListener};
 use super::metrics_text::{JobGauges, JobLabels, render};
 use crate::metrics::live::LiveMetrics;
+use crate::plan::http::TlsFiles;
+
+/// How long requests in flight may go on once the server is dropped.
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 /// Errors starting the HTTP endpoint.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpError {
-    /// The port could not be bound.
-    #[error("cannot serve HTTP on 127.0.0.1:{port}: {source}")]
+    /// The address could not be bound.
+    #[error("cannot serve HTTP on {address}: {source}")]
     Bind {
-        /// The port asked for.
-        port: u16,
+        /// The address asked for.
+        address: SocketAddr,
         /// The cause.
         source: std::io::Error,
     },
+    /// The certificate or key cannot serve TLS.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The runtime or its thread could not be set up.
     #[error("cannot start the HTTP endpoint ({what}): {source}")]
     Setup {
@@ -67,6 +88,9 @@ pub(crate) struct JobView {
     pub live: Arc<LiveMetrics>,
     /// The id of its last completed checkpoint, if the control API tracks it.
     pub last_completed: Option<Arc<AtomicU64>>,
+    /// Who may call the endpoint, and how many were turned away
+    /// (`access.unauthorized_requests()`).
+    pub access: Arc<Access>,
 }
 
 impl JobView {
@@ -85,17 +109,24 @@ impl JobView {
 #[derive(Debug)]
 pub(crate) struct HttpServer {
     address: SocketAddr,
+    https: bool,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
-    /// Binds `127.0.0.1:port` (0: any free port) and serves `job` on a
-    /// thread of its own.
-    pub(crate) fn start(port: u16, job: JobView) -> Result<Self, HttpError> {
-        let bind = |source| HttpError::Bind { port, source };
+    /// Binds `address` (port 0: any free port) and serves `job` and its
+    /// `control` routes on a thread of its own, over HTTPS with `tls`.
+    pub(crate) fn start(
+        address: SocketAddr,
+        tls: Option<&TlsFiles>,
+        job: JobView,
+        control: JobControl,
+    ) -> Result<Self, HttpError> {
+        let bind = |source| HttpError::Bind { address, source };
         let setup = |what| move |source| HttpError::Setup { what, source };
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(bind)?;
+        let tls = tls.map(http_tls::server_config).transpose()?;
+        let listener = std::net::TcpListener::bind(address).map_err(bind)?;
         listener.set_nonblocking(true).map_err(bind)?;
         let address = listener.local_addr().map_err(bind)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -103,7 +134,12 @@ impl HttpServer {
             .build()
             .map_err(setup("tokio runtime"))?;
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let router = router(Arc::new(job));
+        let access = Arc::clone(&job.access);
+        let app = router(Arc::new(job))
+            .merge(super::http_control::routes(control, &access))
+            .layer(from_fn_with_state(Arc::clone(&access), http_auth::everywhere))
+            .layer(from_fn_with_state(access, http_auth::limit));
+        let https = tls.is_some();
         let thread = std::thread::Builder::new()
             .name("http".into())
             .spawn(move || {
@@ -115,19 +151,22 @@ impl HttpServer {
                             return;
                         }
                     };
-                    tokio::spawn(async move {
-                        if let Err(error) = axum::serve(listener, router).await {
-                            tracing::warn!("HTTP endpoint {address}: {error}");
-                        }
-                    });
-                    // Until dropped; then the runtime goes, and every
-                    // connection with it.
-                    let _ = stopped.await;
+                    match tls {
+                        None => serve(listener, app, stopped).await,
+                        Some(config) => match TlsListener::new(listener, config) {
+                            Ok(listener) => serve(listener, app, stopped).await,
+                            Err(error) => tracing::warn!("HTTPS endpoint {address}: {error}"),
+                        },
+                    }
                 });
+                // Commands still waiting on blocking threads (the job ended
+                // under them) are not waited for.
+                runtime.shutdown_timeout(Duration::from_millis(100));
             })
             .map_err(setup("thread"))?;
         Ok(Self {
             address,
+            https,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -137,6 +176,33 @@ impl HttpServer {
     pub(crate) fn address(&self) -> SocketAddr {
         self.address
     }
+
+    /// `https` or `http`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+}
+
+/// Serves `app` on `listener` until `stopped`, then lets requests in
+/// flight finish for up to [`GRACE`].
+async fn serve<L>(listener: L, app: Router, stopped: oneshot::Receiver<()>)
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (closing, closed) = oneshot::channel::<()>();
+    let signal = async move {
+        let _ = stopped.await;
+        let _ = closing.send(());
+    };
+    let server = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
+            tracing::warn!("HTTP endpoint: {error}");
+        }
+    });
+    // Until dropped (or the server failed); then the grace period.
+    let _ = closed.await;
+    let _ = tokio::time::timeout(GRACE, server).await;
 }
 
 impl Drop for HttpServer {
@@ -161,7 +227,7 @@ fn router(job: Arc<JobView>) -> Router {
 }
 
 /// A JSON error answer.
-fn error(status: StatusCode, message: String) -> Response {
+pub(super) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ErrorBody { error: message })).into_response()
 }
 

@@ -1,13 +1,23 @@
-//! The registry of running jobs: one JSON entry per job in `$WEIR_HOME/jobs`.
+//! The registry of running jobs: one JSON entry per job in `$WEIR_HOME/jobs`,
+//! with the address, scheme and bearer token of the job's HTTP endpoint.
+//! Entries hold the token, so they are written with mode 0600 (the folder,
+//! when created here, 0700).
 
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::ControlError;
 
+/// How long the liveness check waits for a job's endpoint to accept.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A running job, as registered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct JobEntry {
     /// The job id (16 hex digits).
     pub id: String,
@@ -15,13 +25,30 @@ pub(crate) struct JobEntry {
     pub name: String,
     /// The process running it.
     pub pid: u32,
-    /// Its control socket.
-    pub endpoint: PathBuf,
     /// When it started (wall clock, ms since the epoch).
     pub started_ms: i64,
-    /// The address of its HTTP endpoint (`weir run --http PORT`), if any.
+    /// The address its HTTP endpoint is bound to.
+    pub http: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The bearer token the endpoint wants.
+    pub token: String,
+    /// With HTTPS: the endpoint's certificate (PEM, absolute path), which
+    /// the CLI trusts (and nothing else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<std::net::SocketAddr>,
+    pub cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for JobEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobEntry")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("http", &self.http)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The registry folder: `$WEIR_HOME/jobs`, `WEIR_HOME` defaulting to `~/.weir`.
@@ -52,25 +79,74 @@ pub(crate) fn new_id(name: &str) -> String {
 }
 
 impl JobEntry {
-    /// Writes the entry into the registry `folder` (atomically).
+    /// Writes the entry into the registry `folder` (atomically, mode 0600).
     pub(crate) fn register(&self, folder: &Path) -> Result<(), ControlError> {
-        std::fs::create_dir_all(folder).map_err(io("cannot create", folder))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)
+            .map_err(io("cannot create", folder))?;
         let path = folder.join(format!("{}.json", self.id));
         let temporary = folder.join(format!(".{}.json.tmp", self.id));
         let json = serde_json::to_vec_pretty(self).map_err(|e| ControlError::Protocol(e.to_string()))?;
-        std::fs::write(&temporary, json).map_err(io("cannot write", &temporary))?;
+        // A leftover of a crash may have other permissions: start afresh.
+        let _ = std::fs::remove_file(&temporary);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io("cannot write", &temporary))?;
+        file.write_all(&json).map_err(io("cannot write", &temporary))?;
+        drop(file);
         std::fs::rename(&temporary, &path).map_err(io("cannot rename", &temporary))
     }
 
-    /// Removes the entry and its socket.
+    /// Removes the entry.
     pub(crate) fn unregister(&self, folder: &Path) {
         let _ = std::fs::remove_file(folder.join(format!("{}.json", self.id)));
-        let _ = std::fs::remove_file(&self.endpoint);
     }
 
-    /// Whether the job still answers on its socket.
+    /// Where to reach the endpoint: its address, or loopback when it is
+    /// bound to every interface.
+    pub(crate) fn reachable(&self) -> SocketAddr {
+        let ip = match self.http.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(ip, self.http.port())
+    }
+
+    /// Whether the job is still there: its process exists and its endpoint
+    /// accepts connections.
     pub(crate) fn is_alive(&self) -> bool {
-        std::os::unix::net::UnixStream::connect(&self.endpoint).is_ok()
+        let proc = Path::new("/proc");
+        if proc.is_dir() && !proc.join(self.pid.to_string()).exists() {
+            return false;
+        }
+        TcpStream::connect_timeout(&self.reachable(), ALIVE_TIMEOUT).is_ok()
+    }
+}
+
+/// A job's entry in the registry for as long as this lives.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    entry: JobEntry,
+    folder: PathBuf,
+}
+
+impl Registration {
+    /// Writes `entry` into the registry `folder`.
+    pub(crate) fn new(entry: JobEntry, folder: PathBuf) -> Result<Self, ControlError> {
+        entry.register(&folder)?;
+        Ok(Self { entry, folder })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.entry.unregister(&self.folder);
     }
 }
 
@@ -120,32 +196,68 @@ pub(crate) fn find(folder: &Path, id: &str) -> Result<JobEntry, ControlError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
-    #[test]
-    fn entries_of_jobs_that_do_not_answer_are_stale_and_cleaned() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let job = JobEntry {
+    fn entry(http: SocketAddr) -> JobEntry {
+        JobEntry {
             id: new_id("demo"),
             name: "demo".into(),
             pid: std::process::id(),
-            endpoint: dir.path().join("nobody.sock"),
             started_ms: 0,
-            http: None,
-        };
+            http,
+            scheme: "http".into(),
+            token: "secret-secret-secret".into(),
+            cert: None,
+        }
+    }
+
+    #[test]
+    fn entries_are_private_and_those_of_jobs_that_do_not_answer_are_stale() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let folder = dir.path().join("jobs");
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let job = entry(port);
         assert_eq!(job.id.len(), 16);
-        job.register(dir.path()).expect("registered");
-        assert!(dir.path().join(format!("{}.json", job.id)).is_file());
-        // Nobody listens on the socket: the entry is stale.
-        assert_eq!(running(dir.path(), false).expect("listed"), Vec::new());
-        assert!(dir.path().join(format!("{}.json", job.id)).is_file());
+        let registration = Registration::new(job.clone(), folder.clone()).expect("registered");
+        let path = folder.join(format!("{}.json", job.id));
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&folder), 0o700);
+        assert!(!format!("{job:?}").contains("secret"));
+        // Nobody listens on the port: the entry is stale.
+        assert_eq!(running(&folder, false).expect("listed"), Vec::new());
+        assert!(path.is_file());
         assert_eq!(
-            find(dir.path(), &job.id)
+            find(&folder, &job.id)
                 .map_err(|e| e.to_string())
                 .expect_err("not found"),
             format!("no running job has the id `{}` (see `weir list`)", job.id)
         );
-        running(dir.path(), true).expect("listed");
-        assert!(!dir.path().join(format!("{}.json", job.id)).exists());
+        running(&folder, true).expect("listed");
+        assert!(!path.exists());
+        // A listening endpoint is alive, found by a prefix; dropping the
+        // registration removes the entry.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let live = entry(listener.local_addr().expect("an address"));
+        let live_registration = Registration::new(live.clone(), folder.clone()).expect("registered");
+        assert_eq!(find(&folder, &live.id[..4]).expect("found"), live);
+        drop(registration);
+        drop(live_registration);
+        assert_eq!(std::fs::read_dir(&folder).expect("a folder").count(), 0);
+    }
+
+    #[test]
+    fn endpoints_bound_to_every_interface_are_reached_on_loopback() {
+        let any = entry("0.0.0.0:8080".parse().expect("an address"));
+        assert_eq!(any.reachable(), "127.0.0.1:8080".parse().expect("an address"));
+        let any6 = entry("[::]:8080".parse().expect("an address"));
+        assert_eq!(any6.reachable(), "[::1]:8080".parse().expect("an address"));
+        let own = entry("10.1.2.3:8080".parse().expect("an address"));
+        assert_eq!(own.reachable(), own.http);
     }
 }

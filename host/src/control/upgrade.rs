@@ -27,8 +27,8 @@ pub(crate) struct UpgradeRequest {
     pub savepoint: PathBuf,
     /// When the upgrade was asked for.
     pub requested: Instant,
-    /// Where the outcome goes (the text after `ok`, or the refusal). Both
-    /// are the control socket's text reply to `weir upgrade` (a wire
+    /// Where the outcome goes (what runs now, or the refusal). Both
+    /// are the control API's text reply to `weir upgrade` (a wire
     /// payload, not an error to handle), so they stay strings.
     pub reply: Sender<Result<String, String>>,
 }

@@ -17,6 +17,7 @@ mod coerce;
 mod connectors;
 mod document;
 mod graph;
+mod http;
 mod kafka;
 mod limits;
 mod operator;
@@ -183,6 +184,7 @@ impl Builder<'_> {
         let mut settings = settings;
         settings.checkpoint = spec.checkpoint.as_ref().map(|c| self.checkpoint(c));
         settings.restart = self.restart(spec.restart.as_ref(), settings.checkpoint.is_some());
+        settings.http = self.http(spec.http.as_ref());
         settings.state_backend = match spec.job.state_backend.as_ref().map(|b| *b.get_ref()) {
             None | Some(BackendKind::Heap) => StateBackendConfig::Heap,
             Some(BackendKind::Rocksdb) => StateBackendConfig::RocksDb {

@@ -73,6 +73,28 @@ pub(crate) struct JobSpec {
     pub checkpoint: Option<Spanned<CheckpointSpec>>,
     /// What to do when a task fails.
     pub restart: Option<Spanned<RestartSpec>>,
+    /// The HTTP endpoint (`weir run`'s `--http*` flags override it).
+    pub http: Option<Spanned<HttpSpec>>,
+}
+
+/// The `[http]` table: where the job's HTTP endpoint listens and who may
+/// call it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpSpec {
+    /// Port, 0 to 65535 (default 0: any free port); checked by the loader
+    /// so that an error names the field.
+    pub port: Option<Spanned<i64>>,
+    /// IP address to bind (default `127.0.0.1`).
+    pub bind: Option<Spanned<String>>,
+    /// Bearer token (default: generated).
+    pub token: Option<Spanned<String>>,
+    /// PEM certificate chain: serve HTTPS (needs `key`).
+    pub cert: Option<Spanned<String>>,
+    /// PEM private key (needs `cert`).
+    pub key: Option<Spanned<String>>,
+    /// `/metrics` without the token on a non-loopback address.
+    pub metrics_public: Option<bool>,
 }
 
 /// The `[checkpoint]` table.

@@ -6,6 +6,7 @@
 //! The job loader (`job`) builds it; the runtime and the checkpoint
 //! layer run it, so it sits below both.
 
+pub(crate) mod http;
 pub(crate) mod restart;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub(crate) struct Settings {
     pub restart: restart::RestartStrategy,
     /// Where keyed state lives.
     pub state_backend: StateBackendConfig,
+    /// The HTTP endpoint (the `[http]` table).
+    pub http: http::HttpSettings,
 }
 
 /// The keyed state backend of a job.

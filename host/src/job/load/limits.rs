@@ -89,6 +89,7 @@ impl Builder<'_> {
             checkpoint: None,
             restart: RestartStrategy::None,
             state_backend: StateBackendConfig::Heap,
+            http: crate::plan::http::HttpSettings::default(),
         }
     }
 
