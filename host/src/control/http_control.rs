@@ -92,7 +92,7 @@ async fn take_savepoint(
     body: SavepointBody,
     stop: bool,
 ) -> Response {
-    if let Err(refused) = this_job(&control, id.map(|Path(id)| id)) {
+    if let Some(refused) = not_this_job(&control, id.map(|Path(id)| id)) {
         return refused;
     }
     let taken = blocking(move || control.savepoint(body.target_directory, stop)).await;
@@ -113,7 +113,7 @@ async fn upgrade(
         Ok(Path((id, uid))) => (Ok(id), uid),
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
-    if let Err(refused) = this_job(&control, id) {
+    if let Some(refused) = not_this_job(&control, id) {
         return refused;
     }
     match blocking(move || control.upgrade(&uid, &body.module)).await {
@@ -123,12 +123,12 @@ async fn upgrade(
     }
 }
 
-/// `Ok` if `id` is the job's id; else the 404 (or 400) answer.
-fn this_job(control: &JobControl, id: Result<String, PathRejection>) -> Result<(), Response> {
+/// `None` if `id` is the job's id; else the 404 (or 400) answer.
+fn not_this_job(control: &JobControl, id: Result<String, PathRejection>) -> Option<Response> {
     match id {
-        Ok(id) if id == control.id => Ok(()),
-        Ok(id) => Err(error(StatusCode::NOT_FOUND, format!("no job has the id `{id}`"))),
-        Err(rejection) => Err(error(rejection.status(), rejection.body_text())),
+        Ok(id) if id == control.id => None,
+        Ok(id) => Some(error(StatusCode::NOT_FOUND, format!("no job has the id `{id}`"))),
+        Err(rejection) => Some(error(rejection.status(), rejection.body_text())),
     }
 }
 
