@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
 
 use crate::control::commands::JobControl;
@@ -55,7 +54,7 @@ impl HttpArgs {
     /// The job file's settings with the flags over them.
     fn over(&self, file: &HttpSettings) -> anyhow::Result<HttpSettings> {
         let token = match &self.token {
-            Some(token) => Some(Token::parse(token).context("--http-token")?),
+            Some(token) => Some(Token::parse(token).map_err(|e| anyhow::anyhow!("--http-token: {e}"))?),
             None => file.token.clone(),
         };
         let tls = match (&self.cert, &self.key) {
@@ -99,7 +98,7 @@ impl Endpoint {
         let settings = args.over(&plan.settings.http)?;
         let token = match settings.token {
             Some(Token(token)) => token,
-            None => new_token().context("cannot generate the HTTP endpoint's token")?,
+            None => new_token().map_err(|e| anyhow::anyhow!("cannot generate the HTTP endpoint's token: {e}"))?,
         };
         let bind = settings.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let access = Arc::new(Access::new(token.clone(), bind, settings.metrics_public));

@@ -88,7 +88,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     ) {
         Ok(endpoint) => endpoint,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {error}");
             return Ok(ExitCode::FAILURE);
         }
     };
