@@ -17,6 +17,7 @@ mod http;
 mod joins;
 mod kafka;
 mod operator_state;
+mod observability;
 mod oracle;
 mod partitioning;
 mod processing_time;

@@ -20,15 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::sync::oneshot;
 
-use super::graph::{ErrorBody, GraphView, JobDetails, JobOverview};
-use super::metrics_text::{JobGauges, JobLabels, render};
+use super::graph::{GraphView, JobOverview};
+use super::metrics_text::{CONTENT_TYPE, Scrape, render};
+use super::rest::{self, error};
 use crate::metrics::live::LiveMetrics;
 
 /// Errors starting the HTTP endpoint.
@@ -70,7 +71,8 @@ pub(crate) struct JobView {
 }
 
 impl JobView {
-    fn overview(&self) -> JobOverview {
+    /// Id, name, state and uptime.
+    pub(crate) fn overview(&self) -> JobOverview {
         JobOverview {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -103,6 +105,7 @@ impl HttpServer {
             .build()
             .map_err(setup("tokio runtime"))?;
         let (shutdown, stopped) = oneshot::channel::<()>();
+        let live = Arc::clone(&job.live);
         let router = router(Arc::new(job));
         let thread = std::thread::Builder::new()
             .name("http".into())
@@ -115,6 +118,14 @@ impl HttpServer {
                             return;
                         }
                     };
+                    // Rates come from a sample a second.
+                    tokio::spawn(async move {
+                        let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
+                        loop {
+                            every_second.tick().await;
+                            live.sample();
+                        }
+                    });
                     tokio::spawn(async move {
                         if let Err(error) = axum::serve(listener, router).await {
                             tracing::warn!("HTTP endpoint {address}: {error}");
@@ -155,30 +166,43 @@ fn router(job: Arc<JobView>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/jobs", get(jobs))
-        .route("/jobs/{id}", get(job_details))
+        .route("/jobs/{id}", get(rest::job_details))
+        .route("/jobs/{id}/vertices/{uid}", get(rest::vertex_details))
+        .route("/jobs/{id}/checkpoints", get(rest::checkpoints))
+        .route("/jobs/{id}/exceptions", get(rest::exceptions))
+        .route("/openapi.json", get(openapi))
         .fallback(unknown_route)
         .with_state(job)
 }
 
-/// A JSON error answer.
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(ErrorBody { error: message })).into_response()
-}
-
 /// `GET /metrics`.
 async fn metrics(State(job): State<Arc<JobView>>) -> Response {
-    let labels = JobLabels {
+    let snapshot = job.live.snapshot();
+    let rates = snapshot
+        .vertices
+        .iter()
+        .map(|v| v.subtasks.iter().map(|s| job.live.rates(&v.uid, s.index)).collect())
+        .collect();
+    let now_ms = crate::time::now_ms();
+    let text = render(Scrape {
         name: job.name.clone(),
         id: job.id.clone(),
-    };
-    let gauges = JobGauges {
+        snapshot,
+        rates,
+        checkpoints: job.live.checkpoints().summary(),
         last_checkpoint: job.last_completed.as_ref().map_or(0, |id| id.load(Ordering::Relaxed)),
-        uptime_seconds: (crate::time::now_ms() - job.started_ms).max(0) as f64 / 1000.0,
-    };
-    let text = render(&labels, gauges, &job.live.snapshot());
+        uptime_seconds: (now_ms - job.started_ms).max(0) as f64 / 1000.0,
+        now_ms,
+        unauthorized_requests: 0,
+    });
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+/// `GET /openapi.json`: the API's OpenAPI 3 description.
+async fn openapi() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
     )
         .into_response()
 }
@@ -186,18 +210,6 @@ async fn metrics(State(job): State<Arc<JobView>>) -> Response {
 /// `GET /jobs`.
 async fn jobs(State(job): State<Arc<JobView>>) -> Response {
     Json(serde_json::json!({ "jobs": [job.overview()] })).into_response()
-}
-
-/// `GET /jobs/{id}`.
-async fn job_details(State(job): State<Arc<JobView>>, Path(id): Path<String>) -> Response {
-    if id != job.id {
-        return error(StatusCode::NOT_FOUND, format!("no job has the id `{id}`"));
-    }
-    Json(JobDetails {
-        overview: job.overview(),
-        graph: job.graph.clone(),
-    })
-    .into_response()
 }
 
 /// Any other path.

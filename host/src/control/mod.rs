@@ -28,6 +28,7 @@ pub(crate) mod graph;
 pub(crate) mod http;
 pub(crate) mod metrics_text;
 pub(crate) mod registry;
+pub(crate) mod rest;
 pub(crate) mod server;
 pub(crate) mod upgrade;
 
