@@ -156,6 +156,7 @@ fn router(job: Arc<JobView>) -> Router {
         .route("/metrics", get(metrics))
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job_details))
+        .merge(super::dashboard::routes())
         .fallback(unknown_route)
         .with_state(job)
 }
