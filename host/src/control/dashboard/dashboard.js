@@ -8,7 +8,7 @@
 const REFRESH_MS = 1000;
 const DASH = "—";
 const SVG_NS = "http://www.w3.org/2000/svg";
-const BOX = { w: 232, h: 104, gapX: 96, gapY: 26, pad: 18 };
+const BOX = { w: 216, h: 104, gapX: 110, gapY: 26, pad: 18 };
 
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 let selected = null; // the uid whose subtasks are highlighted
@@ -113,12 +113,13 @@ function bytes(n) {
 /** Wall-clock time of day, local. */
 const clock = (ms) => (isNum(ms) ? new Date(ms).toLocaleTimeString("en-GB") : DASH);
 
-/** An event-time watermark: UTC date and time to the millisecond. */
-function watermark(ms) {
+/** An event-time watermark: UTC date and time, to the second or (`exact`) millisecond. */
+function watermark(ms, exact = false) {
   if (!isNum(ms)) return DASH;
   const d = new Date(ms);
   if (Number.isNaN(d.getTime())) return DASH;
-  return d.toISOString().replace("T", " ").replace("Z", "");
+  const text = d.toISOString().replace("T", " ").replace("Z", "");
+  return exact ? `${text} UTC` : text.slice(0, 19);
 }
 
 const level = (bp) => (bp === "ok" || bp === "low" || bp === "high" ? bp : "none");
@@ -188,7 +189,8 @@ function layout(vertices, edges) {
   for (const v of vertices) (layers[depth[v.uid]] ||= []).push(v);
   const tallest = Math.max(1, ...layers.map((l) => (l ? l.length : 0)));
   const height = BOX.pad * 2 + tallest * BOX.h + (tallest - 1) * BOX.gapY;
-  const width = BOX.pad * 2 + layers.length * BOX.w + (layers.length - 1) * BOX.gapX;
+  const columns = Math.max(1, layers.length);
+  const width = BOX.pad * 2 + columns * BOX.w + (columns - 1) * BOX.gapX;
   const at = {};
   layers.forEach((layer, i) => {
     if (!layer) return;
@@ -222,7 +224,8 @@ function vertexBox(v, p) {
   const figures = boxFigures(v);
   const x0 = p.x + 16;
   const group = svg("g", { class: `vertex${selected === v.uid ? " selected" : ""}`, "data-uid": v.uid },
-    svg("title", {}, `${v.uid}: ${v.kind}, parallelism ${v.parallelism}, backpressure ${m.backpressure ?? DASH}`),
+    svg("title", {}, `${v.uid}: ${v.kind}, parallelism ${v.parallelism}, backpressure ${m.backpressure ?? DASH}, ` +
+      `watermark ${watermark(wm, true)}`),
     svg("rect", { class: "box", x: p.x, y: p.y, width: BOX.w, height: BOX.h, rx: 7 }),
     svg("rect", { class: `stripe ${bp}`, x: p.x, y: p.y, width: 6, height: BOX.h, rx: 3 }),
     svg("text", { class: "uid", x: x0, y: p.y + 21 }, clip(v.uid, 20)),
