@@ -129,7 +129,10 @@ fn node_dir() -> PathBuf {
 /// Whether Chromium, node and playwright-core are there; if not, panics in
 /// CI and says why the test is skipped elsewhere.
 fn browser_installed() -> bool {
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let playwright = node_dir().join("node_modules/playwright-core/package.json");
     let missing: Vec<String> = [
         (!std::path::Path::new(CHROMIUM).exists()).then(|| CHROMIUM.to_string()),

@@ -28,7 +28,7 @@ struct Asset {
 }
 
 /// The dashboard's files.
-const ASSETS: [Asset; 3] = [
+static ASSETS: [Asset; 3] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -85,10 +85,17 @@ mod tests {
         for asset in &ASSETS {
             let response = serve(asset);
             assert_eq!(response.status(), StatusCode::OK, "{}", asset.path);
-            let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-            assert_eq!(header(header::CONTENT_TYPE).as_deref(), Some(asset.content_type));
-            assert_eq!(header(header::CONTENT_SECURITY_POLICY).as_deref(), Some(POLICY));
-            assert_eq!(header(header::X_CONTENT_TYPE_OPTIONS).as_deref(), Some("nosniff"));
+            let value = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            assert_eq!(value(header::CONTENT_TYPE).as_deref(), Some(asset.content_type));
+            assert_eq!(value(header::CONTENT_SECURITY_POLICY).as_deref(), Some(POLICY));
+            assert_eq!(value(header::X_CONTENT_TYPE_OPTIONS).as_deref(), Some("nosniff"));
+            assert_eq!(value(header::CACHE_CONTROL).as_deref(), Some("no-cache"));
             let body = runtime
                 .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
                 .expect("a body");
