@@ -8,6 +8,7 @@ mod bad_input;
 mod broadcast;
 mod chaos;
 mod checkpoint_faults;
+mod dashboard;
 mod diagnostics;
 mod event_time;
 mod exactly_once;

@@ -171,6 +171,7 @@ fn router(job: Arc<JobView>) -> Router {
         .route("/jobs/{id}/checkpoints", get(rest::checkpoints))
         .route("/jobs/{id}/exceptions", get(rest::exceptions))
         .route("/openapi.json", get(openapi))
+        .merge(super::dashboard::routes())
         .fallback(unknown_route)
         .with_state(job)
 }

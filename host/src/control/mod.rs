@@ -24,6 +24,7 @@
 //! the registry entry.
 
 pub(crate) mod client;
+pub(crate) mod dashboard;
 pub(crate) mod graph;
 pub(crate) mod http;
 pub(crate) mod metrics_text;
