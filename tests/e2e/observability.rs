@@ -275,8 +275,10 @@ path = "out.txt"
     assert_eq!(sorted_lines(&work.read("out.txt")), ["a", "b"]);
     let mut started = Vec::new();
     for line in stderr.lines() {
-        // The CLI's own messages (the summary) are not log lines.
-        if line.starts_with("weir: ") {
+        // The CLI's own messages (the summary table) are not log lines;
+        // a text log line would start with its timestamp.
+        if !line.starts_with('{') {
+            assert!(!line.starts_with(|c: char| c.is_ascii_digit()), "a text log line: {line}");
             continue;
         }
         let json: serde_json::Value =
