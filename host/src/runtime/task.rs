@@ -89,6 +89,8 @@ pub(crate) fn run_source(
             }
         }
         let mut batch = RecordBatch::with_capacity(batch_size, batch_size * 48);
+        // A call that brings nothing was a wait for input: idle, not busy.
+        let asked = Instant::now();
         let status = source
             .next_batch(&mut batch, batch_size)
             .map_err(|source| TaskError::Connector {
@@ -104,6 +106,7 @@ pub(crate) fn run_source(
             out.dead_letters().write(uid, "", record, &rejected.reason)?;
         }
         if batch.is_empty() {
+            out.metrics().add_idle(asked.elapsed());
             out.tick()?;
         } else {
             out.emit(batch)?;
