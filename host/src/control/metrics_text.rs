@@ -97,18 +97,30 @@ type SubtaskFamily = (
 
 /// The per-subtask families.
 const SUBTASK_FAMILIES: &[SubtaskFamily] = &[
-    ("weir_operator_num_records_in", "Records received (Flink's numRecordsIn).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.records_in))
-    }),
-    ("weir_operator_num_records_out", "Records emitted (Flink's numRecordsOut).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.records_out))
-    }),
-    ("weir_operator_num_bytes_in", "Payload bytes received (Flink's numBytesIn).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.bytes_in))
-    }),
-    ("weir_operator_num_bytes_out", "Payload bytes emitted (Flink's numBytesOut).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.bytes_out))
-    }),
+    (
+        "weir_operator_num_records_in",
+        "Records received (Flink's numRecordsIn).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.records_in)),
+    ),
+    (
+        "weir_operator_num_records_out",
+        "Records emitted (Flink's numRecordsOut).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.records_out)),
+    ),
+    (
+        "weir_operator_num_bytes_in",
+        "Payload bytes received (Flink's numBytesIn).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.bytes_in)),
+    ),
+    (
+        "weir_operator_num_bytes_out",
+        "Payload bytes emitted (Flink's numBytesOut).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.bytes_out)),
+    ),
     (
         "weir_operator_num_records_in_per_second",
         "Records received per second over the last second (Flink's numRecordsInPerSecond).",
@@ -215,7 +227,7 @@ impl Collector for Scrape {
         let job = [("job", name.as_str()), ("job_id", id.as_str())];
         let no_rates = SubtaskRates::default();
         for (name, help, kind, read) in SUBTASK_FAMILIES {
-            let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
             for (v, vertex) in self.snapshot.vertices.iter().enumerate() {
                 let uid = escape(&vertex.uid);
                 for (s, subtask) in vertex.subtasks.iter().enumerate() {
@@ -236,18 +248,19 @@ impl Collector for Scrape {
             }
         }
         let checkpoints = &self.checkpoints;
-        let mut sizes = encoder.encode_descriptor(
-            "weir_operator_state_size_bytes",
-            "Keyed state of the last completed checkpoint, by operator and backend (Flink's checkpointedSize).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for ((uid, backend), bytes) in &checkpoints.state_sizes {
-            let (uid, backend) = (escape(uid), escape(backend));
-            let labels = [job[0], job[1], ("uid", uid.as_str()), ("backend", backend.as_str())];
-            sizes.encode_family(&labels)?.encode_gauge(bytes)?;
+        {
+            let mut sizes = encoder.encode_descriptor(
+                "weir_operator_state_size_bytes",
+                "Keyed state of the last completed checkpoint, by operator and backend (Flink's checkpointedSize).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((uid, backend), bytes) in &checkpoints.state_sizes {
+                let (uid, backend) = (escape(uid), escape(backend));
+                let labels = [job[0], job[1], ("uid", uid.as_str()), ("backend", backend.as_str())];
+                sizes.encode_family(&labels)?.encode_gauge(bytes)?;
+            }
         }
-        drop(sizes);
         let job_families: [(&str, &str, MetricType, Reading); 11] = [
             (
                 "weir_job_num_dead_letters",
@@ -317,7 +330,7 @@ impl Collector for Scrape {
             ),
         ];
         for (name, help, kind, reading) in &job_families {
-            let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
             encode_reading(&mut family.encode_family(&job)?, reading)?;
         }
         Ok(())
@@ -333,7 +346,6 @@ impl std::fmt::Debug for Reading {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -405,7 +417,10 @@ mod tests {
             format!("weir_http_unauthorized_requests_total{{{job}}} 4"),
             "# EOF".to_string(),
         ] {
-            assert!(text.lines().any(|line| line == expected), "no line `{expected}` in\n{text}");
+            assert!(
+                text.lines().any(|line| line == expected),
+                "no line `{expected}` in\n{text}"
+            );
         }
         // No watermark yet: no sample rather than a made-up one.
         assert!(!text.contains(&format!("weir_operator_current_input_watermark{{{lines}}}")));

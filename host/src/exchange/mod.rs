@@ -132,7 +132,10 @@ impl TaskError {
         };
         match self {
             Self::Udf(UdfError::Start {
-                operator, module, reason, ..
+                operator,
+                module,
+                reason,
+                ..
             }) => Blame {
                 operator: Some(operator.clone()),
                 module: Some(module.clone()),
