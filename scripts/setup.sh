@@ -32,3 +32,29 @@ weir_build_udfs() {
         cargo build --release --target wasm32-wasip2 -p wordcount -p traffic -p testkit -p not-a-udf -p counter-v1 -p counter-v1b -p counter-v2 -p counter-v2b
     export WEIR_MODULE_PATH="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 }
+
+# The dashboard's browser test (tests/browser/): Debian's chromium, driven
+# headless by playwright-core from npm at the version that
+# tests/browser/package-lock.json pins, installed once into $WEIR_NODE_DIR
+# (default ~/.cache/weir/node, outside the clone). Quiet when both are there.
+weir_browser_setup() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    export WEIR_NODE_DIR="${WEIR_NODE_DIR:-$HOME/.cache/weir/node}"
+    if [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null 2>&1; then
+        echo "setup: installing chromium (the dashboard's browser test)" >&2
+        local sudo="" packages="chromium"
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm"
+        $sudo apt-get update -qq >&2
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >&2
+    fi
+    if [ ! -f "$WEIR_NODE_DIR/node_modules/playwright-core/package.json" ] \
+        || ! cmp -s "$root/tests/browser/package-lock.json" "$WEIR_NODE_DIR/package-lock.json"; then
+        echo "setup: installing playwright-core into $WEIR_NODE_DIR (npm ci)" >&2
+        mkdir -p "$WEIR_NODE_DIR"
+        cp "$root/tests/browser/package.json" "$root/tests/browser/package-lock.json" "$WEIR_NODE_DIR/"
+        (cd "$WEIR_NODE_DIR" && npm ci --silent --no-audit --no-fund >&2)
+    fi
+}

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 weir_setup
 weir_build_udfs
+# Chromium and playwright-core for tests/e2e/dashboard.rs.
+weir_browser_setup
 source scripts/postgres.sh
 source scripts/kafka-broker.sh
 trap 'weir_postgres_stop; weir_kafka_stop' EXIT

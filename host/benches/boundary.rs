@@ -243,6 +243,7 @@ fn start<G: Export>(
         parallelism: 1,
         max_parallelism: DEFAULT_MAX_PARALLELISM,
         limits,
+        on_call: None,
     };
     let keyed = (kind == FunctionKind::KeyedProcess).then(|| KeyedScope::new(Box::new(HeapBackend::new())));
     let instance = Udf::start(runtime.engine(), &spec, keyed)?;

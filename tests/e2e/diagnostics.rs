@@ -312,13 +312,15 @@ path = "out.txt"
     let cut = format!("{} [line cut at 4096 bytes]", "y".repeat(4096));
     let mut expected = Vec::new();
     for subtask in 0..2 {
+        // The subtask's span names job, uid and index on every line too.
+        let span = format!("subtask{{job=chatty uid=shout subtask={subtask}}}:");
         let tag = format!(r#"operator="shout" subtask={subtask}"#);
         for word in ["hello", "world"] {
-            expected.push(format!("INFO {word} (subtask {subtask}) {tag}"));
-            expected.push(format!("WARN {word} on stderr (subtask {subtask}) {tag}"));
+            expected.push(format!("INFO {span} {word} (subtask {subtask}) {tag}"));
+            expected.push(format!("WARN {span} {word} on stderr (subtask {subtask}) {tag}"));
         }
-        expected.push(format!("WARN {cut} {tag}"));
-        expected.push(format!("WARN no newline from subtask {subtask} {tag}"));
+        expected.push(format!("WARN {span} {cut} {tag}"));
+        expected.push(format!("WARN {span} no newline from subtask {subtask} {tag}"));
     }
     expected.sort();
     assert_eq!(logged, expected);

@@ -53,20 +53,31 @@ path = "counts.csv"
 "#;
 
 /// A running `weir run --http 0`, killed when dropped.
-struct Job {
+pub(crate) struct Job {
     child: Child,
     /// Its job id, from its registry entry.
-    id: String,
+    pub(crate) id: String,
     /// Its HTTP endpoint, from its registry entry.
-    address: SocketAddr,
+    pub(crate) address: SocketAddr,
 }
 
 impl Job {
-    /// Starts the job in `work` (its input must exist) and waits for its
-    /// registry entry to name the HTTP address.
+    /// Starts the word count in `work` (its input must exist) and waits for
+    /// its registry entry to name the HTTP address.
     fn start(work: &Workdir) -> Self {
-        work.write("job.toml", JOB);
-        let mut child = start(work, &["--http", "0"]);
+        Self::start_job(work, JOB, &[])
+    }
+
+    /// Starts `job` in `work` with `weir run --http 0` and `args`, and waits
+    /// for its registry entry to name the HTTP address.
+    pub(crate) fn start_job(work: &Workdir, job: &str, args: &[&str]) -> Self {
+        work.write("job.toml", job);
+        Self::attach(work, start(work, &[&["--http", "0"], args].concat()))
+    }
+
+    /// Waits until `child`, a `weir run --http 0` in `work`, names its HTTP
+    /// address in its registry entry.
+    pub(crate) fn attach(work: &Workdir, mut child: Child) -> Self {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some((id, address)) = registered(work) {
@@ -85,7 +96,7 @@ impl Job {
     }
 
     /// Panics if the job has ended.
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         assert!(self.child.try_wait().expect("polls").is_none(), "the job ended early");
     }
 }
@@ -118,14 +129,14 @@ fn registered(work: &Workdir) -> Option<(String, SocketAddr)> {
 
 /// An HTTP answer.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: String,
 }
 
 /// Sends `METHOD path` and reads the whole answer.
-fn request(address: SocketAddr, method: &str, path: &str) -> Answer {
+pub(crate) fn request(address: SocketAddr, method: &str, path: &str) -> Answer {
     let mut stream = TcpStream::connect(address).expect("connects");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -158,25 +169,55 @@ fn request(address: SocketAddr, method: &str, path: &str) -> Answer {
     }
 }
 
+/// `GET path`: the status and body, whatever the type.
+pub(crate) fn request_text(address: SocketAddr, path: &str) -> (u16, String) {
+    let answer = request(address, "GET", path);
+    (answer.status, answer.body)
+}
+
 /// `GET path`, JSON expected.
-fn get_json(address: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+pub(crate) fn get_json(address: SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let answer = request(address, "GET", path);
     assert_eq!(answer.content_type, "application/json", "{path}");
     let json = serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", answer.body));
     (answer.status, json)
 }
 
-/// `GET /metrics` as a map from series (name and labels) to value.
-fn metrics(address: SocketAddr) -> BTreeMap<String, String> {
+/// The counter families the word-count test checks exactly.
+const COUNTERS: &[&str] = &[
+    "weir_operator_num_records_in_total",
+    "weir_operator_num_records_out_total",
+    "weir_operator_num_late_records_dropped_total",
+    "weir_job_num_dead_letters_total",
+    "weir_job_num_restarts_total",
+    "weir_job_last_completed_checkpoint_id",
+];
+
+/// `GET /metrics` as a map from series (name and labels) to value, the
+/// per-subtask series of [`COUNTERS`] summed over the `subtask` label, and
+/// only those.
+pub(crate) fn metrics(address: SocketAddr) -> BTreeMap<String, String> {
     let answer = request(address, "GET", "/metrics");
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(
+        answer.content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(answer.body.ends_with("# EOF\n"), "{}", answer.body);
     for (family, kind) in [
         ("weir_operator_num_records_in", "counter"),
         ("weir_operator_num_records_out", "counter"),
+        ("weir_operator_num_bytes_in", "counter"),
         ("weir_operator_num_late_records_dropped", "counter"),
+        ("weir_operator_busy_time_ms_per_second", "gauge"),
+        ("weir_operator_backpressured_time_ms_per_second", "gauge"),
+        ("weir_operator_wasm_call_seconds", "histogram"),
+        ("weir_operator_checkpoint_alignment_seconds", "histogram"),
+        ("weir_operator_state_size_bytes", "gauge"),
         ("weir_job_num_dead_letters", "counter"),
         ("weir_job_num_restarts", "counter"),
+        ("weir_job_num_completed_checkpoints", "counter"),
+        ("weir_job_checkpoint_duration_seconds", "histogram"),
         ("weir_job_last_completed_checkpoint_id", "gauge"),
         ("weir_job_uptime_seconds", "gauge"),
     ] {
@@ -190,14 +231,23 @@ fn metrics(address: SocketAddr) -> BTreeMap<String, String> {
             "no HELP line for {family}"
         );
     }
-    answer
-        .body
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("a series and a value");
-            (series.to_string(), value.to_string())
-        })
+    let mut summed: BTreeMap<String, u64> = BTreeMap::new();
+    for line in answer.body.lines().filter(|line| !line.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("a series and a value");
+        let (name, _) = series.split_once('{').unwrap_or((series, ""));
+        if !COUNTERS.contains(&name) {
+            continue;
+        }
+        let series = match series.split_once(",subtask=\"") {
+            Some((head, tail)) => format!("{head}{}", &tail[tail.find('"').expect("a closing quote") + 1..]),
+            None => series.to_string(),
+        };
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number in `{line}`"));
+        *summed.entry(series).or_default() += value as u64;
+    }
+    summed
+        .into_iter()
+        .map(|(series, value)| (series, value.to_string()))
         .collect()
 }
 
@@ -215,13 +265,13 @@ fn expected_metrics(id: &str, text: &str) -> BTreeMap<String, String> {
         ("counts", "sink", words, 0),
     ] {
         let series = |name: &str| format!("{name}{{{labels},uid=\"{uid}\",kind=\"{kind}\"}}");
-        expected.insert(series("weir_operator_num_records_in"), records_in.to_string());
-        expected.insert(series("weir_operator_num_records_out"), records_out.to_string());
-        expected.insert(series("weir_operator_num_late_records_dropped"), "0".into());
+        expected.insert(series("weir_operator_num_records_in_total"), records_in.to_string());
+        expected.insert(series("weir_operator_num_records_out_total"), records_out.to_string());
+        expected.insert(series("weir_operator_num_late_records_dropped_total"), "0".into());
     }
     for name in [
-        "weir_job_num_dead_letters",
-        "weir_job_num_restarts",
+        "weir_job_num_dead_letters_total",
+        "weir_job_num_restarts_total",
         "weir_job_last_completed_checkpoint_id",
     ] {
         expected.insert(format!("{name}{{{labels}}}"), "0".into());
@@ -235,7 +285,9 @@ fn check_after(job: &mut Job, work: &Workdir, text: &str) {
     let expected = expected_metrics(&job.id, text);
     let sink_in = expected
         .iter()
-        .find(|(series, _)| series.starts_with("weir_operator_num_records_in{") && series.contains("uid=\"counts\""))
+        .find(|(series, _)| {
+            series.starts_with("weir_operator_num_records_in_total{") && series.contains("uid=\"counts\"")
+        })
         .map(|(_, value)| value.clone())
         .expect("the sink's series");
     let words: usize = sink_in.parse().expect("a count");
@@ -244,7 +296,7 @@ fn check_after(job: &mut Job, work: &Workdir, text: &str) {
     loop {
         let sink_done = current.iter().any(|(series, value)| {
             series.contains("uid=\"counts\"")
-                && series.starts_with("weir_operator_num_records_in{")
+                && series.starts_with("weir_operator_num_records_in_total{")
                 && *value == sink_in
         });
         let output = std::fs::read_to_string(work.path("counts.csv")).unwrap_or_default();
@@ -259,13 +311,6 @@ fn check_after(job: &mut Job, work: &Workdir, text: &str) {
         std::thread::sleep(Duration::from_millis(50));
         current = metrics(job.address);
     }
-    let uptime = current
-        .iter()
-        .find(|(series, _)| series.starts_with("weir_job_uptime_seconds{"))
-        .map(|(series, value)| (series.clone(), value.clone()))
-        .expect("an uptime series");
-    assert!(uptime.1.parse::<f64>().is_ok_and(|s| s >= 0.0), "{uptime:?}");
-    current.remove(&uptime.0);
     assert_eq!(current, expected);
     let expected_output = oracle::word_count_lines(&oracle::word_counts(text));
     assert_eq!(sorted_lines(&work.read("counts.csv")), expected_output);
@@ -291,6 +336,11 @@ fn http_metrics_count_every_record_exactly_while_the_job_runs() {
 
 #[test]
 fn http_rest_routes_show_the_job_and_its_graph_and_refuse_unknown_ones() {
+    // The metrics of a vertex that has seen nothing.
+    let quiet = serde_json::json!({
+        "records_in": 0, "records_out": 0, "records_in_per_second": 0.0, "records_out_per_second": 0.0,
+        "backpressure": "ok", "input_watermark_ms": null, "output_watermark_ms": null,
+    });
     let work = Workdir::new();
     work.write("input.txt", "");
     let mut job = Job::start(&work);
@@ -314,12 +364,91 @@ fn http_rest_routes_show_the_job_and_its_graph_and_refuse_unknown_ones() {
     assert_eq!(
         details["vertices"],
         serde_json::json!([
-            { "uid": "lines", "kind": "source", "parallelism": 1 },
-            { "uid": "tokenize", "kind": "operator", "parallelism": 2 },
-            { "uid": "count", "kind": "operator", "parallelism": 2 },
-            { "uid": "counts", "kind": "sink", "parallelism": 1 },
+            { "uid": "lines", "kind": "source", "parallelism": 1, "metrics": quiet.clone() },
+            { "uid": "tokenize", "kind": "operator", "parallelism": 2, "metrics": quiet.clone() },
+            { "uid": "count", "kind": "operator", "parallelism": 2, "metrics": quiet.clone() },
+            { "uid": "counts", "kind": "sink", "parallelism": 1, "metrics": quiet.clone() },
         ])
     );
+
+    // A vertex, per subtask (nothing came in yet).
+    let (status, vertex) = get_json(address, &format!("/jobs/{}/vertices/count", job.id));
+    assert_eq!(status, 200, "{vertex}");
+    let subtask = |index: u32| {
+        serde_json::json!({
+            "subtask": index, "records_in": 0, "records_out": 0, "bytes_in": 0, "bytes_out": 0,
+            "records_in_per_second": 0.0, "records_out_per_second": 0.0,
+            "busy_ms_per_second": vertex["subtasks"][index as usize]["busy_ms_per_second"],
+            "idle_ms_per_second": vertex["subtasks"][index as usize]["idle_ms_per_second"],
+            "backpressured_ms_per_second": 0.0, "backpressure": "ok",
+            "input_watermark_ms": null, "output_watermark_ms": null, "watermark_lag_ms": null,
+            "late_records_dropped": 0, "wasm_calls": 0,
+        })
+    };
+    assert_eq!(
+        vertex,
+        serde_json::json!({
+            "uid": "count", "kind": "operator", "parallelism": 2, "backpressure": "ok",
+            "subtasks": [subtask(0), subtask(1)],
+        })
+    );
+    let (status, body) = get_json(address, &format!("/jobs/{}/vertices/nope", job.id));
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            serde_json::json!({ "error": format!("job `{}` has no vertex `nope`", job.id) })
+        )
+    );
+
+    // No [checkpoint] table and no failure: empty history and log.
+    let (status, checkpoints) = get_json(address, &format!("/jobs/{}/checkpoints", job.id));
+    assert_eq!(
+        (status, checkpoints),
+        (
+            200,
+            serde_json::json!({ "counts": { "completed": 0, "failed": 0 }, "history": [] })
+        )
+    );
+    let (status, exceptions) = get_json(address, &format!("/jobs/{}/exceptions", job.id));
+    assert_eq!(
+        (status, exceptions),
+        (200, serde_json::json!({ "total": 0, "exceptions": [] }))
+    );
+
+    // The OpenAPI description names every route, and every GET route of it
+    // is served.
+    let (status, openapi) = get_json(address, "/openapi.json");
+    assert_eq!(status, 200);
+    let paths: Vec<&str> = openapi["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/",
+        "/metrics",
+        "/openapi.json",
+        "/jobs",
+        "/jobs/{id}",
+        "/jobs/{id}/vertices/{uid}",
+        "/jobs/{id}/checkpoints",
+        "/jobs/{id}/exceptions",
+        "/jobs/{id}/savepoints",
+        "/jobs/{id}/stop",
+        "/jobs/{id}/vertices/{uid}/upgrade",
+    ] {
+        assert!(paths.contains(&path), "{path} is not described: {paths:?}");
+    }
+    for (path, item) in openapi["paths"].as_object().expect("paths") {
+        if item.get("get").is_none() {
+            continue;
+        }
+        let concrete = path.replace("{id}", &job.id).replace("{uid}", "count");
+        let answer = request(address, "GET", &concrete);
+        assert_eq!(answer.status, 200, "GET {concrete}: {}", answer.body);
+    }
     assert_eq!(
         details["edges"],
         serde_json::json!([

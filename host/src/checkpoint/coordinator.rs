@@ -28,11 +28,14 @@
 //! is triggered after it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::savepoint::{SavepointFailure, SavepointRequest, SavepointSettings};
+use crate::metrics::checkpoints::{CheckpointRecord, CheckpointStatus};
+use crate::metrics::live::LiveMetrics;
 use crate::plan::CheckpointSettings;
 use crate::storage::files::{CheckpointStorage, StorageError};
 use crate::storage::manifest::{Manifest, TaskState};
@@ -197,6 +200,8 @@ pub(crate) struct Coordinator {
     pub savepoints: Option<SavepointSettings>,
     /// The module of every operator, recorded in every checkpoint.
     pub modules: Vec<crate::storage::manifest::OperatorModule>,
+    /// Where each checkpoint's outcome is recorded for the HTTP endpoint.
+    pub live: Option<Arc<LiveMetrics>>,
 }
 
 impl Coordinator {
@@ -352,6 +357,7 @@ impl Coordinator {
                 };
                 match self.complete(&p, progress) {
                     Ok(()) => {
+                        self.record(&p, None);
                         progress.failures = 0;
                         progress.last_completed = Some(id);
                         progress.failed.retain(|failed, _| *failed > id);
@@ -404,6 +410,7 @@ impl Coordinator {
     /// subtask waits to commit what it pre-committed for it.
     fn abandon(&self, progress: &mut Progress, p: Pending, cause: String) -> Result<(), CheckpointError> {
         let id = p.barrier.id;
+        self.record(&p, Some(cause.clone()));
         progress.abandoned.insert(id);
         self.discard(progress, id, &state_files(p.acks.values()));
         progress.failures += 1;
@@ -473,6 +480,46 @@ impl Coordinator {
                 },
             );
         }
+    }
+
+    /// Records checkpoint `p` in the history: completed, or failed with
+    /// `failure`.
+    fn record(&self, p: &Pending, failure: Option<String>) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let mut acknowledged = BTreeMap::new();
+        let mut state_sizes = BTreeMap::new();
+        for (task, state) in &p.acks {
+            *acknowledged.entry(task.uid.clone()).or_insert(0u32) += 1;
+            if let Some(keyed) = &state.keyed {
+                let size: u64 = keyed
+                    .canonical
+                    .iter()
+                    .chain(keyed.native.iter().map(|(_, file)| file))
+                    .map(|file| file.size)
+                    .sum();
+                *state_sizes
+                    .entry((task.uid.clone(), keyed.backend.clone()))
+                    .or_insert(0u64) += size;
+            }
+        }
+        let completed = failure.is_none();
+        let record = CheckpointRecord {
+            id: p.barrier.id.0,
+            status: if completed {
+                CheckpointStatus::Completed
+            } else {
+                CheckpointStatus::Failed
+            },
+            is_savepoint: p.savepoint.is_some(),
+            trigger_timestamp: p.barrier.timestamp_ms,
+            duration_ms: u64::try_from(p.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            size_bytes: if completed { state_sizes.values().sum() } else { 0 },
+            acknowledged,
+            failure_message: failure,
+        };
+        live.checkpoints().record(record, completed.then_some(state_sizes));
     }
 
     /// Writes the manifest of `pending`, which has every acknowledgement:

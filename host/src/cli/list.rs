@@ -40,7 +40,8 @@ fn last_checkpoint(job: &JobEntry) -> Option<u64> {
         .lines()
         .find(|line| line.starts_with("weir_job_last_completed_checkpoint_id{"))
         .and_then(|line| line.rsplit_once(' '))
-        .and_then(|(_, value)| value.parse().ok())
+        .and_then(|(_, value)| value.parse::<f64>().ok())
+        .map(|id| id as u64)
 }
 
 /// `1h02m03s`, `2m03s`, `3s`.

@@ -56,17 +56,6 @@ pub(crate) struct JobOverview {
     pub uptime_ms: i64,
 }
 
-/// A job with its graph, as `GET /jobs/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct JobDetails {
-    /// Id, name, state and uptime.
-    #[serde(flatten)]
-    pub overview: JobOverview,
-    /// Vertices and edges.
-    #[serde(flatten)]
-    pub graph: GraphView,
-}
-
 /// The body of every error answer: what was wrong, in a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct ErrorBody {

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -39,10 +39,11 @@ use axum::{Json, Router};
 use tokio::sync::oneshot;
 
 use super::commands::JobControl;
-use super::graph::{ErrorBody, GraphView, JobDetails, JobOverview};
+use super::graph::{GraphView, JobOverview};
 use super::http_auth::{self, Access};
 use super::http_tls::{self, TlsError, TlsListener};
-use super::metrics_text::{JobGauges, JobLabels, render};
+use super::metrics_text::{CONTENT_TYPE, Scrape, render};
+use super::rest::{self, error};
 use crate::metrics::live::LiveMetrics;
 use crate::plan::http::TlsFiles;
 
@@ -94,7 +95,8 @@ pub(crate) struct JobView {
 }
 
 impl JobView {
-    fn overview(&self) -> JobOverview {
+    /// Id, name, state and uptime.
+    pub(crate) fn overview(&self) -> JobOverview {
         JobOverview {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -134,6 +136,7 @@ impl HttpServer {
             .build()
             .map_err(setup("tokio runtime"))?;
         let (shutdown, stopped) = oneshot::channel::<()>();
+        let live = Arc::clone(&job.live);
         let access = Arc::clone(&job.access);
         let app = router(Arc::new(job))
             .merge(super::http_control::routes(control, &access))
@@ -151,6 +154,14 @@ impl HttpServer {
                             return;
                         }
                     };
+                    // Rates come from a sample a second.
+                    tokio::spawn(async move {
+                        let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
+                        loop {
+                            every_second.tick().await;
+                            live.sample();
+                        }
+                    });
                     match tls {
                         None => serve(listener, app, stopped).await,
                         Some(config) => match TlsListener::new(listener, config) {
@@ -221,30 +232,44 @@ fn router(job: Arc<JobView>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/jobs", get(jobs))
-        .route("/jobs/{id}", get(job_details))
+        .route("/jobs/{id}", get(rest::job_details))
+        .route("/jobs/{id}/vertices/{uid}", get(rest::vertex_details))
+        .route("/jobs/{id}/checkpoints", get(rest::checkpoints))
+        .route("/jobs/{id}/exceptions", get(rest::exceptions))
+        .route("/openapi.json", get(openapi))
+        .merge(super::dashboard::routes())
         .fallback(unknown_route)
         .with_state(job)
 }
 
-/// A JSON error answer.
-pub(super) fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(ErrorBody { error: message })).into_response()
-}
-
 /// `GET /metrics`.
 async fn metrics(State(job): State<Arc<JobView>>) -> Response {
-    let labels = JobLabels {
+    let snapshot = job.live.snapshot();
+    let rates = snapshot
+        .vertices
+        .iter()
+        .map(|v| v.subtasks.iter().map(|s| job.live.rates(&v.uid, s.index)).collect())
+        .collect();
+    let now_ms = crate::time::now_ms();
+    let text = render(Scrape {
         name: job.name.clone(),
         id: job.id.clone(),
-    };
-    let gauges = JobGauges {
+        snapshot,
+        rates,
+        checkpoints: job.live.checkpoints().summary(),
         last_checkpoint: job.last_completed.as_ref().map_or(0, |id| id.load(Ordering::Relaxed)),
-        uptime_seconds: (crate::time::now_ms() - job.started_ms).max(0) as f64 / 1000.0,
-    };
-    let text = render(&labels, gauges, &job.live.snapshot());
+        uptime_seconds: (now_ms - job.started_ms).max(0) as f64 / 1000.0,
+        now_ms,
+        unauthorized_requests: job.access.unauthorized_requests(),
+    });
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+/// `GET /openapi.json`: the API's OpenAPI 3 description.
+async fn openapi() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
     )
         .into_response()
 }
@@ -252,18 +277,6 @@ async fn metrics(State(job): State<Arc<JobView>>) -> Response {
 /// `GET /jobs`.
 async fn jobs(State(job): State<Arc<JobView>>) -> Response {
     Json(serde_json::json!({ "jobs": [job.overview()] })).into_response()
-}
-
-/// `GET /jobs/{id}`.
-async fn job_details(State(job): State<Arc<JobView>>, Path(id): Path<String>) -> Response {
-    if id != job.id {
-        return error(StatusCode::NOT_FOUND, format!("no job has the id `{id}`"));
-    }
-    Json(JobDetails {
-        overview: job.overview(),
-        graph: job.graph.clone(),
-    })
-    .into_response()
 }
 
 /// Any other path.

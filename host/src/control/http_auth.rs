@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::sync::Semaphore;
 
-use super::http::error;
+use super::rest::error;
 
 /// Most requests served at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
@@ -63,10 +63,6 @@ impl Access {
 
     /// Requests answered 401 so far (missing or wrong token); for
     /// `weir_http_unauthorized_requests_total`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "read by /metrics once it renders the counter")
-    )]
     pub(crate) fn unauthorized_requests(&self) -> u64 {
         self.unauthorized.load(Ordering::Relaxed)
     }

@@ -32,8 +32,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::commands::{CommandError, JobControl};
-use super::http::error;
 use super::http_auth::{Access, always};
+use super::rest::error;
 
 /// Largest request body of a control route.
 const MAX_BODY: usize = 64 * 1024;

@@ -1,63 +1,64 @@
-//! `GET /metrics`: the job's counters in the Prometheus text exposition
-//! format (version 0.0.4), written straight from a [`Snapshot`] of the
-//! runtime's atomics.
+//! `GET /metrics`: the job's counters in the OpenMetrics text format (which
+//! Prometheus reads), encoded by `prometheus-client` from a [`Snapshot`] of
+//! the runtime's atomics taken at the scrape.
 //!
 //! Names follow Flink's metrics (`numRecordsIn` becomes
-//! `weir_operator_num_records_in`) so that dashboards translate. Counters are
-//! kept per vertex (all its subtasks together), not per subtask: each series
-//! is labelled with `job`, `job_id`, `uid` and `kind`. Every family has its
-//! `# HELP` and `# TYPE` lines, and every vertex a sample, zeros included, so
-//! a series exists from the job's start.
+//! `weir_operator_num_records_in_total`, `busyTimeMsPerSecond` becomes
+//! `weir_operator_busy_time_ms_per_second`) so that dashboards translate.
+//! Operator series are per subtask, labelled `job`, `job_id`, `uid`, `kind`
+//! and `subtask`; job series carry `job` and `job_id`. Every subtask has a
+//! sample from the job's start, zeros included. The list of names is in the
+//! README ("Metrics").
 
-use std::fmt::Write as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-use crate::metrics::live::Snapshot;
+use crate::metrics::VertexRole;
+use crate::metrics::checkpoints::CheckpointSummary;
+use crate::metrics::histogram::Histogram;
+use crate::metrics::live::{Snapshot, SubtaskRates};
+use crate::metrics::subtask::SubtaskSnapshot;
 
-/// What the job-wide series are labelled with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct JobLabels {
+/// The content type of the answer.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What one scrape encodes.
+#[derive(Debug, Clone)]
+pub(crate) struct Scrape {
     /// The job's name.
     pub name: String,
     /// The job id.
     pub id: String,
-}
-
-/// Job-wide values that do not come from the runtime's counters.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct JobGauges {
+    /// The counters.
+    pub snapshot: Snapshot,
+    /// Per vertex (as in `snapshot`) and subtask, the rates of the last second.
+    pub rates: Vec<Vec<SubtaskRates>>,
+    /// Checkpoint counts, last values and histograms.
+    pub checkpoints: CheckpointSummary,
     /// The id of the last completed checkpoint (0: none yet).
     pub last_checkpoint: u64,
     /// Seconds since the job started.
     pub uptime_seconds: f64,
+    /// Wall clock now, ms (for the watermark lag).
+    pub now_ms: i64,
+    /// Requests refused for a missing or wrong token.
+    pub unauthorized_requests: u64,
 }
 
-/// One family of per-vertex counters: name, help, and the value it reads.
-type VertexFamily = (
-    &'static str,
-    &'static str,
-    fn(&crate::metrics::live::VertexSnapshot) -> u64,
-);
+/// The text of `GET /metrics` for `scrape`.
+pub(crate) fn render(scrape: Scrape) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
 
-/// The per-vertex counter families.
-const VERTEX_FAMILIES: &[VertexFamily] = &[
-    (
-        "weir_operator_num_records_in",
-        "Records the vertex received, over all its subtasks (Flink's numRecordsIn).",
-        |v| v.records_in,
-    ),
-    (
-        "weir_operator_num_records_out",
-        "Records the vertex emitted, over all its subtasks (Flink's numRecordsOut).",
-        |v| v.records_out,
-    ),
-    (
-        "weir_operator_num_late_records_dropped",
-        "Records too late for every window (Flink's numLateRecordsDropped).",
-        |v| v.late,
-    ),
-];
-
-/// Escapes a label value: backslash, double quote and newline.
+/// Escapes a label value as the text format wants (backslash, double
+/// quote, newline): `prometheus-client` writes label values as given.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
@@ -71,129 +72,357 @@ fn escape(value: &str) -> String {
     out
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a family.
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+fn kind_name(role: VertexRole) -> &'static str {
+    match role {
+        VertexRole::Source => "source",
+        VertexRole::Operator => "operator",
+        VertexRole::Sink => "sink",
+    }
 }
 
-/// The text of `GET /metrics` for `snapshot`.
-pub(crate) fn render(job: &JobLabels, gauges: JobGauges, snapshot: &Snapshot) -> String {
-    let mut out = String::new();
-    let job_labels = format!("job=\"{}\",job_id=\"{}\"", escape(&job.name), escape(&job.id));
-    for (name, help, value) in VERTEX_FAMILIES {
-        header(&mut out, name, "counter", help);
-        for vertex in &snapshot.vertices {
-            let kind = match vertex.role {
-                crate::metrics::VertexRole::Source => "source",
-                crate::metrics::VertexRole::Operator => "operator",
-                crate::metrics::VertexRole::Sink => "sink",
-            };
-            let _ = writeln!(
-                out,
-                "{name}{{{job_labels},uid=\"{}\",kind=\"{kind}\"}} {}",
-                escape(&vertex.uid),
-                value(vertex)
-            );
+/// What a per-subtask family reads: a count, a gauge or a histogram.
+enum Reading {
+    Counter(u64),
+    Gauge(f64),
+    Histogram(Histogram),
+}
+
+/// One per-subtask family: name, help, type, and what it reads.
+type SubtaskFamily = (
+    &'static str,
+    &'static str,
+    MetricType,
+    fn(&SubtaskSnapshot, &SubtaskRates, i64) -> Option<Reading>,
+);
+
+/// The per-subtask families.
+const SUBTASK_FAMILIES: &[SubtaskFamily] = &[
+    (
+        "weir_operator_num_records_in",
+        "Records received (Flink's numRecordsIn).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.records_in)),
+    ),
+    (
+        "weir_operator_num_records_out",
+        "Records emitted (Flink's numRecordsOut).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.records_out)),
+    ),
+    (
+        "weir_operator_num_bytes_in",
+        "Payload bytes received (Flink's numBytesIn).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.bytes_in)),
+    ),
+    (
+        "weir_operator_num_bytes_out",
+        "Payload bytes emitted (Flink's numBytesOut).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.bytes_out)),
+    ),
+    (
+        "weir_operator_num_records_in_per_second",
+        "Records received per second over the last second (Flink's numRecordsInPerSecond).",
+        MetricType::Gauge,
+        |_, r, _| Some(Reading::Gauge(r.records_in)),
+    ),
+    (
+        "weir_operator_num_records_out_per_second",
+        "Records emitted per second over the last second (Flink's numRecordsOutPerSecond).",
+        MetricType::Gauge,
+        |_, r, _| Some(Reading::Gauge(r.records_out)),
+    ),
+    (
+        "weir_operator_busy_time_ms_per_second",
+        "Milliseconds per second spent processing (Flink's busyTimeMsPerSecond).",
+        MetricType::Gauge,
+        |_, r, _| Some(Reading::Gauge(r.busy_ms)),
+    ),
+    (
+        "weir_operator_idle_time_ms_per_second",
+        "Milliseconds per second spent waiting for input (Flink's idleTimeMsPerSecond).",
+        MetricType::Gauge,
+        |_, r, _| Some(Reading::Gauge(r.idle_ms)),
+    ),
+    (
+        "weir_operator_backpressured_time_ms_per_second",
+        "Milliseconds per second spent waiting on a full output channel (Flink's backPressuredTimeMsPerSecond).",
+        MetricType::Gauge,
+        |_, r, _| Some(Reading::Gauge(r.backpressured_ms)),
+    ),
+    (
+        "weir_operator_current_input_watermark",
+        "The operator's event time, ms (Flink's currentInputWatermark); absent before the first watermark.",
+        MetricType::Gauge,
+        |s, _, _| s.input_watermark.map(|w| Reading::Gauge(w as f64)),
+    ),
+    (
+        "weir_operator_current_output_watermark",
+        "The last watermark emitted, ms (Flink's currentOutputWatermark).",
+        MetricType::Gauge,
+        |s, _, _| s.output_watermark.map(|w| Reading::Gauge(w as f64)),
+    ),
+    (
+        "weir_operator_watermark_lag_ms",
+        "Wall clock minus the last watermark emitted, ms.",
+        MetricType::Gauge,
+        |s, _, now| {
+            s.output_watermark
+                .filter(|w| *w > i64::MIN / 2 && *w < i64::MAX / 2)
+                .map(|w| Reading::Gauge(now.saturating_sub(w) as f64))
+        },
+    ),
+    (
+        "weir_operator_num_late_records_dropped",
+        "Records too late for every window (Flink's numLateRecordsDropped).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.late)),
+    ),
+    (
+        "weir_operator_wasm_call_seconds",
+        "Duration of the subtask's Wasm calls, one per batch.",
+        MetricType::Histogram,
+        |s, _, _| Some(Reading::Histogram(s.wasm_calls.clone())),
+    ),
+    (
+        "weir_operator_checkpoint_alignment_seconds",
+        "Checkpoint alignment: the first barrier to the last (Flink's checkpointAlignmentTime).",
+        MetricType::Histogram,
+        |s, _, _| Some(Reading::Histogram(s.alignment.clone())),
+    ),
+    (
+        "weir_operator_checkpoint_start_delay_seconds",
+        "Checkpoint start delay: the trigger to the first barrier (Flink's checkpointStartDelayNanos).",
+        MetricType::Histogram,
+        |s, _, _| Some(Reading::Histogram(s.start_delay.clone())),
+    ),
+    (
+        "weir_operator_last_checkpoint_alignment_seconds",
+        "The last checkpoint's alignment.",
+        MetricType::Gauge,
+        |s, _, _| Some(Reading::Gauge(s.last_alignment_nanos as f64 / 1e9)),
+    ),
+    (
+        "weir_operator_last_checkpoint_start_delay_seconds",
+        "The last checkpoint's start delay.",
+        MetricType::Gauge,
+        |s, _, _| Some(Reading::Gauge(s.last_start_delay_nanos as f64 / 1e9)),
+    ),
+];
+
+fn encode_reading(encoder: &mut prometheus_client::encoding::MetricEncoder<'_>, reading: &Reading) -> std::fmt::Result {
+    match reading {
+        Reading::Counter(value) => encoder.encode_counter::<NoLabelSet, u64, u64>(value, None),
+        Reading::Gauge(value) => encoder.encode_gauge(value),
+        Reading::Histogram(histogram) => {
+            encoder.encode_histogram::<NoLabelSet>(histogram.sum(), histogram.count(), &histogram.cumulative(), None)
         }
     }
-    let job_series: [(&str, &str, &str, String); 4] = [
-        (
-            "weir_job_num_dead_letters",
-            "counter",
-            "Records sent to the job's dead-letter file.",
-            snapshot.dead_letters.to_string(),
-        ),
-        (
-            "weir_job_num_restarts",
-            "counter",
-            "Restarts after failures (Flink's numRestarts).",
-            snapshot.restarts.to_string(),
-        ),
-        (
-            "weir_job_last_completed_checkpoint_id",
-            "gauge",
-            "The id of the last completed checkpoint, 0 for none.",
-            gauges.last_checkpoint.to_string(),
-        ),
-        (
-            "weir_job_uptime_seconds",
-            "gauge",
-            "Seconds since the job started (Flink's uptime).",
-            format!("{:.3}", gauges.uptime_seconds),
-        ),
-    ];
-    for (name, kind, help, value) in job_series {
-        header(&mut out, name, kind, help);
-        let _ = writeln!(out, "{name}{{{job_labels}}} {value}");
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let (name, id) = (escape(&self.name), escape(&self.id));
+        let job = [("job", name.as_str()), ("job_id", id.as_str())];
+        let no_rates = SubtaskRates::default();
+        for (name, help, kind, read) in SUBTASK_FAMILIES {
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
+            for (v, vertex) in self.snapshot.vertices.iter().enumerate() {
+                let uid = escape(&vertex.uid);
+                for (s, subtask) in vertex.subtasks.iter().enumerate() {
+                    let rates = self.rates.get(v).and_then(|r| r.get(s)).unwrap_or(&no_rates);
+                    let Some(reading) = read(subtask, rates, self.now_ms) else {
+                        continue;
+                    };
+                    let index = subtask.index.to_string();
+                    let labels = [
+                        job[0],
+                        job[1],
+                        ("uid", uid.as_str()),
+                        ("kind", kind_name(vertex.role)),
+                        ("subtask", index.as_str()),
+                    ];
+                    encode_reading(&mut family.encode_family(&labels)?, &reading)?;
+                }
+            }
+        }
+        let checkpoints = &self.checkpoints;
+        {
+            let mut sizes = encoder.encode_descriptor(
+                "weir_operator_state_size_bytes",
+                "Keyed state of the last completed checkpoint, by operator and backend (Flink's checkpointedSize).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((uid, backend), bytes) in &checkpoints.state_sizes {
+                let (uid, backend) = (escape(uid), escape(backend));
+                let labels = [job[0], job[1], ("uid", uid.as_str()), ("backend", backend.as_str())];
+                sizes.encode_family(&labels)?.encode_gauge(bytes)?;
+            }
+        }
+        let job_families: [(&str, &str, MetricType, Reading); 11] = [
+            (
+                "weir_job_num_dead_letters",
+                "Records sent to the job's dead-letter output.",
+                MetricType::Counter,
+                Reading::Counter(self.snapshot.dead_letters),
+            ),
+            (
+                "weir_job_num_restarts",
+                "Restarts after failures (Flink's numRestarts).",
+                MetricType::Counter,
+                Reading::Counter(self.snapshot.restarts),
+            ),
+            (
+                "weir_job_last_completed_checkpoint_id",
+                "The id of the last completed checkpoint, 0 for none.",
+                MetricType::Gauge,
+                Reading::Gauge(self.last_checkpoint as f64),
+            ),
+            (
+                "weir_job_uptime_seconds",
+                "Seconds since the job started (Flink's uptime).",
+                MetricType::Gauge,
+                Reading::Gauge(self.uptime_seconds),
+            ),
+            (
+                "weir_job_num_completed_checkpoints",
+                "Checkpoints completed (Flink's numberOfCompletedCheckpoints).",
+                MetricType::Counter,
+                Reading::Counter(checkpoints.counts.completed),
+            ),
+            (
+                "weir_job_num_failed_checkpoints",
+                "Checkpoints failed (Flink's numberOfFailedCheckpoints).",
+                MetricType::Counter,
+                Reading::Counter(checkpoints.counts.failed),
+            ),
+            (
+                "weir_job_last_checkpoint_duration_seconds",
+                "The last completed checkpoint's duration (Flink's lastCheckpointDuration).",
+                MetricType::Gauge,
+                Reading::Gauge(checkpoints.last_duration_ms as f64 / 1000.0),
+            ),
+            (
+                "weir_job_last_checkpoint_size_bytes",
+                "The last completed checkpoint's state size (Flink's lastCheckpointSize).",
+                MetricType::Gauge,
+                Reading::Gauge(checkpoints.last_size_bytes as f64),
+            ),
+            (
+                "weir_job_checkpoint_duration_seconds",
+                "Durations of completed checkpoints.",
+                MetricType::Histogram,
+                Reading::Histogram(checkpoints.durations.clone()),
+            ),
+            (
+                "weir_job_checkpoint_size_bytes",
+                "State sizes of completed checkpoints.",
+                MetricType::Histogram,
+                Reading::Histogram(checkpoints.sizes.clone()),
+            ),
+            (
+                "weir_http_unauthorized_requests",
+                "HTTP requests refused for a missing or wrong token.",
+                MetricType::Counter,
+                Reading::Counter(self.unauthorized_requests),
+            ),
+        ];
+        for (name, help, kind, reading) in &job_families {
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
+            encode_reading(&mut family.encode_family(&job)?, reading)?;
+        }
+        Ok(())
     }
-    out
+}
+
+impl std::fmt::Debug for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reading::Counter(v) => write!(f, "counter {v}"),
+            Reading::Gauge(v) => write!(f, "gauge {v}"),
+            Reading::Histogram(h) => write!(f, "histogram of {}", h.count()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::VertexRole;
+    use crate::metrics::SubtaskMetrics;
     use crate::metrics::live::VertexSnapshot;
 
-    #[test]
-    fn every_family_has_help_type_and_one_sample_a_vertex() {
-        let job = JobLabels {
+    fn scrape() -> Scrape {
+        let lines = SubtaskMetrics::new(0);
+        lines.add_out(7, 70);
+        lines.set_output_watermark(1_000);
+        let win = SubtaskMetrics::new(1);
+        win.add_in(7, 70);
+        win.add_late(1);
+        win.observe_wasm_call(std::time::Duration::from_millis(2));
+        Scrape {
             name: "a \"quoted\" \\ job".into(),
             id: "00ff".into(),
-        };
-        let snapshot = Snapshot {
-            vertices: vec![
-                VertexSnapshot {
-                    uid: "lines".into(),
-                    role: VertexRole::Source,
-                    records_in: 0,
-                    records_out: 7,
-                    late: 0,
-                },
-                VertexSnapshot {
-                    uid: "win".into(),
-                    role: VertexRole::Operator,
-                    records_in: 7,
-                    records_out: 2,
-                    late: 1,
-                },
-            ],
-            dead_letters: 3,
-            restarts: 1,
-        };
-        let gauges = JobGauges {
+            snapshot: Snapshot {
+                vertices: vec![
+                    VertexSnapshot {
+                        uid: "lines".into(),
+                        role: VertexRole::Source,
+                        subtasks: vec![lines.snapshot()],
+                    },
+                    VertexSnapshot {
+                        uid: "win".into(),
+                        role: VertexRole::Operator,
+                        subtasks: vec![win.snapshot()],
+                    },
+                ],
+                dead_letters: 3,
+                restarts: 1,
+            },
+            rates: vec![vec![SubtaskRates {
+                records_out: 2.5,
+                backpressured_ms: 600.0,
+                ..SubtaskRates::default()
+            }]],
+            checkpoints: crate::metrics::checkpoints::CheckpointHistory::default().summary(),
             last_checkpoint: 12,
             uptime_seconds: 1.5,
-        };
-        let labels = r#"job="a \"quoted\" \\ job",job_id="00ff""#;
-        let expected = format!(
-            "# HELP weir_operator_num_records_in Records the vertex received, over all its subtasks (Flink's numRecordsIn).
-# TYPE weir_operator_num_records_in counter
-weir_operator_num_records_in{{{labels},uid=\"lines\",kind=\"source\"}} 0
-weir_operator_num_records_in{{{labels},uid=\"win\",kind=\"operator\"}} 7
-# HELP weir_operator_num_records_out Records the vertex emitted, over all its subtasks (Flink's numRecordsOut).
-# TYPE weir_operator_num_records_out counter
-weir_operator_num_records_out{{{labels},uid=\"lines\",kind=\"source\"}} 7
-weir_operator_num_records_out{{{labels},uid=\"win\",kind=\"operator\"}} 2
-# HELP weir_operator_num_late_records_dropped Records too late for every window (Flink's numLateRecordsDropped).
-# TYPE weir_operator_num_late_records_dropped counter
-weir_operator_num_late_records_dropped{{{labels},uid=\"lines\",kind=\"source\"}} 0
-weir_operator_num_late_records_dropped{{{labels},uid=\"win\",kind=\"operator\"}} 1
-# HELP weir_job_num_dead_letters Records sent to the job's dead-letter file.
-# TYPE weir_job_num_dead_letters counter
-weir_job_num_dead_letters{{{labels}}} 3
-# HELP weir_job_num_restarts Restarts after failures (Flink's numRestarts).
-# TYPE weir_job_num_restarts counter
-weir_job_num_restarts{{{labels}}} 1
-# HELP weir_job_last_completed_checkpoint_id The id of the last completed checkpoint, 0 for none.
-# TYPE weir_job_last_completed_checkpoint_id gauge
-weir_job_last_completed_checkpoint_id{{{labels}}} 12
-# HELP weir_job_uptime_seconds Seconds since the job started (Flink's uptime).
-# TYPE weir_job_uptime_seconds gauge
-weir_job_uptime_seconds{{{labels}}} 1.500
-"
-        );
-        assert_eq!(render(&job, gauges, &snapshot), expected);
+            now_ms: 1_250,
+            unauthorized_requests: 4,
+        }
+    }
+
+    #[test]
+    fn every_subtask_has_its_series_and_the_job_its_own() {
+        let text = render(scrape());
+        let job = r#"job="a \"quoted\" \\ job",job_id="00ff""#;
+        let lines = format!(r#"{job},uid="lines",kind="source",subtask="0""#);
+        let win = format!(r#"{job},uid="win",kind="operator",subtask="1""#);
+        for expected in [
+            "# TYPE weir_operator_num_records_in counter".to_string(),
+            format!("weir_operator_num_records_in_total{{{lines}}} 0"),
+            format!("weir_operator_num_records_in_total{{{win}}} 7"),
+            format!("weir_operator_num_bytes_out_total{{{lines}}} 70"),
+            format!("weir_operator_num_records_out_per_second{{{lines}}} 2.5"),
+            format!("weir_operator_backpressured_time_ms_per_second{{{lines}}} 600.0"),
+            format!("weir_operator_current_output_watermark{{{lines}}} 1000.0"),
+            format!("weir_operator_watermark_lag_ms{{{lines}}} 250.0"),
+            format!("weir_operator_num_late_records_dropped_total{{{win}}} 1"),
+            format!("weir_operator_wasm_call_seconds_count{{{win}}} 1"),
+            format!("weir_operator_wasm_call_seconds_bucket{{le=\"0.005\",{win}}} 1"),
+            format!("weir_job_num_dead_letters_total{{{job}}} 3"),
+            format!("weir_job_num_restarts_total{{{job}}} 1"),
+            format!("weir_job_last_completed_checkpoint_id{{{job}}} 12.0"),
+            format!("weir_http_unauthorized_requests_total{{{job}}} 4"),
+            "# EOF".to_string(),
+        ] {
+            assert!(
+                text.lines().any(|line| line == expected),
+                "no line `{expected}` in\n{text}"
+            );
+        }
+        // No watermark yet: no sample rather than a made-up one.
+        assert!(!text.contains(&format!("weir_operator_current_input_watermark{{{lines}}}")));
     }
 }

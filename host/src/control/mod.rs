@@ -23,6 +23,7 @@
 
 pub(crate) mod client;
 pub(crate) mod commands;
+pub(crate) mod dashboard;
 pub(crate) mod graph;
 pub(crate) mod http;
 pub(crate) mod http_auth;
@@ -30,6 +31,7 @@ pub(crate) mod http_control;
 pub(crate) mod http_tls;
 pub(crate) mod metrics_text;
 pub(crate) mod registry;
+pub(crate) mod rest;
 pub(crate) mod upgrade;
 
 /// Errors of the control API.

@@ -89,10 +89,77 @@ pub(crate) enum TaskError {
     Cancelled,
 }
 
+/// The uid in a connector's description (``source `lines` `` gives `lines`).
+fn bare_uid(vertex: &str) -> &str {
+    let mut quoted = vertex.split('`');
+    match (quoted.next(), quoted.next(), quoted.next()) {
+        (Some(_), Some(uid), Some(_)) => uid,
+        _ => vertex,
+    }
+}
+
+/// Who and what a [`TaskError`] blames, for the exception log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blame {
+    /// The operator, source or sink uid, if one failed.
+    pub operator: Option<String>,
+    /// The module of the user function, if one failed.
+    pub module: Option<String>,
+    /// Where in the operator's input (a user function's failure).
+    pub position: Option<String>,
+    /// The root cause.
+    pub cause: String,
+}
+
 impl TaskError {
     /// Whether restarting the job cannot help: the failure would only
     /// repeat (a fenced transactional producer).
     pub(crate) fn is_permanent(&self) -> bool {
         matches!(self, Self::Connector { source, .. } if source.is_permanent())
+    }
+
+    /// Who failed, in which module, where, and the root cause.
+    pub(crate) fn blame(&self) -> Blame {
+        let nobody = |cause: String| Blame {
+            operator: None,
+            module: None,
+            position: None,
+            cause,
+        };
+        let operator = |operator: &str, cause: String| Blame {
+            operator: Some(operator.to_string()),
+            ..nobody(cause)
+        };
+        match self {
+            Self::Udf(UdfError::Start {
+                operator,
+                module,
+                reason,
+                ..
+            }) => Blame {
+                operator: Some(operator.clone()),
+                module: Some(module.clone()),
+                position: None,
+                cause: reason.clone(),
+            },
+            Self::Udf(UdfError::Trap {
+                operator,
+                module,
+                position,
+                cause,
+                ..
+            }) => Blame {
+                operator: Some(operator.clone()),
+                module: Some(module.clone()),
+                position: Some(position.to_string()),
+                cause: cause.clone(),
+            },
+            Self::Connector { vertex, source } => operator(bare_uid(vertex), source.to_string()),
+            Self::Restore { vertex, reason } => operator(bare_uid(vertex), reason.clone()),
+            Self::State { operator: uid, source } => operator(uid, source.to_string()),
+            Self::StateRestore { operator: uid, source } => operator(uid, source.to_string()),
+            Self::Internal { operator: uid, what } => operator(uid, (*what).to_string()),
+            other => nobody(other.to_string()),
+        }
     }
 }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 
 use super::TaskError;
 use super::dead_letter::DeadLetters;
 use super::message::Message;
-use crate::metrics::VertexMetrics;
+use crate::metrics::SubtaskMetrics;
 use crate::record::batch::{EventTime, RecordBatch};
 use crate::state::KeyGroup;
 use crate::time::watermarks::{GeneratorState, WatermarkEvent, WatermarkGenerator, WatermarkStrategy};
@@ -65,14 +65,30 @@ impl OutputEdge {
         }
     }
 
-    fn send(target: &Sender<Message>, message: Message) -> Result<(), TaskError> {
-        target.send(message).map_err(|_| TaskError::Cancelled)
+    /// Sends `message`; the time spent waiting on a full channel counts as
+    /// backpressured (measured only when the channel is full).
+    fn send(target: &Sender<Message>, message: Message, metrics: &SubtaskMetrics) -> Result<(), TaskError> {
+        match target.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) => {
+                let waiting = Instant::now();
+                let sent = target.send(message).map_err(|_| TaskError::Cancelled);
+                metrics.add_backpressured(waiting.elapsed());
+                sent
+            }
+            Err(TrySendError::Disconnected(_)) => Err(TaskError::Cancelled),
+        }
     }
 
-    fn emit(&mut self, mut batch: RecordBatch, dead_letters: &DeadLetters) -> Result<(), TaskError> {
+    fn emit(
+        &mut self,
+        mut batch: RecordBatch,
+        dead_letters: &DeadLetters,
+        metrics: &SubtaskMetrics,
+    ) -> Result<(), TaskError> {
         match &mut self.route {
             Route::Forward => match self.targets.first() {
-                Some(target) => Self::send(target, Message::Data(batch)),
+                Some(target) => Self::send(target, Message::Data(batch), metrics),
                 None => Ok(()),
             },
             Route::Rebalance => {
@@ -80,11 +96,11 @@ impl OutputEdge {
                     return Ok(());
                 };
                 self.next = self.next.wrapping_add(1);
-                Self::send(target, Message::Data(batch))
+                Self::send(target, Message::Data(batch), metrics)
             }
             Route::Broadcast => {
                 for target in &self.targets {
-                    Self::send(target, Message::Data(batch.clone()))?;
+                    Self::send(target, Message::Data(batch.clone()), metrics)?;
                 }
                 Ok(())
             }
@@ -107,7 +123,7 @@ impl OutputEdge {
                 let parallelism = self.targets.len() as u32;
                 if parallelism == 1 && errors.is_empty() {
                     return match self.targets.first() {
-                        Some(target) => Self::send(target, Message::Data(batch)),
+                        Some(target) => Self::send(target, Message::Data(batch), metrics),
                         None => Ok(()),
                     };
                 }
@@ -127,7 +143,7 @@ impl OutputEdge {
                 }
                 for (part, target) in parts.into_iter().zip(&self.targets) {
                     if !part.is_empty() {
-                        Self::send(target, Message::Data(part))?;
+                        Self::send(target, Message::Data(part), metrics)?;
                     }
                 }
                 Ok(())
@@ -135,9 +151,9 @@ impl OutputEdge {
         }
     }
 
-    fn broadcast(&self, message: &Message) -> Result<(), TaskError> {
+    fn broadcast(&self, message: &Message, metrics: &SubtaskMetrics) -> Result<(), TaskError> {
         for target in &self.targets {
-            Self::send(target, message.clone())?;
+            Self::send(target, message.clone(), metrics)?;
         }
         Ok(())
     }
@@ -151,7 +167,7 @@ impl OutputEdge {
 pub(crate) struct Output {
     edges: Vec<OutputEdge>,
     dead_letters: Arc<DeadLetters>,
-    metrics: Arc<VertexMetrics>,
+    metrics: Arc<SubtaskMetrics>,
     generator: Option<WatermarkGenerator>,
     /// The Wasm function of a punctuated watermark strategy.
     punctuation: Option<WatermarkGeneratorUdf>,
@@ -159,7 +175,7 @@ pub(crate) struct Output {
 
 impl Output {
     /// An output over `edges`, counting into `metrics`.
-    pub(crate) fn new(edges: Vec<OutputEdge>, dead_letters: Arc<DeadLetters>, metrics: Arc<VertexMetrics>) -> Self {
+    pub(crate) fn new(edges: Vec<OutputEdge>, dead_letters: Arc<DeadLetters>, metrics: Arc<SubtaskMetrics>) -> Self {
         Self {
             edges,
             dead_letters,
@@ -233,7 +249,17 @@ impl Output {
     }
 
     fn broadcast(&self, message: &Message) -> Result<(), TaskError> {
-        self.edges.iter().try_for_each(|edge| edge.broadcast(message))
+        if let Message::Watermark(watermark) = message {
+            self.metrics.set_output_watermark(*watermark);
+        }
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(message, &self.metrics))
+    }
+
+    /// The subtask's counters.
+    pub(crate) fn metrics(&self) -> &SubtaskMetrics {
+        &self.metrics
     }
 
     /// The job's dead-letter output.
@@ -298,7 +324,7 @@ impl Output {
             return Ok(());
         }
         if tag.is_none() {
-            self.metrics.add_out(batch.len() as u64);
+            self.metrics.add_out(batch.len(), batch.payload_bytes());
             if let Some(generator) = &mut self.generator {
                 generator.on_batch(&batch, Instant::now());
             }
@@ -310,9 +336,9 @@ impl Output {
             return Ok(());
         };
         for &i in rest {
-            self.edges[i].emit(batch.clone(), &self.dead_letters)?;
+            self.edges[i].emit(batch.clone(), &self.dead_letters, &self.metrics)?;
         }
-        self.edges[last].emit(batch, &self.dead_letters)?;
+        self.edges[last].emit(batch, &self.dead_letters, &self.metrics)?;
         if tag.is_none() { self.tick() } else { Ok(()) }
     }
 
@@ -337,16 +363,22 @@ impl Output {
     /// Forwards a checkpoint barrier to every consumer subtask.
     pub(crate) fn barrier(&mut self, barrier: crate::storage::Barrier) -> Result<(), TaskError> {
         let message = Message::Barrier(barrier);
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&message))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&message, &self.metrics))
     }
 
     /// Tells every consumer subtask that the job stops with a savepoint.
     pub(crate) fn stop(&mut self) -> Result<(), TaskError> {
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::Stop))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&Message::Stop, &self.metrics))
     }
 
     /// Tells every consumer subtask that this subtask has finished.
     pub(crate) fn end(&mut self) -> Result<(), TaskError> {
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::End))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&Message::End, &self.metrics))
     }
 }

@@ -1,11 +1,18 @@
 //! Counters of a running job, and the progress line printed while it runs.
 //!
 //! Counters are relaxed atomics bumped once per batch, never per record.
+//! Checkpoint history and failures are recorded once per event.
 
+pub(crate) mod checkpoints;
+pub(crate) mod exceptions;
+pub(crate) mod histogram;
 pub(crate) mod live;
 pub(crate) mod progress;
+pub(crate) mod subtask;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub(crate) use subtask::SubtaskMetrics;
 
 /// What kind of vertex a counter set belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,58 +25,49 @@ pub(crate) enum VertexRole {
     Sink,
 }
 
-/// Records into and out of one vertex (all its subtasks).
+/// The counters of one vertex: one [`SubtaskMetrics`] per subtask.
 #[derive(Debug)]
 pub(crate) struct VertexMetrics {
     /// The vertex's uid.
     pub uid: String,
     /// Its role.
     pub role: VertexRole,
-    records_in: AtomicU64,
-    records_out: AtomicU64,
-    late: AtomicU64,
+    /// One per subtask, by index.
+    pub subtasks: Vec<Arc<SubtaskMetrics>>,
 }
 
 impl VertexMetrics {
-    /// Zeroed counters.
-    pub(crate) fn new(uid: &str, role: VertexRole) -> Self {
+    /// Zeroed counters for `parallelism` subtasks.
+    pub(crate) fn new(uid: &str, role: VertexRole, parallelism: u32) -> Self {
         Self {
             uid: uid.to_string(),
             role,
-            records_in: AtomicU64::new(0),
-            records_out: AtomicU64::new(0),
-            late: AtomicU64::new(0),
+            subtasks: (0..parallelism).map(|i| Arc::new(SubtaskMetrics::new(i))).collect(),
         }
     }
 
-    /// Counts records received.
-    pub(crate) fn add_in(&self, records: u64) {
-        self.records_in.fetch_add(records, Ordering::Relaxed);
+    /// The counters of subtask `index` (a fresh set if there is no such
+    /// subtask, which the plan rules out).
+    pub(crate) fn subtask(&self, index: u32) -> Arc<SubtaskMetrics> {
+        self.subtasks
+            .get(index as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(SubtaskMetrics::new(index)))
     }
 
-    /// Counts records emitted.
-    pub(crate) fn add_out(&self, records: u64) {
-        self.records_out.fetch_add(records, Ordering::Relaxed);
-    }
-
-    /// Counts records that came too late for every window.
-    pub(crate) fn add_late(&self, records: u64) {
-        self.late.fetch_add(records, Ordering::Relaxed);
-    }
-
-    /// Records too late for every window so far.
-    pub(crate) fn late(&self) -> u64 {
-        self.late.load(Ordering::Relaxed)
-    }
-
-    /// Records received so far.
+    /// Records received so far (all subtasks).
     pub(crate) fn records_in(&self) -> u64 {
-        self.records_in.load(Ordering::Relaxed)
+        self.subtasks.iter().map(|s| s.records_in()).sum()
     }
 
-    /// Records emitted so far.
+    /// Records emitted so far (all subtasks).
     pub(crate) fn records_out(&self) -> u64 {
-        self.records_out.load(Ordering::Relaxed)
+        self.subtasks.iter().map(|s| s.records_out()).sum()
+    }
+
+    /// Records too late for every window so far (all subtasks).
+    pub(crate) fn late(&self) -> u64 {
+        self.subtasks.iter().map(|s| s.late()).sum()
     }
 }
 

@@ -376,7 +376,7 @@ impl BufferedWindowOperator {
 
 impl Operator for BufferedWindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.context.base.metrics.add_in(batch.len() as u64);
+        self.context.base.metrics.add_in(batch.len(), batch.payload_bytes());
         if self.triggered {
             return self.process_triggered(batch, out);
         }

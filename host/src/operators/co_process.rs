@@ -62,7 +62,7 @@ impl Operator for CoProcessOperator {
     }
 
     fn process_input(&mut self, side: Side, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.context.metrics.add_in(batch.len() as u64);
+        self.context.metrics.add_in(batch.len(), batch.payload_bytes());
         let broadcast_side = self.broadcast && side == Side::Second;
         if broadcast_side {
             batch.keys.clear();

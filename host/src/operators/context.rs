@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::{KeyedView, OperatorSnapshot};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
+use crate::metrics::SubtaskMetrics;
 use crate::record::batch::{EventTime, RecordBatch, RecordRef};
 use crate::state::{KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateId, StateKind, TimerService};
 use crate::time::windows::Window;
@@ -57,7 +57,7 @@ pub(crate) struct OperatorContext {
     /// The module running its function, for messages and dead letters.
     pub module: String,
     /// The vertex's counters.
-    pub metrics: Arc<VertexMetrics>,
+    pub metrics: Arc<SubtaskMetrics>,
     /// The key groups the subtask owns.
     pub key_groups: KeyGroupRange,
     /// Most timers (or join pairs) handled in one go; at least 1.
@@ -69,7 +69,7 @@ impl OperatorContext {
     pub(crate) fn new(
         uid: &str,
         module: String,
-        metrics: Arc<VertexMetrics>,
+        metrics: Arc<SubtaskMetrics>,
         key_groups: KeyGroupRange,
         batch_size: usize,
     ) -> Self {

@@ -46,7 +46,7 @@ impl KeyedProcessOperator {
 
 impl Operator for KeyedProcessOperator {
     fn process_batch(&mut self, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.context.metrics.add_in(batch.len() as u64);
+        self.context.metrics.add_in(batch.len(), batch.payload_bytes());
         let output = self.instance.process_keyed(&mut batch, self.watermark)?;
         self.context.route(output, &batch, out)
     }

@@ -6,19 +6,19 @@ use super::Operator;
 use crate::connectors::Sink;
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
+use crate::metrics::SubtaskMetrics;
 use crate::record::batch::RecordBatch;
 
 /// Writes every batch to a [`Sink`].
 pub(crate) struct SinkOperator {
     uid: String,
     sink: Box<dyn Sink>,
-    metrics: Arc<VertexMetrics>,
+    metrics: Arc<SubtaskMetrics>,
 }
 
 impl SinkOperator {
     /// An operator writing to `sink`.
-    pub(crate) fn new(uid: &str, sink: Box<dyn Sink>, metrics: Arc<VertexMetrics>) -> Self {
+    pub(crate) fn new(uid: &str, sink: Box<dyn Sink>, metrics: Arc<SubtaskMetrics>) -> Self {
         Self {
             uid: uid.to_string(),
             sink,
@@ -36,7 +36,7 @@ impl SinkOperator {
 
 impl Operator for SinkOperator {
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output) -> Result<(), TaskError> {
-        self.metrics.add_in(batch.len() as u64);
+        self.metrics.add_in(batch.len(), batch.payload_bytes());
         self.sink.write_batch(&batch).map_err(|e| self.failed(e))
     }
 

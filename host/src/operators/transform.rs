@@ -26,7 +26,7 @@ impl TransformOperator {
 
 impl Operator for TransformOperator {
     fn process_batch(&mut self, mut batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.context.metrics.add_in(batch.len() as u64);
+        self.context.metrics.add_in(batch.len(), batch.payload_bytes());
         let output = self.instance.transform(&mut batch)?;
         self.context.route(output, &batch, out)
     }

@@ -15,7 +15,7 @@ use super::{Operator, OperatorSnapshot};
 use crate::connectors::{ConnectorError, TransactionalSink};
 use crate::exchange::TaskError;
 use crate::exchange::output::Output;
-use crate::metrics::VertexMetrics;
+use crate::metrics::SubtaskMetrics;
 use crate::record::batch::RecordBatch;
 use crate::storage::CheckpointId;
 
@@ -30,7 +30,7 @@ pub(crate) const CRASH_BEFORE_COMMIT: &str = "WEIR_FAULT_CRASH_BEFORE_COMMIT";
 pub(crate) struct TwoPhaseCommitOperator {
     uid: String,
     sink: Box<dyn TransactionalSink>,
-    metrics: Arc<VertexMetrics>,
+    metrics: Arc<SubtaskMetrics>,
     pending: BTreeMap<CheckpointId, Vec<u8>>,
     checkpointing: bool,
     /// [`CRASH_BEFORE_COMMIT`], read once.
@@ -48,7 +48,7 @@ impl TwoPhaseCommitOperator {
         uid: &str,
         mut sink: Box<dyn TransactionalSink>,
         transactions: &[Vec<u8>],
-        metrics: Arc<VertexMetrics>,
+        metrics: Arc<SubtaskMetrics>,
         checkpointing: bool,
     ) -> Result<Self, TaskError> {
         sink.recover(transactions).map_err(|e| failed(uid, e))?;
@@ -74,7 +74,7 @@ fn failed(uid: &str, source: ConnectorError) -> TaskError {
 
 impl Operator for TwoPhaseCommitOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.metrics.add_in(batch.len() as u64);
+        self.metrics.add_in(batch.len(), batch.payload_bytes());
         self.open_records += batch.len() as u64;
         self.sink.write(&batch).map_err(|e| failed(&self.uid, e))?;
         for rejected in self.sink.rejected() {

@@ -298,7 +298,7 @@ impl WindowOperator {
 
 impl Operator for WindowOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.context.base.metrics.add_in(batch.len() as u64);
+        self.context.base.metrics.add_in(batch.len(), batch.payload_bytes());
         if self.config.assigner.is_merging() {
             return self.process_sessions(batch, out);
         }

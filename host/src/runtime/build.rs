@@ -2,6 +2,8 @@
 //! one arm per kind of operator, each starting the Wasm instances it runs
 //! and restoring the state it keeps.
 
+use std::sync::Arc;
+
 use super::subtask::Subtask;
 use crate::exchange::TaskError;
 use crate::operators::buffered_window::{BufferedWindowOperator, BufferedWindowParts, Evictor, WindowFunction};
@@ -15,7 +17,7 @@ use crate::operators::window_join::WindowJoinOperator;
 use crate::operators::{KeyedContext, Operator, OperatorContext};
 use crate::plan::{BufferedWindowFunction, FunctionRef, OperatorPlan, Partitioning};
 use crate::wasm::host_state::KeyedScope;
-use crate::wasm::instance::{Export, InstanceSpec, Udf};
+use crate::wasm::instance::{CallObserver, Export, InstanceSpec, Udf};
 
 impl Subtask<'_> {
     /// The operator of this subtask, with its state restored.
@@ -132,6 +134,10 @@ impl Subtask<'_> {
             parallelism,
             max_parallelism: self.plan().settings.max_parallelism,
             limits: self.plan().settings.limits,
+            on_call: Some({
+                let metrics = self.metrics();
+                CallObserver(Arc::new(move |took| metrics.observe_wasm_call(took)))
+            }),
         };
         Ok(Udf::start(self.shared.engine, &spec, keyed)?)
     }

@@ -28,6 +28,7 @@ use crate::checkpoint::resolve::{Resolved, find, operator_modules, resolve};
 use crate::checkpoint::savepoint::SavepointSettings;
 use crate::exchange::TaskError;
 use crate::exchange::dead_letter::DeadLetters;
+use crate::metrics::exceptions::ExceptionRecord;
 use crate::metrics::{VertexMetrics, VertexRole, progress};
 use crate::plan::{JobPlan, VertexKind};
 use crate::storage::TaskId;
@@ -92,6 +93,8 @@ pub(super) struct Shared<'a> {
     pub(super) dead_letters: Arc<DeadLetters>,
     pub(super) storage: Option<CheckpointStorage>,
     pub(super) savepoints: Option<SavepointSettings>,
+    /// The counters, checkpoint history and failures the HTTP endpoint reads.
+    pub(super) live: Option<Arc<crate::metrics::live::LiveMetrics>>,
 }
 
 /// A restore point that does not fit the job fails it, cause kept.
@@ -106,6 +109,7 @@ impl From<crate::checkpoint::resolve::ResolveError> for TaskError {
 /// `options.restore`, and every restart — goes through
 /// [`crate::checkpoint::resolve`], which decides the modules that run.
 pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) -> Result<JobSummary, TaskError> {
+    let _span = tracing::info_span!("job", job = %plan.name).entered();
     let started = Instant::now();
     let engine = wasm.engine();
     let storage = match &plan.settings.checkpoint {
@@ -152,7 +156,7 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
                 VertexKind::Operator(_) => VertexRole::Operator,
                 VertexKind::Sink(_) => VertexRole::Sink,
             };
-            Arc::new(VertexMetrics::new(&v.uid, role))
+            Arc::new(VertexMetrics::new(&v.uid, role, v.parallelism))
         })
         .collect();
     let shared = Shared {
@@ -170,6 +174,7 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
             _ => None,
         },
         storage,
+        live: options.live.clone(),
     };
     if let Some(live) = &options.live {
         let dead_letters = Arc::clone(&shared.dead_letters);
@@ -214,6 +219,10 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
         ) {
             Ok(()) => break Ok(()),
             Err(error) => {
+                let restart = !error.is_permanent() && plan.settings.restart.delay_before(restarts + 1).is_some();
+                if let Some(live) = &options.live {
+                    live.exceptions().record(exception_record(&error, restarts, restart));
+                }
                 if error.is_permanent() {
                     break Err(error);
                 }
@@ -273,6 +282,21 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
         dead_letter_path: plan.settings.dead_letter.clone(),
         restarts,
     })
+}
+
+/// What the exception log keeps of `error`, which ended attempt `attempt`.
+fn exception_record(error: &TaskError, attempt: u32, restarted: bool) -> ExceptionRecord {
+    let blame = error.blame();
+    ExceptionRecord {
+        timestamp: crate::time::now_ms(),
+        attempt,
+        exception: error.to_string(),
+        operator: blame.operator,
+        module: blame.module,
+        position: blame.position,
+        cause: blame.cause,
+        restarted,
+    }
 }
 
 /// The digest of every operator's module, in plan order.
@@ -373,6 +397,7 @@ fn run_attempt(
                     .collect(),
                 next_id: last.max(restored) + 1,
                 finished: HashMap::new(),
+                live: shared.live.clone(),
                 savepoints: shared.savepoints.clone(),
                 // After the sweep: the module copies stay with every checkpoint.
                 modules: operator_modules(plan, schemas, Some(plane.storage.files())),
@@ -381,6 +406,7 @@ fn run_attempt(
             let inbox = std::mem::replace(&mut plane.inbox, inbox);
             let fail = &fail;
             scope.spawn(move || {
+                let _span = tracing::info_span!("coordinator", job = %coordinator.job).entered();
                 if let Err(error) = coordinator.run(inbox) {
                     fail(TaskError::Checkpoint(Box::new(error)));
                 }
@@ -421,8 +447,18 @@ fn run_attempt(
                 let fail = &fail;
                 let name = format!("{}#{subtask}", vertex.uid);
                 let spawned = std::thread::Builder::new().name(name).spawn_scoped(scope, move || {
-                    if let Err(error) = task.run(wiring, receivers) {
-                        fail(error);
+                    // Every line the subtask logs names its job, uid and index.
+                    let _span = tracing::info_span!(
+                        "subtask",
+                        job = %task.plan.name,
+                        uid = %task.vertex.uid,
+                        subtask = task.subtask
+                    )
+                    .entered();
+                    tracing::debug!("subtask started (attempt {})", task.attempt);
+                    match task.run(wiring, receivers) {
+                        Ok(()) => tracing::debug!("subtask finished"),
+                        Err(error) => fail(error),
                     }
                 });
                 if let Err(e) = spawned {

@@ -12,7 +12,7 @@ use super::task::{run_operator, run_operator_inputs, run_source};
 use crate::exchange::TaskError;
 use crate::exchange::message::Message;
 use crate::exchange::output::{Output, OutputEdge, Route};
-use crate::metrics::VertexMetrics;
+use crate::metrics::SubtaskMetrics;
 use crate::plan::{JobPlan, Partitioning, Side, Vertex, VertexKind};
 use crate::state::KeyGroupRange;
 use crate::storage::files::FileStore;
@@ -39,8 +39,8 @@ impl Subtask<'_> {
         self.plan
     }
 
-    pub(super) fn metrics(&self) -> Arc<VertexMetrics> {
-        Arc::clone(&self.shared.metrics[self.vertex.index])
+    pub(super) fn metrics(&self) -> Arc<SubtaskMetrics> {
+        self.shared.metrics[self.vertex.index].subtask(self.subtask)
     }
 
     pub(super) fn run(&self, wiring: Vec<EdgeWiring>, channels: Vec<InputChannel>) -> Result<(), TaskError> {

@@ -25,7 +25,7 @@
 //! stay in it for the resumed job.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
@@ -35,6 +35,7 @@ use crate::connectors::{Source, SourceStatus};
 use crate::exchange::TaskError;
 use crate::exchange::message::Message;
 use crate::exchange::output::Output;
+use crate::metrics::SubtaskMetrics;
 use crate::operators::{Operator, Side};
 use crate::plan::CheckpointMode;
 use crate::record::batch::{EventTime, RecordBatch};
@@ -67,6 +68,9 @@ pub(crate) fn run_source(
             while let Ok(message) = link.from_coordinator.try_recv() {
                 match message {
                     ToTask::Trigger(barrier) => {
+                        let delay = crate::time::now_ms().saturating_sub(barrier.timestamp_ms).max(0);
+                        out.metrics()
+                            .observe_checkpoint(Duration::from_millis(delay as u64), Duration::ZERO);
                         link.ack_source(barrier.id, source.snapshot(barrier.id), progress(out), false);
                         out.barrier(barrier)?;
                     }
@@ -85,6 +89,8 @@ pub(crate) fn run_source(
             }
         }
         let mut batch = RecordBatch::with_capacity(batch_size, batch_size * 48);
+        // A call that brings nothing was a wait for input: idle, not busy.
+        let asked = Instant::now();
         let status = source
             .next_batch(&mut batch, batch_size)
             .map_err(|source| TaskError::Connector {
@@ -100,6 +106,7 @@ pub(crate) fn run_source(
             out.dead_letters().write(uid, "", record, &rejected.reason)?;
         }
         if batch.is_empty() {
+            out.metrics().add_idle(asked.elapsed());
             out.tick()?;
         } else {
             out.emit(batch)?;
@@ -152,6 +159,9 @@ struct InputState {
     current: EventTime,
     /// The checkpoint being aligned, and which channels delivered its barrier.
     aligning: Option<(Barrier, Vec<bool>)>,
+    /// When the first barrier of the checkpoint being aligned came (clock,
+    /// and wall clock in ms), for the alignment and start-delay metrics.
+    first_barrier: Option<(Instant, i64)>,
 }
 
 impl InputState {
@@ -162,6 +172,7 @@ impl InputState {
             idle: vec![false; channels],
             current: EventTime::MIN,
             aligning: None,
+            first_barrier: None,
         }
     }
 
@@ -184,6 +195,7 @@ impl InputState {
                 let mut seen = vec![false; self.ended.len()];
                 seen[channel] = true;
                 self.aligning = Some((barrier, seen));
+                self.first_barrier = Some((Instant::now(), crate::time::now_ms()));
             }
         }
         self.aligned()
@@ -198,6 +210,18 @@ impl InputState {
             self.aligning = None;
             barrier
         })
+    }
+
+    /// Records how long the checkpoint of `barrier`, just aligned, waited
+    /// to start (trigger to first barrier) and to align (first barrier to
+    /// last).
+    fn observe_alignment(&mut self, barrier: &Barrier, metrics: &SubtaskMetrics) {
+        let (first, first_ms) = self
+            .first_barrier
+            .take()
+            .unwrap_or_else(|| (Instant::now(), crate::time::now_ms()));
+        let start_delay = Duration::from_millis(first_ms.saturating_sub(barrier.timestamp_ms).max(0) as u64);
+        metrics.observe_checkpoint(start_delay, first.elapsed());
     }
 
     /// Gives up aligning checkpoint `id`.
@@ -272,6 +296,7 @@ pub(crate) fn run_operator_inputs(
     if let Some(watermark) = restored.input.filter(|w| *w > EventTime::MIN) {
         // Only what is late: timers wait for the next advance, as they would have.
         state.current = watermark;
+        out.metrics().set_input_watermark(watermark);
         operator.restore_watermark(watermark);
     }
     out.resume_watermarks(restored.output, restored.input)?;
@@ -307,6 +332,7 @@ pub(crate) fn run_operator_inputs(
                 let slot = &mut state.watermarks[channel];
                 *slot = (*slot).max(watermark);
                 if let Some(watermark) = state.advance() {
+                    out.metrics().set_input_watermark(watermark);
                     operator.on_watermark(watermark, out)?;
                     out.watermark(watermark)?;
                 }
@@ -314,6 +340,7 @@ pub(crate) fn run_operator_inputs(
             Event::Input(channel, Message::Idle) => {
                 state.idle[channel] = true;
                 if let Some(watermark) = state.advance() {
+                    out.metrics().set_input_watermark(watermark);
                     operator.on_watermark(watermark, out)?;
                     out.watermark(watermark)?;
                 }
@@ -323,6 +350,7 @@ pub(crate) fn run_operator_inputs(
             }
             Event::Input(channel, Message::Barrier(barrier)) => {
                 if let Some(barrier) = state.on_barrier(channel, barrier) {
+                    state.observe_alignment(&barrier, out.metrics());
                     checkpoint(operator, barrier, state.current, out, link)?;
                 }
             }
@@ -330,16 +358,19 @@ pub(crate) fn run_operator_inputs(
                 state.ended[channel] = true;
                 stopped = true;
                 if let Some(barrier) = state.aligned() {
+                    state.observe_alignment(&barrier, out.metrics());
                     checkpoint(operator, barrier, state.current, out, link)?;
                 }
             }
             Event::Input(channel, Message::End) => {
                 state.ended[channel] = true;
                 if let Some(watermark) = state.advance().filter(|_| !stopped) {
+                    out.metrics().set_input_watermark(watermark);
                     operator.on_watermark(watermark, out)?;
                     out.watermark(watermark)?;
                 }
                 if let Some(barrier) = state.aligned() {
+                    state.observe_alignment(&barrier, out.metrics());
                     checkpoint(operator, barrier, state.current, out, link)?;
                 }
             }
@@ -445,12 +476,21 @@ fn next_event(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let ready = match wait {
-        Some(wait) => match select.select_timeout(wait) {
-            Ok(ready) => ready,
-            Err(_) => return Ok(Event::Timer),
-        },
-        None => select.select(),
+    // Only a wait that blocks is timed (and counted as idle).
+    let ready = match select.try_select() {
+        Ok(ready) => ready,
+        Err(_) => {
+            let waiting = Instant::now();
+            let ready = match wait {
+                Some(wait) => select.select_timeout(wait).ok(),
+                None => Some(select.select()),
+            };
+            out.metrics().add_idle(waiting.elapsed());
+            match ready {
+                Some(ready) => ready,
+                None => return Ok(Event::Timer),
+            }
+        }
     };
     let index = ready.index();
     if Some(index) == control_index
@@ -542,10 +582,7 @@ mod tests {
             let mut out = Output::new(
                 Vec::new(),
                 std::sync::Arc::new(crate::exchange::dead_letter::DeadLetters::new(&dir.path().join("dead"))),
-                std::sync::Arc::new(crate::metrics::VertexMetrics::new(
-                    "t",
-                    crate::metrics::VertexRole::Operator,
-                )),
+                std::sync::Arc::new(crate::metrics::SubtaskMetrics::new(0)),
             );
             let mut recorder = Recorder::default();
             run_operator(&mut recorder, &inputs, &mut out, None).unwrap();

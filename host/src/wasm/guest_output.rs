@@ -4,7 +4,8 @@
 //! stderr. Each store gets its own pair of streams ([`GuestOutput`]) that cut
 //! what the guest writes into lines and log each line through `tracing`, at
 //! info for stdout and warn for stderr, with the operator's uid and the
-//! subtask as fields: `INFO <line> operator="count" subtask=1`.
+//! subtask as fields, inside the subtask's span:
+//! `INFO subtask{job=j uid=count subtask=1}: <line> operator="count" subtask=1`.
 //!
 //! What a guest writes cannot grow the host's memory or flood its log:
 //!

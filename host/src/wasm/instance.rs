@@ -200,6 +200,18 @@ pub struct InstanceSpec<'a> {
     pub max_parallelism: u32,
     /// Limits of the instance.
     pub limits: Limits,
+    /// Told the duration of every call (the subtask's metrics record it).
+    pub on_call: Option<CallObserver>,
+}
+
+/// Told how long each call into the guest took.
+#[derive(Clone)]
+pub struct CallObserver(pub Arc<dyn Fn(std::time::Duration) + Send + Sync>);
+
+impl std::fmt::Debug for CallObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallObserver")
+    }
 }
 
 fn take_batch(input: &mut RecordBatch) -> wit::Batch {

@@ -72,6 +72,7 @@ impl Job {
             finished: HashMap::new(),
             savepoints: None,
             modules: Vec::new(),
+            live: None,
         };
         let (to_coordinator, inbox) = unbounded();
         let (done, result) = unbounded();

@@ -61,6 +61,9 @@ pub(super) struct UdfCore {
     function: String,
     limits: Limits,
     records_before: u64,
+    /// Where call durations go, and when the current call began.
+    on_call: Option<super::CallObserver>,
+    call_started: Option<std::time::Instant>,
 }
 
 /// A running function whose kind exports `G`: only the calls of that kind
@@ -112,6 +115,8 @@ impl<G: Export> Udf<G> {
             function: spec.function.to_string(),
             limits: spec.limits,
             records_before: 0,
+            on_call: spec.on_call.clone(),
+            call_started: None,
         };
         match init {
             Ok(Ok(())) => Ok(Self { core, guest }),
@@ -133,6 +138,9 @@ impl UdfCore {
     /// Clears the last panic and arms the deadline of the next call.
     pub(super) fn before_call(&mut self) {
         self.store.data_mut().panic = None;
+        if self.on_call.is_some() {
+            self.call_started = Some(std::time::Instant::now());
+        }
         arm_deadline(&mut self.store, self.limits.call_timeout_ms);
     }
 
@@ -147,6 +155,9 @@ impl UdfCore {
     /// The result of a call over `batch_len` records that are not input
     /// (window contents, accumulators, timers): they do not count.
     pub(super) fn checked<T>(&mut self, result: wasmtime::Result<T>, batch_len: usize) -> Result<T, UdfError> {
+        if let (Some(on_call), Some(started)) = (&self.on_call, self.call_started.take()) {
+            (on_call.0)(started.elapsed());
+        }
         result.map_err(|error| {
             let record_index = self.store.data().panic.as_ref().and_then(|p| p.record_index);
             let cause = self.cause(&error);

@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use crate::exchange::dead_letter::DeadLetters;
 use crate::exchange::message::Message;
 use crate::exchange::output::{Output, OutputEdge, Route};
-use crate::metrics::{VertexMetrics, VertexRole};
+use crate::metrics::SubtaskMetrics;
 use crate::operators::window::WindowOperator;
 use crate::operators::window_config::{Trigger, WindowConfig};
 use crate::operators::{KeyedContext, Operator, OperatorContext};
@@ -82,9 +82,10 @@ impl Harness {
             parallelism: 1,
             max_parallelism: 128,
             limits,
+            on_call: None,
         };
         let instance = WindowAggregateUdf::start(runtime.engine(), &spec, None).expect("concat starts");
-        let metrics = Arc::new(VertexMetrics::new("win", VertexRole::Operator));
+        let metrics = Arc::new(SubtaskMetrics::new(0));
         let config = WindowConfig {
             assigner,
             allowed_lateness_ms: 0,
