@@ -205,6 +205,15 @@ fn error(message: &str) -> Value {
 const MISSING: &str = "this request needs the job's bearer token (`Authorization: Bearer TOKEN`; `weir run` writes it into the job's registry entry)";
 const WRONG: &str = "wrong bearer token";
 
+/// The value of `weir_http_unauthorized_requests_total` in `/metrics`.
+fn unauthorized(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with("weir_http_unauthorized_requests_total{"))
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse().ok())
+}
+
 /// Waits until the sink has written every word count of `text` (each
 /// word's final count); asserts the output exactly.
 fn wait_for_counts(job: &mut Job, work: &Workdir, text: &str) {
@@ -249,6 +258,8 @@ fn control_routes_need_the_token_and_take_savepoints_and_stop() {
         call(&job, "POST", &savepoints, Some("not-the-token"), "{}"),
         (401, error(WRONG))
     );
+    let (status, metrics) = send(job.address, "GET", "/metrics", &[], "");
+    assert_eq!((status, unauthorized(&metrics)), (200, Some(2)), "{metrics}");
     let token = job.token.clone();
     let token = Some(token.as_str());
 
@@ -379,7 +390,8 @@ fn a_non_loopback_endpoint_needs_the_token_on_every_request() {
         "",
     );
     assert_eq!(status, 200);
-    assert!(metrics.contains("weir_operator_num_records_in{"), "{metrics}");
+    // Every refusal is counted: 4 routes, without and with a wrong token.
+    assert_eq!(unauthorized(&metrics), Some(8), "{metrics}");
     // The CLI finds the token in the registry.
     let list = weir_in(&work, &["list"]);
     assert!(list.success, "{}", list.stderr);
