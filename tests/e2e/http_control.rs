@@ -392,6 +392,13 @@ fn a_non_loopback_endpoint_needs_the_token_on_every_request() {
     assert_eq!(status, 200);
     // Every refusal is counted: 4 routes, without and with a wrong token.
     assert_eq!(unauthorized(&metrics), Some(8), "{metrics}");
+    // The dashboard's files hold no data: a browser loads them without a
+    // token (the page sends it with its own requests, refused above).
+    for asset in ["/", "/dashboard/dashboard.js", "/dashboard/dashboard.css"] {
+        let (status, body) = send(job.address, "GET", asset, &[], "");
+        assert_eq!(status, 200, "{asset}: {body}");
+    }
+    assert_eq!(call(&job, "POST", "/", None, "").0, 401);
     // The CLI finds the token in the registry.
     let list = weir_in(&work, &["list"]);
     assert!(list.success, "{}", list.stderr);

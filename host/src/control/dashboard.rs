@@ -51,6 +51,13 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
+/// Whether `path` is one of the dashboard's files: they hold no data, so a
+/// browser may load them without a token (the page's own requests for data
+/// send it).
+pub(crate) fn is_asset(path: &str) -> bool {
+    ASSETS.iter().any(|asset| asset.path == path)
+}
+
 /// The dashboard's routes (`GET /` and its two files), for any router state.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     ASSETS.iter().fold(Router::new(), |router, asset| {

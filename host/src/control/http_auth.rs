@@ -3,7 +3,8 @@
 //! - A bearer token (`Authorization: Bearer TOKEN`) is required on every
 //!   request that changes anything (every POST route) and, when the
 //!   endpoint is bound to an address other than loopback, on every request
-//!   (`/metrics` excepted if it is public). A missing or wrong token gets
+//!   (`/metrics` excepted if it is public, and the dashboard's static files,
+//!   which hold no data: the page sends the token with its own requests). A missing or wrong token gets
 //!   401 with a JSON error and is counted
 //!   ([`Access::unauthorized_requests`]).
 //! - At most [`MAX_IN_FLIGHT`] requests are served at once; beyond, 503
@@ -105,9 +106,12 @@ pub(crate) fn new_token() -> Result<String, getrandom::Error> {
 }
 
 /// Middleware on every request: the token when the endpoint is not on
-/// loopback (`/metrics` excepted if public).
+/// loopback (`/metrics` excepted if public, and the dashboard's files, which
+/// hold no data: a browser cannot send a header when it loads a page).
 pub(crate) async fn everywhere(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
-    let public = access.metrics_public && request.uri().path() == "/metrics";
+    let path = request.uri().path();
+    let public = (access.metrics_public && path == "/metrics")
+        || (request.method() == axum::http::Method::GET && super::dashboard::is_asset(path));
     if access.everywhere
         && !public
         && let Some(refused) = access.check(&request)
