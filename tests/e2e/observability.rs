@@ -310,3 +310,46 @@ path = "out.txt"
         ]
     );
 }
+
+#[test]
+fn a_module_cannot_reach_the_jobs_own_endpoint() {
+    let work = Workdir::new();
+    work.write("input.txt", "");
+    let job_file = r#"
+[job]
+name = "sandboxed"
+
+[[source]]
+uid = "addresses"
+type = "file"
+path = "input.txt"
+follow = true
+parallelism = 1
+
+[[operator]]
+uid = "probe"
+input = "addresses"
+module = "testkit.wasm"
+function = "connect_to"
+parallelism = 1
+
+[[sink]]
+uid = "out"
+input = "probe"
+type = "file"
+path = "out.txt"
+"#;
+    let mut job = Job::start_job(&work, job_file, &[]);
+    // The endpoint answers on loopback; the module asks for that very address.
+    let address = job.address;
+    assert_eq!(crate::http::request_text(address, "/jobs").0, 200);
+    work.write("input.txt", format!("{address}\n"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(work.path("out.txt")).map_or(true, |out| out.is_empty()) {
+        job.assert_running();
+        assert!(Instant::now() < deadline, "no answer from the probe");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = work.read("out.txt");
+    assert!(out.starts_with(&format!("refused {address}: ")), "{out}");
+}

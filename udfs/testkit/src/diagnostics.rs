@@ -72,3 +72,23 @@ impl Map for Print {
         Ok(())
     }
 }
+
+/// Tries to open a TCP connection to the address in each record (the
+/// sandbox must refuse) and writes `connected to ADDR` or `refused ADDR:
+/// ERROR` for it.
+pub struct ConnectTo;
+
+impl Map for ConnectTo {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn map(&mut self, record: &Record<'_>, out: &mut RecordWriter<'_>) -> Result<()> {
+        let address = record.payload_str()?.trim();
+        match std::net::TcpStream::connect(address) {
+            Ok(_) => out.write_bytes(format!("connected to {address}").as_bytes()),
+            Err(error) => out.write_bytes(format!("refused {address}: {:?}", error.kind()).as_bytes()),
+        }
+        Ok(())
+    }
+}

@@ -445,6 +445,7 @@ weir_sdk::export_functions! {
     map "trap_on_first_attempt" => TrapOnFirstAttempt,
     map "stamp" => Stamp,
     map "print" => diagnostics::Print,
+    map "connect_to" => diagnostics::ConnectTo,
     filter "evens" => Evens,
     key_selector "first_word" => FirstWord,
     keyed_process "state_probe" => StateProbe,
