@@ -462,6 +462,22 @@ fn https_serves_the_given_certificate_and_the_cli_trusts_exactly_it() {
     assert_eq!(answer.status(), 200);
     let body: Value = serde_json::from_str(&answer.body_mut().read_to_string().expect("a body")).expect("JSON");
     assert_eq!(body["id"], job.id.as_str());
+    // Every GET route answers over HTTPS.
+    for path in [
+        "/".to_string(),
+        "/metrics".to_string(),
+        "/openapi.json".to_string(),
+        "/jobs".to_string(),
+        format!("/jobs/{}/vertices/count", job.id),
+        format!("/jobs/{}/checkpoints", job.id),
+        format!("/jobs/{}/exceptions", job.id),
+    ] {
+        let answer = trusting(&cert)
+            .get(format!("https://{}{path}", job.address).as_str())
+            .call()
+            .map(|r| r.status().as_u16());
+        assert_eq!(answer.ok(), Some(200), "{path}");
+    }
     // POST needs the token over HTTPS too.
     let mut refused = trusting(&cert)
         .post(&format!("https://{}/jobs/{}/savepoints", job.address, job.id))
