@@ -245,7 +245,10 @@ pub(crate) fn metrics(address: SocketAddr) -> BTreeMap<String, String> {
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number in `{line}`"));
         *summed.entry(series).or_default() += value as u64;
     }
-    summed.into_iter().map(|(series, value)| (series, value.to_string())).collect()
+    summed
+        .into_iter()
+        .map(|(series, value)| (series, value.to_string()))
+        .collect()
 }
 
 /// The counters a word count of `text` must show, beside the job-wide

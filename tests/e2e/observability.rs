@@ -207,7 +207,9 @@ fn the_checkpoint_history_and_the_exception_log_show_what_happened() {
     assert_eq!(failure["attempt"], 0, "{failure}");
     assert_eq!(failure["operator"], "trap", "{failure}");
     assert!(
-        failure["module"].as_str().is_some_and(|m| m.starts_with("testkit@0.1.0 (")),
+        failure["module"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("testkit@0.1.0 (")),
         "{failure}"
     );
     assert_eq!(failure["restarted"], true, "{failure}");
@@ -230,7 +232,9 @@ fn the_checkpoint_history_and_the_exception_log_show_what_happened() {
     }
     let (_, metrics) = crate::http::request_text(job.address, "/metrics");
     assert!(
-        metrics.lines().any(|l| l.starts_with("weir_job_num_restarts_total{") && l.ends_with(" 1")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("weir_job_num_restarts_total{") && l.ends_with(" 1")),
         "{metrics}"
     );
 }
@@ -278,7 +282,10 @@ path = "out.txt"
         // The CLI's own messages (the summary table) are not log lines;
         // a text log line would start with its timestamp.
         if !line.starts_with('{') {
-            assert!(!line.starts_with(|c: char| c.is_ascii_digit()), "a text log line: {line}");
+            assert!(
+                !line.starts_with(|c: char| c.is_ascii_digit()),
+                "a text log line: {line}"
+            );
             continue;
         }
         let json: serde_json::Value =

@@ -97,18 +97,30 @@ type SubtaskFamily = (
 
 /// The per-subtask families.
 const SUBTASK_FAMILIES: &[SubtaskFamily] = &[
-    ("weir_operator_num_records_in", "Records received (Flink's numRecordsIn).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.records_in))
-    }),
-    ("weir_operator_num_records_out", "Records emitted (Flink's numRecordsOut).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.records_out))
-    }),
-    ("weir_operator_num_bytes_in", "Payload bytes received (Flink's numBytesIn).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.bytes_in))
-    }),
-    ("weir_operator_num_bytes_out", "Payload bytes emitted (Flink's numBytesOut).", MetricType::Counter, |s, _, _| {
-        Some(Reading::Counter(s.bytes_out))
-    }),
+    (
+        "weir_operator_num_records_in",
+        "Records received (Flink's numRecordsIn).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.records_in)),
+    ),
+    (
+        "weir_operator_num_records_out",
+        "Records emitted (Flink's numRecordsOut).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.records_out)),
+    ),
+    (
+        "weir_operator_num_bytes_in",
+        "Payload bytes received (Flink's numBytesIn).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.bytes_in)),
+    ),
+    (
+        "weir_operator_num_bytes_out",
+        "Payload bytes emitted (Flink's numBytesOut).",
+        MetricType::Counter,
+        |s, _, _| Some(Reading::Counter(s.bytes_out)),
+    ),
     (
         "weir_operator_num_records_in_per_second",
         "Records received per second over the last second (Flink's numRecordsInPerSecond).",
@@ -334,7 +346,6 @@ impl std::fmt::Debug for Reading {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +416,10 @@ mod tests {
             format!("weir_http_unauthorized_requests_total{{{job}}} 4"),
             "# EOF".to_string(),
         ] {
-            assert!(text.lines().any(|line| line == expected), "no line `{expected}` in\n{text}");
+            assert!(
+                text.lines().any(|line| line == expected),
+                "no line `{expected}` in\n{text}"
+            );
         }
         // No watermark yet: no sample rather than a made-up one.
         assert!(!text.contains(&format!("weir_operator_current_input_watermark{{{lines}}}")));

@@ -252,7 +252,9 @@ impl Output {
         if let Message::Watermark(watermark) = message {
             self.metrics.set_output_watermark(*watermark);
         }
-        self.edges.iter().try_for_each(|edge| edge.broadcast(message, &self.metrics))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(message, &self.metrics))
     }
 
     /// The subtask's counters.
@@ -361,16 +363,22 @@ impl Output {
     /// Forwards a checkpoint barrier to every consumer subtask.
     pub(crate) fn barrier(&mut self, barrier: crate::storage::Barrier) -> Result<(), TaskError> {
         let message = Message::Barrier(barrier);
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&message, &self.metrics))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&message, &self.metrics))
     }
 
     /// Tells every consumer subtask that the job stops with a savepoint.
     pub(crate) fn stop(&mut self) -> Result<(), TaskError> {
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::Stop, &self.metrics))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&Message::Stop, &self.metrics))
     }
 
     /// Tells every consumer subtask that this subtask has finished.
     pub(crate) fn end(&mut self) -> Result<(), TaskError> {
-        self.edges.iter().try_for_each(|edge| edge.broadcast(&Message::End, &self.metrics))
+        self.edges
+            .iter()
+            .try_for_each(|edge| edge.broadcast(&Message::End, &self.metrics))
     }
 }

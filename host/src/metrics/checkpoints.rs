@@ -143,7 +143,11 @@ impl CheckpointHistory {
     /// The counts, the last completed checkpoint's duration and size, and
     /// the histograms.
     pub(crate) fn summary(&self) -> CheckpointSummary {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).summary.clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .summary
+            .clone()
     }
 
     /// The counts and the history, newest first.

@@ -115,8 +115,10 @@ impl AtomicHistogram {
     pub(crate) fn observe(&self, duration: std::time::Duration) {
         let bucket = bucket_of(SECONDS, duration.as_secs_f64());
         self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos
-            .fetch_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// A copy, in seconds.

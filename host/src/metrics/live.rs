@@ -273,7 +273,10 @@ mod tests {
         after.add_backpressured(std::time::Duration::from_millis(1200));
         let rates = rates_between(&before, &after.snapshot(), 2.0);
         assert_eq!(rates.records_in, 250.0);
-        assert_eq!((rates.idle_ms, rates.backpressured_ms, rates.busy_ms), (150.0, 600.0, 250.0));
+        assert_eq!(
+            (rates.idle_ms, rates.backpressured_ms, rates.busy_ms),
+            (150.0, 600.0, 250.0)
+        );
         assert_eq!(rates.backpressure(), Backpressure::High);
         let calm = SubtaskRates {
             backpressured_ms: 100.0,

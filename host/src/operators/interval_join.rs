@@ -70,7 +70,11 @@ impl Operator for IntervalJoinOperator {
     }
 
     fn process_input(&mut self, side: Side, batch: RecordBatch, out: &mut Output) -> Result<(), TaskError> {
-        self.core.context.base.metrics.add_in(batch.len(), batch.payload_bytes());
+        self.core
+            .context
+            .base
+            .metrics
+            .add_in(batch.len(), batch.payload_bytes());
         let watermark = self.core.context.watermark;
         // The batch's on-time records by key (records of one batch come from
         // one input, so they never pair with each other).

@@ -14,6 +14,8 @@
 //!   at each barrier and commits when the checkpoint completes.
 //! - [`window_join`], [`interval_join`], [`co_process`]: two-input operators
 //!   over two keyed inputs (see [`Operator::process_input`]).
+//! - [`async_io`]: async lookups (a Wasm function whose lookups run on a
+//!   tokio runtime of the subtask's own; see its design notes).
 //! - [`context`]: what every operator running a user function carries
 //!   ([`OperatorContext`], [`KeyedContext`]) and [`Side`].
 //!
@@ -21,6 +23,7 @@
 //! restores it before the first record and calls [`Operator::snapshot_state`]
 //! when the barriers of a checkpoint are aligned.
 
+pub(crate) mod async_io;
 pub(crate) mod buffered_window;
 pub(crate) mod co_process;
 pub(crate) mod context;
@@ -62,6 +65,31 @@ pub(crate) trait Operator: Send {
     /// inputs). The runtime forwards the watermark after this returns.
     fn on_watermark(&mut self, _watermark: EventTime, _out: &mut Output) -> Result<(), TaskError> {
         Ok(())
+    }
+
+    /// Whether the operator emits watermarks itself, in order with its
+    /// records (from [`Operator::on_watermark`] or later), instead of the
+    /// runtime forwarding each one after `on_watermark` returns.
+    fn holds_watermarks(&self) -> bool {
+        false
+    }
+
+    /// A channel that is ready when the operator has work that came from
+    /// elsewhere (answers of async lookups): the runtime selects on it
+    /// beside the inputs and then calls [`Operator::on_wakeup`].
+    fn wakeup(&self) -> Option<&crossbeam_channel::Receiver<()>> {
+        None
+    }
+
+    /// The [`Operator::wakeup`] channel was ready (its token is taken).
+    fn on_wakeup(&mut self, _out: &mut Output) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// Whether the operator takes input now; while not, the runtime reads
+    /// neither records nor barriers (backpressure) and waits for a wakeup.
+    fn accepts_input(&self) -> bool {
+        true
     }
 
     /// The operator starts from a checkpoint whose watermark was

@@ -84,7 +84,11 @@ impl Operator for WindowJoinOperator {
     }
 
     fn process_input(&mut self, side: Side, batch: RecordBatch, _out: &mut Output) -> Result<(), TaskError> {
-        self.core.context.base.metrics.add_in(batch.len(), batch.payload_bytes());
+        self.core
+            .context
+            .base
+            .metrics
+            .add_in(batch.len(), batch.payload_bytes());
         let watermark = self.core.context.watermark;
         // The batch's records by key and window, encoded: one state access a group.
         let mut groups: HashMap<(&[u8], Window), Vec<u8>> = HashMap::new();

@@ -260,6 +260,8 @@ enum Event {
     Input(usize, Message),
     Control(ToTask),
     Timer,
+    /// The operator's wakeup channel was ready.
+    Wakeup,
 }
 
 /// Runs an operator subtask until all its inputs end.
@@ -311,6 +313,7 @@ pub(crate) fn run_operator_inputs(
                 out.tick()?;
             }
             Event::Control(message) => on_control(operator, &mut state, message)?,
+            Event::Wakeup => operator.on_wakeup(out)?,
             Event::Input(channel, Message::Data(batch)) => {
                 state.idle[channel] = false;
                 let side = sides.get(channel).copied().unwrap_or(Side::First);
@@ -329,17 +332,13 @@ pub(crate) fn run_operator_inputs(
                 let slot = &mut state.watermarks[channel];
                 *slot = (*slot).max(watermark);
                 if let Some(watermark) = state.advance() {
-                    out.metrics().set_input_watermark(watermark);
-                    operator.on_watermark(watermark, out)?;
-                    out.watermark(watermark)?;
+                    advance_watermark(operator, out, watermark)?;
                 }
             }
             Event::Input(channel, Message::Idle) => {
                 state.idle[channel] = true;
                 if let Some(watermark) = state.advance() {
-                    out.metrics().set_input_watermark(watermark);
-                    operator.on_watermark(watermark, out)?;
-                    out.watermark(watermark)?;
+                    advance_watermark(operator, out, watermark)?;
                 }
                 if state.all_idle() {
                     out.idle()?;
@@ -362,9 +361,7 @@ pub(crate) fn run_operator_inputs(
             Event::Input(channel, Message::End) => {
                 state.ended[channel] = true;
                 if let Some(watermark) = state.advance().filter(|_| !stopped) {
-                    out.metrics().set_input_watermark(watermark);
-                    operator.on_watermark(watermark, out)?;
-                    out.watermark(watermark)?;
+                    advance_watermark(operator, out, watermark)?;
                 }
                 if let Some(barrier) = state.aligned() {
                     state.observe_alignment(&barrier, out.metrics());
@@ -386,6 +383,18 @@ pub(crate) fn run_operator_inputs(
         link.finished();
     }
     Ok(())
+}
+
+/// The operator's watermark advanced: the operator sees it, then it goes
+/// downstream (unless the operator emits watermarks itself).
+fn advance_watermark(operator: &mut dyn Operator, out: &mut Output, watermark: EventTime) -> Result<(), TaskError> {
+    out.metrics().set_input_watermark(watermark);
+    operator.on_watermark(watermark, out)?;
+    if operator.holds_watermarks() {
+        Ok(())
+    } else {
+        out.watermark(watermark)
+    }
 }
 
 /// Snapshots the operator (and its event-time progress: `watermark` and
@@ -459,13 +468,17 @@ fn next_event(
 ) -> Result<Event, TaskError> {
     let mut select = Select::new();
     let mut channel_of = Vec::with_capacity(inputs.len());
+    // An operator that takes no input now waits for its wakeup instead.
+    let accepts = operator.accepts_input();
     for (channel, input) in inputs.iter().enumerate() {
-        if !state.ended[channel] && !state.blocked(channel, mode) {
+        if accepts && !state.ended[channel] && !state.blocked(channel, mode) {
             select.recv(input);
             channel_of.push(channel);
         }
     }
     let control_index = link.map(|c| select.recv(&c.from_coordinator));
+    let wakeup = operator.wakeup();
+    let wakeup_index = wakeup.map(|w| select.recv(w));
     let timer = operator
         .next_processing_time()
         .map(|deadline| Duration::from_millis(deadline.saturating_sub(crate::time::now_ms()).max(0) as u64));
@@ -497,6 +510,12 @@ fn next_event(
             .recv(&link.from_coordinator)
             .map(Event::Control)
             .map_err(|_| TaskError::Cancelled);
+    }
+    if Some(index) == wakeup_index
+        && let Some(wakeup) = wakeup
+    {
+        let _ = ready.recv(wakeup);
+        return Ok(Event::Wakeup);
     }
     let channel = channel_of[index];
     let message = ready.recv(&inputs[channel]).map_err(|_| TaskError::Cancelled)?;
