@@ -3,7 +3,24 @@
 //! runs the lookups; the function only says what it needs and writes the
 //! result.
 
-use weir_sdk::{AsyncMap, Emitter, Error, Lookups, Record, Result, TaskInfo};
+use weir_sdk::{AsyncMap, Emitter, Error, Lookups, Map, Record, RecordWriter, Result, TaskInfo};
+
+/// Copies a passing line, stamped with its `ts_ms` as event time (for
+/// event-time jobs that keep the raw lines, such as `enrich`'s).
+pub struct EventTime;
+
+impl Map for EventTime {
+    fn open(_task: &TaskInfo) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn map(&mut self, record: &Record<'_>, out: &mut RecordWriter<'_>) -> Result<()> {
+        let passing = crate::Passing::parse(record.payload())?;
+        out.write_bytes(record.payload());
+        out.set_timestamp(passing.ts_ms);
+        Ok(())
+    }
+}
 
 /// `ts_ms,camera_id,plate,speed_kmh` becomes `ts_ms,camera_id,plate,speed_kmh,road`,
 /// where `road` is what the `cameras` lookup answered for `camera_id`

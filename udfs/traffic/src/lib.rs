@@ -497,6 +497,7 @@ weir_sdk::export_functions! {
     keyed_process "silent_cameras" => SilentCameras,
     window_aggregate "flow" => Flow,
     async_map "enrich" => enrich::Enrich,
+    map "event_time" => enrich::EventTime,
 }
 
 #[cfg(test)]

@@ -152,8 +152,7 @@ impl AsyncOperator {
         match self.restored.take() {
             Some(restored) => {
                 self.prepare(restored, out)?;
-                self.admit();
-                Ok(())
+                self.pump(out)
             }
             None => Ok(()),
         }
@@ -212,12 +211,14 @@ impl AsyncOperator {
     }
 
     /// Moves waiting records into the queue while there is room, issuing
-    /// their requests, and watermarks behind them.
-    fn admit(&mut self) {
+    /// their requests, and watermarks behind them; how many moved.
+    fn admit(&mut self) -> usize {
+        let mut admitted = 0;
         while let Some(front) = self.waiting.front() {
             if matches!(front, Waiting::Record(_)) && self.queue.records() >= self.config.capacity {
-                return;
+                break;
             }
+            admitted += 1;
             match self.waiting.pop_front() {
                 Some(Waiting::Watermark(watermark)) => self.queue.push_watermark(watermark),
                 Some(Waiting::Record(record)) => {
@@ -243,7 +244,19 @@ impl AsyncOperator {
                         },
                     );
                 }
-                None => return,
+                None => break,
+            }
+        }
+        admitted
+    }
+
+    /// Emits what may leave and admits what then fits, until neither moves
+    /// anything (a record needing no lookup completes at once).
+    fn pump(&mut self, out: &mut Output) -> Result<(), TaskError> {
+        loop {
+            self.emit_ready(out)?;
+            if self.admit() == 0 {
+                return Ok(());
             }
         }
     }
@@ -292,8 +305,7 @@ impl AsyncOperator {
         while let Some(answer) = self.client.try_answer() {
             self.on_answer(answer)?;
         }
-        self.admit();
-        self.emit_ready(out)
+        self.pump(out)
     }
 
     /// Emits what may leave the queue: records through one `complete`
@@ -392,8 +404,7 @@ impl Operator for AsyncOperator {
         self.resume(out)?;
         self.context.metrics.add_in(batch.len(), batch.payload_bytes());
         self.prepare(batch, out)?;
-        self.admit();
-        self.emit_ready(out)
+        self.pump(out)
     }
 
     fn holds_watermarks(&self) -> bool {
@@ -403,8 +414,7 @@ impl Operator for AsyncOperator {
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
         self.resume(out)?;
         self.waiting.push_back(Waiting::Watermark(watermark));
-        self.admit();
-        self.emit_ready(out)
+        self.pump(out)
     }
 
     fn wakeup(&self) -> Option<&Receiver<()>> {

@@ -1,0 +1,368 @@
+//! Async lookups (`async_map` functions, `[[lookup]]` over HTTP) against an
+//! HTTP server the test starts on loopback: ordered output equal to the
+//! oracle in input order, unordered output equal as a multiset with no
+//! record crossing a watermark, timeouts retried then dead-lettered or
+//! failing the task, and the capacity bounding the requests in flight.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::{Workdir, sorted_lines};
+
+/// What the server answers for a key, the `n`-th time it is asked (from 1).
+struct Reply {
+    delay_ms: u64,
+    status: u16,
+    body: String,
+}
+
+/// Decides the reply to each request.
+type Behaviour = dyn Fn(&str, usize) -> Reply + Send + Sync;
+
+/// A camera service on loopback: `GET /camera/{key}`.
+struct CameraServer {
+    port: u16,
+    /// Requests being handled now, and the most at once.
+    current: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+    /// Requests per key.
+    asked: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl CameraServer {
+    fn start(behaviour: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("an address").port();
+        let server = Self {
+            port,
+            current: Arc::default(),
+            max: Arc::default(),
+            asked: Arc::default(),
+        };
+        let behaviour: Arc<Behaviour> = Arc::new(behaviour);
+        let (current, max, asked) = (server.current.clone(), server.max.clone(), server.asked.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (behaviour, current, max, asked) = (behaviour.clone(), current.clone(), max.clone(), asked.clone());
+                std::thread::spawn(move || serve(stream, &*behaviour, &current, &max, &asked));
+            }
+        });
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/camera/{{key}}", self.port)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.asked.lock().expect("lock").values().sum()
+    }
+}
+
+/// Serves the requests of one keep-alive connection.
+fn serve(
+    stream: TcpStream,
+    behaviour: &Behaviour,
+    current: &AtomicUsize,
+    max: &AtomicUsize,
+    asked: &Mutex<HashMap<String, usize>>,
+) {
+    let mut writer = stream.try_clone().expect("clone the stream");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let now = current.fetch_add(1, Ordering::SeqCst) + 1;
+        max.fetch_max(now, Ordering::SeqCst);
+        let path = request_line.split(' ').nth(1).unwrap_or("");
+        let key = path.strip_prefix("/camera/").unwrap_or(path).to_string();
+        let n = {
+            let mut asked = asked.lock().expect("lock");
+            let count = asked.entry(key.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let reply = behaviour(&key, n);
+        std::thread::sleep(Duration::from_millis(reply.delay_ms));
+        // Counted out before answering: the client learns of the answer
+        // only after this, so a request it sends next never overlaps.
+        current.fetch_sub(1, Ordering::SeqCst);
+        let reason = match reply.status {
+            200 => "OK",
+            404 => "Not Found",
+            _ => "Internal Server Error",
+        };
+        let response = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\n\r\n{}",
+            reply.status,
+            reply.body.len(),
+            reply.body
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The road of a camera, as the service knows it; camera 13 is unknown.
+fn road(key: &str) -> Option<String> {
+    let number: u32 = key.strip_prefix("CAM")?.parse().ok()?;
+    (number != 13).then(|| format!("road-{}", number % 5))
+}
+
+/// The service's answer to `key` after `delay_ms`.
+fn answer(key: &str, delay_ms: u64) -> Reply {
+    match road(key) {
+        Some(road) => Reply {
+            delay_ms,
+            status: 200,
+            body: road,
+        },
+        None => Reply {
+            delay_ms,
+            status: 404,
+            body: String::new(),
+        },
+    }
+}
+
+/// `n` passings, one a second, over 20 cameras.
+fn passings(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{},CAM{:04},P{:07},{}",
+                1_767_225_600_000i64 + i as i64 * 1000,
+                i * 7 % 20,
+                i,
+                50 + i % 70
+            )
+        })
+        .collect()
+}
+
+/// The oracle: each passing with its camera's road (`unknown` for none).
+fn enriched(passings: &[String]) -> Vec<String> {
+    passings
+        .iter()
+        .map(|line| {
+            let camera = line.split(',').nth(1).unwrap_or("");
+            format!("{line},{}", road(camera).unwrap_or_else(|| "unknown".into()))
+        })
+        .collect()
+}
+
+/// A job: passings → `enrich` (with `async_settings`) → out.txt.
+fn job(server: &CameraServer, async_settings: &str) -> String {
+    format!(
+        r#"
+[job]
+name = "enrich"
+parallelism = 1
+batch_size = 16
+dead_letter = "dead.jsonl"
+
+[[lookup]]
+name = "cameras"
+type = "http"
+url = "{url}"
+
+[[source]]
+uid = "passings"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "enrich"
+input = "passings"
+module = "traffic.wasm"
+function = "enrich"
+lookups = ["cameras"]
+async = {async_settings}
+
+[[sink]]
+uid = "out"
+input = "enrich"
+type = "file"
+path = "out.txt"
+"#,
+        url = server.url()
+    )
+}
+
+/// Delays of 0 to 12 ms by key, so answers overtake each other.
+fn jittered(key: &str, _n: usize) -> Reply {
+    let spread = key.bytes().map(u64::from).sum::<u64>() % 4;
+    answer(key, spread * 4)
+}
+
+#[test]
+fn ordered_async_lookups_emit_the_oracle_in_input_order() {
+    let server = CameraServer::start(jittered);
+    let work = Workdir::new();
+    let input = passings(300);
+    work.write("input.txt", input.join("\n") + "\n");
+    work.run_ok(&job(&server, r#"{ mode = "ordered", capacity = 16 }"#), &[]);
+    let output: Vec<String> = work.read("out.txt").lines().map(str::to_string).collect();
+    assert_eq!(output, enriched(&input));
+    assert_eq!(server.requests(), 300, "one request a record, none retried");
+    assert!(server.max_in_flight() <= 16, "{} in flight", server.max_in_flight());
+}
+
+#[test]
+fn unordered_async_lookups_emit_every_record_once_and_none_across_a_watermark() {
+    let server = CameraServer::start(jittered);
+    let work = Workdir::new();
+    let input = passings(200);
+    work.write("input.txt", input.join("\n") + "\n");
+    // Event time from each passing, a watermark after every batch of 4; one
+    // window per record downstream, so a record emitted after a watermark
+    // that passed it would be late there.
+    let job = job(&server, r#"{ mode = "unordered", capacity = 16 }"#)
+        .replace("batch_size = 16", "batch_size = 4")
+        .replace(
+            "input = \"passings\"\nmodule = \"traffic.wasm\"\nfunction = \"enrich\"",
+            "input = \"stamped\"\nmodule = \"traffic.wasm\"\nfunction = \"enrich\"",
+        )
+        .replace(
+            "[[sink]]\nuid = \"out\"\ninput = \"enrich\"",
+            r#"[[operator]]
+uid = "stamped"
+input = "passings"
+module = "traffic.wasm"
+function = "event_time"
+watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 0 }
+
+[[operator]]
+uid = "windows"
+input = "enrich"
+module = "testkit.wasm"
+function = "concat"
+key_by = { module = "testkit.wasm", function = "first_word" }
+window = { type = "tumbling", size_ms = 1000 }
+late_output = "late"
+
+[[sink]]
+uid = "late"
+input = "windows"
+side_output = "late"
+type = "file"
+path = "late.txt"
+
+[[sink]]
+uid = "out"
+input = "windows""#,
+        );
+    work.run_ok(&job, &[]);
+    let expected: Vec<String> = enriched(&input)
+        .into_iter()
+        .map(|line| {
+            let ts: i64 = line.split(',').next().and_then(|t| t.parse().ok()).expect("a timestamp");
+            format!("{line},{ts},{},{line}", ts + 1000)
+        })
+        .collect();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(sorted_lines(&work.read("out.txt")), expected);
+    assert_eq!(
+        std::fs::read_to_string(work.path("late.txt")).unwrap_or_default(),
+        "",
+        "no record crossed a watermark"
+    );
+}
+
+#[test]
+fn timeouts_are_retried_and_a_lookup_failing_its_last_try_is_dead_lettered_with_the_cause() {
+    // CAM0003's very first request is too slow (then it answers at once);
+    // CAM0005 is always too slow.
+    let server = CameraServer::start(|key, n| match key {
+        "CAM0003" if n == 1 => answer(key, 1_000),
+        "CAM0005" => answer(key, 1_000),
+        _ => answer(key, 0),
+    });
+    let work = Workdir::new();
+    let input = passings(60);
+    work.write("input.txt", input.join("\n") + "\n");
+    let settings = r#"{ capacity = 8, timeout_ms = 200, retry = { attempts = 3, delay_ms = 10, backoff = 2.0 }, on_failure = "dead-letter" }"#;
+    work.run_ok(&job(&server, settings), &[]);
+    let (failed, kept): (Vec<String>, Vec<String>) = input.iter().cloned().partition(|l| l.contains(",CAM0005,"));
+    assert_eq!(failed.len(), 3);
+    let output: Vec<String> = work.read("out.txt").lines().map(str::to_string).collect();
+    assert_eq!(output, enriched(&kept), "CAM0003 answered on a retry, in order");
+    let dead: Vec<(String, String, String)> = work
+        .read("dead.jsonl")
+        .lines()
+        .map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let field = |name: &str| entry[name].as_str().unwrap_or("").to_string();
+            (field("operator"), field("record"), field("reason"))
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = failed
+        .iter()
+        .map(|record| {
+            (
+                "enrich".to_string(),
+                record.clone(),
+                "lookup `cameras` failed: timed out after 200 ms (3 attempts)".to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(dead, expected);
+    assert_eq!(server.asked.lock().expect("lock")["CAM0005"], 9, "3 records, 3 tries each");
+}
+
+#[test]
+fn a_lookup_failing_its_last_try_fails_the_task_naming_the_operator_the_lookup_and_the_cause() {
+    let server = CameraServer::start(|key, _| match key {
+        "CAM0005" => Reply {
+            delay_ms: 0,
+            status: 500,
+            body: "database down".into(),
+        },
+        _ => answer(key, 0),
+    });
+    let work = Workdir::new();
+    work.write("input.txt", passings(20).join("\n") + "\n");
+    let settings = r#"{ retry = { attempts = 2, delay_ms = 5 }, on_failure = "fail" }"#;
+    let finished = work.weir("run", &job(&server, settings), &[]);
+    assert!(!finished.success, "the job should fail:\n{}", finished.stderr);
+    let expected = format!(
+        "operator `enrich`: lookup `cameras` failed: GET http://127.0.0.1:{}/camera/CAM0005: HTTP 500 Internal Server Error: database down (2 attempts)",
+        server.port
+    );
+    assert!(finished.stderr.contains(&expected), "missing `{expected}` in:\n{}", finished.stderr);
+}
+
+#[test]
+fn capacity_bounds_the_requests_in_flight() {
+    let server = CameraServer::start(|key, _| answer(key, 15));
+    let work = Workdir::new();
+    let input = passings(120);
+    work.write("input.txt", input.join("\n") + "\n");
+    work.run_ok(&job(&server, r#"{ mode = "unordered", capacity = 4 }"#), &[]);
+    assert_eq!(sorted_lines(&work.read("out.txt")), {
+        let mut expected = enriched(&input);
+        expected.sort();
+        expected
+    });
+    // Never above the capacity, and the capacity is used: requests overlap.
+    assert_eq!(server.max_in_flight(), 4);
+    assert_eq!(server.requests(), 120);
+}
