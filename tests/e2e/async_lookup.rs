@@ -2,7 +2,8 @@
 //! HTTP server the test starts on loopback: ordered output equal to the
 //! oracle in input order, unordered output equal as a multiset with no
 //! record crossing a watermark, timeouts retried then dead-lettered or
-//! failing the task, and the capacity bounding the requests in flight.
+//! failing the task, the capacity bounding the requests in flight, and the
+//! records in flight at a checkpoint surviving SIGKILL.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::harness::{Workdir, sorted_lines};
+use crate::harness::{Workdir, committed_in_order, sorted_lines, weir};
 
 /// What the server answers for a key, the `n`-th time it is asked (from 1).
 struct Reply {
@@ -365,4 +366,56 @@ fn capacity_bounds_the_requests_in_flight() {
     // Never above the capacity, and the capacity is used: requests overlap.
     assert_eq!(server.max_in_flight(), 4);
     assert_eq!(server.requests(), 120);
+}
+
+#[test]
+fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost_or_doubled() {
+    // Slow answers: every checkpoint finds records in flight.
+    let server = CameraServer::start(|key, _| answer(key, 40));
+    let work = Workdir::new();
+    let input = passings(150);
+    work.write("input.txt", input.join("\n") + "\n");
+    let job = job(&server, r#"{ mode = "ordered", capacity = 4 }"#)
+        .replace(
+            "dead_letter = \"dead.jsonl\"\n",
+            "dead_letter = \"dead.jsonl\"\n\n[checkpoint]\ndir = \"checkpoints\"\ninterval_ms = 50\n",
+        )
+        .replace("batch_size = 16", "batch_size = 4\nchannel_capacity = 1")
+        .replace("type = \"file\"\npath = \"out.txt\"", "type = \"files\"\npath = \"out\"");
+    work.write("job.toml", &job);
+    let mut child = weir()
+        .current_dir(work.dir.path())
+        .args(["run", "--quiet", "job.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while committed_in_order(&work.path("out")).len() < 40 {
+        assert!(std::time::Instant::now() < deadline, "nothing committed in a minute");
+        if child.try_wait().expect("poll weir").is_some() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("read stderr");
+            }
+            panic!("the job ended before the kill:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL weir");
+    child.wait().expect("reap weir");
+    let before = committed_in_order(&work.path("out")).len();
+    assert!(before < input.len(), "killed mid-run: {before} committed");
+    let restored = weir()
+        .current_dir(work.dir.path())
+        .args(["run", "--quiet", "job.toml", "--restore", "latest"])
+        .output()
+        .expect("weir runs");
+    assert!(
+        restored.status.success(),
+        "the restored run failed:\n{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(committed_in_order(&work.path("out")), enriched(&input));
+    assert!(server.requests() > input.len(), "records in flight were asked again");
 }
