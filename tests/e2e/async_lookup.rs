@@ -274,7 +274,11 @@ input = "windows""#,
     let expected: Vec<String> = enriched(&input)
         .into_iter()
         .map(|line| {
-            let ts: i64 = line.split(',').next().and_then(|t| t.parse().ok()).expect("a timestamp");
+            let ts: i64 = line
+                .split(',')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .expect("a timestamp");
             format!("{line},{ts},{},{line}", ts + 1000)
         })
         .collect();
@@ -326,7 +330,11 @@ fn timeouts_are_retried_and_a_lookup_failing_its_last_try_is_dead_lettered_with_
         })
         .collect();
     assert_eq!(dead, expected);
-    assert_eq!(server.asked.lock().expect("lock")["CAM0005"], 9, "3 records, 3 tries each");
+    assert_eq!(
+        server.asked.lock().expect("lock")["CAM0005"],
+        9,
+        "3 records, 3 tries each"
+    );
 }
 
 #[test]
@@ -348,7 +356,11 @@ fn a_lookup_failing_its_last_try_fails_the_task_naming_the_operator_the_lookup_a
         "operator `enrich`: lookup `cameras` failed: GET http://127.0.0.1:{}/camera/CAM0005: HTTP 500 Internal Server Error: database down (2 attempts)",
         server.port
     );
-    assert!(finished.stderr.contains(&expected), "missing `{expected}` in:\n{}", finished.stderr);
+    assert!(
+        finished.stderr.contains(&expected),
+        "missing `{expected}` in:\n{}",
+        finished.stderr
+    );
 }
 
 #[test]
@@ -393,10 +405,16 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
             "dead_letter = \"dead.jsonl\"\n\n[checkpoint]\ndir = \"checkpoints\"\ninterval_ms = 50\n",
         )
         .replace("batch_size = 16", "batch_size = 4\nchannel_capacity = 1")
-        .replace("type = \"file\"\npath = \"out.txt\"", "type = \"files\"\npath = \"out\"");
+        .replace(
+            "type = \"file\"\npath = \"out.txt\"",
+            "type = \"files\"\npath = \"out\"",
+        );
     // The source follows its file, so it lives on and checkpoints go on
     // being taken while record 10 waits; the restored run reads to the end.
-    work.write("job.toml", job.replace("path = \"input.txt\"", "path = \"input.txt\"\nfollow = true"));
+    work.write(
+        "job.toml",
+        job.replace("path = \"input.txt\"", "path = \"input.txt\"\nfollow = true"),
+    );
     let mut child = weir()
         .current_dir(work.dir.path())
         .args(["run", "--quiet", "job.toml"])
@@ -442,5 +460,60 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
     assert!(
         server.asked.lock().expect("lock")["CAM0010"] > input.iter().filter(|l| l.contains(",CAM0010,")).count(),
         "record 10 was asked again after the restore"
+    );
+}
+
+#[test]
+fn job_file_mistakes_about_lookups_are_refused_with_their_lines() {
+    let job = r#"[[lookup]]
+name = "cameras"
+type = "http"
+url = "http://127.0.0.1:1/camera"
+
+[[lookup]]
+name = "secure"
+type = "http"
+url = "https://example.com/{key}"
+
+[[source]]
+uid = "passings"
+type = "file"
+path = "input.txt"
+
+[[operator]]
+uid = "enrich"
+input = "passings"
+module = "traffic.wasm"
+function = "enrich"
+lookups = ["roads"]
+async = { capacity = 0, retry = { backoff = 0.5 } }
+
+[[operator]]
+uid = "copy"
+input = "enrich"
+module = "testkit.wasm"
+function = "identity"
+lookups = ["cameras"]
+
+[[sink]]
+uid = "out"
+input = "copy"
+type = "file"
+path = "out.txt"
+"#;
+    let work = Workdir::new();
+    let finished = work.weir("validate", job, &[]);
+    assert!(!finished.success, "the job was accepted:\n{}", finished.stdout);
+    let stderr = finished
+        .stderr
+        .replace(&work.path("job.toml").display().to_string(), "job.toml");
+    assert_eq!(
+        stderr,
+        "error: job.toml:4: lookup `cameras` → url: `http://127.0.0.1:1/camera` has no `{key}` for the request's key\n\
+         error: job.toml:9: lookup `secure` → url: `https://example.com/{key}`: only http:// URLs are supported\n\
+         error: job.toml:21: operator `enrich` → lookups: no [[lookup]] is named `roads` (declared: [])\n\
+         error: job.toml:22: operator `enrich` → async → capacity: must be at least 1\n\
+         error: job.toml:22: operator `enrich` → async → retry → backoff: 0.5 is not between 1.0 and 100.0\n\
+         error: job.toml:29: operator `copy` → lookups: `identity` is a map function; `lookups` is for async-map functions\n"
     );
 }
