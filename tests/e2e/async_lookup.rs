@@ -380,14 +380,8 @@ fn capacity_bounds_the_requests_in_flight() {
     assert_eq!(server.requests(), 120);
 }
 
-#[test]
-fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost_or_doubled() {
-    // Record 10 (the first of CAM0010) gets no answer in the first run: in
-    // ordered mode it holds back the records behind it, and the
-    // checkpoint that commits records 0..=9 (its barrier passed the operator
-    // after record 9 left, so after record 10 entered) has it in flight.
-    // The capacity holds the whole input, so barriers keep flowing (a full
-    // operator reads no barrier).
+/// A camera service where CAM0010 gets no answer while `blocking` is set.
+fn blocking_server() -> (CameraServer, Arc<std::sync::atomic::AtomicBool>) {
     let blocking = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let server = CameraServer::start({
         let blocking = blocking.clone();
@@ -396,10 +390,13 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
             _ => answer(key, 5),
         }
     });
-    let work = Workdir::new();
-    let input = passings(150);
-    work.write("input.txt", input.join("\n") + "\n");
-    let job = job(&server, r#"{ mode = "ordered", capacity = 200, timeout_ms = 120000 }"#)
+    (server, blocking)
+}
+
+/// The enrich job with checkpoints every 50 ms and a `files` sink in
+/// `out/`; small batches and channels.
+fn checkpointed_job(server: &CameraServer) -> String {
+    job(server, r#"{ mode = "ordered", capacity = 200, timeout_ms = 120000 }"#)
         .replace(
             "dead_letter = \"dead.jsonl\"\n",
             "dead_letter = \"dead.jsonl\"\n\n[checkpoint]\ndir = \"checkpoints\"\ninterval_ms = 50\n",
@@ -408,7 +405,13 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
         .replace(
             "type = \"file\"\npath = \"out.txt\"",
             "type = \"files\"\npath = \"out\"",
-        );
+        )
+}
+
+/// Runs `job` with its source following the input until `out/` holds
+/// `committed` lines, SIGKILLs it, checks what was committed, lets CAM0010
+/// answer, and runs `job` again from the latest checkpoint to the end.
+fn kill_then_restore(work: &Workdir, job: &str, blocking: &std::sync::atomic::AtomicBool, committed: &[String]) {
     // The source follows its file, so it lives on and checkpoints go on
     // being taken while record 10 waits; the restored run reads to the end.
     work.write(
@@ -422,9 +425,8 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("weir starts");
-    // Records 0..=9 committed, and no more can be while record 10 waits.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while committed_in_order(&work.path("out")).len() < 10 {
+    while committed_in_order(&work.path("out")).len() < committed.len() {
         assert!(std::time::Instant::now() < deadline, "nothing committed in a minute");
         if child.try_wait().expect("poll weir").is_some() {
             let mut stderr = String::new();
@@ -437,14 +439,14 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
     }
     child.kill().expect("SIGKILL weir");
     child.wait().expect("reap weir");
-    let committed = committed_in_order(&work.path("out"));
+    let before = committed_in_order(&work.path("out"));
     assert_eq!(
+        before,
         committed,
-        enriched(&input[..10]),
         "killed while record 10 was in flight ({} committed)",
-        committed.len()
+        before.len()
     );
-    work.write("job.toml", &job);
+    work.write("job.toml", job);
     blocking.store(false, Ordering::SeqCst);
     let restored = weir()
         .current_dir(work.dir.path())
@@ -456,11 +458,96 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
         "the restored run failed:\n{}",
         String::from_utf8_lossy(&restored.stderr)
     );
+}
+
+#[test]
+fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost_or_doubled() {
+    // Record 10 (the first of CAM0010) gets no answer in the first run: in
+    // ordered mode it holds back the records behind it, and the checkpoint
+    // that commits records 0..=9 (its barrier passed the operator after
+    // record 9 left, so after record 10 entered) has it in flight. The
+    // capacity holds the whole input, so barriers keep flowing (a full
+    // operator reads no barrier).
+    let (server, blocking) = blocking_server();
+    let work = Workdir::new();
+    let input = passings(150);
+    work.write("input.txt", input.join("\n") + "\n");
+    kill_then_restore(&work, &checkpointed_job(&server), &blocking, &enriched(&input[..10]));
     assert_eq!(committed_in_order(&work.path("out")), enriched(&input));
     assert!(
         server.asked.lock().expect("lock")["CAM0010"] > input.iter().filter(|l| l.contains(",CAM0010,")).count(),
         "record 10 was asked again after the restore"
     );
+}
+
+#[test]
+fn after_a_restore_consumers_hear_no_watermark_ahead_of_the_restored_records() {
+    // Event time from each passing, one window per record downstream: a
+    // restore that announced the operator's input watermark (ahead of the
+    // records in flight) would make the restored records late there.
+    let (server, blocking) = blocking_server();
+    let work = Workdir::new();
+    let input = passings(150);
+    work.write("input.txt", input.join("\n") + "\n");
+    let job = checkpointed_job(&server)
+        .replace(
+            "input = \"passings\"\nmodule = \"traffic.wasm\"\nfunction = \"enrich\"",
+            "input = \"stamped\"\nmodule = \"traffic.wasm\"\nfunction = \"enrich\"",
+        )
+        .replace(
+            "[[sink]]\nuid = \"out\"\ninput = \"enrich\"",
+            r#"[[operator]]
+uid = "stamped"
+input = "passings"
+module = "traffic.wasm"
+function = "event_time"
+watermarks = { strategy = "bounded-out-of-orderness", max_out_of_orderness_ms = 0 }
+
+[[operator]]
+uid = "windows"
+input = "enrich"
+module = "testkit.wasm"
+function = "concat"
+key_by = { module = "testkit.wasm", function = "first_word" }
+window = { type = "tumbling", size_ms = 1000 }
+late_output = "late"
+
+[[sink]]
+uid = "late"
+input = "windows"
+side_output = "late"
+type = "file"
+path = "late.txt"
+
+[[sink]]
+uid = "out"
+input = "windows""#,
+        );
+    let windows: Vec<String> = enriched(&input)
+        .into_iter()
+        .map(|line| {
+            let ts: i64 = line
+                .split(',')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .expect("a timestamp");
+            format!("{line},{ts},{},{line}", ts + 1000)
+        })
+        .collect();
+    // The last watermark out before record 10 is the one after the batch of
+    // records 4..=7 (batches of 4), at record 7's time less 1 ms: it closes
+    // the windows of records 0..=6.
+    kill_then_restore(&work, &job, &blocking, &windows[..7]);
+    assert_eq!(
+        std::fs::read_to_string(work.path("late.txt")).unwrap_or_default(),
+        "",
+        "no restored record was late"
+    );
+    assert_eq!(sorted_lines(&committed_in_order(&work.path("out")).join("\n")), {
+        let mut all = windows.clone();
+        all.sort();
+        all
+    });
 }
 
 #[test]

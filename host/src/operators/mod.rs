@@ -74,6 +74,14 @@ pub(crate) trait Operator: Send {
         false
     }
 
+    /// For an operator that holds watermarks: the last watermark it
+    /// emitted. A checkpoint records it as the operator's event-time
+    /// progress (not its input's, which records still in the operator are
+    /// behind), so a restore tells consumers no more than they had heard.
+    fn emitted_watermark(&self) -> Option<EventTime> {
+        None
+    }
+
     /// A channel that is ready when the operator has work that came from
     /// elsewhere (answers of async lookups): the runtime selects on it
     /// beside the inputs and then calls [`Operator::on_wakeup`].

@@ -409,7 +409,7 @@ fn checkpoint(
     let snapshot = operator.snapshot_state(barrier.id)?;
     if let Some(link) = link {
         let progress = WatermarkSnapshot {
-            input: Some(watermark),
+            input: Some(operator.emitted_watermark().unwrap_or(watermark)),
             output: out.generator_state(),
         };
         link.ack_operator(barrier.id, snapshot, progress);

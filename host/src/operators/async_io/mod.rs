@@ -39,7 +39,11 @@
 //!   operator list state `operator-split/weir.async.in-flight` of the
 //!   operator's own heap backend; on restore those records are prepared
 //!   and issued again before any new input, so none is lost or doubled.
-//!   Answers are not kept: a restored record is looked up again.
+//!   Answers are not kept: a restored record is looked up again. The
+//!   checkpoint's event-time progress is the last watermark the operator
+//!   emitted ([`Operator::emitted_watermark`]), not its input's: a restore
+//!   tells consumers no more than they had heard, and the input's watermark,
+//!   announced again by the producer, queues behind the restored records.
 
 pub(crate) mod client;
 pub(crate) mod config;
@@ -114,6 +118,8 @@ pub(crate) struct AsyncOperator {
     scope: KeyedScope,
     /// Records restored from the checkpoint, not prepared yet.
     restored: Option<RecordBatch>,
+    /// The last watermark emitted (or restored).
+    emitted: EventTime,
 }
 
 impl AsyncOperator {
@@ -143,6 +149,7 @@ impl AsyncOperator {
             next_id: 0,
             scope,
             restored: None,
+            emitted: EventTime::MIN,
         })
     }
 
@@ -340,6 +347,7 @@ impl AsyncOperator {
                 Ready::Watermark(watermark) => {
                     self.complete(&mut batch, &mut results, out)?;
                     out.watermark(watermark)?;
+                    self.emitted = watermark;
                 }
             }
         }
@@ -409,6 +417,14 @@ impl Operator for AsyncOperator {
 
     fn holds_watermarks(&self) -> bool {
         true
+    }
+
+    fn emitted_watermark(&self) -> Option<EventTime> {
+        Some(self.emitted)
+    }
+
+    fn restore_watermark(&mut self, watermark: EventTime) {
+        self.emitted = watermark;
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<(), TaskError> {
