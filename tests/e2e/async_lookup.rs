@@ -5,143 +5,14 @@
 //! failing the task, the capacity bounding the requests in flight, and the
 //! records in flight at a checkpoint surviving SIGKILL.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod server;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use server::{CameraServer, Reply, answer, blocking_server, road};
+
 use crate::harness::{Workdir, committed_in_order, sorted_lines, weir};
-
-/// What the server answers for a key, the `n`-th time it is asked (from 1).
-struct Reply {
-    delay_ms: u64,
-    status: u16,
-    body: String,
-}
-
-/// Decides the reply to each request.
-type Behaviour = dyn Fn(&str, usize) -> Reply + Send + Sync;
-
-/// A camera service on loopback: `GET /camera/{key}`.
-struct CameraServer {
-    port: u16,
-    /// Requests being handled now, and the most at once.
-    current: Arc<AtomicUsize>,
-    max: Arc<AtomicUsize>,
-    /// Requests per key.
-    asked: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl CameraServer {
-    fn start(behaviour: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let port = listener.local_addr().expect("an address").port();
-        let server = Self {
-            port,
-            current: Arc::default(),
-            max: Arc::default(),
-            asked: Arc::default(),
-        };
-        let behaviour: Arc<Behaviour> = Arc::new(behaviour);
-        let (current, max, asked) = (server.current.clone(), server.max.clone(), server.asked.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (behaviour, current, max, asked) = (behaviour.clone(), current.clone(), max.clone(), asked.clone());
-                std::thread::spawn(move || serve(stream, &*behaviour, &current, &max, &asked));
-            }
-        });
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/camera/{{key}}", self.port)
-    }
-
-    fn max_in_flight(&self) -> usize {
-        self.max.load(Ordering::SeqCst)
-    }
-
-    fn requests(&self) -> usize {
-        self.asked.lock().expect("lock").values().sum()
-    }
-}
-
-/// Serves the requests of one keep-alive connection.
-fn serve(
-    stream: TcpStream,
-    behaviour: &Behaviour,
-    current: &AtomicUsize,
-    max: &AtomicUsize,
-    asked: &Mutex<HashMap<String, usize>>,
-) {
-    let mut writer = stream.try_clone().expect("clone the stream");
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                break;
-            }
-        }
-        let now = current.fetch_add(1, Ordering::SeqCst) + 1;
-        max.fetch_max(now, Ordering::SeqCst);
-        let path = request_line.split(' ').nth(1).unwrap_or("");
-        let key = path.strip_prefix("/camera/").unwrap_or(path).to_string();
-        let n = {
-            let mut asked = asked.lock().expect("lock");
-            let count = asked.entry(key.clone()).or_default();
-            *count += 1;
-            *count
-        };
-        let reply = behaviour(&key, n);
-        std::thread::sleep(Duration::from_millis(reply.delay_ms));
-        // Counted out before answering: the client learns of the answer
-        // only after this, so a request it sends next never overlaps.
-        current.fetch_sub(1, Ordering::SeqCst);
-        let reason = match reply.status {
-            200 => "OK",
-            404 => "Not Found",
-            _ => "Internal Server Error",
-        };
-        let response = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\n\r\n{}",
-            reply.status,
-            reply.body.len(),
-            reply.body
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-/// The road of a camera, as the service knows it; camera 13 is unknown.
-fn road(key: &str) -> Option<String> {
-    let number: u32 = key.strip_prefix("CAM")?.parse().ok()?;
-    (number != 13).then(|| format!("road-{}", number % 5))
-}
-
-/// The service's answer to `key` after `delay_ms`.
-fn answer(key: &str, delay_ms: u64) -> Reply {
-    match road(key) {
-        Some(road) => Reply {
-            delay_ms,
-            status: 200,
-            body: road,
-        },
-        None => Reply {
-            delay_ms,
-            status: 404,
-            body: String::new(),
-        },
-    }
-}
 
 /// `n` passings, one a second, over 20 cameras.
 fn passings(n: usize) -> Vec<String> {
@@ -380,19 +251,6 @@ fn capacity_bounds_the_requests_in_flight() {
     assert_eq!(server.requests(), 120);
 }
 
-/// A camera service where CAM0010 gets no answer while `blocking` is set.
-fn blocking_server() -> (CameraServer, Arc<std::sync::atomic::AtomicBool>) {
-    let blocking = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let server = CameraServer::start({
-        let blocking = blocking.clone();
-        move |key, _| match key {
-            "CAM0010" if blocking.load(Ordering::SeqCst) => answer(key, 120_000),
-            _ => answer(key, 5),
-        }
-    });
-    (server, blocking)
-}
-
 /// The enrich job with checkpoints every 50 ms and a `files` sink in
 /// `out/`; small batches and channels.
 fn checkpointed_job(server: &CameraServer) -> String {
@@ -411,7 +269,7 @@ fn checkpointed_job(server: &CameraServer) -> String {
 /// Runs `job` with its source following the input until `out/` holds
 /// `committed` lines, SIGKILLs it, checks what was committed, lets CAM0010
 /// answer, and runs `job` again from the latest checkpoint to the end.
-fn kill_then_restore(work: &Workdir, job: &str, blocking: &std::sync::atomic::AtomicBool, committed: &[String]) {
+fn kill_then_restore(work: &Workdir, job: &str, blocking: &AtomicBool, committed: &[String]) {
     // The source follows its file, so it lives on and checkpoints go on
     // being taken while record 10 waits; the restored run reads to the end.
     work.write(
