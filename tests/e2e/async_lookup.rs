@@ -168,14 +168,14 @@ fn timeouts_are_retried_and_a_lookup_failing_its_last_try_is_dead_lettered_with_
     // CAM0003's very first request is too slow (then it answers at once);
     // CAM0005 is always too slow.
     let server = CameraServer::start(|key, n| match key {
-        "CAM0003" if n == 1 => answer(key, 1_000),
-        "CAM0005" => answer(key, 1_000),
+        "CAM0003" if n == 1 => answer(key, 5_000),
+        "CAM0005" => answer(key, 5_000),
         _ => answer(key, 0),
     });
     let work = Workdir::new();
     let input = passings(60);
     work.write("input.txt", input.join("\n") + "\n");
-    let settings = r#"{ capacity = 8, timeout_ms = 200, retry = { attempts = 3, delay_ms = 10, backoff = 2.0 }, on_failure = "dead-letter" }"#;
+    let settings = r#"{ capacity = 8, timeout_ms = 500, retry = { attempts = 3, delay_ms = 10, backoff = 2.0 }, on_failure = "dead-letter" }"#;
     work.run_ok(&job(&server, settings), &[]);
     let (failed, kept): (Vec<String>, Vec<String>) = input.iter().cloned().partition(|l| l.contains(",CAM0005,"));
     assert_eq!(failed.len(), 3);
@@ -196,7 +196,7 @@ fn timeouts_are_retried_and_a_lookup_failing_its_last_try_is_dead_lettered_with_
             (
                 "enrich".to_string(),
                 record.clone(),
-                "lookup `cameras` failed: timed out after 200 ms (3 attempts)".to_string(),
+                "lookup `cameras` failed: timed out after 500 ms (3 attempts)".to_string(),
             )
         })
         .collect();
