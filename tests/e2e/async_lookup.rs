@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use server::{CameraServer, Reply, answer, blocking_server, road};
 
-use crate::harness::{Workdir, committed_in_order, sorted_lines, weir};
+use crate::harness::{Workdir, command, committed_in_order, sorted_lines, weir, weir_in};
 
 /// `n` passings, one a second, over 20 cameras.
 fn passings(n: usize) -> Vec<String> {
@@ -326,7 +326,7 @@ fn records_in_flight_at_a_checkpoint_are_looked_up_again_after_sigkill_none_lost
     // record 9 left, so after record 10 entered) has it in flight. The
     // capacity holds the whole input, so barriers keep flowing (a full
     // operator reads no barrier).
-    let (server, blocking) = blocking_server();
+    let (server, blocking) = blocking_server(120_000);
     let work = Workdir::new();
     let input = passings(150);
     work.write("input.txt", input.join("\n") + "\n");
@@ -343,7 +343,7 @@ fn after_a_restore_consumers_hear_no_watermark_ahead_of_the_restored_records() {
     // Event time from each passing, one window per record downstream: a
     // restore that announced the operator's input watermark (ahead of the
     // records in flight) would make the restored records late there.
-    let (server, blocking) = blocking_server();
+    let (server, blocking) = blocking_server(120_000);
     let work = Workdir::new();
     let input = passings(150);
     work.write("input.txt", input.join("\n") + "\n");
@@ -406,6 +406,79 @@ input = "windows""#,
         all.sort();
         all
     });
+}
+
+#[test]
+fn a_stop_with_a_savepoint_leaves_the_records_in_flight_to_the_resumed_job() {
+    // Record 10 answers only after 3 s in the first run, holding back the
+    // records behind it; the stop comes meanwhile. What the first run wrote
+    // and what the resumed run writes (plain files, not transactional) make
+    // the oracle exactly: a stop that drained the queue would write records
+    // 10.. in both.
+    let (server, blocking) = blocking_server(3_000);
+    let work = Workdir::new();
+    let input = passings(150);
+    work.write("input.txt", input.join("\n") + "\n");
+    let job = job(&server, r#"{ mode = "ordered", capacity = 200, timeout_ms = 120000 }"#)
+        .replace("batch_size = 16", "batch_size = 4\nchannel_capacity = 1")
+        .replace(
+            "dead_letter = \"dead.jsonl\"\n",
+            "dead_letter = \"dead.jsonl\"\n\n[checkpoint]\ndir = \"checkpoints\"\ninterval_ms = 600000\n",
+        );
+    work.write(
+        "job.toml",
+        job.replace("path = \"input.txt\"", "path = \"input.txt\"\nfollow = true")
+            .replace("path = \"out.txt\"", "path = \"first.txt\""),
+    );
+    let mut child = command(&work)
+        .args(["run", "--quiet", "job.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    // Every record asked for: the queue holds records 10..150.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let list = weir_in(&work, &["list"]);
+        let id = list
+            .stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some("enrich"))
+            .and_then(|line| line.split_whitespace().next().map(str::to_string));
+        if let Some(id) = id
+            && server.requests() >= input.len()
+        {
+            break id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} requests in a minute",
+            server.requests()
+        );
+        assert!(child.try_wait().expect("poll weir").is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stop = weir_in(&work, &["stop", "--savepoint", "savepoints", &id]);
+    assert!(stop.success, "weir stop failed: {}", stop.stderr);
+    let stopped = child.wait_with_output().expect("weir ends");
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    blocking.store(false, Ordering::SeqCst);
+    work.write("job.toml", job.replace("path = \"out.txt\"", "path = \"second.txt\""));
+    let resumed = command(&work)
+        .args(["run", "--quiet", "job.toml", "--from-savepoint", stop.stdout.trim()])
+        .output()
+        .expect("weir runs");
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let first = work.read("first.txt");
+    let second = work.read("second.txt");
+    assert_eq!(
+        first
+            .lines()
+            .chain(second.lines())
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+        enriched(&input)
+    );
 }
 
 #[test]

@@ -140,6 +140,11 @@ pub(crate) trait Operator: Send {
         None
     }
 
+    /// The job stops with a savepoint, which the operator's last snapshot
+    /// is part of: what it still holds is in that savepoint, and is not to
+    /// be emitted now (called before [`Operator::close`]).
+    fn on_stop(&mut self) {}
+
     /// Every input has ended (after the final watermark); flush and finish.
     fn close(&mut self, _out: &mut Output) -> Result<(), TaskError> {
         Ok(())

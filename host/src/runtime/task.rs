@@ -373,6 +373,9 @@ pub(crate) fn run_operator_inputs(
     if let (Some(link), Some(last)) = (link, operator.pending_commit()) {
         await_commit(operator, link, last)?;
     }
+    if stopped {
+        operator.on_stop();
+    }
     operator.close(out)?;
     if stopped {
         out.stop()?

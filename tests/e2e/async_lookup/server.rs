@@ -138,13 +138,14 @@ pub fn answer(key: &str, delay_ms: u64) -> Reply {
     }
 }
 
-/// A camera service where CAM0010 gets no answer while `blocking` is set.
-pub fn blocking_server() -> (CameraServer, Arc<AtomicBool>) {
+/// A camera service where CAM0010 answers only after `blocked_ms` while
+/// `blocking` is set.
+pub fn blocking_server(blocked_ms: u64) -> (CameraServer, Arc<AtomicBool>) {
     let blocking = Arc::new(AtomicBool::new(true));
     let server = CameraServer::start({
         let blocking = blocking.clone();
         move |key, _| match key {
-            "CAM0010" if blocking.load(Ordering::SeqCst) => answer(key, 120_000),
+            "CAM0010" if blocking.load(Ordering::SeqCst) => answer(key, blocked_ms),
             _ => answer(key, 5),
         }
     });

@@ -39,7 +39,9 @@
 //!   operator list state `operator-split/weir.async.in-flight` of the
 //!   operator's own heap backend; on restore those records are prepared
 //!   and issued again before any new input, so none is lost or doubled.
-//!   Answers are not kept: a restored record is looked up again. The
+//!   Answers are not kept: a restored record is looked up again. A stop
+//!   with a savepoint drops what the operator holds ([`Operator::on_stop`]):
+//!   it is in the savepoint, and the resumed job emits it. The
 //!   checkpoint's event-time progress is the last watermark the operator
 //!   emitted ([`Operator::emitted_watermark`]), not its input's: a restore
 //!   tells consumers no more than they had heard, and the input's watermark,
@@ -471,6 +473,13 @@ impl Operator for AsyncOperator {
                 .map_err(|e| self.context.state_error(e))?;
         }
         self.context.snapshot_keyed(backend, &self.scope.timers)
+    }
+
+    fn on_stop(&mut self) {
+        self.restored = None;
+        self.waiting.clear();
+        self.queue = CompletionQueue::new(self.config.mode);
+        self.in_flight.clear();
     }
 
     fn close(&mut self, out: &mut Output) -> Result<(), TaskError> {
