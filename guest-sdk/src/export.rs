@@ -9,8 +9,9 @@
 /// ([`ReduceFunction`](crate::ReduceFunction), run as a window aggregate),
 /// `process_window` ([`ProcessWindowFunction`](crate::ProcessWindowFunction)),
 /// `evictor` ([`Evictor`](crate::Evictor)), `trigger`
-/// ([`Trigger`](crate::Trigger)) or `partitioner`
-/// ([`Partitioner`](crate::Partitioner), a Kafka sink's) and `Type`
+/// ([`Trigger`](crate::Trigger)), `partitioner`
+/// ([`Partitioner`](crate::Partitioner), a Kafka sink's) or `async_map`
+/// ([`AsyncMap`](crate::AsyncMap)) and `Type`
 /// implements the matching trait ([`Map`](crate::Map),
 /// [`Filter`](crate::Filter), [`FlatMap`](crate::FlatMap),
 /// [`KeySelector`](crate::KeySelector),
@@ -117,6 +118,9 @@ macro_rules! export_functions {
     (@entry partitioner $name:literal $function:ty) => {
         $crate::__private::FunctionEntry::partitioner::<$function>($name)
     };
+    (@entry async_map $name:literal $function:ty) => {
+        $crate::__private::FunctionEntry::async_map::<$function>($name)
+    };
     (@state value $name:literal $type:ty) => {
         $crate::__private::StateCodec::value::<$type>($name)
     };
@@ -134,7 +138,7 @@ macro_rules! export_functions {
         ::core::compile_error!(::core::concat!(
             "unknown function kind `",
             ::core::stringify!($kind),
-            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join, keyed_co_process, watermark_generator, reduce, process_window, evictor, trigger or partitioner"
+            "`: expected map, filter, flat_map, key_selector, keyed_process, window_aggregate, join, keyed_co_process, watermark_generator, reduce, process_window, evictor, trigger, partitioner or async_map"
         ))
     };
 }

@@ -20,6 +20,7 @@
 //! | `evictor`          | [`Evictor`]              | evicted from a firing window, or kept   |
 //! | `trigger`          | [`Trigger`]              | decides when its window fires or purges |
 //! | `partitioner`      | [`Partitioner`]          | the Kafka partition a sink writes it to |
+//! | `async_map`        | [`AsyncMap`]             | lookups the host runs, then zero or more records |
 //!
 //! # Map of the crate
 //!
@@ -162,6 +163,7 @@
 //! cargo emits the component directly.
 #![deny(missing_docs)]
 
+mod async_map;
 mod broadcast;
 mod codec;
 mod context;
@@ -185,6 +187,7 @@ mod watermarks;
 mod window;
 mod window_functions;
 
+pub use async_map::{AsyncMap, Lookups};
 pub use broadcast::BroadcastState;
 pub use codec::MapTypes;
 pub use context::{Context, OpenContext};

@@ -4,6 +4,7 @@
 //!
 //! The UDF components are built once per test run ([`harness::udf_dir`]).
 
+mod async_lookup;
 mod bad_input;
 mod broadcast;
 mod chaos;

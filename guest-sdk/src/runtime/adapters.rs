@@ -41,6 +41,8 @@ pub(crate) enum Instance {
     Trigger(Box<dyn super::trigger_adapter::DynTrigger>),
     /// A Kafka sink partitioner.
     Partitioner(Box<dyn super::partitioner_adapter::DynPartitioner>),
+    /// An async lookup function.
+    AsyncMap(Box<dyn super::async_adapter::DynAsyncMap>),
 }
 
 /// A map, filter or flat-map function.

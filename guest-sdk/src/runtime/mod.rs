@@ -2,6 +2,7 @@
 //! `library.init` opened.
 
 mod adapters;
+mod async_adapter;
 mod partitioner_adapter;
 pub(crate) mod scope;
 mod trigger_adapter;
@@ -163,6 +164,15 @@ impl FunctionEntry {
         }
     }
 
+    /// An [`AsyncMap`](crate::AsyncMap): records enriched by async lookups.
+    pub const fn async_map<F: crate::AsyncMap>(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: wit::FunctionKind::AsyncMap,
+            open: async_adapter::open_async_map::<F>,
+        }
+    }
+
     /// A Kafka sink [`Partitioner`](crate::Partitioner).
     pub const fn partitioner<F: crate::Partitioner>(name: &'static str) -> Self {
         Self {
@@ -244,6 +254,7 @@ fn wrong_kind(active: &Active, export: &str) -> ! {
         wit::FunctionKind::WindowEvictor => "window-evictor",
         wit::FunctionKind::WindowTrigger => "window-trigger",
         wit::FunctionKind::Partitioner => "partitioner",
+        wit::FunctionKind::AsyncMap => "async-map",
     };
     panic!(
         "the host called {export}, but function `{}` is a {kind} function",

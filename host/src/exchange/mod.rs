@@ -71,6 +71,17 @@ pub(crate) enum TaskError {
         /// What should not have happened.
         what: &'static str,
     },
+    /// A lookup of an async operator failed its last try, and the
+    /// operator's `on_failure` is `fail`.
+    #[error("operator `{operator}`: lookup `{lookup}` failed: {cause}")]
+    Lookup {
+        /// The operator's uid.
+        operator: String,
+        /// The lookup's name.
+        lookup: String,
+        /// The last try's error.
+        cause: String,
+    },
     /// Checkpoint storage failed (opening it, or reading a checkpoint).
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -159,6 +170,11 @@ impl TaskError {
             Self::State { operator: uid, source } => operator(uid, source.to_string()),
             Self::StateRestore { operator: uid, source } => operator(uid, source.to_string()),
             Self::Internal { operator: uid, what } => operator(uid, (*what).to_string()),
+            Self::Lookup {
+                operator: uid,
+                lookup,
+                cause,
+            } => operator(uid, format!("lookup `{lookup}` failed: {cause}")),
             other => nobody(other.to_string()),
         }
     }

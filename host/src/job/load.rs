@@ -20,6 +20,7 @@ mod graph;
 mod http;
 mod kafka;
 mod limits;
+mod lookup;
 mod operator;
 mod recovery;
 mod two_input;
@@ -158,8 +159,9 @@ impl Builder<'_> {
         for source in &spec.sources {
             drafts.push(self.source(source, default_parallelism));
         }
+        let lookups = self.lookups(&spec.lookups);
         for operator in &spec.operators {
-            drafts.push(self.operator(operator, default_parallelism));
+            drafts.push(self.operator(operator, default_parallelism, &lookups));
         }
         for sink in &spec.sinks {
             drafts.push(self.sink(sink));

@@ -1,6 +1,7 @@
 //! Jobs: the job file ([`spec`]), its parameters ([`params`]), loading and
 //! validation ([`load`]) and the executable plan ([`crate::plan`]).
 
+pub(crate) mod async_spec;
 pub(crate) mod error;
 pub(crate) mod load;
 pub(crate) mod params;

@@ -69,6 +69,9 @@ pub(crate) struct JobSpec {
     /// Where results go.
     #[serde(default, rename = "sink")]
     pub sinks: Vec<Spanned<SinkSpec>>,
+    /// Lookup clients that async operators may be granted.
+    #[serde(default, rename = "lookup")]
+    pub lookups: Vec<Spanned<super::async_spec::LookupSpec>>,
     /// Checkpointing; off when absent.
     pub checkpoint: Option<Spanned<CheckpointSpec>>,
     /// What to do when a task fails.
@@ -346,6 +349,11 @@ pub(crate) struct OperatorSpec {
     pub process: Option<Spanned<ProcessSpec>>,
     /// Evicts elements of firing windows (the window buffers its elements).
     pub evictor: Option<Spanned<EvictorSpec>>,
+    /// How an async-map function's lookups run.
+    #[serde(rename = "async")]
+    pub async_: Option<Spanned<super::async_spec::AsyncSpec>>,
+    /// The `[[lookup]]`s granted to an async-map function, by name.
+    pub lookups: Option<Spanned<Vec<String>>>,
 }
 
 /// `second_input = { input = "right", key_by = { module = "m.wasm", function = "key" } }`.

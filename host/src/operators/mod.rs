@@ -14,6 +14,8 @@
 //!   at each barrier and commits when the checkpoint completes.
 //! - [`window_join`], [`interval_join`], [`co_process`]: two-input operators
 //!   over two keyed inputs (see [`Operator::process_input`]).
+//! - [`async_io`]: async lookups (a Wasm function whose lookups run on a
+//!   tokio runtime of the subtask's own; see its design notes).
 //! - [`context`]: what every operator running a user function carries
 //!   ([`OperatorContext`], [`KeyedContext`]) and [`Side`].
 //!
@@ -21,6 +23,7 @@
 //! restores it before the first record and calls [`Operator::snapshot_state`]
 //! when the barriers of a checkpoint are aligned.
 
+pub(crate) mod async_io;
 pub(crate) mod buffered_window;
 pub(crate) mod co_process;
 pub(crate) mod context;
@@ -64,6 +67,39 @@ pub(crate) trait Operator: Send {
         Ok(())
     }
 
+    /// Whether the operator emits watermarks itself, in order with its
+    /// records (from [`Operator::on_watermark`] or later), instead of the
+    /// runtime forwarding each one after `on_watermark` returns.
+    fn holds_watermarks(&self) -> bool {
+        false
+    }
+
+    /// For an operator that holds watermarks: the last watermark it
+    /// emitted. A checkpoint records it as the operator's event-time
+    /// progress (not its input's, which records still in the operator are
+    /// behind), so a restore tells consumers no more than they had heard.
+    fn emitted_watermark(&self) -> Option<EventTime> {
+        None
+    }
+
+    /// A channel that is ready when the operator has work that came from
+    /// elsewhere (answers of async lookups): the runtime selects on it
+    /// beside the inputs and then calls [`Operator::on_wakeup`].
+    fn wakeup(&self) -> Option<&crossbeam_channel::Receiver<()>> {
+        None
+    }
+
+    /// The [`Operator::wakeup`] channel was ready (its token is taken).
+    fn on_wakeup(&mut self, _out: &mut Output) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// Whether the operator takes input now; while not, the runtime reads
+    /// neither records nor barriers (backpressure) and waits for a wakeup.
+    fn accepts_input(&self) -> bool {
+        true
+    }
+
     /// The operator starts from a checkpoint whose watermark was
     /// `watermark`: records at or behind it are late, as they were before.
     /// Nothing fires: a timer registered for a time the watermark had
@@ -103,6 +139,11 @@ pub(crate) trait Operator: Send {
     fn pending_commit(&self) -> Option<CheckpointId> {
         None
     }
+
+    /// The job stops with a savepoint, which the operator's last snapshot
+    /// is part of: what it still holds is in that savepoint, and is not to
+    /// be emitted now (called before [`Operator::close`]).
+    fn on_stop(&mut self) {}
 
     /// Every input has ended (after the final watermark); flush and finish.
     fn close(&mut self, _out: &mut Output) -> Result<(), TaskError> {

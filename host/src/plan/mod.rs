@@ -62,6 +62,9 @@ pub(crate) enum StateBackendConfig {
     },
 }
 
+/// An async operator's settings (defined with the operator).
+pub(crate) use crate::operators::async_io::config::{AsyncConfig, AsyncMode, LookupConfig, LookupKind, OnFailure};
+
 /// Resource limits of a Wasm instance (defined by the Wasm layer).
 pub(crate) use crate::wasm::Limits;
 
@@ -144,6 +147,14 @@ pub(crate) enum OperatorPlan {
         /// The second (right) input.
         second: Edge,
     },
+    /// An async lookup function: lookups run on the subtask's own I/O
+    /// runtime, the records in flight are checkpointed.
+    Async {
+        /// The async-map function.
+        function: FunctionRef,
+        /// Mode, capacity, timeout, retries, failure handling, lookups.
+        config: AsyncConfig,
+    },
     /// A keyed co-process function: two inputs, shared keyed state and
     /// timers; the second input keyed or broadcast.
     CoProcess {
@@ -174,7 +185,7 @@ impl OperatorPlan {
     /// file): its module is the operator's module.
     pub(crate) fn function(&self) -> &FunctionRef {
         match self {
-            Self::Transform(f) | Self::KeyedProcess(f) => f,
+            Self::Transform(f) | Self::KeyedProcess(f) | Self::Async { function: f, .. } => f,
             Self::Window { aggregate, .. } => aggregate,
             Self::BufferedWindow { function, .. } => match function {
                 BufferedWindowFunction::Process(f) => f,
@@ -190,7 +201,7 @@ impl OperatorPlan {
     /// buffering window's process function, evictor and trigger.
     pub(crate) fn functions_mut(&mut self) -> Vec<&mut FunctionRef> {
         match self {
-            Self::Transform(f) | Self::KeyedProcess(f) => vec![f],
+            Self::Transform(f) | Self::KeyedProcess(f) | Self::Async { function: f, .. } => vec![f],
             Self::Window { aggregate, .. } => vec![aggregate],
             Self::BufferedWindow { function, window } => {
                 let mut all = match function {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::subtask::Subtask;
 use crate::exchange::TaskError;
+use crate::operators::async_io::AsyncOperator;
 use crate::operators::buffered_window::{BufferedWindowOperator, BufferedWindowParts, Evictor, WindowFunction};
 use crate::operators::co_process::CoProcessOperator;
 use crate::operators::interval_join::IntervalJoinOperator;
@@ -28,6 +29,18 @@ impl Subtask<'_> {
             OperatorPlan::Transform(function) => {
                 let instance = self.instance(uid, function, Some(self.operator_scope()?))?;
                 Box::new(TransformOperator::new(self.context(module), instance))
+            }
+            OperatorPlan::Async { function, config } => {
+                let instance = self.instance(uid, function, None)?;
+                let scope = self.operator_scope()?;
+                let context = self.context(module);
+                Box::new(AsyncOperator::new(
+                    context,
+                    instance,
+                    config.clone(),
+                    scope,
+                    self.subtask,
+                )?)
             }
             OperatorPlan::KeyedProcess(function) => {
                 let instance = self.instance(uid, function, Some(self.keyed_scope()?))?;

@@ -263,6 +263,8 @@ enum Event {
     Input(usize, Message),
     Control(ToTask),
     Timer,
+    /// The operator's wakeup channel was ready.
+    Wakeup,
 }
 
 /// Runs an operator subtask until all its inputs end.
@@ -314,6 +316,7 @@ pub(crate) fn run_operator_inputs(
                 out.tick()?;
             }
             Event::Control(message) => on_control(operator, &mut state, message)?,
+            Event::Wakeup => operator.on_wakeup(out)?,
             Event::Input(channel, Message::Data(batch)) => {
                 state.idle[channel] = false;
                 let side = sides.get(channel).copied().unwrap_or(Side::First);
@@ -332,17 +335,13 @@ pub(crate) fn run_operator_inputs(
                 let slot = &mut state.watermarks[channel];
                 *slot = (*slot).max(watermark);
                 if let Some(watermark) = state.advance() {
-                    out.metrics().set_input_watermark(watermark);
-                    operator.on_watermark(watermark, out)?;
-                    out.watermark(watermark)?;
+                    advance_watermark(operator, out, watermark)?;
                 }
             }
             Event::Input(channel, Message::Idle) => {
                 state.idle[channel] = true;
                 if let Some(watermark) = state.advance() {
-                    out.metrics().set_input_watermark(watermark);
-                    operator.on_watermark(watermark, out)?;
-                    out.watermark(watermark)?;
+                    advance_watermark(operator, out, watermark)?;
                 }
                 if state.all_idle() {
                     out.idle()?;
@@ -365,9 +364,7 @@ pub(crate) fn run_operator_inputs(
             Event::Input(channel, Message::End) => {
                 state.ended[channel] = true;
                 if let Some(watermark) = state.advance().filter(|_| !stopped) {
-                    out.metrics().set_input_watermark(watermark);
-                    operator.on_watermark(watermark, out)?;
-                    out.watermark(watermark)?;
+                    advance_watermark(operator, out, watermark)?;
                 }
                 if let Some(barrier) = state.aligned() {
                     state.observe_alignment(&barrier, out.metrics());
@@ -379,6 +376,9 @@ pub(crate) fn run_operator_inputs(
     if let (Some(link), Some(last)) = (link, operator.pending_commit()) {
         await_commit(operator, link, last)?;
     }
+    if stopped {
+        operator.on_stop();
+    }
     operator.close(out)?;
     if stopped {
         out.stop()?
@@ -389,6 +389,18 @@ pub(crate) fn run_operator_inputs(
         link.finished();
     }
     Ok(())
+}
+
+/// The operator's watermark advanced: the operator sees it, then it goes
+/// downstream (unless the operator emits watermarks itself).
+fn advance_watermark(operator: &mut dyn Operator, out: &mut Output, watermark: EventTime) -> Result<(), TaskError> {
+    out.metrics().set_input_watermark(watermark);
+    operator.on_watermark(watermark, out)?;
+    if operator.holds_watermarks() {
+        Ok(())
+    } else {
+        out.watermark(watermark)
+    }
 }
 
 /// Snapshots the operator (and its event-time progress: `watermark` and
@@ -403,7 +415,7 @@ fn checkpoint(
     let snapshot = operator.snapshot_state(barrier.id)?;
     if let Some(link) = link {
         let progress = WatermarkSnapshot {
-            input: Some(watermark),
+            input: Some(operator.emitted_watermark().unwrap_or(watermark)),
             output: out.generator_state(),
         };
         link.ack_operator(barrier.id, snapshot, progress);
@@ -462,13 +474,17 @@ fn next_event(
 ) -> Result<Event, TaskError> {
     let mut select = Select::new();
     let mut channel_of = Vec::with_capacity(inputs.len());
+    // An operator that takes no input now waits for its wakeup instead.
+    let accepts = operator.accepts_input();
     for (channel, input) in inputs.iter().enumerate() {
-        if !state.ended[channel] && !state.blocked(channel, mode) {
+        if accepts && !state.ended[channel] && !state.blocked(channel, mode) {
             select.recv(input);
             channel_of.push(channel);
         }
     }
     let control_index = link.map(|c| select.recv(&c.from_coordinator));
+    let wakeup = operator.wakeup();
+    let wakeup_index = wakeup.map(|w| select.recv(w));
     let timer = operator
         .next_processing_time()
         .map(|deadline| Duration::from_millis(deadline.saturating_sub(crate::time::now_ms()).max(0) as u64));
@@ -500,6 +516,12 @@ fn next_event(
             .recv(&link.from_coordinator)
             .map(Event::Control)
             .map_err(|_| TaskError::Cancelled);
+    }
+    if Some(index) == wakeup_index
+        && let Some(wakeup) = wakeup
+    {
+        let _ = ready.recv(wakeup);
+        return Ok(Event::Wakeup);
     }
     let channel = channel_of[index];
     let message = ready.recv(&inputs[channel]).map_err(|_| TaskError::Cancelled)?;

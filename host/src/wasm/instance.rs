@@ -24,7 +24,8 @@
 //! - `aggregate`: window aggregates;
 //! - `two_input`: join functions and their batches of pairs;
 //! - `window_calls`: process-window functions, evictors and triggers;
-//! - `partitioner`: Kafka sink partitioners.
+//! - `partitioner`: Kafka sink partitioners;
+//! - `async_map`: async lookup functions (prepare, then complete).
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ use super::module::UdfModule;
 use crate::record::batch::RecordBatch;
 
 mod aggregate;
+mod async_map;
 mod core;
 mod keyed;
 mod one_input;
@@ -47,6 +49,7 @@ mod window_calls;
 
 pub use self::core::{Export, Udf};
 pub use aggregate::WindowAggregateUdf;
+pub use async_map::{AsyncMapUdf, LookupRequest, Prepared};
 pub use keyed::{CoProcessUdf, KeyedProcessUdf, TimerExport};
 pub use one_input::{KeySelectorUdf, TransformUdf, WatermarkGeneratorUdf};
 pub use partitioner::PartitionerUdf;

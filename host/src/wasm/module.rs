@@ -47,6 +47,8 @@ pub enum FunctionKind {
     WindowTrigger,
     /// Chooses the Kafka partition of each message a sink writes.
     Partitioner,
+    /// Enriches records with lookups the host runs asynchronously.
+    AsyncMap,
 }
 
 impl FunctionKind {
@@ -64,6 +66,7 @@ impl FunctionKind {
             Self::WindowEvictor => "window-evictor",
             Self::WindowTrigger => "window-trigger",
             Self::Partitioner => "partitioner",
+            Self::AsyncMap => "async-map",
         }
     }
 }
@@ -84,6 +87,7 @@ impl fmt::Display for FunctionKind {
             Self::WindowEvictor => "window-evictor",
             Self::WindowTrigger => "window-trigger",
             Self::Partitioner => "partitioner",
+            Self::AsyncMap => "async-map",
         })
     }
 }
@@ -104,6 +108,7 @@ impl From<wit::FunctionKind> for FunctionKind {
             wit::FunctionKind::WindowEvictor => Self::WindowEvictor,
             wit::FunctionKind::WindowTrigger => Self::WindowTrigger,
             wit::FunctionKind::Partitioner => Self::Partitioner,
+            wit::FunctionKind::AsyncMap => Self::AsyncMap,
         }
     }
 }

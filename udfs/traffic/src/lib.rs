@@ -1,10 +1,13 @@
 //! Traffic cameras: parse passings, find cloned plates (the same plate seen
 //! in two cities less than a minute apart) and silent cameras (no passing
 //! for 30 minutes of event time), and count the flow per camera and window
-//! (`flow`).
+//! (`flow`), and enrich passings with their camera's road from a lookup the
+//! host runs (`enrich`, an async map).
 //!
 //! Input lines are CSV `ts_ms,camera_id,plate,speed_kmh`, e.g.
 //! `1767225600123,CAM0042,P0012345,87`.
+
+mod enrich;
 
 use std::fmt;
 use std::io::Write as _;
@@ -493,6 +496,8 @@ weir_sdk::export_functions! {
     keyed_process "cloned_plates" => ClonedPlates,
     keyed_process "silent_cameras" => SilentCameras,
     window_aggregate "flow" => Flow,
+    async_map "enrich" => enrich::Enrich,
+    map "event_time" => enrich::EventTime,
 }
 
 #[cfg(test)]

@@ -1,19 +1,27 @@
 //! Operators of the job file: the checks of each function kind against
 //! the operator's settings, and the one [`OperatorPlan`] the runtime builds.
 
+use std::collections::BTreeMap;
+
 use toml::Spanned;
 
 use super::two_input::JoinChoice;
 use super::{Builder, Draft, DraftInput, DraftPartitioning};
 use crate::job::spec::{KeyBySpec, OperatorSpec};
 use crate::plan::{
-    BufferedWindowFunction, Edge, FunctionRef, OperatorPlan, Partitioning, SinkConfig, VertexKind, WindowConfig,
+    AsyncConfig, BufferedWindowFunction, Edge, FunctionRef, LookupConfig, OperatorPlan, Partitioning, SinkConfig,
+    VertexKind, WindowConfig,
 };
 use crate::wasm::FunctionKind;
 
 impl Builder<'_> {
     /// The draft vertex of `[[operator]]` `spanned`; problems are recorded.
-    pub(super) fn operator(&mut self, spanned: &Spanned<OperatorSpec>, default_parallelism: u32) -> Draft {
+    pub(super) fn operator(
+        &mut self,
+        spanned: &Spanned<OperatorSpec>,
+        default_parallelism: u32,
+        lookups: &BTreeMap<String, LookupConfig>,
+    ) -> Draft {
         let errors_at_start = self.errors.len();
         let operator = spanned.get_ref();
         let uid = operator.uid.get_ref().clone();
@@ -51,7 +59,8 @@ impl Builder<'_> {
             .watermarks
             .as_ref()
             .map(|w| self.watermarks(w, &uid, Some(&operator.module)));
-        let plan = function.and_then(|function| operator_plan(function, window, process, join));
+        let async_config = self.async_config(operator, &uid, function.as_ref(), lookups);
+        let plan = function.and_then(|function| operator_plan(function, window, process, join, async_config));
         let kind = match plan {
             Some(plan) => VertexKind::Operator(plan),
             None => {
@@ -222,6 +231,7 @@ fn operator_plan(
     window: Option<WindowConfig>,
     process: Option<FunctionRef>,
     join: Option<JoinChoice>,
+    async_config: Option<AsyncConfig>,
 ) -> Option<OperatorPlan> {
     // The second edge is wired when the graph is ordered.
     let second = Edge {
@@ -234,6 +244,10 @@ fn operator_plan(
             OperatorPlan::Transform(function)
         }
         (FunctionKind::KeyedProcess, None, None) => OperatorPlan::KeyedProcess(function),
+        (FunctionKind::AsyncMap, None, None) => OperatorPlan::Async {
+            function,
+            config: async_config?,
+        },
         (FunctionKind::WindowAggregate, Some(window), None) if process.is_none() && window.functions.is_empty() => {
             OperatorPlan::Window {
                 aggregate: function,

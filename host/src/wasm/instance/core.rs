@@ -10,7 +10,7 @@ use wasmtime::component::{Instance, InstancePre};
 
 use super::super::Limits;
 use super::super::bindings::exports::weir::udf::{
-    join, key_selector, keyed_co_process, keyed_process, library, partitioner, process_window, transform,
+    async_map, join, key_selector, keyed_co_process, keyed_process, library, partitioner, process_window, transform,
     watermark_generator, window_aggregate, window_evictor, window_trigger,
 };
 use super::super::host_state::{HostState, KeyedScope};
@@ -50,6 +50,7 @@ exports!(
     window_evictor,
     window_trigger,
     partitioner,
+    async_map,
 );
 
 /// The store of a running function, who it runs for, its limits, and how
