@@ -116,24 +116,5 @@ impl Client {
     }
 }
 
-/// `text` as one percent-encoded path segment (uids may hold any character).
-pub(crate) fn segment(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn path_segments_are_percent_encoded() {
-        assert_eq!(super::segment("count-v2_x.y~"), "count-v2_x.y~");
-        assert_eq!(super::segment("a b/c%é"), "a%20b%2Fc%25%C3%A9");
-    }
-}
+/// `text` as one percent-encoded path segment.
+pub(crate) use crate::record::url::segment;

@@ -5,3 +5,4 @@
 //!   boundary — and [`batch::EventTime`].
 
 pub mod batch;
+pub(crate) mod url;

@@ -79,7 +79,7 @@ impl LookupClient {
     /// Starts request `request` of record `id`: `key` from `lookup`.
     pub(crate) fn issue(&self, id: u64, request: usize, lookup: &LookupConfig, key: &str) {
         let LookupKind::Http { url } = &lookup.kind;
-        let url = url.replace("{key}", &percent_encode(key));
+        let url = url.replace("{key}", &crate::record::url::segment(key));
         let (http, timeout, retry) = (self.http.clone(), self.timeout, self.retry);
         let (answers, wake) = (self.answers_tx.clone(), self.wake_tx.clone());
         self.handle.spawn(async move {
@@ -172,28 +172,9 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// `key` with every byte but RFC 3986's unreserved ones as `%XX`.
-fn percent_encode(key: &str) -> String {
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_percent_encoded() {
-        assert_eq!(percent_encode("CAM0042"), "CAM0042");
-        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
-    }
 
     #[test]
     fn the_last_error_is_reported_with_the_number_of_attempts() {
