@@ -109,13 +109,8 @@ impl Drop for Job {
 
 /// The HTTP address in the job's registry entry, once it has one.
 fn registered(work: &Workdir) -> Option<SocketAddr> {
-    std::fs::read_dir(work.path("home/jobs"))
-        .ok()?
-        .flatten()
-        .filter(|entry| entry.path().extension().is_some_and(|e| e == "json"))
-        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .find_map(|json| json["http"].as_str().and_then(|http| http.parse().ok()))
+    let (_, json) = crate::http::registry_entry(work)?;
+    json["http"].as_str()?.parse().ok()
 }
 
 /// Where `weir_browser_setup` installs playwright-core.

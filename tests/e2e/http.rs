@@ -108,23 +108,25 @@ impl Drop for Job {
     }
 }
 
+/// The path and contents of the job's registry entry, once written (it is
+/// written whole, by a rename).
+pub(crate) fn registry_entry(work: &Workdir) -> Option<(std::path::PathBuf, serde_json::Value)> {
+    std::fs::read_dir(work.path("home/jobs"))
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .find_map(|path| {
+            let json = serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+            Some((path, json))
+        })
+}
+
 /// The id and HTTP address in the job's registry entry, once it has one.
 fn registered(work: &Workdir) -> Option<(String, SocketAddr)> {
-    for entry in std::fs::read_dir(work.path("home/jobs")).ok()?.flatten() {
-        if entry.path().extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        if let (Some(id), Some(http)) = (json["id"].as_str(), json["http"].as_str()) {
-            return Some((id.to_string(), http.parse().expect("a socket address")));
-        }
-    }
-    None
+    let (_, json) = registry_entry(work)?;
+    let id = json["id"].as_str()?.to_string();
+    Some((id, json["http"].as_str()?.parse().expect("a socket address")))
 }
 
 /// An HTTP answer.

@@ -90,7 +90,7 @@ impl Job {
         let mut child = start(work, args);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Some((entry, json)) = registered(work) {
+            if let Some((entry, json)) = crate::http::registry_entry(work) {
                 let bound: SocketAddr = json["http"].as_str().expect("an address").parse().expect("an address");
                 let address = if bound.ip().is_unspecified() {
                     SocketAddr::from(([127, 0, 0, 1], bound.port()))
@@ -137,22 +137,6 @@ impl Drop for Job {
             let _ = child.wait();
         }
     }
-}
-
-/// The path and contents of the job's registry entry, once written.
-fn registered(work: &Workdir) -> Option<(PathBuf, Value)> {
-    for entry in std::fs::read_dir(work.path("home/jobs")).ok()?.flatten() {
-        if entry.path().extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let json = std::fs::read_to_string(entry.path())
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
-        if let Some(json) = json {
-            return Some((entry.path(), json));
-        }
-    }
-    None
 }
 
 /// Sends a request with `headers` and `body` and reads the whole answer:

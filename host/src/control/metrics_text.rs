@@ -81,6 +81,7 @@ fn kind_name(role: VertexRole) -> &'static str {
 }
 
 /// What a per-subtask family reads: a count, a gauge or a histogram.
+#[derive(Debug)]
 enum Reading {
     Counter(u64),
     Gauge(f64),
@@ -334,16 +335,6 @@ impl Collector for Scrape {
             encode_reading(&mut family.encode_family(&job)?, reading)?;
         }
         Ok(())
-    }
-}
-
-impl std::fmt::Debug for Reading {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reading::Counter(v) => write!(f, "counter {v}"),
-            Reading::Gauge(v) => write!(f, "gauge {v}"),
-            Reading::Histogram(h) => write!(f, "histogram of {}", h.count()),
-        }
     }
 }
 

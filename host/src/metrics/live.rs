@@ -206,19 +206,21 @@ impl LiveMetrics {
         let (Some((then, before)), Some((now, after))) = (&samples.previous, &samples.latest) else {
             return SubtaskRates::default();
         };
-        let find = |snapshot: &Snapshot| {
-            snapshot
-                .vertices
-                .iter()
-                .find(|v| v.uid == uid)
-                .and_then(|v| v.subtasks.iter().find(|s| s.index == index))
-                .cloned()
-        };
-        let (Some(before), Some(after)) = (find(before), find(after)) else {
-            return SubtaskRates::default();
-        };
-        rates_between(&before, &after, now.duration_since(*then).as_secs_f64())
+        let find = |snapshot| find_subtask(snapshot, uid, index);
+        match (find(before), find(after)) {
+            (Some(before), Some(after)) => rates_between(before, after, now.duration_since(*then).as_secs_f64()),
+            _ => SubtaskRates::default(),
+        }
     }
+}
+
+/// Subtask `index` of vertex `uid` in `snapshot`.
+fn find_subtask<'a>(snapshot: &'a Snapshot, uid: &str, index: u32) -> Option<&'a SubtaskSnapshot> {
+    snapshot
+        .vertices
+        .iter()
+        .find(|v| v.uid == uid)
+        .and_then(|v| v.subtasks.iter().find(|s| s.index == index))
 }
 
 /// The rates from `before` to `after`, `seconds` apart.

@@ -219,9 +219,14 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
         ) {
             Ok(()) => break Ok(()),
             Err(error) => {
-                let restart = !error.is_permanent() && plan.settings.restart.delay_before(restarts + 1).is_some();
+                let delay = if error.is_permanent() {
+                    None
+                } else {
+                    plan.settings.restart.delay_before(restarts + 1)
+                };
                 if let Some(live) = &options.live {
-                    live.exceptions().record(exception_record(&error, restarts, restart));
+                    live.exceptions()
+                        .record(exception_record(&error, restarts, delay.is_some()));
                 }
                 if error.is_permanent() {
                     break Err(error);
@@ -230,7 +235,7 @@ pub(crate) fn execute(plan: &JobPlan, wasm: &WasmRuntime, options: &RunOptions) 
                 if let Some(live) = &options.live {
                     live.add_restart();
                 }
-                let Some(delay) = plan.settings.restart.delay_before(restarts) else {
+                let Some(delay) = delay else {
                     break Err(error);
                 };
                 let latest = match &shared.storage {
