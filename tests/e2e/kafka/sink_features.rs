@@ -13,12 +13,14 @@ use crate::harness::{Workdir, module};
 
 /// A job that reads `in.txt` (one record a line) and writes every line to
 /// Kafka sink `out` (exactly once) with `settings`; dead letters go to
-/// `dead.jsonl`; the first failure fails the job.
+/// `dead.jsonl`; the first failure fails the job. The job is named after
+/// its topic: tests run at once on one broker, and the sink's transactional
+/// ids carry the job's name, so two jobs of one name would fence each other.
 fn sink_job(servers: &str, topic: &str, settings: &str) -> String {
     format!(
         r#"
 [job]
-name = "sink-features"
+name = "sink-{topic}"
 dead_letter = "dead.jsonl"
 
 [restart]
